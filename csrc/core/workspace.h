@@ -1,0 +1,14 @@
+// Per-thread scratch buffers reused across calls, so hot loops never allocate.
+// Each thread keeps at most one buffer per slot, grown to the largest request
+// it has seen: memory stays bounded across repeated calls.
+#pragma once
+#include <cstddef>
+
+namespace cnnkit {
+
+enum class WorkspaceSlot { GemmPackA = 0, GemmPackB, Im2col, Scratch0, Scratch1, Count };
+
+// 64-byte aligned, uninitialised, valid until the same thread asks for the same slot again.
+float* thread_workspace(WorkspaceSlot slot, std::size_t floats);
+
+}  // namespace cnnkit

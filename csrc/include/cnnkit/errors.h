@@ -1,0 +1,31 @@
+// Errors raised by the core. The Python bindings map each kind to the
+// matching Python exception; C++ callers catch cnnkit::Error.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace cnnkit {
+
+enum class ErrorKind { Value, Type, Index, Overflow, Memory };
+
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  ErrorKind kind() const { return kind_; }
+
+ private:
+  ErrorKind kind_;
+};
+
+[[noreturn]] inline void fail(ErrorKind kind, const std::string& message) { throw Error(kind, message); }
+
+// Checks stay on in release builds: they guard every shape that reaches a kernel.
+inline void check(bool ok, ErrorKind kind, const std::string& message) {
+  if (!ok) fail(kind, message);
+}
+
+// a * b for element counts and byte sizes, failing instead of wrapping.
+int64_t checked_mul(int64_t a, int64_t b, const char* what);
+
+}  // namespace cnnkit

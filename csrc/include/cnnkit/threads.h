@@ -1,0 +1,13 @@
+// The thread count used by every parallel region in cnnkit.
+#pragma once
+
+namespace cnnkit {
+
+// Defaults to OMP_NUM_THREADS when set, else the number of cores.
+int num_threads();
+// n >= 1; throws a Value error otherwise.
+void set_num_threads(int n);
+// Whether the build has OpenMP (otherwise every op runs on the calling thread).
+bool threads_compiled();
+
+}  // namespace cnnkit

@@ -1,0 +1,8 @@
+#include "python/bindings.h"
+#include "python/common.h"
+
+namespace cnnkit::python {
+
+void bind_conv(py::module_& m) { (void)m; }
+
+}  // namespace cnnkit::python

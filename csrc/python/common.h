@@ -1,0 +1,52 @@
+// Helpers shared by the binding files: array access, output allocation and
+// the GIL. Bindings receive arrays the Python layer has already validated and
+// made float32 C-contiguous; the checks here are the last line of defence.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cnnkit/errors.h"
+
+namespace cnnkit::python {
+
+namespace py = pybind11;
+
+// Read-only float32 input; pybind11 converts anything else into a C-contiguous copy.
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+inline std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+inline void require_ndim(const py::array& a, py::ssize_t ndim, const char* name) {
+  check(a.ndim() == ndim, ErrorKind::Value,
+        std::string(name) + " must have " + std::to_string(ndim) + " dimensions, got " +
+            std::to_string(a.ndim()));
+}
+
+// A new uninitialised float32 array; the element count is checked before allocating.
+inline FloatArray new_float_array(const std::vector<int64_t>& shape) {
+  int64_t count = 1;
+  for (int64_t d : shape) count = checked_mul(count, d, "output size");
+  checked_mul(count, static_cast<int64_t>(sizeof(float)), "output bytes");
+  return FloatArray(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+// An array the kernel writes into (running statistics, gradients): it must be
+// float32, C-contiguous and writeable, because writing into a converted copy
+// would silently lose the update.
+inline float* writable_floats(py::array& a, const char* name) {
+  if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4) {
+    fail(ErrorKind::Type, std::string(name) + " must be a float32 array");
+  }
+  check((a.flags() & py::array::c_style) != 0, ErrorKind::Value,
+        std::string(name) + " must be C-contiguous");
+  check(a.writeable(), ErrorKind::Value, std::string(name) + " must be writeable");
+  return static_cast<float*>(a.mutable_data());
+}
+
+}  // namespace cnnkit::python

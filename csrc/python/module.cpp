@@ -1,0 +1,69 @@
+// The private extension module cnnkit._C: build information, threads, ISA
+// cap, and the op families' bindings.
+#include <pybind11/stl.h>
+
+#include "cnnkit/errors.h"
+#include "cnnkit/gemm.h"
+#include "cnnkit/isa.h"
+#include "cnnkit/threads.h"
+#include "python/bindings.h"
+#include "python/common.h"
+
+namespace py = pybind11;
+
+namespace {
+
+void translate_errors() {
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const cnnkit::Error& e) {
+      PyObject* type = PyExc_ValueError;
+      switch (e.kind()) {
+        case cnnkit::ErrorKind::Value: type = PyExc_ValueError; break;
+        case cnnkit::ErrorKind::Type: type = PyExc_TypeError; break;
+        case cnnkit::ErrorKind::Index: type = PyExc_IndexError; break;
+        case cnnkit::ErrorKind::Overflow: type = PyExc_OverflowError; break;
+        case cnnkit::ErrorKind::Memory: type = PyExc_MemoryError; break;
+      }
+      PyErr_SetString(type, e.what());
+    }
+  });
+}
+
+py::dict build_info() {
+  using cnnkit::Isa;
+  py::list compiled;
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    if (cnnkit::isa_compiled(isa)) compiled.append(cnnkit::isa_name(isa));
+  }
+  py::dict info;
+  info["compiled_isas"] = compiled;
+  info["detected_isa"] = cnnkit::isa_name(cnnkit::detected_isa());
+  info["max_isa"] = cnnkit::isa_name(cnnkit::max_isa());
+  info["threads_compiled"] = cnnkit::threads_compiled();
+  info["num_threads"] = cnnkit::num_threads();
+  info["sgemm"] = cnnkit::sgemm_implementation();
+  info["cuda"] = false;
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "cnnkit native core (private: use cnnkit.functional)";
+  translate_errors();
+  m.def("build_info", &build_info);
+  m.def("num_threads", &cnnkit::num_threads);
+  m.def("set_num_threads", &cnnkit::set_num_threads, py::arg("n"));
+  m.def("max_isa", [] { return std::string(cnnkit::isa_name(cnnkit::max_isa())); });
+  m.def("set_max_isa",
+        [](const std::string& name) { cnnkit::set_max_isa(cnnkit::parse_isa(name)); },
+        py::arg("isa"));
+  cnnkit::python::bind_gemm(m);
+  cnnkit::python::bind_conv(m);
+  cnnkit::python::bind_pool(m);
+  cnnkit::python::bind_norm(m);
+  cnnkit::python::bind_act(m);
+  cnnkit::python::bind_loss(m);
+}

@@ -1,0 +1,51 @@
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import cnnkit
+from tolerance import worst_ratio
+
+# The isa and threads fixtures set process-wide state meant to hold for every
+# generated example, so the function-scoped-fixture health check does not apply.
+settings.register_profile(
+    "default", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+settings.register_profile(
+    "thorough", deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+_ORDER = ["scalar", "avx2", "avx512"]
+
+
+def supported_isas():
+    """Every ISA this build compiled and this CPU runs, narrowest first."""
+    info = cnnkit.build_info()
+    top = _ORDER.index(info["detected_isa"])
+    return [isa for isa in _ORDER[: top + 1] if isa in info["compiled_isas"]]
+
+
+@pytest.fixture(params=supported_isas())
+def isa(request):
+    """Run the test once per ISA cap, restoring the previous cap afterwards."""
+    previous = cnnkit.get_max_isa()
+    cnnkit.set_max_isa(request.param)
+    yield request.param
+    cnnkit.set_max_isa(previous)
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    """Run the test serially and threaded."""
+    previous = cnnkit.get_num_threads()
+    cnnkit.set_num_threads(request.param)
+    yield request.param
+    cnnkit.set_num_threads(previous)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if worst_ratio:
+        terminalreporter.section("worst error ratio |err| / (sqrt(K) u A) per op (bound: 8)")
+        for op in sorted(worst_ratio):
+            terminalreporter.write_line(f"{op:32s} {worst_ratio[op]:.3f}")

@@ -1,0 +1,58 @@
+"""The one float32-vs-float64 comparison used by every test (RELIABILITY.md).
+
+With K the reduction length, u = 2**-24 and A the same op applied to |inputs|
+in float64:   |y - y_oracle| <= c * sqrt(K) * u * A   (c = 8).
+A plain relative tolerance would be wrong: cancellation makes y ~ 0 while A is large.
+"""
+
+import collections
+
+import numpy as np
+
+U = 2.0**-24
+C = 8.0
+
+# Largest observed |error| / (sqrt(K) * u * A) per op, reported at the end of the run.
+worst_ratio = collections.defaultdict(float)
+
+
+def assert_close(actual, expected, magnitude, K, op, c=C):
+    """Assert ``actual`` (float32) matches ``expected`` (float64) under the rule.
+
+    ``magnitude`` is A (broadcastable to ``expected``); ``K`` the reduction length.
+    NaN must match NaN and infinities must match exactly.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{op}: shape {actual.shape} != {expected.shape}"
+    magnitude = np.broadcast_to(np.asarray(magnitude, dtype=np.float64), expected.shape)
+    nan_e = np.isnan(expected)
+    assert np.array_equal(np.isnan(actual), nan_e), f"{op}: NaN positions differ"
+    inf_e = np.isinf(expected)
+    assert np.array_equal(actual[inf_e], expected[inf_e]), f"{op}: infinities differ"
+    finite = ~(nan_e | inf_e)
+    if not finite.any():
+        return
+    err = np.abs(actual[finite] - expected[finite])
+    scale = np.sqrt(max(K, 1)) * U * magnitude[finite]
+    # Results that must be exact (A == 0) get a zero bound; denormal flushes are not an excuse.
+    bound = c * scale
+    bad = err > bound
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(scale > 0, err / np.where(scale > 0, scale, 1), np.where(err > 0, np.inf, 0))
+    worst_ratio[op] = max(worst_ratio[op], float(ratios.max()))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise AssertionError(
+            f"{op}: {int(bad.sum())} of {bad.size} values outside c*sqrt(K)*u*A "
+            f"(K={K}); first: got {actual[finite][i]!r}, expected {expected[finite][i]!r}, "
+            f"bound {bound[i]!r}"
+        )
+
+
+def assert_exact(actual, expected, op):
+    """Small-integer fills: float32 must equal the float64 oracle exactly."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{op}: shape {actual.shape} != {expected.shape}"
+    np.testing.assert_array_equal(actual, expected, err_msg=f"{op}: integer fill not exact")
