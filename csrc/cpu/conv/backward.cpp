@@ -1,0 +1,119 @@
+// GEMM-based conv2d backward, the adjoint of im2col.cpp, and the bias gradient.
+//   input gradient:  dcol = W_g^T . dY_g per chunk of output positions, then
+//                    col2im adds each column entry back where im2col read it;
+//   weight gradient: dW_g += dY_g . col^T, summed over the batch. Threads that
+//                    take whole images each keep a partial sum (slot 0 writes
+//                    dw itself), reduced at the end in a fixed order, so the
+//                    result does not depend on scheduling.
+#include <algorithm>
+#include <vector>
+
+#include "cnnkit/errors.h"
+#include "cnnkit/gemm.h"
+#include "core/parallel.h"
+#include "core/workspace.h"
+#include "cpu/conv/kernels.h"
+
+namespace cnnkit {
+namespace {
+
+void input_grad_im2col(const Conv2dParams& p, const ColumnPlan& plan, const float* dy,
+                       const float* w, float* dx) {
+  const int64_t cg = p.group_in_channels(), kg = p.group_out_channels();
+  const int64_t K = p.reduction(), P = p.out_plane();
+  const bool direct_columns = columns_are_input(p);
+  for_images(plan, p.batch, work_per_item(p.batch, {p.out_channels, K, P}), [&](int64_t n_begin, int64_t n_end) {
+    float* dcol = direct_columns
+                      ? nullptr
+                      : thread_workspace(WorkspaceSlot::Im2col, static_cast<size_t>(K * plan.chunk));
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      float* dxn = dx + n * p.in_channels * p.in_plane();
+      if (!direct_columns) std::fill(dxn, dxn + p.in_channels * p.in_plane(), 0.0f);
+      for (int64_t g = 0; g < p.groups; ++g) {
+        const float* dyg = dy + (n * p.out_channels + g * kg) * P;
+        float* dxg = dxn + g * cg * p.in_plane();
+        for (int64_t p0 = 0; p0 < P; p0 += plan.chunk) {
+          const int64_t p1 = std::min(P, p0 + plan.chunk);
+          if (direct_columns) {
+            sgemm(true, false, K, p1 - p0, kg, 1.0f, w + g * kg * K, K, dyg + p0, P, 0.0f, dxg + p0, P);
+          } else {
+            sgemm(true, false, K, p1 - p0, kg, 1.0f, w + g * kg * K, K, dyg + p0, P, 0.0f, dcol, p1 - p0);
+            col2im_columns(p, dcol, p0, p1, dxg);
+          }
+        }
+      }
+    }
+  });
+}
+
+void weight_grad_im2col(const Conv2dParams& p, const ColumnPlan& plan, const float* dy,
+                        const float* x, float* dw) {
+  const int64_t cg = p.group_in_channels(), kg = p.group_out_channels();
+  const int64_t K = p.reduction(), P = p.out_plane();
+  const int64_t w_count = p.out_channels * K;
+  const bool direct_columns = columns_are_input(p);
+  const int64_t slots = std::min(plan.outer, std::max<int64_t>(p.batch, 1));
+  std::vector<float> partials(static_cast<size_t>(checked_mul(slots - 1, w_count, "conv2d weight partial sums")));
+  auto slot_sum = [&](int64_t slot) { return slot == 0 ? dw : partials.data() + (slot - 1) * w_count; };
+  // One slot per outer thread; a thread given several slots runs them one after another.
+  for_images(plan, slots, work_per_item(slots, {p.batch / slots, w_count, P}), [&](int64_t s_begin, int64_t s_end) {
+    float* col = direct_columns
+                     ? nullptr
+                     : thread_workspace(WorkspaceSlot::Im2col, static_cast<size_t>(K * plan.chunk));
+    for (int64_t slot = s_begin; slot < s_end; ++slot) {
+      float* sum = slot_sum(slot);
+      std::fill(sum, sum + w_count, 0.0f);
+      for (int64_t n = p.batch * slot / slots; n < p.batch * (slot + 1) / slots; ++n) {
+        for (int64_t g = 0; g < p.groups; ++g) {
+          const float* xg = x + (n * p.in_channels + g * cg) * p.in_plane();
+          const float* dyg = dy + (n * p.out_channels + g * kg) * P;
+          for (int64_t p0 = 0; p0 < P; p0 += plan.chunk) {
+            const int64_t p1 = std::min(P, p0 + plan.chunk);
+            const float* b = xg + p0;
+            int64_t ldb = P;
+            if (!direct_columns) {
+              im2col_columns(p, xg, p0, p1, col);
+              b = col;
+              ldb = p1 - p0;
+            }
+            sgemm(false, true, kg, K, p1 - p0, 1.0f, dyg + p0, P, b, ldb, 1.0f, sum + g * kg * K, K);
+          }
+        }
+      }
+    }
+  });
+  if (slots > 1) {
+    parallel_for(w_count, slots, [&](int64_t begin, int64_t end) {
+      for (int64_t slot = 1; slot < slots; ++slot) {
+        const float* part = slot_sum(slot);
+        for (int64_t i = begin; i < end; ++i) dw[i] += part[i];
+      }
+    });
+  }
+}
+
+}  // namespace
+
+void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db) {
+  const int64_t P = p.out_plane();
+  parallel_for(p.out_channels, work_per_item(p.out_channels, {p.batch, P}), [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      // In double: the sum runs over N*Ho*Wo terms, often many thousands.
+      double total = 0.0;
+      for (int64_t n = 0; n < p.batch; ++n) {
+        const float* plane = dy + (n * p.out_channels + o) * P;
+        for (int64_t i = 0; i < P; ++i) total += plane[i];
+      }
+      db[o] = static_cast<float>(total);
+    }
+  });
+}
+
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_im2col) {
+  const ColumnPlan plan = plan_columns(p);
+  if (dx != nullptr) input_grad_im2col(p, plan, dy, w, dx);
+  if (dw != nullptr) weight_grad_im2col(p, plan, dy, x, dw);
+  if (db != nullptr) conv2d_bias_grad(p, dy, db);
+}
+
+}  // namespace cnnkit

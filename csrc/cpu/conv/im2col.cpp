@@ -1,0 +1,139 @@
+// im2col + GEMM convolution: per image and group, the taps of a chunk of
+// output positions are unrolled into a (C/g*kh*kw) x chunk column matrix in a
+// per-thread workspace, and one sgemm multiplies the weights into the output.
+#include <algorithm>
+
+#include "cnnkit/gemm.h"
+#include "cnnkit/threads.h"
+#include "core/parallel.h"
+#include "core/workspace.h"
+#include "cpu/conv/kernels.h"
+
+namespace cnnkit {
+namespace {
+
+// Walks the flattened output positions [p0, p1) of tap (r, s) one output-row
+// segment at a time: inside(base, lo, hi, x0) covers the run whose column
+// entry base + ow reads input element x0 + ow * stride_w; outside(j, count)
+// covers runs of column entries j.. that fall in the padding. im2col and
+// col2im share these bounds so they stay exact adjoints.
+template <class Inside, class Outside>
+void for_tap_segments(const Conv2dParams& p, int64_t r, int64_t s, int64_t p0, int64_t p1,
+                      Inside inside, Outside outside) {
+  const int64_t Wo = p.out_w;
+  const int64_t off_h = r * p.dilation_h - p.pad_top;
+  const int64_t off_w = s * p.dilation_w - p.pad_left;
+  const TapRange tw = tap_range(off_w, p.stride_w, p.in_w, Wo);
+  int64_t j = 0;
+  for (int64_t pos = p0; pos < p1;) {
+    const int64_t oh = pos / Wo, ow0 = pos % Wo;
+    const int64_t ow1 = std::min(Wo, ow0 + (p1 - pos));
+    const int64_t ih = oh * p.stride_h + off_h;
+    if (ih < 0 || ih >= p.in_h) {
+      outside(j, ow1 - ow0);
+    } else {
+      const int64_t lo = std::clamp(tw.lo, ow0, ow1), hi = std::clamp(tw.hi, lo, ow1);
+      outside(j, lo - ow0);
+      // Column entry j + (ow - ow0) reads input element ih*W + ow*stride + off_w.
+      inside(j - ow0, lo, hi, ih * p.in_w + off_w);
+      outside(j + hi - ow0, ow1 - hi);
+    }
+    j += ow1 - ow0;
+    pos += ow1 - ow0;
+  }
+}
+
+}  // namespace
+
+ColumnPlan plan_columns(const Conv2dParams& p) {
+  const int64_t reduction = std::max<int64_t>(p.reduction(), 1);
+  int64_t outer = p.batch >= num_threads() ? num_threads() : 1;
+  if (outer > 1 && reduction > kIm2colBudgetFloats / outer) outer = 1;
+  const int64_t chunk = std::clamp<int64_t>(kIm2colBudgetFloats / outer / reduction, 1,
+                                            std::max<int64_t>(p.out_plane(), 1));
+  return {outer, chunk};
+}
+
+bool columns_are_input(const Conv2dParams& p) {
+  return p.kernel_h == 1 && p.kernel_w == 1 && p.stride_h == 1 && p.stride_w == 1 &&
+         p.pad_top == 0 && p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0;
+}
+
+void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col) {
+  const int64_t R = p.kernel_h, S = p.kernel_w, cols = p1 - p0, sw = p.stride_w;
+  parallel_for(p.group_in_channels(), work_per_item(p.group_in_channels(), {R, S, cols}), [&](int64_t c_begin, int64_t c_end) {
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      const float* xc = x_group + c * p.in_plane();
+      for (int64_t r = 0; r < R; ++r) {
+        for (int64_t s = 0; s < S; ++s) {
+          float* row = col + ((c * R + r) * S + s) * cols;
+          for_tap_segments(
+              p, r, s, p0, p1,
+              [&](int64_t base, int64_t lo, int64_t hi, int64_t x0) {
+                for (int64_t ow = lo; ow < hi; ++ow) row[base + ow] = xc[x0 + ow * sw];
+              },
+              [&](int64_t j, int64_t count) { std::fill(row + j, row + j + count, 0.0f); });
+        }
+      }
+    }
+  });
+}
+
+void col2im_columns(const Conv2dParams& p, const float* col, int64_t p0, int64_t p1, float* dx_group) {
+  const int64_t R = p.kernel_h, S = p.kernel_w, cols = p1 - p0, sw = p.stride_w;
+  // Channels are independent: each thread owns whole dx planes.
+  parallel_for(p.group_in_channels(), work_per_item(p.group_in_channels(), {R, S, cols}), [&](int64_t c_begin, int64_t c_end) {
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      float* dxc = dx_group + c * p.in_plane();
+      for (int64_t r = 0; r < R; ++r) {
+        for (int64_t s = 0; s < S; ++s) {
+          const float* row = col + ((c * R + r) * S + s) * cols;
+          for_tap_segments(
+              p, r, s, p0, p1,
+              [&](int64_t base, int64_t lo, int64_t hi, int64_t x0) {
+                for (int64_t ow = lo; ow < hi; ++ow) dxc[x0 + ow * sw] += row[base + ow];
+              },
+              [](int64_t, int64_t) {});
+        }
+      }
+    }
+  });
+}
+
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_im2col) {
+  const int64_t cg = p.group_in_channels(), kg = p.group_out_channels();
+  const int64_t K = p.reduction(), P = p.out_plane();
+  const ColumnPlan plan = plan_columns(p);
+  const bool direct_columns = columns_are_input(p);
+  for_images(plan, p.batch, work_per_item(p.batch, {p.out_channels, K, P}), [&](int64_t n_begin, int64_t n_end) {
+    float* col = direct_columns
+                     ? nullptr
+                     : thread_workspace(WorkspaceSlot::Im2col, static_cast<size_t>(K * plan.chunk));
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      for (int64_t g = 0; g < p.groups; ++g) {
+        const float* xg = x + (n * p.in_channels + g * cg) * p.in_plane();
+        float* yg = y + (n * p.out_channels + g * kg) * P;
+        for (int64_t p0 = 0; p0 < P; p0 += plan.chunk) {
+          const int64_t p1 = std::min(P, p0 + plan.chunk);
+          const float* b = xg + p0;
+          int64_t ldb = P;
+          if (!direct_columns) {
+            im2col_columns(p, xg, p0, p1, col);
+            b = col;
+            ldb = p1 - p0;
+          }
+          sgemm(false, false, kg, p1 - p0, K, 1.0f, w + g * kg * K, K, b, ldb, 0.0f, yg + p0, P);
+        }
+        if (bias != nullptr) {
+          for (int64_t o = 0; o < kg; ++o) {
+            float* yo = yg + o * P;
+            const float bo = bias[g * kg + o];
+            for (int64_t i = 0; i < P; ++i) yo[i] += bo;
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace cnnkit

@@ -1,0 +1,88 @@
+// Every conv2d implementation, declared once for the dispatcher and the tests,
+// and the index helpers they share.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+
+#include "cnnkit/conv.h"
+#include "core/parallel.h"
+
+namespace cnnkit {
+
+#define CNNKIT_CONV2D_FORWARD_SIGNATURE(name) \
+  void name(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y)
+#define CNNKIT_CONV2D_BACKWARD_SIGNATURE(name)                                             \
+  void name(const Conv2dParams& p, const float* dy, const float* x, const float* w, float* dx, \
+            float* dw, float* db)
+
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_reference);
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct);
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_im2col);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_reference);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_direct);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_im2col);
+
+// db[o] = sum of dy over batch and positions; shared by the fast backward kernels.
+void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db);
+
+// Total im2col column buffer allowed per call, over all threads (64 MiB):
+// bigger images and batches are processed in chunks of output positions.
+constexpr int64_t kIm2colBudgetFloats = int64_t{16} << 20;
+// im2col needs room for at least one full column (reduction() floats).
+inline bool im2col_fits(const Conv2dParams& p) { return p.reduction() <= kIm2colBudgetFloats; }
+
+// Cost per item for parallel_for(n, ...): the product of `factors`, saturated
+// so that n times it cannot overflow (absurd but valid shapes reach here).
+inline int64_t work_per_item(int64_t n, std::initializer_list<int64_t> factors) {
+  const int64_t cap = std::numeric_limits<int64_t>::max() / std::max<int64_t>(n, 1);
+  int64_t work = 1;
+  for (int64_t f : factors) {
+    if (f <= 0) return 1;
+    work = work > cap / f ? cap : work * f;
+  }
+  return work;
+}
+
+// How the im2col kernels split one call: `outer` threads each take whole
+// images (their nested sgemm runs serially) or, with outer == 1, images run one
+// after another and sgemm threads itself. Each image/group is processed in
+// chunks of `chunk` output positions so that outer * reduction() * chunk
+// column floats stay within kIm2colBudgetFloats.
+struct ColumnPlan {
+  int64_t outer, chunk;
+};
+ColumnPlan plan_columns(const Conv2dParams& p);
+// fn(begin, end) over the batch: split across threads when plan.outer > 1,
+// otherwise on the calling thread so that the sgemm calls inside can thread.
+template <class Fn>
+void for_images(const ColumnPlan& plan, int64_t batch, int64_t work_per_image, Fn&& fn) {
+  if (plan.outer > 1) {
+    parallel_for(batch, work_per_image, fn);
+  } else {
+    fn(int64_t{0}, batch);
+  }
+}
+// 1x1 kernel, stride 1, no padding: the input plane already is the column matrix.
+bool columns_are_input(const Conv2dParams& p);
+// Columns [p0, p1) of the flattened output positions of one image and group:
+// col[(c*kh + r)*kw + s][j] = x_group[c, tap of position p0 + j], zero in the padding.
+void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col);
+// The adjoint: adds every column entry back into dx_group at the position it was read from.
+void col2im_columns(const Conv2dParams& p, const float* col, int64_t p0, int64_t p1, float* dx_group);
+
+// The output positions o in [lo, hi) whose tap o*stride + offset lands inside
+// [0, in_size); offset = kernel_index*dilation - pad_before. Hoisting this out
+// of the inner loops removes every padding test from them.
+struct TapRange {
+  int64_t lo, hi;
+};
+inline TapRange tap_range(int64_t offset, int64_t stride, int64_t in_size, int64_t out_size) {
+  const int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  const int64_t past = in_size - offset;  // taps must stay below this distance from the offset
+  const int64_t hi = past <= 0 ? 0 : std::min(out_size, (past + stride - 1) / stride);
+  return {std::min(lo, hi), hi};
+}
+
+}  // namespace cnnkit
