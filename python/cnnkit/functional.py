@@ -104,6 +104,116 @@ def _state_array(a, name, shape):
 # convolution
 # ----------------------------------------------------------------------------
 
+_CONV_ALGOS = ("auto", "direct", "im2col")
+_INT64_MAX = 2**63 - 1
+
+
+def _conv_padding(padding, kernel, stride, dilation):
+    """``padding`` (int, pair, "valid" or "same") as (top, bottom, left, right)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"padding='same' is not supported for strided convolutions (stride={stride})")
+            pads = []
+            for k, d in zip(kernel, dilation):
+                # As PyTorch: an odd total puts the extra row/column at the bottom/right.
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        raise ValueError(f"padding must be an int, a pair of ints, 'valid' or 'same', got {padding!r}")
+    ph, pw = _pair(padding, "padding", minimum=0)
+    return (ph, ph, pw, pw)
+
+
+def _conv_setup(input, weight, stride, padding, dilation, groups, algo):
+    """Converted arrays and normalised parameters shared by conv2d and its backward."""
+    x = _as_float32(input, "input")
+    w = _as_float32(weight, "weight")
+    _check_ndim(x, (3, 4), "input", "N, C, H, W or unbatched C, H, W")
+    _check_ndim(w, 4, "weight", "out_channels, in_channels/groups, kH, kW")
+    stride = _pair(stride, "stride", minimum=1)
+    dilation = _pair(dilation, "dilation", minimum=1)
+    groups = _int(groups, "groups")
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    if not isinstance(algo, str) or algo not in _CONV_ALGOS:
+        raise ValueError(f"algo must be one of {_CONV_ALGOS}, got {algo!r}")
+    pads = _conv_padding(padding, w.shape[2:], stride, dilation)
+    for name, values in (("stride", stride), ("padding", pads), ("dilation", dilation), ("groups", (groups,))):
+        if max(values) > _INT64_MAX:
+            raise OverflowError(f"{name} {values} does not fit in a 64-bit integer")
+    return x, w, stride, pads, dilation, groups
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
+    """2-D cross-correlation, as ``torch.nn.functional.conv2d``.
+
+    input: (N, C, H, W) or unbatched (C, H, W); weight: (out, C/groups, kH, kW);
+    bias: (out,) or None. ``stride`` and ``dilation`` are an int or a pair;
+    ``padding`` an int, a pair, ``"valid"`` (0) or ``"same"`` (output size =
+    input size; stride must be 1; an odd total padding puts the extra
+    row/column at the bottom/right). Returns (N, out, Ho, Wo) float32 with
+    Ho = (H + pad_top + pad_bottom - dilation*(kH-1) - 1) // stride + 1.
+
+    ``algo``: ``"direct"`` (loops, no extra memory), ``"im2col"`` (column
+    matrix + SGEMM, workspace bounded to 64 MiB by processing chunks of output
+    positions) or ``"auto"`` (im2col when C/groups*kH*kW >= 32 and
+    out/groups >= 4, else direct). All give the same result within float32
+    rounding. NaN and Inf in the input propagate to every output that reads
+    them. Taps that fall in the zero padding contribute exactly 0 in
+    ``"direct"`` but 0*w in ``"im2col"``, so an infinite or NaN *weight*
+    turns padded border outputs into NaN only with im2col.
+
+    An input of H or W 0 that the padding makes large enough for the kernel
+    gives the output of an all-padding image (the bias); PyTorch refuses it.
+    """
+    x, w, stride, pads, dilation, groups = _conv_setup(input, weight, stride, padding, dilation, groups, algo)
+    b = None if bias is None else _as_float32(bias, "bias")
+    if x.ndim == 3:
+        return _C.conv2d(x[None], w, b, stride, pads, dilation, groups, algo)[0]
+    return _C.conv2d(x, w, b, stride, pads, dilation, groups, algo)
+
+
+def conv2d_backward(
+    grad_output,
+    input,
+    weight,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    *,
+    input_grad=True,
+    weight_grad=True,
+    bias_grad=True,
+    algo="auto",
+):
+    """Gradients of :func:`conv2d`: ``(grad_input, grad_weight, grad_bias)``.
+
+    ``grad_output`` has the shape conv2d returned for the same arguments.
+    Each gradient is computed only when its flag is true and is None
+    otherwise (a first layer needs no ``grad_input``; a layer without bias no
+    ``grad_bias``). grad_input has the input's shape, grad_weight the
+    weight's, grad_bias is (out,). ``algo`` as in :func:`conv2d`: direct
+    loops, or GEMM + col2im for the input gradient and GEMM against the
+    column matrix (summed over the batch) for the weight gradient.
+    """
+    x, w, stride, pads, dilation, groups = _conv_setup(input, weight, stride, padding, dilation, groups, algo)
+    dy = _as_float32(grad_output, "grad_output")
+    _check_ndim(dy, x.ndim, "grad_output", "the conv2d output for this input")
+    unbatched = x.ndim == 3
+    if unbatched:
+        x, dy = x[None], dy[None]
+    dx, dw, db = _C.conv2d_backward(
+        dy, x, w, stride, pads, dilation, groups, bool(input_grad), bool(weight_grad), bool(bias_grad), algo
+    )
+    if unbatched and dx is not None:
+        dx = dx[0]
+    return dx, dw, db
+
+
 
 # ----------------------------------------------------------------------------
 # pooling
