@@ -1,0 +1,505 @@
+"""conv2d forward and backward, both algorithms, against the float64 oracle (and PyTorch if installed)."""
+
+import concurrent.futures
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cnnkit import _C, reference
+from cnnkit import functional as F
+from tolerance import assert_close, assert_exact
+
+ALGOS = ["direct", "im2col"]
+
+
+def _as_pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _normalise(kernel, stride, padding, dilation):
+    """The oracle's arguments: stride and dilation pairs, padding (top, bottom, left, right)."""
+    stride, dilation = _as_pair(stride), _as_pair(dilation)
+    if padding == "valid":
+        pads = (0, 0, 0, 0)
+    elif padding == "same":
+        totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        pads = (totals[0] // 2, totals[0] - totals[0] // 2, totals[1] // 2, totals[1] - totals[1] // 2)
+    else:
+        ph, pw = _as_pair(padding)
+        pads = (ph, ph, pw, pw)
+    return stride, pads, dilation
+
+
+def _check_against_oracle(x, w, b, stride, padding, dilation, groups, algo, rng):
+    """Forward and all three gradients of one call vs the oracle under the tolerance rule."""
+    kw_args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    norm = _normalise(w.shape[2:], stride, padding, dilation)
+    n, out, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
+    y = F.conv2d(x, w, b, **kw_args, algo=algo)
+    expected = reference.conv2d(x, w, b, *norm, groups)
+    magnitude = reference.conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b), *norm, groups)
+    assert_close(y, expected, magnitude, w.shape[1] * kh * kw + (b is not None), f"conv2d[{algo}]")
+
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    grads = F.conv2d_backward(dy, x, w, **kw_args, bias_grad=b is not None, algo=algo)
+    want = reference.conv2d_backward(dy, x, w, *norm, groups)
+    mags = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), *norm, groups)
+    npos = n * y.shape[2] * y.shape[3]
+    ks = [out // groups * kh * kw, npos, npos]
+    names = ["conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"]
+    for got, exp, mag, k, name in zip(grads, want, mags, ks, names):
+        if name == "conv2d_grad_bias" and b is None:
+            assert got is None
+            continue
+        assert_close(got, exp, mag, k, f"{name}[{algo}]")
+    return y, grads
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.integers(1, 3))
+    cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    if draw(st.booleans()):  # depthwise: one input channel per group
+        groups, cg = draw(st.integers(2, 5)), 1
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    kind = draw(st.sampled_from(["int", "pair", "valid", "same"]))
+    stride = (1, 1) if kind == "same" else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = {
+        "int": draw(st.integers(0, 2)),
+        "pair": (draw(st.integers(0, 3)), draw(st.integers(0, 3))),
+        "valid": "valid",
+        "same": "same",
+    }[kind]
+    _, pads, _ = _normalise(kernel, stride, padding, dilation)
+    # Smallest input the (dilated) kernel fits in once padded, plus a few.
+    h0 = max(0, dilation[0] * (kernel[0] - 1) + 1 - pads[0] - pads[1])
+    w0 = max(0, dilation[1] * (kernel[1] - 1) + 1 - pads[2] - pads[3])
+    if kind == "same":
+        h0, w0 = max(h0, 1), max(w0, 1)
+    h, w = draw(st.integers(h0, h0 + 9)), draw(st.integers(w0, w0 + 9))
+    return dict(
+        x_shape=(draw(st.integers(1, 3)), groups * cg, h, w),
+        w_shape=(groups * kg, cg, *kernel),
+        bias=draw(st.booleans()),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    )
+
+
+@given(case=conv_cases(), seed=st.integers(0, 2**31))
+def test_conv2d_matches_oracle(isa, case, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(case["x_shape"]).astype(np.float32)
+    w = rng.standard_normal(case["w_shape"]).astype(np.float32)
+    b = rng.standard_normal(case["w_shape"][0]).astype(np.float32) if case["bias"] else None
+    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    for algo in ALGOS:
+        _check_against_oracle(x, w, b, *args, algo, np.random.default_rng(seed))
+
+
+# (x shape, w shape, stride, padding, dilation, groups): strided, grouped,
+# depthwise, asymmetric "same", pointwise (whose columns are the input itself).
+INTEGER_CASES = [
+    ((3, 6, 13, 11), (8, 3, 3, 3), 2, 1, 1, 2),
+    ((2, 4, 12, 12), (4, 1, 3, 3), 1, "same", 2, 4),
+    ((2, 3, 10, 9), (5, 3, 4, 2), 1, "same", 1, 1),
+    ((2, 8, 9, 7), (6, 8, 1, 1), 1, 0, 1, 1),
+    ((1, 5, 17, 16), (7, 5, 5, 3), (1, 2), (2, 0), (1, 2), 1),
+]
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("case", INTEGER_CASES)
+def test_integer_fill_is_exact(isa, threads, algo, case):
+    x_shape, w_shape, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(7)
+    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
+    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
+    b = rng.integers(-8, 9, size=w_shape[0]).astype(np.float32)
+    norm = _normalise(w_shape[2:], stride, padding, dilation)
+    kw_args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y = F.conv2d(x, w, b, **kw_args, algo=algo)
+    assert_exact(y, reference.conv2d(x, w, b, *norm, groups), f"conv2d[{algo}]")
+    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
+    got = F.conv2d_backward(dy, x, w, **kw_args, algo=algo)
+    for g, e, name in zip(got, reference.conv2d_backward(dy, x, w, *norm, groups), ["dx", "dw", "db"]):
+        assert_exact(g, e, f"conv2d_backward {name}[{algo}]")
+
+
+@pytest.mark.parametrize("case", INTEGER_CASES[:3])
+def test_native_reference_kernel_matches_oracle(case):
+    x_shape, w_shape, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(3)
+    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
+    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
+    b = rng.integers(-8, 9, size=w_shape[0]).astype(np.float32)
+    st_, pads, dil = _normalise(w_shape[2:], stride, padding, dilation)
+    y = _C.conv2d(x, w, b, st_, pads, dil, groups, "reference")
+    assert_exact(y, reference.conv2d(x, w, b, st_, pads, dil, groups), "conv2d[reference]")
+    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
+    got = _C.conv2d_backward(dy, x, w, st_, pads, dil, groups, True, True, True, "reference")
+    for g, e in zip(got, reference.conv2d_backward(dy, x, w, st_, pads, dil, groups)):
+        assert_exact(g, e, "conv2d_backward[reference]")
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("width", [7, 8, 9, 15, 16, 17, 31, 33])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_widths_around_simd_lanes(algo, width, stride):
+    rng = np.random.default_rng(width)
+    x = rng.standard_normal((2, 3, 5, width)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    _check_against_oracle(x, w, b, stride, 1, 1, 1, algo, rng)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_larger_layer(threads, algo):
+    """A ResNet-like 3x3 layer: the threaded paths (images split across threads, or sgemm threading)."""
+    rng = np.random.default_rng(11)
+    for n in (1, 3):
+        x = rng.standard_normal((n, 32, 20, 20)).astype(np.float32)
+        w = rng.standard_normal((48, 32, 3, 3)).astype(np.float32)
+        b = rng.standard_normal(48).astype(np.float32)
+        _check_against_oracle(x, w, b, 1, 1, 1, 1, algo, rng)
+
+
+def test_im2col_processes_large_images_in_chunks(threads):
+    # One image's column matrix is 576 x 176*176 floats = 71 MiB, over the
+    # 64 MiB bound, so every image is processed in several chunks of positions.
+    x_shape, w_shape = (2, 64, 176, 176), (4, 64, 3, 3)
+    assert 64 * 9 * 176 * 176 * 4 > 64 << 20
+    assert _C.conv2d_implementation(x_shape, w_shape, (1, 1), (1, 1, 1, 1), (1, 1), 1, "im2col") == "im2col"
+    rng = np.random.default_rng(5)
+    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
+    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
+    y = F.conv2d(x, w, padding=1, algo="im2col")
+    assert_exact(y, reference.conv2d(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1), "conv2d[im2col chunked]")
+    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
+    got = F.conv2d_backward(dy, x, w, padding=1, algo="im2col")
+    want = reference.conv2d_backward(dy, x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    for g, e, name in zip(got, want, ["dx", "dw", "db"]):
+        assert_exact(g, e, f"conv2d_backward {name}[im2col chunked]")
+
+
+def test_auto_picks_im2col_for_wide_reductions_and_direct_otherwise():
+    args = ((1, 1), (1, 1, 1, 1), (1, 1))
+    assert _C.conv2d_implementation((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == "im2col"
+    assert _C.conv2d_implementation((1, 32, 56, 56), (32, 1, 3, 3), *args, 32, "auto") == "direct"
+    assert _C.conv2d_implementation((1, 3, 224, 224), (2, 3, 3, 3), *args, 1, "auto") == "direct"
+    assert _C.conv2d_implementation((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "direct", True) == "direct"
+    # A single column (the reduction) larger than the whole workspace bound: im2col declines.
+    huge = ((1, 1, 4097, 4097), (1, 1, 4097, 4097), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert _C.conv2d_implementation(*huge, "im2col") == "direct"
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_grouped_equals_concatenated_per_group_convs(algo):
+    rng = np.random.default_rng(2)
+    groups = 3
+    x = rng.standard_normal((2, 6, 9, 10)).astype(np.float32)
+    w = rng.standard_normal((9, 2, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(9).astype(np.float32)
+    y = F.conv2d(x, w, b, padding=1, groups=groups, algo=algo)
+    parts = [
+        F.conv2d(x[:, 2 * g : 2 * g + 2], w[3 * g : 3 * g + 3], b[3 * g : 3 * g + 3], padding=1, algo=algo)
+        for g in range(groups)
+    ]
+    np.testing.assert_array_equal(y, np.concatenate(parts, axis=1))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = F.conv2d_backward(dy, x, w, padding=1, groups=groups, algo=algo)
+    per_group = [
+        F.conv2d_backward(dy[:, 3 * g : 3 * g + 3], x[:, 2 * g : 2 * g + 2], w[3 * g : 3 * g + 3], padding=1, algo=algo)
+        for g in range(groups)
+    ]
+    for i, got in enumerate((dx, dw, db)):
+        np.testing.assert_array_equal(got, np.concatenate([p[i] for p in per_group], axis=1 if i == 0 else 0))
+
+
+def _unaligned(a):
+    """A C-contiguous float32 copy of ``a`` whose data starts one byte past an alignment boundary."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    view = buf[1:].view(np.float32).reshape(a.shape)
+    view[...] = a
+    return view
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_views_give_the_same_result_as_contiguous_copies(algo):
+    rng = np.random.default_rng(4)
+    base_x = rng.standard_normal((2, 4, 22, 11)).astype(np.float32)
+    base_w = rng.standard_normal((3, 2, 4, 4)).astype(np.float32)
+    b_strided = rng.standard_normal(10).astype(np.float32)[::2]
+    views = {
+        "sliced": base_x[:, :, ::2, :],
+        "transposed": base_x[:, :, :11, :].transpose(0, 1, 3, 2),
+        "negative stride": base_x[:, ::-1, ::-2, ::-1],
+        "unaligned": _unaligned(base_x[:, :, :11, :]),
+    }
+    wv = base_w.transpose(3, 1, 2, 0)[:, :, ::-1, :]  # (4, 2, 4, 3), neither contiguous nor forward
+    for name, xv in views.items():
+        assert not xv.flags.c_contiguous or not xv.flags.aligned, name
+        args = dict(padding=(1, 2), groups=2, algo=algo)
+        y = F.conv2d(xv, wv, b_strided[:4], **args)
+        xc, wc, bc = np.ascontiguousarray(xv), np.ascontiguousarray(wv), np.ascontiguousarray(b_strided[:4])
+        np.testing.assert_array_equal(y, F.conv2d(xc, wc, bc, **args), err_msg=name)
+        dy_base = rng.standard_normal((y.shape[0], y.shape[1], y.shape[3], y.shape[2])).astype(np.float32)
+        dy = dy_base.transpose(0, 1, 3, 2)
+        got = F.conv2d_backward(dy, xv, wv, **args)
+        want = F.conv2d_backward(np.ascontiguousarray(dy), xc, wc, **args)
+        for g, e in zip(got, want):
+            np.testing.assert_array_equal(g, e, err_msg=name)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_nan_and_inf_in_the_input_propagate(algo):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 10, 10)).astype(np.float32)
+    x[0, 1, 2, 3] = np.nan
+    x[1, 0, 7, 7] = np.inf
+    x[1, 2, 0, 0] = -np.inf
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    y = F.conv2d(x, w, b, padding=1, algo=algo)
+    norm = ((1, 1), (1, 1, 1, 1), (1, 1))
+    expected = reference.conv2d(x, w, b, *norm, 1)
+    assert np.isnan(y[0, :, 1:4, 2:5]).all() and np.isfinite(y[0, :, 6:, :]).all()
+    assert not np.isfinite(y[1, :, 6:9, 6:9]).any()
+    with np.errstate(invalid="ignore"):
+        magnitude = reference.conv2d(np.abs(x), np.abs(w), np.abs(b), *norm, 1)
+    assert_close(y, expected, magnitude, 27 + 1, f"conv2d[{algo}]")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy[0, 2, 5, 5] = np.nan
+    dx, dw, db = F.conv2d_backward(dy, x, w, padding=1, algo=algo)
+    assert np.isnan(dx[0, :, 4:7, 4:7]).all() and np.isfinite(dx[1]).all()
+    assert np.isnan(dw[2]).all() and np.isnan(db[2]) and np.isfinite(db[[0, 1, 3]]).all()
+    want = reference.conv2d_backward(dy, x, w, *norm, 1)
+    with np.errstate(invalid="ignore"):
+        mags = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), *norm, 1)
+    for got, exp, mag, k in zip((dx, dw, db), want, mags, (4 * 9, 200, 200)):
+        assert_close(got, exp, mag, k, f"conv2d_backward nonfinite[{algo}]")
+
+
+def test_nonfinite_weight_on_padding_taps_is_algorithm_dependent_as_documented():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    w[0, 0, 0, 0] = np.inf
+    direct = F.conv2d(x, w, padding=1, algo="direct")
+    im2col = F.conv2d(x, w, padding=1, algo="im2col")
+    # Output (0, 0) reads tap (0, 0) from the padding; output (1, 1) reads it from the input.
+    assert np.isfinite(direct[0, 0, 0, 0]) and np.isnan(im2col[0, 0, 0, 0])
+    assert direct[0, 0, 1, 1] == np.inf and im2col[0, 0, 1, 1] == np.inf
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_empty_batch_channels_and_sizes(algo):
+    rng = np.random.default_rng(1)
+    b = rng.standard_normal(4).astype(np.float32)
+    # N = 0: empty output, zero weight and bias gradients.
+    x = np.zeros((0, 3, 5, 5), np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    assert F.conv2d(x, w, b, algo=algo).shape == (0, 4, 3, 3)
+    dx, dw, db = F.conv2d_backward(np.zeros((0, 4, 3, 3), np.float32), x, w, algo=algo)
+    assert dx.shape == (0, 3, 5, 5)
+    np.testing.assert_array_equal(dw, np.zeros(w.shape))
+    np.testing.assert_array_equal(db, np.zeros(4))
+    # C = 0: the output is the bias; no output channels: an empty output.
+    x = np.zeros((2, 0, 5, 5), np.float32)
+    y = F.conv2d(x, np.zeros((4, 0, 3, 3), np.float32), b, algo=algo)
+    np.testing.assert_array_equal(y, np.broadcast_to(b[None, :, None, None], (2, 4, 3, 3)))
+    assert F.conv2d(rng.standard_normal((2, 3, 5, 5)), np.zeros((0, 3, 3, 3)), algo=algo).shape == (2, 0, 3, 3)
+    # H = 0 (or W = 0) that the padding makes large enough: every window is padding.
+    for x_shape, want in (((2, 3, 0, 5), (2, 4, 2, 7)), ((2, 3, 4, 0), (2, 4, 6, 2))):
+        x = np.zeros(x_shape, np.float32)
+        w = rng.standard_normal((4, 3, 1, 1)).astype(np.float32)
+        y = F.conv2d(x, w, b, padding=1, algo=algo)
+        np.testing.assert_array_equal(y, np.broadcast_to(b[None, :, None, None], want))
+        dy = rng.standard_normal(want).astype(np.float32)
+        dx, dw, db = F.conv2d_backward(dy, x, w, padding=1, algo=algo)
+        assert dx.shape == x_shape
+        np.testing.assert_array_equal(dw, np.zeros(w.shape))
+        assert_close(db, dy.astype(np.float64).sum((0, 2, 3)), np.abs(dy.astype(np.float64)).sum((0, 2, 3)), dy.size // 4, "conv2d_grad_bias")
+
+
+def test_unbatched_input():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 8, 7)).astype(np.float32)
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(2).astype(np.float32)
+    y = F.conv2d(x, w, b, padding="same")
+    np.testing.assert_array_equal(y, F.conv2d(x[None], w, b, padding="same")[0])
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = F.conv2d_backward(dy, x, w, padding="same")
+    want = F.conv2d_backward(dy[None], x[None], w, padding="same")
+    np.testing.assert_array_equal(got[0], want[0][0])
+    np.testing.assert_array_equal(got[1], want[1])
+    with pytest.raises(ValueError, match="grad_output"):
+        F.conv2d_backward(dy[None], x, w, padding="same")
+
+
+def test_only_requested_gradients_are_computed():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 4, 4, 4)).astype(np.float32)
+    full = F.conv2d_backward(dy, x, w)
+    for flags in [(True, False, False), (False, True, False), (False, False, True), (False, False, False)]:
+        got = F.conv2d_backward(dy, x, w, input_grad=flags[0], weight_grad=flags[1], bias_grad=flags[2])
+        for requested, g, f in zip(flags, got, full):
+            if requested:
+                np.testing.assert_array_equal(g, f)
+            else:
+                assert g is None
+
+
+def test_dtype_policy():
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 4, size=(1, 2, 5, 5))
+    w = rng.standard_normal((3, 2, 3, 3))
+    y = F.conv2d(x, w)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, F.conv2d(x.astype(np.float32), w.astype(np.float32)))
+    dy = np.ones(y.shape, np.float32)
+    bad = {
+        "bool": np.ones((1, 2, 5, 5), bool),
+        "object": np.ones((1, 2, 5, 5), object),
+        "complex": np.ones((1, 2, 5, 5), np.complex64),
+    }
+    for kind, arr in bad.items():
+        with pytest.raises(TypeError, match="input"):
+            F.conv2d(arr, w)
+        with pytest.raises(TypeError, match="weight"):
+            F.conv2d(x, np.ones((3, 2, 3, 3), arr.dtype))
+        with pytest.raises(TypeError, match="bias"):
+            F.conv2d(x, w, np.ones(3, arr.dtype))
+        with pytest.raises(TypeError, match="grad_output"):
+            F.conv2d_backward(dy.astype(arr.dtype), x, w)
+
+
+def test_concurrent_calls_match_serial():
+    rng = np.random.default_rng(12)
+    inputs = [rng.standard_normal((2, 8, 16, 16)).astype(np.float32) for _ in range(8)]
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    serial = [F.conv2d(x, w, padding=1, algo=algo) for x in inputs for algo in ALGOS]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(F.conv2d, x, w, padding=1, algo=algo) for x in inputs for algo in ALGOS]
+        for fut, want in zip(futures, serial):
+            np.testing.assert_array_equal(fut.result(), want)
+
+
+# ---------------------------------------------------------------------------
+# bad arguments
+# ---------------------------------------------------------------------------
+
+X = np.zeros((2, 4, 6, 6), np.float32)
+W = np.zeros((6, 4, 3, 3), np.float32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(input=np.zeros((4, 6), np.float32)), ValueError, "input must be 3 or 4-D"),
+        (dict(input=np.zeros((1, 2, 4, 6, 6), np.float32)), ValueError, "input must be 3 or 4-D"),
+        (dict(weight=np.zeros((6, 4, 3), np.float32)), ValueError, "weight must be 4-D"),
+        (dict(weight=np.zeros((6, 2, 3, 3), np.float32)), ValueError, r"input has 4 channels but weight.shape\[1\]=2"),
+        (dict(groups=0), ValueError, "groups must be >= 1"),
+        (dict(groups=-2), ValueError, "groups must be >= 1"),
+        (dict(groups=3, weight=np.zeros((6, 1, 3, 3), np.float32)), ValueError, "groups=3 does not divide the input's 4"),
+        (dict(groups=2, weight=np.zeros((5, 2, 3, 3), np.float32)), ValueError, "does not divide the weight's 5 output"),
+        (dict(groups=1.0), TypeError, "groups must be an int"),
+        (dict(stride=0), ValueError, "stride must be >= 1"),
+        (dict(stride=(1, -1)), ValueError, "stride must be >= 1"),
+        (dict(dilation=0), ValueError, "dilation must be >= 1"),
+        (dict(stride=1.5), TypeError, "stride must be an int"),
+        (dict(padding=-1), ValueError, "padding must be >= 0"),
+        (dict(padding=(0, -2)), ValueError, "padding must be >= 0"),
+        (dict(padding=(1, 2, 3)), ValueError, "padding must be an int or a pair"),
+        (dict(padding="full"), ValueError, "padding must be an int, a pair of ints, 'valid' or 'same'"),
+        (dict(padding="same", stride=2), ValueError, "'same' is not supported for strided"),
+        (dict(algo="reference"), ValueError, "algo must be one of"),
+        (dict(algo=None), ValueError, "algo must be one of"),
+        (dict(weight=np.zeros((6, 4, 7, 3), np.float32)), ValueError,
+         r"kernel height 7 \(kernel 7, dilation 1\) is larger than the padded input height 6"),
+        (dict(dilation=(1, 4)), ValueError, r"kernel width 9 \(kernel 3, dilation 4\) is larger than the padded input width 6"),
+        (dict(input=np.zeros((2, 4, 0, 6), np.float32)), ValueError, "larger than the padded input height 0"),
+        (dict(bias=np.zeros(5, np.float32)), ValueError, r"bias must have shape \(6,\)"),
+        (dict(bias=np.zeros((6, 1), np.float32)), ValueError, r"bias must have shape \(6,\)"),
+        (dict(padding=2**40), OverflowError, "output size"),
+        (dict(padding=2**62), OverflowError, "padded input"),
+        (dict(dilation=2**62), OverflowError, "dilated kernel"),
+        (dict(padding=2**64), OverflowError, "does not fit"),
+        (dict(stride=(1, 2**64)), OverflowError, "does not fit"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, error, match):
+    args = dict(input=X, weight=W, bias=None)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        F.conv2d(**args)
+    grad_output = np.zeros((2, 6, 4, 4), np.float32)
+    if "bias" not in kwargs:
+        del args["bias"]
+        with pytest.raises(error, match=match):
+            F.conv2d_backward(grad_output, **args)
+
+
+def test_absurd_output_raises_memory_error_without_touching_memory():
+    # 2**48 output elements (1 PiB): the count fits int64, no allocator can provide it.
+    with pytest.raises(MemoryError):
+        F.conv2d(np.ones((1, 1, 1, 1), np.float32), np.ones((1, 1, 1, 1), np.float32), padding=2**23)
+
+
+def test_grad_output_of_wrong_shape():
+    for shape in [(2, 6, 4, 5), (2, 5, 4, 4), (1, 6, 4, 4)]:
+        with pytest.raises(ValueError, match=r"grad_output must have the conv2d output shape \(2, 6, 4, 4\)"):
+            F.conv2d_backward(np.zeros(shape, np.float32), X, W)
+    with pytest.raises(ValueError, match="grad_output must be 4-D"):
+        F.conv2d_backward(np.zeros((6, 4, 4), np.float32), X, W)
+
+
+# ---------------------------------------------------------------------------
+# PyTorch as a second oracle
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding, dilation, groups",
+    [
+        ((2, 4, 11, 9), (6, 2, 3, 3), 2, 1, 1, 2),
+        ((1, 3, 10, 12), (4, 3, 4, 2), 1, "same", (2, 1), 1),
+        ((2, 6, 9, 9), (6, 1, 3, 5), (2, 1), (0, 2), 1, 6),
+        ((3, 5, 8, 8), (7, 5, 2, 2), 1, "valid", 3, 1),
+    ],
+)
+def test_matches_torch(algo, x_shape, w_shape, stride, padding, dilation, groups):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    kw_args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    with warnings.catch_warnings():
+        # PyTorch warns that even kernels with padding="same" may copy the input.
+        warnings.simplefilter("ignore", UserWarning)
+        ty = torch.nn.functional.conv2d(tx, tw, tb, **kw_args)
+    dy = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+    ty.backward(torch.tensor(dy))
+    norm = _normalise(w_shape[2:], stride, padding, dilation)
+    mag_y = reference.conv2d(np.abs(x), np.abs(w), np.abs(b), *norm, groups)
+    mags = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), *norm, groups)
+    y = F.conv2d(x, w, b, **kw_args, algo=algo)
+    # Both sides round: twice the single-sided bound.
+    assert_close(y, ty.detach().numpy(), mag_y, w_shape[1] * w_shape[2] * w_shape[3] + 1, "conv2d vs torch", c=16)
+    got = F.conv2d_backward(dy, x, w, **kw_args, algo=algo)
+    npos = dy.shape[0] * dy.shape[2] * dy.shape[3]
+    ks = [w_shape[0] // groups * w_shape[2] * w_shape[3], npos, npos]
+    for g, t, mag, k in zip(got, (tx.grad, tw.grad, tb.grad), mags, ks):
+        assert_close(g, t.numpy(), mag, k, "conv2d_backward vs torch", c=16)
