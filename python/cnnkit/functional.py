@@ -234,6 +234,97 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
 # ----------------------------------------------------------------------------
 
 
+def _bn_input(input, op):
+    x = _as_float32(input, "input")
+    _check_ndim(x, (2, 3, 4, 5), f"{op}: input", "N, C, ...")
+    return x
+
+
+def _bn_param(value, name, channels):
+    """Optional per-channel array (weight, bias, running stats read in eval mode)."""
+    if value is None:
+        return None
+    a = _as_float32(value, name)
+    if a.shape != (channels,):
+        raise ValueError(f"{name} must have shape ({channels},) to match the input's channels, "
+                         f"got {a.shape}")
+    return a
+
+
+def _bn_eps(eps):
+    eps = _float(eps, "eps")
+    if not np.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be finite and >= 0, got {eps}")
+    return eps
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalisation of an (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W) array, as
+    ``torch.nn.functional.batch_norm``: ``y = (x - mean) / sqrt(var + eps) * weight + bias``
+    per channel (weight and bias default to 1 and 0).
+
+    ``training=True`` normalises with the batch statistics (biased variance; more than one value
+    per channel is needed, else ``ValueError``) and, when given, updates ``running_mean`` and
+    ``running_var`` in place: ``r = (1 - momentum) * r + momentum * batch_stat`` with the
+    unbiased variance. They must then be writeable float32 C-contiguous arrays of shape (C,)
+    (else ``TypeError``/``ValueError``), or both ``None`` for no update. An empty batch returns
+    an empty output and leaves them untouched. ``training=False`` uses the running statistics,
+    which are then required. Statistics are accumulated in double precision around a per-channel
+    shift, so inputs with large means (1e7) normalise accurately; constant input gives ``bias``.
+    Backward: :func:`batch_norm_backward`.
+    """
+    x = _bn_input(input, "batch_norm")
+    channels = x.shape[1]
+    training = _flag(training, "training")
+    momentum = _float(momentum, "momentum")
+    eps = _bn_eps(eps)
+    w = _bn_param(weight, "weight", channels)
+    b = _bn_param(bias, "bias", channels)
+    if training:
+        if (running_mean is None) != (running_var is None):
+            raise ValueError("running_mean and running_var must both be given or both be None")
+        if running_mean is not None:
+            running_mean = _state_array(running_mean, "running_mean", (channels,))
+            running_var = _state_array(running_var, "running_var", (channels,))
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("running_mean and running_var are required when training=False")
+        running_mean = _bn_param(running_mean, "running_mean", channels)
+        running_var = _bn_param(running_var, "running_var", channels)
+    return _C.batch_norm(x, running_mean, running_var, w, b, training, momentum, eps)
+
+
+def batch_norm_backward(grad_output, input, running_mean, running_var, weight=None, training=True,
+                        eps=1e-5):
+    """Gradients of :func:`batch_norm`: ``(grad_input, grad_weight, grad_bias)``.
+
+    ``grad_weight = sum(grad_output * x_hat)`` and ``grad_bias = sum(grad_output)`` per channel;
+    both are ``None`` when ``weight`` is ``None`` (no affine parameters). With ``training=True``
+    the batch statistics are recomputed from ``input`` — no state is kept between the forward
+    and backward calls, so pass the same ``input`` — and the running statistics are ignored
+    (they may be ``None``). With ``training=False`` the running statistics are constants of the
+    forward and are required.
+    """
+    op = "batch_norm_backward"
+    x = _bn_input(input, op)
+    channels = x.shape[1]
+    g = _as_float32(grad_output, "grad_output")
+    if g.shape != x.shape:
+        raise ValueError(f"{op}: grad_output must have the input's shape {x.shape}, got {g.shape}")
+    training = _flag(training, "training")
+    eps = _bn_eps(eps)
+    w = _bn_param(weight, "weight", channels)
+    if training:
+        running_mean = running_var = None
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("running_mean and running_var are required when training=False")
+        running_mean = _bn_param(running_mean, "running_mean", channels)
+        running_var = _bn_param(running_var, "running_var", channels)
+    return _C.batch_norm_backward(g, x, running_mean, running_var, w, training, eps)
+
+
 # ----------------------------------------------------------------------------
 # activations
 # ----------------------------------------------------------------------------

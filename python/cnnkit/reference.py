@@ -140,6 +140,68 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
 # ----------------------------------------------------------------------------
 
 
+def _bn_channels_last(x):
+    """(N, C, ...) -> (C, M): every channel's values in a row."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+
+
+def _bn_restore(rows, shape):
+    return np.moveaxis(rows.reshape((shape[1], shape[0]) + tuple(shape[2:])), 0, 1)
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5):
+    """(out, new_running_mean, new_running_var); the inputs are not modified.
+
+    Training uses the batch mean and biased variance to normalise and blends the unbiased
+    variance into the running variance; eval uses the running statistics.
+    """
+    shape = np.shape(x)
+    rows = _bn_channels_last(x)
+    c, m = rows.shape
+    w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
+    b = np.zeros(c) if bias is None else np.asarray(bias, dtype=np.float64)
+    new_mean = None if running_mean is None else np.asarray(running_mean, dtype=np.float64)
+    new_var = None if running_var is None else np.asarray(running_var, dtype=np.float64)
+    if training:
+        mean = rows.mean(axis=1)
+        var = ((rows - mean[:, None]) ** 2).mean(axis=1)
+        if new_mean is not None:
+            new_mean = (1 - momentum) * new_mean + momentum * mean
+            new_var = (1 - momentum) * new_var + momentum * var * m / (m - 1)
+    else:
+        mean, var = new_mean, new_var
+    out = (rows - mean[:, None]) / np.sqrt(var[:, None] + eps) * w[:, None] + b[:, None]
+    return _bn_restore(out, shape), new_mean, new_var
+
+
+def batch_norm_backward(grad_output, x, running_mean, running_var, weight=None, training=True,
+                        eps=1e-5):
+    """(grad_input, grad_weight, grad_bias) of batch_norm, the latter two for weight given."""
+    shape = np.shape(x)
+    rows = _bn_channels_last(x)
+    dy = _bn_channels_last(grad_output)
+    c, m = rows.shape
+    w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
+    if training:
+        mean = rows.mean(axis=1)
+        var = ((rows - mean[:, None]) ** 2).mean(axis=1)
+    else:
+        mean = np.asarray(running_mean, dtype=np.float64)
+        var = np.asarray(running_var, dtype=np.float64)
+    invstd = 1 / np.sqrt(var + eps)
+    xhat = (rows - mean[:, None]) * invstd[:, None]
+    grad_bias = dy.sum(axis=1)
+    grad_weight = np.einsum("cm,cm->c", dy, xhat)
+    if training:
+        # x_hat depends on x through the batch mean and variance as well.
+        dx = (w * invstd)[:, None] * (dy - grad_bias[:, None] / m - xhat * grad_weight[:, None] / m)
+    else:
+        dx = (w * invstd)[:, None] * dy
+    return _bn_restore(dx, shape), grad_weight, grad_bias
+
+
 # ----------------------------------------------------------------------------
 # activations
 # ----------------------------------------------------------------------------
