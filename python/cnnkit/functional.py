@@ -153,8 +153,9 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                return_indices=False):
     """2-D max pooling over an (N, C, H, W) or (C, H, W) array, as ``torch.nn.functional.max_pool2d``.
 
-    ``stride`` defaults to ``kernel_size``; ``padding`` (implicit -inf) may be at most half the
-    effective kernel ``dilation * (kernel_size - 1) + 1``. With ``ceil_mode`` the output size rounds
+    ``stride`` defaults to ``kernel_size``; ``padding`` (implicit -inf) may be at most half of
+    ``kernel_size`` (PyTorch's CPU rule, whatever the dilation), and no window may consist of
+    padding only (possible with dilation; PyTorch returns an out-of-plane index there). With ``ceil_mode`` the output size rounds
     up, but a window that would start in the right/bottom padding is dropped. A NaN in a window is
     the window's result (its index is the last NaN's position); a window of -inf gives -inf with
     the index of an element in the window. ``H == 0`` or ``W == 0`` gives an empty output

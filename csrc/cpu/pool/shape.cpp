@@ -58,10 +58,11 @@ Pool2dShape make_pool2d_shape(const char* op, int64_t planes, int64_t in_h, int6
         name + ": padding must be >= 0, got " + pair_str(pad_h, pad_w));
   const int64_t eff_h = checked_mul(kernel_h - 1, dilation_h, "effective kernel size") + 1;
   const int64_t eff_w = checked_mul(kernel_w - 1, dilation_w, "effective kernel size") + 1;
-  check(pad_h <= eff_h / 2 && pad_w <= eff_w / 2, ErrorKind::Value,
+  // PyTorch's CPU check uses the kernel size, not the dilated extent.
+  check(pad_h <= kernel_h / 2 && pad_w <= kernel_w / 2, ErrorKind::Value,
         name + ": padding " + pair_str(pad_h, pad_w) +
-            " should be at most half of the effective kernel size " + pair_str(eff_h, eff_w));
-  // pad <= eff / 2 and eff < 2^63, so in + 2 * pad only overflows for absurd inputs.
+            " should be at most half of kernel_size " + pair_str(kernel_h, kernel_w));
+  // pad <= kernel / 2 <= eff / 2, so in + 2 * pad cannot overflow once in + eff does not.
   check(in_h <= INT64_MAX - eff_h && in_w <= INT64_MAX - eff_w, ErrorKind::Overflow,
         name + ": input size overflows 64-bit integers");
 

@@ -18,7 +18,7 @@ struct Pool2dShape {
 };
 
 // Checks the parameters (kernel, stride, dilation >= 1; padding >= 0 and at
-// most half the effective kernel; the kernel fits the padded input; no window
+// most half the kernel size, as PyTorch's CPU check; the kernel fits the padded input; no window
 // lies entirely in the padding) and computes the output size, PyTorch's way:
 // with ceil_mode the last window may overhang the padding but is dropped when
 // it would start in the right/bottom padding. An input with H == 0 (W == 0)
