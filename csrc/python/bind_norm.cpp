@@ -1,8 +1,139 @@
+// Batch-norm bindings: (N, C, ...) arrays viewed as (N, C, S), running
+// statistics updated in place in training, GIL released around the kernels.
+// `reference=True` runs the plain two-pass versions (for tests).
+#include <pybind11/stl.h>
+
+#include <optional>
+
+#include "cnnkit/norm.h"
 #include "python/bindings.h"
 #include "python/common.h"
 
 namespace cnnkit::python {
+namespace {
 
-void bind_norm(py::module_& m) { (void)m; }
+BatchNormShape norm_shape(const py::array& input, const char* op) {
+  check(input.ndim() >= 2, ErrorKind::Value,
+        std::string(op) + ": input must have at least 2 dimensions (N, C, ...), got " +
+            std::to_string(input.ndim()));
+  int64_t spatial = 1;
+  for (py::ssize_t d = 2; d < input.ndim(); ++d) spatial = checked_mul(spatial, input.shape(d), "input size");
+  return {input.shape(0), input.shape(1), spatial};
+}
+
+void require_channels(const py::array& a, int64_t channels, const char* op, const char* name) {
+  check(a.ndim() == 1 && a.shape(0) == channels, ErrorKind::Value,
+        std::string(op) + ": " + name + " must have shape (" + std::to_string(channels) +
+            ",) to match the input's channels");
+}
+
+const float* optional_data(const std::optional<FloatArray>& a, int64_t channels, const char* op,
+                           const char* name) {
+  if (!a) return nullptr;
+  require_channels(*a, channels, op, name);
+  return a->data();
+}
+
+// Running statistics read in eval mode (any float array converts).
+FloatArray read_stat(const py::object& obj, int64_t channels, const char* op, const char* name) {
+  check(!obj.is_none(), ErrorKind::Value,
+        std::string(op) + ": " + name + " is required in eval mode (training=False)");
+  FloatArray a = obj.cast<FloatArray>();
+  require_channels(a, channels, op, name);
+  return a;
+}
+
+FloatArray batch_norm(FloatArray input, py::object running_mean, py::object running_var,
+                      std::optional<FloatArray> weight, std::optional<FloatArray> bias,
+                      bool training, double momentum, double eps, bool reference) {
+  const char* op = "batch_norm";
+  const BatchNormShape s = norm_shape(input, op);
+  const float* w = optional_data(weight, s.channels, op, "weight");
+  const float* b = optional_data(bias, s.channels, op, "bias");
+  FloatArray out = new_float_array(shape_of(input));
+  const float* x = input.data();
+  float* y = out.mutable_data();
+  if (training) {
+    float* rm = nullptr;
+    float* rv = nullptr;
+    // Held here so the arrays outlive the kernel call.
+    py::array rm_arr, rv_arr;
+    if (!running_mean.is_none() || !running_var.is_none()) {
+      check(!running_mean.is_none() && !running_var.is_none(), ErrorKind::Value,
+            "batch_norm: running_mean and running_var must both be given or both be None");
+      check(py::isinstance<py::array>(running_mean) && py::isinstance<py::array>(running_var),
+            ErrorKind::Type, "batch_norm: running statistics must be numpy arrays");
+      rm_arr = py::reinterpret_borrow<py::array>(running_mean);
+      rv_arr = py::reinterpret_borrow<py::array>(running_var);
+      rm = writable_floats(rm_arr, "running_mean");
+      rv = writable_floats(rv_arr, "running_var");
+      require_channels(rm_arr, s.channels, op, "running_mean");
+      require_channels(rv_arr, s.channels, op, "running_var");
+    }
+    py::gil_scoped_release release;
+    (reference ? batch_norm_training_reference : batch_norm_training)(s, x, w, b, rm, rv, momentum,
+                                                                      eps, y);
+  } else {
+    FloatArray rm = read_stat(running_mean, s.channels, op, "running_mean");
+    FloatArray rv = read_stat(running_var, s.channels, op, "running_var");
+    const float* pm = rm.data();
+    const float* pv = rv.data();
+    py::gil_scoped_release release;
+    (reference ? batch_norm_inference_reference : batch_norm_inference)(s, x, pm, pv, w, b, eps,
+                                                                        y);
+  }
+  return out;
+}
+
+py::tuple batch_norm_backward(FloatArray grad_output, FloatArray input, py::object running_mean,
+                              py::object running_var, std::optional<FloatArray> weight,
+                              bool training, double eps, bool reference) {
+  const char* op = "batch_norm_backward";
+  const BatchNormShape s = norm_shape(input, op);
+  check(shape_of(grad_output) == shape_of(input), ErrorKind::Value,
+        "batch_norm_backward: grad_output must have the input's shape");
+  const float* w = optional_data(weight, s.channels, op, "weight");
+  FloatArray grad_input = new_float_array(shape_of(input));
+  py::object grad_weight = py::none(), grad_bias = py::none();
+  float* gw = nullptr;
+  float* gb = nullptr;
+  if (weight) {
+    FloatArray gw_arr = new_float_array({s.channels});
+    FloatArray gb_arr = new_float_array({s.channels});
+    gw = gw_arr.mutable_data();
+    gb = gb_arr.mutable_data();
+    grad_weight = gw_arr;
+    grad_bias = gb_arr;
+  }
+  const float* dy = grad_output.data();
+  const float* x = input.data();
+  float* dx = grad_input.mutable_data();
+  if (training) {
+    py::gil_scoped_release release;
+    (reference ? batch_norm_backward_training_reference : batch_norm_backward_training)(
+        s, dy, x, w, eps, dx, gw, gb);
+  } else {
+    FloatArray rm = read_stat(running_mean, s.channels, op, "running_mean");
+    FloatArray rv = read_stat(running_var, s.channels, op, "running_var");
+    const float* pm = rm.data();
+    const float* pv = rv.data();
+    py::gil_scoped_release release;
+    (reference ? batch_norm_backward_inference_reference : batch_norm_backward_inference)(
+        s, dy, x, pm, pv, w, eps, dx, gw, gb);
+  }
+  return py::make_tuple(grad_input, grad_weight, grad_bias);
+}
+
+}  // namespace
+
+void bind_norm(py::module_& m) {
+  m.def("batch_norm", &batch_norm, py::arg("input"), py::arg("running_mean"),
+        py::arg("running_var"), py::arg("weight"), py::arg("bias"), py::arg("training"),
+        py::arg("momentum"), py::arg("eps"), py::arg("reference") = false);
+  m.def("batch_norm_backward", &batch_norm_backward, py::arg("grad_output"), py::arg("input"),
+        py::arg("running_mean"), py::arg("running_var"), py::arg("weight"), py::arg("training"),
+        py::arg("eps"), py::arg("reference") = false);
+  m.def("batch_norm_implementation", [] { return std::string(batch_norm_implementation()); });
+}
 
 }  // namespace cnnkit::python

@@ -220,9 +220,220 @@ def conv2d_backward(
 # ----------------------------------------------------------------------------
 
 
+def _flag(value, name):
+    """A boolean argument (ints and strings are rejected rather than guessed)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _pool_input(input, op):
+    """``input`` as float32 NCHW plus whether it came as CHW (the batch axis is added)."""
+    x = _as_float32(input, "input")
+    _check_ndim(x, (3, 4), f"{op}: input", "CHW or NCHW")
+    return (x[None], True) if x.ndim == 3 else (x, False)
+
+
+def _pool_geometry(kernel_size, stride, padding, dilation=1):
+    """PyTorch's pooling arguments as int pairs; ``stride=None`` (or ``[]``) means kernel_size."""
+    kernel = _pair(kernel_size, "kernel_size")
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        stride = kernel
+    return kernel, _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+
+
+def _pool_input_shape(input, op):
+    """The NCHW shape of a backward call's ``input`` (only its shape and dtype are used)."""
+    x = input if isinstance(input, np.ndarray) else np.asarray(input)
+    if x.dtype.kind not in "fiu":
+        raise TypeError(f"{op}: input must be a float or integer array, got dtype {x.dtype}")
+    _check_ndim(x, (3, 4), f"{op}: input", "CHW or NCHW")
+    return ((1,) + x.shape, True) if x.ndim == 3 else (x.shape, False)
+
+
+def _pool_grad(grad_output, unbatched, op):
+    g = _as_float32(grad_output, "grad_output")
+    want = 3 if unbatched else 4
+    if g.ndim != want:
+        raise ValueError(f"{op}: grad_output must be {want}-D like the output, got shape {g.shape}")
+    return g[None] if unbatched else g
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """2-D max pooling over an (N, C, H, W) or (C, H, W) array, as ``torch.nn.functional.max_pool2d``.
+
+    ``stride`` defaults to ``kernel_size``; ``padding`` (implicit -inf) may be at most half of
+    ``kernel_size`` (PyTorch's CPU rule, whatever the dilation), and no window may consist of
+    padding only (possible with dilation; PyTorch returns an out-of-plane index there). With ``ceil_mode`` the output size rounds
+    up, but a window that would start in the right/bottom padding is dropped. A NaN in a window is
+    the window's result (its index is the last NaN's position); a window of -inf gives -inf with
+    the index of an element in the window. ``H == 0`` or ``W == 0`` gives an empty output
+    dimension (PyTorch rejects such input).
+
+    Returns the float32 output, or ``(output, indices)`` when ``return_indices``: int64 indices
+    ``h * W + w`` of each maximum within its (n, c) plane, as PyTorch returns them.
+    Backward: :func:`max_pool2d_backward` with these indices.
+    """
+    x, unbatched = _pool_input(input, "max_pool2d")
+    kernel, stride, padding, dilation = _pool_geometry(kernel_size, stride, padding, dilation)
+    out, indices = _C.max_pool2d(x, kernel, stride, padding, dilation, _flag(ceil_mode, "ceil_mode"),
+                                 _flag(return_indices, "return_indices"))
+    if unbatched:
+        out = out[0]
+        indices = None if indices is None else indices[0]
+    return (out, indices) if indices is not None else out
+
+
+def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False):
+    """Gradient of :func:`max_pool2d` with respect to its input.
+
+    Each ``grad_output`` element is added to the input position its ``indices`` entry names
+    (overlapping windows accumulate). ``indices`` must be the int64 array the forward returned:
+    its shape must equal ``grad_output``'s (else ``ValueError``) and every entry must lie within
+    the H*W plane (else ``IndexError``); ``input`` only supplies the shape. The other arguments
+    must be the forward's.
+    """
+    op = "max_pool2d_backward"
+    shape, unbatched = _pool_input_shape(input, op)
+    g = _pool_grad(grad_output, unbatched, op)
+    if not isinstance(indices, np.ndarray) or indices.dtype != np.int64:
+        dtype = indices.dtype if isinstance(indices, np.ndarray) else type(indices).__name__
+        raise TypeError(f"{op}: indices must be the int64 array max_pool2d returned, got {dtype}")
+    idx = np.ascontiguousarray(indices[None] if unbatched else indices)
+    kernel, stride, padding, dilation = _pool_geometry(kernel_size, stride, padding, dilation)
+    grad_input = _C.max_pool2d_backward(g, idx, shape, kernel, stride, padding, dilation,
+                                        _flag(ceil_mode, "ceil_mode"))
+    return grad_input[0] if unbatched else grad_input
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """2-D average pooling over an (N, C, H, W) or (C, H, W) array, as ``torch.nn.functional.avg_pool2d``.
+
+    The divisor is PyTorch's: with ``count_include_pad`` the window clipped to the padded input
+    (zero padding counts, a ``ceil_mode`` overhang past the padding does not); without it, the
+    number of input elements in the window. ``padding`` may be at most half the kernel.
+    Backward: :func:`avg_pool2d_backward`.
+    """
+    x, unbatched = _pool_input(input, "avg_pool2d")
+    kernel, stride, padding, _ = _pool_geometry(kernel_size, stride, padding)
+    out = _C.avg_pool2d(x, kernel, stride, padding, _flag(ceil_mode, "ceil_mode"),
+                        _flag(count_include_pad, "count_include_pad"))
+    return out[0] if unbatched else out
+
+
+def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):
+    """Gradient of :func:`avg_pool2d` with respect to its input.
+
+    Each ``grad_output`` element, divided by its window's divisor, is added to every input element
+    of the window. ``input`` only supplies the shape; the other arguments must be the forward's.
+    """
+    op = "avg_pool2d_backward"
+    shape, unbatched = _pool_input_shape(input, op)
+    g = _pool_grad(grad_output, unbatched, op)
+    kernel, stride, padding, _ = _pool_geometry(kernel_size, stride, padding)
+    grad_input = _C.avg_pool2d_backward(g, shape, kernel, stride, padding,
+                                        _flag(ceil_mode, "ceil_mode"),
+                                        _flag(count_include_pad, "count_include_pad"))
+    return grad_input[0] if unbatched else grad_input
+
+
 # ----------------------------------------------------------------------------
 # batch normalisation
 # ----------------------------------------------------------------------------
+
+
+def _bn_input(input, op):
+    x = _as_float32(input, "input")
+    _check_ndim(x, (2, 3, 4, 5), f"{op}: input", "N, C, ...")
+    return x
+
+
+def _bn_param(value, name, channels):
+    """Optional per-channel array (weight, bias, running stats read in eval mode)."""
+    if value is None:
+        return None
+    a = _as_float32(value, name)
+    if a.shape != (channels,):
+        raise ValueError(f"{name} must have shape ({channels},) to match the input's channels, "
+                         f"got {a.shape}")
+    return a
+
+
+def _bn_eps(eps):
+    eps = _float(eps, "eps")
+    if not np.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be finite and >= 0, got {eps}")
+    return eps
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalisation of an (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W) array, as
+    ``torch.nn.functional.batch_norm``: ``y = (x - mean) / sqrt(var + eps) * weight + bias``
+    per channel (weight and bias default to 1 and 0).
+
+    ``training=True`` normalises with the batch statistics (biased variance; more than one value
+    per channel is needed, else ``ValueError``) and, when given, updates ``running_mean`` and
+    ``running_var`` in place: ``r = (1 - momentum) * r + momentum * batch_stat`` with the
+    unbiased variance. They must then be writeable float32 C-contiguous arrays of shape (C,)
+    (else ``TypeError``/``ValueError``), or both ``None`` for no update. An empty batch returns
+    an empty output and leaves them untouched. ``training=False`` uses the running statistics,
+    which are then required. Statistics are accumulated in double precision around a per-channel
+    shift, so inputs with large means (1e7) normalise accurately; constant input gives ``bias``.
+    Backward: :func:`batch_norm_backward`.
+    """
+    x = _bn_input(input, "batch_norm")
+    channels = x.shape[1]
+    training = _flag(training, "training")
+    momentum = _float(momentum, "momentum")
+    eps = _bn_eps(eps)
+    w = _bn_param(weight, "weight", channels)
+    b = _bn_param(bias, "bias", channels)
+    if training:
+        if (running_mean is None) != (running_var is None):
+            raise ValueError("running_mean and running_var must both be given or both be None")
+        if running_mean is not None:
+            running_mean = _state_array(running_mean, "running_mean", (channels,))
+            running_var = _state_array(running_var, "running_var", (channels,))
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("running_mean and running_var are required when training=False")
+        running_mean = _bn_param(running_mean, "running_mean", channels)
+        running_var = _bn_param(running_var, "running_var", channels)
+    return _C.batch_norm(x, running_mean, running_var, w, b, training, momentum, eps)
+
+
+def batch_norm_backward(grad_output, input, running_mean, running_var, weight=None, training=True,
+                        eps=1e-5):
+    """Gradients of :func:`batch_norm`: ``(grad_input, grad_weight, grad_bias)``.
+
+    ``grad_weight = sum(grad_output * x_hat)`` and ``grad_bias = sum(grad_output)`` per channel;
+    both are ``None`` when ``weight`` is ``None`` (no affine parameters). With ``training=True``
+    the batch statistics are recomputed from ``input`` — no state is kept between the forward
+    and backward calls, so pass the same ``input`` — and the running statistics are ignored
+    (they may be ``None``). With ``training=False`` the running statistics are constants of the
+    forward and are required.
+    """
+    op = "batch_norm_backward"
+    x = _bn_input(input, op)
+    channels = x.shape[1]
+    g = _as_float32(grad_output, "grad_output")
+    if g.shape != x.shape:
+        raise ValueError(f"{op}: grad_output must have the input's shape {x.shape}, got {g.shape}")
+    training = _flag(training, "training")
+    eps = _bn_eps(eps)
+    w = _bn_param(weight, "weight", channels)
+    if training:
+        running_mean = running_var = None
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("running_mean and running_var are required when training=False")
+        running_mean = _bn_param(running_mean, "running_mean", channels)
+        running_var = _bn_param(running_var, "running_var", channels)
+    return _C.batch_norm_backward(g, x, running_mean, running_var, w, training, eps)
 
 
 # ----------------------------------------------------------------------------

@@ -85,9 +85,187 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups):
 # ----------------------------------------------------------------------------
 
 
+def _pool_pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _pool_out_size(size, kernel, stride, pad, dilation, ceil_mode):
+    """Number of windows along one axis, in padded coordinates (the padded input is
+    [0, size + 2 pad), window o starts at o * stride). Floor mode: every window fits the padded
+    input. Ceil mode: windows continue while the previous one left part of the padded input
+    uncovered, but a window must start inside the input or its left padding."""
+    if size == 0:
+        return 0
+    extent = dilation * (kernel - 1) + 1
+    padded = size + 2 * pad
+    count = 0
+    while True:
+        start = count * stride
+        if ceil_mode:
+            previous_short = count == 0 or (count - 1) * stride + extent < padded
+            admitted = previous_short and start < size + pad
+        else:
+            admitted = start + extent <= padded
+        if not admitted:
+            return count
+        count += 1
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """(out, indices): each window's maximum and its flat h*W + w position, scanning the window
+    row by row; a NaN replaces the running maximum (so the last NaN wins), ties keep the first."""
+    x = np.asarray(x, dtype=np.float64)
+    n, c, h, w = x.shape
+    kh, kw = _pool_pair(kernel_size)
+    sh, sw = _pool_pair(kernel_size if stride is None else stride)
+    ph, pw = _pool_pair(padding)
+    dh, dw = _pool_pair(dilation)
+    ho = _pool_out_size(h, kh, sh, ph, dh, ceil_mode)
+    wo = _pool_out_size(w, kw, sw, pw, dw, ceil_mode)
+    out = np.empty((n, c, ho, wo))
+    idx = np.empty((n, c, ho, wo), dtype=np.int64)
+    for i in range(ho):
+        for j in range(wo):
+            taps = [(r, q)
+                    for r in (i * sh - ph + a * dh for a in range(kh)) if 0 <= r < h
+                    for q in (j * sw - pw + b * dw for b in range(kw)) if 0 <= q < w]
+            for b_ in range(n):
+                for ch in range(c):
+                    best, where = -np.inf, taps[0]
+                    for r, q in taps:
+                        v = x[b_, ch, r, q]
+                        if np.isnan(v) or v > best:
+                            best, where = v, (r, q)
+                    out[b_, ch, i, j] = best
+                    idx[b_, ch, i, j] = where[0] * w + where[1]
+    return out, idx
+
+
+def max_pool2d_backward(grad_output, input_shape, indices):
+    """Scatter-add each output gradient onto the input position its index names."""
+    n, c, h, w = input_shape
+    g = np.asarray(grad_output, dtype=np.float64)
+    grad = np.zeros((n, c, h * w))
+    for b_ in range(n):
+        for ch in range(c):
+            np.add.at(grad[b_, ch], indices[b_, ch].ravel(), g[b_, ch].ravel())
+    return grad.reshape(n, c, h, w)
+
+
+def _avg_windows(shape, kernel_size, stride, padding, ceil_mode, count_include_pad):
+    """For each output (i, j): the input slices of its window and its divisor."""
+    _, _, h, w = shape
+    kh, kw = _pool_pair(kernel_size)
+    sh, sw = _pool_pair(kernel_size if stride is None else stride)
+    ph, pw = _pool_pair(padding)
+    ho = _pool_out_size(h, kh, sh, ph, 1, ceil_mode)
+    wo = _pool_out_size(w, kw, sw, pw, 1, ceil_mode)
+    windows = {}
+    for i in range(ho):
+        for j in range(wo):
+            # In padded coordinates the padded input spans [0, h + 2ph); the overhang
+            # beyond it (ceil mode) never counts, the zero padding counts on request.
+            r0, q0 = i * sh, j * sw
+            rows_padded = [r for r in range(r0, r0 + kh) if r < h + 2 * ph]
+            cols_padded = [q for q in range(q0, q0 + kw) if q < w + 2 * pw]
+            rows = [r - ph for r in rows_padded if ph <= r < h + ph]
+            cols = [q - pw for q in cols_padded if pw <= q < w + pw]
+            if count_include_pad:
+                divisor = len(rows_padded) * len(cols_padded)
+            else:
+                divisor = len(rows) * len(cols)
+            windows[i, j] = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1), divisor)
+    return ho, wo, windows
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Window sums of the zero-padded input over PyTorch's divisor (see _avg_windows)."""
+    x = np.asarray(x, dtype=np.float64)
+    ho, wo, windows = _avg_windows(x.shape, kernel_size, stride, padding, ceil_mode,
+                                   count_include_pad)
+    out = np.empty(x.shape[:2] + (ho, wo))
+    for (i, j), (rs, cs, divisor) in windows.items():
+        out[:, :, i, j] = x[:, :, rs, cs].sum(axis=(2, 3)) / divisor
+    return out
+
+
+def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0,
+                        ceil_mode=False, count_include_pad=True):
+    """Each output gradient spread evenly (over the divisor) onto its window's inputs."""
+    g = np.asarray(grad_output, dtype=np.float64)
+    _, _, windows = _avg_windows(input_shape, kernel_size, stride, padding, ceil_mode,
+                                 count_include_pad)
+    grad = np.zeros(input_shape)
+    for (i, j), (rs, cs, divisor) in windows.items():
+        grad[:, :, rs, cs] += (g[:, :, i, j] / divisor)[:, :, None, None]
+    return grad
+
+
 # ----------------------------------------------------------------------------
 # batch normalisation
 # ----------------------------------------------------------------------------
+
+
+def _bn_channels_last(x):
+    """(N, C, ...) -> (C, M): every channel's values in a row."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+
+
+def _bn_restore(rows, shape):
+    return np.moveaxis(rows.reshape((shape[1], shape[0]) + tuple(shape[2:])), 0, 1)
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5):
+    """(out, new_running_mean, new_running_var); the inputs are not modified.
+
+    Training uses the batch mean and biased variance to normalise and blends the unbiased
+    variance into the running variance; eval uses the running statistics.
+    """
+    shape = np.shape(x)
+    rows = _bn_channels_last(x)
+    c, m = rows.shape
+    w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
+    b = np.zeros(c) if bias is None else np.asarray(bias, dtype=np.float64)
+    new_mean = None if running_mean is None else np.asarray(running_mean, dtype=np.float64)
+    new_var = None if running_var is None else np.asarray(running_var, dtype=np.float64)
+    if training:
+        mean = rows.mean(axis=1)
+        var = ((rows - mean[:, None]) ** 2).mean(axis=1)
+        if new_mean is not None:
+            new_mean = (1 - momentum) * new_mean + momentum * mean
+            new_var = (1 - momentum) * new_var + momentum * var * m / (m - 1)
+    else:
+        mean, var = new_mean, new_var
+    out = (rows - mean[:, None]) / np.sqrt(var[:, None] + eps) * w[:, None] + b[:, None]
+    return _bn_restore(out, shape), new_mean, new_var
+
+
+def batch_norm_backward(grad_output, x, running_mean, running_var, weight=None, training=True,
+                        eps=1e-5):
+    """(grad_input, grad_weight, grad_bias) of batch_norm, the latter two for weight given."""
+    shape = np.shape(x)
+    rows = _bn_channels_last(x)
+    dy = _bn_channels_last(grad_output)
+    c, m = rows.shape
+    w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
+    if training:
+        mean = rows.mean(axis=1)
+        var = ((rows - mean[:, None]) ** 2).mean(axis=1)
+    else:
+        mean = np.asarray(running_mean, dtype=np.float64)
+        var = np.asarray(running_var, dtype=np.float64)
+    invstd = 1 / np.sqrt(var + eps)
+    xhat = (rows - mean[:, None]) * invstd[:, None]
+    grad_bias = dy.sum(axis=1)
+    grad_weight = np.einsum("cm,cm->c", dy, xhat)
+    if training:
+        # x_hat depends on x through the batch mean and variance as well.
+        dx = (w * invstd)[:, None] * (dy - grad_bias[:, None] / m - xhat * grad_weight[:, None] / m)
+    else:
+        dx = (w * invstd)[:, None] * dy
+    return _bn_restore(dx, shape), grad_weight, grad_bias
 
 
 # ----------------------------------------------------------------------------

@@ -1,0 +1,139 @@
+// Batch norm: the ordered list of implementations (production first, reference
+// last) and the checks every entry point runs before a kernel sees the data.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/registry.h"
+#include "cpu/norm/kernels.h"
+
+namespace cnnkit {
+namespace {
+
+using NormImpl = KernelImpl<BatchNormShape, const BatchNormKernels*>;
+
+const NormImpl kNormImpls[] = {
+    {"channels", Isa::Scalar, nullptr, &batch_norm_channels},
+    {"reference", Isa::Scalar, nullptr, &batch_norm_reference},
+};
+
+const BatchNormKernels& selected(const BatchNormShape& s) {
+  return *select_kernel(kNormImpls, s).run;
+}
+
+// Returns the number of values per channel.
+int64_t check_shape(const BatchNormShape& s, double eps, const char* op) {
+  check(s.batch >= 0 && s.channels >= 0 && s.spatial >= 0, ErrorKind::Value,
+        std::string(op) + ": negative size");
+  check(std::isfinite(eps) && eps >= 0.0, ErrorKind::Value,
+        std::string(op) + ": eps must be finite and >= 0, got " + std::to_string(eps));
+  return checked_mul(s.batch, s.spatial, "values per channel");
+}
+
+void check_training(int64_t per_channel, const char* op) {
+  check(per_channel != 1, ErrorKind::Value,
+        std::string(op) + ": expected more than 1 value per channel when training "
+                          "(N * spatial size is 1)");
+}
+
+using TrainingFn = void (*)(const BatchNormShape&, const float*, const float*, const float*,
+                            float*, float*, double, double, float*);
+using BackwardTrainingFn = void (*)(const BatchNormShape&, const float*, const float*,
+                                    const float*, double, float*, float*, float*);
+
+void run_training(TrainingFn fn, const BatchNormShape& s, const float* input, const float* weight,
+                  const float* bias, float* running_mean, float* running_var, double momentum,
+                  double eps, float* out) {
+  const int64_t per_channel = check_shape(s, eps, "batch_norm");
+  check_training(per_channel, "batch_norm");
+  check((running_mean == nullptr) == (running_var == nullptr), ErrorKind::Value,
+        "batch_norm: running_mean and running_var must both be given or both be None");
+  check(std::isfinite(momentum), ErrorKind::Value, "batch_norm: momentum must be finite");
+  // An empty batch has no statistics: nothing to write, running stats untouched (as PyTorch).
+  if (per_channel == 0) return;
+  fn(s, input, weight, bias, running_mean, running_var, momentum, eps, out);
+}
+
+void run_backward_training(BackwardTrainingFn fn, const BatchNormShape& s, const float* grad_out,
+                           const float* input, const float* weight, double eps,
+                           float* grad_input, float* grad_weight, float* grad_bias) {
+  const int64_t per_channel = check_shape(s, eps, "batch_norm_backward");
+  check_training(per_channel, "batch_norm_backward");
+  if (per_channel == 0) {
+    if (grad_weight != nullptr) std::fill(grad_weight, grad_weight + s.channels, 0.0f);
+    if (grad_bias != nullptr) std::fill(grad_bias, grad_bias + s.channels, 0.0f);
+    return;
+  }
+  fn(s, grad_out, input, weight, eps, grad_input, grad_weight, grad_bias);
+}
+
+}  // namespace
+
+void batch_norm_training(const BatchNormShape& s, const float* input, const float* weight,
+                         const float* bias, float* running_mean, float* running_var,
+                         double momentum, double eps, float* out) {
+  run_training(selected(s).training, s, input, weight, bias, running_mean, running_var, momentum,
+               eps, out);
+}
+
+void batch_norm_training_reference(const BatchNormShape& s, const float* input,
+                                   const float* weight, const float* bias, float* running_mean,
+                                   float* running_var, double momentum, double eps, float* out) {
+  run_training(batch_norm_reference.training, s, input, weight, bias, running_mean, running_var,
+               momentum, eps, out);
+}
+
+void batch_norm_inference(const BatchNormShape& s, const float* input, const float* running_mean,
+                          const float* running_var, const float* weight, const float* bias,
+                          double eps, float* out) {
+  check_shape(s, eps, "batch_norm");
+  selected(s).inference(s, input, running_mean, running_var, weight, bias, eps, out);
+}
+
+void batch_norm_inference_reference(const BatchNormShape& s, const float* input,
+                                    const float* running_mean, const float* running_var,
+                                    const float* weight, const float* bias, double eps,
+                                    float* out) {
+  check_shape(s, eps, "batch_norm");
+  batch_norm_reference.inference(s, input, running_mean, running_var, weight, bias, eps, out);
+}
+
+void batch_norm_backward_training(const BatchNormShape& s, const float* grad_out,
+                                  const float* input, const float* weight, double eps,
+                                  float* grad_input, float* grad_weight, float* grad_bias) {
+  run_backward_training(selected(s).backward_training, s, grad_out, input, weight, eps,
+                        grad_input, grad_weight, grad_bias);
+}
+
+void batch_norm_backward_training_reference(const BatchNormShape& s, const float* grad_out,
+                                            const float* input, const float* weight, double eps,
+                                            float* grad_input, float* grad_weight,
+                                            float* grad_bias) {
+  run_backward_training(batch_norm_reference.backward_training, s, grad_out, input, weight, eps,
+                        grad_input, grad_weight, grad_bias);
+}
+
+void batch_norm_backward_inference(const BatchNormShape& s, const float* grad_out,
+                                   const float* input, const float* running_mean,
+                                   const float* running_var, const float* weight, double eps,
+                                   float* grad_input, float* grad_weight, float* grad_bias) {
+  check_shape(s, eps, "batch_norm_backward");
+  selected(s).backward_inference(s, grad_out, input, running_mean, running_var, weight, eps,
+                                 grad_input, grad_weight, grad_bias);
+}
+
+void batch_norm_backward_inference_reference(const BatchNormShape& s, const float* grad_out,
+                                             const float* input, const float* running_mean,
+                                             const float* running_var, const float* weight,
+                                             double eps, float* grad_input, float* grad_weight,
+                                             float* grad_bias) {
+  check_shape(s, eps, "batch_norm_backward");
+  batch_norm_reference.backward_inference(s, grad_out, input, running_mean, running_var, weight,
+                                          eps, grad_input, grad_weight, grad_bias);
+}
+
+const char* batch_norm_implementation() {
+  return select_kernel(kNormImpls, BatchNormShape{}).name;
+}
+
+}  // namespace cnnkit

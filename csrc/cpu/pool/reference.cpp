@@ -1,0 +1,122 @@
+// The definition of pooling: one window at a time, serial, bounds checked per
+// element. Mirrors PyTorch's CPU loops so edge cases (NaN, -inf, ceil_mode
+// overhang, the avg divisor) have exactly its behaviour.
+#include <algorithm>
+#include <limits>
+
+#include "cnnkit/pool.h"
+#include "cpu/pool/kernels.h"
+
+namespace cnnkit {
+namespace {
+
+// Input rows (or columns) a window touches: [begin, end) in steps of dilation,
+// starting at the first tap that is not in the padding.
+struct Span {
+  int64_t begin, end;
+};
+
+Span window_span(int64_t o, int64_t in, int64_t kernel, int64_t stride, int64_t pad,
+                 int64_t dilation) {
+  int64_t begin = o * stride - pad;
+  const int64_t end = std::min(begin + (kernel - 1) * dilation + 1, in);
+  while (begin < 0) begin += dilation;
+  return {begin, end};
+}
+
+void max_forward(const Pool2dShape& s, const float* input, float* out, int64_t* indices) {
+  for (int64_t p = 0; p < s.planes; ++p) {
+    const float* plane = input + p * s.in_h * s.in_w;
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      const Span hs = window_span(oh, s.in_h, s.kernel_h, s.stride_h, s.pad_h, s.dilation_h);
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        const Span ws = window_span(ow, s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
+        float best = -std::numeric_limits<float>::infinity();
+        int64_t best_index = hs.begin * s.in_w + ws.begin;
+        for (int64_t h = hs.begin; h < hs.end; h += s.dilation_h) {
+          for (int64_t w = ws.begin; w < ws.end; w += s.dilation_w) {
+            const float v = plane[h * s.in_w + w];
+            if (v > best || v != v) {
+              best = v;
+              best_index = h * s.in_w + w;
+            }
+          }
+        }
+        const int64_t o = (p * s.out_h + oh) * s.out_w + ow;
+        out[o] = best;
+        if (indices != nullptr) indices[o] = best_index;
+      }
+    }
+  }
+}
+
+void max_backward(const Pool2dShape& s, const float* grad_out, const int64_t* indices,
+                  float* grad_input) {
+  const int64_t plane = s.in_h * s.in_w;
+  const int64_t outputs = s.out_h * s.out_w;
+  std::fill(grad_input, grad_input + s.planes * plane, 0.0f);
+  for (int64_t p = 0; p < s.planes; ++p) {
+    for (int64_t o = 0; o < outputs; ++o) {
+      grad_input[p * plane + indices[p * outputs + o]] += grad_out[p * outputs + o];
+    }
+  }
+}
+
+// PyTorch's avg divisor: the window clipped to the padded input (so a ceil_mode
+// overhang past the padding is not counted) or, without count_include_pad, to
+// the input itself. Returns the input window in [h0, h1) x [w0, w1).
+int64_t avg_window(const Pool2dShape& s, bool count_include_pad, int64_t oh, int64_t ow,
+                   int64_t& h0, int64_t& h1, int64_t& w0, int64_t& w1) {
+  h0 = oh * s.stride_h - s.pad_h;
+  w0 = ow * s.stride_w - s.pad_w;
+  h1 = std::min(h0 + s.kernel_h, s.in_h + s.pad_h);
+  w1 = std::min(w0 + s.kernel_w, s.in_w + s.pad_w);
+  const int64_t padded_size = (h1 - h0) * (w1 - w0);
+  h0 = std::max<int64_t>(h0, 0);
+  w0 = std::max<int64_t>(w0, 0);
+  h1 = std::min(h1, s.in_h);
+  w1 = std::min(w1, s.in_w);
+  return count_include_pad ? padded_size : (h1 - h0) * (w1 - w0);
+}
+
+void avg_forward(const Pool2dShape& s, bool count_include_pad, const float* input, float* out) {
+  for (int64_t p = 0; p < s.planes; ++p) {
+    const float* plane = input + p * s.in_h * s.in_w;
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        int64_t h0, h1, w0, w1;
+        const int64_t divisor = avg_window(s, count_include_pad, oh, ow, h0, h1, w0, w1);
+        float sum = 0.0f;
+        for (int64_t h = h0; h < h1; ++h) {
+          for (int64_t w = w0; w < w1; ++w) sum += plane[h * s.in_w + w];
+        }
+        out[(p * s.out_h + oh) * s.out_w + ow] = sum / static_cast<float>(divisor);
+      }
+    }
+  }
+}
+
+void avg_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_out,
+                  float* grad_input) {
+  const int64_t plane_size = s.in_h * s.in_w;
+  std::fill(grad_input, grad_input + s.planes * plane_size, 0.0f);
+  for (int64_t p = 0; p < s.planes; ++p) {
+    float* plane = grad_input + p * plane_size;
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        int64_t h0, h1, w0, w1;
+        const int64_t divisor = avg_window(s, count_include_pad, oh, ow, h0, h1, w0, w1);
+        const float g = grad_out[(p * s.out_h + oh) * s.out_w + ow] / static_cast<float>(divisor);
+        for (int64_t h = h0; h < h1; ++h) {
+          for (int64_t w = w0; w < w1; ++w) plane[h * s.in_w + w] += g;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const PoolKernels pool_reference = {max_forward, max_backward, avg_forward, avg_backward};
+
+}  // namespace cnnkit

@@ -1,0 +1,61 @@
+// Batch normalisation over (N, C, S) float32 data (S: the product of the
+// spatial sizes, 1 for (N, C) input). Semantics follow PyTorch
+// (torch.nn.functional.batch_norm). Null weight means 1, null bias means 0.
+#pragma once
+#include <cstdint>
+
+namespace cnnkit {
+
+struct BatchNormShape {
+  int64_t batch, channels, spatial;
+};
+
+// Normalises with the batch statistics (biased variance). When running_mean and
+// running_var are not null they are updated in place:
+// r = (1 - momentum) * r + momentum * batch statistic, with the unbiased variance.
+// Needs batch * spatial != 1 (Value error); an empty batch writes nothing and
+// leaves the running statistics alone.
+void batch_norm_training(const BatchNormShape& s, const float* input, const float* weight,
+                         const float* bias, float* running_mean, float* running_var,
+                         double momentum, double eps, float* out);
+
+// Normalises with the running statistics.
+void batch_norm_inference(const BatchNormShape& s, const float* input, const float* running_mean,
+                          const float* running_var, const float* weight, const float* bias,
+                          double eps, float* out);
+
+// Gradients of batch_norm_training. The batch statistics are recomputed from
+// `input`: nothing is kept from the forward call. grad_weight and grad_bias
+// (written when not null) are the sums of grad_out * x_hat and grad_out.
+void batch_norm_backward_training(const BatchNormShape& s, const float* grad_out,
+                                  const float* input, const float* weight, double eps,
+                                  float* grad_input, float* grad_weight, float* grad_bias);
+
+// Gradients of batch_norm_inference (the running statistics are constants).
+void batch_norm_backward_inference(const BatchNormShape& s, const float* grad_out,
+                                   const float* input, const float* running_mean,
+                                   const float* running_var, const float* weight, double eps,
+                                   float* grad_input, float* grad_weight, float* grad_bias);
+
+// The plain two-pass versions that define the ops above (serial; for tests).
+void batch_norm_training_reference(const BatchNormShape& s, const float* input,
+                                   const float* weight, const float* bias, float* running_mean,
+                                   float* running_var, double momentum, double eps, float* out);
+void batch_norm_inference_reference(const BatchNormShape& s, const float* input,
+                                    const float* running_mean, const float* running_var,
+                                    const float* weight, const float* bias, double eps,
+                                    float* out);
+void batch_norm_backward_training_reference(const BatchNormShape& s, const float* grad_out,
+                                            const float* input, const float* weight, double eps,
+                                            float* grad_input, float* grad_weight,
+                                            float* grad_bias);
+void batch_norm_backward_inference_reference(const BatchNormShape& s, const float* grad_out,
+                                             const float* input, const float* running_mean,
+                                             const float* running_var, const float* weight,
+                                             double eps, float* grad_input, float* grad_weight,
+                                             float* grad_bias);
+
+// Name of the implementation batch norm uses now (for build_info and tests).
+const char* batch_norm_implementation();
+
+}  // namespace cnnkit

@@ -1,0 +1,308 @@
+"""batch_norm forward and backward against the float64 oracle and PyTorch.
+
+Tolerance magnitudes: normalisation is not a sum of products, so "the same op on |inputs|"
+is replaced by the size of what each output is built from: |x_hat| |w| + |w| + |b| for the
+forward (the statistics' error is relative to one standard deviation, i.e. |w| in the output),
+the analogous sums of absolute terms for the backward; K is N * spatial (RELIABILITY.md).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cnnkit.functional as F
+import cnnkit.reference as R
+from cnnkit import _C
+from tolerance import assert_close
+
+
+@st.composite
+def bn_cases(draw):
+    n = draw(st.integers(1, 4))
+    c = draw(st.integers(1, 4))
+    spatial = draw(st.sampled_from([(), (1,), (5,), (3, 4), (2, 7)]))
+    if n * int(np.prod(spatial, dtype=int)) == 1:
+        n = 2
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    mean = draw(st.sampled_from([0.0, 3.0, 1e4]))
+    x = (rng.standard_normal((n, c) + spatial) * draw(st.sampled_from([1e-2, 1.0, 10.0])) + mean)
+    affine = draw(st.booleans())
+    w = rng.standard_normal(c).astype(np.float32) if affine else None
+    b = rng.standard_normal(c).astype(np.float32) if affine else None
+    rm = rng.standard_normal(c).astype(np.float32)
+    rv = (rng.random(c) + 0.5).astype(np.float32)
+    return x.astype(np.float32), w, b, rm, rv, rng
+
+
+def _magnitudes(x, w, b, mean, var, eps):
+    c = x.shape[1]
+    w = np.ones(c) if w is None else np.abs(np.asarray(w, np.float64))
+    b = np.zeros(c) if b is None else np.abs(np.asarray(b, np.float64))
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    xhat = np.abs(x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    return xhat * w.reshape(shape) + (w + b).reshape(shape), xhat, w.reshape(shape)
+
+
+def _per_channel(x):
+    return int(x.size // x.shape[1]) if x.shape[1] else 0
+
+
+def _check_forward(x, w, b, rm, rv, training, reference=False):
+    eps, momentum = 1e-5, 0.1
+    rm_run, rv_run = rm.copy(), rv.copy()
+    if reference:
+        out = _C.batch_norm(x, rm_run, rv_run, w, b, training, momentum, eps, True)
+    else:
+        out = F.batch_norm(x, rm_run, rv_run, w, b, training, momentum, eps)
+    expected, new_mean, new_var = R.batch_norm(x, rm, rv, w, b, training, momentum, eps)
+    rows = np.moveaxis(x.astype(np.float64), 1, 0).reshape(x.shape[1], -1)
+    mean, var = (rows.mean(1), rows.var(1)) if training else (rm.astype(np.float64), rv.astype(np.float64))
+    magnitude, _, _ = _magnitudes(x, w, b, mean, var, eps)
+    K = _per_channel(x)
+    assert_close(out, expected, magnitude, K, "batch_norm")
+    assert_close(rm_run, new_mean, np.abs(rm) + np.abs(mean), K, "batch_norm running_mean")
+    assert_close(rv_run, new_var, np.abs(rv) + var * K / max(K - 1, 1), K, "batch_norm running_var")
+
+
+def _check_backward(x, w, rm, rv, training, rng, reference=False):
+    eps = 1e-5
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    if reference:
+        got = _C.batch_norm_backward(dy, x, None if training else rm, None if training else rv, w,
+                                     training, eps, True)
+    else:
+        got = F.batch_norm_backward(dy, x, rm, rv, w, training, eps)
+    expected = R.batch_norm_backward(dy, x, rm, rv, w, training, eps)
+    rows = np.moveaxis(x.astype(np.float64), 1, 0).reshape(x.shape[1], -1)
+    mean, var = (rows.mean(1), rows.var(1)) if training else (rm.astype(np.float64), rv.astype(np.float64))
+    _, xhat, wabs = _magnitudes(x, w, None, mean, var, eps)
+    shape = wabs.shape
+    invstd = (1 / np.sqrt(var + eps)).reshape(shape)
+    K = _per_channel(x)
+    ady = np.abs(dy.astype(np.float64))
+    axes = (0,) + tuple(range(2, x.ndim))
+    sum_dy = ady.sum(axis=axes)
+    sum_dy_xhat = (ady * xhat).sum(axis=axes)
+    # dx = w invstd (dy - mean(dy) - xhat mean(dy xhat)), bounded term by term; the statistics
+    # add an error of one standard deviation's worth (invstd |w| |dy|-sized).
+    dx_mag = wabs * invstd * (ady + (sum_dy / K).reshape(shape) + (1 + xhat) * (sum_dy_xhat / K + sum_dy / K).reshape(shape))
+    assert_close(got[0], expected[0], dx_mag, K, "batch_norm_backward dx")
+    if w is None:
+        assert got[1] is None and got[2] is None
+    else:
+        assert_close(got[1], expected[1], sum_dy_xhat + sum_dy, K, "batch_norm_backward dw")
+        assert_close(got[2], expected[2], sum_dy, K, "batch_norm_backward db")
+
+
+@given(case=bn_cases(), training=st.booleans())
+def test_forward_matches_oracle(case, training):
+    x, w, b, rm, rv, _ = case
+    _check_forward(x, w, b, rm, rv, training)
+    _check_forward(x, w, b, rm, rv, training, reference=True)
+
+
+@given(case=bn_cases(), training=st.booleans())
+def test_backward_matches_oracle(case, training):
+    x, w, _, rm, rv, rng = case
+    _check_backward(x, w, rm, rv, training, rng)
+    _check_backward(x, w, rm, rv, training, rng, reference=True)
+
+
+@pytest.mark.parametrize("shape", [(8, 16), (4, 6, 100), (3, 5, 17, 19)])
+def test_larger_cases_threaded(threads, shape):
+    rng = np.random.default_rng(len(shape))
+    x = (rng.standard_normal(shape) * 3 + 2).astype(np.float32)
+    c = shape[1]
+    w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+    for training in (True, False):
+        _check_forward(x, w, b, rm, rv, training)
+        _check_backward(x, w, rm, rv, training, rng)
+
+
+def test_running_stats_are_updated_in_place():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 3, 4)).astype(np.float32) + 5
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    rm_before, rv_before = rm.__array_interface__["data"][0], rv.__array_interface__["data"][0]
+    F.batch_norm(x, rm, rv, training=True, momentum=0.25)
+    assert rm.__array_interface__["data"][0] == rm_before and rv.__array_interface__["data"][0] == rv_before
+    rows = np.moveaxis(x.astype(np.float64), 1, 0).reshape(3, -1)
+    np.testing.assert_allclose(rm, 0.25 * rows.mean(1), rtol=1e-6)
+    np.testing.assert_allclose(rv, 0.75 + 0.25 * rows.var(1, ddof=1), rtol=1e-6)
+    # Eval mode leaves them alone.
+    snapshot = rm.copy(), rv.copy()
+    F.batch_norm(x, rm, rv, training=False)
+    np.testing.assert_array_equal(rm, snapshot[0])
+    np.testing.assert_array_equal(rv, snapshot[1])
+
+
+@pytest.mark.parametrize("make, error", [
+    (lambda a: a.astype(np.float64), TypeError),
+    (lambda a: a.tolist(), TypeError),
+    (lambda a: np.repeat(a, 2)[::2], ValueError),
+    (lambda a: a[:2], ValueError),
+])
+def test_bad_running_stats_are_rejected(make, error):
+    x = np.ones((4, 3), np.float32)
+    good = np.zeros(3, np.float32)
+    with pytest.raises(error, match="running_mean"):
+        F.batch_norm(x, make(np.zeros(3, np.float32)), np.ones(3, np.float32), training=True)
+    readonly = np.ones(3, np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        F.batch_norm(x, good, readonly, training=True)
+    with pytest.raises(TypeError, match="float32"):
+        _C.batch_norm(x, good, np.ones(3), None, None, True, 0.1, 1e-5)
+    with pytest.raises(ValueError, match="both"):
+        F.batch_norm(x, good, None, training=True)
+
+
+def test_single_value_per_channel():
+    x = np.ones((1, 3, 1, 1), np.float32)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        F.batch_norm(x, rm, rv, training=True)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        F.batch_norm(np.ones((1, 3), np.float32), None, None, training=True)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        F.batch_norm_backward(x, x, None, None)
+    np.testing.assert_allclose(F.batch_norm(x, rm, rv), np.full(x.shape, 1 / np.sqrt(1 + 1e-5)),
+                               rtol=1e-6)
+    assert F.batch_norm_backward(x, x, rm, rv, training=False)[0].shape == x.shape
+
+
+@pytest.mark.parametrize("level", [0.0, 3.5, 1e4, 5e4, 1e7])
+def test_constant_input_gives_bias(level):
+    x = np.full((5, 3, 4, 4), level, np.float32)
+    b = np.array([0.5, -2.0, 7.25], np.float32)
+    w = np.array([3.0, 1.0, -2.0], np.float32)
+    out = F.batch_norm(x, None, None, w, b, training=True)
+    np.testing.assert_array_equal(out, np.broadcast_to(b[None, :, None, None], x.shape))
+    dx, dw, db = F.batch_norm_backward(np.ones_like(x), x, None, None, w)
+    assert np.all(np.isfinite(dx)) and np.all(np.isfinite(dw)) and np.all(np.isfinite(db))
+
+
+@pytest.mark.parametrize("mean", [1e4, 1e7])
+def test_large_mean_input_is_accurate(mean):
+    rng = np.random.default_rng(5)
+    x = (mean + rng.integers(-4, 5, size=(16, 4, 8, 8))).astype(np.float32)
+    rm, rv = np.zeros(4, np.float32), np.ones(4, np.float32)
+    _check_forward(x, None, None, rm, rv, True)
+    _check_backward(x, None, rm, rv, True, rng)
+    out = F.batch_norm(x, None, None, training=True)
+    # Normalised: mean 0, variance 1 per channel, even though the data sit at 1e7.
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(out.var(axis=(0, 2, 3)), 1, rtol=1e-4)
+
+
+def test_eval_requires_running_stats_and_training_may_omit_them():
+    x = np.random.default_rng(1).standard_normal((4, 2, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="required"):
+        F.batch_norm(x, None, None)
+    with pytest.raises(ValueError, match="required"):
+        F.batch_norm_backward(x, x, None, None, training=False)
+    expected, _, _ = R.batch_norm(x, None, None, training=True)
+    np.testing.assert_allclose(F.batch_norm(x, None, None, training=True), expected, atol=1e-6)
+
+
+def test_empty_batch():
+    x = np.zeros((0, 3, 4, 4), np.float32)
+    rm, rv = np.full(3, 2.0, np.float32), np.full(3, 3.0, np.float32)
+    assert F.batch_norm(x, rm, rv, training=True).shape == x.shape
+    np.testing.assert_array_equal(rm, 2.0)
+    np.testing.assert_array_equal(rv, 3.0)
+    dx, dw, db = F.batch_norm_backward(x, x, None, None, np.ones(3, np.float32))
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dw, 0)
+    np.testing.assert_array_equal(db, 0)
+    assert F.batch_norm(x, rm, rv).shape == x.shape
+
+
+def test_shape_and_type_errors():
+    x = np.ones((4, 3, 2), np.float32)
+    with pytest.raises(ValueError, match="weight"):
+        F.batch_norm(x, None, None, np.ones(2), training=True)
+    with pytest.raises(ValueError, match="input"):
+        F.batch_norm(np.ones(3, np.float32), None, None, training=True)
+    with pytest.raises(ValueError, match="grad_output"):
+        F.batch_norm_backward(np.ones((4, 3), np.float32), x, None, None)
+    with pytest.raises(TypeError):
+        F.batch_norm(x.astype(bool), None, None, training=True)
+    with pytest.raises(ValueError, match="eps"):
+        F.batch_norm(x, None, None, training=True, eps=-1.0)
+    with pytest.raises(TypeError):
+        F.batch_norm(x, None, None, training=1)
+
+
+def test_views_match_contiguous_copies():
+    rng = np.random.default_rng(9)
+    base = rng.standard_normal((4, 6, 5, 7)).astype(np.float32)
+    w = rng.standard_normal(6)[::-1]
+    for v in (base[::-1], base[:, ::2], base.transpose(0, 1, 3, 2), base[..., ::-2]):
+        c = np.ascontiguousarray(v)
+        ch = v.shape[1]
+        wv = w[:ch]
+        np.testing.assert_array_equal(F.batch_norm(v, None, None, wv, wv, training=True),
+                                      F.batch_norm(c, None, None, np.ascontiguousarray(wv), wv,
+                                                   training=True))
+        for a, b in zip(F.batch_norm_backward(v, v, None, None, wv),
+                        F.batch_norm_backward(c, c, None, None, np.ascontiguousarray(wv))):
+            np.testing.assert_array_equal(a, b)
+
+
+@given(case=bn_cases(), training=st.booleans())
+def test_oracle_backward_matches_finite_differences(case, training):
+    x, w, b, rm, rv, rng = case
+    x = x.astype(np.float64)
+    x = x[:2, :2, ...] if x.shape[0] * np.prod(x.shape[2:], dtype=int) > 2 else x
+    if training and x.size // x.shape[1] == 1:
+        return
+    x = (x - x.mean()) / (x.std() + 1)  # keep the numerical steps well scaled
+    c = x.shape[1]
+    w = rng.standard_normal(c)
+    b = rng.standard_normal(c)
+    rm, rv = rm[:c].astype(np.float64), rv[:c].astype(np.float64)
+    dy = rng.standard_normal(x.shape)
+
+    def loss(xx, ww, bb):
+        return np.sum(dy * R.batch_norm(xx, rm, rv, ww, bb, training, 0.1, 1e-5)[0])
+
+    dx, dw, db = R.batch_norm_backward(dy, x, rm, rv, w, training, 1e-5)
+    h = 1e-6
+
+    def numeric(arr, f):
+        grad = np.empty_like(arr)
+        for i in np.ndindex(arr.shape):
+            step = np.zeros_like(arr)
+            step[i] = h
+            grad[i] = (f(arr + step) - f(arr - step)) / (2 * h)
+        return grad
+
+    np.testing.assert_allclose(dx, numeric(x, lambda a: loss(a, w, b)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(dw, numeric(w, lambda a: loss(x, a, b)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(db, numeric(b, lambda a: loss(x, w, a)), rtol=1e-4, atol=1e-6)
+
+
+@given(case=bn_cases(), training=st.booleans())
+def test_matches_torch(case, training):
+    torch = pytest.importorskip("torch")
+    x, w, b, rm, rv, rng = case
+    rm_ours, rv_ours = rm.copy(), rv.copy()
+    out = F.batch_norm(x, rm_ours, rv_ours, w, b, training)
+    rm_t, rv_t = torch.from_numpy(rm.copy()), torch.from_numpy(rv.copy())
+    xt = torch.from_numpy(x).double().requires_grad_()
+    wt = None if w is None else torch.from_numpy(w).double().requires_grad_()
+    bt = None if b is None else torch.from_numpy(b).double()
+    t_out = torch.nn.functional.batch_norm(xt, rm_t.double(), rv_t.double(), wt, bt, training)
+    scale = np.abs(t_out.detach().numpy()).max() + 1
+    np.testing.assert_allclose(out, t_out.detach().numpy(), atol=1e-4 * scale)
+    dy = rng.standard_normal(x.shape)
+    t_out.backward(torch.from_numpy(dy))
+    dx, dw, _ = F.batch_norm_backward(dy, x, rm, rv, w, training)
+    g_scale = np.abs(xt.grad.numpy()).max() + 1
+    np.testing.assert_allclose(dx, xt.grad.numpy(), atol=1e-3 * g_scale)
+    if w is not None:
+        np.testing.assert_allclose(dw, wt.grad.numpy(), atol=1e-3 * (np.abs(wt.grad.numpy()).max() + 1))
