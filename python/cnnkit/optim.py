@@ -19,10 +19,9 @@ numbered in group order, and ``load_state_dict`` accepts a PyTorch optimizer's
 state dict (tensors are converted to arrays).
 """
 
-import math
-import numbers
-
 import numpy as np
+
+from .functional import _float, _int
 
 # ----------------------------------------------------------------------------
 # optimizers
@@ -33,15 +32,9 @@ def _is_param(obj):
     return hasattr(obj, "data") and hasattr(obj, "grad") and not isinstance(obj, np.ndarray)
 
 
-def _real(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
-
-
 def _at_least_zero(value, what):
     """A real number >= 0; ``what`` completes PyTorch's message "Invalid <what>: <value>"."""
-    value = _real(value, what)
+    value = _float(value, what)
     if not value >= 0.0:  # also catches NaN
         raise ValueError(f"Invalid {what}: {value}")
     return value
@@ -251,7 +244,7 @@ class SGD(Optimizer):
     def _check_options(self, group):
         self._check_common(group)
         group["momentum"] = _at_least_zero(group["momentum"], "momentum value")
-        group["dampening"] = _real(group["dampening"], "dampening")
+        group["dampening"] = _float(group["dampening"], "dampening")
         group["nesterov"] = bool(group["nesterov"])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
@@ -293,7 +286,7 @@ class Adam(Optimizer):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair of floats, got {betas!r}")
         for i, beta in enumerate(betas):
-            beta = _real(beta, f"betas[{i}]")
+            beta = _float(beta, f"betas[{i}]")
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
         group["betas"] = (float(betas[0]), float(betas[1]))
@@ -495,11 +488,10 @@ def _optimizer(obj):
 
 
 def _positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = _int(value, name)
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
+    return value
 
 
 class StepLR(LRScheduler):
