@@ -208,7 +208,8 @@ class Optimizer:
             return int(float(value))
         if value is None:
             return None
-        array = np.array(value, dtype=p.data.dtype)
+        # asarray, then a copy: np.array(value, dtype=...) would warn on torch tensors.
+        array = np.asarray(value).astype(p.data.dtype)
         if array.shape != p.data.shape:
             raise ValueError(
                 f"loaded state {key!r} of parameter {index} has shape {array.shape}, the parameter has {p.data.shape}"
@@ -257,7 +258,9 @@ class SGD(Optimizer):
         if momentum != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
-                state["momentum_buffer"] = buf = grad.copy()
+                # np.array, not .copy(): arithmetic on 0-d arrays yields scalars,
+                # and the buffer must stay an array to be updated in place.
+                state["momentum_buffer"] = buf = np.array(grad, dtype=p.data.dtype)
             else:
                 buf *= momentum
                 buf += (1 - group["dampening"]) * grad
