@@ -506,14 +506,19 @@ class ColorJitter:
         x = _image_batch(x)
         rng = generator_from(rng)
         n = len(x)
-        out = np.clip(x * rng.uniform(*self.brightness, size=(n, 1, 1, 1)).astype(np.float32), 0, 1)
-        if x.shape[1] == 3:
-            grey = np.tensordot(np.array([0.299, 0.587, 0.114], dtype=np.float32), out, axes=([0], [1]))
-        else:
-            grey = out.mean(axis=1)
-        mean = grey.mean(axis=(1, 2)).reshape(n, 1, 1, 1)
-        factor = rng.uniform(*self.contrast, size=(n, 1, 1, 1)).astype(np.float32)
-        return np.clip((out - mean) * factor + mean, 0, 1)
+        out = x.copy()
+        # A range of exactly 1 is "off"; skipping it keeps the image bit for bit.
+        if self.brightness != (1.0, 1.0):
+            out = np.clip(out * rng.uniform(*self.brightness, size=(n, 1, 1, 1)).astype(np.float32), 0, 1)
+        if self.contrast != (1.0, 1.0) and out.size:
+            if x.shape[1] == 3:
+                grey = np.tensordot(np.array([0.299, 0.587, 0.114], dtype=np.float32), out, axes=([0], [1]))
+            else:
+                grey = out.mean(axis=1)
+            mean = grey.mean(axis=(1, 2)).reshape(n, 1, 1, 1)
+            factor = rng.uniform(*self.contrast, size=(n, 1, 1, 1)).astype(np.float32)
+            out = np.clip((out - mean) * factor + mean, 0, 1)
+        return out
 
 
 class SaltAndPepper:
