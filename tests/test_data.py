@@ -135,7 +135,7 @@ def test_load_cifar10(tmp_path, nested):
     assert x.shape == (20, 3, 32, 32) and x.dtype == np.float32 and y.dtype == np.int64
     expected = np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32)
     np.testing.assert_array_equal(x, expected.astype(np.float32) / np.float32(255))
-    np.testing.assert_array_equal(y, sum((b[b"labels"] for b in batches), []))
+    np.testing.assert_array_equal(y, np.concatenate([b[b"labels"] for b in batches]))
     xt, yt = data.load_cifar10(tmp_path, split="test")
     # CIFAR stores each row as 1024 red, then green, then blue values, row-major.
     assert xt[1, 2, 0, 5] == np.float32(test[b"data"][1, 2048 + 5]) / np.float32(255)
@@ -231,7 +231,9 @@ def test_train_val_split():
         data.train_val_split(x, y[:9])
 
 
-@pytest.mark.parametrize("n,batch_size,drop_last", [(10, 3, False), (10, 3, True), (9, 3, True), (2, 5, False), (0, 4, False)])
+@pytest.mark.parametrize(
+    "n,batch_size,drop_last", [(10, 3, False), (10, 3, True), (9, 3, True), (2, 5, False), (0, 4, False)]
+)
 def test_batches_cover_the_data(n, batch_size, drop_last):
     x, y = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1), np.arange(n)
     it = data.batches(x, y, batch_size, seed=1, drop_last=drop_last)
@@ -246,7 +248,10 @@ def test_batches_cover_the_data(n, batch_size, drop_last):
 
 def test_batches_shuffle_each_epoch_repeatably():
     x, y = np.zeros((50, 1, 1, 1)), np.arange(50)
-    epochs = lambda it: [np.concatenate([yb for _, yb in it]) for _ in range(2)]  # noqa: E731
+
+    def epochs(it):
+        return [np.concatenate([yb for _, yb in it]) for _ in range(2)]
+
     first, second = epochs(data.batches(x, y, 8, seed=5)), epochs(data.batches(x, y, 8, seed=5))
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(first[1], second[1])
@@ -380,7 +385,9 @@ def test_augmentation_is_deterministic_given_a_generator(aug):
 def test_augmentation_shapes_and_ranges(n, c, h, w, seed, which):
     aug = AUGMENTATIONS[which]
     x = batch(n, c, h, w, seed)
-    if isinstance(aug, data.RandomCrop) and (aug.size[0] > h + 2 * aug.padding[0] or aug.size[1] > w + 2 * aug.padding[1]):
+    if isinstance(aug, data.RandomCrop) and (
+        aug.size[0] > h + 2 * aug.padding[0] or aug.size[1] > w + 2 * aug.padding[1]
+    ):
         with pytest.raises(ValueError, match="larger than the padded image"):
             aug(x, np.random.default_rng(seed))
         return

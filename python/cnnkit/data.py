@@ -78,7 +78,10 @@ def _split_name(split, allowed):
 
 
 def _images_from_uint8(pixels):
-    return pixels.astype(np.float32) / np.float32(255)
+    # Divide in place: the full training sets are hundreds of MB as float32.
+    images = pixels.astype(np.float32)
+    images /= np.float32(255)
+    return images
 
 
 def _check_labels(labels, count, name):

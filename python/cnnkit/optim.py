@@ -64,8 +64,7 @@ class Optimizer:
         self._state = {}
         if _is_param(params) or isinstance(params, (np.ndarray, dict, set, frozenset)):
             raise TypeError(
-                "params must be an iterable of parameters or of parameter-group dicts, "
-                f"got {type(params).__name__}"
+                f"params must be an iterable of parameters or of parameter-group dicts, got {type(params).__name__}"
             )
         groups = list(params)
         if not groups:
@@ -91,8 +90,7 @@ class Optimizer:
         for p in params:
             if not _is_param(p) or not hasattr(p, "requires_grad"):
                 raise TypeError(
-                    "optimizers update objects with .data, .grad and .requires_grad, "
-                    f"got {type(p).__name__}"
+                    f"optimizers update objects with .data, .grad and .requires_grad, got {type(p).__name__}"
                 )
             if not isinstance(p.data, np.ndarray) or p.data.dtype.kind != "f":
                 raise TypeError(f"a parameter's .data must be a float ndarray, got {type(p.data).__name__}")
@@ -146,9 +144,7 @@ class Optimizer:
         if grad.dtype.kind not in "fiu":
             raise TypeError(f"the grad of parameter {index} must be a float array, got dtype {grad.dtype}")
         if grad.shape != p.data.shape:
-            raise ValueError(
-                f"the grad of parameter {index} has shape {grad.shape}, its data has shape {p.data.shape}"
-            )
+            raise ValueError(f"the grad of parameter {index} has shape {grad.shape}, its data has shape {p.data.shape}")
         return grad.astype(p.data.dtype, copy=False)
 
     def state_dict(self):

@@ -19,7 +19,9 @@ def _figure(**kwargs):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ImportError('cnnkit.viz needs matplotlib: pip install "cnnkit[plot]" (or pip install matplotlib)') from None
+        raise ImportError(
+            'cnnkit.viz needs matplotlib: pip install "cnnkit[plot]" (or pip install matplotlib)'
+        ) from None
     figure = Figure(**kwargs)
     FigureCanvasAgg(figure)
     return figure
@@ -50,7 +52,11 @@ def plot_history(history, path):
     if not isinstance(history, dict):
         raise TypeError(f"history must be a dict of lists, got {type(history).__name__}")
     panels = []
-    for title, keys in (("loss", ("loss", "val_loss")), ("accuracy", ("accuracy", "val_accuracy")), ("learning rate", ("lr",))):
+    for title, keys in (
+        ("loss", ("loss", "val_loss")),
+        ("accuracy", ("accuracy", "val_accuracy")),
+        ("learning rate", ("lr",)),
+    ):
         lines = [(key, s) for key in keys if (s := _series(history, key)) is not None]
         if lines:
             panels.append((title, lines))
