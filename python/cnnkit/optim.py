@@ -1,0 +1,547 @@
+"""Optimizers and learning-rate schedules with PyTorch's update rules and defaults.
+
+A parameter is any object with ``.data`` (a float ndarray, updated in place so
+that layers holding it see the new values), ``.grad`` (an ndarray of the same
+shape, or None) and ``.requires_grad``. ``step()`` skips parameters whose grad
+is None or whose ``requires_grad`` is False.
+
+Each optimizer takes an iterable of parameters or, as in PyTorch, a list of
+parameter groups: dicts with ``"params"`` and any options that override the
+optimizer's defaults for that group::
+
+    SGD([{"params": body}, {"params": head, "lr": 0.1}], lr=0.01, momentum=0.9)
+
+Updates are computed in the parameter's dtype (float32) in the same order of
+operations as PyTorch's single-tensor CPU implementation, so results agree to
+float32 rounding. ``state_dict()`` has PyTorch's layout: ``{"state": {index:
+{...}}, "param_groups": [{..., "params": [index, ...]}]}`` with parameters
+numbered in group order, and ``load_state_dict`` accepts a PyTorch optimizer's
+state dict (tensors are converted to arrays).
+"""
+
+import numpy as np
+
+from .functional import _float, _int
+
+# ----------------------------------------------------------------------------
+# optimizers
+# ----------------------------------------------------------------------------
+
+
+def _is_param(obj):
+    return hasattr(obj, "data") and hasattr(obj, "grad") and not isinstance(obj, np.ndarray)
+
+
+def _at_least_zero(value, what):
+    """A real number >= 0; ``what`` completes PyTorch's message "Invalid <what>: <value>"."""
+    value = _float(value, what)
+    if not value >= 0.0:  # also catches NaN
+        raise ValueError(f"Invalid {what}: {value}")
+    return value
+
+
+def _lerp_(start, end, weight):
+    """``start`` moved towards ``end`` by ``weight``, in place, with torch.lerp's rounding."""
+    if weight < 0.5:
+        start += weight * (end - start)
+    else:
+        start[...] = end - (end - start) * (1.0 - weight)
+
+
+class Optimizer:
+    """Base class: parameter groups, per-parameter state, ``zero_grad``, state dicts.
+
+    Subclasses define ``_check_options(group)``, which validates and returns a
+    group's options, and ``_update(param, grad, state, group)``, which updates
+    one parameter in place.
+    """
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self.param_groups = []
+        # Keyed by id(param): parameters need not be hashable, and every
+        # parameter with state is held by a group, so ids are not reused.
+        self._state = {}
+        if _is_param(params) or isinstance(params, (np.ndarray, dict, set, frozenset)):
+            raise TypeError(
+                f"params must be an iterable of parameters or of parameter-group dicts, got {type(params).__name__}"
+            )
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group):
+        """Add a group of parameters; options it leaves out come from the defaults."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"a parameter group must be a dict, got {type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError("a parameter group needs a 'params' entry")
+        params = param_group["params"]
+        if _is_param(params):
+            params = [params]
+        elif isinstance(params, (set, frozenset)):
+            raise TypeError("a group's params must be an ordered iterable, not a set (the order numbers the state)")
+        else:
+            params = list(params)
+        for p in params:
+            if not _is_param(p) or not hasattr(p, "requires_grad"):
+                raise TypeError(
+                    f"optimizers update objects with .data, .grad and .requires_grad, got {type(p).__name__}"
+                )
+            if not isinstance(p.data, np.ndarray) or p.data.dtype.kind != "f":
+                raise TypeError(f"a parameter's .data must be a float ndarray, got {type(p.data).__name__}")
+            if not p.data.flags.writeable:
+                raise ValueError("a parameter's .data must be writeable: it is updated in place")
+        seen = {id(p) for group in self.param_groups for p in group["params"]}
+        for p in params:
+            if id(p) in seen:
+                raise ValueError("some parameters appear more than once in the parameter groups")
+            seen.add(id(p))
+        group = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+        group = self._check_options(group)
+        group["params"] = params
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none=True):
+        """Clear every parameter's gradient.
+
+        As in PyTorch, grads become None by default (layers then start a fresh
+        gradient on the next backward); ``set_to_none=False`` fills them with
+        zeros in place instead.
+        """
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad[...] = 0
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient.
+
+        ``closure``, if given, is called first (it should recompute the loss and
+        the gradients) and its result is returned.
+        """
+        loss = None if closure is None else closure()
+        index = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and p.requires_grad:
+                    grad = self._grad(p, index)
+                    self._update(p, grad, self._state.setdefault(id(p), {}), group)
+                index += 1
+        return loss
+
+    @staticmethod
+    def _grad(p, index):
+        grad = np.asarray(p.grad)
+        if grad.dtype.kind not in "fiu":
+            raise TypeError(f"the grad of parameter {index} must be a float array, got dtype {grad.dtype}")
+        if grad.shape != p.data.shape:
+            raise ValueError(f"the grad of parameter {index} has shape {grad.shape}, its data has shape {p.data.shape}")
+        return grad.astype(p.data.dtype, copy=False)
+
+    def state_dict(self):
+        """``{"state": {index: {...}}, "param_groups": [...]}``, PyTorch's layout.
+
+        Arrays are copies: the result does not change as training goes on.
+        """
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {}
+        for key, i in index.items():
+            if self._state.get(key):
+                state[i] = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self._state[key].items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore what :meth:`state_dict` returned (or a PyTorch optimizer's state dict).
+
+        Everything is checked before anything changes: group count and sizes,
+        state shapes against the parameters. Options come from the saved groups.
+        """
+        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError("an optimizer state dict is a dict with 'state' and 'param_groups'")
+        saved_groups = list(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"loaded state dict has {len(saved_groups)} parameter groups, the optimizer has {len(self.param_groups)}"
+            )
+        by_index = {}
+        new_groups = []
+        for saved, group in zip(saved_groups, self.param_groups):
+            indices = list(saved["params"])
+            if len(indices) != len(group["params"]):
+                raise ValueError(
+                    f"a loaded parameter group has {len(indices)} parameters, the optimizer's has {len(group['params'])}"
+                )
+            by_index.update(zip(indices, group["params"]))
+            options = self._check_options({k: v for k, v in saved.items() if k != "params"})
+            options["params"] = group["params"]
+            new_groups.append(options)
+        new_state = {}
+        for i, saved in dict(state_dict["state"]).items():
+            if i not in by_index:
+                raise ValueError(f"loaded state refers to parameter {i!r}, which no group lists")
+            p = by_index[i]
+            new_state[id(p)] = {key: self._load_state_value(key, value, p, i) for key, value in saved.items()}
+        self.param_groups = new_groups
+        self._state = new_state
+
+    @staticmethod
+    def _load_state_value(key, value, p, index):
+        if key == "step":
+            return int(float(value))
+        if value is None:
+            return None
+        # asarray, then a copy: np.array(value, dtype=...) would warn on torch tensors.
+        array = np.asarray(value).astype(p.data.dtype)
+        if array.shape != p.data.shape:
+            raise ValueError(
+                f"loaded state {key!r} of parameter {index} has shape {array.shape}, the parameter has {p.data.shape}"
+            )
+        return array
+
+    def _check_common(self, group):
+        if group.get("maximize"):
+            raise ValueError("maximize=True is not supported: negate the loss instead")
+        group["lr"] = _at_least_zero(group["lr"], "learning rate")
+        group["weight_decay"] = _at_least_zero(group["weight_decay"], "weight_decay value")
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
+        return "\n".join(lines + [")"])
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum and Nesterov momentum.
+
+    PyTorch's rule: ``g += weight_decay * p``; with momentum the buffer starts
+    as ``g`` on the first step, then ``b = momentum * b + (1 - dampening) * g``;
+    the step uses ``g + momentum * b`` (Nesterov) or ``b``; ``p -= lr * step``.
+    """
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+        super().__init__(params, defaults)
+
+    def _check_options(self, group):
+        self._check_common(group)
+        group["momentum"] = _at_least_zero(group["momentum"], "momentum value")
+        group["dampening"] = _float(group["dampening"], "dampening")
+        group["nesterov"] = bool(group["nesterov"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        return group
+
+    def _update(self, p, grad, state, group):
+        momentum = group["momentum"]
+        if group["weight_decay"] != 0:
+            grad = grad + group["weight_decay"] * p.data
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                # np.array, not .copy(): arithmetic on 0-d arrays yields scalars,
+                # and the buffer must stay an array to be updated in place.
+                state["momentum_buffer"] = buf = np.array(grad, dtype=p.data.dtype)
+            else:
+                buf *= momentum
+                buf += (1 - group["dampening"]) * grad
+            grad = grad + momentum * buf if group["nesterov"] else buf
+        p.data -= group["lr"] * grad
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction, optional AMSGrad, L2 weight decay.
+
+    ``m = lerp(m, g, 1 - beta1)``, ``v = beta2 * v + (1 - beta2) * g * g``,
+    ``p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``;
+    AMSGrad uses the running maximum of ``v``. ``weight_decay`` adds
+    ``weight_decay * p`` to the gradient (see :class:`AdamW` for decoupled decay).
+    """
+
+    _decoupled_weight_decay = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
+
+    def _check_options(self, group):
+        self._check_common(group)
+        group["eps"] = _at_least_zero(group["eps"], "epsilon value")
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair of floats, got {betas!r}")
+        for i, beta in enumerate(betas):
+            beta = _float(beta, f"betas[{i}]")
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+        group["betas"] = (float(betas[0]), float(betas[1]))
+        group["amsgrad"] = bool(group["amsgrad"])
+        return group
+
+    def _update(self, p, grad, state, group):
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p.data)
+            state["exp_avg_sq"] = np.zeros_like(p.data)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+        lr, weight_decay = group["lr"], group["weight_decay"]
+        beta1, beta2 = group["betas"]
+        state["step"] += 1
+        step = state["step"]
+        if weight_decay != 0:
+            if self._decoupled_weight_decay:
+                p.data *= 1 - lr * weight_decay
+            else:
+                grad = grad + weight_decay * p.data
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        _lerp_(exp_avg, grad, 1 - beta1)
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1 - beta2) * grad * grad
+        step_size = lr / (1 - beta1**step)
+        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+        second = exp_avg_sq
+        if group["amsgrad"]:
+            # A missing buffer means amsgrad was switched on after the first step.
+            second = state.setdefault("max_exp_avg_sq", np.zeros_like(p.data))
+            np.maximum(second, exp_avg_sq, out=second)
+        denom = np.sqrt(second) / bias_correction2_sqrt
+        denom += group["eps"]
+        p.data -= step_size * exp_avg / denom
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): ``p *= 1 - lr * weight_decay``
+    before the Adam step, instead of adding ``weight_decay * p`` to the gradient."""
+
+    _decoupled_weight_decay = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+
+
+class RMSprop(Optimizer):
+    """RMSprop: divide the gradient by a running root mean square of recent gradients.
+
+    ``s = alpha * s + (1 - alpha) * g * g``; ``centered`` subtracts the square of
+    the running mean gradient from ``s`` first; ``d = sqrt(s) + eps``; with
+    momentum ``b = momentum * b + g / d``, ``p -= lr * b``, else ``p -= lr * g / d``.
+    """
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False):
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered)
+        super().__init__(params, defaults)
+
+    def _check_options(self, group):
+        self._check_common(group)
+        group["eps"] = _at_least_zero(group["eps"], "epsilon value")
+        group["momentum"] = _at_least_zero(group["momentum"], "momentum value")
+        group["alpha"] = _at_least_zero(group["alpha"], "alpha value")
+        group["centered"] = bool(group["centered"])
+        return group
+
+    def _update(self, p, grad, state, group):
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = np.zeros_like(p.data)
+            if group["momentum"] > 0:
+                state["momentum_buffer"] = np.zeros_like(p.data)
+            if group["centered"]:
+                state["grad_avg"] = np.zeros_like(p.data)
+        alpha, momentum = group["alpha"], group["momentum"]
+        state["step"] += 1
+        if group["weight_decay"] != 0:
+            grad = grad + group["weight_decay"] * p.data
+        square_avg = state["square_avg"]
+        square_avg *= alpha
+        square_avg += (1 - alpha) * grad * grad
+        if group["centered"]:
+            grad_avg = state.setdefault("grad_avg", np.zeros_like(p.data))
+            _lerp_(grad_avg, grad, 1 - alpha)
+            # The variance estimate is >= 0 exactly but can round below zero once
+            # the gradients are nearly constant; PyTorch would return NaN there.
+            avg = np.sqrt(np.maximum(square_avg - grad_avg * grad_avg, 0))
+        else:
+            avg = np.sqrt(square_avg)
+        avg += group["eps"]
+        if momentum > 0:
+            buf = state.setdefault("momentum_buffer", np.zeros_like(p.data))
+            buf *= momentum
+            buf += grad / avg
+            p.data -= group["lr"] * buf
+        else:
+            p.data -= group["lr"] * grad / avg
+
+
+class Adagrad(Optimizer):
+    """Adagrad: per-coordinate steps shrink with the sum of squared gradients.
+
+    ``s += g * g``; ``p -= lr / (1 + (t - 1) * lr_decay) * g / (sqrt(s) + eps)``,
+    with ``s`` starting at ``initial_accumulator_value``.
+    """
+
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10):
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            eps=eps,
+        )
+        super().__init__(params, defaults)
+
+    def _check_options(self, group):
+        self._check_common(group)
+        group["lr_decay"] = _at_least_zero(group["lr_decay"], "lr_decay value")
+        group["initial_accumulator_value"] = _at_least_zero(
+            group["initial_accumulator_value"], "initial_accumulator_value value"
+        )
+        group["eps"] = _at_least_zero(group["eps"], "epsilon value")
+        return group
+
+    def _update(self, p, grad, state, group):
+        if not state:
+            state["step"] = 0
+            state["sum"] = np.full_like(p.data, group["initial_accumulator_value"])
+        state["step"] += 1
+        if group["weight_decay"] != 0:
+            grad = grad + group["weight_decay"] * p.data
+        clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
+        state["sum"] += grad * grad
+        std = np.sqrt(state["sum"])
+        std += group["eps"]
+        p.data -= clr * grad / std
+
+
+# ----------------------------------------------------------------------------
+# learning-rate schedules
+# ----------------------------------------------------------------------------
+
+
+class LRScheduler:
+    """Base class: sets every group's ``"lr"`` from :meth:`get_lr` at each :meth:`step`.
+
+    Call ``step()`` once per epoch, after the epoch's optimizer steps. As in
+    PyTorch, constructing a scheduler performs step 0 (``last_epoch`` becomes 0),
+    and each group remembers its first learning rate as ``"initial_lr"``.
+    """
+
+    _unsaved = ("optimizer",)
+
+    def __init__(self, optimizer):
+        self.optimizer = _optimizer(optimizer)
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = -1
+        self.step()
+
+    def get_lr(self):
+        """The learning rate of every group at ``self.last_epoch``."""
+        raise NotImplementedError
+
+    def step(self):
+        """Advance one epoch and set the groups' learning rates."""
+        self.last_epoch += 1
+        lrs = [float(lr) for lr in self.get_lr()]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self._last_lr = lrs
+
+    def get_last_lr(self):
+        """The learning rates the last :meth:`step` set, one per group."""
+        return list(self._last_lr)
+
+    def state_dict(self):
+        """Everything but the optimizer (and, for :class:`LambdaLR`, the functions)."""
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items() if k not in self._unsaved}
+
+    def load_state_dict(self, state_dict):
+        """Restore :meth:`state_dict`'s result; keys this scheduler does not have are ignored."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        mine = self.state_dict()
+        for key, value in state_dict.items():
+            if key in mine:
+                setattr(self, key, list(value) if isinstance(value, list) else value)
+
+
+def _optimizer(obj):
+    if not isinstance(obj, Optimizer):
+        raise TypeError(f"{type(obj).__name__} is not a cnnkit optimizer")
+    return obj
+
+
+def _positive_int(value, name):
+    value = _int(value, name)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+class StepLR(LRScheduler):
+    """Multiply the learning rate by ``gamma`` every ``step_size`` epochs."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        self.step_size = _positive_int(step_size, "step_size")
+        self.gamma = _at_least_zero(gamma, "gamma")
+        super().__init__(optimizer)
+
+    def get_lr(self):
+        # Relative to the current lr, as PyTorch does, so manual changes persist.
+        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
+            return [group["lr"] for group in self.optimizer.param_groups]
+        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
+
+
+class ExponentialLR(LRScheduler):
+    """Multiply the learning rate by ``gamma`` every epoch."""
+
+    def __init__(self, optimizer, gamma):
+        self.gamma = _at_least_zero(gamma, "gamma")
+        super().__init__(optimizer)
+
+    def get_lr(self):
+        if self.last_epoch == 0:
+            return [group["lr"] for group in self.optimizer.param_groups]
+        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
+
+
+class LambdaLR(LRScheduler):
+    """Learning rate = initial lr * ``lr_lambda(epoch)``.
+
+    ``lr_lambda`` is a function of the epoch, or a list of them, one per group.
+    The functions are not part of :meth:`state_dict`.
+    """
+
+    _unsaved = ("optimizer", "lr_lambdas")
+
+    def __init__(self, optimizer, lr_lambda):
+        groups = _optimizer(optimizer).param_groups
+        if isinstance(lr_lambda, (list, tuple)):
+            if len(lr_lambda) != len(groups):
+                raise ValueError(f"Expected {len(groups)} lr_lambdas, but got {len(lr_lambda)}")
+            self.lr_lambdas = list(lr_lambda)
+        else:
+            self.lr_lambdas = [lr_lambda] * len(groups)
+        for fn in self.lr_lambdas:
+            if not callable(fn):
+                raise TypeError(f"lr_lambda must be callable, got {type(fn).__name__}")
+        super().__init__(optimizer)
+
+    def get_lr(self):
+        return [base * fn(self.last_epoch) for base, fn in zip(self.base_lrs, self.lr_lambdas)]
