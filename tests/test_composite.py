@@ -32,7 +32,7 @@ def _numeric_grad(f, x, g, eps=1e-6):
 def test_adaptive_avg_pool2d(n, c, h, w, oh, ow, seed):
     x = np.random.default_rng(seed).standard_normal((n, c, h, w)).astype(np.float32)
     y = F.adaptive_avg_pool2d(x, (oh, ow))
-    K = -(-h // oh + 1) * -(-w // ow + 1)
+    K = (-(-h // oh) + 1) * (-(-w // ow) + 1)  # the largest window
     assert_close(y, R.adaptive_avg_pool2d(x, oh, ow), R.adaptive_avg_pool2d(np.abs(x), oh, ow), K,
                  "adaptive_avg_pool2d")
     if n:
