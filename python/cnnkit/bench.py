@@ -1,0 +1,327 @@
+"""The benchmark harness: cnnkit's kernels and whole models against NumPy and PyTorch.
+
+Every comparison is interleaved (one run of each contender per round, the
+order alternating) and reported as the median over rounds, so a noisy shared
+machine slows both sides alike. Rates are GFLOP/s (2 flops per multiply-add)
+and a percentage of the machine's measured peak (NumPy's SGEMM at 2048^3 or
+cnnkit's own, whichever is higher). ``ratio`` is peer time / cnnkit time:
+above 1 means cnnkit is faster.
+"""
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections import namedtuple
+
+import numpy as np
+
+from . import functional as F
+
+ConvShape = namedtuple("ConvShape", "name N C H W K kh kw stride pad dilation groups")
+
+_SHAPES_DIR = os.path.join(os.path.dirname(__file__), "shapes")
+
+
+def shape_files():
+    """The bundled shape files (network name -> path)."""
+    return {f[:-4]: os.path.join(_SHAPES_DIR, f) for f in sorted(os.listdir(_SHAPES_DIR)) if f.endswith(".txt")}
+
+
+def load_shapes(name_or_path):
+    """Convolution layers from a shape file: one layer per line,
+    ``name N C H W K kh kw stride pad dilation groups``; ``#`` starts a comment."""
+    path = shape_files().get(name_or_path, name_or_path)
+    shapes = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].split()
+            if not line:
+                continue
+            if len(line) != 12:
+                raise ValueError(f"{path}:{lineno}: expected 12 fields, got {len(line)}")
+            shapes.append(ConvShape(line[0], *map(int, line[1:])))
+    return shapes
+
+
+def conv_flops(s):
+    ho = (s.H + 2 * s.pad - s.dilation * (s.kh - 1) - 1) // s.stride + 1
+    wo = (s.W + 2 * s.pad - s.dilation * (s.kw - 1) - 1) // s.stride + 1
+    return 2.0 * s.N * s.K * ho * wo * (s.C // s.groups) * s.kh * s.kw
+
+
+def interleaved(contenders, rounds=7, min_time=0.05):
+    """Median seconds per call of each callable in ``contenders`` (name -> fn).
+
+    Each callable is first warmed up and its calls-per-sample chosen so one
+    sample takes about ``min_time``; then every round times one sample of each,
+    in an order that alternates between rounds.
+    """
+    names = list(contenders)
+    reps = {}
+    for name in names:
+        fn = contenders[name]
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - t0, 1e-7)
+        reps[name] = max(1, int(min_time / once))
+    samples = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            fn, n = contenders[name], reps[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / n)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def _torch(threads):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def measure_peak(threads, rounds=5):
+    """The machine's practical float32 peak in GFLOP/s: the best of NumPy's and cnnkit's SGEMM at 2048^3."""
+    from . import _C
+
+    n = 2048
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    times = interleaved({"numpy": lambda: a @ a, "cnnkit": lambda: _C.sgemm(a, a)}, rounds=rounds, min_time=0.2)
+    return 2.0 * n**3 / min(times.values()) / 1e9
+
+
+class Report:
+    """Rows of results; prints a table and writes JSON."""
+
+    def __init__(self, peak_gflops, threads):
+        self.peak = peak_gflops
+        self.threads = threads
+        self.rows = []
+
+    def add(self, suite, name, flops, times, ours="cnnkit", peer=None):
+        row = {"suite": suite, "name": name, "flops": flops,
+               "seconds": {k: v for k, v in times.items()}}
+        if flops:
+            row["gflops"] = {k: flops / v / 1e9 for k, v in times.items()}
+            row["pct_peak"] = {k: 100.0 * flops / v / 1e9 / self.peak for k, v in times.items()}
+        if peer is not None and peer in times:
+            row["ratio"] = times[peer] / times[ours]
+        self.rows.append(row)
+        self._print(row, ours, peer)
+        return row
+
+    def _print(self, row, ours, peer):
+        t = row["seconds"]
+        parts = [f"{row['suite']:<10}{row['name']:<28}"]
+        for k in t:
+            rate = f" {row['gflops'][k]:7.1f} GF/s {row['pct_peak'][k]:5.1f}%" if "gflops" in row else ""
+            parts.append(f"{k}: {t[k] * 1e3:9.3f} ms{rate}")
+        if "ratio" in row:
+            parts.append(f"ratio {peer}/{ours}: {row['ratio']:.2f}x")
+        print("  ".join(parts), flush=True)
+
+    def geomean_ratio(self, suite):
+        ratios = [r["ratio"] for r in self.rows if r["suite"] == suite and "ratio" in r]
+        return float(np.exp(np.mean(np.log(ratios)))) if ratios else None
+
+    def to_json(self, path):
+        doc = {"machine": platform.machine(), "processor": platform.processor(), "threads": self.threads,
+               "peak_gflops": self.peak, "rows": self.rows}
+        with open(path, "w") as f:
+            json.dump(doc, f, indent=2)
+
+
+def _conv_inputs(s, rng):
+    x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
+    w = rng.standard_normal((s.K, s.C // s.groups, s.kh, s.kw)).astype(np.float32)
+    b = rng.standard_normal(s.K).astype(np.float32)
+    return x, w, b
+
+
+def bench_conv(report, shapes, torch, rounds, algos=("auto", "direct", "im2col"), backward=True):
+    rng = np.random.default_rng(0)
+    for s in shapes:
+        x, w, b = _conv_inputs(s, rng)
+        args = (s.stride, s.pad, s.dilation, s.groups)
+        flops = conv_flops(s)
+        fwd = {f"cnnkit-{a}": (lambda a=a: F.conv2d(x, w, b, *args, algo=a)) for a in algos}
+        if torch is not None:
+            xt, wt, bt = (torch.from_numpy(v) for v in (x, w, b))
+            fwd["torch"] = lambda: torch.nn.functional.conv2d(xt, wt, bt, s.stride, s.pad, s.dilation, s.groups)
+        report.add("conv-fwd", s.name, flops, interleaved(fwd, rounds), ours="cnnkit-auto",
+                   peer="torch" if torch is not None else None)
+        if not backward:
+            continue
+        y = F.conv2d(x, w, b, *args)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        both = {"cnnkit-auto": lambda: (F.conv2d(x, w, b, *args),
+                                        F.conv2d_backward(dy, x, w, *args, bias_grad=True))}
+        if torch is not None:
+            xg = torch.from_numpy(x).requires_grad_(True)
+            wg = torch.from_numpy(w).requires_grad_(True)
+            bg = torch.from_numpy(b).requires_grad_(True)
+            dyt = torch.from_numpy(dy)
+
+            def torch_fwd_bwd():
+                out = torch.nn.functional.conv2d(xg, wg, bg, s.stride, s.pad, s.dilation, s.groups)
+                torch.autograd.grad(out, (xg, wg, bg), dyt)
+
+            both["torch"] = torch_fwd_bwd
+        report.add("conv-f+b", s.name, 3 * flops, interleaved(both, rounds), ours="cnnkit-auto",
+                   peer="torch" if torch is not None else None)
+
+
+def bench_gemm(report, sizes, rounds):
+    from . import _C
+
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        a = rng.standard_normal((n, n)).astype(np.float32)
+        b = rng.standard_normal((n, n)).astype(np.float32)
+        report.add("sgemm", f"{n}^3", 2.0 * n**3,
+                   interleaved({"cnnkit": lambda: _C.sgemm(a, b), "numpy": lambda: a @ b}, rounds),
+                   peer="numpy")
+
+
+def bench_pool(report, torch, rounds):
+    x = np.random.default_rng(0).standard_normal((32, 64, 56, 56)).astype(np.float32)
+    c = {"cnnkit": lambda: F.max_pool2d(x, 3, 2)}
+    if torch is not None:
+        xt = torch.from_numpy(x)
+        c["torch"] = lambda: torch.nn.functional.max_pool2d(xt, 3, 2)
+    report.add("pool", "max3x3s2 32x64x56x56", 0, interleaved(c, rounds),
+               peer="torch" if torch is not None else None)
+
+
+def _torch_model(torch, ours):
+    """The torch.nn twin of a cnnkit Sequential built from the same layer types."""
+    from . import nn
+
+    t = torch.nn
+
+    def convert(m):
+        if isinstance(m, nn.Sequential):
+            return t.Sequential(*[convert(c) for c in m])
+        if isinstance(m, nn.Conv2d):
+            return t.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+                            m.groups, bias=m.bias is not None)
+        if isinstance(m, nn.Linear):
+            return t.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+        if isinstance(m, nn.AvgPool2d):
+            return t.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad)
+        if isinstance(m, nn.MaxPool2d):
+            return t.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode)
+        if isinstance(m, nn.Flatten):
+            return t.Flatten(m.start_dim, m.end_dim)
+        simple = {nn.ReLU: t.ReLU, nn.Tanh: t.Tanh, nn.Sigmoid: t.Sigmoid, nn.Identity: t.Identity}
+        if type(m) in simple:
+            return simple[type(m)]()
+        raise TypeError(f"no torch twin for {type(m).__name__}")
+
+    twin = convert(ours)
+    twin.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
+    return twin
+
+
+def bench_models(report, torch, rounds, batches=(1, 64, 256), names=("lenet5", "mnist_cnn")):
+    from . import models, nn, optim
+
+    for name in names:
+        model = getattr(models, name)()
+        twin = _torch_model(torch, model) if torch is not None else None
+        for batch in batches:
+            rng = np.random.default_rng(batch)
+            x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+            y = rng.integers(0, 10, batch)
+            model.eval()
+            c = {"cnnkit": lambda: model(x)}
+            if twin is not None:
+                twin.eval()
+                xt = torch.from_numpy(x)
+
+                def torch_infer():
+                    with torch.no_grad():
+                        twin(xt)
+
+                c["torch"] = torch_infer
+            report.add("infer", f"{name} b{batch}", 0, interleaved(c, rounds),
+                       peer="torch" if twin is not None else None)
+            if batch == 1:
+                continue
+            model.train()
+            crit = nn.CrossEntropyLoss()
+            opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+            def step():
+                out = model(x)
+                crit(out, y)
+                opt.zero_grad()
+                model.backward(crit.backward(), input_grad=False)
+                opt.step()
+
+            c = {"cnnkit": step}
+            if twin is not None:
+                twin.train()
+                topt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
+                yt = torch.from_numpy(y)
+
+                def torch_step():
+                    topt.zero_grad()
+                    torch.nn.functional.cross_entropy(twin(xt), yt).backward()
+                    topt.step()
+
+                c["torch"] = torch_step
+            report.add("train", f"{name} b{batch}", 0, interleaved(c, rounds),
+                       peer="torch" if twin is not None else None)
+
+
+SUITES = ("targets", "conv", "gemm", "pool", "models")
+
+
+def run(suites=("targets", "gemm", "pool", "models"), shapes=None, threads=None, rounds=7, use_torch=True,
+        json_path=None):
+    """Run the chosen suites, print a table and return the :class:`Report`.
+
+    ``targets`` runs the issue's target convolution shapes; ``conv`` every bundled
+    network's shape file (or ``shapes``: names or paths of shape files).
+    """
+    import cnnkit
+
+    if threads is not None:
+        cnnkit.set_num_threads(threads)
+    threads = cnnkit.get_num_threads()
+    torch = _torch(threads) if use_torch else None
+    peak = measure_peak(threads)
+    info = cnnkit.build_info()
+    print(f"cnnkit {info['version']}, ISA {info['max_isa']}, {threads} threads; "
+          f"peer: {'torch ' + torch.__version__ if torch else 'none'}; measured peak {peak:.1f} GFLOP/s")
+    report = Report(peak, threads)
+    for suite in suites:
+        if suite not in SUITES:
+            raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+        if suite == "targets":
+            bench_conv(report, load_shapes("targets"), torch, rounds)
+        elif suite == "conv":
+            for f in shapes or [n for n in shape_files() if n != "targets"]:
+                bench_conv(report, load_shapes(f), torch, rounds)
+        elif suite == "gemm":
+            bench_gemm(report, (256, 512, 1024, 2048), rounds)
+        elif suite == "pool":
+            bench_pool(report, torch, rounds)
+        elif suite == "models":
+            bench_models(report, torch, rounds)
+    for suite in ("conv-fwd", "conv-f+b"):
+        g = report.geomean_ratio(suite)
+        if g is not None:
+            print(f"geometric mean ratio torch/cnnkit, {suite}: {g:.2f}x")
+    if json_path:
+        report.to_json(json_path)
+        print(f"wrote {json_path}")
+    return report

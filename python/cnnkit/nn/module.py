@@ -1,0 +1,261 @@
+"""Module and Parameter: the base of every layer.
+
+A layer's ``forward`` caches what its ``backward`` needs; ``backward(grad_output)``
+returns the gradient for the input and *accumulates* parameter gradients into
+``param.grad``. There is no autograd tape: containers chain ``backward`` calls.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+
+
+class Parameter:
+    """A trainable array: ``data`` (float32), ``grad`` (None until a backward), ``requires_grad``.
+
+    Frozen parameters (``requires_grad=False``) receive no gradient and optimizers skip them.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad")
+
+    def __init__(self, data, requires_grad=True):
+        self.data = np.ascontiguousarray(data, dtype=np.float32)
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def accumulate_grad(self, grad):
+        """Add ``grad`` into ``self.grad`` (allocating it on the first call)."""
+        if not self.requires_grad or grad is None:
+            return
+        if self.grad is None:
+            self.grad = np.array(grad, dtype=np.float32, copy=True)
+        else:
+            self.grad += grad
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, requires_grad={self.requires_grad})"
+
+
+class Module:
+    """Base class of layers and models, shaped like ``torch.nn.Module``.
+
+    Assigning a Parameter or Module to an attribute registers it; buffers
+    (running statistics) are registered with :meth:`register_buffer`.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # -- registration -------------------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("Module.__init__() must be called before assigning attributes")
+        if isinstance(value, (Parameter, Module)):
+            for table in (self._parameters, self._modules, self._buffers):
+                table.pop(name, None)
+            self.__dict__.pop(name, None)
+            (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
+        elif name in self._buffers:
+            self._buffers[name] = value
+        else:
+            self._parameters.pop(name, None)
+            self._modules.pop(name, None)
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        for table in ("_parameters", "_modules", "_buffers"):
+            d = self.__dict__.get(table)
+            if d is not None and name in d:
+                return d[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def register_buffer(self, name, array):
+        """A named array saved in ``state_dict`` but not trained (``None`` allowed)."""
+        self.__dict__.pop(name, None)
+        self._buffers[name] = array
+
+    # -- calling --------------------------------------------------------------
+    def forward(self, *args):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, grad_output, input_grad=True):
+        """Gradient for the input; accumulates parameter gradients.
+
+        With ``input_grad=False`` (the first layer of a network) a layer may skip
+        computing the input gradient and return ``None``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, *args):
+        out = self.forward(*args)
+        recorder = _summary_recorder[0]
+        if recorder is not None and not self._modules:
+            recorder.append((self, args[0].shape if args else None, np.shape(out)))
+        return out
+
+    # -- traversal --------------------------------------------------------------
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_parameters(self, prefix="", recurse=True):
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        seen = set()
+        for mod_prefix, module in modules:
+            for name, p in module._parameters.items():
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mod_prefix}.{name}" if mod_prefix else name), p
+
+    def parameters(self, recurse=True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix=""):
+        for mod_prefix, module in self.named_modules(prefix):
+            for name, b in module._buffers.items():
+                if b is not None:
+                    yield (f"{mod_prefix}.{name}" if mod_prefix else name), b
+
+    def zero_grad(self, set_to_none=True):
+        """Clear parameter gradients (to ``None`` by default, like PyTorch)."""
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad.fill(0)
+
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- state --------------------------------------------------------------------
+    def state_dict(self):
+        """Copies of every parameter and buffer, keyed like PyTorch (``0.weight``, ``1.running_mean``)."""
+        state = OrderedDict()
+        for prefix, module in self.named_modules():
+            for name, p in module._parameters.items():
+                state[f"{prefix}.{name}" if prefix else name] = p.data.copy()
+            for name, b in module._buffers.items():
+                if b is not None:
+                    state[f"{prefix}.{name}" if prefix else name] = np.array(b, copy=True)
+        return state
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays into this module's parameters and buffers.
+
+        Values may be NumPy arrays or anything ``np.asarray`` reads (PyTorch CPU
+        tensors). Everything is checked before anything is written: on a key or
+        shape mismatch a ``RuntimeError`` lists every problem and the module is
+        unchanged. Returns ``(missing_keys, unexpected_keys)``.
+        """
+        targets = OrderedDict()
+        for prefix, module in self.named_modules():
+            for table in (module._parameters, module._buffers):
+                for name, value in table.items():
+                    if value is not None:
+                        targets[f"{prefix}.{name}" if prefix else name] = (module, table, name)
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        errors = []
+        staged = []
+        for key, (module, table, name) in targets.items():
+            if key not in state_dict:
+                continue
+            current = table[name]
+            current_array = current.data if isinstance(current, Parameter) else np.asarray(current)
+            value = np.asarray(state_dict[key])
+            if value.shape != current_array.shape:
+                errors.append(
+                    f"size mismatch for {key}: checkpoint has shape {value.shape}, "
+                    f"this model has {current_array.shape}"
+                )
+                continue
+            staged.append((current, current_array, value))
+        if strict and (missing or unexpected):
+            if missing:
+                errors.append("missing keys: " + ", ".join(missing))
+            if unexpected:
+                errors.append("unexpected keys: " + ", ".join(unexpected))
+        if errors:
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}:\n  " + "\n  ".join(errors)
+            )
+        for current, current_array, value in staged:
+            np.copyto(current_array, value, casting="unsafe")
+        return missing, unexpected
+
+    # -- description ----------------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        if self._modules:
+            for name, child in self._modules.items():
+                body = repr(child).replace("\n", "\n  ")
+                lines.append(f"  ({name}): {body}")
+            return "\n".join(lines) + "\n)"
+        return lines[0] + ")"
+
+    def flops(self, input_shape, output_shape):
+        """Multiply-adds x 2 of one forward pass for these shapes (0 where negligible)."""
+        return 0
+
+    def summary(self, input_shape, file=None):
+        """Print each layer's output shape, parameter count and FLOPs for one input of ``input_shape``.
+
+        ``input_shape`` excludes the batch dimension, e.g. ``(1, 32, 32)``. Returns the rows.
+        """
+        rows = []
+        _summary_recorder[0] = rows
+        was_training = self.training
+        self.eval()
+        try:
+            self(np.zeros((1, *input_shape), dtype=np.float32))
+        finally:
+            _summary_recorder[0] = None
+            self.train(was_training)
+        names = {id(m): name for name, m in self.named_modules()}
+        table = []
+        for module, in_shape, out_shape in rows:
+            params = sum(p.data.size for p in module.parameters())
+            table.append(
+                (names.get(id(module), "?"), type(module).__name__, tuple(out_shape[1:]), params,
+                 module.flops(in_shape, out_shape))
+            )
+        header = f"{'layer':<16}{'type':<20}{'output shape':<22}{'params':>10}{'FLOPs':>14}"
+        out = [header, "-" * len(header)]
+        for name, kind, shape, params, flops in table:
+            out.append(f"{name:<16}{kind:<20}{str(shape):<22}{params:>10,}{flops:>14,}")
+        total_params = sum(p.data.size for p in self.parameters())
+        trainable = sum(p.data.size for p in self.parameters() if p.requires_grad)
+        out.append("-" * len(header))
+        out.append(f"total params: {total_params:,} (trainable {trainable:,}); "
+                   f"FLOPs per image: {sum(r[4] for r in table):,}")
+        print("\n".join(out), file=file)
+        return table
+
+
+# The summary in progress, if any: leaf modules append (module, in_shape, out_shape).
+_summary_recorder = [None]

@@ -1,0 +1,185 @@
+"""The training loop: ``fit``, ``evaluate``, ``predict``, and ``gradcheck`` for debugging layers."""
+
+import json
+import sys
+import time
+
+import numpy as np
+
+from .random import default_generator
+
+
+class History:
+    """Per-epoch records of a ``fit``: ``history["loss"]``, ``"accuracy"``, ``"val_loss"``,
+    ``"val_accuracy"``, ``"lr"`` and ``"time"`` (seconds), each a list with one value per epoch."""
+
+    def __init__(self):
+        self.history = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")}
+        self.epochs = 0
+
+    def append(self, logs):
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        self.epochs += 1
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def to_dict(self):
+        return {k: list(v) for k, v in self.history.items() if v}
+
+    def save_json(self, path):
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+
+
+def _batches(n, batch_size, shuffle, rng):
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def _check_data(data, name):
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"{name} must be a pair (images, labels)")
+    x, y = np.asarray(data[0]), np.asarray(data[1])
+    if len(x) != len(y):
+        raise ValueError(f"{name}: {len(x)} images but {len(y)} labels")
+    return x, y
+
+
+def _progress(total, desc, verbose):
+    if verbose < 1:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # the bar is a comfort, not a requirement
+        return None
+    return tqdm(total=total, desc=desc, unit="batch", leave=True, file=sys.stderr, dynamic_ncols=True)
+
+
+def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=None, augment=None,
+        callbacks=None, verbose=1, generator=None):
+    """Train ``model`` with mini-batch gradient descent and return a :class:`History`.
+
+    ``train`` and ``val`` are ``(images, labels)`` pairs. Each epoch shuffles the
+    training set (with ``generator`` or cnnkit's seeded default), applies ``augment``
+    (a callable on a batch of images) when given, and runs forward, ``loss``,
+    backward and ``optimizer.step()`` per batch. ``scheduler.step()`` runs after each
+    epoch. Each callback is called as ``cb(epoch, logs, model)`` after every epoch;
+    one that returns True stops training. ``verbose=1`` shows a tqdm bar with the
+    running loss and accuracy, ``verbose=0`` prints nothing.
+    """
+    x, y = _check_data(train, "train")
+    if val is not None:
+        val = _check_data(val, "val")
+    if batch_size < 1 or epochs < 0:
+        raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size} and {epochs}")
+    rng = generator or default_generator()
+    history = History()
+    n_batches = (len(x) + batch_size - 1) // batch_size
+    for epoch in range(epochs):
+        model.train()
+        start = time.perf_counter()
+        bar = _progress(n_batches, f"epoch {epoch + 1}/{epochs}", verbose)
+        total_loss = correct = seen = 0
+        for index in _batches(len(x), batch_size, True, rng):
+            xb, yb = x[index], y[index]
+            if augment is not None:
+                xb = augment(xb)
+            out = model(xb)
+            batch_loss = loss(out, yb)
+            optimizer.zero_grad()
+            model.backward(loss.backward(), input_grad=False)
+            optimizer.step()
+            total_loss += batch_loss * len(index)
+            if out.ndim == 2 and yb.ndim == 1:
+                correct += int((out.argmax(axis=1) == yb).sum())
+            seen += len(index)
+            if bar is not None:
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+                bar.update(1)
+        logs = {
+            "loss": total_loss / max(seen, 1),
+            "accuracy": correct / max(seen, 1),
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        if val is not None:
+            logs["val_loss"], logs["val_accuracy"] = evaluate(model, loss, val, batch_size=max(batch_size, 256))
+        logs["time"] = time.perf_counter() - start
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "time"})
+            bar.close()
+        history.append(logs)
+        if scheduler is not None:
+            scheduler.step()
+        if callbacks and any(cb(epoch, logs, model) for cb in callbacks):
+            break
+    return history
+
+
+def predict(model, images, batch_size=256):
+    """The model's outputs for ``images`` in eval mode, batch by batch."""
+    model.eval()
+    images = np.asarray(images)
+    outs = [model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+
+
+def evaluate(model, loss, data, batch_size=256):
+    """``(mean loss, accuracy)`` of ``model`` on ``(images, labels)`` in eval mode."""
+    x, y = _check_data(data, "data")
+    model.eval()
+    total = correct = 0.0
+    for i in range(0, len(x), batch_size):
+        out = model(x[i : i + batch_size])
+        yb = y[i : i + batch_size]
+        total += loss(out, yb) * len(yb)
+        correct += int((out.argmax(axis=1) == yb).sum())
+    n = max(len(x), 1)
+    return total / n, correct / n
+
+
+def gradcheck(module, input, eps=1e-2, samples=20, tolerance=2e-2, generator=None):
+    """Compare ``module.backward`` with central finite differences (the lectures' debugging advice).
+
+    The scalar checked is ``sum(g * module(x))`` for a fixed random ``g``. For up to
+    ``samples`` random coordinates of the input and of every trainable parameter
+    the analytic gradient is compared with ``(f(v + eps) - f(v - eps)) / (2 eps)``
+    using the relative error ``|a - n| / max(|a|, |n|, 1e-3)``. The module runs in
+    float32, so ``eps`` is large and the tolerance loose: kinks (ReLU at 0, max
+    pooling ties) within ``eps`` of a sample can fail legitimately.
+
+    Returns ``(ok, worst)``: whether every relative error is within ``tolerance``
+    and a dict of the worst error per tensor (``"input"`` and parameter names).
+    """
+    rng = generator or default_generator()
+    x = np.array(input, dtype=np.float32, copy=True)
+    out = module(x)
+    g = rng.standard_normal(np.shape(out)).astype(np.float32)
+    module.zero_grad()
+    dx = module.backward(g)
+
+    def f():
+        return float(np.sum(g.astype(np.float64) * module(x)))
+
+    checks = [("input", x, dx)]
+    checks += [(n, p.data, p.grad) for n, p in module.named_parameters() if p.requires_grad]
+    worst = {}
+    for name, array, analytic in checks:
+        analytic = np.zeros_like(array) if analytic is None else np.asarray(analytic)
+        flat, grad_flat = array.reshape(-1), analytic.reshape(-1)
+        picks = rng.choice(flat.size, size=min(samples, flat.size), replace=False) if flat.size else []
+        errors = []
+        for i in picks:
+            saved = flat[i]
+            flat[i] = saved + eps
+            up = f()
+            flat[i] = saved - eps
+            down = f()
+            flat[i] = saved
+            numeric = (up - down) / (2 * eps)
+            a = float(grad_flat[i])
+            errors.append(abs(a - numeric) / max(abs(a), abs(numeric), 1e-3))
+        worst[name] = max(errors, default=0.0)
+    return all(e <= tolerance for e in worst.values()), worst

