@@ -6,7 +6,6 @@ import os
 import sys
 import time
 
-
 MODELS = ("lenet5", "mnist_cnn", "alexnet", "vgg", "resnet")
 DATASETS = ("mnist", "cifar10")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
