@@ -1,5 +1,5 @@
 // The definition of softmax and cross-entropy: one line at a time, on the
-// calling thread, sums in double.
+// calling thread, exps and sums in double.
 #include <math.h>
 
 #include "cnnkit/loss.h"
@@ -19,7 +19,7 @@ double log_sum_exp(const float* row, int64_t C) {
   float m = -INFINITY;
   for (int64_t j = 0; j < C; ++j) m = row[j] > m ? row[j] : m;
   double sum = 0.0;
-  for (int64_t j = 0; j < C; ++j) sum += expf(row[j] - m);
+  for (int64_t j = 0; j < C; ++j) sum += exp(static_cast<double>(row[j]) - m);
   return static_cast<double>(m) + log(sum);
 }
 
@@ -31,12 +31,12 @@ void softmax_forward_reference(const SoftmaxShape& s, bool log_output, const flo
       float m = -INFINITY;
       for (int64_t a = 0; a < s.axis; ++a) m = x[at(s, o, a, i)] > m ? x[at(s, o, a, i)] : m;
       double sum = 0.0;
-      for (int64_t a = 0; a < s.axis; ++a) sum += expf(x[at(s, o, a, i)] - m);
+      for (int64_t a = 0; a < s.axis; ++a) sum += exp(static_cast<double>(x[at(s, o, a, i)]) - m);
       for (int64_t a = 0; a < s.axis; ++a) {
         const float v = x[at(s, o, a, i)];
         y[at(s, o, a, i)] = log_output
                                 ? static_cast<float>(static_cast<double>(v) - m - log(sum))
-                                : static_cast<float>(expf(v - m) / sum);
+                                : static_cast<float>(exp(static_cast<double>(v) - m) / sum);
       }
     }
   }

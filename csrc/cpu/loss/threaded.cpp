@@ -16,7 +16,7 @@ namespace cnnkit {
 namespace {
 
 constexpr int64_t kColumns = 64;
-// Rough cost of one element in parallel_for's units (an expf and a few flops).
+// Rough cost of one element in parallel_for's units (an exp and a few flops).
 constexpr int64_t kElementCost = 16;
 
 // The lines of one work item: `width` lines starting at x + base, `inner` apart along the axis.
@@ -57,8 +57,8 @@ void softmax_forward_block(const SoftmaxShape& s, bool log_output, const float* 
     const float* xr = x + b.base + a * s.inner;
     float* yr = y + b.base + a * s.inner;
     for (int64_t j = 0; j < b.width; ++j) {
-      const float e = expf(xr[j] - m[j]);
-      if (!log_output) yr[j] = e;
+      const double e = exp(static_cast<double>(xr[j]) - m[j]);
+      if (!log_output) yr[j] = static_cast<float>(e);
       sum[j] += e;
     }
   }
@@ -90,7 +90,7 @@ void softmax_backward_block(const SoftmaxShape& s, bool log_output, const float*
   for (int64_t a = 0; a < s.axis; ++a) {
     const int64_t k = b.base + a * s.inner;
     for (int64_t j = 0; j < b.width; ++j) {
-      dx[k + j] = log_output ? static_cast<float>(dy[k + j] - expf(y[k + j]) * sum[j])
+      dx[k + j] = log_output ? static_cast<float>(dy[k + j] - exp(static_cast<double>(y[k + j])) * sum[j])
                              : static_cast<float>(y[k + j] * (dy[k + j] - sum[j]));
     }
   }
@@ -101,7 +101,7 @@ double sum_exp(const float* row, int64_t C, float& m) {
   m = -INFINITY;
   for (int64_t j = 0; j < C; ++j) m = row[j] > m ? row[j] : m;
   double sum = 0.0;
-  for (int64_t j = 0; j < C; ++j) sum += expf(row[j] - m);
+  for (int64_t j = 0; j < C; ++j) sum += exp(static_cast<double>(row[j]) - m);
   return sum;
 }
 
@@ -163,8 +163,10 @@ void cross_entropy_backward_threaded(const float* logits, const int64_t* target,
       if (reduction == Reduction::Mean) scale /= static_cast<double>(count);
       float m;
       const double inv_sum = 1.0 / sum_exp(row, C, m);
-      for (int64_t j = 0; j < C; ++j) grad[j] = static_cast<float>(scale * (expf(row[j] - m) * inv_sum));
-      grad[t] = static_cast<float>(scale * (expf(row[t] - m) * inv_sum - 1.0));
+      for (int64_t j = 0; j < C; ++j) {
+        const double p = exp(static_cast<double>(row[j]) - m) * inv_sum;
+        grad[j] = static_cast<float>(scale * (j == t ? p - 1.0 : p));
+      }
     }
   });
 }
