@@ -29,7 +29,9 @@ int64_t linear_rows(const py::array& x, const py::array& weight) {
         "linear: input's last dimension (" + std::to_string(x.shape(x.ndim() - 1)) +
             ") must equal weight.shape[1] (" + std::to_string(weight.shape(1)) + "); input " +
             shape_str(shape_of(x)) + ", weight " + shape_str(shape_of(weight)));
-  return x.ndim() == 1 ? 1 : x.size() / x.shape(x.ndim() - 1);
+  int64_t rows = 1;
+  for (py::ssize_t d = 0; d + 1 < x.ndim(); ++d) rows *= x.shape(d);
+  return rows;
 }
 
 std::vector<int64_t> with_last(const py::array& x, int64_t last) {

@@ -147,8 +147,9 @@ def linear_backward(grad_output, x, weight):
     """(grad_input, grad_weight, grad_bias)."""
     g, x, w = _float64_array(grad_output), _float64_array(x), _float64_array(weight)
     grad_input = np.einsum("...o,oi->...i", g, w)
-    grad_weight = np.einsum("...o,...i->oi", g, x)
-    grad_bias = g.reshape(-1, g.shape[-1]).sum(axis=0)
+    rows_g, rows_x = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
+    grad_weight = np.einsum("no,ni->oi", rows_g, rows_x)
+    grad_bias = rows_g.sum(axis=0)
     return grad_input, grad_weight, grad_bias
 
 
@@ -186,8 +187,8 @@ def cross_entropy(x, target, reduction="mean", ignore_index=-100):
         t = int(target[n])
         if t == ignore_index:
             continue
-        m = x[n].max()
-        losses[n] = m + np.log(np.exp(x[n] - m).sum()) - x[n, t]
+        shifted = x[n] - x[n].max()
+        losses[n] = np.log(np.exp(shifted).sum()) - shifted[t]
         count += 1
     if reduction == "none":
         return losses

@@ -14,13 +14,17 @@ int64_t at(const SoftmaxShape& s, int64_t o, int64_t a, int64_t i) {
   return (o * s.axis + a) * s.inner + i;
 }
 
-// max + log(sum exp(x - max)) over row[0..C).
-double log_sum_exp(const float* row, int64_t C) {
+// NaN entries never win the comparison; they reach the output through the exps.
+float row_max(const float* row, int64_t C) {
   float m = -INFINITY;
   for (int64_t j = 0; j < C; ++j) m = row[j] > m ? row[j] : m;
+  return m;
+}
+
+double sum_exp(const float* row, int64_t C, float m) {
   double sum = 0.0;
   for (int64_t j = 0; j < C; ++j) sum += exp(static_cast<double>(row[j]) - m);
-  return static_cast<double>(m) + log(sum);
+  return sum;
 }
 
 }  // namespace
@@ -68,7 +72,12 @@ void cross_entropy_forward_reference(const float* logits, const int64_t* target,
   double total = 0.0;
   for (int64_t n = 0; n < N; ++n) {
     const float* row = logits + n * C;
-    const double loss = target[n] == ignore_index ? 0.0 : log_sum_exp(row, C) - row[target[n]];
+    double loss = 0.0;
+    if (target[n] != ignore_index) {
+      // The maximum comes out of both terms, so neither is rounded at its scale.
+      const float m = row_max(row, C);
+      loss = log(sum_exp(row, C, m)) - (static_cast<double>(row[target[n]]) - m);
+    }
     if (reduction == Reduction::None) out[n] = static_cast<float>(loss);
     total += loss;
   }
@@ -89,9 +98,10 @@ void cross_entropy_backward_reference(const float* logits, const int64_t* target
     }
     double scale = reduction == Reduction::None ? grad_output[n] : grad_output[0];
     if (reduction == Reduction::Mean) scale /= static_cast<double>(count);
-    const double lse = log_sum_exp(row, C);
+    const float m = row_max(row, C);
+    const double sum = sum_exp(row, C, m);
     for (int64_t j = 0; j < C; ++j) {
-      const double p = exp(static_cast<double>(row[j]) - lse);
+      const double p = exp(static_cast<double>(row[j]) - m) / sum;
       grad[j] = static_cast<float>(scale * (p - (j == target[n] ? 1.0 : 0.0)));
     }
   }

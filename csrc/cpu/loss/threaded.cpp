@@ -62,15 +62,18 @@ void softmax_forward_block(const SoftmaxShape& s, bool log_output, const float* 
       sum[j] += e;
     }
   }
-  double shift_or_scale[kColumns];
+  // log_softmax subtracts m and log(sum) one after the other: m + log(sum)
+  // would drop log(sum) when |m| is large (3e38 + 0.7 == 3e38 in double too).
+  double log_sum_or_scale[kColumns];
   for (int64_t j = 0; j < b.width; ++j) {
-    shift_or_scale[j] = log_output ? static_cast<double>(m[j]) + log(sum[j]) : 1.0 / sum[j];
+    log_sum_or_scale[j] = log_output ? log(sum[j]) : 1.0 / sum[j];
   }
   for (int64_t a = 0; a < s.axis; ++a) {
     const float* xr = x + b.base + a * s.inner;
     float* yr = y + b.base + a * s.inner;
     for (int64_t j = 0; j < b.width; ++j) {
-      yr[j] = static_cast<float>(log_output ? xr[j] - shift_or_scale[j] : yr[j] * shift_or_scale[j]);
+      yr[j] = static_cast<float>(log_output ? (static_cast<double>(xr[j]) - m[j]) - log_sum_or_scale[j]
+                                            : yr[j] * log_sum_or_scale[j]);
     }
   }
 }
@@ -130,7 +133,7 @@ void cross_entropy_forward_threaded(const float* logits, const int64_t* target, 
       if (target[n] != ignore_index) {
         float m;
         const double sum = sum_exp(row, C, m);
-        loss = static_cast<double>(m) + log(sum) - row[target[n]];
+        loss = log(sum) - (static_cast<double>(row[target[n]]) - m);
       }
       if (reduction == Reduction::None) {
         out[n] = static_cast<float>(loss);
