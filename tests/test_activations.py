@@ -95,7 +95,7 @@ def test_threaded_kernel_equals_reference_kernel(threads, name, kw):
     # Large enough to be split across threads; both kernels use the same
     # formulas, so the split must not change a single bit.
     rng = np.random.default_rng(7)
-    shape = (3, 7, 61, 67)
+    shape = (4, 9, 61, 67)  # > 2 * 64k elements: two threads even for relu
     x = _values(rng, shape, 4.0)
     g = rng.standard_normal(shape).astype(np.float32)
     y, dx = _run(name, kw, x, g)
@@ -269,7 +269,7 @@ def test_prelu_matches_oracle(shape, shared, seed):
 @pytest.mark.parametrize("shared", [False, True])
 def test_prelu_threaded_matches_reference_kernel(threads, shared):
     rng = np.random.default_rng(13)
-    x = rng.standard_normal((8, 17, 29, 31)).astype(np.float32)
+    x = rng.standard_normal((8, 17, 31, 37)).astype(np.float32)
     w = rng.standard_normal(1 if shared else 17).astype(np.float32)
     g = rng.standard_normal(x.shape).astype(np.float32)
     y = F.prelu(x, w)
@@ -371,3 +371,9 @@ def test_oracle_prelu_backward_matches_finite_differences():
         e[c] = h
         numeric_w = (np.sum(g * R.prelu(x, w + e)) - np.sum(g * R.prelu(x, w - e))) / (2 * h)
         np.testing.assert_allclose(grad_weight[c], numeric_w, rtol=1e-6, atol=1e-8)
+
+
+def test_dispatch_picks_the_threaded_kernel():
+    assert _C.activation_implementation("sigmoid") == "threaded"
+    with pytest.raises(ValueError, match="unknown activation"):
+        _C.activation_implementation("swish")

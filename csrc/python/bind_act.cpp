@@ -86,7 +86,9 @@ void bind_act(py::module_& m) {
 
   m.def(
       "activation_implementation",
-      [](const std::string& name) { return std::string(activation_implementation(make_params(name, 0.0f, 1.0f, 20.0f))); },
+      [](const std::string& name) {
+        return std::string(activation_implementation(make_params(name, 0.0f, 1.0f, 20.0f)));
+      },
       py::arg("name"));
 
   m.def(

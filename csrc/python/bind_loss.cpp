@@ -162,7 +162,9 @@ void bind_loss(py::module_& m) {
 
   m.def(
       "softmax_implementation",
-      [](FloatArray x, int64_t dim) { return std::string(softmax_implementation(softmax_shape(x, dim))); },
+      [](FloatArray x, int64_t dim) {
+        return std::string(softmax_implementation(softmax_shape(x, dim)));
+      },
       py::arg("input"), py::arg("dim"));
 
   m.def(

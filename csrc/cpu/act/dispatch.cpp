@@ -99,6 +99,8 @@ void prelu_backward(const PreluShape& s, const float* dy, const float* x, const 
   select_kernel(kPreluBackward, s).run(s, dy, x, weight, dx, dweight);
 }
 
-const char* activation_implementation(const ActParams& p) { return select_kernel(kForward, p).name; }
+const char* activation_implementation(const ActParams& p) {
+  return select_kernel(kForward, p).name;
+}
 
 }  // namespace cnnkit

@@ -42,8 +42,10 @@ void activation_forward_threaded(const ActParams& p, const float* x, float* y, i
     case Activation::Elu:
       return map1(x, y, n, kTranscendental, [a](float v) { return act::elu(v, a); });
     case Activation::Relu6: return map1(x, y, n, kCheap, [](float v) { return act::relu6(v); });
-    case Activation::Sigmoid: return map1(x, y, n, kTranscendental, [](float v) { return act::sigmoid(v); });
-    case Activation::Tanh: return map1(x, y, n, kTranscendental, [](float v) { return act::tanh(v); });
+    case Activation::Sigmoid:
+      return map1(x, y, n, kTranscendental, [](float v) { return act::sigmoid(v); });
+    case Activation::Tanh:
+      return map1(x, y, n, kTranscendental, [](float v) { return act::tanh(v); });
     case Activation::Softplus:
       return map1(x, y, n, 2 * kTranscendental,
                   [b, th](float v) { return act::softplus(v, b, th); });
@@ -111,7 +113,9 @@ void prelu_backward_threaded(const PreluShape& s, const float* dy, const float* 
     totals[static_cast<size_t>(s.weight_count == 1 ? 0 : r % s.channels)] +=
         row_sums[static_cast<size_t>(r)];
   }
-  for (int64_t k = 0; k < s.weight_count; ++k) dweight[k] = static_cast<float>(totals[static_cast<size_t>(k)]);
+  for (int64_t k = 0; k < s.weight_count; ++k) {
+    dweight[k] = static_cast<float>(totals[static_cast<size_t>(k)]);
+  }
 }
 
 }  // namespace cnnkit

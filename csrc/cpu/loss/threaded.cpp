@@ -72,8 +72,9 @@ void softmax_forward_block(const SoftmaxShape& s, bool log_output, const float* 
     const float* xr = x + b.base + a * s.inner;
     float* yr = y + b.base + a * s.inner;
     for (int64_t j = 0; j < b.width; ++j) {
-      yr[j] = static_cast<float>(log_output ? (static_cast<double>(xr[j]) - m[j]) - log_sum_or_scale[j]
-                                            : yr[j] * log_sum_or_scale[j]);
+      yr[j] = static_cast<float>(log_output
+                                     ? (static_cast<double>(xr[j]) - m[j]) - log_sum_or_scale[j]
+                                     : yr[j] * log_sum_or_scale[j]);
     }
   }
 }
@@ -93,8 +94,9 @@ void softmax_backward_block(const SoftmaxShape& s, bool log_output, const float*
   for (int64_t a = 0; a < s.axis; ++a) {
     const int64_t k = b.base + a * s.inner;
     for (int64_t j = 0; j < b.width; ++j) {
-      dx[k + j] = log_output ? static_cast<float>(dy[k + j] - exp(static_cast<double>(y[k + j])) * sum[j])
-                             : static_cast<float>(y[k + j] * (dy[k + j] - sum[j]));
+      const double yj = y[k + j];
+      dx[k + j] = static_cast<float>(log_output ? dy[k + j] - exp(yj) * sum[j]
+                                                : yj * (dy[k + j] - sum[j]));
     }
   }
 }

@@ -17,7 +17,8 @@ struct ActParams {
   float threshold = 20.0f;
 };
 
-// Parses "relu", "leaky_relu", "elu", "relu6", "sigmoid", "tanh", "softplus"; Value error otherwise.
+// Parses "relu", "leaky_relu", "elu", "relu6", "sigmoid", "tanh", "softplus";
+// Value error otherwise.
 Activation parse_activation(const char* name);
 // Value error for a Softplus beta of 0 or any non-finite parameter.
 void validate(const ActParams& p);
