@@ -1,0 +1,106 @@
+// Activations: the ordered list of implementations, reference last.
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "cnnkit/act.h"
+#include "core/registry.h"
+#include "cpu/act/kernels.h"
+
+namespace cnnkit {
+namespace {
+
+using ForwardFn = void (*)(const ActParams&, const float*, float*, int64_t);
+using BackwardFn = void (*)(const ActParams&, const float*, const float*, float*, int64_t);
+using PreluForwardFn = void (*)(const PreluShape&, const float*, const float*, float*);
+using PreluBackwardFn = void (*)(const PreluShape&, const float*, const float*, const float*,
+                                 float*, float*);
+
+const KernelImpl<ActParams, ForwardFn> kForward[] = {
+    {"threaded", Isa::Scalar, nullptr, activation_forward_threaded},
+    {"reference", Isa::Scalar, nullptr, activation_forward_reference},
+};
+const KernelImpl<ActParams, BackwardFn> kBackward[] = {
+    {"threaded", Isa::Scalar, nullptr, activation_backward_threaded},
+    {"reference", Isa::Scalar, nullptr, activation_backward_reference},
+};
+const KernelImpl<PreluShape, PreluForwardFn> kPreluForward[] = {
+    {"threaded", Isa::Scalar, nullptr, prelu_forward_threaded},
+    {"reference", Isa::Scalar, nullptr, prelu_forward_reference},
+};
+const KernelImpl<PreluShape, PreluBackwardFn> kPreluBackward[] = {
+    {"threaded", Isa::Scalar, nullptr, prelu_backward_threaded},
+    {"reference", Isa::Scalar, nullptr, prelu_backward_reference},
+};
+
+void check_prelu(const PreluShape& s) {
+  check(s.outer >= 0 && s.channels >= 0 && s.inner >= 0, ErrorKind::Value,
+        "prelu: invalid input shape");
+  check(s.weight_count == 1 || s.weight_count == s.channels, ErrorKind::Value,
+        "prelu: weight must have 1 or " + std::to_string(s.channels) + " elements, got " +
+            std::to_string(s.weight_count));
+}
+
+}  // namespace
+
+Activation parse_activation(const char* name) {
+  struct Entry {
+    const char* name;
+    Activation kind;
+  };
+  static const Entry kNames[] = {
+      {"relu", Activation::Relu},       {"leaky_relu", Activation::LeakyRelu},
+      {"elu", Activation::Elu},         {"relu6", Activation::Relu6},
+      {"sigmoid", Activation::Sigmoid}, {"tanh", Activation::Tanh},
+      {"softplus", Activation::Softplus},
+  };
+  for (const Entry& e : kNames) {
+    if (std::strcmp(e.name, name) == 0) return e.kind;
+  }
+  fail(ErrorKind::Value, std::string("unknown activation '") + name + "'");
+}
+
+void validate(const ActParams& p) {
+  switch (p.kind) {
+    case Activation::LeakyRelu:
+      check(std::isfinite(p.alpha), ErrorKind::Value, "leaky_relu: negative_slope must be finite");
+      break;
+    case Activation::Elu:
+      check(std::isfinite(p.alpha), ErrorKind::Value, "elu: alpha must be finite");
+      break;
+    case Activation::Softplus:
+      check(std::isfinite(p.beta) && p.beta != 0.0f, ErrorKind::Value,
+            "softplus: beta must be finite and non-zero, got " + std::to_string(p.beta));
+      check(!std::isnan(p.threshold), ErrorKind::Value, "softplus: threshold must not be NaN");
+      break;
+    default: break;
+  }
+}
+
+void activation_forward(const ActParams& p, const float* x, float* y, int64_t n) {
+  validate(p);
+  select_kernel(kForward, p).run(p, x, y, n);
+}
+
+void activation_backward(const ActParams& p, const float* dy, const float* x, float* dx,
+                         int64_t n) {
+  validate(p);
+  select_kernel(kBackward, p).run(p, dy, x, dx, n);
+}
+
+void prelu_forward(const PreluShape& s, const float* x, const float* weight, float* y) {
+  check_prelu(s);
+  select_kernel(kPreluForward, s).run(s, x, weight, y);
+}
+
+void prelu_backward(const PreluShape& s, const float* dy, const float* x, const float* weight,
+                    float* dx, float* dweight) {
+  check_prelu(s);
+  select_kernel(kPreluBackward, s).run(s, dy, x, weight, dx, dweight);
+}
+
+const char* activation_implementation(const ActParams& p) {
+  return select_kernel(kForward, p).name;
+}
+
+}  // namespace cnnkit
