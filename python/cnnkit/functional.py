@@ -41,7 +41,7 @@ def _as_float32(x, name):
             f"{name} must be a float or integer array, got dtype {x.dtype} "
             "(bool, complex, object and string arrays are not converted)"
         )
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return np.asarray(x, dtype=np.float32, order="C")
 
 
 def _check_ndim(x, ndims, name, layout=None):
