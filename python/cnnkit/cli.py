@@ -95,19 +95,22 @@ def cmd_train(args):
         json.dump({"model": args.model, "dataset": description, "epochs": history.epochs,
                    "test_loss": test_loss, "test_accuracy": test_acc,
                    "train_images_per_s": images_per_s, "normalize": {"mean": normalize.mean.tolist(), "std": normalize.std.tolist()},
-                   "args": vars(args)}, f, indent=2)
+                   "args": {k: v for k, v in vars(args).items() if k != "func"}}, f, indent=2)
     plots = []
     try:
-        plots.append(viz.plot_history(history.to_dict(), os.path.join(args.out, "history.png")))
+        viz.plot_history(history.to_dict(), os.path.join(args.out, "history.png"))
+        plots.append("history.png")
         first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-        plots.append(viz.plot_kernels(first_conv.weight.data, os.path.join(args.out, "kernels.png")))
-        maps = model[0](x_test[:1])[0]
-        plots.append(viz.plot_feature_maps(maps, os.path.join(args.out, "feature_maps.png")))
+        viz.plot_kernels(first_conv.weight.data, os.path.join(args.out, "kernels.png"))
+        plots.append("kernels.png")
+        model.eval()
+        viz.plot_feature_maps(first_conv(x_test[:1])[0], os.path.join(args.out, "feature_maps.png"))
+        plots.append("feature_maps.png")
     except ImportError as e:
         print(f"plots skipped: {e}")
     print(f"test accuracy {test_acc:.4f} (loss {test_loss:.4f}); {images_per_s:.0f} images/s training")
     print(f"wrote {args.out}/weights.safetensors, history.json, run.json" +
-          (", " + ", ".join(os.path.basename(p) for p in plots) if plots else ""))
+          "".join(", " + p for p in plots))
     return 0
 
 
