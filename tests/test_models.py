@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import cnnkit
+import torch_twins
 from cnnkit import models, nn
 
 CASES = [
@@ -42,10 +43,7 @@ def test_resnet_depth_must_be_6n_plus_2():
 def test_weights_saved_by_pytorch_load_into_the_same_architecture(tmp_path):
     torch = pytest.importorskip("torch")
     st = pytest.importorskip("safetensors.torch")
-    n = torch.nn
-    theirs = n.Sequential(n.Conv2d(1, 6, 5, padding=2), n.Tanh(), n.AvgPool2d(2), n.Conv2d(6, 16, 5), n.Tanh(),
-                          n.AvgPool2d(2), n.Flatten(), n.Linear(400, 120), n.Tanh(), n.Linear(120, 84), n.Tanh(),
-                          n.Linear(84, 10))
+    theirs = torch_twins.lenet5(torch)
     path = tmp_path / "lenet_from_torch.safetensors"
     st.save_file(theirs.state_dict(), str(path))
     ours = models.lenet5()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import cnnkit
+import torch_twins
 from cnnkit import nn
 
 
@@ -256,7 +257,7 @@ def _torch_pair(make_ours, make_theirs):
 TORCH_CASES = [
     ("conv", lambda: nn.Conv2d(3, 6, 3, stride=2, padding=1, groups=3),
      lambda t: t.nn.Conv2d(3, 6, 3, stride=2, padding=1, groups=3), (2, 3, 8, 8)),
-    ("lenet", lambda: cnnkit.models.lenet5(), lambda t: _torch_lenet(t), (4, 1, 28, 28)),
+    ("lenet", lambda: cnnkit.models.lenet5(), torch_twins.lenet5, (4, 1, 28, 28)),
     ("bn-seq", lambda: nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
                                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)),
      lambda t: t.nn.Sequential(t.nn.Conv2d(2, 4, 3, padding=1, bias=False), t.nn.BatchNorm2d(4), t.nn.ReLU(),
@@ -265,13 +266,6 @@ TORCH_CASES = [
      lambda t: t.nn.Sequential(t.nn.LocalResponseNorm(3), t.nn.PReLU(4), t.nn.AdaptiveAvgPool2d((2, 3))),
      (2, 4, 5, 7)),
 ]
-
-
-def _torch_lenet(torch):
-    n = torch.nn
-    return n.Sequential(n.Conv2d(1, 6, 5, padding=2), n.Tanh(), n.AvgPool2d(2), n.Conv2d(6, 16, 5), n.Tanh(),
-                        n.AvgPool2d(2), n.Flatten(), n.Linear(400, 120), n.Tanh(), n.Linear(120, 84), n.Tanh(),
-                        n.Linear(84, 10))
 
 
 @pytest.mark.parametrize("name,ours,theirs,shape", TORCH_CASES, ids=[c[0] for c in TORCH_CASES])
