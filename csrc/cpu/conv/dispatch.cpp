@@ -26,6 +26,9 @@ struct ConvCall {
 };
 
 bool accepts_im2col(const ConvCall& c) { return c.algo == ConvAlgo::Im2col && im2col_fits(*c.p); }
+bool accepts_direct_rows(const ConvCall& c) {
+  return c.algo == ConvAlgo::Direct && direct_rows_fits(*c.p);
+}
 bool accepts_direct(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct || c.algo == ConvAlgo::Im2col;
 }
@@ -35,6 +38,10 @@ using BackwardFn = void (*)(const Conv2dParams&, const float*, const float*, con
                             float*, float*);
 
 const KernelImpl<ConvCall, ForwardFn> kForwardImpls[] = {
+#ifdef CNNKIT_X86
+    {"direct_rows_avx512", Isa::Avx512, accepts_direct_rows, conv2d_forward_direct_rows_avx512},
+    {"direct_rows_avx2", Isa::Avx2, accepts_direct_rows, conv2d_forward_direct_rows_avx2},
+#endif
     {"im2col", Isa::Scalar, accepts_im2col, conv2d_forward_im2col},
     {"direct", Isa::Scalar, accepts_direct, conv2d_forward_direct},
     {"reference", Isa::Scalar, nullptr, conv2d_forward_reference},
