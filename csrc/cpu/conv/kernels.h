@@ -22,9 +22,15 @@ CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_im2col);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_rows_avx2);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_rows_avx512);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_direct_rows_avx2);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_direct_rows_avx512);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_reference);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_direct);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_im2col);
+
+// dw by im2col + GEMM when one column fits the workspace bound, else by the
+// direct loops; shared by the im2col and direct_rows backward kernels.
+void conv2d_weight_grad(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 
 // db[o] = sum of dy over batch and positions; shared by the fast backward kernels.
 void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db);
@@ -44,6 +50,10 @@ struct DirectRowsPlan {
   int64_t input_floats;           // padded planes of one image/group plus one tile of slack
   int64_t items, work_per_item;   // parallel_for over (image, group)
 };
+// The input gradient of a stride-1 conv is a stride-1 conv of dy with the
+// flipped, transposed kernel and padding dilation*(k-1) - pad on each side:
+// direct_rows runs it when those paddings are >= 0 and the shape fits.
+bool direct_rows_backward_fits(const Conv2dParams& p);
 DirectRowsPlan plan_direct_rows(const Conv2dParams& p, int64_t tile_floats);
 
 // Total im2col column buffer allowed per call, over all threads (64 MiB):
