@@ -188,15 +188,89 @@ def test_im2col_processes_large_images_in_chunks(threads):
         assert_exact(g, e, f"conv2d_backward {name}[im2col chunked]")
 
 
-def test_auto_picks_im2col_for_wide_reductions_and_direct_otherwise():
+def test_auto_picks_direct_rows_for_stride_1_and_im2col_or_direct_otherwise(isa):
     args = ((1, 1), (1, 1, 1, 1), (1, 1))
-    assert _C.conv2d_implementation((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == "im2col"
-    assert _C.conv2d_implementation((1, 32, 56, 56), (32, 1, 3, 3), *args, 32, "auto") == "direct"
-    assert _C.conv2d_implementation((1, 3, 224, 224), (2, 3, 3, 3), *args, 1, "auto") == "direct"
-    assert _C.conv2d_implementation((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "direct", True) == "direct"
+    rows = "im2col" if isa == "scalar" else f"direct_rows_{isa}"
+    for backward in (False, True):
+        impl = lambda *a: _C.conv2d_implementation(*a, backward=backward)
+        assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == rows
+        assert impl((64, 1, 32, 32), (6, 1, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") in (rows, "direct")
+        # Pointwise: the input is the column matrix, one GEMM per image.
+        assert impl((8, 256, 14, 14), (256, 256, 1, 1), (1, 1), (0,) * 4, (1, 1), 1, "auto") == "im2col"
+        # Strided: im2col for wide reductions, the direct loops for depthwise.
+        assert impl((8, 128, 28, 28), (256, 128, 3, 3), (2, 2), (1,) * 4, (1, 1), 1, "auto") == "im2col"
+        assert impl((1, 32, 56, 56), (32, 1, 3, 3), (2, 2), (1,) * 4, (1, 1), 32, "auto") == "direct"
+        assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "direct") == ("direct" if isa == "scalar" else rows)
+    # Scalar: the old rule, direct loops for depthwise and few channels.
+    if isa == "scalar":
+        assert _C.conv2d_implementation((1, 3, 224, 224), (2, 3, 3, 3), *args, 1, "auto") == "direct"
+    # Padding wider than the dilated kernel: the input gradient cannot run as a
+    # direct_rows conv, the forward can.
+    wide = ((1, 2, 8, 8), (3, 2, 3, 3), (1, 1), (3, 3, 3, 3), (1, 1), 1, "direct")
+    assert _C.conv2d_implementation(*wide) == ("direct" if isa == "scalar" else rows)
+    assert _C.conv2d_implementation(*wide, backward=True) == "direct"
     # A single column (the reduction) larger than the whole workspace bound: im2col declines.
     huge = ((1, 1, 4097, 4097), (1, 1, 4097, 4097), (1, 1), (0, 0, 0, 0), (1, 1), 1)
     assert _C.conv2d_implementation(*huge, "im2col") == "direct"
+
+
+@st.composite
+def direct_rows_cases(draw):
+    """Stride-1 shapes for the direct_rows kernels: few input channels, output
+    channel counts around the 6-channel tile, widths around 8 and 16 lanes."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg = draw(st.sampled_from([1, 3, 6])) if groups == 1 else draw(st.integers(1, 2))
+    kg = draw(st.integers(1, 14))
+    kernel = (draw(st.sampled_from([1, 3, 5])), draw(st.sampled_from([1, 2, 3, 5])))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    span = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    pads = (draw(st.integers(0, span[0])), draw(st.integers(0, span[1])))
+    h = draw(st.integers(max(1, span[0] + 1 - 2 * pads[0]), 12))
+    w = draw(st.sampled_from([7, 8, 9, 15, 16, 17, 23, 33]))
+    w = max(w, span[1] + 1 - 2 * pads[1])
+    return dict(
+        x_shape=(draw(st.integers(1, 3)), groups * cg, h, w),
+        w_shape=(groups * kg, cg, *kernel),
+        bias=draw(st.booleans()),
+        stride=1,
+        padding=pads,
+        dilation=dilation,
+        groups=groups,
+    )
+
+
+@given(case=direct_rows_cases(), seed=st.integers(0, 2**31))
+def test_direct_rows_matches_oracle(isa, threads, case, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(case["x_shape"]).astype(np.float32)
+    w = rng.standard_normal(case["w_shape"]).astype(np.float32)
+    b = rng.standard_normal(case["w_shape"][0]).astype(np.float32) if case["bias"] else None
+    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    _, pads, _ = _normalise(case["w_shape"][2:], *args[:3])
+    for backward in (False, True):
+        impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], (1, 1), pads, _as_pair(case["dilation"]),
+                                        case["groups"], "direct", backward=backward)
+        assert impl == ("direct" if isa == "scalar" else f"direct_rows_{isa}")
+    _check_against_oracle(x, w, b, *args, "direct", rng)
+
+
+# LeNet's layers and a 3-channel first layer, on the direct_rows path, filled with small integers.
+@pytest.mark.parametrize(
+    "x_shape, w_shape, padding",
+    [((3, 1, 32, 32), (6, 1, 5, 5), 0), ((3, 6, 14, 14), (16, 6, 5, 5), 0), ((2, 3, 17, 19), (13, 3, 3, 3), 1)],
+)
+def test_direct_rows_integer_fill_is_exact(isa, threads, x_shape, w_shape, padding):
+    rng = np.random.default_rng(21)
+    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
+    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
+    b = rng.integers(-8, 9, size=w_shape[0]).astype(np.float32)
+    norm = _normalise(w_shape[2:], 1, padding, 1)
+    y = F.conv2d(x, w, b, padding=padding)
+    assert_exact(y, reference.conv2d(x, w, b, *norm, 1), "conv2d[auto]")
+    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
+    got = F.conv2d_backward(dy, x, w, padding=padding)
+    for g, e, name in zip(got, reference.conv2d_backward(dy, x, w, *norm, 1), ["dx", "dw", "db"]):
+        assert_exact(g, e, f"conv2d_backward {name}[auto]")
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -286,14 +360,16 @@ def test_nan_and_inf_in_the_input_propagate(algo):
         assert_close(got, exp, mag, k, f"conv2d_backward nonfinite[{algo}]")
 
 
-def test_nonfinite_weight_on_padding_taps_is_algorithm_dependent_as_documented():
+def test_nonfinite_weight_on_padding_taps_is_algorithm_dependent_as_documented(isa):
     x = np.ones((1, 1, 4, 4), np.float32)
     w = np.ones((1, 1, 3, 3), np.float32)
     w[0, 0, 0, 0] = np.inf
     direct = F.conv2d(x, w, padding=1, algo="direct")
     im2col = F.conv2d(x, w, padding=1, algo="im2col")
     # Output (0, 0) reads tap (0, 0) from the padding; output (1, 1) reads it from the input.
-    assert np.isfinite(direct[0, 0, 0, 0]) and np.isnan(im2col[0, 0, 0, 0])
+    # Only the scalar direct loops skip padded taps; direct_rows reads them as 0*w, as im2col.
+    assert np.isnan(im2col[0, 0, 0, 0])
+    assert np.isfinite(direct[0, 0, 0, 0]) if isa == "scalar" else np.isnan(direct[0, 0, 0, 0])
     assert direct[0, 0, 1, 1] == np.inf and im2col[0, 0, 1, 1] == np.inf
 
 

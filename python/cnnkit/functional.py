@@ -372,14 +372,17 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     row/column at the bottom/right). Returns (N, out, Ho, Wo) float32 with
     Ho = (H + pad_top + pad_bottom - dilation*(kH-1) - 1) // stride + 1.
 
-    ``algo``: ``"direct"`` (loops, no extra memory), ``"im2col"`` (column
-    matrix + SGEMM, workspace bounded to 64 MiB by processing chunks of output
-    positions) or ``"auto"`` (im2col when C/groups*kH*kW >= 32 and
-    out/groups >= 4, else direct). All give the same result within float32
-    rounding. NaN and Inf in the input propagate to every output that reads
-    them. Taps that fall in the zero padding contribute exactly 0 in
-    ``"direct"`` but 0*w in ``"im2col"``, so an infinite or NaN *weight*
-    turns padded border outputs into NaN only with im2col.
+    ``algo``: ``"direct"`` (no column matrix: for stride 1 on AVX2/AVX-512
+    CPUs a vectorised kernel over zero-padded rows, else plain loops),
+    ``"im2col"`` (column matrix + SGEMM, workspace bounded to 64 MiB by
+    processing chunks of output positions) or ``"auto"`` (the vectorised
+    direct kernel for stride 1 except an unpadded 1x1, which is one GEMM;
+    otherwise im2col when C/groups*kH*kW >= 32 and out/groups >= 4, else
+    direct). All give the same result within float32 rounding. NaN and Inf in
+    the input propagate to every output that reads them. Taps that fall in
+    the zero padding contribute exactly 0 in the plain direct loops but 0*w
+    in im2col and the vectorised direct kernel, so an infinite or NaN
+    *weight* turns padded border outputs into NaN with those two.
 
     An input of H or W 0 that the padding makes large enough for the kernel
     gives the output of an all-padding image (the bias); PyTorch refuses it.

@@ -94,6 +94,14 @@ void weight_grad_im2col(const Conv2dParams& p, const ColumnPlan& plan, const flo
 
 }  // namespace
 
+void conv2d_weight_grad(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+  if (im2col_fits(p)) {
+    weight_grad_im2col(p, plan_columns(p), dy, x, dw);
+  } else {
+    conv2d_backward_direct(p, dy, x, nullptr, nullptr, dw, nullptr);
+  }
+}
+
 void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db) {
   const int64_t P = p.out_plane();
   parallel_for(p.out_channels, work_per_item(p.out_channels, {p.batch, P}), [&](int64_t begin, int64_t end) {

@@ -20,12 +20,41 @@ namespace cnnkit {
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_reference);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_im2col);
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_rows_avx2);
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_rows_avx512);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_direct_rows_avx2);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_direct_rows_avx512);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_reference);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_direct);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_im2col);
 
+// dw by im2col + GEMM when one column fits the workspace bound, else by the
+// direct loops; shared by the im2col and direct_rows backward kernels.
+void conv2d_weight_grad(const Conv2dParams& p, const float* dy, const float* x, float* dw);
+
 // db[o] = sum of dy over batch and positions; shared by the fast backward kernels.
 void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db);
+
+// The direct_rows kernels (direct_rows_impl.h): stride 1 only, at most this
+// many kernel taps, and padded input planes of one image/group of at most
+// kDirectRowsMaxFloats (so the per-thread buffers stay bounded).
+constexpr int64_t kDirectRowsMaxTaps = 256;
+constexpr int64_t kDirectRowsMaxFloats = int64_t{4} << 20;
+bool direct_rows_fits(const Conv2dParams& p);
+// Sizes of one direct_rows call whose register tile spans tile_floats
+// extended positions. Only valid when direct_rows_fits(p).
+struct DirectRowsPlan {
+  int64_t group_in_channels, group_out_channels, reduction;
+  int64_t padded_w, plane;        // padded input row width and plane size
+  int64_t ext_len, ext_stride;    // extended positions, and their rounding up to whole tiles
+  int64_t input_floats;           // padded planes of one image/group plus one tile of slack
+  int64_t items, work_per_item;   // parallel_for over (image, group)
+};
+// The input gradient of a stride-1 conv is a stride-1 conv of dy with the
+// flipped, transposed kernel and padding dilation*(k-1) - pad on each side:
+// direct_rows runs it when those paddings are >= 0 and the shape fits.
+bool direct_rows_backward_fits(const Conv2dParams& p);
+DirectRowsPlan plan_direct_rows(const Conv2dParams& p, int64_t tile_floats);
 
 // Total im2col column buffer allowed per call, over all threads (64 MiB):
 // bigger images and batches are processed in chunks of output positions.

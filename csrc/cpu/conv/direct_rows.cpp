@@ -1,0 +1,98 @@
+// Shapes and bounds of the direct_rows kernels, compiled for the baseline ISA
+// so that the AVX2/AVX-512 builds of direct_rows_impl.h share no inline code.
+#include <vector>
+
+#include "cnnkit/errors.h"
+#include "cpu/conv/kernels.h"
+
+namespace cnnkit {
+namespace {
+
+// The stride-1 conv whose output is dx: input dy (channels out), output
+// channels in, paddings dilation*(k-1) - pad. Only valid for stride 1 and
+// paddings no larger than dilation*(k-1).
+Conv2dParams transposed_params(const Conv2dParams& p) {
+  Conv2dParams t = p;
+  t.in_channels = p.out_channels;
+  t.in_h = p.out_h;
+  t.in_w = p.out_w;
+  t.out_channels = p.in_channels;
+  const int64_t span_h = p.dilation_h * (p.kernel_h - 1), span_w = p.dilation_w * (p.kernel_w - 1);
+  t.pad_top = span_h - p.pad_top;
+  t.pad_bottom = span_h - p.pad_bottom;
+  t.pad_left = span_w - p.pad_left;
+  t.pad_right = span_w - p.pad_right;
+  t.out_h = p.in_h;
+  t.out_w = p.in_w;
+  return t;
+}
+
+using ForwardFn = void (*)(const Conv2dParams&, const float*, const float*, const float*, float*);
+
+// dx by direct_rows on the flipped kernel; dw and db as the im2col backward.
+void backward_direct_rows(ForwardFn forward, const Conv2dParams& p, const float* dy,
+                          const float* x, const float* w, float* dx, float* dw, float* db) {
+  if (dx != nullptr) {
+    const Conv2dParams t = transposed_params(p);
+    const int64_t cg = p.group_in_channels(), kg = p.group_out_channels();
+    const int64_t R = p.kernel_h, S = p.kernel_w;
+    // wt[g*cg + c][o][r][s] = w[g*kg + o][c][R-1-r][S-1-s]: the weights are small next to dy.
+    std::vector<float> wt(static_cast<size_t>(checked_mul(p.out_channels, p.reduction(), "conv2d weight")));
+    for (int64_t g = 0; g < p.groups; ++g)
+      for (int64_t c = 0; c < cg; ++c)
+        for (int64_t o = 0; o < kg; ++o)
+          for (int64_t r = 0; r < R; ++r)
+            for (int64_t s = 0; s < S; ++s)
+              wt[(((g * cg + c) * kg + o) * R + r) * S + s] =
+                  w[(((g * kg + o) * cg + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
+    forward(t, dy, wt.data(), nullptr, dx);
+  }
+  if (dw != nullptr) conv2d_weight_grad(p, dy, x, dw);
+  if (db != nullptr) conv2d_bias_grad(p, dy, db);
+}
+
+}  // namespace
+
+bool direct_rows_fits(const Conv2dParams& p) {
+  if (p.stride_h != 1 || p.stride_w != 1) return false;
+  if (p.kernel_h * p.kernel_w > kDirectRowsMaxTaps) return false;
+  const int64_t hp = p.in_h + p.pad_top + p.pad_bottom, wp = p.in_w + p.pad_left + p.pad_right;
+  // Each factor is checked before the product so that nothing overflows.
+  if (hp > kDirectRowsMaxFloats || wp > kDirectRowsMaxFloats) return false;
+  if (hp * wp > kDirectRowsMaxFloats) return false;
+  return p.group_in_channels() <= kDirectRowsMaxFloats / std::max<int64_t>(hp * wp, 1);
+}
+
+bool direct_rows_backward_fits(const Conv2dParams& p) {
+  if (p.stride_h != 1 || p.stride_w != 1) return false;
+  const int64_t span_h = p.dilation_h * (p.kernel_h - 1), span_w = p.dilation_w * (p.kernel_w - 1);
+  if (p.pad_top > span_h || p.pad_bottom > span_h || p.pad_left > span_w || p.pad_right > span_w) {
+    return false;
+  }
+  return direct_rows_fits(transposed_params(p));
+}
+
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_direct_rows_avx2) {
+  backward_direct_rows(conv2d_forward_direct_rows_avx2, p, dy, x, w, dx, dw, db);
+}
+
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_direct_rows_avx512) {
+  backward_direct_rows(conv2d_forward_direct_rows_avx512, p, dy, x, w, dx, dw, db);
+}
+
+DirectRowsPlan plan_direct_rows(const Conv2dParams& p, int64_t tile_floats) {
+  DirectRowsPlan plan{};
+  plan.group_in_channels = p.group_in_channels();
+  plan.group_out_channels = p.group_out_channels();
+  plan.reduction = p.reduction();
+  plan.padded_w = p.in_w + p.pad_left + p.pad_right;
+  plan.plane = (p.in_h + p.pad_top + p.pad_bottom) * plan.padded_w;
+  plan.ext_len = (p.out_h - 1) * plan.padded_w + p.out_w;
+  plan.ext_stride = (plan.ext_len + tile_floats - 1) / tile_floats * tile_floats;
+  plan.input_floats = plan.group_in_channels * plan.plane + tile_floats;
+  plan.items = p.batch * p.groups;
+  plan.work_per_item = work_per_item(plan.items, {plan.group_out_channels, plan.reduction, plan.ext_len});
+  return plan;
+}
+
+}  // namespace cnnkit
