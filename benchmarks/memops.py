@@ -5,11 +5,19 @@
 Each round times cnnkit then PyTorch on the same arrays (best of a few calls each), so a noisy
 neighbour slows both alike; the table shows the medians over the rounds and the ratio
 torch / cnnkit (above 1: cnnkit is faster). Forward and backward are timed together.
+`--isa scalar` caps cnnkit's ISA, which shows the baseline (pre-SIMD) kernels.
+
+Both libraries run their own OpenMP runtime; with the default active wait policy the idle
+threads of one spin while the other works, and on a small machine each then runs at a fraction
+of its speed. The passive policy (set here unless OMP_WAIT_POLICY is given) avoids that.
 """
 
 import argparse
+import os
 import statistics
 import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np
 
@@ -123,10 +131,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--isa", choices=["scalar", "avx2", "avx512"], help="cap cnnkit's ISA")
     parser.add_argument("case", nargs="*", help="substrings of case names to run (default: all)")
     args = parser.parse_args()
     cnnkit.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
+    if args.isa:
+        cnnkit.set_max_isa(args.isa)
     cases = _cases(torch)
     print(f"{'case':32s} {'cnnkit ms':>10s} {'torch ms':>10s} {'torch/cnnkit':>13s}")
     for name, (ours, theirs) in cases.items():
