@@ -56,6 +56,28 @@ struct Avx2 {
   static M ge(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
   static M both(M a, M b) { return _mm256_and_ps(a, b); }
   static F select(M m, F if_true, F if_false) { return _mm256_blendv_ps(if_false, if_true, m); }
+  static M first(int64_t n) { return _mm256_castsi256_ps(tail(n)); }  // lanes [0, n)
+
+  // Sums in double: each vector is widened into two 4-lane accumulators.
+  using D = __m256d;
+  static D dzero() { return _mm256_setzero_pd(); }
+  static void accumulate(D& lo, D& hi, F v) {
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+  }
+  static double total(D lo, D hi) {
+    alignas(32) double a[4];
+    _mm256_store_pd(a, _mm256_add_pd(lo, hi));
+    return (a[0] + a[1]) + (a[2] + a[3]);
+  }
+  // The largest lane, by the scalar rule `v > m ? v : m` (NaN lanes never win).
+  static float max_lane(F v) {
+    alignas(32) float a[8];
+    _mm256_store_ps(a, v);
+    float m = a[0];
+    for (int k = 1; k < 8; ++k) m = a[k] > m ? a[k] : m;
+    return m;
+  }
 };
 
 }  // namespace

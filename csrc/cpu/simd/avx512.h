@@ -64,6 +64,29 @@ struct Avx512 {
   static M ge(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
   static M both(M a, M b) { return static_cast<M>(a & b); }
   static F select(M m, F if_true, F if_false) { return _mm512_mask_blend_ps(m, if_false, if_true); }
+  static M first(int64_t n) { return tail(n); }  // lanes [0, n)
+
+  // Sums in double: each vector is widened into two 8-lane accumulators.
+  using D = __m512d;
+  static D dzero() { return _mm512_setzero_pd(); }
+  static void accumulate(D& lo, D& hi, F v) {
+    lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    hi = _mm512_add_pd(
+        hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+  }
+  static double total(D lo, D hi) {
+    alignas(64) double a[8];
+    _mm512_store_pd(a, _mm512_add_pd(lo, hi));
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+  }
+  // The largest lane, by the scalar rule `v > m ? v : m` (NaN lanes never win).
+  static float max_lane(F v) {
+    alignas(64) float a[16];
+    _mm512_store_ps(a, v);
+    float m = a[0];
+    for (int k = 1; k < 16; ++k) m = a[k] > m ? a[k] : m;
+    return m;
+  }
 };
 
 }  // namespace

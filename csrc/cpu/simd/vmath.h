@@ -43,19 +43,39 @@ typename V::F reduce(typename V::F x, typename V::F& n) {
   return V::fnma(n, V::set1(kLn2Lo), r);
 }
 
+// e^(x + lo) for |lo| <= ulp(x)/2: the low part of a difference computed
+// exactly as x + lo (softmax's x - max) joins the reduced argument, where it
+// is not lost. lo = 0 gives e^x.
 template <class V>
-typename V::F exp(typename V::F x) {
+typename V::F exp(typename V::F x, typename V::F lo) {
   using F = typename V::F;
   // Outside [-104, 89] e^x rounds to 0 or overflows anyway; the clamp keeps n
   // within [-150, 128]. max(lo, x) and min(hi, .) return x when it is NaN.
   x = V::min(V::set1(89.0f), V::max(V::set1(-104.0f), x));
   F n;
-  const F r = reduce<V>(x, n);
+  const F r = V::add(reduce<V>(x, n), lo);
   const F p = V::add(expm1_reduced<V>(r), V::set1(1.0f));
   // 2^n in two exact factors, each a normal float: the product rounds once,
   // into a subnormal or to inf where it must.
   const F n1 = V::floor(V::mul(n, V::set1(0.5f)));
   return V::mul(V::mul(p, V::pow2(n1)), V::pow2(V::sub(n, n1)));
+}
+
+template <class V>
+typename V::F exp(typename V::F x) {
+  return exp<V>(x, V::zero());
+}
+
+// a - b as hi + lo exactly (Knuth's TwoSum), lo = 0 where hi is not finite.
+template <class V>
+typename V::F difference(typename V::F a, typename V::F b, typename V::F& lo) {
+  using F = typename V::F;
+  const F nb = V::sub(V::zero(), b);
+  const F hi = V::add(a, nb);
+  const F bv = V::sub(hi, a);
+  const F err = V::add(V::sub(a, V::sub(hi, bv)), V::sub(nb, bv));
+  lo = V::select(V::lt(V::abs(hi), V::set1(__builtin_inff())), err, V::zero());
+  return hi;
 }
 
 // e^x - 1 for x <= 0 (or NaN), accurate relative to the result as x -> 0:
