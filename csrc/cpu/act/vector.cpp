@@ -19,8 +19,9 @@ int64_t element_cost(Activation kind) {
 }
 
 void forward(const ActRangeKernels& k, const ActParams& p, const float* x, float* y, int64_t n) {
-  parallel_for(n, element_cost(p.kind),
-               [&](int64_t begin, int64_t end) { k.forward(p, x + begin, y + begin, end - begin); });
+  parallel_for(n, element_cost(p.kind), [&](int64_t begin, int64_t end) {
+    k.forward(p, x + begin, y + begin, end - begin);
+  });
 }
 
 void backward(const ActRangeKernels& k, const ActParams& p, const float* dy, const float* x,
