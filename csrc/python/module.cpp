@@ -41,7 +41,6 @@ py::dict build_info() {
   info["compiled_isas"] = compiled;
   info["detected_isa"] = cnnkit::isa_name(cnnkit::detected_isa());
   info["max_isa"] = cnnkit::isa_name(cnnkit::max_isa());
-  info["threads_compiled"] = cnnkit::threads_compiled();
   info["num_threads"] = cnnkit::num_threads();
   info["sgemm"] = cnnkit::sgemm_implementation();
   info["cuda"] = false;

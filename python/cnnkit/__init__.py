@@ -13,7 +13,7 @@ def build_info():
 
     Returns a dict with ``compiled_isas``, ``detected_isa`` (the CPU's widest),
     ``max_isa`` (the cap from ``CNNKIT_MAX_ISA`` or :func:`set_max_isa`),
-    ``threads_compiled``, ``num_threads``, the selected ``sgemm`` kernel and ``cuda``.
+    ``num_threads``, the selected ``sgemm`` kernel and ``cuda``.
     """
     info = dict(_C.build_info())
     info["version"] = __version__

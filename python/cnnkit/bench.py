@@ -220,6 +220,8 @@ def _torch_model(torch, ours):
             return t.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode)
         if isinstance(m, nn.Flatten):
             return t.Flatten(m.start_dim, m.end_dim)
+        if isinstance(m, nn.Dropout):
+            return t.Dropout(m.p)
         simple = {nn.ReLU: t.ReLU, nn.Tanh: t.Tanh, nn.Sigmoid: t.Sigmoid, nn.Identity: t.Identity}
         if type(m) in simple:
             return simple[type(m)]()
