@@ -28,47 +28,53 @@ struct Avx512Kernel {
     pack_transpose_avx2<W>(src, ld, kc, valid, dst);
   }
 
-  // R = rows of the tile that exist: the bottom edge computes only those.
-  template <int R>
-  static void tile_rows(int64_t kc, const float* a, const float* b, float alpha, float beta,
+  // R = rows of the tile that exist, NV = 16-float column vectors that hold
+  // any valid column: edge tiles skip the multiply-adds of padding.
+  template <int R, int NV>
+  static void tile_part(int64_t kc, const float* a, const float* b, float alpha, float beta,
                         float* C, int64_t ldc, int64_t cols) {
-    __m512 acc0[R];
-    __m512 acc1[R];
+    __m512 acc[NV][R];
     for (int r = 0; r < R; ++r) {
-      acc0[r] = _mm512_setzero_ps();
-      acc1[r] = _mm512_setzero_ps();
+      for (int v = 0; v < NV; ++v) acc[v][r] = _mm512_setzero_ps();
       _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + 31), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + NV * 16 - 1), _MM_HINT_T0);
     }
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; ++k) {
-      const __m512 b0 = _mm512_load_ps(b);
-      const __m512 b1 = _mm512_load_ps(b + 16);
+      __m512 bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
       for (int r = 0; r < R; ++r) {
         const __m512 av = _mm512_set1_ps(a[r]);
-        acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
-        acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+        for (int v = 0; v < NV; ++v) acc[v][r] = _mm512_fmadd_ps(av, bv[v], acc[v][r]);
       }
       a += MR;
       b += NR;
     }
     const __m512 va = _mm512_set1_ps(alpha);
     const __m512 vb = _mm512_set1_ps(beta);
-    // All-ones masks for a full tile: one code path for full and edge tiles.
-    const int64_t c0 = cols < 16 ? cols : 16;
-    const int64_t c1 = cols > 16 ? cols - 16 : 0;
-    const __mmask16 m0 = static_cast<__mmask16>((uint32_t{1} << c0) - 1);
-    const __mmask16 m1 = static_cast<__mmask16>((uint32_t{1} << c1) - 1);
+    // Full vectors get all-ones masks: one code path for full and edge tiles.
+    __mmask16 mask[NV];
+    for (int v = 0; v < NV; ++v) {
+      const int64_t n = cols - 16 * v;
+      mask[v] = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (n <= 0 ? 0 : (1u << n) - 1));
+    }
     for (int r = 0; r < R; ++r) {
       float* c = C + r * ldc;
-      __m512 y0 = _mm512_mul_ps(va, acc0[r]);
-      __m512 y1 = _mm512_mul_ps(va, acc1[r]);
-      if (beta != 0.0f) {
-        y0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), y0);
-        y1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c + 16), y1);
+      for (int v = 0; v < NV; ++v) {
+        __m512 y = _mm512_mul_ps(va, acc[v][r]);
+        if (beta != 0.0f) y = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[v], c + 16 * v), y);
+        _mm512_mask_storeu_ps(c + 16 * v, mask[v], y);
       }
-      _mm512_mask_storeu_ps(c, m0, y0);
-      _mm512_mask_storeu_ps(c + 16, m1, y1);
+    }
+  }
+
+  template <int R>
+  static void tile_rows(int64_t kc, const float* a, const float* b, float alpha, float beta,
+                        float* C, int64_t ldc, int64_t cols) {
+    if (cols > 16) {
+      tile_part<R, 2>(kc, a, b, alpha, beta, C, ldc, cols);
+    } else {
+      tile_part<R, 1>(kc, a, b, alpha, beta, C, ldc, cols);
     }
   }
 
