@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import cnnkit
 from cnnkit import _C
 from tolerance import assert_close, assert_exact
 
@@ -123,3 +124,17 @@ def test_sgemm_rejects_read_only_out():
     out.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
         _C.sgemm(np.ones((3, 4), np.float32), np.ones((4, 5), np.float32), out=out)
+
+
+@pytest.mark.parametrize("m,n,k", [(7, 40, 3000), (14, 33, 100), (500, 33, 100)])
+def test_sgemm_odd_thread_count_is_exact(isa, m, n, k):
+    # Three threads cannot split one tile row or column evenly: the partition
+    # must fall back to fewer rectangles without losing any of C.
+    a, b = _operands(np.random.default_rng(6), m, n, k, False, False, integer=True)
+    previous = cnnkit.get_num_threads()
+    cnnkit.set_num_threads(3)
+    try:
+        result = _C.sgemm(a, b)
+    finally:
+        cnnkit.set_num_threads(previous)
+    assert_exact(result, _oracle(a, b, False, False)[0], "sgemm")

@@ -113,27 +113,29 @@ void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   // Below ~1 MFLOP per thread, waking a thread costs more than it saves.
   // (double: the product of three int64 sizes may not fit in int64.)
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  const int64_t threads = static_cast<int64_t>(
-      flops < 1e15 ? min64(num_threads(), 1 + static_cast<int64_t>(flops / (1 << 20))) : num_threads());
-  // Choose the tm x tn grid of rectangles (tm * tn == threads) that minimises
-  // one thread's cost: its padded multiply-adds (64 lanes per cycle) plus
-  // packing its rows of A and columns of B (~8 floats per cycle).
+  const int64_t threads =
+      flops < 1e15 ? min64(num_threads(), 1 + static_cast<int64_t>(flops / (1 << 20))) : num_threads();
+  // Choose the tm x tn grid of rectangles (tm * tn <= threads, each at least
+  // one tile) that minimises one thread's cost: its padded multiply-adds (64
+  // lanes per cycle) plus packing its rows of A and columns of B (~8 floats
+  // per cycle).
   int64_t tm = 1;
   int64_t tn = 1;
   int64_t best = -1;
-  for (int64_t cand = 1; cand <= threads; ++cand) {
-    if (threads % cand != 0) continue;
-    const int64_t cand_n = threads / cand;
-    if (cand > m_tiles || cand_n > n_tiles) continue;
-    const int64_t rows = ceil_div(m_tiles, cand) * MR;
-    const int64_t cols = ceil_div(n_tiles, cand_n) * NR;
-    const int64_t cost = rows * cols + 8 * (rows + cols);
-    if (best < 0 || cost < best) {
-      best = cost;
-      tm = cand;
-      tn = cand_n;
+  for (int64_t cm = 1; cm <= min64(threads, m_tiles); ++cm) {
+    for (int64_t cn = 1; cn <= min64(threads / cm, n_tiles); ++cn) {
+      const int64_t rows = ceil_div(m_tiles, cm) * MR;
+      const int64_t cols = ceil_div(n_tiles, cn) * NR;
+      const int64_t cost = rows * cols + 8 * (rows + cols);
+      if (best < 0 || cost < best) {
+        best = cost;
+        tm = cm;
+        tn = cn;
+      }
     }
   }
+  // The thread count was settled above, so the work estimate is set high
+  // enough that parallel_for does not second-guess it.
   parallel_for(tm * tn, int64_t{1} << 30, [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t bi = u / tn;
