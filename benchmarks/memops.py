@@ -83,6 +83,25 @@ def _cases(torch):
 
     cases["batch_norm train 32x64x56x56"] = (bn_ours, bn_theirs)
 
+    xs = rng.standard_normal((64, 16, 10, 10)).astype(np.float32) + 3
+    gs = rng.standard_normal(xs.shape).astype(np.float32)
+    ws = rng.random(16).astype(np.float32) + 0.5
+    bs = rng.standard_normal(16).astype(np.float32)
+    rms, rvs = np.zeros(16, np.float32), np.ones(16, np.float32)
+    txs, tgs = torch.from_numpy(xs), torch.from_numpy(gs)
+    tws, tbs, trms, trvs = (torch.from_numpy(a.copy()) for a in (ws, bs, rms, rvs))
+
+    def bn_small_ours():
+        F.batch_norm(xs, rms, rvs, ws, bs, training=True)
+        F.batch_norm_backward(gs, xs, None, None, ws, training=True)
+
+    def bn_small_theirs():
+        _, mean, invstd = aten.native_batch_norm(txs, tws, tbs, trms, trvs, True, 0.1, 1e-5)
+        aten.native_batch_norm_backward(tgs, txs, tws, trms, trvs, mean, invstd, True, 1e-5,
+                                        [True, True, True])
+
+    cases["batch_norm train 64x16x10x10"] = (bn_small_ours, bn_small_theirs)
+
     logits = rng.standard_normal((256, 1000)).astype(np.float32) * 4
     gl = rng.standard_normal(logits.shape).astype(np.float32)
     target = rng.integers(0, 1000, 256)

@@ -265,7 +265,7 @@ def _prelu_magnitudes(x, w, g):
     shared=st.booleans(),
     seed=st.integers(0, 2**31),
 )
-def test_prelu_matches_oracle(shape, shared, seed):
+def test_prelu_matches_oracle(isa, shape, shared, seed):
     rng = np.random.default_rng(seed)
     x = _values(rng, shape, 2.0)
     channels = shape[1] if len(shape) >= 2 else 1
@@ -282,7 +282,7 @@ def test_prelu_matches_oracle(shape, shared, seed):
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_prelu_threaded_matches_reference_kernel(threads, shared):
+def test_prelu_threaded_matches_reference_kernel(isa, threads, shared):
     rng = np.random.default_rng(13)
     x = rng.standard_normal((8, 17, 31, 37)).astype(np.float32)
     w = rng.standard_normal(1 if shared else 17).astype(np.float32)
@@ -297,7 +297,7 @@ def test_prelu_threaded_matches_reference_kernel(threads, shared):
     assert_close(ref_dw, R.prelu_backward(g, x, w)[1], a_dw, x.size // w.size, "prelu_backward.weight")
 
 
-def test_prelu_integer_fill_is_exact():
+def test_prelu_integer_fill_is_exact(isa):
     rng = np.random.default_rng(17)
     x = rng.integers(-8, 9, size=(3, 5, 7, 2))
     g = rng.integers(-8, 9, size=x.shape)
@@ -309,7 +309,7 @@ def test_prelu_integer_fill_is_exact():
     assert_exact(dw, ref_dw, "prelu_backward.weight")
 
 
-def test_prelu_nan_and_empty():
+def test_prelu_nan_and_empty(isa):
     w = np.array([0.25], np.float32)
     dx, dw = F.prelu_backward(np.ones(3, np.float32), np.array([np.nan, -1.0, 1.0], np.float32), w)
     assert np.isnan(F.prelu(np.array([np.nan], np.float32), w)).all()

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import cnnkit
 import cnnkit.functional as F
 import cnnkit.reference as R
 from cnnkit import _C
@@ -21,7 +22,8 @@ from tolerance import assert_close
 def bn_cases(draw):
     n = draw(st.integers(1, 4))
     c = draw(st.integers(1, 4))
-    spatial = draw(st.sampled_from([(), (1,), (5,), (3, 4), (2, 7)]))
+    # Row lengths around the vector widths (8, 16) reach the masked tails.
+    spatial = draw(st.sampled_from([(), (1,), (5,), (3, 4), (2, 7), (15,), (17,), (4, 8), (33,)]))
     if n * int(np.prod(spatial, dtype=int)) == 1:
         n = 2
     seed = draw(st.integers(0, 2**31))
@@ -97,21 +99,21 @@ def _check_backward(x, w, rm, rv, training, rng, reference=False):
 
 
 @given(case=bn_cases(), training=st.booleans())
-def test_forward_matches_oracle(case, training):
+def test_forward_matches_oracle(isa, case, training):
     x, w, b, rm, rv, _ = case
     _check_forward(x, w, b, rm, rv, training)
     _check_forward(x, w, b, rm, rv, training, reference=True)
 
 
 @given(case=bn_cases(), training=st.booleans())
-def test_backward_matches_oracle(case, training):
+def test_backward_matches_oracle(isa, case, training):
     x, w, _, rm, rv, rng = case
     _check_backward(x, w, rm, rv, training, rng)
     _check_backward(x, w, rm, rv, training, rng, reference=True)
 
 
 @pytest.mark.parametrize("shape", [(8, 16), (4, 6, 100), (3, 5, 17, 19)])
-def test_larger_cases_threaded(threads, shape):
+def test_larger_cases_threaded(isa, threads, shape):
     rng = np.random.default_rng(len(shape))
     x = (rng.standard_normal(shape) * 3 + 2).astype(np.float32)
     c = shape[1]
@@ -186,7 +188,7 @@ def test_constant_input_gives_bias(level):
 
 
 @pytest.mark.parametrize("mean", [1e4, 1e7])
-def test_large_mean_input_is_accurate(mean):
+def test_large_mean_input_is_accurate(isa, mean):
     rng = np.random.default_rng(5)
     x = (mean + rng.integers(-4, 5, size=(16, 4, 8, 8))).astype(np.float32)
     rm, rv = np.zeros(4, np.float32), np.ones(4, np.float32)
@@ -306,3 +308,31 @@ def test_matches_torch(case, training):
     np.testing.assert_allclose(dx, xt.grad.numpy(), atol=1e-3 * g_scale)
     if w is not None:
         np.testing.assert_allclose(dw, wt.grad.numpy(), atol=1e-3 * (np.abs(wt.grad.numpy()).max() + 1))
+
+
+def test_implementation_follows_isa_cap(isa):
+    expected = {"scalar": "channels", "avx2": "vector_avx2", "avx512": "vector_avx512"}[isa]
+    assert _C.batch_norm_implementation() == expected
+
+
+def test_row_chunks_give_the_same_result_for_any_thread_count(isa):
+    # Few channels of many rows: the statistics are split over row chunks, whose partial
+    # sums are combined in a fixed order after the parallel region.
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((64, 2, 40, 41)) * 2 + 5).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = np.array([1.5, -0.5], np.float32), np.array([0.25, 2.0], np.float32)
+    results = []
+    for n in (1, 2):
+        previous = cnnkit.get_num_threads()
+        cnnkit.set_num_threads(n)
+        try:
+            rm, rv = np.zeros(2, np.float32), np.ones(2, np.float32)
+            y = F.batch_norm(x, rm, rv, w, b, training=True)
+            results.append((y, rm, rv) + tuple(F.batch_norm_backward(dy, x, None, None, w)))
+        finally:
+            cnnkit.set_num_threads(previous)
+    for a, c in zip(*results):
+        np.testing.assert_array_equal(a, c)
+    _check_forward(x, w, b, np.zeros(2, np.float32), np.ones(2, np.float32), True)
+    _check_backward(x, w, np.zeros(2, np.float32), np.ones(2, np.float32), True, rng)

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+import cnnkit
 import cnnkit.functional as F
 import cnnkit.reference as R
 from cnnkit import _C
@@ -333,3 +334,73 @@ def test_matches_torch(cfg, seed):
             np.testing.assert_allclose(F.avg_pool2d(x, **avg_args),
                                        tf.avg_pool2d(torch.from_numpy(x), **avg_args).numpy(),
                                        rtol=1e-5, atol=1e-6)
+
+
+@st.composite
+def vector_configs(draw):
+    """Geometries of the vector fast paths (kernel == stride, 3x3/2, stride 1) with output
+    rows around the vector widths 8 and 16, and few planes so rows are split over threads."""
+    (kh, kw), (sh, sw) = draw(st.sampled_from([((2, 2), (2, 2)), ((3, 3), (3, 3)), ((3, 3), (2, 2)),
+                                               ((2, 3), (2, 3)), ((3, 3), (1, 1)), ((1, 2), (1, 2))]))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    out_w = draw(st.sampled_from([1, 7, 8, 9, 15, 16, 17, 31, 33]))
+    w = max(kw - 2 * pw, (out_w - 1) * sw + kw - 2 * pw + draw(st.integers(0, sw)))
+    h = draw(st.integers(max(1, kh - 2 * ph), kh - 2 * ph + 7))
+    return dict(shape=(1, draw(st.integers(1, 3)), h, w), kernel_size=(kh, kw), stride=(sh, sw),
+                padding=(ph, pw), dilation=(1, 1), ceil_mode=draw(st.booleans()))
+
+
+@given(cfg=vector_configs(), count_include_pad=st.booleans(), seed=st.integers(0, 2**31))
+def test_vector_paths_match_reference_kernels(isa, threads, cfg, count_include_pad, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(cfg["shape"]).astype(np.float32)
+    out, idx = _max_pool(x, cfg)
+    ref_out, ref_idx = _max_pool(x, cfg, reference=True)
+    # Both visit each window's taps in row-major order: identical values and indices.
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(idx, ref_idx)
+    args = dict(kernel_size=cfg["kernel_size"], stride=cfg["stride"], padding=cfg["padding"],
+                ceil_mode=cfg["ceil_mode"], count_include_pad=count_include_pad)
+    avg = F.avg_pool2d(x, **args)
+    ref = _C.avg_pool2d(x, cfg["kernel_size"], cfg["stride"], cfg["padding"], cfg["ceil_mode"],
+                        count_include_pad, True)
+    np.testing.assert_array_equal(avg, ref)
+    g = rng.standard_normal(avg.shape).astype(np.float32)
+    grad = F.avg_pool2d_backward(g, x, **args)
+    assert_close(grad, R.avg_pool2d_backward(g, x.shape, **args),
+                 R.avg_pool2d_backward(np.abs(g), x.shape, **args), _windows_per_input(cfg),
+                 "avg_pool2d_backward")
+
+
+def test_max_pool_nan_and_minus_inf_in_vector_rows(isa):
+    x = np.full((1, 1, 4, 40), -np.inf, np.float32)
+    x[0, 0, 1, 5] = np.nan
+    x[0, 0, 0, 6] = 3.0
+    x[0, 0, 2, 33] = 1.0
+    out, idx = F.max_pool2d(x, 2, 2, return_indices=True)
+    ref_out, ref_idx = _max_pool(x, dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0),
+                                         dilation=(1, 1), ceil_mode=False), reference=True)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(idx, ref_idx)
+    assert np.isnan(out[0, 0, 0, 2]) and out[0, 0, 0, 3] == 3.0 and out[0, 0, 1, 16] == 1.0
+
+
+def test_avg_backward_is_the_same_for_any_thread_count(isa):
+    # One plane: the input rows are split over threads.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 1, 257, 301)).astype(np.float32)
+    g = rng.standard_normal(F.avg_pool2d(x, 3, 2, 1).shape).astype(np.float32)
+    results = []
+    for n in (1, 2):
+        previous = cnnkit.get_num_threads()
+        cnnkit.set_num_threads(n)
+        try:
+            results.append(F.avg_pool2d_backward(g, x, 3, 2, 1))
+        finally:
+            cnnkit.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_implementation_follows_isa_cap(isa):
+    expected = {"scalar": "direct_scalar", "avx2": "vector_avx2", "avx512": "vector_avx512"}[isa]
+    assert _C.pool2d_implementation() == expected

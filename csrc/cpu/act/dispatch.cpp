@@ -33,10 +33,18 @@ const KernelImpl<ActParams, BackwardFn> kBackward[] = {
     {"reference", Isa::Scalar, nullptr, activation_backward_reference},
 };
 const KernelImpl<PreluShape, PreluForwardFn> kPreluForward[] = {
+#ifdef CNNKIT_X86
+    {"vector_avx512", Isa::Avx512, nullptr, prelu_forward_avx512},
+    {"vector_avx2", Isa::Avx2, nullptr, prelu_forward_avx2},
+#endif
     {"threaded", Isa::Scalar, nullptr, prelu_forward_threaded},
     {"reference", Isa::Scalar, nullptr, prelu_forward_reference},
 };
 const KernelImpl<PreluShape, PreluBackwardFn> kPreluBackward[] = {
+#ifdef CNNKIT_X86
+    {"vector_avx512", Isa::Avx512, nullptr, prelu_backward_avx512},
+    {"vector_avx2", Isa::Avx2, nullptr, prelu_backward_avx2},
+#endif
     {"threaded", Isa::Scalar, nullptr, prelu_backward_threaded},
     {"reference", Isa::Scalar, nullptr, prelu_backward_reference},
 };

@@ -21,6 +21,23 @@ void activation_forward_avx512(const ActParams& p, const float* x, float* y, int
 void activation_backward_avx512(const ActParams& p, const float* dy, const float* x, float* dx,
                                 int64_t n);
 
+// PReLU over one contiguous row with one weight, serial; built per ISA from
+// prelu_impl.h. backward returns the row's sum of dy * x where x <= 0.
+struct PreluRowKernels {
+  void (*forward)(const float* x, float* y, int64_t n, float weight);
+  double (*backward)(const float* dy, const float* x, float* dx, int64_t n, float weight);
+};
+extern const PreluRowKernels prelu_rows_avx2;
+extern const PreluRowKernels prelu_rows_avx512;
+
+// The PReLU rows split over threads (prelu_vector.cpp).
+void prelu_forward_avx2(const PreluShape& s, const float* x, const float* weight, float* y);
+void prelu_backward_avx2(const PreluShape& s, const float* dy, const float* x,
+                         const float* weight, float* dx, float* dweight);
+void prelu_forward_avx512(const PreluShape& s, const float* x, const float* weight, float* y);
+void prelu_backward_avx512(const PreluShape& s, const float* dy, const float* x,
+                           const float* weight, float* dx, float* dweight);
+
 void activation_forward_threaded(const ActParams& p, const float* x, float* y, int64_t n);
 void activation_backward_threaded(const ActParams& p, const float* dy, const float* x,
                                   float* dx, int64_t n);

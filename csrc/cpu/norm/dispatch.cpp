@@ -13,6 +13,10 @@ namespace {
 using NormImpl = KernelImpl<BatchNormShape, const BatchNormKernels*>;
 
 const NormImpl kNormImpls[] = {
+#ifdef CNNKIT_X86
+    {"vector_avx512", Isa::Avx512, nullptr, &batch_norm_vector_avx512},
+    {"vector_avx2", Isa::Avx2, nullptr, &batch_norm_vector_avx2},
+#endif
     {"channels", Isa::Scalar, nullptr, &batch_norm_channels},
     {"reference", Isa::Scalar, nullptr, &batch_norm_reference},
 };

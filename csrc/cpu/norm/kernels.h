@@ -23,6 +23,25 @@ struct BatchNormKernels {
 };
 
 extern const BatchNormKernels batch_norm_channels;
+extern const BatchNormKernels batch_norm_vector_avx2;
+extern const BatchNormKernels batch_norm_vector_avx512;
 extern const BatchNormKernels batch_norm_reference;
+
+// Serial passes over `rows` rows of one channel (`spatial` floats each, `stride`
+// floats apart), built per ISA from vector_impl.h; vector.cpp threads them.
+struct BatchNormRangeKernels {
+  // out[0..1] = sums of d and d^2 with d = x - shift; with dy, also out[2..3] =
+  // sums of dy and dy * d.
+  void (*sums)(const float* x, const float* dy, int64_t rows, int64_t stride, int64_t spatial,
+               float shift, double* out);
+  // y = (x - center) * scale + shift.
+  void (*normalise)(const float* x, float* y, int64_t rows, int64_t stride, int64_t spatial,
+                    float center, float scale, float shift);
+  // dx = dy * a + ((x - center) * b + c), or dy * a when x is null.
+  void (*input_grad)(const float* dy, const float* x, float* dx, int64_t rows, int64_t stride,
+                     int64_t spatial, float center, float a, float b, float c);
+};
+extern const BatchNormRangeKernels batch_norm_range_avx2;
+extern const BatchNormRangeKernels batch_norm_range_avx512;
 
 }  // namespace cnnkit

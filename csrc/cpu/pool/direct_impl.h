@@ -191,7 +191,8 @@ void avg_border(const Pool2dShape& s, bool count_include_pad, const float* plane
   *out = sum / static_cast<float>(divisor);
 }
 
-void avg_forward(const Pool2dShape& s, bool count_include_pad, const float* input, float* out) {
+inline void avg_forward(const Pool2dShape& s, bool count_include_pad, const float* input,
+                        float* out) {
   const Interior rows = interior(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h, 1);
   const Interior cols = interior(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w, 1);
   const int64_t work = s.out_h * s.out_w * s.kernel_h * s.kernel_w;
@@ -233,8 +234,8 @@ void avg_backward_interior_run(const Pool2dShape& s, const float* __restrict__ s
   }
 }
 
-void avg_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_out,
-                  float* grad_input) {
+inline void avg_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_out,
+                         float* grad_input) {
   const Interior rows = interior(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h, 1);
   const Interior cols = interior(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w, 1);
   const int64_t plane_size = s.in_h * s.in_w;

@@ -10,7 +10,8 @@ using PoolImpl = KernelImpl<Pool2dShape, const PoolKernels*>;
 
 const PoolImpl kPoolImpls[] = {
 #ifdef CNNKIT_X86
-    {"direct_avx2", Isa::Avx2, nullptr, &pool_direct_avx2},
+    {"vector_avx512", Isa::Avx512, nullptr, &pool_vector_avx512},
+    {"vector_avx2", Isa::Avx2, nullptr, &pool_vector_avx2},
 #endif
     {"direct_scalar", Isa::Scalar, nullptr, &pool_direct_scalar},
     {"reference", Isa::Scalar, nullptr, &pool_reference},

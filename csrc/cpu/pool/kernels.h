@@ -18,7 +18,8 @@ struct PoolKernels {
 };
 
 extern const PoolKernels pool_direct_scalar;
-extern const PoolKernels pool_direct_avx2;
+extern const PoolKernels pool_vector_avx2;
+extern const PoolKernels pool_vector_avx512;
 extern const PoolKernels pool_reference;
 
 // Index error unless every index lies within its plane.

@@ -1,0 +1,216 @@
+// Batch norm on the vector passes of vector_impl.h, threaded over channels and,
+// when a channel is large, over chunks of its rows. The chunks depend on the
+// shape only and their partial sums are combined in chunk order after the
+// parallel region: results do not depend on the thread count. Per-channel
+// constants are derived in double; the passes over the data run in float with
+// the mean split into a float and a float remainder (x - mean_hi is exact for
+// concentrated data, so a large mean costs no precision).
+#include <cmath>
+#include <vector>
+
+#include "core/parallel.h"
+#include "cpu/norm/kernels.h"
+
+#ifdef CNNKIT_X86
+namespace cnnkit {
+namespace {
+
+// About this many values per chunk: enough to amortise a thread hand-off,
+// small enough that a few channels still keep two threads busy.
+constexpr int64_t kChunkValues = 1 << 15;
+
+struct Chunks {
+  int64_t rows_per_chunk, per_channel;
+
+  explicit Chunks(const BatchNormShape& s)
+      : rows_per_chunk(s.spatial >= kChunkValues ? 1 : kChunkValues / (s.spatial > 0 ? s.spatial : 1)),
+        per_channel((s.batch + rows_per_chunk - 1) / rows_per_chunk) {}
+
+  // Calls fn(first element, rows) for work item `item` = (channel, chunk).
+  template <class Fn>
+  void visit(const BatchNormShape& s, int64_t item, Fn&& fn) const {
+    const int64_t c = item / per_channel, k = item % per_channel;
+    const int64_t n0 = k * rows_per_chunk;
+    const int64_t rows = (n0 + rows_per_chunk <= s.batch ? rows_per_chunk : s.batch - n0);
+    fn(c, (n0 * s.channels + c) * s.spatial, rows);
+  }
+};
+
+struct ChannelStats {
+  double shift, count, sum, squares, dy, dy_shifted;
+
+  double mean() const { return shift + sum / count; }
+  // Biased variance; rounding can make it a hair negative when it is ~0.
+  double var() const {
+    const double m = sum / count;
+    const double v = squares / count - m * m;
+    return v > 0.0 ? v : 0.0;
+  }
+};
+
+// Per-channel sums of d = x - shift (and of dy, dy * d with dy), the shift
+// being the channel's first value or, when given, center[c].
+std::vector<ChannelStats> channel_stats(const BatchNormRangeKernels& k, const BatchNormShape& s,
+                                        const Chunks& chunks, const float* x, const float* dy,
+                                        const float* center) {
+  const int64_t items = s.channels * chunks.per_channel;
+  std::vector<double> partial(static_cast<size_t>(items) * 4, 0.0);
+  auto shift_of = [&](int64_t c) { return center ? center[c] : x[c * s.spatial]; };
+  const int64_t cost = (dy ? 2 : 1) * chunks.rows_per_chunk * s.spatial;
+  parallel_for(items, cost, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      chunks.visit(s, item, [&](int64_t c, int64_t at, int64_t rows) {
+        k.sums(x + at, dy ? dy + at : nullptr, rows, s.channels * s.spatial, s.spatial,
+               shift_of(c), &partial[static_cast<size_t>(item) * 4]);
+      });
+    }
+  });
+  std::vector<ChannelStats> stats(static_cast<size_t>(s.channels));
+  for (int64_t c = 0; c < s.channels; ++c) {
+    ChannelStats& r = stats[static_cast<size_t>(c)];
+    r = {shift_of(c), static_cast<double>(s.batch * s.spatial), 0.0, 0.0, 0.0, 0.0};
+    for (int64_t q = 0; q < chunks.per_channel; ++q) {
+      const double* p = &partial[static_cast<size_t>(c * chunks.per_channel + q) * 4];
+      r.sum += p[0];
+      r.squares += p[1];
+      r.dy += p[2];
+      r.dy_shifted += p[3];
+    }
+  }
+  return stats;
+}
+
+// One pass's per-channel constants, in float.
+struct Affine {
+  float center, a, b, c;
+};
+
+void apply(const BatchNormRangeKernels& k, const BatchNormShape& s, const Chunks& chunks,
+           const std::vector<Affine>& affine, const float* x, const float* dy, float* out) {
+  const int64_t items = s.channels * chunks.per_channel;
+  parallel_for(items, chunks.rows_per_chunk * s.spatial, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      chunks.visit(s, item, [&](int64_t c, int64_t at, int64_t rows) {
+        const Affine& f = affine[static_cast<size_t>(c)];
+        const int64_t stride = s.channels * s.spatial;
+        if (dy == nullptr) {
+          k.normalise(x + at, out + at, rows, stride, s.spatial, f.center, f.a, f.b);
+        } else {
+          k.input_grad(dy + at, x ? x + at : nullptr, out + at, rows, stride, s.spatial, f.center,
+                       f.a, f.b, f.c);
+        }
+      });
+    }
+  });
+}
+
+// The mean as a float plus a float remainder.
+void split(double mean, float& hi, double& lo) {
+  hi = static_cast<float>(mean);
+  lo = mean - static_cast<double>(hi);
+}
+
+double weight_of(const float* weight, int64_t c) { return weight ? weight[c] : 1.0; }
+double bias_of(const float* bias, int64_t c) { return bias ? bias[c] : 0.0; }
+
+template <const BatchNormRangeKernels* K>
+void training(const BatchNormShape& s, const float* x, const float* weight, const float* bias,
+              float* running_mean, float* running_var, double momentum, double eps, float* out) {
+  const Chunks chunks(s);
+  const std::vector<ChannelStats> stats = channel_stats(*K, s, chunks, x, nullptr, nullptr);
+  std::vector<Affine> affine(static_cast<size_t>(s.channels));
+  for (int64_t c = 0; c < s.channels; ++c) {
+    const ChannelStats& r = stats[static_cast<size_t>(c)];
+    const double mean = r.mean(), var = r.var();
+    const double scale = weight_of(weight, c) / std::sqrt(var + eps);
+    float hi;
+    double lo;
+    split(mean, hi, lo);
+    // (x - mean) * scale + bias = (x - hi) * scale + (bias - lo * scale).
+    affine[static_cast<size_t>(c)] = {hi, static_cast<float>(scale),
+                                      static_cast<float>(bias_of(bias, c) - lo * scale), 0.0f};
+    if (running_mean != nullptr) {
+      running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mean);
+      running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] +
+                                          momentum * var * r.count / (r.count - 1.0));
+    }
+  }
+  apply(*K, s, chunks, affine, x, nullptr, out);
+}
+
+template <const BatchNormRangeKernels* K>
+void inference(const BatchNormShape& s, const float* x, const float* running_mean,
+               const float* running_var, const float* weight, const float* bias, double eps,
+               float* out) {
+  std::vector<Affine> affine(static_cast<size_t>(s.channels));
+  for (int64_t c = 0; c < s.channels; ++c) {
+    const double scale =
+        weight_of(weight, c) / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    affine[static_cast<size_t>(c)] = {running_mean[c], static_cast<float>(scale),
+                                      static_cast<float>(bias_of(bias, c)), 0.0f};
+  }
+  apply(*K, s, Chunks(s), affine, x, nullptr, out);
+}
+
+// dx = w invstd (dy - mean(dy) - (x - mean) coef) with coef = invstd * mean(dy * x_hat),
+// = dy * a + ((x - hi) * b + c) for a = w invstd, b = -a coef, c = a (coef lo - mean(dy)).
+template <const BatchNormRangeKernels* K>
+void backward_training(const BatchNormShape& s, const float* dy, const float* x,
+                       const float* weight, double eps, float* dx, float* grad_weight,
+                       float* grad_bias) {
+  const Chunks chunks(s);
+  const std::vector<ChannelStats> stats = channel_stats(*K, s, chunks, x, dy, nullptr);
+  std::vector<Affine> affine(static_cast<size_t>(s.channels));
+  for (int64_t c = 0; c < s.channels; ++c) {
+    const ChannelStats& r = stats[static_cast<size_t>(c)];
+    const double mean = r.mean();
+    const double invstd = 1.0 / std::sqrt(r.var() + eps);
+    // sum(dy * (x - mean)) = sum(dy * (x - shift)) - (mean - shift) * sum(dy).
+    const double sum_dy_xhat = (r.dy_shifted - (mean - r.shift) * r.dy) * invstd;
+    const double a = weight_of(weight, c) * invstd;
+    const double coef = sum_dy_xhat / r.count * invstd;
+    float hi;
+    double lo;
+    split(mean, hi, lo);
+    affine[static_cast<size_t>(c)] = {hi, static_cast<float>(a), static_cast<float>(-a * coef),
+                                      static_cast<float>(a * (coef * lo - r.dy / r.count))};
+    if (grad_weight != nullptr) grad_weight[c] = static_cast<float>(sum_dy_xhat);
+    if (grad_bias != nullptr) grad_bias[c] = static_cast<float>(r.dy);
+  }
+  apply(*K, s, chunks, affine, x, dy, dx);
+}
+
+template <const BatchNormRangeKernels* K>
+void backward_inference(const BatchNormShape& s, const float* dy, const float* x,
+                        const float* running_mean, const float* running_var, const float* weight,
+                        double eps, float* dx, float* grad_weight, float* grad_bias) {
+  const Chunks chunks(s);
+  std::vector<Affine> affine(static_cast<size_t>(s.channels));
+  for (int64_t c = 0; c < s.channels; ++c) {
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    affine[static_cast<size_t>(c)] = {0.0f, static_cast<float>(weight_of(weight, c) * invstd),
+                                      0.0f, 0.0f};
+  }
+  apply(*K, s, chunks, affine, nullptr, dy, dx);
+  if (grad_weight == nullptr && grad_bias == nullptr) return;
+  const std::vector<ChannelStats> stats = channel_stats(*K, s, chunks, x, dy, running_mean);
+  for (int64_t c = 0; c < s.channels; ++c) {
+    const ChannelStats& r = stats[static_cast<size_t>(c)];
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    if (grad_weight != nullptr) grad_weight[c] = static_cast<float>(r.dy_shifted * invstd);
+    if (grad_bias != nullptr) grad_bias[c] = static_cast<float>(r.dy);
+  }
+}
+
+template <const BatchNormRangeKernels* K>
+constexpr BatchNormKernels kernels() {
+  return {training<K>, inference<K>, backward_training<K>, backward_inference<K>};
+}
+
+}  // namespace
+
+const BatchNormKernels batch_norm_vector_avx2 = kernels<&batch_norm_range_avx2>();
+const BatchNormKernels batch_norm_vector_avx512 = kernels<&batch_norm_range_avx512>();
+
+}  // namespace cnnkit
+#endif  // CNNKIT_X86

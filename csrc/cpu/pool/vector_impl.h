@@ -1,0 +1,317 @@
+// Pooling with explicit SIMD over output columns, written once over a lane
+// type V (vector_avx2.cpp, vector_avx512.cpp). Work items are (plane, output
+// row) pairs, so a few large planes still spread over every thread.
+//
+// Forward: a vector holds V::kWidth neighbouring outputs of one row; each
+// kernel tap is one strided load (stride 1: a plain load; 2: two loads and a
+// deinterleave; others: a gather) and the taps are visited in the reference's
+// row-major order, so max and avg results are bit-identical to it. Windows
+// that touch the padding or are clipped go through direct_impl.h's
+// one-window code.
+//
+// Avg backward: every window spreads one share g / divisor over a rectangle,
+// so an output row's shares are first expanded into one input-width row
+// (the sum of the shares of the windows that cover each column), which is then
+// added to each input row the windows cover. An input row is owned by the first
+// output row whose windows reach it; the output rows that touch it are visited
+// in ascending order whatever the split, so results do not depend on the
+// thread count.
+//
+// Include after direct_impl.h and the lane type, from *_avx2.cpp / *_avx512.cpp only.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "cnnkit/pool.h"
+#include "core/parallel.h"
+#include "core/workspace.h"
+
+namespace cnnkit {
+namespace {
+
+// Columns [lo, hi) of the interior whose strided loads stay inside the row:
+// the stride-2 load reads one float past its last lane.
+template <class V>
+Interior vector_columns(const Pool2dShape& s, Interior cols) {
+  if (s.stride_w != 2) return cols;
+  const int64_t last_tap = (s.kernel_w - 1) * s.dilation_w;
+  const int64_t limit = s.in_w - 2 + s.pad_w - last_tap;  // bound on 2 * o for the last lane o
+  const int64_t hi = limit < 0 ? 0 : min64(cols.hi, limit / 2 + 1);
+  return {cols.lo, max64(cols.lo, hi)};
+}
+
+// Lanes p[0], p[stride], ... for n lanes; n < V::kWidth reads only what those
+// lanes need and gives 0 in the others.
+template <class V>
+typename V::F load_taps(const float* p, int64_t stride, int64_t n) {
+  const int64_t W = V::kWidth;
+  if (n == W) {
+    if (stride == 1) return V::load(p);
+    if (stride == 2) return V::even_lanes(V::load(p), V::load(p + W));
+    return V::gather(p, stride, W);
+  }
+  if (stride == 1) return V::load_partial(p, n);
+  if (stride == 2) {
+    const int64_t floats = 2 * n - 1;  // p[0] .. p[2n - 2]
+    const typename V::F lo = floats >= W ? V::load(p) : V::load_partial(p, floats);
+    const typename V::F hi = floats > W ? V::load_partial(p + W, floats - W) : V::zero();
+    return V::even_lanes(lo, hi);
+  }
+  return V::gather(p, stride, n);
+}
+
+// Lanes in the next block of interior columns from ow: full vectors while the
+// stride-2 over-read stays in the row, then partial ones.
+template <class V>
+int64_t block_lanes(int64_t ow, Interior cols, Interior vcols) {
+  if (ow + V::kWidth <= vcols.hi) return V::kWidth;
+  return min64(V::kWidth - 1, cols.hi - ow);
+}
+
+// Calls fn(p, oh) for every work item in [begin, end) of the planes * out_h items.
+template <class Fn>
+void for_rows(const Pool2dShape& s, int64_t begin, int64_t end, Fn&& fn) {
+  for (int64_t item = begin; item < end; ++item) fn(item / s.out_h, item % s.out_h);
+}
+
+template <class V, bool kIndices>
+void max_forward_rows(const Pool2dShape& s, const float* input, float* out, int64_t* indices) {
+  using F = typename V::F;
+  using I = typename V::I;
+  const Interior rows = interior(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h, s.dilation_h);
+  const Interior cols = interior(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
+  const Interior vcols = vector_columns<V>(s, cols);
+  const int64_t W = V::kWidth;
+  const int64_t stride = s.stride_w;
+  parallel_for(s.planes * s.out_h, s.out_w * s.kernel_h * s.kernel_w, [&](int64_t b, int64_t e) {
+    for_rows(s, b, e, [&](int64_t p, int64_t oh) {
+      const float* plane = input + p * s.in_h * s.in_w;
+      const int64_t row = (p * s.out_h + oh) * s.out_w;
+      float* out_row = out + row;
+      int64_t* index_row = kIndices ? indices + row : nullptr;
+      auto scalar = [&](int64_t ow) {
+        max_window<kIndices>(s, plane, oh, ow, out_row + ow, kIndices ? index_row + ow : nullptr);
+      };
+      if (oh < rows.lo || oh >= rows.hi) {
+        for (int64_t ow = 0; ow < s.out_w; ++ow) scalar(ow);
+        return;
+      }
+      const int64_t h_start = oh * s.stride_h - s.pad_h;
+      int64_t ow = 0;
+      for (; ow < cols.lo; ++ow) scalar(ow);
+      for (int64_t n; ow < cols.hi; ow += n) {
+        n = block_lanes<V>(ow, cols, vcols);
+        const I lanes = V::lane_index(ow * stride, stride);
+        F best = V::set1(kMinusInf);
+        I best_index = V::iadd(lanes, V::iset1(h_start * s.in_w - s.pad_w));
+        for (int64_t i = 0; i < s.kernel_h; ++i) {
+          for (int64_t j = 0; j < s.kernel_w; ++j) {
+            const int64_t tap = (h_start + i * s.dilation_h) * s.in_w - s.pad_w + j * s.dilation_w;
+            const F v = load_taps<V>(plane + tap + ow * stride, stride, n);
+            const typename V::M take = V::either(V::gt(v, best), V::is_nan(v));
+            best = V::select(take, v, best);
+            if (kIndices) {
+              best_index = V::iselect(take, V::iadd(lanes, V::iset1(tap)), best_index);
+            }
+          }
+        }
+        if (n == W) {
+          V::store(out_row + ow, best);
+          if (kIndices) V::store_index(index_row + ow, best_index);
+        } else {
+          V::store_partial(out_row + ow, best, n);
+          if (kIndices) V::store_index_partial(index_row + ow, best_index, n);
+        }
+      }
+      for (; ow < s.out_w; ++ow) scalar(ow);
+    });
+  });
+}
+
+template <class V>
+void vector_max_forward(const Pool2dShape& s, const float* input, float* out, int64_t* indices) {
+  // Indices are tracked in 32-bit lanes.
+  if (s.in_h * s.in_w > INT32_MAX) {
+    max_forward(s, input, out, indices);
+  } else if (indices != nullptr) {
+    max_forward_rows<V, true>(s, input, out, indices);
+  } else {
+    max_forward_rows<V, false>(s, input, out, nullptr);
+  }
+}
+
+template <class V>
+void vector_avg_forward(const Pool2dShape& s, bool count_include_pad, const float* input,
+                        float* out) {
+  using F = typename V::F;
+  const Interior rows = interior(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h, 1);
+  const Interior cols = interior(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w, 1);
+  const Interior vcols = vector_columns<V>(s, cols);
+  const int64_t W = V::kWidth;
+  const int64_t stride = s.stride_w;
+  // An interior window is never clipped, so both divisor rules give kh * kw.
+  const F divisor = V::set1(static_cast<float>(s.kernel_h * s.kernel_w));
+  parallel_for(s.planes * s.out_h, s.out_w * s.kernel_h * s.kernel_w, [&](int64_t b, int64_t e) {
+    for_rows(s, b, e, [&](int64_t p, int64_t oh) {
+      const float* plane = input + p * s.in_h * s.in_w;
+      float* out_row = out + (p * s.out_h + oh) * s.out_w;
+      auto scalar = [&](int64_t ow) {
+        avg_border(s, count_include_pad, plane, oh, ow, out_row + ow);
+      };
+      if (oh < rows.lo || oh >= rows.hi) {
+        for (int64_t ow = 0; ow < s.out_w; ++ow) scalar(ow);
+        return;
+      }
+      const int64_t h_start = oh * s.stride_h - s.pad_h;
+      int64_t ow = 0;
+      for (; ow < cols.lo; ++ow) scalar(ow);
+      for (int64_t n; ow < cols.hi; ow += n) {
+        n = block_lanes<V>(ow, cols, vcols);
+        // 0 + first tap, as the reference's running sum starts (it turns -0 into +0).
+        F sum = V::zero();
+        for (int64_t i = 0; i < s.kernel_h; ++i) {
+          const float* tap_row = plane + (h_start + i) * s.in_w - s.pad_w + ow * stride;
+          for (int64_t j = 0; j < s.kernel_w; ++j) {
+            sum = V::add(sum, load_taps<V>(tap_row + j, stride, n));
+          }
+        }
+        if (n == W) {
+          V::store(out_row + ow, V::div(sum, divisor));
+        } else {
+          V::store_partial(out_row + ow, V::div(sum, divisor), n);
+        }
+      }
+      for (; ow < s.out_w; ++ow) scalar(ow);
+    });
+  });
+}
+
+// Input rows [first_row(oh), first_row(oh + 1)) belong to output row oh.
+inline int64_t first_row(const Pool2dShape& s, int64_t oh) {
+  if (oh <= 0) return 0;
+  if (oh >= s.out_h) return s.in_h;
+  return min64(max64(oh * s.stride_h - s.pad_h, 0), s.in_h);
+}
+
+// Expands one output row's shares into an input-width row, returned: row[c] =
+// the sum of share[ow] over the windows ow that cover column c. `shares` has
+// `front` zeros before share[0] and zeros after share[out_w - 1] (see
+// vector_avg_backward); the row is built in `scratch` after pad_w floats of
+// margin that take the columns before 0.
+template <class V>
+const float* expand_shares(const Pool2dShape& s, const float* shares, int64_t front,
+                           float* scratch) {
+  using F = typename V::F;
+  const int64_t W = V::kWidth;
+  const int64_t S = s.stride_w, kw = s.kernel_w, pad = s.pad_w;
+  if (S <= 2) {
+    // Phase r collects the taps j = q * S + r: phase[m] = sum over q of share[m - q];
+    // column m * S + r - pad receives phase r at m.
+    const int64_t m_end = (s.in_w + pad + S - 1) / S;
+    float* row = scratch + pad;
+    for (int64_t m = 0; m < m_end; m += W) {
+      F phase[2] = {V::zero(), V::zero()};
+      for (int64_t j = 0; j < kw; ++j) {
+        phase[j % S] = V::add(phase[j % S], V::load(shares + front + m - j / S));
+      }
+      if (S == 1) {
+        V::store(row + m - pad, phase[0]);
+      } else {
+        V::store_interleaved(row + 2 * m - pad, phase[0], phase[1]);
+      }
+    }
+    return row;
+  }
+  float* row = scratch + pad;
+  for (int64_t c = 0; c < s.in_w; ++c) row[c] = 0.0f;
+  for (int64_t ow = 0; ow < s.out_w; ++ow) {
+    const int64_t w0 = ow * S - pad;
+    for (int64_t j = max64(0, -w0); j < kw && w0 + j < s.in_w; ++j) row[w0 + j] += shares[front + ow];
+  }
+  return row;
+}
+
+inline void zero_rows(float* p, int64_t rows, int64_t width) {
+  std::memset(p, 0, static_cast<size_t>(rows * width) * sizeof(float));
+}
+
+// dst += row, or dst = 0 + row for a row's first contribution: the reference adds
+// into a zero-filled gradient, which turns -0 into +0.
+template <class V>
+void add_row(float* dst, const float* row, int64_t n, bool fresh) {
+  const int64_t W = V::kWidth;
+  int64_t c = 0;
+  for (; c + W <= n; c += W) V::store(dst + c, V::add(fresh ? V::zero() : V::load(dst + c), V::load(row + c)));
+  if (c < n) {
+    const typename V::F base = fresh ? V::zero() : V::load_partial(dst + c, n - c);
+    V::store_partial(dst + c, V::add(base, V::load_partial(row + c, n - c)), n - c);
+  }
+}
+
+template <class V>
+void vector_avg_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_out,
+                         float* grad_input) {
+  using F = typename V::F;
+  const int64_t W = V::kWidth;
+  const Interior cols = interior(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w, 1);
+  const int64_t front = (s.kernel_w + s.stride_w - 1) / s.stride_w;
+  // Shares: front zeros, out_w shares, then zeros for the widest over-read of expand_shares.
+  const int64_t share_floats = front + s.out_w + s.in_w + s.pad_w + 2 * W;
+  const int64_t scratch_floats = s.pad_w + 2 * (s.in_w + s.pad_w + 2 * W);
+  const int64_t plane_size = s.in_h * s.in_w;
+  parallel_for(s.planes * s.out_h, 2 * s.kernel_h * s.in_w, [&](int64_t b, int64_t e) {
+    float* shares = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(share_floats));
+    float* scratch = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(scratch_floats));
+    for (int64_t k = 0; k < share_floats; ++k) shares[k] = 0.0f;
+    int64_t item = b;
+    while (item < e) {
+      const int64_t p = item / s.out_h;
+      const int64_t oh_begin = item % s.out_h;
+      const int64_t oh_end = min64(s.out_h, oh_begin + (e - item));
+      item += oh_end - oh_begin;
+      float* plane = grad_input + p * plane_size;
+      const int64_t r0 = first_row(s, oh_begin), r1 = first_row(s, oh_end);
+      int64_t filled = r0;  // rows [r0, filled) hold their first contribution or zeros
+      // The first output row whose windows can reach r0.
+      const int64_t oh_first = max64(0, (r0 + s.pad_h - s.kernel_h) / s.stride_h);
+      for (int64_t oh = oh_first; oh < s.out_h; ++oh) {
+        const int64_t top = oh * s.stride_h - s.pad_h;
+        const int64_t h0 = max64(top, r0), h1 = min64(min64(top + s.kernel_h, s.in_h), r1);
+        if (top >= r1) break;
+        if (h0 >= h1) continue;
+        const float* g = grad_out + (p * s.out_h + oh) * s.out_w;
+        const int64_t padded_h = min64(top + s.kernel_h, s.in_h + s.pad_h) - top;
+        const int64_t clipped_h = min64(top + s.kernel_h, s.in_h) - max64(top, 0);
+        const int64_t row_factor = count_include_pad ? padded_h : clipped_h;
+        float* share = shares + front;
+        int64_t ow = 0;
+        auto border = [&](int64_t o) {
+          int64_t a, bb, c, d;
+          share[o] = g[o] / static_cast<float>(avg_window(s, count_include_pad, oh, o, a, bb, c, d));
+        };
+        for (; ow < cols.lo; ++ow) border(ow);
+        const F divisor = V::set1(static_cast<float>(row_factor * s.kernel_w));
+        for (; ow + W <= cols.hi; ow += W) V::store(share + ow, V::div(V::load(g + ow), divisor));
+        if (ow < cols.hi) {
+          const int64_t n = cols.hi - ow;
+          V::store_partial(share + ow, V::div(V::load_partial(g + ow, n), divisor), n);
+          ow = cols.hi;
+        }
+        for (; ow < s.out_w; ++ow) border(ow);
+        const float* row = expand_shares<V>(s, shares, front, scratch);
+        for (int64_t h = h0; h < h1; ++h) {
+          const bool fresh = h >= filled;
+          if (fresh) {
+            zero_rows(plane + filled * s.in_w, h - filled, s.in_w);
+            filled = h + 1;
+          }
+          add_row<V>(plane + h * s.in_w, row, s.in_w, fresh);
+        }
+      }
+      zero_rows(plane + filled * s.in_w, r1 - filled, s.in_w);
+    }
+  });
+}
+
+}  // namespace
+}  // namespace cnnkit
