@@ -55,19 +55,22 @@ class Module:
 
     # -- registration -------------------------------------------------------
     def __setattr__(self, name, value):
-        if "_parameters" not in self.__dict__:
+        d = self.__dict__
+        if "_parameters" not in d:
             raise AttributeError("Module.__init__() must be called before assigning attributes")
         if isinstance(value, (Parameter, Module)):
-            for table in (self._parameters, self._modules, self._buffers):
+            for table in (d["_parameters"], d["_modules"], d["_buffers"]):
                 table.pop(name, None)
-            self.__dict__.pop(name, None)
-            (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
-        elif name in self._buffers:
-            self._buffers[name] = value
+            d.pop(name, None)
+            d["_parameters" if isinstance(value, Parameter) else "_modules"][name] = value
+        elif name in d["_buffers"]:
+            d["_buffers"][name] = value
         else:
-            self._parameters.pop(name, None)
-            self._modules.pop(name, None)
-            object.__setattr__(self, name, value)
+            # The hot path: layers cache their inputs here on every forward.
+            if name in d["_parameters"] or name in d["_modules"]:
+                d["_parameters"].pop(name, None)
+                d["_modules"].pop(name, None)
+            d[name] = value
 
     def __getattr__(self, name):
         for table in ("_parameters", "_modules", "_buffers"):
