@@ -56,6 +56,24 @@ struct DirectRowsPlan {
 bool direct_rows_backward_fits(const Conv2dParams& p);
 DirectRowsPlan plan_direct_rows(const Conv2dParams& p, int64_t tile_floats);
 
+// The direct_rows weight gradient of stride-1 layers (direct_rows_impl.h):
+//   dw[o, c, r, s] = sum over images and extended positions e of
+//                    dyx[n, o, e] * xp[n, c, e + r*dh*Wp + s*dw]
+// where xp holds zero-padded input planes (row width Wp, `plane` floats each,
+// consecutive over (image, channel), plus `lanes` floats of zero slack) and
+// dyx holds dy on the same extended rows (ext_stride floats per (image,
+// channel), zero at the dropped columns ow >= Wo and past ext_len).
+struct WeightGradRowsChunk {
+  int64_t images;                 // images packed in xp and dyx
+  int64_t padded_w, plane, ext_stride;
+  const float* xp;
+  const float* dyx;
+};
+#define CNNKIT_CONV2D_WEIGHT_GRAD_ROWS_SIGNATURE(name) \
+  void name(const Conv2dParams& p, const WeightGradRowsChunk& chunk, float* dw, bool accumulate)
+CNNKIT_CONV2D_WEIGHT_GRAD_ROWS_SIGNATURE(conv2d_weight_grad_rows_avx2);
+CNNKIT_CONV2D_WEIGHT_GRAD_ROWS_SIGNATURE(conv2d_weight_grad_rows_avx512);
+
 // Total im2col column buffer allowed per call, over all threads (64 MiB):
 // bigger images and batches are processed in chunks of output positions.
 constexpr int64_t kIm2colBudgetFloats = int64_t{16} << 20;
