@@ -192,13 +192,18 @@ def test_auto_picks_direct_rows_for_stride_1_and_im2col_or_direct_otherwise(isa)
     args = ((1, 1), (1, 1, 1, 1), (1, 1))
     rows = "im2col" if isa == "scalar" else f"direct_rows_{isa}"
     for backward in (False, True):
+        cvec = "im2col" if isa == "scalar" or backward else f"direct_cvec_{isa}"
         impl = lambda *a: _C.conv2d_implementation(*a, backward=backward)
         assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == rows
         assert impl((64, 1, 32, 32), (6, 1, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") in (rows, "direct")
         # Pointwise: the input is the column matrix, one GEMM per image.
         assert impl((8, 256, 14, 14), (256, 256, 1, 1), (1, 1), (0,) * 4, (1, 1), 1, "auto") == "im2col"
-        # Strided: im2col for wide reductions, the direct loops for depthwise.
-        assert impl((8, 128, 28, 28), (256, 128, 3, 3), (2, 2), (1,) * 4, (1, 1), 1, "auto") == "im2col"
+        # Strided: direct_cvec forward, im2col backward for wide reductions; the direct loops for depthwise.
+        assert impl((8, 128, 28, 28), (256, 128, 3, 3), (2, 2), (1,) * 4, (1, 1), 1, "auto") == cvec
+        assert impl((8, 3, 227, 227), (96, 3, 11, 11), (4, 4), (0,) * 4, (1, 1), 1, "auto") == cvec
+        # Short stride-1 rows with 16 or more output channels: direct_cvec forward.
+        assert impl((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") == (
+            cvec if not backward else rows)
         assert impl((1, 32, 56, 56), (32, 1, 3, 3), (2, 2), (1,) * 4, (1, 1), 32, "auto") == "direct"
         assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "direct") == ("direct" if isa == "scalar" else rows)
     # Scalar: the old rule, direct loops for depthwise and few channels.

@@ -114,13 +114,7 @@ void backward_direct_rows(ForwardFn forward, WeightGradFn weight_grad, int64_t l
 }  // namespace
 
 bool direct_rows_fits(const Conv2dParams& p) {
-  if (p.stride_h != 1 || p.stride_w != 1) return false;
-  if (p.kernel_h * p.kernel_w > kDirectRowsMaxTaps) return false;
-  const int64_t hp = p.in_h + p.pad_top + p.pad_bottom, wp = p.in_w + p.pad_left + p.pad_right;
-  // Each factor is checked before the product so that nothing overflows.
-  if (hp > kDirectRowsMaxFloats || wp > kDirectRowsMaxFloats) return false;
-  if (hp * wp > kDirectRowsMaxFloats) return false;
-  return p.group_in_channels() <= kDirectRowsMaxFloats / std::max<int64_t>(hp * wp, 1);
+  return p.stride_h == 1 && p.stride_w == 1 && direct_cvec_fits(p);
 }
 
 bool direct_rows_backward_fits(const Conv2dParams& p) {

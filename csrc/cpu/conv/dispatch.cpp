@@ -40,11 +40,25 @@ namespace {
 struct ConvCall {
   const Conv2dParams* p;
   ConvAlgo algo;  // resolved: never Auto
+  bool channel_vectors;  // a direct forward prefers direct_cvec to direct_rows
 };
+
+// direct_cvec fills its vectors with output channels: it needs a few of them
+// per group. It wins for strided layers (the extended rows only do stride 1)
+// and for stride-1 layers with short output rows, where direct_rows computes
+// more dropped columns than useful ones.
+bool prefers_cvec(const Conv2dParams& p) {
+  if (columns_are_input(p) || p.group_out_channels() < 8 || !direct_cvec_fits(p)) return false;
+  if (p.stride_h > 1 || p.stride_w > 1) return true;
+  return p.group_out_channels() >= 16 && p.out_w <= 16;
+}
 
 bool accepts_im2col(const ConvCall& c) { return c.algo == ConvAlgo::Im2col && im2col_fits(*c.p); }
 bool accepts_direct_rows(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct && direct_rows_fits(*c.p);
+}
+bool accepts_direct_cvec(const ConvCall& c) {
+  return c.algo == ConvAlgo::Direct && c.channel_vectors && direct_cvec_fits(*c.p);
 }
 bool accepts_direct_rows_backward(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct && direct_rows_backward_fits(*c.p);
@@ -59,6 +73,8 @@ using BackwardFn = void (*)(const Conv2dParams&, const float*, const float*, con
 
 const KernelImpl<ConvCall, ForwardFn> kForwardImpls[] = {
 #ifdef CNNKIT_X86
+    {"direct_cvec_avx512", Isa::Avx512, accepts_direct_cvec, conv2d_forward_direct_cvec_avx512},
+    {"direct_cvec_avx2", Isa::Avx2, accepts_direct_cvec, conv2d_forward_direct_cvec_avx2},
     {"direct_rows_avx512", Isa::Avx512, accepts_direct_rows, conv2d_forward_direct_rows_avx512},
     {"direct_rows_avx2", Isa::Avx2, accepts_direct_rows, conv2d_forward_direct_rows_avx2},
 #endif
@@ -79,14 +95,15 @@ const KernelImpl<ConvCall, BackwardFn> kBackwardImpls[] = {
 
 ConvCall resolve(const Conv2dParams& p, ConvAlgo algo, bool forward) {
   if (algo == ConvAlgo::Auto) {
+    if (forward && prefers_cvec(p) && isa_enabled(Isa::Avx2)) return {&p, ConvAlgo::Direct, true};
     const bool rows = forward ? direct_rows_fits(p) : direct_rows_backward_fits(p);
     if (!columns_are_input(p) && rows && isa_enabled(Isa::Avx2)) {
-      return {&p, ConvAlgo::Direct};
+      return {&p, ConvAlgo::Direct, false};
     }
     const bool gemm_pays = p.reduction() >= 32 && p.group_out_channels() >= 4 && im2col_fits(p);
     algo = gemm_pays ? ConvAlgo::Im2col : ConvAlgo::Direct;
   }
-  return {&p, algo};
+  return {&p, algo, forward && algo == ConvAlgo::Direct && prefers_cvec(p)};
 }
 
 }  // namespace
