@@ -1,5 +1,9 @@
 """Build information, threads and the ISA cap."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 import cnnkit
@@ -29,3 +33,20 @@ def test_bad_isa_and_thread_count_are_rejected():
         cnnkit.set_num_threads(0)
     with pytest.raises(TypeError):
         cnnkit.set_num_threads(1.5)
+
+
+def test_isa_environment_variable_caps_and_a_typo_warns():
+    code = "import cnnkit; print(cnnkit.build_info()['max_isa'], cnnkit.build_info()['kernels']['sgemm'])"
+    env = dict(os.environ, CNNKIT_MAX_ISA="scalar")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["scalar", "blocked_scalar"]
+    env["CNNKIT_MAX_ISA"] = "avx9000"
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split()[0] == "scalar" and "CNNKIT_MAX_ISA='avx9000'" in out.stderr
+
+
+def test_build_info_names_a_kernel_for_every_family():
+    kernels = cnnkit.build_info()["kernels"]
+    assert {"sgemm", "pool2d", "batch_norm", "activation tanh", "softmax"} <= set(kernels)
+    assert all(isinstance(v, str) and v for v in kernels.values())

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import cnnkit
 from cnnkit import _C
 from tolerance import assert_close, assert_exact
 
@@ -22,12 +23,14 @@ def _oracle(a, b, trans_a, trans_b):
     return a64 @ b64, np.abs(a64) @ np.abs(b64)
 
 
-# Sizes straddle the register tiles (4x8, 6x16, 8x32) and the cache blocks (120, 256).
-_dims = st.sampled_from([1, 2, 3, 5, 6, 7, 8, 15, 16, 17, 31, 32, 33, 97, 121, 257])
+# Sizes straddle the register tiles (scalar 4x8, avx2 6x16, avx512 14x32: every
+# rows-left count and the half-width column edge) and the cache blocks (MC 120/144,
+# KC 256, where K is split into even depth blocks).
+_dims = st.sampled_from([1, 2, 3, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 28, 31, 32, 33, 47, 48, 49, 97, 121, 143, 145, 255, 257, 300])
 
 
 @given(m=_dims, n=_dims, k=_dims, trans_a=st.booleans(), trans_b=st.booleans(), seed=st.integers(0, 2**31))
-def test_sgemm_matches_oracle(isa, m, n, k, trans_a, trans_b, seed):
+def test_sgemm_matches_oracle(isa, threads, m, n, k, trans_a, trans_b, seed):
     a, b = _operands(np.random.default_rng(seed), m, n, k, trans_a, trans_b, integer=False)
     expected, magnitude = _oracle(a, b, trans_a, trans_b)
     assert_close(_C.sgemm(a, b, trans_a, trans_b), expected, magnitude, k, "sgemm")
@@ -51,3 +54,87 @@ def test_sgemm_empty_and_zero_depth():
 def test_sgemm_rejects_mismatched_inner_dimension():
     with pytest.raises(ValueError, match="inner dimensions"):
         _C.sgemm(np.zeros((2, 3), np.float32), np.zeros((4, 5), np.float32))
+
+
+# Shapes of the threaded partition: small M with long N (im2col forward), long M
+# with tiny N (linear, input gradient), and a long depth (weight gradient).
+@pytest.mark.parametrize("m,n,k", [(6, 3000, 25), (20, 1031, 70), (500, 10, 300), (37, 45, 1100), (1, 1, 700)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_sgemm_partition_shapes_are_exact(isa, threads, m, n, k, trans_a, trans_b):
+    a, b = _operands(np.random.default_rng(2), m, n, k, trans_a, trans_b, integer=True)
+    expected, _ = _oracle(a, b, trans_a, trans_b)
+    assert_exact(_C.sgemm(a, b, trans_a, trans_b), expected, "sgemm")
+
+
+@pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (2.0, 0.5), (-0.5, -2.0), (1.0, 0.0)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
+def test_sgemm_alpha_beta_into_strided_out(isa, threads, alpha, beta, trans_a, trans_b):
+    # K > 256 runs several depth blocks, each adding onto C; out is a column
+    # slice of a wider array (ldc > N) whose other columns must stay untouched.
+    m, n, k = 47, 70, 530
+    rng = np.random.default_rng(3)
+    a, b = _operands(rng, m, n, k, trans_a, trans_b, integer=True)
+    wide = rng.integers(-8, 9, size=(m, n + 9)).astype(np.float32)
+    before = wide.copy()
+    out = wide[:, 4 : 4 + n]
+    product, _ = _oracle(a, b, trans_a, trans_b)
+    expected = alpha * product + beta * before[:, 4 : 4 + n].astype(np.float64)
+    result = _C.sgemm(a, b, trans_a, trans_b, alpha=alpha, beta=beta, out=out)
+    assert np.shares_memory(result, wide)
+    assert_exact(out, expected, "sgemm")
+    np.testing.assert_array_equal(wide[:, :4], before[:, :4])
+    np.testing.assert_array_equal(wide[:, 4 + n :], before[:, 4 + n :])
+
+
+def test_sgemm_beta_zero_ignores_nan_in_out(isa):
+    a, b = _operands(np.random.default_rng(4), 30, 40, 20, False, False, integer=True)
+    out = np.full((30, 40), np.nan, np.float32)
+    _C.sgemm(a, b, beta=0.0, out=out)
+    assert_exact(out, _oracle(a, b, False, False)[0], "sgemm")
+
+
+def test_sgemm_nan_and_inf_propagate(isa):
+    a, b = _operands(np.random.default_rng(5), 20, 40, 30, False, False, integer=False)
+    a[3, 7] = np.nan
+    b[5, 33] = np.inf
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(_C.sgemm(a, b)), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(_C.sgemm(a, b)), np.isinf(expected))
+
+
+@pytest.mark.parametrize(
+    "out,error,match",
+    [
+        (np.zeros((3, 5)), TypeError, "float32"),
+        ([[0.0] * 5] * 3, TypeError, "float32"),
+        (np.zeros((2, 5), np.float32), ValueError, "shape"),
+        (np.zeros((3, 5, 1), np.float32), ValueError, "dimensions"),
+        (np.zeros((3, 5), np.float32)[:, ::-1], ValueError, "contiguous rows"),
+        (np.zeros((5, 3), np.float32).T, ValueError, "contiguous rows"),
+        (np.zeros((3, 5), np.float32)[::-1], ValueError, "overlap"),
+    ],
+)
+def test_sgemm_rejects_bad_out(out, error, match):
+    with pytest.raises(error, match=match):
+        _C.sgemm(np.ones((3, 4), np.float32), np.ones((4, 5), np.float32), out=out)
+
+
+def test_sgemm_rejects_read_only_out():
+    out = np.zeros((3, 5), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        _C.sgemm(np.ones((3, 4), np.float32), np.ones((4, 5), np.float32), out=out)
+
+
+@pytest.mark.parametrize("m,n,k", [(7, 40, 3000), (14, 33, 100), (500, 33, 100)])
+def test_sgemm_odd_thread_count_is_exact(isa, m, n, k):
+    # Three threads cannot split one tile row or column evenly: the partition
+    # must fall back to fewer rectangles without losing any of C.
+    a, b = _operands(np.random.default_rng(6), m, n, k, False, False, integer=True)
+    previous = cnnkit.get_num_threads()
+    cnnkit.set_num_threads(3)
+    try:
+        result = _C.sgemm(a, b)
+    finally:
+        cnnkit.set_num_threads(previous)
+    assert_exact(result, _oracle(a, b, False, False)[0], "sgemm")

@@ -191,7 +191,7 @@ def _check_softmax(x, g, dim, log, reference=False):
     reference=st.booleans(),
     seed=st.integers(0, 2**31),
 )
-def test_softmax_matches_oracle(shape, data, scale, log, reference, seed):
+def test_softmax_matches_oracle(isa, shape, data, scale, log, reference, seed):
     dim = data.draw(st.integers(-len(shape), len(shape) - 1), label="dim")
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal(shape) * scale).astype(np.float32)
@@ -201,7 +201,7 @@ def test_softmax_matches_oracle(shape, data, scale, log, reference, seed):
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
 @pytest.mark.parametrize("log", [False, True])
-def test_softmax_large_threaded(threads, dim, log):
+def test_softmax_large_threaded(isa, threads, dim, log):
     # dim=1 has 130 inner lines: two full column blocks and a partial one.
     rng = np.random.default_rng(6)
     x = (rng.standard_normal((6, 301, 130)) * 5).astype(np.float32)
@@ -211,7 +211,7 @@ def test_softmax_large_threaded(threads, dim, log):
 
 
 @pytest.mark.parametrize("log", [False, True])
-def test_softmax_large_logits_and_special_values(log):
+def test_softmax_large_logits_and_special_values(isa, log):
     x = np.array(
         [
             [1e4, -1e4, 0.0, 9999.0],
@@ -234,7 +234,7 @@ def test_softmax_large_logits_and_special_values(log):
 
 
 @pytest.mark.parametrize("log", [False, True])
-def test_softmax_agrees_with_torch(log):
+def test_softmax_agrees_with_torch(isa, log):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(7)
     x = (rng.standard_normal((3, 4, 5)) * 4).astype(np.float32)
@@ -249,8 +249,11 @@ def test_softmax_agrees_with_torch(log):
         np.testing.assert_allclose(getattr(F, name + "_backward")(g, y, dim), tx.grad.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_softmax_dispatch_picks_the_threaded_kernel():
-    assert _C.softmax_implementation(np.zeros((2, 3), np.float32), 1) == "threaded"
+@pytest.mark.parametrize("dim", [1, 0])
+def test_softmax_dispatch_picks_the_widest_enabled_kernel(isa, dim):
+    # The vector kernels take the class axis contiguous (the last dim); others use the scalar loops.
+    want = {"scalar": "threaded", "avx2": "vector_avx2", "avx512": "vector_avx512"}[isa]
+    assert _C.softmax_implementation(np.zeros((2, 3), np.float32), dim) == (want if dim == 1 else "threaded")
 
 
 def test_softmax_empty_shapes():
@@ -332,7 +335,7 @@ def _check_ce(x, t, reduction, ignore_index, grad_output, reference=False):
     reference=st.booleans(),
     seed=st.integers(0, 2**31),
 )
-def test_cross_entropy_matches_oracle(n, c, scale, reduction, ignore_index, ignored_fraction, reference, seed):
+def test_cross_entropy_matches_oracle(isa, n, c, scale, reduction, ignore_index, ignored_fraction, reference, seed):
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((n, c)) * scale).astype(np.float32)
     t = _targets(rng, n, c, ignore_index, ignored_fraction)
@@ -340,7 +343,7 @@ def test_cross_entropy_matches_oracle(n, c, scale, reduction, ignore_index, igno
     _check_ce(x, t, reduction, ignore_index, g, reference)
 
 
-def test_cross_entropy_large_threaded(threads):
+def test_cross_entropy_large_threaded(isa, threads):
     rng = np.random.default_rng(8)
     x = (rng.standard_normal((3001, 37)) * 3).astype(np.float32)
     t = _targets(rng, 3001, 37, -100, 0.1)
@@ -349,7 +352,7 @@ def test_cross_entropy_large_threaded(threads):
     _check_ce(x, t, "none", -100, rng.standard_normal(3001).astype(np.float32))
 
 
-def test_cross_entropy_does_not_depend_on_thread_count():
+def test_cross_entropy_does_not_depend_on_thread_count(isa):
     rng = np.random.default_rng(9)
     x = (rng.standard_normal((4001, 19)) * 3).astype(np.float32)
     t = _targets(rng, 4001, 19, -100, 0.1)
@@ -366,7 +369,7 @@ def test_cross_entropy_does_not_depend_on_thread_count():
         np.testing.assert_array_equal(grad, results[0][1])
 
 
-def test_cross_entropy_large_logits_are_finite():
+def test_cross_entropy_large_logits_are_finite(isa):
     x = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4], [1e38, -1e38, 0.0], [3e38, 3e38, -3e38]], np.float32)
     t = np.array([1, 2, 1, 0])
     for reduction in ("mean", "sum", "none"):
@@ -376,7 +379,7 @@ def test_cross_entropy_large_logits_are_finite():
     np.testing.assert_array_equal(F.cross_entropy_backward(x[:1], t[:1]), [[1.0, -1.0, 0.0]])
 
 
-def test_cross_entropy_empty_and_all_ignored():
+def test_cross_entropy_empty_and_all_ignored(isa):
     x = np.zeros((0, 4), np.float32)
     t = np.zeros(0, np.int64)
     assert np.isnan(F.cross_entropy(x, t))
@@ -391,7 +394,7 @@ def test_cross_entropy_empty_and_all_ignored():
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("ignore_index", [-100, 2])
-def test_cross_entropy_agrees_with_torch(reduction, ignore_index):
+def test_cross_entropy_agrees_with_torch(isa, reduction, ignore_index):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(10)
     x = (rng.standard_normal((13, 5)) * 3).astype(np.float32)

@@ -28,7 +28,7 @@ Isa initial_cap() {
     return parse_isa(env);
   } catch (const Error&) {
     // A typo in the environment must not make the library unusable; the
-    // Python layer warns about it when it reads build_info.
+    // Python package warns about it on import.
     return Isa::Scalar;
   }
 }

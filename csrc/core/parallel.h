@@ -2,40 +2,42 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "cnnkit/threads.h"
-#ifdef CNNKIT_OPENMP
-#include <omp.h>
-#endif
+#include "core/thread_pool.h"
 
 namespace cnnkit {
 
 // Runs fn(begin, end) over [0, n) split into contiguous chunks, one per thread.
 // `work_per_item` is a rough cost (e.g. flops) of one item: regions whose total
 // work is below ~64k units run on the calling thread, because waking threads
-// costs more than they save. Nested calls run serially (OpenMP's default).
+// costs more than they save. Nested calls run serially.
 template <class Fn>
 void parallel_for(int64_t n, int64_t work_per_item, Fn&& fn) {
   if (n <= 0) return;
   constexpr int64_t kMinWorkPerThread = 1 << 16;
-  int64_t threads = num_threads();
+  int64_t threads = in_parallel_region() ? 1 : num_threads();
   const int64_t total = n * std::max<int64_t>(work_per_item, 1);
   threads = std::min<int64_t>(threads, std::max<int64_t>(1, total / kMinWorkPerThread));
   threads = std::min<int64_t>(threads, n);
-#ifdef CNNKIT_OPENMP
-  if (threads > 1) {
-#pragma omp parallel num_threads(static_cast<int>(threads))
-    {
-      const int64_t t = omp_get_thread_num();
-      const int64_t team = omp_get_num_threads();
-      const int64_t begin = n * t / team;
-      const int64_t end = n * (t + 1) / team;
-      if (begin < end) fn(begin, end);
-    }
+  if (threads <= 1) {
+    fn(int64_t{0}, n);
     return;
   }
-#endif
-  fn(int64_t{0}, n);
+  struct Context {
+    std::remove_reference_t<Fn>* fn;
+    int64_t n, team;
+  } context{&fn, n, threads};
+  run_chunks(
+      threads,
+      [](void* p, int64_t t) {
+        const auto& c = *static_cast<const Context*>(p);
+        const int64_t begin = c.n * t / c.team;
+        const int64_t end = c.n * (t + 1) / c.team;
+        if (begin < end) (*c.fn)(begin, end);
+      },
+      &context);
 }
 
 }  // namespace cnnkit

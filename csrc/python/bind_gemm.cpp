@@ -1,14 +1,48 @@
+#include <string>
+
 #include "cnnkit/gemm.h"
 #include "python/bindings.h"
 #include "python/common.h"
 
 namespace cnnkit::python {
+namespace {
 
-// sgemm(a, b, trans_a, trans_b, reference) -> op(a) @ op(b); exposed for tests and benchmarks.
+std::string shape_text(int64_t rows, int64_t cols) {
+  return "(" + std::to_string(rows) + ", " + std::to_string(cols) + ")";
+}
+
+// Checks `out` as sgemm's C: float32, writeable, shape (M, N), unit column
+// stride and a row stride of at least N floats. Rows may be further apart
+// than N (a column slice of a wider array), which exercises ldc > N.
+// Returns ldc.
+int64_t output_row_stride(py::array& out, int64_t M, int64_t N) {
+  if (!py::isinstance<py::array_t<float>>(out) || out.dtype().kind() != 'f' || out.itemsize() != 4) {
+    fail(ErrorKind::Type, "out must be a float32 array");
+  }
+  check(out.writeable(), ErrorKind::Value, "out must be writeable");
+  require_ndim(out, 2, "out");
+  check(out.shape(0) == M && out.shape(1) == N, ErrorKind::Value,
+        "out must have shape " + shape_text(M, N) + ", got " + shape_text(out.shape(0), out.shape(1)));
+  const int64_t item = static_cast<int64_t>(sizeof(float));
+  const int64_t col_stride = out.strides(1);
+  const int64_t row_stride = out.strides(0);
+  check(N <= 1 || col_stride == item, ErrorKind::Value, "out must have contiguous rows");
+  check(M <= 1 || (row_stride % item == 0 && row_stride / item >= N), ErrorKind::Value,
+        "out rows must not overlap and must be whole floats apart");
+  return M <= 1 ? N : row_stride / item;
+}
+
+}  // namespace
+
+// sgemm(a, b, trans_a, trans_b, reference, alpha, beta, out): exposed for tests and benchmarks.
+// Without `out`: returns alpha * op(a) @ op(b) in a new array (beta is ignored).
+// With `out`: out = alpha * op(a) @ op(b) + beta * out, in place; beta == 0 never reads out.
+// `out` must not overlap a or b.
 void bind_gemm(py::module_& m) {
   m.def(
       "sgemm",
-      [](FloatArray a, FloatArray b, bool trans_a, bool trans_b, bool reference) {
+      [](FloatArray a, FloatArray b, bool trans_a, bool trans_b, bool reference, float alpha,
+         float beta, py::object out) -> py::object {
         require_ndim(a, 2, "a");
         require_ndim(b, 2, "b");
         const int64_t M = trans_a ? a.shape(1) : a.shape(0);
@@ -18,19 +52,29 @@ void bind_gemm(py::module_& m) {
         check(K == Kb, ErrorKind::Value,
               "sgemm: inner dimensions differ: a gives " + std::to_string(K) + ", b gives " +
                   std::to_string(Kb));
-        FloatArray c = new_float_array({M, N});
+        py::array c;
+        int64_t ldc = N;
+        if (!out.is_none()) {
+          check(py::isinstance<py::array>(out), ErrorKind::Type, "out must be a float32 array");
+          c = py::reinterpret_borrow<py::array>(out);
+          ldc = output_row_stride(c, M, N);
+        } else {
+          c = new_float_array({M, N});
+          beta = 0.0f;
+        }
         const float* pa = a.data();
         const float* pb = b.data();
-        float* pc = c.mutable_data();
+        float* pc = static_cast<float*>(c.mutable_data());
         {
           py::gil_scoped_release release;
           auto fn = reference ? sgemm_reference : sgemm;
-          fn(trans_a, trans_b, M, N, K, 1.0f, pa, a.shape(1), pb, b.shape(1), 0.0f, pc, N);
+          fn(trans_a, trans_b, M, N, K, alpha, pa, a.shape(1), pb, b.shape(1), beta, pc, ldc);
         }
         return c;
       },
       py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
-      py::arg("reference") = false);
+      py::arg("reference") = false, py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
+      py::arg("out") = py::none());
 }
 
 }  // namespace cnnkit::python

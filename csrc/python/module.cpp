@@ -5,6 +5,7 @@
 #include "cnnkit/errors.h"
 #include "cnnkit/gemm.h"
 #include "cnnkit/isa.h"
+#include "cnnkit/peak.h"
 #include "cnnkit/threads.h"
 #include "python/bindings.h"
 #include "python/common.h"
@@ -41,7 +42,6 @@ py::dict build_info() {
   info["compiled_isas"] = compiled;
   info["detected_isa"] = cnnkit::isa_name(cnnkit::detected_isa());
   info["max_isa"] = cnnkit::isa_name(cnnkit::max_isa());
-  info["threads_compiled"] = cnnkit::threads_compiled();
   info["num_threads"] = cnnkit::num_threads();
   info["sgemm"] = cnnkit::sgemm_implementation();
   info["cuda"] = false;
@@ -56,6 +56,15 @@ PYBIND11_MODULE(_C, m) {
   m.def("build_info", &build_info);
   m.def("num_threads", &cnnkit::num_threads);
   m.def("set_num_threads", &cnnkit::set_num_threads, py::arg("n"));
+  m.def(
+      "peak_gflops",
+      [](int threads, double seconds) {
+        cnnkit::check(threads >= 1 && seconds > 0, cnnkit::ErrorKind::Value,
+                      "peak_gflops: threads must be >= 1 and seconds > 0");
+        py::gil_scoped_release release;
+        return cnnkit::peak_gflops(threads, seconds);
+      },
+      py::arg("threads"), py::arg("seconds") = 0.3);
   m.def("max_isa", [] { return std::string(cnnkit::isa_name(cnnkit::max_isa())); });
   m.def("set_max_isa",
         [](const std::string& name) { cnnkit::set_max_isa(cnnkit::parse_isa(name)); },

@@ -1,5 +1,10 @@
 """cnnkit: convolutional neural networks on native C++ kernels with a PyTorch-shaped API."""
 
+import os as _os
+import warnings as _warnings
+
+import numpy as _np
+
 from . import _C, data, functional, io, models, nn, optim, reference, train
 from .io import load, save
 from .random import manual_seed
@@ -7,16 +12,37 @@ from .train import gradcheck
 
 __version__ = "0.1.0"
 
+if _os.environ.get("CNNKIT_MAX_ISA", "") not in ("", "scalar", "avx2", "avx512"):
+    # The core falls back to scalar kernels rather than refuse to load.
+    _warnings.warn(
+        f"CNNKIT_MAX_ISA={_os.environ['CNNKIT_MAX_ISA']!r} is not one of scalar, avx2, avx512: "
+        "running the scalar kernels",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
 
 def build_info():
     """What this build compiled and what runs now.
 
     Returns a dict with ``compiled_isas``, ``detected_isa`` (the CPU's widest),
     ``max_isa`` (the cap from ``CNNKIT_MAX_ISA`` or :func:`set_max_isa`),
-    ``threads_compiled``, ``num_threads``, the selected ``sgemm`` kernel and ``cuda``.
+    ``num_threads``, ``cuda``, ``version`` and ``kernels``: the implementation
+    each op family would pick now for a representative call.
     """
     info = dict(_C.build_info())
     info["version"] = __version__
+    conv = {"lenet c1": ((64, 1, 28, 28), (6, 1, 5, 5), (0, 0, 0, 0)),
+            "3x3 pad 1": ((8, 64, 56, 56), (64, 64, 3, 3), (1, 1, 1, 1))}
+    kernels = {"sgemm": info["sgemm"]}
+    for name, (x, w, pads) in conv.items():
+        kernels[f"conv2d {name}"] = _C.conv2d_implementation(x, w, (1, 1), pads, (1, 1), 1, "auto")
+        kernels[f"conv2d_backward {name}"] = _C.conv2d_implementation(x, w, (1, 1), pads, (1, 1), 1, "auto", True)
+    kernels["pool2d"] = _C.pool2d_implementation()
+    kernels["batch_norm"] = _C.batch_norm_implementation()
+    kernels["activation tanh"] = _C.activation_implementation("tanh")
+    kernels["softmax"] = _C.softmax_implementation(_np.zeros((2, 10), _np.float32), -1)
+    info["kernels"] = kernels
     return info
 
 

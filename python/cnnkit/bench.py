@@ -3,8 +3,8 @@
 Every comparison is interleaved (one run of each contender per round, the
 order alternating) and reported as the median over rounds, so a noisy shared
 machine slows both sides alike. Rates are GFLOP/s (2 flops per multiply-add)
-and a percentage of the machine's measured peak (NumPy's SGEMM at 2048^3 or
-cnnkit's own, whichever is higher). ``ratio`` is peer time / cnnkit time:
+and a percentage of the machine's measured peak (FMA chains in registers
+on the same number of threads, at the widest ISA cnnkit is allowed to use). ``ratio`` is peer time / cnnkit time:
 above 1 means cnnkit is faster.
 """
 
@@ -87,14 +87,22 @@ def _torch(threads):
     return torch
 
 
-def measure_peak(threads, rounds=5):
-    """The machine's practical float32 peak in GFLOP/s: the best of NumPy's and cnnkit's SGEMM at 2048^3."""
+def _limit_blas_threads(threads):
+    """Give NumPy's BLAS the same thread count as cnnkit and torch (needs threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("note: threadpoolctl is not installed, so NumPy's BLAS keeps its own thread count")
+        return None
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def measure_peak(threads):
+    """The machine's float32 peak in GFLOP/s on ``threads`` threads: register-only FMA chains at
+    the widest ISA cnnkit runs (the best of repeated samples)."""
     from . import _C
 
-    n = 2048
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    times = interleaved({"numpy": lambda: a @ a, "cnnkit": lambda: _C.sgemm(a, a)}, rounds=rounds, min_time=0.2)
-    return 2.0 * n**3 / min(times.values()) / 1e9
+    return _C.peak_gflops(threads)
 
 
 class Report:
@@ -220,6 +228,8 @@ def _torch_model(torch, ours):
             return t.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode)
         if isinstance(m, nn.Flatten):
             return t.Flatten(m.start_dim, m.end_dim)
+        if isinstance(m, nn.Dropout):
+            return t.Dropout(m.p)
         simple = {nn.ReLU: t.ReLU, nn.Tanh: t.Tanh, nn.Sigmoid: t.Sigmoid, nn.Identity: t.Identity}
         if type(m) in simple:
             return simple[type(m)]()
@@ -294,29 +304,36 @@ def run(suites=("targets", "gemm", "pool", "models"), shapes=None, threads=None,
     """
     import cnnkit
 
-    if threads is not None:
-        cnnkit.set_num_threads(threads)
-    threads = cnnkit.get_num_threads()
-    torch = _torch(threads) if use_torch else None
-    peak = measure_peak(threads)
-    info = cnnkit.build_info()
-    print(f"cnnkit {info['version']}, ISA {info['max_isa']}, {threads} threads; "
-          f"peer: {'torch ' + torch.__version__ if torch else 'none'}; measured peak {peak:.1f} GFLOP/s")
-    report = Report(peak, threads)
     for suite in suites:
         if suite not in SUITES:
             raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
-        if suite == "targets":
-            bench_conv(report, load_shapes("targets"), torch, rounds)
-        elif suite == "conv":
-            for f in shapes or [n for n in shape_files() if n != "targets"]:
-                bench_conv(report, load_shapes(f), torch, rounds)
-        elif suite == "gemm":
-            bench_gemm(report, (256, 512, 1024, 2048), rounds)
-        elif suite == "pool":
-            bench_pool(report, torch, rounds)
-        elif suite == "models":
-            bench_models(report, torch, rounds)
+    previous_threads = cnnkit.get_num_threads()
+    threads = previous_threads if threads is None else threads
+    cnnkit.set_num_threads(threads)
+    torch = _torch(threads) if use_torch else None
+    blas_limit = _limit_blas_threads(threads)
+    try:
+        peak = measure_peak(threads)
+        info = cnnkit.build_info()
+        print(f"cnnkit {info['version']}, ISA {info['max_isa']}, {threads} threads; "
+              f"peer: {'torch ' + torch.__version__ if torch else 'none'}; measured peak {peak:.1f} GFLOP/s")
+        report = Report(peak, threads)
+        for suite in suites:
+            if suite == "targets":
+                bench_conv(report, load_shapes("targets"), torch, rounds)
+            elif suite == "conv":
+                for f in shapes or [n for n in shape_files() if n != "targets"]:
+                    bench_conv(report, load_shapes(f), torch, rounds)
+            elif suite == "gemm":
+                bench_gemm(report, (256, 512, 1024, 2048), rounds)
+            elif suite == "pool":
+                bench_pool(report, torch, rounds)
+            elif suite == "models":
+                bench_models(report, torch, rounds)
+    finally:
+        cnnkit.set_num_threads(previous_threads)
+        if blas_limit is not None:
+            blas_limit.restore_original_limits()
     for suite in ("conv-fwd", "conv-f+b"):
         g = report.geomean_ratio(suite)
         if g is not None:

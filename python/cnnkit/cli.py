@@ -143,8 +143,10 @@ def cmd_info(args):
     print(f"cnnkit {info['version']}")
     print(f"compiled ISAs: {', '.join(info['compiled_isas'])}; CPU supports up to {info['detected_isa']}; "
           f"cap {info['max_isa']}")
-    print("selected kernels: " + ", ".join(f"{k}={v}" for k, v in info.items() if k.endswith("_kernel") or k == "sgemm"))
-    print(f"threads: {info['num_threads']} ({'OpenMP' if info['threads_compiled'] else 'no OpenMP: single-threaded'})")
+    print("selected kernels:")
+    for op, kernel in info["kernels"].items():
+        print(f"  {op:<28} {kernel}")
+    print(f"threads: {info['num_threads']} (cnnkit.set_num_threads or OMP_NUM_THREADS)")
     print(f"CUDA: {'available' if info['cuda'] else 'not built'}")
     return 0
 

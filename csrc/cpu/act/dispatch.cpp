@@ -17,10 +17,18 @@ using PreluBackwardFn = void (*)(const PreluShape&, const float*, const float*, 
                                  float*, float*);
 
 const KernelImpl<ActParams, ForwardFn> kForward[] = {
+#ifdef CNNKIT_X86
+    {"vector_avx512", Isa::Avx512, nullptr, activation_forward_avx512},
+    {"vector_avx2", Isa::Avx2, nullptr, activation_forward_avx2},
+#endif
     {"threaded", Isa::Scalar, nullptr, activation_forward_threaded},
     {"reference", Isa::Scalar, nullptr, activation_forward_reference},
 };
 const KernelImpl<ActParams, BackwardFn> kBackward[] = {
+#ifdef CNNKIT_X86
+    {"vector_avx512", Isa::Avx512, nullptr, activation_backward_avx512},
+    {"vector_avx2", Isa::Avx2, nullptr, activation_backward_avx2},
+#endif
     {"threaded", Isa::Scalar, nullptr, activation_backward_threaded},
     {"reference", Isa::Scalar, nullptr, activation_backward_reference},
 };

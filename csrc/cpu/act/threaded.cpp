@@ -1,8 +1,7 @@
-// Activations as threaded loops, one loop per op so the formula inlines and
-// the branch-free ones (relu, leaky_relu, relu6, prelu) vectorise. The
-// exp/log based ones call libm per element: its float functions are within
-// an ulp or two, which a hand-written vector polynomial would have to match
-// for the tolerance rule to hold at large |x|.
+// Activations as threaded loops for CPUs without AVX2 (and under a scalar ISA
+// cap), one loop per op so the formula inlines and the branch-free ones (relu,
+// leaky_relu, relu6, prelu) vectorise. The exp/log based ones call libm per
+// element; vector_impl.h has the SIMD versions.
 #include <vector>
 
 #include "cpu/act/formulas.h"

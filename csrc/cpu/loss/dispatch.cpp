@@ -20,18 +20,34 @@ using CeBackwardFn = void (*)(const float*, const int64_t*, int64_t, int64_t, in
                               const float*, float*);
 
 const KernelImpl<SoftmaxShape, SoftmaxForwardFn> kSoftmaxForward[] = {
+#ifdef CNNKIT_X86
+    {"vector_avx512", Isa::Avx512, softmax_vector_accepts, softmax_forward_avx512},
+    {"vector_avx2", Isa::Avx2, softmax_vector_accepts, softmax_forward_avx2},
+#endif
     {"threaded", Isa::Scalar, nullptr, softmax_forward_threaded},
     {"reference", Isa::Scalar, nullptr, softmax_forward_reference},
 };
 const KernelImpl<SoftmaxShape, SoftmaxBackwardFn> kSoftmaxBackward[] = {
+#ifdef CNNKIT_X86
+    {"vector_avx512", Isa::Avx512, softmax_vector_accepts, softmax_backward_avx512},
+    {"vector_avx2", Isa::Avx2, softmax_vector_accepts, softmax_backward_avx2},
+#endif
     {"threaded", Isa::Scalar, nullptr, softmax_backward_threaded},
     {"reference", Isa::Scalar, nullptr, softmax_backward_reference},
 };
 const KernelImpl<CrossEntropyShape, CeForwardFn> kCeForward[] = {
+#ifdef CNNKIT_X86
+    {"vector_avx512", Isa::Avx512, nullptr, cross_entropy_forward_avx512},
+    {"vector_avx2", Isa::Avx2, nullptr, cross_entropy_forward_avx2},
+#endif
     {"threaded", Isa::Scalar, nullptr, cross_entropy_forward_threaded},
     {"reference", Isa::Scalar, nullptr, cross_entropy_forward_reference},
 };
 const KernelImpl<CrossEntropyShape, CeBackwardFn> kCeBackward[] = {
+#ifdef CNNKIT_X86
+    {"vector_avx512", Isa::Avx512, nullptr, cross_entropy_backward_avx512},
+    {"vector_avx2", Isa::Avx2, nullptr, cross_entropy_backward_avx2},
+#endif
     {"threaded", Isa::Scalar, nullptr, cross_entropy_backward_threaded},
     {"reference", Isa::Scalar, nullptr, cross_entropy_backward_reference},
 };

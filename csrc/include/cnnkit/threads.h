@@ -3,11 +3,9 @@
 
 namespace cnnkit {
 
-// Defaults to OMP_NUM_THREADS when set, else the number of cores.
+// Defaults to OMP_NUM_THREADS when set, else the cores this process may use.
 int num_threads();
 // n >= 1; throws a Value error otherwise.
 void set_num_threads(int n);
-// Whether the build has OpenMP (otherwise every op runs on the calling thread).
-bool threads_compiled();
 
 }  // namespace cnnkit

@@ -1,0 +1,178 @@
+// A small thread pool instead of OpenMP. OpenMP runtimes keep idle threads
+// spinning for milliseconds after each region (libgomp's default); next to
+// another OpenMP runtime in the same process (PyTorch bundles its own) or next
+// to NumPy's BLAS threads, the spinners steal the cores the other library
+// needs. Here idle workers spin for at most kSpin, then sleep on a condition
+// variable, and only the workers a job needs are woken.
+#include "core/thread_pool.h"
+
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CNNKIT_CPU_RELAX() _mm_pause()
+#else
+#define CNNKIT_CPU_RELAX() std::this_thread::yield()
+#endif
+
+namespace cnnkit {
+namespace {
+
+// Long enough to bridge the Python overhead between two consecutive ops of a
+// training step, short enough not to matter to anyone else.
+constexpr auto kSpin = std::chrono::microseconds(100);
+
+thread_local bool t_in_region = false;
+
+// Spins (with pause) until pred() holds or kSpin passes; returns pred().
+template <class Pred>
+bool spin_until(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (pred()) return true;
+    CNNKIT_CPU_RELAX();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return pred();
+  }
+}
+
+struct Job {
+  ChunkFn fn = nullptr;
+  void* context = nullptr;
+  int64_t chunks = 0;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> pending_workers{0};
+  std::mutex error_mutex;
+  std::exception_ptr error;
+
+  // Takes chunks until none are left.
+  void work() {
+    for (int64_t i = next.fetch_add(1); i < chunks; i = next.fetch_add(1)) {
+      try {
+        fn(context, i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
+    }
+  }
+};
+
+class Pool {
+ public:
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(sleep_mutex_);
+      stopping_ = true;
+    }
+    sleep_cv_.notify_all();
+    for (auto& w : workers_) w->thread.join();
+  }
+
+  // Returns false (and does nothing) when another caller holds the pool.
+  bool try_run(int64_t chunks, ChunkFn fn, void* context) {
+    std::unique_lock<std::mutex> busy(busy_mutex_, std::try_to_lock);
+    if (!busy.owns_lock()) return false;
+    const int64_t helpers = chunks - 1;
+    grow(helpers);
+    Job job;
+    job.fn = fn;
+    job.context = context;
+    job.chunks = chunks;
+    job.pending_workers.store(helpers);
+    for (int64_t w = 0; w < helpers; ++w) workers_[w]->job.store(&job, std::memory_order_release);
+    {
+      // Taking the lock orders the stores above before any sleeper re-checks.
+      std::lock_guard<std::mutex> lock(sleep_mutex_);
+    }
+    sleep_cv_.notify_all();
+    t_in_region = true;
+    job.work();
+    t_in_region = false;
+    // The job lives on this stack: wait until every woken worker has let go of it.
+    if (!spin_until([&] { return job.pending_workers.load(std::memory_order_acquire) == 0; })) {
+      while (job.pending_workers.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+    }
+    if (job.error) std::rethrow_exception(job.error);
+    return true;
+  }
+
+ private:
+  struct Worker {
+    std::atomic<Job*> job{nullptr};
+    std::thread thread;
+  };
+
+  void grow(int64_t count) {
+    while (static_cast<int64_t>(workers_.size()) < count) {
+      auto worker = std::make_unique<Worker>();
+      Worker* self = worker.get();
+      worker->thread = std::thread([this, self] { loop(self); });
+      workers_.push_back(std::move(worker));
+    }
+  }
+
+  void loop(Worker* self) {
+    for (;;) {
+      auto has_job = [&] { return self->job.load(std::memory_order_acquire) != nullptr; };
+      if (!spin_until(has_job)) {
+        std::unique_lock<std::mutex> lock(sleep_mutex_);
+        sleep_cv_.wait(lock, [&] { return stopping_ || has_job(); });
+        if (stopping_ && !has_job()) return;
+      }
+      Job* job = self->job.exchange(nullptr, std::memory_order_acq_rel);
+      t_in_region = true;
+      job->work();
+      t_in_region = false;
+      job->pending_workers.fetch_sub(1, std::memory_order_release);
+    }
+  }
+
+  std::mutex busy_mutex_;  // one job at a time
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::mutex sleep_mutex_;
+  std::condition_variable sleep_cv_;
+  bool stopping_ = false;
+};
+
+std::atomic<Pool*> g_pool{nullptr};
+std::once_flag g_atfork_once;
+
+Pool& pool() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p != nullptr) return *p;
+  std::call_once(g_atfork_once, [] {
+    // A forked child has none of the parent's threads: it starts a new pool
+    // and abandons the old one (its mutexes may be held by threads that are gone).
+    pthread_atfork(nullptr, nullptr, [] { g_pool.store(nullptr, std::memory_order_release); });
+  });
+  auto* fresh = new Pool();
+  Pool* expected = nullptr;
+  if (!g_pool.compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) {
+    delete fresh;
+    return *expected;
+  }
+  // Deliberately never destroyed: joining workers during static destruction
+  // at interpreter exit can deadlock, and the OS reclaims the threads anyway.
+  return *fresh;
+}
+
+}  // namespace
+
+bool in_parallel_region() { return t_in_region; }
+
+void run_chunks(int64_t chunks, ChunkFn fn, void* context) {
+  if (chunks <= 0) return;
+  if (chunks > 1 && !t_in_region && pool().try_run(chunks, fn, context)) return;
+  for (int64_t i = 0; i < chunks; ++i) fn(context, i);
+}
+
+}  // namespace cnnkit

@@ -1,0 +1,84 @@
+// 8-lane float vectors for AVX2 + FMA: the operations the vector math and the
+// kernels in vmath.h are written in. Include only from *_avx2.cpp files; all of
+// it has internal linkage, so no AVX2 code can leak into a baseline file.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace cnnkit {
+namespace {
+
+struct Avx2 {
+  using F = __m256;
+  using M = __m256;  // lane masks: all ones or all zeros per lane
+  static constexpr int64_t kWidth = 8;
+
+  static F set1(float v) { return _mm256_set1_ps(v); }
+  static F zero() { return _mm256_setzero_ps(); }
+  static F load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, F v) { _mm256_storeu_ps(p, v); }
+  // Lanes [0, n) with 0 < n < kWidth; the others read as 0 and are never written.
+  static __m256i tail(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static F load_partial(const float* p, int64_t n) { return _mm256_maskload_ps(p, tail(n)); }
+  static void store_partial(float* p, F v, int64_t n) { _mm256_maskstore_ps(p, tail(n), v); }
+
+  static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F div(F a, F b) { return _mm256_div_ps(a, b); }
+  static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }    // a * b + c
+  static F fnma(F a, F b, F c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a * b
+  // Like the instructions: when either operand is NaN the SECOND one is returned.
+  static F min(F a, F b) { return _mm256_min_ps(a, b); }
+  static F max(F a, F b) { return _mm256_max_ps(a, b); }
+  static F abs(F a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  // |magnitude| with the sign bit of `sign`.
+  static F copysign(F magnitude, F sign) {
+    const F s = _mm256_set1_ps(-0.0f);
+    return _mm256_or_ps(_mm256_andnot_ps(s, magnitude), _mm256_and_ps(s, sign));
+  }
+  static F round(F a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static F floor(F a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  // 2^n for integral n in [-126, 127].
+  static F pow2(F n) {
+    const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+  }
+
+  // Ordered comparisons: false when either side is NaN, as in C.
+  static M lt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static M le(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
+  static M gt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+  static M ge(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+  static M both(M a, M b) { return _mm256_and_ps(a, b); }
+  static F select(M m, F if_true, F if_false) { return _mm256_blendv_ps(if_false, if_true, m); }
+  static M first(int64_t n) { return _mm256_castsi256_ps(tail(n)); }  // lanes [0, n)
+
+  // Sums in double: each vector is widened into two 4-lane accumulators.
+  using D = __m256d;
+  static D dzero() { return _mm256_setzero_pd(); }
+  static void accumulate(D& lo, D& hi, F v) {
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+  }
+  static double total(D lo, D hi) {
+    alignas(32) double a[4];
+    _mm256_store_pd(a, _mm256_add_pd(lo, hi));
+    return (a[0] + a[1]) + (a[2] + a[3]);
+  }
+  // The largest lane, by the scalar rule `v > m ? v : m` (NaN lanes never win).
+  static float max_lane(F v) {
+    alignas(32) float a[8];
+    _mm256_store_ps(a, v);
+    float m = a[0];
+    for (int k = 1; k < 8; ++k) m = a[k] > m ? a[k] : m;
+    return m;
+  }
+};
+
+}  // namespace
+}  // namespace cnnkit

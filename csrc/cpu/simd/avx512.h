@@ -1,0 +1,93 @@
+// 16-lane float vectors for AVX-512F: the same operations as avx2.h, so the
+// code in vmath.h compiles unchanged for both. Include only from *_avx512.cpp
+// files; all of it has internal linkage.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+// GCC 12 warns inside its own AVX-512 intrinsics (their _mm512_undefined_*
+// placeholders, GCC bug 105593) wherever they inline; nothing of ours is
+// uninitialised. The including file is AVX-512 code only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace cnnkit {
+namespace {
+
+struct Avx512 {
+  using F = __m512;
+  using M = __mmask16;
+  static constexpr int64_t kWidth = 16;
+
+  static F set1(float v) { return _mm512_set1_ps(v); }
+  static F zero() { return _mm512_setzero_ps(); }
+  static F load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
+  // Lanes [0, n) with 0 < n < kWidth; the others read as 0 and are never written.
+  static __mmask16 tail(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  static F load_partial(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(tail(n), p); }
+  static void store_partial(float* p, F v, int64_t n) { _mm512_mask_storeu_ps(p, tail(n), v); }
+
+  static F add(F a, F b) { return _mm512_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
+  static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  static F div(F a, F b) { return _mm512_div_ps(a, b); }
+  static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }    // a * b + c
+  static F fnma(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a * b
+  // Like the instructions: when either operand is NaN the SECOND one is returned.
+  static F min(F a, F b) { return _mm512_min_ps(a, b); }
+  static F max(F a, F b) { return _mm512_max_ps(a, b); }
+  static F abs(F a) { return _mm512_abs_ps(a); }
+  // |magnitude| with the sign bit of `sign`.
+  static F copysign(F magnitude, F sign) {
+    const __m512i s = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+    return _mm512_castsi512_ps(
+        _mm512_or_si512(_mm512_andnot_si512(s, _mm512_castps_si512(magnitude)),
+                        _mm512_and_si512(s, _mm512_castps_si512(sign))));
+  }
+  static F round(F a) {
+    return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  static F floor(F a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  // 2^n for integral n in [-126, 127].
+  static F pow2(F n) {
+    const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+  }
+
+  // Ordered comparisons: false when either side is NaN, as in C.
+  static M lt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static M le(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
+  static M gt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static M ge(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+  static M both(M a, M b) { return static_cast<M>(a & b); }
+  static F select(M m, F if_true, F if_false) { return _mm512_mask_blend_ps(m, if_false, if_true); }
+  static M first(int64_t n) { return tail(n); }  // lanes [0, n)
+
+  // Sums in double: each vector is widened into two 8-lane accumulators.
+  using D = __m512d;
+  static D dzero() { return _mm512_setzero_pd(); }
+  static void accumulate(D& lo, D& hi, F v) {
+    lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    hi = _mm512_add_pd(
+        hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+  }
+  static double total(D lo, D hi) {
+    alignas(64) double a[8];
+    _mm512_store_pd(a, _mm512_add_pd(lo, hi));
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+  }
+  // The largest lane, by the scalar rule `v > m ? v : m` (NaN lanes never win).
+  static float max_lane(F v) {
+    alignas(64) float a[16];
+    _mm512_store_ps(a, v);
+    float m = a[0];
+    for (int k = 1; k < 16; ++k) m = a[k] > m ? a[k] : m;
+    return m;
+  }
+};
+
+}  // namespace
+}  // namespace cnnkit
