@@ -15,6 +15,18 @@
 //      8x256x14x14 k256 3x3 pad 1        0.87 | 0.66
 //    The register tile reuses every load across 6 output channels and
 //    writes no column matrix, so it wins even at 256 channels.
+//  - direct_cvec (output channels across the lanes) instead, forward only,
+//    for strided layers and for stride-1 layers with >= 16 output channels
+//    and output rows of <= 16 positions (prefers_cvec). Measured after the
+//    gemmperf merge, one thread, torch/cnnkit, median of 7 interleaved rounds
+//    (im2col | direct_cvec | direct_rows where it applies):
+//      LeNet c2 64x6x14x14 k16 5x5       0.23 | 0.79-0.93 | 0.49-0.85
+//      64x32x14x14 k64 5x5 pad 2         0.69 | 0.85-1.23 | 0.77
+//      8x128x28x28 k256 3x3 stride 2     1.01 | 1.29
+//      8x3x227x227 k96 11x11 stride 4    0.64 | 1.08
+//    (ranges: separate runs on the shared machine). The backward of strided
+//    layers stays im2col; stride-1 backward computes dw with the direct_rows
+//    weight-gradient kernel (LeNet c2 forward+backward 0.57 -> 1.65).
 //  - 1x1, stride 1, no padding: im2col, whose columns are the input itself:
 //    one GEMM per image (8x256x14x14 k256: 1.85 against direct_rows' 1.67).
 //  - otherwise (strided, or no SIMD kernel): im2col when the GEMM it feeds is
