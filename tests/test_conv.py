@@ -192,13 +192,18 @@ def test_auto_picks_direct_rows_for_stride_1_and_im2col_or_direct_otherwise(isa)
     args = ((1, 1), (1, 1, 1, 1), (1, 1))
     rows = "im2col" if isa == "scalar" else f"direct_rows_{isa}"
     for backward in (False, True):
+        cvec = "im2col" if isa == "scalar" or backward else f"direct_cvec_{isa}"
         impl = lambda *a: _C.conv2d_implementation(*a, backward=backward)
         assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == rows
         assert impl((64, 1, 32, 32), (6, 1, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") in (rows, "direct")
         # Pointwise: the input is the column matrix, one GEMM per image.
         assert impl((8, 256, 14, 14), (256, 256, 1, 1), (1, 1), (0,) * 4, (1, 1), 1, "auto") == "im2col"
-        # Strided: im2col for wide reductions, the direct loops for depthwise.
-        assert impl((8, 128, 28, 28), (256, 128, 3, 3), (2, 2), (1,) * 4, (1, 1), 1, "auto") == "im2col"
+        # Strided: direct_cvec forward, im2col backward for wide reductions; the direct loops for depthwise.
+        assert impl((8, 128, 28, 28), (256, 128, 3, 3), (2, 2), (1,) * 4, (1, 1), 1, "auto") == cvec
+        assert impl((8, 3, 227, 227), (96, 3, 11, 11), (4, 4), (0,) * 4, (1, 1), 1, "auto") == cvec
+        # Short stride-1 rows with 16 or more output channels: direct_cvec forward.
+        assert impl((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") == (
+            cvec if not backward else rows)
         assert impl((1, 32, 56, 56), (32, 1, 3, 3), (2, 2), (1,) * 4, (1, 1), 32, "auto") == "direct"
         assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "direct") == ("direct" if isa == "scalar" else rows)
     # Scalar: the old rule, direct loops for depthwise and few channels.
@@ -271,6 +276,111 @@ def test_direct_rows_integer_fill_is_exact(isa, threads, x_shape, w_shape, paddi
     got = F.conv2d_backward(dy, x, w, padding=padding)
     for g, e, name in zip(got, reference.conv2d_backward(dy, x, w, *norm, 1), ["dx", "dw", "db"]):
         assert_exact(g, e, f"conv2d_backward {name}[auto]")
+
+
+@st.composite
+def direct_cvec_cases(draw):
+    """Shapes that run direct_cvec: output channels per group around the
+    vector lanes and block sizes (8, 16, 32, 48, 64 and 96 channels), strides,
+    dilations and output widths around the 6-, 8- and 12-position tiles."""
+    groups = draw(st.sampled_from([1, 1, 1, 2]))
+    cg = draw(st.integers(1, 3))
+    kg = draw(st.sampled_from([8, 9, 15, 16, 17, 24, 31, 33, 48, 49, 64, 65, 96, 97, 130]))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    if stride == (1, 1):
+        stride = (1, 2)
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    span = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    h = draw(st.integers(max(1, span[0] - 2 * pads[0]), 9))
+    wo = draw(st.sampled_from([1, 5, 6, 7, 11, 12, 13, 25]))
+    w = max(1, span[1] - 2 * pads[1] + (wo - 1) * stride[1])
+    return dict(
+        x_shape=(draw(st.integers(1, 2)), groups * cg, h, w),
+        w_shape=(groups * kg, cg, *kernel),
+        bias=draw(st.booleans()),
+        stride=stride,
+        padding=pads,
+        dilation=dilation,
+        groups=groups,
+    )
+
+
+@given(case=direct_cvec_cases(), seed=st.integers(0, 2**31))
+def test_direct_cvec_matches_oracle(isa, threads, case, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(case["x_shape"]).astype(np.float32)
+    w = rng.standard_normal(case["w_shape"]).astype(np.float32)
+    b = rng.standard_normal(case["w_shape"][0]).astype(np.float32) if case["bias"] else None
+    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    _, pads, _ = _normalise(case["w_shape"][2:], *args[:3])
+    impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], case["stride"], pads, case["dilation"],
+                                    case["groups"], "direct")
+    assert impl == ("direct" if isa == "scalar" else f"direct_cvec_{isa}")
+    norm = _normalise(case["w_shape"][2:], *args[:3])
+    y = F.conv2d(x, w, b, *args, algo="direct")
+    magnitude = reference.conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b), *norm, case["groups"])
+    k = case["w_shape"][1] * case["w_shape"][2] * case["w_shape"][3] + (b is not None)
+    assert_close(y, reference.conv2d(x, w, b, *norm, case["groups"]), magnitude, k, "conv2d[direct_cvec]")
+
+
+# LeNet c2 and scaled-down AlexNet c1 / ResNet stride-2 layers on the direct_cvec path, small-integer fills.
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding",
+    [
+        ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0),
+        ((2, 3, 43, 43), (96, 3, 11, 11), 4, 0),
+        ((2, 16, 15, 15), (40, 16, 3, 3), 2, 1),
+        ((2, 32, 14, 14), (64, 32, 5, 5), 1, 2),
+    ],
+)
+def test_direct_cvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padding):
+    rng = np.random.default_rng(22)
+    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
+    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
+    b = rng.integers(-8, 9, size=w_shape[0]).astype(np.float32)
+    norm = _normalise(w_shape[2:], stride, padding, 1)
+    impl = _C.conv2d_implementation(x_shape, w_shape, norm[0], norm[1], (1, 1), 1, "auto")
+    assert impl == ("im2col" if isa == "scalar" else f"direct_cvec_{isa}")
+    y = F.conv2d(x, w, b, stride=stride, padding=padding)
+    assert_exact(y, reference.conv2d(x, w, b, *norm, 1), "conv2d[auto]")
+
+
+# The direct_rows weight gradient: channel blocks and tap blocks around the
+# tiles (4 x 6 AVX-512, 3 x 4 AVX2), several images, integer fills.
+@pytest.mark.parametrize(
+    "x_shape, w_shape, padding",
+    [((5, 1, 32, 32), (6, 1, 5, 5), 0), ((4, 6, 14, 14), (16, 6, 5, 5), 0), ((3, 5, 9, 11), (7, 5, 3, 3), 1),
+     ((2, 3, 6, 20), (13, 3, 1, 7), (0, 3)), ((9, 2, 5, 5), (1, 2, 2, 2), 0)],
+)
+def test_direct_rows_weight_grad_integer_fill_is_exact(isa, threads, x_shape, w_shape, padding):
+    rng = np.random.default_rng(23)
+    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
+    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
+    norm = _normalise(w_shape[2:], 1, padding, 1)
+    y = F.conv2d(x, w, padding=padding)
+    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
+    _, dw, _ = F.conv2d_backward(dy, x, w, padding=padding, algo="direct")
+    assert_exact(dw, reference.conv2d_backward(dy, x, w, *norm, 1)[1], "conv2d_backward dw[direct]")
+
+
+def test_direct_rows_weight_grad_does_not_depend_on_threads(isa):
+    """Threads split the channels, never the sum over images and positions."""
+    import cnnkit
+
+    rng = np.random.default_rng(24)
+    x = rng.standard_normal((7, 4, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((10, 4, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((7, 10, 12, 12)).astype(np.float32)
+    previous, grads = cnnkit.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            cnnkit.set_num_threads(n)
+            grads.append(F.conv2d_backward(dy, x, w, padding=1, algo="direct")[1])
+    finally:
+        cnnkit.set_num_threads(previous)
+    np.testing.assert_array_equal(grads[0], grads[1])
 
 
 @pytest.mark.parametrize("algo", ALGOS)

@@ -1,5 +1,7 @@
 // Shapes and bounds of the direct_rows kernels, compiled for the baseline ISA
 // so that the AVX2/AVX-512 builds of direct_rows_impl.h share no inline code.
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "cnnkit/errors.h"
@@ -28,10 +30,68 @@ Conv2dParams transposed_params(const Conv2dParams& p) {
 }
 
 using ForwardFn = void (*)(const Conv2dParams&, const float*, const float*, const float*, float*);
+using WeightGradFn = void (*)(const Conv2dParams&, const WeightGradRowsChunk&, float*, bool);
 
-// dx by direct_rows on the flipped kernel; dw and db as the im2col backward.
-void backward_direct_rows(ForwardFn forward, const Conv2dParams& p, const float* dy,
-                          const float* x, const float* w, float* dx, float* dw, float* db) {
+// Packed floats per chunk of images (16 MiB): one image at least.
+constexpr int64_t kWeightGradRowsBudgetFloats = int64_t{4} << 20;
+
+// dw by the direct_rows weight-gradient kernel, images packed a chunk at a
+// time. Returns false, leaving dw to the caller, when the input holds a NaN or
+// an infinity: the extended rows multiply the zero dy of dropped columns with
+// inputs that no valid output reads, and 0 * inf would add a NaN that the
+// definition (and im2col) does not have.
+bool weight_grad_rows(WeightGradFn kernel, int64_t lanes, const Conv2dParams& p, const float* dy,
+                      const float* x, float* dw) {
+  if (p.batch == 0 || p.out_plane() == 0 || !direct_rows_fits(p)) return false;
+  const DirectRowsPlan rows = plan_direct_rows(p, lanes);
+  const int64_t C = p.in_channels, K = p.out_channels, H = p.in_h, W = p.in_w;
+  const int64_t Ho = p.out_h, Wo = p.out_w, Wp = rows.padded_w;
+  const int64_t x_image = checked_mul(C, rows.plane, "conv2d packed input");
+  const int64_t dy_image = checked_mul(K, rows.ext_stride, "conv2d packed grad_output");
+  const int64_t per_image = x_image + dy_image;
+  const int64_t images = std::clamp<int64_t>(kWeightGradRowsBudgetFloats / per_image, 1, p.batch);
+  // Zeroed once: packing rewrites only the interiors and the valid dy columns.
+  std::vector<float> xp(static_cast<size_t>(checked_mul(images, x_image, "conv2d packed input") + lanes));
+  std::vector<float> dyx(static_cast<size_t>(checked_mul(images, dy_image, "conv2d packed grad_output")));
+  std::vector<char> finite(static_cast<size_t>(images));
+  for (int64_t n0 = 0; n0 < p.batch; n0 += images) {
+    const int64_t m = std::min(images, p.batch - n0);
+    parallel_for(m, per_image, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        // v - v is NaN exactly for NaN and infinities.
+        float probe = 0.0f;
+        for (int64_t c = 0; c < C; ++c) {
+          for (int64_t ih = 0; ih < H; ++ih) {
+            const float* src = x + (((n0 + i) * C + c) * H + ih) * W;
+            float* dst = xp.data() + i * x_image + c * rows.plane + (ih + p.pad_top) * Wp + p.pad_left;
+            for (int64_t iw = 0; iw < W; ++iw) {
+              dst[iw] = src[iw];
+              probe += src[iw] - src[iw];
+            }
+          }
+        }
+        finite[static_cast<size_t>(i)] = probe == 0.0f;
+        for (int64_t o = 0; o < K; ++o) {
+          for (int64_t oh = 0; oh < Ho; ++oh) {
+            std::memcpy(dyx.data() + i * dy_image + o * rows.ext_stride + oh * Wp,
+                        dy + (((n0 + i) * K + o) * Ho + oh) * Wo, static_cast<size_t>(Wo) * sizeof(float));
+          }
+        }
+      }
+    });
+    for (int64_t i = 0; i < m; ++i) {
+      if (!finite[static_cast<size_t>(i)]) return false;
+    }
+    kernel(p, {m, Wp, rows.plane, rows.ext_stride, xp.data(), dyx.data()}, dw, n0 > 0);
+  }
+  return true;
+}
+
+// dx by direct_rows on the flipped kernel, dw by the direct_rows weight
+// gradient (im2col + GEMM where it declines), db as the im2col backward.
+void backward_direct_rows(ForwardFn forward, WeightGradFn weight_grad, int64_t lanes,
+                          const Conv2dParams& p, const float* dy, const float* x, const float* w,
+                          float* dx, float* dw, float* db) {
   if (dx != nullptr) {
     const Conv2dParams t = transposed_params(p);
     const int64_t cg = p.group_in_channels(), kg = p.group_out_channels();
@@ -47,20 +107,14 @@ void backward_direct_rows(ForwardFn forward, const Conv2dParams& p, const float*
                   w[(((g * kg + o) * cg + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
     forward(t, dy, wt.data(), nullptr, dx);
   }
-  if (dw != nullptr) conv2d_weight_grad(p, dy, x, dw);
+  if (dw != nullptr && !weight_grad_rows(weight_grad, lanes, p, dy, x, dw)) conv2d_weight_grad(p, dy, x, dw);
   if (db != nullptr) conv2d_bias_grad(p, dy, db);
 }
 
 }  // namespace
 
 bool direct_rows_fits(const Conv2dParams& p) {
-  if (p.stride_h != 1 || p.stride_w != 1) return false;
-  if (p.kernel_h * p.kernel_w > kDirectRowsMaxTaps) return false;
-  const int64_t hp = p.in_h + p.pad_top + p.pad_bottom, wp = p.in_w + p.pad_left + p.pad_right;
-  // Each factor is checked before the product so that nothing overflows.
-  if (hp > kDirectRowsMaxFloats || wp > kDirectRowsMaxFloats) return false;
-  if (hp * wp > kDirectRowsMaxFloats) return false;
-  return p.group_in_channels() <= kDirectRowsMaxFloats / std::max<int64_t>(hp * wp, 1);
+  return p.stride_h == 1 && p.stride_w == 1 && direct_cvec_fits(p);
 }
 
 bool direct_rows_backward_fits(const Conv2dParams& p) {
@@ -73,11 +127,12 @@ bool direct_rows_backward_fits(const Conv2dParams& p) {
 }
 
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_direct_rows_avx2) {
-  backward_direct_rows(conv2d_forward_direct_rows_avx2, p, dy, x, w, dx, dw, db);
+  backward_direct_rows(conv2d_forward_direct_rows_avx2, conv2d_weight_grad_rows_avx2, 8, p, dy, x, w, dx, dw, db);
 }
 
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_direct_rows_avx512) {
-  backward_direct_rows(conv2d_forward_direct_rows_avx512, p, dy, x, w, dx, dw, db);
+  backward_direct_rows(conv2d_forward_direct_rows_avx512, conv2d_weight_grad_rows_avx512, 16, p, dy, x, w, dx, dw,
+                       db);
 }
 
 DirectRowsPlan plan_direct_rows(const Conv2dParams& p, int64_t tile_floats) {

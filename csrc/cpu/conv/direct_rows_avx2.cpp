@@ -1,27 +1,19 @@
 // Direct stride-1 convolution over extended rows (direct_rows_impl.h) with
 // AVX2: 8 lanes, a 6-channel x 2-vector tile (12 accumulators, 2 loads, one
 // broadcast: 15 of the 16 ymm registers).
-#include <immintrin.h>
-
+// Weight gradient: a 3-channel x 4-tap weight-gradient tile (12 accumulators, 3 dy
+// vectors, one input vector: all 16 ymm registers).
 #include "cpu/conv/direct_rows_impl.h"
+#include "cpu/conv/simd_avx2.h"
 
 namespace cnnkit {
-namespace {
-
-struct Avx2 {
-  static constexpr int kLanes = 8;
-  using V = __m256;
-  static V zero() { return _mm256_setzero_ps(); }
-  static V load(const float* p) { return _mm256_loadu_ps(p); }
-  static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-};
-
-}  // namespace
 
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_rows_avx2) {
-  conv2d_forward_direct_rows<Avx2, 6, 2>(p, x, w, bias, y);
+  conv2d_forward_direct_rows<SimdAvx2, 6, 2>(p, x, w, bias, y);
+}
+
+CNNKIT_CONV2D_WEIGHT_GRAD_ROWS_SIGNATURE(conv2d_weight_grad_rows_avx2) {
+  conv2d_weight_grad_rows<SimdAvx2, 3, 4>(p, chunk, dw, accumulate);
 }
 
 }  // namespace cnnkit

@@ -140,5 +140,108 @@ void conv2d_forward_direct_rows(const Conv2dParams& p, const float* x, const flo
   });
 }
 
+// Weight gradient over extended rows: a register tile of KB output channels x
+// TB taps of one input channel, each accumulator a vector of partial sums over
+// V consecutive extended positions. Per position vector the tile loads KB dy
+// vectors and TB input vectors for KB*TB FMAs. The sums live in `acc`
+// (KB*TB vectors, L1-resident) between images so that one image's dy rows and
+// input plane stay in L1 while every tap block reads them.
+template <class Vec, int KB, int TB>
+inline void wgrad_tile(const float* xn, const float* dyn, int64_t ext_stride, int64_t vectors,
+                       const int64_t* tap_off, float* acc) {
+  using V = typename Vec::V;
+  constexpr int L = Vec::kLanes;
+  V a[KB][TB];
+  for (int k = 0; k < KB; ++k)
+    for (int t = 0; t < TB; ++t) a[k][t] = Vec::load(acc + (k * TB + t) * L);
+  for (int64_t v = 0; v < vectors; ++v) {
+    const int64_t e = v * L;
+    V d[KB];
+    for (int k = 0; k < KB; ++k) d[k] = Vec::load(dyn + k * ext_stride + e);
+    for (int t = 0; t < TB; ++t) {
+      const V xv = Vec::load(xn + e + tap_off[t]);
+      for (int k = 0; k < KB; ++k) a[k][t] = Vec::fma(d[k], xv, a[k][t]);
+    }
+  }
+  for (int k = 0; k < KB; ++k)
+    for (int t = 0; t < TB; ++t) Vec::store(acc + (k * TB + t) * L, a[k][t]);
+}
+
+template <class Vec, int KB, int TBMax>
+inline void wgrad_tile_taps(int tb, const float* xn, const float* dyn, int64_t ext_stride,
+                            int64_t vectors, const int64_t* tap_off, float* acc) {
+  if constexpr (TBMax > 1) {
+    if (tb < TBMax) {
+      wgrad_tile_taps<Vec, KB, TBMax - 1>(tb, xn, dyn, ext_stride, vectors, tap_off, acc);
+      return;
+    }
+  }
+  wgrad_tile<Vec, KB, TBMax>(xn, dyn, ext_stride, vectors, tap_off, acc);
+}
+
+template <class Vec, int KBMax, int TB>
+inline void wgrad_tile_any(int kb, int tb, const float* xn, const float* dyn, int64_t ext_stride,
+                           int64_t vectors, const int64_t* tap_off, float* acc) {
+  if constexpr (KBMax > 1) {
+    if (kb < KBMax) {
+      wgrad_tile_any<Vec, KBMax - 1, TB>(kb, tb, xn, dyn, ext_stride, vectors, tap_off, acc);
+      return;
+    }
+  }
+  wgrad_tile_taps<Vec, KBMax, TB>(tb, xn, dyn, ext_stride, vectors, tap_off, acc);
+}
+
+// Threads take (group, channel block, input channel) items, each summing over
+// every image of the chunk in a fixed order: the result does not depend on the
+// number of threads. Channel and tap blocks are balanced (kg = 6 with KB = 4
+// runs two blocks of 3) so that no tile is left nearly empty.
+template <class Vec, int KB, int TB>
+void conv2d_weight_grad_rows(const Conv2dParams& p, const WeightGradRowsChunk& chunk, float* dw,
+                             bool accumulate) {
+  constexpr int64_t L = Vec::kLanes;
+  const int64_t cg = p.in_channels / p.groups, kg = p.out_channels / p.groups;
+  const int64_t taps = p.kernel_h * p.kernel_w, red = cg * taps;
+  const int64_t k_blocks = (kg + KB - 1) / KB, k_size = (kg + k_blocks - 1) / k_blocks;
+  const int64_t t_blocks = (taps + TB - 1) / TB, t_size = (taps + t_blocks - 1) / t_blocks;
+  const int64_t vectors = chunk.ext_stride / L;
+  const int64_t items = p.groups * k_blocks * cg;
+  // Bounded by the packed buffers' sizes: no overflow.
+  const int64_t work = chunk.images * k_size * taps * chunk.ext_stride;
+  parallel_for(items, work, [&](int64_t begin, int64_t end) {
+    float* acc = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(KB * taps * L));
+    int64_t tap_off[kDirectRowsMaxTaps];
+    for (int64_t r = 0; r < p.kernel_h; ++r)
+      for (int64_t s = 0; s < p.kernel_w; ++s)
+        tap_off[r * p.kernel_w + s] = r * p.dilation_h * chunk.padded_w + s * p.dilation_w;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t g = item / (k_blocks * cg), kbi = item / cg % k_blocks, c = item % cg;
+      const int64_t k0 = kbi * k_size;
+      const int kb = static_cast<int>(kg - k0 < k_size ? kg - k0 : k_size);
+      std::memset(acc, 0, static_cast<size_t>(kb * taps * L) * sizeof(float));
+      for (int64_t n = 0; n < chunk.images; ++n) {
+        const float* xn = chunk.xp + (n * p.in_channels + g * cg + c) * chunk.plane;
+        const float* dyn = chunk.dyx + (n * p.out_channels + g * kg + k0) * chunk.ext_stride;
+        for (int64_t t0 = 0; t0 < taps; t0 += t_size) {
+          const int tb = static_cast<int>(taps - t0 < t_size ? taps - t0 : t_size);
+          wgrad_tile_any<Vec, KB, TB>(kb, tb, xn, dyn, chunk.ext_stride, vectors, tap_off + t0,
+                                      acc + kb * t0 * L);
+        }
+      }
+      for (int64_t t0 = 0; t0 < taps; t0 += t_size) {
+        const int64_t tb = taps - t0 < t_size ? taps - t0 : t_size;
+        for (int64_t k = 0; k < kb; ++k) {
+          for (int64_t t = 0; t < tb; ++t) {
+            const float* lanes = acc + (kb * t0 + k * tb + t) * L;
+            float sum = 0.0f;
+            for (int64_t i = 0; i < L; ++i) sum += lanes[i];
+            float& out = dw[(g * kg + k0 + k) * red + c * taps + t0 + t];
+            out = accumulate ? out + sum : sum;
+          }
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 }  // namespace cnnkit

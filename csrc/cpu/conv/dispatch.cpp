@@ -15,6 +15,18 @@
 //      8x256x14x14 k256 3x3 pad 1        0.87 | 0.66
 //    The register tile reuses every load across 6 output channels and
 //    writes no column matrix, so it wins even at 256 channels.
+//  - direct_cvec (output channels across the lanes) instead, forward only,
+//    for strided layers and for stride-1 layers with >= 16 output channels
+//    and output rows of <= 16 positions (prefers_cvec). Measured after the
+//    gemmperf merge, one thread, torch/cnnkit, median of 7 interleaved rounds
+//    (im2col | direct_cvec | direct_rows where it applies):
+//      LeNet c2 64x6x14x14 k16 5x5       0.23 | 0.79-0.93 | 0.49-0.85
+//      64x32x14x14 k64 5x5 pad 2         0.69 | 0.85-1.23 | 0.77
+//      8x128x28x28 k256 3x3 stride 2     1.01 | 1.29
+//      8x3x227x227 k96 11x11 stride 4    0.64 | 1.08
+//    (ranges: separate runs on the shared machine). The backward of strided
+//    layers stays im2col; stride-1 backward computes dw with the direct_rows
+//    weight-gradient kernel (LeNet c2 forward+backward 0.57 -> 1.65).
 //  - 1x1, stride 1, no padding: im2col, whose columns are the input itself:
 //    one GEMM per image (8x256x14x14 k256: 1.85 against direct_rows' 1.67).
 //  - otherwise (strided, or no SIMD kernel): im2col when the GEMM it feeds is
@@ -40,11 +52,25 @@ namespace {
 struct ConvCall {
   const Conv2dParams* p;
   ConvAlgo algo;  // resolved: never Auto
+  bool channel_vectors;  // a direct forward prefers direct_cvec to direct_rows
 };
+
+// direct_cvec fills its vectors with output channels: it needs a few of them
+// per group. It wins for strided layers (the extended rows only do stride 1)
+// and for stride-1 layers with short output rows, where direct_rows computes
+// more dropped columns than useful ones.
+bool prefers_cvec(const Conv2dParams& p) {
+  if (columns_are_input(p) || p.group_out_channels() < 8 || !direct_cvec_fits(p)) return false;
+  if (p.stride_h > 1 || p.stride_w > 1) return true;
+  return p.group_out_channels() >= 16 && p.out_w <= 16;
+}
 
 bool accepts_im2col(const ConvCall& c) { return c.algo == ConvAlgo::Im2col && im2col_fits(*c.p); }
 bool accepts_direct_rows(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct && direct_rows_fits(*c.p);
+}
+bool accepts_direct_cvec(const ConvCall& c) {
+  return c.algo == ConvAlgo::Direct && c.channel_vectors && direct_cvec_fits(*c.p);
 }
 bool accepts_direct_rows_backward(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct && direct_rows_backward_fits(*c.p);
@@ -59,6 +85,8 @@ using BackwardFn = void (*)(const Conv2dParams&, const float*, const float*, con
 
 const KernelImpl<ConvCall, ForwardFn> kForwardImpls[] = {
 #ifdef CNNKIT_X86
+    {"direct_cvec_avx512", Isa::Avx512, accepts_direct_cvec, conv2d_forward_direct_cvec_avx512},
+    {"direct_cvec_avx2", Isa::Avx2, accepts_direct_cvec, conv2d_forward_direct_cvec_avx2},
     {"direct_rows_avx512", Isa::Avx512, accepts_direct_rows, conv2d_forward_direct_rows_avx512},
     {"direct_rows_avx2", Isa::Avx2, accepts_direct_rows, conv2d_forward_direct_rows_avx2},
 #endif
@@ -79,14 +107,15 @@ const KernelImpl<ConvCall, BackwardFn> kBackwardImpls[] = {
 
 ConvCall resolve(const Conv2dParams& p, ConvAlgo algo, bool forward) {
   if (algo == ConvAlgo::Auto) {
+    if (forward && prefers_cvec(p) && isa_enabled(Isa::Avx2)) return {&p, ConvAlgo::Direct, true};
     const bool rows = forward ? direct_rows_fits(p) : direct_rows_backward_fits(p);
     if (!columns_are_input(p) && rows && isa_enabled(Isa::Avx2)) {
-      return {&p, ConvAlgo::Direct};
+      return {&p, ConvAlgo::Direct, false};
     }
     const bool gemm_pays = p.reduction() >= 32 && p.group_out_channels() >= 4 && im2col_fits(p);
     algo = gemm_pays ? ConvAlgo::Im2col : ConvAlgo::Direct;
   }
-  return {&p, algo};
+  return {&p, algo, forward && algo == ConvAlgo::Direct && prefers_cvec(p)};
 }
 
 }  // namespace

@@ -35,9 +35,10 @@ void conv2d_weight_grad(const Conv2dParams& p, const float* dy, const float* x, 
 // db[o] = sum of dy over batch and positions; shared by the fast backward kernels.
 void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db);
 
-// The direct_rows kernels (direct_rows_impl.h): stride 1 only, at most this
-// many kernel taps, and padded input planes of one image/group of at most
-// kDirectRowsMaxFloats (so the per-thread buffers stay bounded).
+// The direct_rows kernels (direct_rows_impl.h): stride 1 only, and the bounds
+// of direct_cvec_fits: at most this many kernel taps, and padded input planes
+// of one image/group of at most kDirectRowsMaxFloats (so the per-thread
+// buffers stay bounded).
 constexpr int64_t kDirectRowsMaxTaps = 256;
 constexpr int64_t kDirectRowsMaxFloats = int64_t{4} << 20;
 bool direct_rows_fits(const Conv2dParams& p);
@@ -55,6 +56,47 @@ struct DirectRowsPlan {
 // direct_rows runs it when those paddings are >= 0 and the shape fits.
 bool direct_rows_backward_fits(const Conv2dParams& p);
 DirectRowsPlan plan_direct_rows(const Conv2dParams& p, int64_t tile_floats);
+
+// The direct_rows weight gradient of stride-1 layers (direct_rows_impl.h):
+//   dw[o, c, r, s] = sum over images and extended positions e of
+//                    dyx[n, o, e] * xp[n, c, e + r*dh*Wp + s*dw]
+// where xp holds zero-padded input planes (row width Wp, `plane` floats each,
+// consecutive over (image, channel), plus `lanes` floats of zero slack) and
+// dyx holds dy on the same extended rows (ext_stride floats per (image,
+// channel), zero at the dropped columns ow >= Wo and past ext_len).
+struct WeightGradRowsChunk {
+  int64_t images;                 // images packed in xp and dyx
+  int64_t padded_w, plane, ext_stride;
+  const float* xp;
+  const float* dyx;
+};
+#define CNNKIT_CONV2D_WEIGHT_GRAD_ROWS_SIGNATURE(name) \
+  void name(const Conv2dParams& p, const WeightGradRowsChunk& chunk, float* dw, bool accumulate)
+CNNKIT_CONV2D_WEIGHT_GRAD_ROWS_SIGNATURE(conv2d_weight_grad_rows_avx2);
+CNNKIT_CONV2D_WEIGHT_GRAD_ROWS_SIGNATURE(conv2d_weight_grad_rows_avx512);
+
+// The direct_cvec kernels (direct_cvec_impl.h): any stride and dilation, at
+// most kDirectRowsMaxTaps taps, padded planes bounded as for direct_rows.
+// Output channels are processed in `blocks` blocks of `vectors` SIMD vectors;
+// `weights` is [group][block][c][r][s][vectors*lanes] and `bias` is
+// [group][block][vectors*lanes], zero past each group's channels.
+bool direct_cvec_fits(const Conv2dParams& p);
+struct CvecPlan {
+  int64_t vectors, blocks;
+  int64_t padded_w, plane;  // padded input row width and plane size
+  int64_t input_floats;     // padded planes of one image/group
+  const float* weights;
+  const float* bias;
+};
+#define CNNKIT_CONV2D_CVEC_SIGNATURE(name) \
+  void name(const Conv2dParams& p, const CvecPlan& plan, const float* x, float* y)
+CNNKIT_CONV2D_CVEC_SIGNATURE(conv2d_cvec_avx2);
+CNNKIT_CONV2D_CVEC_SIGNATURE(conv2d_cvec_avx512);
+// The largest channel block, in vectors, each ISA's register tile handles.
+constexpr int64_t kCvecMaxVectorsAvx2 = 2;
+constexpr int64_t kCvecMaxVectorsAvx512 = 4;
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_cvec_avx2);
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_cvec_avx512);
 
 // Total im2col column buffer allowed per call, over all threads (64 MiB):
 // bigger images and batches are processed in chunks of output positions.

@@ -1,0 +1,118 @@
+// Direct convolution vectorised over output channels, included by one file per
+// ISA. Suits layers with few output positions per row or strides, where the
+// extended rows of direct_rows waste most lanes (LeNet c2: 100 useful of 192).
+//
+// The weights are repacked (direct_cvec.cpp) to [group][block][c][r][s][NV*L]
+// with zeros past the group's channels, so one tap of one input channel is NV
+// vector loads covering NV*L output channels. A register tile of NV vectors x
+// NB output positions of one output row broadcasts each input value once per
+// tap and reuses each weight load NB times; the tile starts from the bias, is
+// stored position-major, and is transposed into the NCHW output.
+//
+// Reads go through a zero-padded copy of the image (row width Wp): no
+// padding tests. Padded taps are read as 0*w, as im2col and direct_rows do.
+//
+// Vec must provide: kLanes, type V, zero(), load(const float*), bcast(const float*),
+// fma(a, b, c) = a*b + c, store(float*, V).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "core/parallel.h"
+#include "core/workspace.h"
+#include "cpu/conv/kernels.h"
+
+namespace cnnkit {
+namespace {
+
+template <class Vec, int NV, int NB>
+inline void cvec_tile(const Conv2dParams& p, const CvecPlan& plan, const float* x0, const float* wb,
+                      const float* bb, float* tile) {
+  using V = typename Vec::V;
+  constexpr int L = Vec::kLanes;
+  const int64_t sw = p.stride_w, dw = p.dilation_w, row_step = p.dilation_h * plan.padded_w;
+  const int64_t R = p.kernel_h, S = p.kernel_w, cg = p.in_channels / p.groups;
+  V acc[NV][NB];
+  for (int v = 0; v < NV; ++v) {
+    const V b = Vec::load(bb + v * L);
+    for (int j = 0; j < NB; ++j) acc[v][j] = b;
+  }
+  const float* w = wb;
+  for (int64_t c = 0; c < cg; ++c) {
+    for (int64_t r = 0; r < R; ++r) {
+      const float* xr = x0 + c * plan.plane + r * row_step;
+      for (int64_t s = 0; s < S; ++s, w += NV * L) {
+        V wv[NV];
+        for (int v = 0; v < NV; ++v) wv[v] = Vec::load(w + v * L);
+        const float* xs = xr + s * dw;
+        for (int j = 0; j < NB; ++j) {
+          const V xb = Vec::bcast(xs + j * sw);
+          for (int v = 0; v < NV; ++v) acc[v][j] = Vec::fma(wv[v], xb, acc[v][j]);
+        }
+      }
+    }
+  }
+  for (int j = 0; j < NB; ++j)
+    for (int v = 0; v < NV; ++v) Vec::store(tile + (j * NV + v) * L, acc[v][j]);
+}
+
+template <class Vec, int NV, int NBMax>
+inline void cvec_tile_any(int nb, const Conv2dParams& p, const CvecPlan& plan, const float* x0,
+                          const float* wb, const float* bb, float* tile) {
+  if constexpr (NBMax > 1) {
+    if (nb < NBMax) {
+      cvec_tile_any<Vec, NV, NBMax - 1>(nb, p, plan, x0, wb, bb, tile);
+      return;
+    }
+  }
+  cvec_tile<Vec, NV, NBMax>(p, plan, x0, wb, bb, tile);
+}
+
+// Threads take (image, group, output row) items; a thread pads an image's
+// group once and keeps it while its consecutive rows need it.
+template <class Vec, int NV, int NB>
+void conv2d_forward_cvec(const Conv2dParams& p, const CvecPlan& plan, const float* x, float* y) {
+  constexpr int64_t L = Vec::kLanes, BL = NV * L;
+  const int64_t cg = p.in_channels / p.groups, kg = p.out_channels / p.groups;
+  const int64_t Ho = p.out_h, Wo = p.out_w, Wp = plan.padded_w, plane = plan.plane;
+  const int64_t taps_per_block = cg * p.kernel_h * p.kernel_w * BL;
+  const int64_t row_tiles = (Wo + NB - 1) / NB, nb_size = (Wo + row_tiles - 1) / row_tiles;
+  const int64_t items = p.batch * p.groups * Ho;
+  parallel_for(items, plan.blocks * taps_per_block * Wo, [&](int64_t begin, int64_t end) {
+    float* xp = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(plan.input_floats));
+    float* tile = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(NB * BL));
+    // Only the interior is rewritten per image: the padding stays zero.
+    std::memset(xp, 0, static_cast<size_t>(plan.input_floats) * sizeof(float));
+    int64_t padded = -1;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t ng = item / Ho, oh = item % Ho, n = ng / p.groups, g = ng % p.groups;
+      if (ng != padded) {
+        const float* xg = x + (n * p.in_channels + g * cg) * p.in_h * p.in_w;
+        for (int64_t c = 0; c < cg; ++c) {
+          for (int64_t ih = 0; ih < p.in_h; ++ih) {
+            std::memcpy(xp + c * plane + (ih + p.pad_top) * Wp + p.pad_left, xg + (c * p.in_h + ih) * p.in_w,
+                        static_cast<size_t>(p.in_w) * sizeof(float));
+          }
+        }
+        padded = ng;
+      }
+      for (int64_t blk = 0; blk < plan.blocks; ++blk) {
+        const float* wb = plan.weights + (g * plan.blocks + blk) * taps_per_block;
+        const float* bb = plan.bias + (g * plan.blocks + blk) * BL;
+        const int64_t k0 = blk * BL, kb = kg - k0 < BL ? kg - k0 : BL;
+        for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
+          const int64_t nb = Wo - ow0 < nb_size ? Wo - ow0 : nb_size;
+          const float* x0 = xp + oh * p.stride_h * Wp + ow0 * p.stride_w;
+          cvec_tile_any<Vec, NV, NB>(static_cast<int>(nb), p, plan, x0, wb, bb, tile);
+          for (int64_t k = 0; k < kb; ++k) {
+            float* yk = y + ((n * p.out_channels + g * kg + k0 + k) * Ho + oh) * Wo + ow0;
+            for (int64_t j = 0; j < nb; ++j) yk[j] = tile[j * BL + k];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace cnnkit
