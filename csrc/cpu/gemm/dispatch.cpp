@@ -1,6 +1,4 @@
 // sgemm: the ordered list of implementations, widest ISA first, reference last.
-#include <cstdlib>
-
 #include "cnnkit/gemm.h"
 #include "core/registry.h"
 #include "cpu/gemm/kernels.h"
@@ -15,16 +13,24 @@ using SgemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const flo
                          const float*, int64_t, float, float*, int64_t);
 using SgemmImpl = KernelImpl<GemmShape, SgemmFn>;
 
-bool few_rows(const GemmShape& s) {
-  static const int64_t limit = std::getenv("CNNKIT_SMALL_M") ? std::atoll(std::getenv("CNNKIT_SMALL_M")) : 8;
-  return s.M <= limit;
-}
+// Up to how many rows of C the unpacked small-M path beats the blocked one.
+// Measured on Zen 5 (2 cores, interleaved medians of 7; ratio = blocked time /
+// small-M time, 1 and 2 threads) over linear forward (3136->1024, 400->120,
+// 84->10), its input gradient and the LeNet im2col GEMMs:
+//  - AVX-512: M = 1: 1.2..17x (3136->1024 forward: 17x at 1 thread, 4.8x at
+//    2); M = 8: 1.06..3.4x everywhere; M = 12: 0.87..0.88 on the conv weight
+//    gradient (N = 150, K = 100) and the 400->120 input gradient.
+//  - AVX2 (capped): M = 1: 1.1..8.8x; M = 3: 1.2..2.5x; M = 4: 0.84..2.1
+//    (3136->1024 input gradient 0.6..1.1, 84->10 input gradient 0.84);
+//    M = 5: 0.89..1.6. Its tiles (12 accumulators) cover fewer rows per pass.
+bool few_rows_avx512(const GemmShape& s) { return s.M <= 8; }
+bool few_rows_avx2(const GemmShape& s) { return s.M <= 3; }
 
 const SgemmImpl kSgemmImpls[] = {
 #ifdef CNNKIT_X86
-    {"small_m_avx512", Isa::Avx512, few_rows, sgemm_small_m_avx512},
+    {"small_m_avx512", Isa::Avx512, few_rows_avx512, sgemm_small_m_avx512},
     {"blocked_avx512", Isa::Avx512, nullptr, sgemm_blocked_avx512},
-    {"small_m_avx2", Isa::Avx2, few_rows, sgemm_small_m_avx2},
+    {"small_m_avx2", Isa::Avx2, few_rows_avx2, sgemm_small_m_avx2},
     {"blocked_avx2", Isa::Avx2, nullptr, sgemm_blocked_avx2},
 #endif
     {"blocked_scalar", Isa::Scalar, nullptr, sgemm_blocked_scalar},

@@ -34,6 +34,18 @@ constexpr int64_t kDotColumns = 8;
 // in L2 while each row block of C streams over it.
 constexpr int64_t kAxpyDepth = 256;
 
+// Runs fn(item0, item1) over [0, items): serially below 1 MFLOP, the same
+// cut as the blocked driver (waking a thread costs more than it saves, and
+// far more when the cores are oversubscribed), else over every thread.
+template <class Fn>
+void split_columns(int64_t items, double flops, Fn&& fn) {
+  if (flops < double(1 << 20)) {
+    fn(int64_t{0}, items);
+  } else {
+    parallel_for(items, int64_t{1} << 30, fn);
+  }
+}
+
 inline float scaled(float sum, float alpha, float beta, const float* c) {
   return beta == 0.0f ? alpha * sum : alpha * sum + beta * *c;
 }
@@ -121,7 +133,7 @@ void small_m_dot(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, con
     lda = K;
   }
   const int64_t items = (N + kDotColumns - 1) / kDotColumns;
-  parallel_for(items, 2 * M * K * kDotColumns, [&](int64_t u0, int64_t u1) {
+  split_columns(items, 2.0 * double(M) * double(N) * double(K), [&](int64_t u0, int64_t u1) {
     // One item's B rows (8 x K floats) stay in L2 while every row block of A passes over them.
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t j0 = u * kDotColumns;
@@ -217,7 +229,7 @@ void small_m_axpy(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, co
   const int64_t a_col = trans_a ? lda : 1;
   constexpr int64_t width = V::kAxpyColumns;
   const int64_t items = (N + width - 1) / width;
-  parallel_for(items, 2 * M * K * width, [&](int64_t u0, int64_t u1) {
+  split_columns(items, 2.0 * double(M) * double(N) * double(K), [&](int64_t u0, int64_t u1) {
     const int64_t j_end = u1 * width < N ? u1 * width : N;
     for (int64_t p = 0; p < K; p += kAxpyDepth) {
       const int64_t kc = K - p < kAxpyDepth ? K - p : kAxpyDepth;
