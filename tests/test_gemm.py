@@ -138,3 +138,100 @@ def test_sgemm_odd_thread_count_is_exact(isa, m, n, k):
     finally:
         cnnkit.set_num_threads(previous)
     assert_exact(result, _oracle(a, b, False, False)[0], "sgemm")
+
+
+# ---------------------------------------------------------------------------
+# small-M path (linear layers at small batch): unpacked dot products for
+# trans_b, streamed rows of B otherwise
+# ---------------------------------------------------------------------------
+
+# Highest M each ISA sends to the small-M path (csrc/cpu/gemm/dispatch.cpp).
+_SMALL_M_LIMIT = {"avx2": 3, "avx512": 8}
+
+# Around the 8- and 16-float vectors, the 8-column dot groups, the 64/128-column
+# axpy blocks and the 256-deep axpy passes.
+_vector_dims = st.sampled_from([1, 2, 7, 8, 9, 15, 16, 17, 24, 31, 33, 63, 64, 65, 127, 129, 257])
+
+
+def test_small_m_path_is_selected(isa):
+    for m in (1, 2, 3, 4, 8, 9, 12):
+        name = _C.sgemm_implementation(m)
+        if m <= _SMALL_M_LIMIT.get(isa, 0):
+            assert name == f"small_m_{isa}"
+        else:
+            assert name.startswith("blocked_")
+
+
+@given(m=st.integers(1, 12), n=_vector_dims, k=_vector_dims, trans_a=st.booleans(), trans_b=st.booleans(), seed=st.integers(0, 2**31))
+def test_small_m_matches_oracle(isa, threads, m, n, k, trans_a, trans_b, seed):
+    a, b = _operands(np.random.default_rng(seed), m, n, k, trans_a, trans_b, integer=False)
+    expected, magnitude = _oracle(a, b, trans_a, trans_b)
+    assert_close(_C.sgemm(a, b, trans_a, trans_b), expected, magnitude, k, "sgemm")
+
+
+# Linear shapes at batch 1..8: forward (trans_b, N = out), input gradient
+# (N = in, K = out), a 10-class classifier, and N*K large enough (> 1 MFLOP)
+# that the columns are split over threads; K = 530 runs three axpy passes.
+@pytest.mark.parametrize("n,k", [(1024, 400), (10, 84), (84, 10), (700, 530), (129, 1)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_small_m_linear_shapes_are_exact(isa, threads, n, k, trans_a, trans_b):
+    rng = np.random.default_rng(7)
+    for m in (1, 2, 3, 4, 5, 8):
+        a, b = _operands(rng, m, n, k, trans_a, trans_b, integer=True)
+        assert_exact(_C.sgemm(a, b, trans_a, trans_b), _oracle(a, b, trans_a, trans_b)[0], "sgemm")
+
+
+@pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (2.0, 0.5), (-0.5, -2.0), (1.0, 0.0)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("m", [1, 3, 6])
+def test_small_m_alpha_beta_into_strided_out(isa, threads, alpha, beta, trans_a, trans_b, m):
+    # out is a column slice of a wider array (ldc > N); the columns beside it
+    # must stay untouched, including past a masked right edge (N = 70).
+    n, k = 70, 530
+    rng = np.random.default_rng(8)
+    a, b = _operands(rng, m, n, k, trans_a, trans_b, integer=True)
+    wide = rng.integers(-8, 9, size=(m, n + 9)).astype(np.float32)
+    before = wide.copy()
+    out = wide[:, 4 : 4 + n]
+    expected = alpha * _oracle(a, b, trans_a, trans_b)[0] + beta * before[:, 4 : 4 + n].astype(np.float64)
+    _C.sgemm(a, b, trans_a, trans_b, alpha=alpha, beta=beta, out=out)
+    assert_exact(out, expected, "sgemm")
+    np.testing.assert_array_equal(wide[:, :4], before[:, :4])
+    np.testing.assert_array_equal(wide[:, 4 + n :], before[:, 4 + n :])
+
+
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_small_m_beta_zero_ignores_nan_and_alpha_zero_scales(isa, trans_b):
+    a, b = _operands(np.random.default_rng(9), 2, 37, 19, False, trans_b, integer=True)
+    out = np.full((2, 37), np.nan, np.float32)
+    _C.sgemm(a, b, False, trans_b, beta=0.0, out=out)
+    assert_exact(out, _oracle(a, b, False, trans_b)[0], "sgemm")
+    _C.sgemm(a, b, False, trans_b, alpha=0.0, beta=-1.0, out=out)
+    assert_exact(out, -_oracle(a, b, False, trans_b)[0], "sgemm")
+
+
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_small_m_nan_and_inf_propagate(isa, trans_b):
+    a, b = _operands(np.random.default_rng(10), 3, 40, 30, False, trans_b, integer=False)
+    a[1, 7] = np.nan
+    b[(33, 5) if trans_b else (5, 33)] = np.inf
+    expected = a.astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    result = _C.sgemm(a, b, False, trans_b)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(result), np.isinf(expected))
+
+
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_small_m_result_does_not_depend_on_thread_count(isa, trans_b):
+    # Each element is summed in one order whatever the column split.
+    a, b = _operands(np.random.default_rng(11), 2, 1030, 700, False, trans_b, integer=False)
+    previous = cnnkit.get_num_threads()
+    try:
+        results = []
+        for count in (1, 2, 3):
+            cnnkit.set_num_threads(count)
+            results.append(_C.sgemm(a, b, False, trans_b))
+    finally:
+        cnnkit.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])

@@ -74,6 +74,21 @@ def test_linear_integer_fill_is_exact(isa, threads):
         assert_exact(got, want, "linear_backward." + what)
 
 
+
+# Batches 1..8 take the small-M SGEMM (forward: dot products over rows of W;
+# input gradient: rows of W streamed); the weight gradient's depth is the batch.
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("in_features,out_features", [(400, 120), (84, 10), (1100, 300)])
+def test_linear_small_batch_is_exact(isa, threads, batch, in_features, out_features):
+    rng = np.random.default_rng(batch)
+    x = rng.integers(-8, 9, size=(batch, in_features))
+    w = rng.integers(-8, 9, size=(out_features, in_features))
+    b = rng.integers(-8, 9, size=out_features)
+    g = rng.integers(-8, 9, size=(batch, out_features))
+    assert_exact(F.linear(x, w, b), R.linear(x, w, b), "linear")
+    for got, want, what in zip(F.linear_backward(g, x, w), R.linear_backward(g, x, w), ("input", "weight", "bias")):
+        assert_exact(got, want, "linear_backward." + what)
+
 def test_linear_gradient_flags_skip_outputs():
     x, w, g = np.ones((2, 3)), np.ones((4, 3)), np.ones((2, 4))
     dx, dw, db = F.linear_backward(g, x, w, input_grad=False, bias_grad=False)

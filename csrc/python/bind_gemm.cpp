@@ -75,6 +75,9 @@ void bind_gemm(py::module_& m) {
       py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
       py::arg("reference") = false, py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
       py::arg("out") = py::none());
+  // The implementation sgemm picks now (ISA cap included) for a product with m rows of C.
+  m.def("sgemm_implementation", [](int64_t m) { return std::string(sgemm_implementation(m)); },
+        py::arg("m"));
 }
 
 }  // namespace cnnkit::python

@@ -12,5 +12,7 @@ namespace cnnkit {
 CNNKIT_SGEMM_SIGNATURE(sgemm_blocked_scalar);
 CNNKIT_SGEMM_SIGNATURE(sgemm_blocked_avx2);
 CNNKIT_SGEMM_SIGNATURE(sgemm_blocked_avx512);
+CNNKIT_SGEMM_SIGNATURE(sgemm_small_m_avx2);
+CNNKIT_SGEMM_SIGNATURE(sgemm_small_m_avx512);
 
 }  // namespace cnnkit

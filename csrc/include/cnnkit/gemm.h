@@ -16,7 +16,8 @@ void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                      const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                      float* C, int64_t ldc);
 
-// Name of the implementation sgemm would use now (for build_info and tests).
-const char* sgemm_implementation();
+// Name of the implementation sgemm would use now for a product with M rows of
+// C (for build_info and tests); the default reports the path of large products.
+const char* sgemm_implementation(int64_t M = INT64_MAX);
 
 }  // namespace cnnkit
