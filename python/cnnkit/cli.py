@@ -119,20 +119,26 @@ def cmd_evaluate(args):
 
     from . import data, nn, train
 
+    # A training run leaves run.json beside its weights: it names the model and
+    # the normalisation the weights expect.
     run_file = os.path.join(os.path.dirname(os.path.abspath(args.weights)), "run.json")
-    normalize = None
+    run = {}
     if os.path.exists(run_file):
         with open(run_file) as f:
-            stats = json.load(f).get("normalize")
-        if stats:
-            normalize = data.Normalize(stats["mean"], stats["std"])
+            run = json.load(f)
+    model_name = args.model or run.get("model", "lenet5")
+    stats = run.get("normalize")
+    normalize = data.Normalize(stats["mean"], stats["std"]) if stats else None
     _, (x_test, y_test), description = _load_dataset(args.dataset, args.data)
     if normalize is not None:
         x_test = normalize(x_test)
-    model = _build_model(args.model, x_test.shape[1], x_test.shape[2])
-    cnnkit.load(args.weights, model)
+    model = _build_model(model_name, x_test.shape[1], x_test.shape[2])
+    try:
+        cnnkit.load(args.weights, model)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise SystemExit(f"cnnkit: cannot load {args.weights} into {model_name}: {e}") from None
     loss, acc = train.evaluate(model, nn.CrossEntropyLoss(), (x_test, y_test))
-    print(f"{args.model} on {description}: test accuracy {acc:.4f} (loss {loss:.4f}), {len(x_test)} images")
+    print(f"{model_name} on {description}: test accuracy {acc:.4f} (loss {loss:.4f}), {len(x_test)} images")
     return 0
 
 
@@ -185,7 +191,8 @@ def build_parser():
 
     e = sub.add_parser("evaluate", help="evaluate a weights file on a dataset's test split")
     e.add_argument("weights")
-    e.add_argument("--model", choices=MODELS, default="lenet5")
+    e.add_argument("--model", choices=MODELS, default=None,
+                   help="default: the model named in run.json beside the weights, else lenet5")
     e.add_argument("--dataset", choices=DATASETS, default="mnist")
     e.add_argument("--data", default=None)
     e.set_defaults(func=cmd_evaluate)
