@@ -47,3 +47,10 @@ def test_a_small_run_writes_rows_and_json(tmp_path):
     row = report.rows[0]
     assert set(row["seconds"]) == {"cnnkit-auto", "cnnkit-direct", "cnnkit-im2col"}
     assert np.isclose(row["gflops"]["cnnkit-auto"], row["flops"] / row["seconds"]["cnnkit-auto"] / 1e9)
+
+
+def test_ops_and_linear_suites_run_without_a_peer():
+    report = bench.run(["ops", "linear"], threads=1, rounds=1, use_torch=False)
+    names = {r["name"] for r in report.rows}
+    assert {"tanh 64x6x28x28", "avg_pool 2x2/2 64x6x28x28", "cross_entropy 256x1000", "84->10 b1"} <= names
+    assert all("ratio" not in r for r in report.rows)

@@ -208,6 +208,111 @@ def bench_pool(report, torch, rounds):
                peer="torch" if torch is not None else None)
 
 
+def _op_cases(torch, rng):
+    """Memory-bound and elementwise ops as {name: (cnnkit fn, torch fn or None)}, forward and
+    backward timed together (torch's backward through its aten kernels, without autograd)."""
+    cases = {}
+    tf = torch.nn.functional if torch is not None else None
+    aten = torch.ops.aten if torch is not None else None
+
+    def tensors(*arrays):
+        return [torch.from_numpy(a) for a in arrays] if torch is not None else [None] * len(arrays)
+
+    x = rng.standard_normal((64, 6, 28, 28)).astype(np.float32) * 3
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    tx, tg = tensors(x, g)
+    torch_act = {
+        "tanh": lambda: aten.tanh_backward(tg, torch.tanh(tx)),
+        "sigmoid": lambda: aten.sigmoid_backward(tg, torch.sigmoid(tx)),
+        "elu": lambda: aten.elu_backward(tg, 1.0, 1.0, 1.0, False, tf.elu(tx)),
+        "relu": lambda: aten.threshold_backward(tg, torch.relu(tx), 0.0),
+    }
+    for name, theirs in torch_act.items():
+        fwd, bwd = getattr(F, name), getattr(F, name + "_backward")
+        cases[f"{name} 64x6x28x28"] = (lambda fwd=fwd, bwd=bwd: (fwd(x), bwd(g, x)), theirs if torch else None)
+
+    gp = rng.standard_normal((64, 6, 14, 14)).astype(np.float32)
+    (tgp,) = tensors(gp)
+    cases["avg_pool 2x2/2 64x6x28x28"] = (
+        lambda: (F.avg_pool2d(x, 2, 2), F.avg_pool2d_backward(gp, x, 2, 2)),
+        (lambda: (tf.avg_pool2d(tx, 2, 2),
+                  aten.avg_pool2d_backward(tgp, tx, [2, 2], [2, 2], [0, 0], False, True, None))) if torch else None,
+    )
+
+    for shape in ((32, 64, 56, 56), (64, 16, 10, 10)):
+        c = shape[1]
+        xb = rng.standard_normal(shape).astype(np.float32) + 3
+        gb = rng.standard_normal(shape).astype(np.float32)
+        w = rng.random(c).astype(np.float32) + 0.5
+        b = rng.standard_normal(c).astype(np.float32)
+        rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+        txb, tgb, tw, tb, trm, trv = tensors(xb, gb, w, b, rm.copy(), rv.copy())
+
+        def bn_ours(xb=xb, gb=gb, w=w, b=b, rm=rm, rv=rv):
+            F.batch_norm(xb, rm, rv, w, b, training=True)
+            F.batch_norm_backward(gb, xb, None, None, w, training=True)
+
+        def bn_theirs(txb=txb, tgb=tgb, tw=tw, tb=tb, trm=trm, trv=trv):
+            _, mean, invstd = aten.native_batch_norm(txb, tw, tb, trm, trv, True, 0.1, 1e-5)
+            aten.native_batch_norm_backward(tgb, txb, tw, trm, trv, mean, invstd, True, 1e-5, [True, True, True])
+
+        cases["batch_norm train " + "x".join(map(str, shape))] = (bn_ours, bn_theirs if torch else None)
+
+    logits = rng.standard_normal((256, 1000)).astype(np.float32) * 4
+    gl = rng.standard_normal(logits.shape).astype(np.float32)
+    target = rng.integers(0, 1000, 256)
+    tl, tgl, tt = tensors(logits, gl, target)
+
+    def softmax_theirs():
+        aten._softmax_backward_data(tgl, torch.softmax(tl, -1), -1, torch.float32)
+
+    def ce_theirs():
+        lp = aten._log_softmax(tl, 1, False)
+        aten.nll_loss_forward(lp, tt, None, 1, -100)
+        gnll = aten.nll_loss_backward(torch.tensor(1.0), lp, tt, None, 1, -100, torch.tensor(256.0))
+        aten._log_softmax_backward_data(gnll, lp, 1, torch.float32)
+
+    cases["softmax 256x1000"] = (lambda: F.softmax_backward(gl, F.softmax(logits)), softmax_theirs if torch else None)
+    cases["cross_entropy 256x1000"] = (
+        lambda: (F.cross_entropy(logits, target), F.cross_entropy_backward(logits, target)),
+        ce_theirs if torch else None,
+    )
+    return cases
+
+
+def bench_ops(report, torch, rounds):
+    for name, (ours, theirs) in _op_cases(torch, np.random.default_rng(0)).items():
+        c = {"cnnkit": ours}
+        if theirs is not None:
+            c["torch"] = theirs
+        report.add("ops", name, 0, interleaved(c, rounds), peer="torch" if theirs is not None else None)
+
+
+def bench_linear(report, torch, rounds, layers=((3136, 1024), (400, 120), (84, 10)), batches=(1, 4, 16, 64)):
+    """Linear layers forward and backward (input, weight and bias gradients) at small batches."""
+    rng = np.random.default_rng(0)
+    for fin, fout in layers:
+        w = rng.standard_normal((fout, fin)).astype(np.float32)
+        b = rng.standard_normal(fout).astype(np.float32)
+        for batch in batches:
+            x = rng.standard_normal((batch, fin)).astype(np.float32)
+            g = rng.standard_normal((batch, fout)).astype(np.float32)
+            c = {"cnnkit": lambda x=x, g=g, w=w, b=b: (F.linear(x, w, b), F.linear_backward(g, x, w))}
+            if torch is not None:
+                tx, tg, tw, tb = (torch.from_numpy(a) for a in (x, g, w, b))
+
+                def theirs(tx=tx, tg=tg, tw=tw, tb=tb):
+                    with torch.no_grad():
+                        torch.nn.functional.linear(tx, tw, tb)
+                        torch.mm(tg, tw)
+                        torch.mm(tg.t(), tx)
+                        tg.sum(0)
+
+                c["torch"] = theirs
+            report.add("linear", f"{fin}->{fout} b{batch}", 3 * 2.0 * batch * fin * fout, interleaved(c, rounds),
+                       peer="torch" if torch is not None else None)
+
+
 def _torch_model(torch, ours):
     """The torch.nn twin of a cnnkit Sequential built from the same layer types."""
     from . import nn
@@ -292,11 +397,11 @@ def bench_models(report, torch, rounds, batches=(1, 64, 256), names=("lenet5", "
                        peer="torch" if twin is not None else None)
 
 
-SUITES = ("targets", "conv", "gemm", "pool", "models")
+SUITES = ("targets", "conv", "gemm", "pool", "ops", "linear", "models")
 
 
-def run(suites=("targets", "gemm", "pool", "models"), shapes=None, threads=None, rounds=7, use_torch=True,
-        json_path=None):
+def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=None, threads=None, rounds=7,
+        use_torch=True, json_path=None, isa=None):
     """Run the chosen suites, print a table and return the :class:`Report`.
 
     ``targets`` runs the issue's target convolution shapes; ``conv`` every bundled
@@ -307,7 +412,9 @@ def run(suites=("targets", "gemm", "pool", "models"), shapes=None, threads=None,
     for suite in suites:
         if suite not in SUITES:
             raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
-    previous_threads = cnnkit.get_num_threads()
+    previous_threads, previous_isa = cnnkit.get_num_threads(), cnnkit.get_max_isa()
+    if isa is not None:
+        cnnkit.set_max_isa(isa)
     threads = previous_threads if threads is None else threads
     cnnkit.set_num_threads(threads)
     torch = _torch(threads) if use_torch else None
@@ -328,10 +435,15 @@ def run(suites=("targets", "gemm", "pool", "models"), shapes=None, threads=None,
                 bench_gemm(report, (256, 512, 1024, 2048), rounds)
             elif suite == "pool":
                 bench_pool(report, torch, rounds)
+            elif suite == "ops":
+                bench_ops(report, torch, rounds)
+            elif suite == "linear":
+                bench_linear(report, torch, rounds)
             elif suite == "models":
                 bench_models(report, torch, rounds)
     finally:
         cnnkit.set_num_threads(previous_threads)
+        cnnkit.set_max_isa(previous_isa)
         if blas_limit is not None:
             blas_limit.restore_original_limits()
     for suite in ("conv-fwd", "conv-f+b"):

@@ -161,7 +161,7 @@ def cmd_bench(args):
     from . import bench
 
     bench.run(args.suite, shapes=args.shapes, threads=args.threads, rounds=args.rounds,
-              use_torch=not args.no_torch, json_path=args.json)
+              use_torch=not args.no_torch, json_path=args.json, isa=args.isa)
     return 0
 
 
@@ -198,10 +198,11 @@ def build_parser():
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="benchmark kernels and models against NumPy and PyTorch")
-    b.add_argument("suite", nargs="*", default=["targets", "gemm", "pool", "models"],
-                   help="targets, conv, gemm, pool, models (default: all but conv)")
+    b.add_argument("suite", nargs="*", default=["targets", "gemm", "pool", "ops", "linear", "models"],
+                   help="targets, conv, gemm, pool, ops, linear, models (default: all but conv)")
     b.add_argument("--shapes", nargs="*", default=None, help="shape files (names or paths) for the conv suite")
     b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--isa", choices=("scalar", "avx2", "avx512"), default=None, help="cap cnnkit's ISA")
     b.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
     b.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch")
     b.add_argument("--json", default=None, help="also write the results to this JSON file")
