@@ -66,6 +66,9 @@ bool prefers_cvec(const Conv2dParams& p) {
 }
 
 bool accepts_im2col(const ConvCall& c) { return c.algo == ConvAlgo::Im2col && im2col_fits(*c.p); }
+bool accepts_direct_walk(const ConvCall& c) {
+  return c.algo == ConvAlgo::Direct && c.channel_vectors && direct_walk_fits(*c.p);
+}
 bool accepts_direct_rows(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct && direct_rows_fits(*c.p);
 }
@@ -85,6 +88,8 @@ using BackwardFn = void (*)(const Conv2dParams&, const float*, const float*, con
 
 const KernelImpl<ConvCall, ForwardFn> kForwardImpls[] = {
 #ifdef CNNKIT_X86
+    {"direct_walk_avx512", Isa::Avx512, accepts_direct_walk, conv2d_forward_direct_walk_avx512},
+    {"direct_walk_avx2", Isa::Avx2, accepts_direct_walk, conv2d_forward_direct_walk_avx2},
     {"direct_cvec_avx512", Isa::Avx512, accepts_direct_cvec, conv2d_forward_direct_cvec_avx512},
     {"direct_cvec_avx2", Isa::Avx2, accepts_direct_cvec, conv2d_forward_direct_cvec_avx2},
     {"direct_rows_avx512", Isa::Avx512, accepts_direct_rows, conv2d_forward_direct_rows_avx512},
