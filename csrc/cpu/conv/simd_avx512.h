@@ -39,8 +39,10 @@ struct SimdAvx512 {
       }
       const __mmask16 mask = static_cast<__mmask16>((1u << m) - 1u);
       for (int e = 0; e < 4; ++e) {
-        const V a0 = _mm512_maskz_shuffle_f32x4(kAll, u[e], u[4 + e], 0x88), a1 = _mm512_maskz_shuffle_f32x4(kAll, u[e], u[4 + e], 0xDD);
-        const V b0 = _mm512_maskz_shuffle_f32x4(kAll, u[8 + e], u[12 + e], 0x88), b1 = _mm512_maskz_shuffle_f32x4(kAll, u[8 + e], u[12 + e], 0xDD);
+        const V a0 = _mm512_maskz_shuffle_f32x4(kAll, u[e], u[4 + e], 0x88);
+        const V a1 = _mm512_maskz_shuffle_f32x4(kAll, u[e], u[4 + e], 0xDD);
+        const V b0 = _mm512_maskz_shuffle_f32x4(kAll, u[8 + e], u[12 + e], 0x88);
+        const V b1 = _mm512_maskz_shuffle_f32x4(kAll, u[8 + e], u[12 + e], 0xDD);
         float* d = dst + j0 + e * stride;
         _mm512_mask_storeu_ps(d, mask, _mm512_maskz_shuffle_f32x4(kAll, a0, b0, 0x88));
         _mm512_mask_storeu_ps(d + 4 * stride, mask, _mm512_maskz_shuffle_f32x4(kAll, a1, b1, 0x88));
