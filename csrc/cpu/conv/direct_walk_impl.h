@@ -1,8 +1,8 @@
 // Direct convolution (stride 1 along rows, any stride down columns) that
 // walks the input row, vectorised over output channels, included by one file
-// per ISA. Suits layers with short output rows
-// and few input channels (LeNet c2: 6 channels, 10 outputs per row, 5x5),
-// where direct_cvec is bound by its one broadcast per FMA.
+// per ISA. Suits layers with short output rows and few input channels (LeNet
+// c2: 6 channels, 10 outputs per row, 5x5), where direct_cvec is bound by its
+// one broadcast per FMA.
 //
 // Weights and bias are packed as for direct_cvec ([group][block][c][r][s][NV*L],
 // direct_cvec.cpp). A register tile holds NV vectors of output channels for NB
