@@ -31,6 +31,13 @@ SHAPES = [
 
 
 def best_of(fn, reps):
+    # Untimed calls for 10 ms first: PyTorch's OpenMP workers keep spinning for
+    # milliseconds after its last call and take the second core from whatever
+    # is timed next (cnnkit's 2-thread LeNet c2 forward measured 270 GF/s after
+    # a cnnkit call, 160 right after torch); this gives each library its own.
+    warm_until = time.perf_counter() + 0.01
+    while time.perf_counter() < warm_until:
+        fn()
     t = time.perf_counter()
     for _ in range(reps):
         fn()

@@ -201,8 +201,12 @@ def test_auto_picks_direct_rows_for_stride_1_and_im2col_or_direct_otherwise(isa)
         # Strided: direct_cvec forward, im2col backward for wide reductions; the direct loops for depthwise.
         assert impl((8, 128, 28, 28), (256, 128, 3, 3), (2, 2), (1,) * 4, (1, 1), 1, "auto") == cvec
         assert impl((8, 3, 227, 227), (96, 3, 11, 11), (4, 4), (0,) * 4, (1, 1), 1, "auto") == cvec
-        # Short stride-1 rows with 16 or more output channels: direct_cvec forward.
+        # Short stride-1 rows with 16 or more output channels: direct_walk forward
+        # for 3-, 5- and 7-wide kernels, direct_cvec for the other widths.
+        walk = "im2col" if isa == "scalar" else f"direct_walk_{isa}"
         assert impl((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") == (
+            walk if not backward else rows)
+        assert impl((8, 16, 14, 14), (32, 16, 4, 4), (1, 1), (0,) * 4, (1, 1), 1, "auto") == (
             cvec if not backward else rows)
         assert impl((1, 32, 56, 56), (32, 1, 3, 3), (2, 2), (1,) * 4, (1, 1), 32, "auto") == "direct"
         assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "direct") == ("direct" if isa == "scalar" else rows)
@@ -307,6 +311,14 @@ def direct_cvec_cases(draw):
     )
 
 
+def _channel_vector_kernel(case):
+    """direct_walk takes the channel-vector calls with 3-, 5- or 7-wide kernels
+    and horizontal stride and dilation 1; direct_cvec the rest."""
+    stride, dilation = _as_pair(case["stride"]), _as_pair(case["dilation"])
+    walks = case["w_shape"][3] in (3, 5, 7) and stride[1] == 1 and dilation[1] == 1
+    return "direct_walk" if walks else "direct_cvec"
+
+
 @given(case=direct_cvec_cases(), seed=st.integers(0, 2**31))
 def test_direct_cvec_matches_oracle(isa, threads, case, seed):
     rng = np.random.default_rng(seed)
@@ -317,15 +329,15 @@ def test_direct_cvec_matches_oracle(isa, threads, case, seed):
     _, pads, _ = _normalise(case["w_shape"][2:], *args[:3])
     impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], case["stride"], pads, case["dilation"],
                                     case["groups"], "direct")
-    assert impl == ("direct" if isa == "scalar" else f"direct_cvec_{isa}")
+    assert impl == ("direct" if isa == "scalar" else f"{_channel_vector_kernel(case)}_{isa}")
     norm = _normalise(case["w_shape"][2:], *args[:3])
     y = F.conv2d(x, w, b, *args, algo="direct")
     magnitude = reference.conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b), *norm, case["groups"])
     k = case["w_shape"][1] * case["w_shape"][2] * case["w_shape"][3] + (b is not None)
-    assert_close(y, reference.conv2d(x, w, b, *norm, case["groups"]), magnitude, k, "conv2d[direct_cvec]")
+    assert_close(y, reference.conv2d(x, w, b, *norm, case["groups"]), magnitude, k, f"conv2d[{impl}]")
 
 
-# LeNet c2 and scaled-down AlexNet c1 / ResNet stride-2 layers on the direct_cvec path, small-integer fills.
+# LeNet c2 and scaled-down AlexNet c1 / ResNet stride-2 layers on the channel-vector paths, small-integer fills.
 @pytest.mark.parametrize(
     "x_shape, w_shape, stride, padding",
     [
@@ -342,9 +354,83 @@ def test_direct_cvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, strid
     b = rng.integers(-8, 9, size=w_shape[0]).astype(np.float32)
     norm = _normalise(w_shape[2:], stride, padding, 1)
     impl = _C.conv2d_implementation(x_shape, w_shape, norm[0], norm[1], (1, 1), 1, "auto")
-    assert impl == ("im2col" if isa == "scalar" else f"direct_cvec_{isa}")
+    kernel = _channel_vector_kernel(dict(w_shape=w_shape, stride=stride, dilation=1))
+    assert impl == ("im2col" if isa == "scalar" else f"{kernel}_{isa}")
     y = F.conv2d(x, w, b, stride=stride, padding=padding)
     assert_exact(y, reference.conv2d(x, w, b, *norm, 1), "conv2d[auto]")
+
+
+@st.composite
+def direct_walk_cases(draw):
+    """Shapes that run direct_walk: 3-, 5- and 7-wide kernels, output channels
+    per group around the vector lanes and the 1- and 2-vector blocks, output
+    widths around the tiles (AVX2 10 positions, AVX-512 14 and 8) and the
+    8- and 16-row transposes, vertical strides and dilations."""
+    groups = draw(st.sampled_from([1, 1, 1, 2]))
+    cg = draw(st.integers(1, 3))
+    kg = draw(st.sampled_from([8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 48, 65]))
+    kernel = (draw(st.integers(1, 5)), draw(st.sampled_from([3, 5, 7])))
+    stride_h = draw(st.integers(1, 3))
+    if stride_h == 1 and kg < 16:
+        stride_h = 2  # stride 1 runs direct_walk from 16 output channels on
+    dilation_h = draw(st.integers(1, 2))
+    pads = (draw(st.integers(0, 2)), draw(st.integers(0, (kernel[1] - 1) // 2)))
+    span_h = dilation_h * (kernel[0] - 1) + 1
+    h = draw(st.integers(max(1, span_h - 2 * pads[0]), 10))
+    wo = draw(st.sampled_from([1, 2, 7, 8, 9, 10, 11, 13, 14, 15, 16]))
+    return dict(
+        x_shape=(draw(st.integers(1, 2)), groups * cg, h, wo + kernel[1] - 1 - 2 * pads[1]),
+        w_shape=(groups * kg, cg, *kernel),
+        bias=draw(st.booleans()),
+        stride=(stride_h, 1),
+        padding=pads,
+        dilation=(dilation_h, 1),
+        groups=groups,
+    )
+
+
+@given(case=direct_walk_cases(), seed=st.integers(0, 2**31))
+def test_direct_walk_matches_oracle(isa, threads, case, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(case["x_shape"]).astype(np.float32)
+    w = rng.standard_normal(case["w_shape"]).astype(np.float32)
+    b = rng.standard_normal(case["w_shape"][0]).astype(np.float32) if case["bias"] else None
+    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    norm = _normalise(case["w_shape"][2:], *args[:3])
+    for algo in ("auto", "direct"):
+        impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], norm[0], norm[1], norm[2],
+                                        case["groups"], algo)
+        if isa != "scalar":
+            assert impl == f"direct_walk_{isa}"
+    y = F.conv2d(x, w, b, *args)
+    magnitude = reference.conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b), *norm, case["groups"])
+    k = case["w_shape"][1] * case["w_shape"][2] * case["w_shape"][3] + (b is not None)
+    assert_close(y, reference.conv2d(x, w, b, *norm, case["groups"]), magnitude, k, f"conv2d[{impl}]")
+
+
+# direct_walk with small-integer fills: LeNet c2 (one 10-position tile: one
+# AVX-512 transpose, two AVX2 ones), 14-wide rows in two AVX-512 2-vector
+# tiles, partial channel vectors (17 = 16 + 1, 40 = 32 + 8), 7-wide kernels.
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding",
+    [
+        ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0),
+        ((2, 5, 14, 14), (64, 5, 5, 5), 1, 2),
+        ((2, 3, 9, 12), (17, 3, 3, 3), 1, 0),
+        ((2, 4, 11, 20), (40, 4, 7, 7), (2, 1), 3),
+        ((1, 2, 6, 29), (24, 2, 3, 5), (3, 1), 1),
+    ],
+)
+def test_direct_walk_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padding):
+    rng = np.random.default_rng(25)
+    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
+    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
+    b = rng.integers(-8, 9, size=w_shape[0]).astype(np.float32)
+    norm = _normalise(w_shape[2:], stride, padding, 1)
+    impl = _C.conv2d_implementation(x_shape, w_shape, norm[0], norm[1], (1, 1), 1, "direct")
+    assert impl == ("direct" if isa == "scalar" else f"direct_walk_{isa}")
+    y = F.conv2d(x, w, b, stride=stride, padding=padding, algo="direct")
+    assert_exact(y, reference.conv2d(x, w, b, *norm, 1), f"conv2d[{impl}]")
 
 
 # The direct_rows weight gradient: channel blocks and tap blocks around the

@@ -1,4 +1,4 @@
-// Shapes, bounds and weight repacking of the direct_cvec kernels, compiled for
+// Shapes, bounds and weight repacking of the direct_cvec and direct_walk kernels, compiled for
 // the baseline ISA so that the AVX2/AVX-512 builds of direct_cvec_impl.h share
 // no inline code with it.
 #include <algorithm>
@@ -54,12 +54,25 @@ bool direct_cvec_fits(const Conv2dParams& p) {
   return p.group_in_channels() <= kDirectRowsMaxFloats / std::max<int64_t>(hp * wp, 1);
 }
 
+bool direct_walk_fits(const Conv2dParams& p) {
+  const bool width = p.kernel_w == 3 || p.kernel_w == 5 || p.kernel_w == 7;
+  return width && p.stride_w == 1 && p.dilation_w == 1 && direct_cvec_fits(p);
+}
+
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_cvec_avx2) {
   forward_cvec(conv2d_cvec_avx2, 8, kCvecMaxVectorsAvx2, p, x, w, bias, y);
 }
 
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_cvec_avx512) {
   forward_cvec(conv2d_cvec_avx512, 16, kCvecMaxVectorsAvx512, p, x, w, bias, y);
+}
+
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_walk_avx2) {
+  forward_cvec(conv2d_walk_avx2, 8, kWalkMaxVectorsAvx2, p, x, w, bias, y);
+}
+
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_walk_avx512) {
+  forward_cvec(conv2d_walk_avx512, 16, kWalkMaxVectorsAvx512, p, x, w, bias, y);
 }
 
 }  // namespace cnnkit

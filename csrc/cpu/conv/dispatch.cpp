@@ -27,6 +27,15 @@
 //    (ranges: separate runs on the shared machine). The backward of strided
 //    layers stays im2col; stride-1 backward computes dw with the direct_rows
 //    weight-gradient kernel (LeNet c2 forward+backward 0.57 -> 1.65).
+//    Among those, kernels 3, 5 or 7 wide with horizontal stride and dilation 1
+//    run direct_walk, which walks the input row so that one broadcast feeds
+//    kernel-width FMAs. Measured on this branch, torch/cnnkit, median of 11
+//    interleaved rounds, each timed block after 10 ms of untimed calls
+//    (direct_walk | direct_cvec before it; 1 thread, 2 threads):
+//      LeNet c2 64x6x14x14 k16 5x5       1.22 | 0.88     1.36 | 0.92
+//      64x32x14x14 k64 5x5 pad 2         1.59 | 1.38     1.79 | 1.72
+//    and capped at AVX2, cnnkit GFLOP/s (walk | cvec): LeNet c2 97 | 70,
+//    64x32x14x14 k64 90 | 75, 32x64x7x7 k64 3x3 88 | 65.
 //  - 1x1, stride 1, no padding: im2col, whose columns are the input itself:
 //    one GEMM per image (8x256x14x14 k256: 1.85 against direct_rows' 1.67).
 //  - otherwise (strided, or no SIMD kernel): im2col when the GEMM it feeds is
@@ -66,6 +75,9 @@ bool prefers_cvec(const Conv2dParams& p) {
 }
 
 bool accepts_im2col(const ConvCall& c) { return c.algo == ConvAlgo::Im2col && im2col_fits(*c.p); }
+bool accepts_direct_walk(const ConvCall& c) {
+  return c.algo == ConvAlgo::Direct && c.channel_vectors && direct_walk_fits(*c.p);
+}
 bool accepts_direct_rows(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct && direct_rows_fits(*c.p);
 }
@@ -85,6 +97,8 @@ using BackwardFn = void (*)(const Conv2dParams&, const float*, const float*, con
 
 const KernelImpl<ConvCall, ForwardFn> kForwardImpls[] = {
 #ifdef CNNKIT_X86
+    {"direct_walk_avx512", Isa::Avx512, accepts_direct_walk, conv2d_forward_direct_walk_avx512},
+    {"direct_walk_avx2", Isa::Avx2, accepts_direct_walk, conv2d_forward_direct_walk_avx2},
     {"direct_cvec_avx512", Isa::Avx512, accepts_direct_cvec, conv2d_forward_direct_cvec_avx512},
     {"direct_cvec_avx2", Isa::Avx2, accepts_direct_cvec, conv2d_forward_direct_cvec_avx2},
     {"direct_rows_avx512", Isa::Avx512, accepts_direct_rows, conv2d_forward_direct_rows_avx512},

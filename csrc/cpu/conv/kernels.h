@@ -98,6 +98,16 @@ constexpr int64_t kCvecMaxVectorsAvx512 = 4;
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_cvec_avx2);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_cvec_avx512);
 
+// The direct_walk kernels (direct_walk_impl.h): direct_cvec's packing and
+// bounds, for kernels 3, 5 or 7 wide with horizontal stride and dilation 1.
+bool direct_walk_fits(const Conv2dParams& p);
+CNNKIT_CONV2D_CVEC_SIGNATURE(conv2d_walk_avx2);
+CNNKIT_CONV2D_CVEC_SIGNATURE(conv2d_walk_avx512);
+constexpr int64_t kWalkMaxVectorsAvx2 = 1;
+constexpr int64_t kWalkMaxVectorsAvx512 = 2;
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_walk_avx2);
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_walk_avx512);
+
 // Total im2col column buffer allowed per call, over all threads (64 MiB):
 // bigger images and batches are processed in chunks of output positions.
 constexpr int64_t kIm2colBudgetFloats = int64_t{16} << 20;

@@ -1,0 +1,144 @@
+// Direct convolution (stride 1 along rows, any stride down columns) that
+// walks the input row, vectorised over output channels, included by one file
+// per ISA. Suits layers with short output rows and few input channels (LeNet
+// c2: 6 channels, 10 outputs per row, 5x5), where direct_cvec is bound by its
+// one broadcast per FMA.
+//
+// Weights and bias are packed as for direct_cvec ([group][block][c][r][s][NV*L],
+// direct_cvec.cpp). A register tile holds NV vectors of output channels for NB
+// consecutive positions of one output row. For each (c, r) the KW weight
+// vectors of that kernel row are loaded once; then every input column iw of
+// the NB + KW - 1 the tile reads is broadcast once and feeds the up to KW
+// accumulators acc[iw - s] it contributes to, with w[s]: one broadcast per KW
+// FMAs instead of one per FMA. Everything is unrolled at compile time (NB and
+// KW are template arguments); widths the templates do not cover run direct_cvec.
+//
+// Reads go through a zero-padded copy of the image, as in direct_cvec: padded
+// taps are read as 0*w.
+//
+// Vec must provide what direct_cvec_impl.h needs, and
+// store_transposed(const V* rows, int n, float* dst, int64_t stride):
+// dst[k * stride + j] = lane k of rows[j] for j < n and every lane k.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "core/parallel.h"
+#include "core/workspace.h"
+#include "cpu/conv/kernels.h"
+
+namespace cnnkit {
+namespace {
+
+template <class F, int... I>
+__attribute__((always_inline)) inline void walk_unroll(F&& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+template <int N, class F>
+__attribute__((always_inline)) inline void walk_unroll(F&& f) {
+  walk_unroll(f, std::make_integer_sequence<int, N>{});
+}
+
+// One tile: NV vectors of channels x NB positions starting at input x0 (the
+// tap (0, 0) of the first position), written transposed to y (channel-major,
+// `channel_stride` floats apart; only the first `kb` channels are stored).
+template <class Vec, int NV, int NB, int KW>
+void walk_tile(int64_t cg, int64_t R, int64_t plane, int64_t row_step, const float* x0,
+               const float* wb, const float* bb, float* y, int64_t channel_stride, int64_t kb) {
+  using V = typename Vec::V;
+  constexpr int L = Vec::kLanes;
+  V acc[NV][NB];
+  for (int v = 0; v < NV; ++v) {
+    const V b = Vec::load(bb + v * L);
+    for (int j = 0; j < NB; ++j) acc[v][j] = b;
+  }
+  const float* w = wb;
+  for (int64_t c = 0; c < cg; ++c) {
+    for (int64_t r = 0; r < R; ++r, w += KW * NV * L) {
+      const float* xr = x0 + c * plane + r * row_step;
+      V wv[KW][NV];
+      for (int s = 0; s < KW; ++s)
+        for (int v = 0; v < NV; ++v) wv[s][v] = Vec::load(w + (s * NV + v) * L);
+      walk_unroll<NB + KW - 1>([&](auto iw_c) __attribute__((always_inline)) {
+        constexpr int iw = decltype(iw_c)::value;
+        const V xb = Vec::bcast(xr + iw);
+        walk_unroll<KW>([&](auto s_c) __attribute__((always_inline)) {
+          constexpr int s = decltype(s_c)::value, j = iw - s;
+          if constexpr (j >= 0 && j < NB) {
+            for (int v = 0; v < NV; ++v) acc[v][j] = Vec::fma(wv[s][v], xb, acc[v][j]);
+          }
+        });
+      });
+    }
+  }
+  for (int v = 0; v < NV && v * L < kb; ++v) {
+    if (kb - v * L >= L) {
+      Vec::store_transposed(acc[v], NB, y + v * L * channel_stride, channel_stride);
+    } else {
+      float t[L * NB];
+      for (int j = 0; j < NB; ++j) Vec::store(t + j * L, acc[v][j]);
+      for (int64_t k = 0; k < kb - v * L; ++k)
+        for (int j = 0; j < NB; ++j) y[(v * L + k) * channel_stride + j] = t[j * L + k];
+    }
+  }
+}
+
+template <class Vec, int NV, int NBMax, int KW>
+void walk_tile_any(int nb, int64_t cg, int64_t R, int64_t plane, int64_t row_step, const float* x0,
+                   const float* wb, const float* bb, float* y, int64_t channel_stride, int64_t kb) {
+  if constexpr (NBMax > 1) {
+    if (nb < NBMax) {
+      walk_tile_any<Vec, NV, NBMax - 1, KW>(nb, cg, R, plane, row_step, x0, wb, bb, y, channel_stride, kb);
+      return;
+    }
+  }
+  walk_tile<Vec, NV, NBMax, KW>(cg, R, plane, row_step, x0, wb, bb, y, channel_stride, kb);
+}
+
+// Threads take (image, group, output row) items; a thread pads an image's
+// group once and keeps it while its consecutive rows need it.
+template <class Vec, int NV, int NB, int KW>
+void conv2d_forward_walk(const Conv2dParams& p, const CvecPlan& plan, const float* x, float* y) {
+  constexpr int64_t L = Vec::kLanes, BL = NV * L;
+  const int64_t cg = p.in_channels / p.groups, kg = p.out_channels / p.groups;
+  const int64_t Ho = p.out_h, Wo = p.out_w, Wp = plan.padded_w, plane = plan.plane;
+  const int64_t row_step = p.dilation_h * Wp;
+  const int64_t taps_per_block = cg * p.kernel_h * KW * BL;
+  const int64_t row_tiles = (Wo + NB - 1) / NB, nb_size = (Wo + row_tiles - 1) / row_tiles;
+  const int64_t items = p.batch * p.groups * Ho;
+  parallel_for(items, plan.blocks * taps_per_block * Wo, [&](int64_t begin, int64_t end) {
+    float* xp = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(plan.input_floats));
+    // Only the interior is rewritten per image: the padding stays zero.
+    std::memset(xp, 0, static_cast<size_t>(plan.input_floats) * sizeof(float));
+    int64_t padded = -1;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t ng = item / Ho, oh = item % Ho, n = ng / p.groups, g = ng % p.groups;
+      if (ng != padded) {
+        const float* xg = x + (n * p.in_channels + g * cg) * p.in_h * p.in_w;
+        for (int64_t c = 0; c < cg; ++c) {
+          for (int64_t ih = 0; ih < p.in_h; ++ih) {
+            std::memcpy(xp + c * plane + (ih + p.pad_top) * Wp + p.pad_left, xg + (c * p.in_h + ih) * p.in_w,
+                        static_cast<size_t>(p.in_w) * sizeof(float));
+          }
+        }
+        padded = ng;
+      }
+      for (int64_t blk = 0; blk < plan.blocks; ++blk) {
+        const float* wb = plan.weights + (g * plan.blocks + blk) * taps_per_block;
+        const float* bb = plan.bias + (g * plan.blocks + blk) * BL;
+        const int64_t k0 = blk * BL, kb = kg - k0 < BL ? kg - k0 : BL;
+        float* yb = y + ((n * p.out_channels + g * kg + k0) * Ho + oh) * Wo;
+        for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
+          const int64_t nb = Wo - ow0 < nb_size ? Wo - ow0 : nb_size;
+          walk_tile_any<Vec, NV, NB, KW>(static_cast<int>(nb), cg, p.kernel_h, plane, row_step,
+                                         xp + oh * p.stride_h * Wp + ow0, wb, bb, yb + ow0, Ho * Wo, kb);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace cnnkit
