@@ -51,12 +51,15 @@ def conv_flops(s):
     return 2.0 * s.N * s.K * ho * wo * (s.C // s.groups) * s.kh * s.kw
 
 
-def interleaved(contenders, rounds=7, min_time=0.05):
+def interleaved(contenders, rounds=7, min_time=0.05, settle_time=0.01):
     """Median seconds per call of each callable in ``contenders`` (name -> fn).
 
     Each callable is first warmed up and its calls-per-sample chosen so one
     sample takes about ``min_time``; then every round times one sample of each,
-    in an order that alternates between rounds.
+    in an order that alternates between rounds. Before each sample the callable
+    runs untimed for ``settle_time``: a library whose idle threads keep spinning
+    after its calls (PyTorch's OpenMP runtime does, for milliseconds) would
+    otherwise slow down whichever contender is timed right after it.
     """
     names = list(contenders)
     reps = {}
@@ -71,6 +74,9 @@ def interleaved(contenders, rounds=7, min_time=0.05):
     for r in range(rounds):
         for name in names if r % 2 == 0 else reversed(names):
             fn, n = contenders[name], reps[name]
+            settle_until = time.perf_counter() + settle_time
+            while time.perf_counter() < settle_until:
+                fn()
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
