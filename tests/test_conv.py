@@ -775,3 +775,49 @@ def test_matches_torch(algo, x_shape, w_shape, stride, padding, dilation, groups
     ks = [w_shape[0] // groups * w_shape[2] * w_shape[3], npos, npos]
     for g, t, mag, k in zip(got, (tx.grad, tw.grad, tb.grad), mags, ks):
         assert_close(g, t.numpy(), mag, k, "conv2d_backward vs torch", c=16)
+
+
+# The stride-1 input gradient runs the direct forward kernel that the dispatch
+# picks for the transposed shapes: direct_walk for short rows and >= 16 input
+# channels with kernels 3, 5 or 7 wide, direct_cvec for other widths, else
+# direct_rows. Integer fills: exact whatever the order of the sums.
+@pytest.mark.parametrize(
+    "x_shape, w_shape, padding",
+    [((3, 32, 14, 14), (24, 32, 5, 5), 2), ((2, 16, 9, 7), (5, 16, 3, 3), 1), ((2, 17, 8, 10), (9, 17, 3, 4), (1, 0)),
+     ((2, 16, 20, 20), (8, 16, 3, 3), 1), ((2, 20, 11, 12), (3, 20, 7, 7), (3, 2))],
+)
+def test_direct_input_grad_integer_fill_is_exact(isa, threads, x_shape, w_shape, padding):
+    rng = np.random.default_rng(26)
+    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
+    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
+    norm = _normalise(w_shape[2:], 1, padding, 1)
+    impl = _C.conv2d_implementation(x_shape, w_shape, *norm, 1, "direct", backward=True)
+    assert impl == ("direct" if isa == "scalar" else f"direct_rows_{isa}")
+    y = F.conv2d(x, w, padding=padding)
+    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
+    dx, _, _ = F.conv2d_backward(dy, x, w, padding=padding, weight_grad=False, bias_grad=False, algo="direct")
+    assert_exact(dx, reference.conv2d_backward(dy, x, w, *norm, 1)[0], f"conv2d_backward dx[{impl}]")
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding", [((3, 32, 14, 14), (24, 32, 5, 5), 2), ((2, 16, 9, 7), (5, 16, 3, 3), 1)])
+def test_direct_input_grad_matches_oracle(isa, threads, x_shape, w_shape, padding):
+    rng = np.random.default_rng(27)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    norm = _normalise(w_shape[2:], 1, padding, 1)
+    dy = rng.standard_normal(F.conv2d(x, w, padding=padding).shape).astype(np.float32)
+    dx, _, _ = F.conv2d_backward(dy, x, w, padding=padding, weight_grad=False, bias_grad=False, algo="direct")
+    want = reference.conv2d_backward(dy, x, w, *norm, 1)[0]
+    mags = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), *norm, 1)[0]
+    assert_close(dx, want, mags, w_shape[0] * w_shape[2] * w_shape[3], "conv2d_grad_input[direct]")
+
+
+def test_direct_rows_weight_grad_image_blocks(isa, threads):
+    """17 images run as L1-sized blocks with a short last block (12 + 5 AVX-512, 15 + 2 AVX2)."""
+    rng = np.random.default_rng(28)
+    x = rng.integers(-8, 9, size=(17, 3, 10, 10)).astype(np.float32)
+    w = rng.integers(-8, 9, size=(5, 3, 3, 3)).astype(np.float32)
+    dy = rng.integers(-8, 9, size=(17, 5, 10, 10)).astype(np.float32)
+    _, dw, _ = F.conv2d_backward(dy, x, w, padding=1, input_grad=False, bias_grad=False, algo="direct")
+    want = reference.conv2d_backward(dy, x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)[1]
+    assert_exact(dw, want, "conv2d_backward dw[direct, image blocks]")
