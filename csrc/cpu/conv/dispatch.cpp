@@ -36,6 +36,16 @@
 //      64x32x14x14 k64 5x5 pad 2         1.59 | 1.38     1.79 | 1.72
 //    and capped at AVX2, cnnkit GFLOP/s (walk | cvec): LeNet c2 97 | 70,
 //    64x32x14x14 k64 90 | 75, 32x64x7x7 k64 3x3 88 | 65.
+//  - backward pieces, 2 threads, torch/cnnkit, median of 7 interleaved
+//    rounds (input grad | weight grad; direct_rows | im2col):
+//      64x32x14x14 k64 5x5 pad 2     0.83 | 0.54     0.62 | 0.46
+//      8x128x28x28 k128 3x3 pad 1    0.92 | 0.91     0.83 | 0.70
+//      8x128x28x28 k256 3x3 s2       im2col 0.77 (direct 0.02); im2col 1.12
+//    so the stride-1 backward stays direct_rows and the strided one im2col.
+//    Its input gradient now runs the direct kernel that the forward picks
+//    for the transposed shapes (direct_walk for the first: 0.83 -> 0.93),
+//    and the weight-gradient tile keeps its sums in registers across an
+//    L1-sized block of images (first shape 0.62 -> 0.67).
 //  - 1x1, stride 1, no padding: im2col, whose columns are the input itself:
 //    one GEMM per image (8x256x14x14 k256: 1.85 against direct_rows' 1.67).
 //  - otherwise (strided, or no SIMD kernel): im2col when the GEMM it feeds is
