@@ -71,11 +71,11 @@ void pack_b_panel(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t k
 // another thread (they precede the waiter's own unit in ticket order), so the
 // wait is at most one unit long; yielding keeps an oversubscribed machine moving.
 inline void wait_for_count(const int64_t* counter, int64_t target) {
-  for (int spins = 0; __atomic_load_n(counter, __ATOMIC_ACQUIRE) < target; ++spins) {
+  for (unsigned spins = 0; __atomic_load_n(counter, __ATOMIC_ACQUIRE) < target; ++spins) {
 #if defined(__x86_64__) || defined(__i386__)
     _mm_pause();
 #endif
-    if ((spins & 255) == 255) sched_yield();
+    if ((spins & 255u) == 255u) sched_yield();
   }
 }
 
