@@ -66,6 +66,23 @@ def test_sgemm_partition_shapes_are_exact(isa, threads, m, n, k, trans_a, trans_
     assert_exact(_C.sgemm(a, b, trans_a, trans_b), expected, "sgemm")
 
 
+# A deep K narrows the shared B panel (all of K within the kernel's KC x NC
+# budget): N = 2000 then takes 3 to 6 panels under every ISA, so both packing
+# buffers are reused while other threads may still be on the previous panel.
+# 8 threads on this machine leave some threads (and some column ranges) empty.
+@pytest.mark.parametrize("num_threads", [1, 2, 3, 8])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
+def test_sgemm_many_b_panels_are_exact(isa, num_threads, trans_a, trans_b):
+    a, b = _operands(np.random.default_rng(7), 30, 2000, 1500, trans_a, trans_b, integer=True)
+    previous = cnnkit.get_num_threads()
+    cnnkit.set_num_threads(num_threads)
+    try:
+        result = _C.sgemm(a, b, trans_a, trans_b)
+    finally:
+        cnnkit.set_num_threads(previous)
+    assert_exact(result, _oracle(a, b, trans_a, trans_b)[0], "sgemm")
+
+
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (2.0, 0.5), (-0.5, -2.0), (1.0, 0.0)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
 def test_sgemm_alpha_beta_into_strided_out(isa, threads, alpha, beta, trans_a, trans_b):

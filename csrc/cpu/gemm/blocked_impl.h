@@ -1,21 +1,27 @@
 // Cache-blocked SGEMM driver (Goto/BLIS structure), shared by every ISA build.
 //
-// C is cut into one rectangle per thread; each thread then runs the classic
-// loops on its rectangle with private packing buffers: a KC x NC panel of B in
-// NR-wide strips (L3), an MC x KC block of A in MR-tall strips (L2), and the
-// micro-kernel's MR x NR register tile accumulating over KC while its B strip
-// stays in L1. Private buffers mean no barriers inside the loops; the price
-// is that threads sharing a row range both pack it, which the partition
-// weighs against the compute it splits.
+// C's columns go in panels; each panel of B (all of K) is packed once into a
+// buffer the threads share, in NR-wide strips. Units of work then pack an
+// MC x KC block of A in MR-tall strips (L2) and run the micro-kernel's
+// MR x NR register tile over KC while its B strip stays in L1. The threads
+// take the units on demand (see GemmPlan), so a slowed thread does not hold
+// up the call.
 //
 // A `Kernel` supplies the tile sizes, the blocking, two packing routines and
 // the micro-kernel. Included by one file per ISA, each compiled with its own
 // flags; everything here has internal linkage so the linker can never mix
 // code built for different ISAs (and no STL template is instantiated here).
 #pragma once
+#include <sched.h>
+
 #include <cstdint>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 #include "core/parallel.h"
+#include "core/thread_pool.h"
 #include "core/workspace.h"
 
 namespace cnnkit {
@@ -61,39 +67,118 @@ void pack_b_panel(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t k
   }
 }
 
-// One thread's rectangle C[i0 .. i1, j0 .. j1).
+// Waits until *counter reaches target. The awaited units are running on
+// another thread (they precede the waiter's own unit in ticket order), so the
+// wait is at most one unit long; yielding keeps an oversubscribed machine moving.
+inline void wait_for_count(const int64_t* counter, int64_t target) {
+  for (unsigned spins = 0; __atomic_load_n(counter, __ATOMIC_ACQUIRE) < target; ++spins) {
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_pause();
+#endif
+    if ((spins & 255u) == 255u) sched_yield();
+  }
+}
+
+// The work of one call, cut into units that the threads take in ticket order.
+// C's columns go in panels of nc_max; B's panel (all of K x nc) is packed once,
+// shared, by `pack_units` units, then `compute_units` units each pack their own
+// block of A rows and multiply it with a range of the panel's strips. Units
+// are small and taken on demand, so a thread that loses its core (to another
+// library's spinning threads, say) does fewer of them instead of holding
+// everyone up, and no part of B is packed twice.
 template <class Kernel>
-void gemm_rectangle(bool trans_a, bool trans_b, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
-                    int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                    int64_t ldb, float beta, float* C, int64_t ldc) {
-  constexpr int MR = Kernel::MR;
-  constexpr int NR = Kernel::NR;
-  const int64_t kc_max = balanced_block(K, Kernel::KC, 1);
-  const int64_t mc_max = balanced_block(i1 - i0, Kernel::MC, MR);
-  const int64_t nc_max = balanced_block(j1 - j0, Kernel::NC, NR);
-  float* ap = thread_workspace(WorkspaceSlot::GemmPackA, static_cast<size_t>(mc_max * kc_max));
-  float* bp = thread_workspace(WorkspaceSlot::GemmPackB, static_cast<size_t>(nc_max * kc_max));
-  for (int64_t jc = j0; jc < j1; jc += nc_max) {
-    const int64_t nc = min64(nc_max, j1 - jc);
+struct GemmPlan {
+  bool trans_a, trans_b;
+  int64_t M, N, K;
+  float alpha, beta;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float* C;
+  int64_t ldc;
+
+  int64_t kc_max = 0, nc_max = 0, strips_max = 0, panels = 0;
+  int64_t m_tiles = 0, row_blocks = 0, col_blocks = 0, mc_max = 0;
+  int64_t pack_units = 0, compute_units = 0;
+  float* bpack[2] = {};  // panel q is packed into bpack[q % 2]
+  int64_t next_ticket = 0;
+  // Units finished per buffer, counted over every panel that used it.
+  int64_t packed[2] = {};
+  int64_t computed[2] = {};
+
+  int64_t tickets() const { return panels * (pack_units + compute_units); }
+
+  void pack_unit(int64_t q, int64_t u) const {
+    constexpr int NR = Kernel::NR;
+    const int64_t jc = q * nc_max;
+    const int64_t strips = ceil_div(min64(nc_max, N - jc), NR);
+    const int64_t s0 = strips * u / pack_units;
+    const int64_t s1 = strips * (u + 1) / pack_units;
+    if (s0 >= s1) return;
+    const int64_t c0 = jc + s0 * NR;
+    const int64_t cols = min64(jc + s1 * NR, N) - c0;
+    for (int64_t pc = 0; pc < K; pc += kc_max) {
+      const int64_t kc = min64(kc_max, K - pc);
+      pack_b_panel<Kernel>(trans_b, B, ldb, pc, kc, c0, cols,
+                           bpack[q % 2] + pc * strips_max * NR + s0 * NR * kc);
+    }
+  }
+
+  void compute_unit(int64_t q, int64_t u, float* ap) const {
+    constexpr int MR = Kernel::MR;
+    constexpr int NR = Kernel::NR;
+    const int64_t jc = q * nc_max;
+    const int64_t strips = ceil_div(min64(nc_max, N - jc), NR);
+    const int64_t rb = u / col_blocks;
+    const int64_t cb = u % col_blocks;
+    const int64_t i0 = m_tiles * rb / row_blocks * MR;
+    const int64_t i1 = min64(M, m_tiles * (rb + 1) / row_blocks * MR);
+    const int64_t s0 = strips * cb / col_blocks;
+    const int64_t s1 = strips * (cb + 1) / col_blocks;
+    if (i0 >= i1 || s0 >= s1) return;
+    const int64_t mc = i1 - i0;
     for (int64_t pc = 0; pc < K; pc += kc_max) {
       const int64_t kc = min64(kc_max, K - pc);
       // Later depth blocks add onto what the first one wrote.
       const float beta_pc = pc == 0 ? beta : 1.0f;
-      pack_b_panel<Kernel>(trans_b, B, ldb, pc, kc, jc, nc, bp);
-      for (int64_t ic = i0; ic < i1; ic += mc_max) {
-        const int64_t mc = min64(mc_max, i1 - ic);
-        pack_a_block<Kernel>(trans_a, A, lda, ic, mc, pc, kc, ap);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const int64_t cols = min64(NR, nc - jr);
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            Kernel::tile(kc, ap + ir * kc, bp + jr * kc, alpha, beta_pc,
-                         C + (ic + ir) * ldc + jc + jr, ldc, min64(MR, mc - ir), cols);
-          }
+      pack_a_block<Kernel>(trans_a, A, lda, i0, mc, pc, kc, ap);
+      const float* bp = bpack[q % 2] + pc * strips_max * NR;
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t j = jc + s * NR;
+        const int64_t cols = min64(NR, N - j);
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+          Kernel::tile(kc, ap + ir * kc, bp + s * NR * kc, alpha, beta_pc, C + (i0 + ir) * ldc + j,
+                       ldc, min64(MR, mc - ir), cols);
         }
       }
     }
   }
-}
+
+  // One thread's share: take tickets until none are left. Every unit depends
+  // only on units with earlier tickets, so some thread can always proceed
+  // (a lone thread simply runs them all in order).
+  void work() {
+    float* ap = thread_workspace(WorkspaceSlot::GemmPackA, static_cast<size_t>(mc_max * kc_max));
+    const int64_t per_panel = pack_units + compute_units;
+    for (int64_t t = __atomic_fetch_add(&next_ticket, 1, __ATOMIC_RELAXED); t < tickets();
+         t = __atomic_fetch_add(&next_ticket, 1, __ATOMIC_RELAXED)) {
+      const int64_t q = t / per_panel;
+      const int64_t u = t % per_panel;
+      const int64_t slot = q % 2;
+      if (u < pack_units) {
+        // The buffer is free once every product with panel q - 2 is done.
+        wait_for_count(&computed[slot], q / 2 * compute_units);
+        pack_unit(q, u);
+        __atomic_fetch_add(&packed[slot], 1, __ATOMIC_RELEASE);
+      } else {
+        wait_for_count(&packed[slot], (q / 2 + 1) * pack_units);
+        compute_unit(q, u - pack_units, ap);
+        __atomic_fetch_add(&computed[slot], 1, __ATOMIC_RELEASE);
+      }
+    }
+  }
+};
 
 template <class Kernel>
 void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -108,47 +193,41 @@ void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   }
   constexpr int MR = Kernel::MR;
   constexpr int NR = Kernel::NR;
-  const int64_t m_tiles = ceil_div(M, MR);
-  const int64_t n_tiles = ceil_div(N, NR);
   // Below ~1 MFLOP per thread, waking a thread costs more than it saves.
   // (double: the product of three int64 sizes may not fit in int64.)
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  const int64_t threads =
-      flops < 1e15 ? min64(num_threads(), 1 + static_cast<int64_t>(flops / (1 << 20))) : num_threads();
-  // Choose the tm x tn grid of rectangles (tm * tn <= threads, each at least
-  // one tile) that minimises one thread's cost: its padded multiply-adds (64
-  // lanes per cycle) plus packing its rows of A and columns of B (~8 floats
-  // per cycle).
-  int64_t tm = 1;
-  int64_t tn = 1;
-  int64_t best = -1;
-  for (int64_t cm = 1; cm <= min64(threads, m_tiles); ++cm) {
-    for (int64_t cn = 1; cn <= min64(threads / cm, n_tiles); ++cn) {
-      const int64_t rows = ceil_div(m_tiles, cm) * MR;
-      const int64_t cols = ceil_div(n_tiles, cn) * NR;
-      const int64_t cost = rows * cols + 8 * (rows + cols);
-      if (best < 0 || cost < best) {
-        best = cost;
-        tm = cm;
-        tn = cn;
-      }
-    }
-  }
-  // The thread count was settled above, so the work estimate is set high
-  // enough that parallel_for does not second-guess it.
-  parallel_for(tm * tn, int64_t{1} << 30, [&](int64_t u0, int64_t u1) {
-    for (int64_t u = u0; u < u1; ++u) {
-      const int64_t bi = u / tn;
-      const int64_t bj = u % tn;
-      const int64_t i0 = min64(M, m_tiles * bi / tm * MR);
-      const int64_t i1 = min64(M, m_tiles * (bi + 1) / tm * MR);
-      const int64_t j0 = min64(N, n_tiles * bj / tn * NR);
-      const int64_t j1 = min64(N, n_tiles * (bj + 1) / tn * NR);
-      if (i0 < i1 && j0 < j1) {
-        gemm_rectangle<Kernel>(trans_a, trans_b, i0, i1, j0, j1, K, alpha, A, lda, B, ldb, beta,
-                               C, ldc);
-      }
-    }
+  int64_t threads = in_parallel_region() ? 1 : num_threads();
+  if (flops < 1e15) threads = min64(threads, 1 + static_cast<int64_t>(flops / (1 << 20)));
+  GemmPlan<Kernel> plan{trans_a, trans_b, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
+  plan.kc_max = balanced_block(K, Kernel::KC, 1);
+  // The shared panel holds all of K, within the kernel's KC x NC budget (sized
+  // for the last-level cache), and is at least one strip wide.
+  const int64_t width = min64(Kernel::NC, (Kernel::KC * Kernel::NC / K) / NR * NR);
+  plan.nc_max = balanced_block(N, width < NR ? NR : width, NR);
+  plan.strips_max = ceil_div(plan.nc_max, NR);
+  plan.panels = ceil_div(N, plan.nc_max);
+  // Row blocks keep the A block within L2 (MC rows). With several threads a
+  // panel is cut into ~6 units per thread, so that the last units even out
+  // the threads' speeds: first into more row blocks (down to two tiles each),
+  // then into column ranges (each of which repacks its rows of A).
+  plan.m_tiles = ceil_div(M, MR);
+  const int64_t wanted = threads > 1 ? 6 * threads : 1;
+  const int64_t l2_blocks = ceil_div(plan.m_tiles, Kernel::MC / MR);
+  const int64_t finest = ceil_div(plan.m_tiles, 2);
+  plan.row_blocks = l2_blocks >= wanted ? l2_blocks : min64(wanted, finest > l2_blocks ? finest : l2_blocks);
+  plan.col_blocks = min64(plan.strips_max, ceil_div(wanted, plan.row_blocks));
+  plan.mc_max = ceil_div(plan.m_tiles, plan.row_blocks) * MR;
+  plan.pack_units = min64(plan.strips_max, 2 * threads);
+  plan.compute_units = plan.row_blocks * plan.col_blocks;
+  const int64_t panel_floats = K * plan.strips_max * NR;
+  const int64_t buffers = plan.panels > 1 ? 2 : 1;
+  plan.bpack[0] = thread_workspace(WorkspaceSlot::GemmPackB, static_cast<size_t>(buffers * panel_floats));
+  plan.bpack[1] = plan.bpack[0] + (buffers - 1) * panel_floats;
+  // One chunk per thread, each taking units until none are left. The thread
+  // count was settled above, so the work estimate is set high enough that
+  // parallel_for does not second-guess it.
+  parallel_for(threads, int64_t{1} << 30, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) plan.work();
   });
 }
 
