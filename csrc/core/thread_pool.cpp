@@ -97,7 +97,15 @@ class Pool {
     t_in_region = true;
     job.work();
     t_in_region = false;
-    // The job lives on this stack: wait until every woken worker has let go of it.
+    // Every chunk is taken. Workers that have not picked the job up yet (not
+    // scheduled: another process may hold their core) are not waited for: take
+    // the job back from them. Exactly one side's exchange sees the pointer.
+    for (int64_t w = 0; w < helpers; ++w) {
+      if (workers_[w]->job.exchange(nullptr, std::memory_order_acq_rel) == &job) {
+        job.pending_workers.fetch_sub(1, std::memory_order_relaxed);
+      }
+    }
+    // The job lives on this stack: wait until every worker that took it has let go.
     if (!spin_until([&] { return job.pending_workers.load(std::memory_order_acquire) == 0; })) {
       while (job.pending_workers.load(std::memory_order_acquire) != 0) std::this_thread::yield();
     }
@@ -129,6 +137,7 @@ class Pool {
         if (stopping_ && !has_job()) return;
       }
       Job* job = self->job.exchange(nullptr, std::memory_order_acq_rel);
+      if (job == nullptr) continue;  // the caller finished every chunk and took it back
       t_in_region = true;
       job->work();
       t_in_region = false;
