@@ -88,12 +88,7 @@ void conv2d_forward_cvec(const Conv2dParams& p, const CvecPlan& plan, const floa
       const int64_t ng = item / Ho, oh = item % Ho, n = ng / p.groups, g = ng % p.groups;
       if (ng != padded) {
         const float* xg = x + (n * p.in_channels + g * cg) * p.in_h * p.in_w;
-        for (int64_t c = 0; c < cg; ++c) {
-          for (int64_t ih = 0; ih < p.in_h; ++ih) {
-            std::memcpy(xp + c * plane + (ih + p.pad_top) * Wp + p.pad_left, xg + (c * p.in_h + ih) * p.in_w,
-                        static_cast<size_t>(p.in_w) * sizeof(float));
-          }
-        }
+        copy_into_padded(p, xg, cg, xp, plane, Wp);
         padded = ng;
       }
       for (int64_t blk = 0; blk < plan.blocks; ++blk) {

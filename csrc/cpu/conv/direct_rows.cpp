@@ -151,4 +151,14 @@ DirectRowsPlan plan_direct_rows(const Conv2dParams& p, int64_t tile_floats) {
   return plan;
 }
 
+void copy_into_padded(const Conv2dParams& p, const float* x_group, int64_t channels, float* padded,
+                      int64_t plane, int64_t padded_w) {
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t ih = 0; ih < p.in_h; ++ih) {
+      std::memcpy(padded + c * plane + (ih + p.pad_top) * padded_w + p.pad_left,
+                  x_group + (c * p.in_h + ih) * p.in_w, static_cast<size_t>(p.in_w) * sizeof(float));
+    }
+  }
+}
+
 }  // namespace cnnkit

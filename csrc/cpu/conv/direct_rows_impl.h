@@ -116,12 +116,7 @@ void conv2d_forward_direct_rows(const Conv2dParams& p, const float* x, const flo
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / p.groups, g = item % p.groups;
       const float* xg = x + (n * p.in_channels + g * cg) * p.in_h * p.in_w;
-      for (int64_t c = 0; c < cg; ++c) {
-        for (int64_t ih = 0; ih < p.in_h; ++ih) {
-          std::memcpy(xp + c * plane + (ih + p.pad_top) * Wp + p.pad_left,
-                      xg + (c * p.in_h + ih) * p.in_w, static_cast<size_t>(p.in_w) * sizeof(float));
-        }
-      }
+      copy_into_padded(p, xg, cg, xp, plane, Wp);
       for (int64_t o0 = 0; o0 < kg; o0 += KB) {
         const int kb = static_cast<int>(kg - o0 < KB ? kg - o0 : KB);
         const int64_t o_first = g * kg + o0;

@@ -41,6 +41,13 @@ void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db);
 // buffers stay bounded).
 constexpr int64_t kDirectRowsMaxTaps = 256;
 constexpr int64_t kDirectRowsMaxFloats = int64_t{4} << 20;
+// Copies `channels` input planes (in_h x in_w, starting at x_group) into the
+// interior of a padded buffer whose planes are `plane` floats with rows
+// `padded_w` wide, offset by pad_top/pad_left. The padding is not written, so
+// the direct kernels zero their buffer once and reuse it image after image.
+void copy_into_padded(const Conv2dParams& p, const float* x_group, int64_t channels, float* padded,
+                      int64_t plane, int64_t padded_w);
+
 bool direct_rows_fits(const Conv2dParams& p);
 // Sizes of one direct_rows call whose register tile spans tile_floats
 // extended positions. Only valid when direct_rows_fits(p).
