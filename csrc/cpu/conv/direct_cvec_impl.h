@@ -12,7 +12,7 @@
 // Reads go through a zero-padded copy of the image (row width Wp): no
 // padding tests. Padded taps are read as 0*w, as im2col and direct_rows do.
 //
-// Vec must provide: kLanes, type V, zero(), load(const float*), bcast(const float*),
+// Vec must provide: kWidth, type F, zero(), load(const float*), broadcast(const float*),
 // fma(a, b, c) = a*b + c, store(float*, V).
 #pragma once
 #include <cstdint>
@@ -28,8 +28,8 @@ namespace {
 template <class Vec, int NV, int NB>
 inline void cvec_tile(const Conv2dParams& p, const CvecPlan& plan, const float* x0, const float* wb,
                       const float* bb, float* tile) {
-  using V = typename Vec::V;
-  constexpr int L = Vec::kLanes;
+  using V = typename Vec::F;
+  constexpr int L = Vec::kWidth;
   const int64_t sw = p.stride_w, dw = p.dilation_w, row_step = p.dilation_h * plan.padded_w;
   const int64_t R = p.kernel_h, S = p.kernel_w, cg = p.in_channels / p.groups;
   V acc[NV][NB];
@@ -46,7 +46,7 @@ inline void cvec_tile(const Conv2dParams& p, const CvecPlan& plan, const float* 
         for (int v = 0; v < NV; ++v) wv[v] = Vec::load(w + v * L);
         const float* xs = xr + s * dw;
         for (int j = 0; j < NB; ++j) {
-          const V xb = Vec::bcast(xs + j * sw);
+          const V xb = Vec::broadcast(xs + j * sw);
           for (int v = 0; v < NV; ++v) acc[v][j] = Vec::fma(wv[v], xb, acc[v][j]);
         }
       }
@@ -72,7 +72,7 @@ inline void cvec_tile_any(int nb, const Conv2dParams& p, const CvecPlan& plan, c
 // group once and keeps it while its consecutive rows need it.
 template <class Vec, int NV, int NB>
 void conv2d_forward_cvec(const Conv2dParams& p, const CvecPlan& plan, const float* x, float* y) {
-  constexpr int64_t L = Vec::kLanes, BL = NV * L;
+  constexpr int64_t L = Vec::kWidth, BL = NV * L;
   const int64_t cg = p.in_channels / p.groups, kg = p.out_channels / p.groups;
   const int64_t Ho = p.out_h, Wo = p.out_w, Wp = plan.padded_w, plane = plan.plane;
   const int64_t taps_per_block = cg * p.kernel_h * p.kernel_w * BL;

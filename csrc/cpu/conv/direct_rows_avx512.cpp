@@ -4,16 +4,16 @@
 // Weight gradient: a 4-channel x 6-tap weight-gradient tile (24 accumulators, 4 dy
 // vectors, one input vector: 29 of the 32 zmm registers).
 #include "cpu/conv/direct_rows_impl.h"
-#include "cpu/conv/simd_avx512.h"
+#include "cpu/simd/avx512.h"
 
 namespace cnnkit {
 
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_rows_avx512) {
-  conv2d_forward_direct_rows<SimdAvx512, 6, 4>(p, x, w, bias, y);
+  conv2d_forward_direct_rows<Avx512, 6, 4>(p, x, w, bias, y);
 }
 
 CNNKIT_CONV2D_WEIGHT_GRAD_ROWS_SIGNATURE(conv2d_weight_grad_rows_avx512) {
-  conv2d_weight_grad_rows<SimdAvx512, 4, 6>(p, chunk, dw, accumulate);
+  conv2d_weight_grad_rows<Avx512, 4, 6>(p, chunk, dw, accumulate);
 }
 
 }  // namespace cnnkit

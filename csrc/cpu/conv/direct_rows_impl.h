@@ -15,7 +15,7 @@
 // Zero padding is read as 0*w, as im2col does (an infinite weight on a
 // padded tap gives NaN, unlike the scalar direct loops that skip such taps).
 //
-// Vec must provide: kLanes, type V, zero(), load(const float*), bcast(const float*),
+// Vec must provide: kWidth, type F, zero(), load(const float*), broadcast(const float*),
 // fma(a, b, c) = a*b + c, store(float*, V).
 #pragma once
 #include <cstdint>
@@ -34,8 +34,8 @@ template <class Vec, int KB, int NB>
 inline void rows_tile(const float* xp, int64_t plane, int64_t cg, const int64_t* tap_off,
                       int64_t taps, const float* w, int64_t red, int64_t e0, float* ext,
                       int64_t ext_stride) {
-  using V = typename Vec::V;
-  constexpr int L = Vec::kLanes;
+  using V = typename Vec::F;
+  constexpr int L = Vec::kWidth;
   V acc[KB][NB];
   for (int k = 0; k < KB; ++k)
     for (int j = 0; j < NB; ++j) acc[k][j] = Vec::zero();
@@ -47,7 +47,7 @@ inline void rows_tile(const float* xp, int64_t plane, int64_t cg, const int64_t*
       V xv[NB];
       for (int j = 0; j < NB; ++j) xv[j] = Vec::load(src + j * L);
       for (int k = 0; k < KB; ++k) {
-        const V wv = Vec::bcast(wc + k * red + t);
+        const V wv = Vec::broadcast(wc + k * red + t);
         for (int j = 0; j < NB; ++j) acc[k][j] = Vec::fma(wv, xv[j], acc[k][j]);
       }
     }
@@ -81,7 +81,7 @@ inline void rows_channels(int kb, const float* xp, int64_t plane, int64_t cg,
       return;
     }
   }
-  constexpr int64_t L = Vec::kLanes;
+  constexpr int64_t L = Vec::kWidth;
   const int64_t vectors = (ext_len + L - 1) / L;
   int64_t v = 0;
   for (; v + NB <= vectors; v += NB) {
@@ -96,7 +96,7 @@ inline void rows_channels(int kb, const float* xp, int64_t plane, int64_t cg,
 template <class Vec, int KB, int NB>
 void conv2d_forward_direct_rows(const Conv2dParams& p, const float* x, const float* w,
                                 const float* bias, float* y) {
-  constexpr int64_t L = Vec::kLanes;
+  constexpr int64_t L = Vec::kWidth;
   // Sizes come from the baseline-compiled planner: this file calls no inline
   // helper or STL template that the linker could share with scalar code.
   const DirectRowsPlan plan = plan_direct_rows(p, L * NB);
@@ -147,8 +147,8 @@ template <class Vec, int KB, int TB>
 inline void wgrad_tile(const float* xn, const float* dyn, int64_t images, int64_t x_step,
                        int64_t dy_step, int64_t ext_stride, int64_t vectors,
                        const int64_t* tap_off, float* acc) {
-  using V = typename Vec::V;
-  constexpr int L = Vec::kLanes;
+  using V = typename Vec::F;
+  constexpr int L = Vec::kWidth;
   V a[KB][TB];
   for (int k = 0; k < KB; ++k)
     for (int t = 0; t < TB; ++t) a[k][t] = Vec::load(acc + (k * TB + t) * L);
@@ -205,7 +205,7 @@ inline void wgrad_tile_any(int kb, int tb, const float* xn, const float* dyn, in
 template <class Vec, int KB, int TB>
 void conv2d_weight_grad_rows(const Conv2dParams& p, const WeightGradRowsChunk& chunk, float* dw,
                              bool accumulate) {
-  constexpr int64_t L = Vec::kLanes;
+  constexpr int64_t L = Vec::kWidth;
   const int64_t cg = p.in_channels / p.groups, kg = p.out_channels / p.groups;
   const int64_t taps = p.kernel_h * p.kernel_w, red = cg * taps;
   const int64_t k_blocks = (kg + KB - 1) / KB, k_size = (kg + k_blocks - 1) / k_blocks;

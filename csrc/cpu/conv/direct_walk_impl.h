@@ -17,7 +17,7 @@
 // taps are read as 0*w.
 //
 // Vec must provide what direct_cvec_impl.h needs, and
-// store_transposed(const V* rows, int n, float* dst, int64_t stride):
+// store_transposed(const F* rows, int n, float* dst, int64_t stride):
 // dst[k * stride + j] = lane k of rows[j] for j < n and every lane k.
 #pragma once
 #include <cstdint>
@@ -47,8 +47,8 @@ __attribute__((always_inline)) inline void walk_unroll(F&& f) {
 template <class Vec, int NV, int NB, int KW>
 void walk_tile(int64_t cg, int64_t R, int64_t plane, int64_t row_step, const float* x0,
                const float* wb, const float* bb, float* y, int64_t channel_stride, int64_t kb) {
-  using V = typename Vec::V;
-  constexpr int L = Vec::kLanes;
+  using V = typename Vec::F;
+  constexpr int L = Vec::kWidth;
   V acc[NV][NB];
   for (int v = 0; v < NV; ++v) {
     const V b = Vec::load(bb + v * L);
@@ -63,7 +63,7 @@ void walk_tile(int64_t cg, int64_t R, int64_t plane, int64_t row_step, const flo
         for (int v = 0; v < NV; ++v) wv[s][v] = Vec::load(w + (s * NV + v) * L);
       walk_unroll<NB + KW - 1>([&](auto iw_c) __attribute__((always_inline)) {
         constexpr int iw = decltype(iw_c)::value;
-        const V xb = Vec::bcast(xr + iw);
+        const V xb = Vec::broadcast(xr + iw);
         walk_unroll<KW>([&](auto s_c) __attribute__((always_inline)) {
           constexpr int s = decltype(s_c)::value, j = iw - s;
           if constexpr (j >= 0 && j < NB) {
@@ -101,7 +101,7 @@ void walk_tile_any(int nb, int64_t cg, int64_t R, int64_t plane, int64_t row_ste
 // group once and keeps it while its consecutive rows need it.
 template <class Vec, int NV, int NB, int KW>
 void conv2d_forward_walk(const Conv2dParams& p, const CvecPlan& plan, const float* x, float* y) {
-  constexpr int64_t L = Vec::kLanes, BL = NV * L;
+  constexpr int64_t L = Vec::kWidth, BL = NV * L;
   const int64_t cg = p.in_channels / p.groups, kg = p.out_channels / p.groups;
   const int64_t Ho = p.out_h, Wo = p.out_w, Wp = plan.padded_w, plane = plan.plane;
   const int64_t row_step = p.dilation_h * Wp;
