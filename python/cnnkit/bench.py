@@ -51,15 +51,16 @@ def conv_flops(s):
     return 2.0 * s.N * s.K * ho * wo * (s.C // s.groups) * s.kh * s.kw
 
 
-def interleaved(contenders, rounds=7, min_time=0.05, settle_time=0.01):
+def interleaved(contenders, rounds=7, min_time=0.05, settle_time=0.1):
     """Median seconds per call of each callable in ``contenders`` (name -> fn).
 
     Each callable is first warmed up and its calls-per-sample chosen so one
     sample takes about ``min_time``; then every round times one sample of each,
     in an order that alternates between rounds. Before each sample the callable
     runs untimed for ``settle_time``: a library whose idle threads keep spinning
-    after its calls (PyTorch's OpenMP runtime does, for milliseconds) would
-    otherwise slow down whichever contender is timed right after it.
+    after its calls would otherwise slow down whichever contender is timed right
+    after it (PyTorch's OpenMP workers spin for milliseconds, OpenBLAS's for
+    60-100 ms; on 2 cores that halves the next contender's 2-thread speed).
     """
     names = list(contenders)
     reps = {}
