@@ -28,6 +28,7 @@ namespace cnnkit {
 namespace {
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Splits `n` into the fewest chunks of at most `block` whose size is a
@@ -100,6 +101,7 @@ struct GemmPlan {
 
   int64_t kc_max = 0, nc_max = 0, strips_max = 0, panels = 0;
   int64_t m_tiles = 0, row_blocks = 0, col_blocks = 0, mc_max = 0;
+  int64_t short_blocks = 0;  // the last row blocks, half as tall as the others
   int64_t pack_units = 0, compute_units = 0;
   float* bpack[2] = {};  // panel q is packed into bpack[q % 2]
   int64_t next_ticket = 0;
@@ -108,6 +110,14 @@ struct GemmPlan {
   int64_t computed[2] = {};
 
   int64_t tickets() const { return panels * (pack_units + compute_units); }
+
+  // First MR-row tile of row block rb. The short blocks come last, so the
+  // final units of a panel are small and the threads finish close together.
+  int64_t row_tile(int64_t rb) const {
+    const int64_t tall = row_blocks - short_blocks;
+    const int64_t weight = 2 * min64(rb, tall) + (rb > tall ? rb - tall : 0);
+    return m_tiles * weight / (2 * tall + short_blocks);
+  }
 
   void pack_unit(int64_t q, int64_t u) const {
     constexpr int NR = Kernel::NR;
@@ -132,8 +142,8 @@ struct GemmPlan {
     const int64_t strips = ceil_div(min64(nc_max, N - jc), NR);
     const int64_t rb = u / col_blocks;
     const int64_t cb = u % col_blocks;
-    const int64_t i0 = m_tiles * rb / row_blocks * MR;
-    const int64_t i1 = min64(M, m_tiles * (rb + 1) / row_blocks * MR);
+    const int64_t i0 = row_tile(rb) * MR;
+    const int64_t i1 = min64(M, row_tile(rb + 1) * MR);
     const int64_t s0 = strips * cb / col_blocks;
     const int64_t s1 = strips * (cb + 1) / col_blocks;
     if (i0 >= i1 || s0 >= s1) return;
@@ -216,7 +226,11 @@ void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   const int64_t finest = ceil_div(plan.m_tiles, 2);
   plan.row_blocks = l2_blocks >= wanted ? l2_blocks : min64(wanted, finest > l2_blocks ? finest : l2_blocks);
   plan.col_blocks = min64(plan.strips_max, ceil_div(wanted, plan.row_blocks));
-  plan.mc_max = ceil_div(plan.m_tiles, plan.row_blocks) * MR;
+  // One short block per thread ends each panel, where there are enough blocks.
+  plan.short_blocks = threads > 1 && plan.row_blocks >= 3 * threads ? threads : 0;
+  for (int64_t rb = 0; rb < plan.row_blocks; ++rb) {
+    plan.mc_max = max64(plan.mc_max, (plan.row_tile(rb + 1) - plan.row_tile(rb)) * MR);
+  }
   plan.pack_units = min64(plan.strips_max, 2 * threads);
   plan.compute_units = plan.row_blocks * plan.col_blocks;
   const int64_t panel_floats = K * plan.strips_max * NR;
