@@ -16,11 +16,10 @@
 // fma(a, b, c) = a*b + c, store(float*, V).
 #pragma once
 #include <cstdint>
-#include <cstring>
 
-#include "core/parallel.h"
 #include "core/workspace.h"
 #include "cpu/conv/kernels.h"
+#include "cpu/conv/padded_rows.h"
 
 namespace cnnkit {
 namespace {
@@ -68,41 +67,27 @@ inline void cvec_tile_any(int nb, const Conv2dParams& p, const CvecPlan& plan, c
   cvec_tile<Vec, NV, NBMax>(p, plan, x0, wb, bb, tile);
 }
 
-// Threads take (image, group, output row) items; a thread pads an image's
-// group once and keeps it while its consecutive rows need it.
 template <class Vec, int NV, int NB>
 void conv2d_forward_cvec(const Conv2dParams& p, const CvecPlan& plan, const float* x, float* y) {
   constexpr int64_t L = Vec::kWidth, BL = NV * L;
   const int64_t cg = p.in_channels / p.groups, kg = p.out_channels / p.groups;
-  const int64_t Ho = p.out_h, Wo = p.out_w, Wp = plan.padded_w, plane = plan.plane;
+  const int64_t Ho = p.out_h, Wo = p.out_w, Wp = plan.padded_w;
   const int64_t taps_per_block = cg * p.kernel_h * p.kernel_w * BL;
   const int64_t row_tiles = (Wo + NB - 1) / NB, nb_size = (Wo + row_tiles - 1) / row_tiles;
-  const int64_t items = p.batch * p.groups * Ho;
-  parallel_for(items, plan.blocks * taps_per_block * Wo, [&](int64_t begin, int64_t end) {
-    float* xp = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(plan.input_floats));
+  for_each_padded_row(p, plan, x, plan.blocks * taps_per_block * Wo, [&](const float* xp, int64_t n, int64_t g,
+                                                                         int64_t oh) {
     float* tile = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(NB * BL));
-    // Only the interior is rewritten per image: the padding stays zero.
-    std::memset(xp, 0, static_cast<size_t>(plan.input_floats) * sizeof(float));
-    int64_t padded = -1;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t ng = item / Ho, oh = item % Ho, n = ng / p.groups, g = ng % p.groups;
-      if (ng != padded) {
-        const float* xg = x + (n * p.in_channels + g * cg) * p.in_h * p.in_w;
-        copy_into_padded(p, xg, cg, xp, plane, Wp);
-        padded = ng;
-      }
-      for (int64_t blk = 0; blk < plan.blocks; ++blk) {
-        const float* wb = plan.weights + (g * plan.blocks + blk) * taps_per_block;
-        const float* bb = plan.bias + (g * plan.blocks + blk) * BL;
-        const int64_t k0 = blk * BL, kb = kg - k0 < BL ? kg - k0 : BL;
-        for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
-          const int64_t nb = Wo - ow0 < nb_size ? Wo - ow0 : nb_size;
-          const float* x0 = xp + oh * p.stride_h * Wp + ow0 * p.stride_w;
-          cvec_tile_any<Vec, NV, NB>(static_cast<int>(nb), p, plan, x0, wb, bb, tile);
-          for (int64_t k = 0; k < kb; ++k) {
-            float* yk = y + ((n * p.out_channels + g * kg + k0 + k) * Ho + oh) * Wo + ow0;
-            for (int64_t j = 0; j < nb; ++j) yk[j] = tile[j * BL + k];
-          }
+    for (int64_t blk = 0; blk < plan.blocks; ++blk) {
+      const float* wb = plan.weights + (g * plan.blocks + blk) * taps_per_block;
+      const float* bb = plan.bias + (g * plan.blocks + blk) * BL;
+      const int64_t k0 = blk * BL, kb = kg - k0 < BL ? kg - k0 : BL;
+      for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
+        const int64_t nb = Wo - ow0 < nb_size ? Wo - ow0 : nb_size;
+        const float* x0 = xp + oh * p.stride_h * Wp + ow0 * p.stride_w;
+        cvec_tile_any<Vec, NV, NB>(static_cast<int>(nb), p, plan, x0, wb, bb, tile);
+        for (int64_t k = 0; k < kb; ++k) {
+          float* yk = y + ((n * p.out_channels + g * kg + k0 + k) * Ho + oh) * Wo + ow0;
+          for (int64_t j = 0; j < nb; ++j) yk[j] = tile[j * BL + k];
         }
       }
     }

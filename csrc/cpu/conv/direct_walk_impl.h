@@ -21,13 +21,11 @@
 // dst[k * stride + j] = lane k of rows[j] for j < n and every lane k.
 #pragma once
 #include <cstdint>
-#include <cstring>
 #include <type_traits>
 #include <utility>
 
-#include "core/parallel.h"
-#include "core/workspace.h"
 #include "cpu/conv/kernels.h"
+#include "cpu/conv/padded_rows.h"
 
 namespace cnnkit {
 namespace {
@@ -97,8 +95,6 @@ void walk_tile_any(int nb, int64_t cg, int64_t R, int64_t plane, int64_t row_ste
   walk_tile<Vec, NV, NBMax, KW>(cg, R, plane, row_step, x0, wb, bb, y, channel_stride, kb);
 }
 
-// Threads take (image, group, output row) items; a thread pads an image's
-// group once and keeps it while its consecutive rows need it.
 template <class Vec, int NV, int NB, int KW>
 void conv2d_forward_walk(const Conv2dParams& p, const CvecPlan& plan, const float* x, float* y) {
   constexpr int64_t L = Vec::kWidth, BL = NV * L;
@@ -107,29 +103,17 @@ void conv2d_forward_walk(const Conv2dParams& p, const CvecPlan& plan, const floa
   const int64_t row_step = p.dilation_h * Wp;
   const int64_t taps_per_block = cg * p.kernel_h * KW * BL;
   const int64_t row_tiles = (Wo + NB - 1) / NB, nb_size = (Wo + row_tiles - 1) / row_tiles;
-  const int64_t items = p.batch * p.groups * Ho;
-  parallel_for(items, plan.blocks * taps_per_block * Wo, [&](int64_t begin, int64_t end) {
-    float* xp = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(plan.input_floats));
-    // Only the interior is rewritten per image: the padding stays zero.
-    std::memset(xp, 0, static_cast<size_t>(plan.input_floats) * sizeof(float));
-    int64_t padded = -1;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t ng = item / Ho, oh = item % Ho, n = ng / p.groups, g = ng % p.groups;
-      if (ng != padded) {
-        const float* xg = x + (n * p.in_channels + g * cg) * p.in_h * p.in_w;
-        copy_into_padded(p, xg, cg, xp, plane, Wp);
-        padded = ng;
-      }
-      for (int64_t blk = 0; blk < plan.blocks; ++blk) {
-        const float* wb = plan.weights + (g * plan.blocks + blk) * taps_per_block;
-        const float* bb = plan.bias + (g * plan.blocks + blk) * BL;
-        const int64_t k0 = blk * BL, kb = kg - k0 < BL ? kg - k0 : BL;
-        float* yb = y + ((n * p.out_channels + g * kg + k0) * Ho + oh) * Wo;
-        for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
-          const int64_t nb = Wo - ow0 < nb_size ? Wo - ow0 : nb_size;
-          walk_tile_any<Vec, NV, NB, KW>(static_cast<int>(nb), cg, p.kernel_h, plane, row_step,
-                                         xp + oh * p.stride_h * Wp + ow0, wb, bb, yb + ow0, Ho * Wo, kb);
-        }
+  for_each_padded_row(p, plan, x, plan.blocks * taps_per_block * Wo, [&](const float* xp, int64_t n, int64_t g,
+                                                                         int64_t oh) {
+    for (int64_t blk = 0; blk < plan.blocks; ++blk) {
+      const float* wb = plan.weights + (g * plan.blocks + blk) * taps_per_block;
+      const float* bb = plan.bias + (g * plan.blocks + blk) * BL;
+      const int64_t k0 = blk * BL, kb = kg - k0 < BL ? kg - k0 : BL;
+      float* yb = y + ((n * p.out_channels + g * kg + k0) * Ho + oh) * Wo;
+      for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
+        const int64_t nb = Wo - ow0 < nb_size ? Wo - ow0 : nb_size;
+        walk_tile_any<Vec, NV, NB, KW>(static_cast<int>(nb), cg, p.kernel_h, plane, row_step,
+                                       xp + oh * p.stride_h * Wp + ow0, wb, bb, yb + ow0, Ho * Wo, kb);
       }
     }
   });
