@@ -319,6 +319,13 @@ def _channel_vector_kernel(case):
     return "direct_walk" if walks else "direct_cvec"
 
 
+def _assert_forward_matches_oracle(y, x, w, b, norm, groups, op):
+    """conv2d output against the float64 oracle, K = C/groups*kh*kw (+1 with bias)."""
+    magnitude = reference.conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b), *norm, groups)
+    k = w.shape[1] * w.shape[2] * w.shape[3] + (b is not None)
+    assert_close(y, reference.conv2d(x, w, b, *norm, groups), magnitude, k, op)
+
+
 @given(case=direct_cvec_cases(), seed=st.integers(0, 2**31))
 def test_direct_cvec_matches_oracle(isa, threads, case, seed):
     rng = np.random.default_rng(seed)
@@ -332,9 +339,7 @@ def test_direct_cvec_matches_oracle(isa, threads, case, seed):
     assert impl == ("direct" if isa == "scalar" else f"{_channel_vector_kernel(case)}_{isa}")
     norm = _normalise(case["w_shape"][2:], *args[:3])
     y = F.conv2d(x, w, b, *args, algo="direct")
-    magnitude = reference.conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b), *norm, case["groups"])
-    k = case["w_shape"][1] * case["w_shape"][2] * case["w_shape"][3] + (b is not None)
-    assert_close(y, reference.conv2d(x, w, b, *norm, case["groups"]), magnitude, k, f"conv2d[{impl}]")
+    _assert_forward_matches_oracle(y, x, w, b, norm, case["groups"], f"conv2d[{impl}]")
 
 
 # LeNet c2 and scaled-down AlexNet c1 / ResNet stride-2 layers on the channel-vector paths, small-integer fills.
@@ -403,9 +408,7 @@ def test_direct_walk_matches_oracle(isa, threads, case, seed):
         if isa != "scalar":
             assert impl == f"direct_walk_{isa}"
     y = F.conv2d(x, w, b, *args)
-    magnitude = reference.conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b), *norm, case["groups"])
-    k = case["w_shape"][1] * case["w_shape"][2] * case["w_shape"][3] + (b is not None)
-    assert_close(y, reference.conv2d(x, w, b, *norm, case["groups"]), magnitude, k, f"conv2d[{impl}]")
+    _assert_forward_matches_oracle(y, x, w, b, norm, case["groups"], f"conv2d[{impl}]")
 
 
 # direct_walk with small-integer fills: LeNet c2 (one 10-position tile: one
