@@ -33,6 +33,14 @@ def _windows_per_input(cfg):
     return -(-kh // sh) * -(-kw // sw)
 
 
+def _assert_avg_backward_matches_oracle(g, x, cfg, args):
+    """avg_pool2d_backward against the oracle; K = how many windows can cover one input."""
+    grad = F.avg_pool2d_backward(g, x, **args)
+    assert_close(grad, R.avg_pool2d_backward(g, x.shape, **args),
+                 R.avg_pool2d_backward(np.abs(g), x.shape, **args), _windows_per_input(cfg),
+                 "avg_pool2d_backward")
+
+
 def _max_pool(x, cfg, reference=False):
     """_C entry (fast or C++ reference); ValueError for a window that is padding only."""
     return _C.max_pool2d(x, cfg["kernel_size"], cfg["stride"], cfg["padding"], cfg["dilation"],
@@ -80,10 +88,7 @@ def test_avg_pool_matches_oracle(isa, cfg, count_include_pad, seed):
     np.testing.assert_array_equal(ref, out)
 
     g = rng.standard_normal(out.shape).astype(np.float32)
-    grad = F.avg_pool2d_backward(g, x, **args)
-    assert_close(grad, R.avg_pool2d_backward(g, x.shape, **args),
-                 R.avg_pool2d_backward(np.abs(g), x.shape, **args), _windows_per_input(cfg),
-                 "avg_pool2d_backward")
+    _assert_avg_backward_matches_oracle(g, x, cfg, args)
 
 
 @pytest.mark.parametrize("stride", [1, 2, 3])
@@ -366,10 +371,7 @@ def test_vector_paths_match_reference_kernels(isa, threads, cfg, count_include_p
                         count_include_pad, True)
     np.testing.assert_array_equal(avg, ref)
     g = rng.standard_normal(avg.shape).astype(np.float32)
-    grad = F.avg_pool2d_backward(g, x, **args)
-    assert_close(grad, R.avg_pool2d_backward(g, x.shape, **args),
-                 R.avg_pool2d_backward(np.abs(g), x.shape, **args), _windows_per_input(cfg),
-                 "avg_pool2d_backward")
+    _assert_avg_backward_matches_oracle(g, x, cfg, args)
 
 
 def test_max_pool_nan_and_minus_inf_in_vector_rows(isa):
