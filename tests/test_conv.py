@@ -369,8 +369,9 @@ def test_direct_cvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, strid
 def direct_walk_cases(draw):
     """Shapes that run direct_walk: 3-, 5- and 7-wide kernels, output channels
     per group around the vector lanes and the 1- and 2-vector blocks, output
-    widths around the tiles (AVX2 10 positions, AVX-512 14 and 8) and the
-    8- and 16-row transposes, vertical strides and dilations."""
+    widths around the tiles (AVX2 10 positions, AVX-512 12, 10 and 8) and the
+    8- and 16-row transposes, odd and even output heights (AVX-512 takes two
+    rows per tile), vertical strides and dilations."""
     groups = draw(st.sampled_from([1, 1, 1, 2]))
     cg = draw(st.integers(1, 3))
     kg = draw(st.sampled_from([8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 48, 65]))

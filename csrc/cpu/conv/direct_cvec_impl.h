@@ -74,8 +74,8 @@ void conv2d_forward_cvec(const Conv2dParams& p, const CvecPlan& plan, const floa
   const int64_t Ho = p.out_h, Wo = p.out_w, Wp = plan.padded_w;
   const int64_t taps_per_block = cg * p.kernel_h * p.kernel_w * BL;
   const int64_t row_tiles = (Wo + NB - 1) / NB, nb_size = (Wo + row_tiles - 1) / row_tiles;
-  for_each_padded_row(p, plan, x, plan.blocks * taps_per_block * Wo, [&](const float* xp, int64_t n, int64_t g,
-                                                                         int64_t oh) {
+  for_each_padded_band(p, plan, x, 1, plan.blocks * taps_per_block * Wo, [&](const float* xp, int64_t n,
+                                                                            int64_t g, int64_t oh, int64_t) {
     float* tile = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(NB * BL));
     for (int64_t blk = 0; blk < plan.blocks; ++blk) {
       const float* wb = plan.weights + (g * plan.blocks + blk) * taps_per_block;

@@ -8,9 +8,9 @@ namespace cnnkit {
 
 CNNKIT_CONV2D_CVEC_SIGNATURE(conv2d_walk_avx2) {
   switch (p.kernel_w) {
-    case 3: conv2d_forward_walk<Avx2, 1, 10, 3>(p, plan, x, y); break;
-    case 5: conv2d_forward_walk<Avx2, 1, 10, 5>(p, plan, x, y); break;
-    default: conv2d_forward_walk<Avx2, 1, 10, 7>(p, plan, x, y); break;
+    case 3: conv2d_forward_walk<Avx2, 1, 10, 3, 1>(p, plan, x, y); break;
+    case 5: conv2d_forward_walk<Avx2, 1, 10, 5, 1>(p, plan, x, y); break;
+    default: conv2d_forward_walk<Avx2, 1, 10, 7, 1>(p, plan, x, y); break;
   }
 }
 

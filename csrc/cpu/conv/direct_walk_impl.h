@@ -39,18 +39,23 @@ __attribute__((always_inline)) inline void walk_unroll(F&& f) {
   walk_unroll(f, std::make_integer_sequence<int, N>{});
 }
 
-// One tile: NV vectors of channels x NB positions starting at input x0 (the
-// tap (0, 0) of the first position), written transposed to y (channel-major,
+// One tile: NV vectors of channels x NB positions of ROWS output rows. Row q
+// starts at input x0 + q * out_row_step (the tap (0, 0) of its first
+// position) and is written transposed to y + q * out_w (channel-major,
 // `channel_stride` floats apart; only the first `kb` channels are stored).
-template <class Vec, int NV, int NB, int KW>
-void walk_tile(int64_t cg, int64_t R, int64_t plane, int64_t row_step, const float* x0,
-               const float* wb, const float* bb, float* y, int64_t channel_stride, int64_t kb) {
+// Each kernel row's KW weight vectors are loaded once for all ROWS rows; the
+// rows give each accumulator's FMA chain ROWS times as many independent
+// chains to hide its latency behind.
+template <class Vec, int NV, int NB, int KW, int ROWS>
+void walk_tile(int64_t cg, int64_t R, int64_t plane, int64_t row_step, int64_t out_row_step, const float* x0,
+               const float* wb, const float* bb, float* y, int64_t out_w, int64_t channel_stride, int64_t kb) {
   using V = typename Vec::F;
   constexpr int L = Vec::kWidth;
-  V acc[NV][NB];
+  V acc[ROWS][NV][NB];
   for (int v = 0; v < NV; ++v) {
     const V b = Vec::load(bb + v * L);
-    for (int j = 0; j < NB; ++j) acc[v][j] = b;
+    for (int q = 0; q < ROWS; ++q)
+      for (int j = 0; j < NB; ++j) acc[q][v][j] = b;
   }
   const float* w = wb;
   for (int64_t c = 0; c < cg; ++c) {
@@ -61,50 +66,68 @@ void walk_tile(int64_t cg, int64_t R, int64_t plane, int64_t row_step, const flo
         for (int v = 0; v < NV; ++v) wv[s][v] = Vec::load(w + (s * NV + v) * L);
       walk_unroll<NB + KW - 1>([&](auto iw_c) __attribute__((always_inline)) {
         constexpr int iw = decltype(iw_c)::value;
-        const V xb = Vec::broadcast(xr + iw);
-        walk_unroll<KW>([&](auto s_c) __attribute__((always_inline)) {
-          constexpr int s = decltype(s_c)::value, j = iw - s;
-          if constexpr (j >= 0 && j < NB) {
-            for (int v = 0; v < NV; ++v) acc[v][j] = Vec::fma(wv[s][v], xb, acc[v][j]);
-          }
+        walk_unroll<ROWS>([&](auto q_c) __attribute__((always_inline)) {
+          constexpr int q = decltype(q_c)::value;
+          const V xb = Vec::broadcast(xr + q * out_row_step + iw);
+          walk_unroll<KW>([&](auto s_c) __attribute__((always_inline)) {
+            constexpr int s = decltype(s_c)::value, j = iw - s;
+            if constexpr (j >= 0 && j < NB) {
+              for (int v = 0; v < NV; ++v) acc[q][v][j] = Vec::fma(wv[s][v], xb, acc[q][v][j]);
+            }
+          });
         });
       });
     }
   }
-  for (int v = 0; v < NV && v * L < kb; ++v) {
-    if (kb - v * L >= L) {
-      Vec::store_transposed(acc[v], NB, y + v * L * channel_stride, channel_stride);
-    } else {
-      float t[L * NB];
-      for (int j = 0; j < NB; ++j) Vec::store(t + j * L, acc[v][j]);
-      for (int64_t k = 0; k < kb - v * L; ++k)
-        for (int j = 0; j < NB; ++j) y[(v * L + k) * channel_stride + j] = t[j * L + k];
+  for (int q = 0; q < ROWS; ++q) {
+    float* yq = y + q * out_w;
+    for (int v = 0; v < NV && v * L < kb; ++v) {
+      if (kb - v * L >= L) {
+        Vec::store_transposed(acc[q][v], NB, yq + v * L * channel_stride, channel_stride);
+      } else {
+        float t[L * NB];
+        for (int j = 0; j < NB; ++j) Vec::store(t + j * L, acc[q][v][j]);
+        for (int64_t k = 0; k < kb - v * L; ++k)
+          for (int j = 0; j < NB; ++j) yq[(v * L + k) * channel_stride + j] = t[j * L + k];
+      }
     }
   }
 }
 
-template <class Vec, int NV, int NBMax, int KW>
-void walk_tile_any(int nb, int64_t cg, int64_t R, int64_t plane, int64_t row_step, const float* x0,
-                   const float* wb, const float* bb, float* y, int64_t channel_stride, int64_t kb) {
-  if constexpr (NBMax > 1) {
-    if (nb < NBMax) {
-      walk_tile_any<Vec, NV, NBMax - 1, KW>(nb, cg, R, plane, row_step, x0, wb, bb, y, channel_stride, kb);
+// walk_tile for nb <= NBMax positions and rows <= ROWS output rows.
+template <class Vec, int NV, int NBMax, int KW, int ROWS>
+void walk_tile_any(int nb, int rows, int64_t cg, int64_t R, int64_t plane, int64_t row_step, int64_t out_row_step,
+                   const float* x0, const float* wb, const float* bb, float* y, int64_t out_w,
+                   int64_t channel_stride, int64_t kb) {
+  if constexpr (ROWS > 1) {
+    if (rows < ROWS) {
+      walk_tile_any<Vec, NV, NBMax, KW, ROWS - 1>(nb, rows, cg, R, plane, row_step, out_row_step, x0, wb, bb, y,
+                                                  out_w, channel_stride, kb);
       return;
     }
   }
-  walk_tile<Vec, NV, NBMax, KW>(cg, R, plane, row_step, x0, wb, bb, y, channel_stride, kb);
+  if constexpr (NBMax > 1) {
+    if (nb < NBMax) {
+      walk_tile_any<Vec, NV, NBMax - 1, KW, ROWS>(nb, rows, cg, R, plane, row_step, out_row_step, x0, wb, bb, y,
+                                                  out_w, channel_stride, kb);
+      return;
+    }
+  }
+  walk_tile<Vec, NV, NBMax, KW, ROWS>(cg, R, plane, row_step, out_row_step, x0, wb, bb, y, out_w, channel_stride,
+                                      kb);
 }
 
-template <class Vec, int NV, int NB, int KW>
+// Bands of ROWS output rows, each cut into tiles of at most NB positions.
+template <class Vec, int NV, int NB, int KW, int ROWS>
 void conv2d_forward_walk(const Conv2dParams& p, const CvecPlan& plan, const float* x, float* y) {
   constexpr int64_t L = Vec::kWidth, BL = NV * L;
   const int64_t cg = p.in_channels / p.groups, kg = p.out_channels / p.groups;
   const int64_t Ho = p.out_h, Wo = p.out_w, Wp = plan.padded_w, plane = plan.plane;
-  const int64_t row_step = p.dilation_h * Wp;
+  const int64_t row_step = p.dilation_h * Wp, out_row_step = p.stride_h * Wp;
   const int64_t taps_per_block = cg * p.kernel_h * KW * BL;
   const int64_t row_tiles = (Wo + NB - 1) / NB, nb_size = (Wo + row_tiles - 1) / row_tiles;
-  for_each_padded_row(p, plan, x, plan.blocks * taps_per_block * Wo, [&](const float* xp, int64_t n, int64_t g,
-                                                                         int64_t oh) {
+  for_each_padded_band(p, plan, x, ROWS, plan.blocks * taps_per_block * Wo, [&](const float* xp, int64_t n,
+                                                                               int64_t g, int64_t oh, int64_t rows) {
     for (int64_t blk = 0; blk < plan.blocks; ++blk) {
       const float* wb = plan.weights + (g * plan.blocks + blk) * taps_per_block;
       const float* bb = plan.bias + (g * plan.blocks + blk) * BL;
@@ -112,8 +135,9 @@ void conv2d_forward_walk(const Conv2dParams& p, const CvecPlan& plan, const floa
       float* yb = y + ((n * p.out_channels + g * kg + k0) * Ho + oh) * Wo;
       for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
         const int64_t nb = Wo - ow0 < nb_size ? Wo - ow0 : nb_size;
-        walk_tile_any<Vec, NV, NB, KW>(static_cast<int>(nb), cg, p.kernel_h, plane, row_step,
-                                       xp + oh * p.stride_h * Wp + ow0, wb, bb, yb + ow0, Ho * Wo, kb);
+        walk_tile_any<Vec, NV, NB, KW, ROWS>(static_cast<int>(nb), static_cast<int>(rows), cg, p.kernel_h, plane,
+                                             row_step, out_row_step, xp + oh * out_row_step + ow0, wb, bb, yb + ow0,
+                                             Wo, Ho * Wo, kb);
       }
     }
   });

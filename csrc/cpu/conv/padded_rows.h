@@ -11,26 +11,26 @@
 namespace cnnkit {
 namespace {
 
-// Threads take (image, group, output row) items; a thread pads an image's
-// group once and keeps it while its consecutive rows need it. Only the
-// interior is rewritten per image: the padding stays zero.
-// body(xp, n, g, oh) computes output row oh of group g of image n from the
-// padded group xp.
+// Threads take (image, group, band of `band` output rows) items; a thread pads
+// an image's group once and keeps it while its consecutive bands need it.
+// Only the interior is rewritten per image: the padding stays zero.
+// body(xp, n, g, oh, rows) computes output rows [oh, oh + rows) of group g of
+// image n from the padded group xp; rows < band only for an image's last band.
 template <class Body>
-void for_each_padded_row(const Conv2dParams& p, const CvecPlan& plan, const float* x, int64_t work_per_row,
-                         Body&& body) {
-  const int64_t cg = p.in_channels / p.groups, Ho = p.out_h;
-  parallel_for(p.batch * p.groups * Ho, work_per_row, [&](int64_t begin, int64_t end) {
+void for_each_padded_band(const Conv2dParams& p, const CvecPlan& plan, const float* x, int64_t band,
+                          int64_t work_per_row, Body&& body) {
+  const int64_t cg = p.in_channels / p.groups, Ho = p.out_h, bands = (Ho + band - 1) / band;
+  parallel_for(p.batch * p.groups * bands, work_per_row * band, [&](int64_t begin, int64_t end) {
     float* xp = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(plan.input_floats));
     std::memset(xp, 0, static_cast<size_t>(plan.input_floats) * sizeof(float));
     int64_t padded = -1;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t ng = item / Ho, oh = item % Ho, n = ng / p.groups, g = ng % p.groups;
+      const int64_t ng = item / bands, oh = item % bands * band, n = ng / p.groups, g = ng % p.groups;
       if (ng != padded) {
         copy_into_padded(p, x + (n * p.in_channels + g * cg) * p.in_h * p.in_w, cg, xp, plan.plane, plan.padded_w);
         padded = ng;
       }
-      body(xp, n, g, oh);
+      body(xp, n, g, oh, Ho - oh < band ? Ho - oh : band);
     }
   });
 }

@@ -12,7 +12,7 @@ float fma_chains_avx2(int64_t iterations) {
     _mm256_store_ps(lanes, v);
     return lanes[0] + lanes[7];
   };
-  return fma_chains(iterations, _mm256_set1_ps(1.0f), _mm256_set1_ps(0.999999f),
+  return fma_chains(iterations, _mm256_set1_ps(1.0f), _mm256_set1_ps(0.125f), _mm256_set1_ps(0.999999f),
                     _mm256_set1_ps(1e-7f), fma, sum);
 }
 

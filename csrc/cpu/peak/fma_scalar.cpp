@@ -8,7 +8,7 @@ namespace cnnkit {
 float fma_chains_scalar(int64_t iterations) {
   auto fma = [](float a, float b, float c) { return a * b + c; };
   auto sum = [](float v) { return v; };
-  return fma_chains(iterations, 1.0f, 0.999999f, 1e-7f, fma, sum);
+  return fma_chains(iterations, 1.0f, 0.125f, 0.999999f, 1e-7f, fma, sum);
 }
 
 }  // namespace cnnkit
