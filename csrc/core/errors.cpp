@@ -5,7 +5,7 @@
 namespace cnnkit {
 
 int64_t checked_mul(int64_t a, int64_t b, const char* what) {
-  check(a >= 0 && b >= 0, ErrorKind::Value, std::string(what) + ": negative size");
+  CNNKIT_CHECK(a >= 0 && b >= 0, ErrorKind::Value, std::string(what) + ": negative size");
   if (a != 0 && b > std::numeric_limits<int64_t>::max() / a) {
     fail(ErrorKind::Overflow, std::string(what) + ": size overflows 64-bit integers");
   }

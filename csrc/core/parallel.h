@@ -9,10 +9,14 @@
 
 namespace cnnkit {
 
-// Runs fn(begin, end) over [0, n) split into contiguous chunks, one per thread.
-// `work_per_item` is a rough cost (e.g. flops) of one item: regions whose total
-// work is below ~64k units run on the calling thread, because waking threads
-// costs more than they save. Nested calls run serially.
+// Runs fn(begin, end) over [0, n) split into contiguous chunks, about
+// kChunksPerThread per thread, that the threads take as they become free: a
+// thread slowed by something else on its core (another process, a library's
+// spinning threads, a hypervisor) does fewer chunks instead of making the
+// others wait at the end. `work_per_item` is a rough cost (e.g. flops) of one
+// item: regions whose total work is below ~64k units run on the calling
+// thread, because waking threads costs more than they save. Nested calls run
+// serially. fn must not assume anything about which thread runs a chunk.
 template <class Fn>
 void parallel_for(int64_t n, int64_t work_per_item, Fn&& fn) {
   if (n <= 0) return;
@@ -25,16 +29,17 @@ void parallel_for(int64_t n, int64_t work_per_item, Fn&& fn) {
     fn(int64_t{0}, n);
     return;
   }
+  constexpr int64_t kChunksPerThread = 4;
   struct Context {
     std::remove_reference_t<Fn>* fn;
-    int64_t n, team;
-  } context{&fn, n, threads};
+    int64_t n, chunks;
+  } context{&fn, n, std::min<int64_t>(n, threads * kChunksPerThread)};
   run_chunks(
-      threads,
+      context.chunks, threads,
       [](void* p, int64_t t) {
         const auto& c = *static_cast<const Context*>(p);
-        const int64_t begin = c.n * t / c.team;
-        const int64_t end = c.n * (t + 1) / c.team;
+        const int64_t begin = c.n * t / c.chunks;
+        const int64_t end = c.n * (t + 1) / c.chunks;
         if (begin < end) (*c.fn)(begin, end);
       },
       &context);

@@ -78,10 +78,9 @@ class Pool {
   }
 
   // Returns false (and does nothing) when another caller holds the pool.
-  bool try_run(int64_t chunks, ChunkFn fn, void* context) {
+  bool try_run(int64_t chunks, int64_t helpers, ChunkFn fn, void* context) {
     std::unique_lock<std::mutex> busy(busy_mutex_, std::try_to_lock);
     if (!busy.owns_lock()) return false;
-    const int64_t helpers = chunks - 1;
     grow(helpers);
     Job job;
     job.fn = fn;
@@ -178,9 +177,10 @@ Pool& pool() {
 
 bool in_parallel_region() { return t_in_region; }
 
-void run_chunks(int64_t chunks, ChunkFn fn, void* context) {
+void run_chunks(int64_t chunks, int64_t threads, ChunkFn fn, void* context) {
   if (chunks <= 0) return;
-  if (chunks > 1 && !t_in_region && pool().try_run(chunks, fn, context)) return;
+  const int64_t helpers = (threads < chunks ? threads : chunks) - 1;
+  if (helpers > 0 && !t_in_region && pool().try_run(chunks, helpers, fn, context)) return;
   for (int64_t i = 0; i < chunks; ++i) fn(context, i);
 }
 

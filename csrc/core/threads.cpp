@@ -47,7 +47,7 @@ int num_threads() {
 }
 
 void set_num_threads(int n) {
-  check(n >= 1, ErrorKind::Value, "num_threads must be >= 1, got " + std::to_string(n));
+  CNNKIT_CHECK(n >= 1, ErrorKind::Value, "num_threads must be >= 1, got " + std::to_string(n));
   g_threads.store(n, std::memory_order_relaxed);
 }
 

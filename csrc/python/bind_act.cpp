@@ -23,7 +23,7 @@ ActParams make_params(const std::string& name, float alpha, float beta, float th
 
 void require_same_shape(const py::array& a, const char* a_name, const py::array& b,
                         const char* b_name) {
-  check(shape_of(a) == shape_of(b), ErrorKind::Value,
+  CNNKIT_CHECK(shape_of(a) == shape_of(b), ErrorKind::Value,
         std::string(a_name) + " and " + b_name + " must have the same shape");
 }
 
@@ -37,7 +37,7 @@ PreluShape prelu_shape(const py::array& x, const py::array& weight) {
   s.inner = 1;
   for (size_t d = x.ndim() >= 2 ? 2 : 0; d < shape.size(); ++d) s.inner *= shape[d];
   s.weight_count = weight.shape(0);
-  check(s.weight_count == 1 || s.weight_count == s.channels, ErrorKind::Value,
+  CNNKIT_CHECK(s.weight_count == 1 || s.weight_count == s.channels, ErrorKind::Value,
         "prelu: weight must have 1 or " + std::to_string(s.channels) +
             " (input.shape[1]) elements, got " + std::to_string(s.weight_count));
   return s;

@@ -24,8 +24,8 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 
 Conv2dParams params_for(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
                         const Pair& stride, const Pads& pad, const Pair& dilation, int64_t groups) {
-  check(x.size() == 4, ErrorKind::Value, "conv2d: input must be 4-D (N, C, H, W), got shape " + shape_str(x));
-  check(w.size() == 4, ErrorKind::Value,
+  CNNKIT_CHECK(x.size() == 4, ErrorKind::Value, "conv2d: input must be 4-D (N, C, H, W), got shape " + shape_str(x));
+  CNNKIT_CHECK(w.size() == 4, ErrorKind::Value,
         "conv2d: weight must be 4-D (out, in/groups, kh, kw), got shape " + shape_str(w));
   return make_conv2d_params(x[0], x[1], x[2], x[3], w[0], w[1], w[2], w[3], groups, stride[0],
                             stride[1], pad[0], pad[1], pad[2], pad[3], dilation[0], dilation[1]);
@@ -37,7 +37,7 @@ FloatArray forward(FloatArray x, FloatArray w, std::optional<FloatArray> bias, P
   const Conv2dParams p = params_for(shape_of(x), shape_of(w), stride, pad, dilation, groups);
   const float* pb = nullptr;
   if (bias) {
-    check(bias->ndim() == 1 && bias->shape(0) == p.out_channels, ErrorKind::Value,
+    CNNKIT_CHECK(bias->ndim() == 1 && bias->shape(0) == p.out_channels, ErrorKind::Value,
           "conv2d: bias must have shape (" + std::to_string(p.out_channels) +
               ",) to match weight.shape[0], got " + shape_str(shape_of(*bias)));
     pb = bias->data();
@@ -59,7 +59,7 @@ py::tuple backward(FloatArray dy, FloatArray x, FloatArray w, Pair stride, Pads 
   const ConvAlgo algo = parse_conv_algo(algo_name.c_str());
   const Conv2dParams p = params_for(shape_of(x), shape_of(w), stride, pad, dilation, groups);
   const std::vector<int64_t> expected = {p.batch, p.out_channels, p.out_h, p.out_w};
-  check(shape_of(dy) == expected, ErrorKind::Value,
+  CNNKIT_CHECK(shape_of(dy) == expected, ErrorKind::Value,
         "conv2d_backward: grad_output must have the conv2d output shape " + shape_str(expected) +
             ", got " + shape_str(shape_of(dy)));
   std::optional<FloatArray> dx, dw, db;

@@ -19,15 +19,15 @@ int64_t output_row_stride(py::array& out, int64_t M, int64_t N) {
   if (!py::isinstance<py::array_t<float>>(out) || out.dtype().kind() != 'f' || out.itemsize() != 4) {
     fail(ErrorKind::Type, "out must be a float32 array");
   }
-  check(out.writeable(), ErrorKind::Value, "out must be writeable");
+  CNNKIT_CHECK(out.writeable(), ErrorKind::Value, "out must be writeable");
   require_ndim(out, 2, "out");
-  check(out.shape(0) == M && out.shape(1) == N, ErrorKind::Value,
+  CNNKIT_CHECK(out.shape(0) == M && out.shape(1) == N, ErrorKind::Value,
         "out must have shape " + shape_text(M, N) + ", got " + shape_text(out.shape(0), out.shape(1)));
   const int64_t item = static_cast<int64_t>(sizeof(float));
   const int64_t col_stride = out.strides(1);
   const int64_t row_stride = out.strides(0);
-  check(N <= 1 || col_stride == item, ErrorKind::Value, "out must have contiguous rows");
-  check(M <= 1 || (row_stride % item == 0 && row_stride / item >= N), ErrorKind::Value,
+  CNNKIT_CHECK(N <= 1 || col_stride == item, ErrorKind::Value, "out must have contiguous rows");
+  CNNKIT_CHECK(M <= 1 || (row_stride % item == 0 && row_stride / item >= N), ErrorKind::Value,
         "out rows must not overlap and must be whole floats apart");
   return M <= 1 ? N : row_stride / item;
 }
@@ -49,13 +49,13 @@ void bind_gemm(py::module_& m) {
         const int64_t K = trans_a ? a.shape(0) : a.shape(1);
         const int64_t Kb = trans_b ? b.shape(1) : b.shape(0);
         const int64_t N = trans_b ? b.shape(0) : b.shape(1);
-        check(K == Kb, ErrorKind::Value,
+        CNNKIT_CHECK(K == Kb, ErrorKind::Value,
               "sgemm: inner dimensions differ: a gives " + std::to_string(K) + ", b gives " +
                   std::to_string(Kb));
         py::array c;
         int64_t ldc = N;
         if (!out.is_none()) {
-          check(py::isinstance<py::array>(out), ErrorKind::Type, "out must be a float32 array");
+          CNNKIT_CHECK(py::isinstance<py::array>(out), ErrorKind::Type, "out must be a float32 array");
           c = py::reinterpret_borrow<py::array>(out);
           ldc = output_row_stride(c, M, N);
         } else {

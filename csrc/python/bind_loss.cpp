@@ -23,9 +23,9 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 
 // input (*, in): the leading dims flatten into M rows.
 int64_t linear_rows(const py::array& x, const py::array& weight) {
-  check(x.ndim() >= 1, ErrorKind::Value, "linear: input must have at least 1 dimension, got 0");
+  CNNKIT_CHECK(x.ndim() >= 1, ErrorKind::Value, "linear: input must have at least 1 dimension, got 0");
   require_ndim(weight, 2, "weight");
-  check(x.shape(x.ndim() - 1) == weight.shape(1), ErrorKind::Value,
+  CNNKIT_CHECK(x.shape(x.ndim() - 1) == weight.shape(1), ErrorKind::Value,
         "linear: input's last dimension (" + std::to_string(x.shape(x.ndim() - 1)) +
             ") must equal weight.shape[1] (" + std::to_string(weight.shape(1)) + "); input " +
             shape_str(shape_of(x)) + ", weight " + shape_str(shape_of(weight)));
@@ -43,7 +43,7 @@ std::vector<int64_t> with_last(const py::array& x, int64_t last) {
 SoftmaxShape softmax_shape(const py::array& x, int64_t dim) {
   const std::vector<int64_t> shape = shape_of(x);
   const int64_t nd = shape.empty() ? 1 : static_cast<int64_t>(shape.size());
-  check(dim >= -nd && dim < nd, ErrorKind::Value,
+  CNNKIT_CHECK(dim >= -nd && dim < nd, ErrorKind::Value,
         "dim must be in [" + std::to_string(-nd) + ", " + std::to_string(nd) + ") for a " +
             std::to_string(shape.size()) + "-D input, got " + std::to_string(dim));
   if (dim < 0) dim += nd;
@@ -59,11 +59,11 @@ SoftmaxShape softmax_shape(const py::array& x, int64_t dim) {
 // Class indices must be integers: float labels would be truncated silently.
 LabelArray labels(const py::array& target, const py::array& logits) {
   const char kind = target.dtype().kind();
-  check(kind == 'i' || kind == 'u', ErrorKind::Type,
+  CNNKIT_CHECK(kind == 'i' || kind == 'u', ErrorKind::Type,
         "cross_entropy: target must be an integer array of class indices, got dtype " +
             std::string(py::str(target.dtype())));
   require_ndim(logits, 2, "input");
-  check(target.ndim() == 1 && target.shape(0) == logits.shape(0), ErrorKind::Value,
+  CNNKIT_CHECK(target.ndim() == 1 && target.shape(0) == logits.shape(0), ErrorKind::Value,
         "cross_entropy: target must have shape (" + std::to_string(logits.shape(0)) +
             ",) for input " + shape_str(shape_of(logits)) + ", got " +
             shape_str(shape_of(target)));
@@ -79,7 +79,7 @@ void bind_loss(py::module_& m) {
         const int64_t M = linear_rows(x, weight);
         const int64_t in = weight.shape(1), out = weight.shape(0);
         if (bias) {
-          check(bias->ndim() == 1 && bias->shape(0) == out, ErrorKind::Value,
+          CNNKIT_CHECK(bias->ndim() == 1 && bias->shape(0) == out, ErrorKind::Value,
                 "linear: bias must have shape (" + std::to_string(out) + ",), got " +
                     shape_str(shape_of(*bias)));
         }
@@ -102,7 +102,7 @@ void bind_loss(py::module_& m) {
          bool bias_grad) {
         const int64_t M = linear_rows(x, weight);
         const int64_t in = weight.shape(1), out = weight.shape(0);
-        check(shape_of(dy) == with_last(x, out), ErrorKind::Value,
+        CNNKIT_CHECK(shape_of(dy) == with_last(x, out), ErrorKind::Value,
               "linear_backward: grad_output must have shape " + shape_str(with_last(x, out)) +
                   ", got " + shape_str(shape_of(dy)));
         std::optional<FloatArray> dx, dw, db;
@@ -144,7 +144,7 @@ void bind_loss(py::module_& m) {
       "softmax_backward",
       [](FloatArray dy, FloatArray y, int64_t dim, bool log, bool reference) {
         const SoftmaxShape s = softmax_shape(y, dim);
-        check(shape_of(dy) == shape_of(y), ErrorKind::Value,
+        CNNKIT_CHECK(shape_of(dy) == shape_of(y), ErrorKind::Value,
               "grad_output " + shape_str(shape_of(dy)) + " and output " +
                   shape_str(shape_of(y)) + " must have the same shape");
         FloatArray dx = new_float_array(shape_of(y));
@@ -197,11 +197,11 @@ void bind_loss(py::module_& m) {
         LabelArray t = labels(target, logits);
         const int64_t N = logits.shape(0), C = logits.shape(1);
         if (r == Reduction::None) {
-          check(grad_output.ndim() == 1 && grad_output.shape(0) == N, ErrorKind::Value,
+          CNNKIT_CHECK(grad_output.ndim() == 1 && grad_output.shape(0) == N, ErrorKind::Value,
                 "cross_entropy_backward: grad_output must have shape (" + std::to_string(N) +
                     ",) with reduction='none', got " + shape_str(shape_of(grad_output)));
         } else {
-          check(grad_output.size() == 1 && grad_output.ndim() <= 1, ErrorKind::Value,
+          CNNKIT_CHECK(grad_output.size() == 1 && grad_output.ndim() <= 1, ErrorKind::Value,
                 "cross_entropy_backward: grad_output must be a scalar with reduction='" +
                     reduction + "', got shape " + shape_str(shape_of(grad_output)));
         }

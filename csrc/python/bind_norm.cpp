@@ -13,7 +13,7 @@ namespace cnnkit::python {
 namespace {
 
 BatchNormShape norm_shape(const py::array& input, const char* op) {
-  check(input.ndim() >= 2, ErrorKind::Value,
+  CNNKIT_CHECK(input.ndim() >= 2, ErrorKind::Value,
         std::string(op) + ": input must have at least 2 dimensions (N, C, ...), got " +
             std::to_string(input.ndim()));
   int64_t spatial = 1;
@@ -22,7 +22,7 @@ BatchNormShape norm_shape(const py::array& input, const char* op) {
 }
 
 void require_channels(const py::array& a, int64_t channels, const char* op, const char* name) {
-  check(a.ndim() == 1 && a.shape(0) == channels, ErrorKind::Value,
+  CNNKIT_CHECK(a.ndim() == 1 && a.shape(0) == channels, ErrorKind::Value,
         std::string(op) + ": " + name + " must have shape (" + std::to_string(channels) +
             ",) to match the input's channels");
 }
@@ -36,7 +36,7 @@ const float* optional_data(const std::optional<FloatArray>& a, int64_t channels,
 
 // Running statistics read in eval mode (any float array converts).
 FloatArray read_stat(const py::object& obj, int64_t channels, const char* op, const char* name) {
-  check(!obj.is_none(), ErrorKind::Value,
+  CNNKIT_CHECK(!obj.is_none(), ErrorKind::Value,
         std::string(op) + ": " + name + " is required in eval mode (training=False)");
   FloatArray a = obj.cast<FloatArray>();
   require_channels(a, channels, op, name);
@@ -59,9 +59,9 @@ FloatArray batch_norm(FloatArray input, py::object running_mean, py::object runn
     // Held here so the arrays outlive the kernel call.
     py::array rm_arr, rv_arr;
     if (!running_mean.is_none() || !running_var.is_none()) {
-      check(!running_mean.is_none() && !running_var.is_none(), ErrorKind::Value,
+      CNNKIT_CHECK(!running_mean.is_none() && !running_var.is_none(), ErrorKind::Value,
             "batch_norm: running_mean and running_var must both be given or both be None");
-      check(py::isinstance<py::array>(running_mean) && py::isinstance<py::array>(running_var),
+      CNNKIT_CHECK(py::isinstance<py::array>(running_mean) && py::isinstance<py::array>(running_var),
             ErrorKind::Type, "batch_norm: running statistics must be numpy arrays");
       rm_arr = py::reinterpret_borrow<py::array>(running_mean);
       rv_arr = py::reinterpret_borrow<py::array>(running_var);
@@ -90,7 +90,7 @@ py::tuple batch_norm_backward(FloatArray grad_output, FloatArray input, py::obje
                               bool training, double eps, bool reference) {
   const char* op = "batch_norm_backward";
   const BatchNormShape s = norm_shape(input, op);
-  check(shape_of(grad_output) == shape_of(input), ErrorKind::Value,
+  CNNKIT_CHECK(shape_of(grad_output) == shape_of(input), ErrorKind::Value,
         "batch_norm_backward: grad_output must have the input's shape");
   const float* w = optional_data(weight, s.channels, op, "weight");
   FloatArray grad_input = new_float_array(shape_of(input));

@@ -17,10 +17,10 @@ using IndexArray = py::array_t<int64_t, py::array::c_style>;
 
 Pool2dShape pool_shape(const char* op, const std::vector<int64_t>& input_shape, Pair kernel,
                        Pair stride, Pair padding, Pair dilation, bool ceil_mode) {
-  check(input_shape.size() == 4, ErrorKind::Value,
+  CNNKIT_CHECK(input_shape.size() == 4, ErrorKind::Value,
         std::string(op) + ": input must be 4-D (N, C, H, W), got " +
             std::to_string(input_shape.size()) + " dimensions");
-  for (int64_t d : input_shape) check(d >= 0, ErrorKind::Value, std::string(op) + ": negative size");
+  for (int64_t d : input_shape) CNNKIT_CHECK(d >= 0, ErrorKind::Value, std::string(op) + ": negative size");
   const int64_t planes = checked_mul(input_shape[0], input_shape[1], "input size");
   checked_mul(checked_mul(planes, input_shape[2], "input size"), input_shape[3], "input size");
   return make_pool2d_shape(op, planes, input_shape[2], input_shape[3], kernel.first,
@@ -39,7 +39,7 @@ void require_shape(const py::array& a, const std::vector<int64_t>& shape, const 
     for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + std::to_string(v[i]);
     return out + (v.size() == 1 ? ",)" : ")");
   };
-  check(shape_of(a) == shape, ErrorKind::Value,
+  CNNKIT_CHECK(shape_of(a) == shape, ErrorKind::Value,
         std::string(op) + ": " + name + " must have shape " + str(shape) + ", got " +
             str(shape_of(a)));
 }
@@ -74,10 +74,10 @@ FloatArray max_pool2d_backward(FloatArray grad_output, py::array indices,
                                    dilation, ceil_mode);
   const std::vector<int64_t> out_shape = output_shape(input_shape, s);
   require_shape(grad_output, out_shape, "max_pool2d_backward", "grad_output");
-  check(py::isinstance<py::array_t<int64_t>>(indices) && indices.dtype().kind() == 'i' &&
+  CNNKIT_CHECK(py::isinstance<py::array_t<int64_t>>(indices) && indices.dtype().kind() == 'i' &&
             indices.itemsize() == 8,
         ErrorKind::Type, "max_pool2d_backward: indices must be an int64 array");
-  check((indices.flags() & py::array::c_style) != 0, ErrorKind::Value,
+  CNNKIT_CHECK((indices.flags() & py::array::c_style) != 0, ErrorKind::Value,
         "max_pool2d_backward: indices must be C-contiguous");
   require_shape(indices, out_shape, "max_pool2d_backward", "indices");
   FloatArray grad_input = new_float_array(input_shape);

@@ -23,7 +23,7 @@ inline std::vector<int64_t> shape_of(const py::array& a) {
 }
 
 inline void require_ndim(const py::array& a, py::ssize_t ndim, const char* name) {
-  check(a.ndim() == ndim, ErrorKind::Value,
+  CNNKIT_CHECK(a.ndim() == ndim, ErrorKind::Value,
         std::string(name) + " must have " + std::to_string(ndim) + " dimensions, got " +
             std::to_string(a.ndim()));
 }
@@ -43,9 +43,9 @@ inline float* writable_floats(py::array& a, const char* name) {
   if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4) {
     fail(ErrorKind::Type, std::string(name) + " must be a float32 array");
   }
-  check((a.flags() & py::array::c_style) != 0, ErrorKind::Value,
+  CNNKIT_CHECK((a.flags() & py::array::c_style) != 0, ErrorKind::Value,
         std::string(name) + " must be C-contiguous");
-  check(a.writeable(), ErrorKind::Value, std::string(name) + " must be writeable");
+  CNNKIT_CHECK(a.writeable(), ErrorKind::Value, std::string(name) + " must be writeable");
   return static_cast<float*>(a.mutable_data());
 }
 

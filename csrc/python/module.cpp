@@ -59,7 +59,7 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "peak_gflops",
       [](int threads, double seconds) {
-        cnnkit::check(threads >= 1 && seconds > 0, cnnkit::ErrorKind::Value,
+        CNNKIT_CHECK(threads >= 1 && seconds > 0, cnnkit::ErrorKind::Value,
                       "peak_gflops: threads must be >= 1 and seconds > 0");
         py::gil_scoped_release release;
         return cnnkit::peak_gflops(threads, seconds);

@@ -30,6 +30,8 @@ from . import _C
 
 def _as_float32(x, name):
     """``x`` as a C-contiguous float32 ndarray, following the module's dtype policy."""
+    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
+        return x  # the common case, without np.asarray's overhead
     if not isinstance(x, np.ndarray):
         if hasattr(x, "__dlpack__") and not hasattr(x, "__array__"):
             x = np.from_dlpack(x)
@@ -66,6 +68,8 @@ def _int(value, name):
 
 def _pair(value, name, minimum=None):
     """An int or a pair of ints as a 2-tuple, each at least ``minimum``."""
+    if type(value) is int and (minimum is None or value >= minimum):
+        return (value, value)  # the common case, checked without the general path's calls
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")

@@ -50,9 +50,9 @@ const KernelImpl<PreluShape, PreluBackwardFn> kPreluBackward[] = {
 };
 
 void check_prelu(const PreluShape& s) {
-  check(s.outer >= 0 && s.channels >= 0 && s.inner >= 0, ErrorKind::Value,
+  CNNKIT_CHECK(s.outer >= 0 && s.channels >= 0 && s.inner >= 0, ErrorKind::Value,
         "prelu: invalid input shape");
-  check(s.weight_count == 1 || s.weight_count == s.channels, ErrorKind::Value,
+  CNNKIT_CHECK(s.weight_count == 1 || s.weight_count == s.channels, ErrorKind::Value,
         "prelu: weight must have 1 or " + std::to_string(s.channels) + " elements, got " +
             std::to_string(s.weight_count));
 }
@@ -79,15 +79,15 @@ Activation parse_activation(const char* name) {
 void validate(const ActParams& p) {
   switch (p.kind) {
     case Activation::LeakyRelu:
-      check(std::isfinite(p.alpha), ErrorKind::Value, "leaky_relu: negative_slope must be finite");
+      CNNKIT_CHECK(std::isfinite(p.alpha), ErrorKind::Value, "leaky_relu: negative_slope must be finite");
       break;
     case Activation::Elu:
-      check(std::isfinite(p.alpha), ErrorKind::Value, "elu: alpha must be finite");
+      CNNKIT_CHECK(std::isfinite(p.alpha), ErrorKind::Value, "elu: alpha must be finite");
       break;
     case Activation::Softplus:
-      check(std::isfinite(p.beta) && p.beta != 0.0f, ErrorKind::Value,
+      CNNKIT_CHECK(std::isfinite(p.beta) && p.beta != 0.0f, ErrorKind::Value,
             "softplus: beta must be finite and non-zero, got " + std::to_string(p.beta));
-      check(!std::isnan(p.threshold), ErrorKind::Value, "softplus: threshold must not be NaN");
+      CNNKIT_CHECK(!std::isnan(p.threshold), ErrorKind::Value, "softplus: threshold must not be NaN");
       break;
     default: break;
   }

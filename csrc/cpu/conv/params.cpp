@@ -42,26 +42,26 @@ Conv2dParams make_conv2d_params(int64_t batch, int64_t in_channels, int64_t in_h
                                 int64_t stride_h, int64_t stride_w, int64_t pad_top,
                                 int64_t pad_bottom, int64_t pad_left, int64_t pad_right,
                                 int64_t dilation_h, int64_t dilation_w) {
-  check(batch >= 0 && in_channels >= 0 && in_h >= 0 && in_w >= 0 && out_channels >= 0 &&
+  CNNKIT_CHECK(batch >= 0 && in_channels >= 0 && in_h >= 0 && in_w >= 0 && out_channels >= 0 &&
             weight_in_channels >= 0 && kernel_h >= 0 && kernel_w >= 0,
         ErrorKind::Value, "conv2d: sizes must be non-negative");
-  check(groups > 0, ErrorKind::Value, "conv2d: groups must be positive, got " + str(groups));
-  check(stride_h > 0 && stride_w > 0, ErrorKind::Value,
+  CNNKIT_CHECK(groups > 0, ErrorKind::Value, "conv2d: groups must be positive, got " + str(groups));
+  CNNKIT_CHECK(stride_h > 0 && stride_w > 0, ErrorKind::Value,
         "conv2d: stride must be positive, got (" + str(stride_h) + ", " + str(stride_w) + ")");
-  check(dilation_h > 0 && dilation_w > 0, ErrorKind::Value,
+  CNNKIT_CHECK(dilation_h > 0 && dilation_w > 0, ErrorKind::Value,
         "conv2d: dilation must be positive, got (" + str(dilation_h) + ", " + str(dilation_w) + ")");
-  check(pad_top >= 0 && pad_bottom >= 0 && pad_left >= 0 && pad_right >= 0, ErrorKind::Value,
+  CNNKIT_CHECK(pad_top >= 0 && pad_bottom >= 0 && pad_left >= 0 && pad_right >= 0, ErrorKind::Value,
         "conv2d: padding must be non-negative, got (top " + str(pad_top) + ", bottom " +
             str(pad_bottom) + ", left " + str(pad_left) + ", right " + str(pad_right) + ")");
-  check(kernel_h > 0 && kernel_w > 0, ErrorKind::Value,
+  CNNKIT_CHECK(kernel_h > 0 && kernel_w > 0, ErrorKind::Value,
         "conv2d: weight kernel size must be positive, got " + str(kernel_h) + "x" + str(kernel_w));
-  check(in_channels % groups == 0, ErrorKind::Value,
+  CNNKIT_CHECK(in_channels % groups == 0, ErrorKind::Value,
         "conv2d: groups=" + str(groups) + " does not divide the input's " + str(in_channels) +
             " channels");
-  check(out_channels % groups == 0, ErrorKind::Value,
+  CNNKIT_CHECK(out_channels % groups == 0, ErrorKind::Value,
         "conv2d: groups=" + str(groups) + " does not divide the weight's " + str(out_channels) +
             " output channels");
-  check(in_channels == checked_mul(weight_in_channels, groups, "conv2d channels"), ErrorKind::Value,
+  CNNKIT_CHECK(in_channels == checked_mul(weight_in_channels, groups, "conv2d channels"), ErrorKind::Value,
         "conv2d: input has " + str(in_channels) + " channels but weight.shape[1]=" +
             str(weight_in_channels) + " with groups=" + str(groups) + " expects " +
             str(weight_in_channels * groups));

@@ -53,7 +53,7 @@ const KernelImpl<CrossEntropyShape, CeBackwardFn> kCeBackward[] = {
 };
 
 void check_shape(const SoftmaxShape& s) {
-  check(s.outer >= 0 && s.axis >= 0 && s.inner >= 0, ErrorKind::Value,
+  CNNKIT_CHECK(s.outer >= 0 && s.axis >= 0 && s.inner >= 0, ErrorKind::Value,
         "softmax: negative dimension");
 }
 

@@ -27,15 +27,15 @@ const BatchNormKernels& selected(const BatchNormShape& s) {
 
 // Returns the number of values per channel.
 int64_t check_shape(const BatchNormShape& s, double eps, const char* op) {
-  check(s.batch >= 0 && s.channels >= 0 && s.spatial >= 0, ErrorKind::Value,
+  CNNKIT_CHECK(s.batch >= 0 && s.channels >= 0 && s.spatial >= 0, ErrorKind::Value,
         std::string(op) + ": negative size");
-  check(std::isfinite(eps) && eps >= 0.0, ErrorKind::Value,
+  CNNKIT_CHECK(std::isfinite(eps) && eps >= 0.0, ErrorKind::Value,
         std::string(op) + ": eps must be finite and >= 0, got " + std::to_string(eps));
   return checked_mul(s.batch, s.spatial, "values per channel");
 }
 
 void check_training(int64_t per_channel, const char* op) {
-  check(per_channel != 1, ErrorKind::Value,
+  CNNKIT_CHECK(per_channel != 1, ErrorKind::Value,
         std::string(op) + ": expected more than 1 value per channel when training "
                           "(N * spatial size is 1)");
 }
@@ -50,9 +50,9 @@ void run_training(TrainingFn fn, const BatchNormShape& s, const float* input, co
                   double eps, float* out) {
   const int64_t per_channel = check_shape(s, eps, "batch_norm");
   check_training(per_channel, "batch_norm");
-  check((running_mean == nullptr) == (running_var == nullptr), ErrorKind::Value,
+  CNNKIT_CHECK((running_mean == nullptr) == (running_var == nullptr), ErrorKind::Value,
         "batch_norm: running_mean and running_var must both be given or both be None");
-  check(std::isfinite(momentum), ErrorKind::Value, "batch_norm: momentum must be finite");
+  CNNKIT_CHECK(std::isfinite(momentum), ErrorKind::Value, "batch_norm: momentum must be finite");
   // An empty batch has no statistics: nothing to write, running stats untouched (as PyTorch).
   if (per_channel == 0) return;
   fn(s, input, weight, bias, running_mean, running_var, momentum, eps, out);

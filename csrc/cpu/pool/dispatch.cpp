@@ -20,7 +20,7 @@ const PoolImpl kPoolImpls[] = {
 const PoolKernels& selected(const Pool2dShape& s) { return *select_kernel(kPoolImpls, s).run; }
 
 void require_no_dilation(const Pool2dShape& s) {
-  check(s.dilation_h == 1 && s.dilation_w == 1, ErrorKind::Value,
+  CNNKIT_CHECK(s.dilation_h == 1 && s.dilation_w == 1, ErrorKind::Value,
         "avg_pool2d: dilation must be 1");
 }
 

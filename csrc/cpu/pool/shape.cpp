@@ -47,40 +47,40 @@ Pool2dShape make_pool2d_shape(const char* op, int64_t planes, int64_t in_h, int6
                               int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dilation_h,
                               int64_t dilation_w, bool ceil_mode) {
   const std::string name(op);
-  check(planes >= 0 && in_h >= 0 && in_w >= 0, ErrorKind::Value, name + ": negative input size");
-  check(kernel_h >= 1 && kernel_w >= 1, ErrorKind::Value,
+  CNNKIT_CHECK(planes >= 0 && in_h >= 0 && in_w >= 0, ErrorKind::Value, name + ": negative input size");
+  CNNKIT_CHECK(kernel_h >= 1 && kernel_w >= 1, ErrorKind::Value,
         name + ": kernel_size must be >= 1, got " + pair_str(kernel_h, kernel_w));
-  check(stride_h >= 1 && stride_w >= 1, ErrorKind::Value,
+  CNNKIT_CHECK(stride_h >= 1 && stride_w >= 1, ErrorKind::Value,
         name + ": stride must be >= 1, got " + pair_str(stride_h, stride_w));
-  check(dilation_h >= 1 && dilation_w >= 1, ErrorKind::Value,
+  CNNKIT_CHECK(dilation_h >= 1 && dilation_w >= 1, ErrorKind::Value,
         name + ": dilation must be >= 1, got " + pair_str(dilation_h, dilation_w));
-  check(pad_h >= 0 && pad_w >= 0, ErrorKind::Value,
+  CNNKIT_CHECK(pad_h >= 0 && pad_w >= 0, ErrorKind::Value,
         name + ": padding must be >= 0, got " + pair_str(pad_h, pad_w));
   const int64_t eff_h = checked_mul(kernel_h - 1, dilation_h, "effective kernel size") + 1;
   const int64_t eff_w = checked_mul(kernel_w - 1, dilation_w, "effective kernel size") + 1;
   // PyTorch's CPU check uses the kernel size, not the dilated extent.
-  check(pad_h <= kernel_h / 2 && pad_w <= kernel_w / 2, ErrorKind::Value,
+  CNNKIT_CHECK(pad_h <= kernel_h / 2 && pad_w <= kernel_w / 2, ErrorKind::Value,
         name + ": padding " + pair_str(pad_h, pad_w) +
             " should be at most half of kernel_size " + pair_str(kernel_h, kernel_w));
   // pad <= kernel / 2 <= eff / 2, so in + 2 * pad cannot overflow once in + eff does not.
-  check(in_h <= INT64_MAX - eff_h && in_w <= INT64_MAX - eff_w, ErrorKind::Overflow,
+  CNNKIT_CHECK(in_h <= INT64_MAX - eff_h && in_w <= INT64_MAX - eff_w, ErrorKind::Overflow,
         name + ": input size overflows 64-bit integers");
 
   Pool2dShape s{planes, in_h, in_w, 0, 0, kernel_h, kernel_w, stride_h, stride_w,
                 pad_h,  pad_w, dilation_h, dilation_w};
   if (in_h > 0) {
-    check(in_h + 2 * pad_h >= eff_h, ErrorKind::Value,
+    CNNKIT_CHECK(in_h + 2 * pad_h >= eff_h, ErrorKind::Value,
           name + ": effective kernel height " + std::to_string(eff_h) +
               " is larger than the padded input height " + std::to_string(in_h + 2 * pad_h));
     s.out_h = output_size(in_h, eff_h, stride_h, pad_h, ceil_mode);
   }
   if (in_w > 0) {
-    check(in_w + 2 * pad_w >= eff_w, ErrorKind::Value,
+    CNNKIT_CHECK(in_w + 2 * pad_w >= eff_w, ErrorKind::Value,
           name + ": effective kernel width " + std::to_string(eff_w) +
               " is larger than the padded input width " + std::to_string(in_w + 2 * pad_w));
     s.out_w = output_size(in_w, eff_w, stride_w, pad_w, ceil_mode);
   }
-  check(!has_window_in_padding_only(in_h, s.out_h, kernel_h, stride_h, pad_h, dilation_h) &&
+  CNNKIT_CHECK(!has_window_in_padding_only(in_h, s.out_h, kernel_h, stride_h, pad_h, dilation_h) &&
             !has_window_in_padding_only(in_w, s.out_w, kernel_w, stride_w, pad_w, dilation_w),
         ErrorKind::Value,
         name + ": with kernel_size " + pair_str(kernel_h, kernel_w) + ", dilation " +

@@ -21,9 +21,13 @@ class Error : public std::runtime_error {
 [[noreturn]] inline void fail(ErrorKind kind, const std::string& message) { throw Error(kind, message); }
 
 // Checks stay on in release builds: they guard every shape that reaches a kernel.
-inline void check(bool ok, ErrorKind kind, const std::string& message) {
-  if (!ok) fail(kind, message);
-}
+// A macro so that the message, often built with std::to_string, is only built
+// when the check fails: built eagerly, the messages cost a tiny conv2d call a
+// third of its time.
+#define CNNKIT_CHECK(ok, kind, message)            \
+  do {                                             \
+    if (!(ok)) ::cnnkit::fail((kind), (message));  \
+  } while (0)
 
 // a * b for element counts and byte sizes, failing instead of wrapping.
 int64_t checked_mul(int64_t a, int64_t b, const char* what);
