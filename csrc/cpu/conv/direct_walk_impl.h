@@ -59,8 +59,12 @@ void walk_tile(int64_t cg, int64_t R, int64_t plane, int64_t row_step, int64_t o
   }
   const float* w = wb;
   for (int64_t c = 0; c < cg; ++c) {
+    // One pointer per row, so that every broadcast is pointer + constant: with
+    // a shared base + (row offset + iw), GCC kept one index register per iw and
+    // spilled them.
+    const float* xrow[ROWS];
+    for (int q = 0; q < ROWS; ++q) xrow[q] = x0 + c * plane + q * out_row_step;
     for (int64_t r = 0; r < R; ++r, w += KW * NV * L) {
-      const float* xr = x0 + c * plane + r * row_step;
       V wv[KW][NV];
       for (int s = 0; s < KW; ++s)
         for (int v = 0; v < NV; ++v) wv[s][v] = Vec::load(w + (s * NV + v) * L);
@@ -68,7 +72,7 @@ void walk_tile(int64_t cg, int64_t R, int64_t plane, int64_t row_step, int64_t o
         constexpr int iw = decltype(iw_c)::value;
         walk_unroll<ROWS>([&](auto q_c) __attribute__((always_inline)) {
           constexpr int q = decltype(q_c)::value;
-          const V xb = Vec::broadcast(xr + q * out_row_step + iw);
+          const V xb = Vec::broadcast(xrow[q] + iw);
           walk_unroll<KW>([&](auto s_c) __attribute__((always_inline)) {
             constexpr int s = decltype(s_c)::value, j = iw - s;
             if constexpr (j >= 0 && j < NB) {
@@ -77,6 +81,7 @@ void walk_tile(int64_t cg, int64_t R, int64_t plane, int64_t row_step, int64_t o
           });
         });
       });
+      for (int q = 0; q < ROWS; ++q) xrow[q] += row_step;
     }
   }
   for (int q = 0; q < ROWS; ++q) {
