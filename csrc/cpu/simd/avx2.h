@@ -78,6 +78,12 @@ struct Avx2 {
     for (int k = 1; k < 8; ++k) m = a[k] > m ? a[k] : m;
     return m;
   }
+  // The sum of the lanes, as a tree of vector adds (a short dependency chain).
+  static float sum(F v) {
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+  }
   // One float from memory in every lane.
   static F broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   // dst[k * stride + j] = lane k of rows[j], j < n: 8x8 transposes in

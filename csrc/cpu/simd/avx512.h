@@ -87,6 +87,8 @@ struct Avx512 {
     for (int k = 1; k < 16; ++k) m = a[k] > m ? a[k] : m;
     return m;
   }
+  // The sum of the lanes, as a tree of vector adds (a short dependency chain).
+  static float sum(F v) { return _mm512_reduce_add_ps(v); }
   // One float from memory in every lane.
   static F broadcast(const float* p) { return _mm512_set1_ps(*p); }
   // dst[k * stride + j] = lane k of rows[j], j < n: 16x16 transposes in
