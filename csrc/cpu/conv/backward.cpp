@@ -6,7 +6,6 @@
 //                    dw itself), reduced at the end in a fixed order, so the
 //                    result does not depend on scheduling.
 #include <algorithm>
-#include <vector>
 
 #include "cnnkit/errors.h"
 #include "cnnkit/gemm.h"
@@ -53,8 +52,11 @@ void weight_grad_im2col(const Conv2dParams& p, const ColumnPlan& plan, const flo
   const int64_t w_count = p.out_channels * K;
   const bool direct_columns = columns_are_input(p);
   const int64_t slots = std::min(plan.outer, std::max<int64_t>(p.batch, 1));
-  std::vector<float> partials(static_cast<size_t>(checked_mul(slots - 1, w_count, "conv2d weight partial sums")));
-  auto slot_sum = [&](int64_t slot) { return slot == 0 ? dw : partials.data() + (slot - 1) * w_count; };
+  // The calling thread's Scratch0 holds the other slots' sums (nothing in this
+  // path uses that slot): no fresh zeroed buffer and page faults per call.
+  float* partials = thread_workspace(
+      WorkspaceSlot::Scratch0, static_cast<size_t>(checked_mul(slots - 1, w_count, "conv2d weight partial sums")));
+  auto slot_sum = [&](int64_t slot) { return slot == 0 ? dw : partials + (slot - 1) * w_count; };
   // One slot per outer thread; a thread given several slots runs them one after another.
   for_images(plan, slots, work_per_item(slots, {p.batch / slots, w_count, P}), [&](int64_t s_begin, int64_t s_end) {
     float* col = direct_columns
