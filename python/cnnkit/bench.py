@@ -109,7 +109,7 @@ def measure_peak(threads):
     the widest ISA cnnkit runs (the best of repeated samples)."""
     from . import _C
 
-    return _C.peak_gflops(threads)
+    return _C.peak_gflops(threads, 0.5)
 
 
 class Report:
@@ -424,10 +424,14 @@ def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=No
         cnnkit.set_max_isa(isa)
     threads = previous_threads if threads is None else threads
     cnnkit.set_num_threads(threads)
-    torch = _torch(threads) if use_torch else None
-    blas_limit = _limit_blas_threads(threads)
+    blas_limit = None
     try:
+        # The peak first, before PyTorch and the BLAS are touched: their idle
+        # threads can spin on a core for a while after being set up, and one
+        # run measured the 2-thread peak at the 1-thread value that way.
         peak = measure_peak(threads)
+        torch = _torch(threads) if use_torch else None
+        blas_limit = _limit_blas_threads(threads)
         info = cnnkit.build_info()
         print(f"cnnkit {info['version']}, ISA {info['max_isa']}, {threads} threads; "
               f"peer: {'torch ' + torch.__version__ if torch else 'none'}; measured peak {peak:.1f} GFLOP/s")
