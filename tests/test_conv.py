@@ -193,14 +193,16 @@ def test_auto_picks_direct_rows_for_stride_1_and_im2col_or_direct_otherwise(isa)
     rows = "im2col" if isa == "scalar" else f"direct_rows_{isa}"
     for backward in (False, True):
         cvec = "im2col" if isa == "scalar" or backward else f"direct_cvec_{isa}"
+        # Strided layers: direct_cvec only with 16 lanes; AVX2 runs im2col.
+        strided = cvec if isa == "avx512" else "im2col"
         impl = lambda *a: _C.conv2d_implementation(*a, backward=backward)
         assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == rows
         assert impl((64, 1, 32, 32), (6, 1, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") in (rows, "direct")
         # Pointwise: the input is the column matrix, one GEMM per image.
         assert impl((8, 256, 14, 14), (256, 256, 1, 1), (1, 1), (0,) * 4, (1, 1), 1, "auto") == "im2col"
-        # Strided: direct_cvec forward, im2col backward for wide reductions; the direct loops for depthwise.
-        assert impl((8, 128, 28, 28), (256, 128, 3, 3), (2, 2), (1,) * 4, (1, 1), 1, "auto") == cvec
-        assert impl((8, 3, 227, 227), (96, 3, 11, 11), (4, 4), (0,) * 4, (1, 1), 1, "auto") == cvec
+        # Strided: direct_cvec forward (AVX-512), im2col backward for wide reductions; the direct loops for depthwise.
+        assert impl((8, 128, 28, 28), (256, 128, 3, 3), (2, 2), (1,) * 4, (1, 1), 1, "auto") == strided
+        assert impl((8, 3, 227, 227), (96, 3, 11, 11), (4, 4), (0,) * 4, (1, 1), 1, "auto") == strided
         # Short stride-1 rows with 16 or more output channels: direct_walk forward
         # for 3-, 5- and 7-wide kernels, direct_cvec for the other widths.
         walk = "im2col" if isa == "scalar" else f"direct_walk_{isa}"
@@ -358,11 +360,12 @@ def test_direct_cvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, strid
     w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
     b = rng.integers(-8, 9, size=w_shape[0]).astype(np.float32)
     norm = _normalise(w_shape[2:], stride, padding, 1)
-    impl = _C.conv2d_implementation(x_shape, w_shape, norm[0], norm[1], (1, 1), 1, "auto")
+    # algo="direct": under AVX2, auto runs strided layers as im2col.
+    impl = _C.conv2d_implementation(x_shape, w_shape, norm[0], norm[1], (1, 1), 1, "direct")
     kernel = _channel_vector_kernel(dict(w_shape=w_shape, stride=stride, dilation=1))
-    assert impl == ("im2col" if isa == "scalar" else f"{kernel}_{isa}")
-    y = F.conv2d(x, w, b, stride=stride, padding=padding)
-    assert_exact(y, reference.conv2d(x, w, b, *norm, 1), "conv2d[auto]")
+    assert impl == ("direct" if isa == "scalar" else f"{kernel}_{isa}")
+    y = F.conv2d(x, w, b, stride=stride, padding=padding, algo="direct")
+    assert_exact(y, reference.conv2d(x, w, b, *norm, 1), f"conv2d[{impl}]")
 
 
 @st.composite
@@ -403,12 +406,14 @@ def test_direct_walk_matches_oracle(isa, threads, case, seed):
     b = rng.standard_normal(case["w_shape"][0]).astype(np.float32) if case["bias"] else None
     args = (case["stride"], case["padding"], case["dilation"], case["groups"])
     norm = _normalise(case["w_shape"][2:], *args[:3])
-    for algo in ("auto", "direct"):
+    # Under AVX2, auto runs vertically strided layers as im2col or the direct loops.
+    strided = case["stride"][0] > 1
+    for algo in ("auto", "direct") if isa == "avx512" or not strided else ("direct",):
         impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], norm[0], norm[1], norm[2],
                                         case["groups"], algo)
         if isa != "scalar":
             assert impl == f"direct_walk_{isa}"
-    y = F.conv2d(x, w, b, *args)
+    y = F.conv2d(x, w, b, *args, algo="direct")
     _assert_forward_matches_oracle(y, x, w, b, norm, case["groups"], f"conv2d[{impl}]")
 
 

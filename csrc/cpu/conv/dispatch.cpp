@@ -131,7 +131,14 @@ const KernelImpl<ConvCall, BackwardFn> kBackwardImpls[] = {
 
 ConvCall resolve(const Conv2dParams& p, ConvAlgo algo, bool forward) {
   if (algo == ConvAlgo::Auto) {
-    if (forward && prefers_cvec(p) && isa_enabled(Isa::Avx2)) return {&p, ConvAlgo::Direct, true};
+    // Strided layers take direct_cvec only with AVX-512: 8-lane AVX2 tiles
+    // lose to im2col there (2 threads, AVX2: 8x128x28x28 k256 3x3 s2 9.4 ms
+    // against 5.7; AlexNet c1 15.7 against 13.8), 16-lane ones win (3.3
+    // against 4.2; 6.3 against 11.2).
+    const bool strided = p.stride_h > 1 || p.stride_w > 1;
+    if (forward && prefers_cvec(p) && isa_enabled(strided ? Isa::Avx512 : Isa::Avx2)) {
+      return {&p, ConvAlgo::Direct, true};
+    }
     const bool rows = forward ? direct_rows_fits(p) : direct_rows_backward_fits(p);
     if (!columns_are_input(p) && rows && isa_enabled(Isa::Avx2)) {
       return {&p, ConvAlgo::Direct, false};
