@@ -92,13 +92,18 @@ def conv_cases(draw):
     )
 
 
-@given(case=conv_cases(), seed=st.integers(0, 2**31))
-def test_conv2d_matches_oracle(isa, case, seed):
+def _case_arrays(case, seed):
+    """Random input, weight and bias (None without bias) for a drawn case, and its conv arguments."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(case["x_shape"]).astype(np.float32)
     w = rng.standard_normal(case["w_shape"]).astype(np.float32)
     b = rng.standard_normal(case["w_shape"][0]).astype(np.float32) if case["bias"] else None
-    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    return x, w, b, (case["stride"], case["padding"], case["dilation"], case["groups"])
+
+
+@given(case=conv_cases(), seed=st.integers(0, 2**31))
+def test_conv2d_matches_oracle(isa, case, seed):
+    x, w, b, args = _case_arrays(case, seed)
     for algo in ALGOS:
         _check_against_oracle(x, w, b, *args, algo, np.random.default_rng(seed))
 
@@ -252,17 +257,13 @@ def direct_rows_cases(draw):
 
 @given(case=direct_rows_cases(), seed=st.integers(0, 2**31))
 def test_direct_rows_matches_oracle(isa, threads, case, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(case["x_shape"]).astype(np.float32)
-    w = rng.standard_normal(case["w_shape"]).astype(np.float32)
-    b = rng.standard_normal(case["w_shape"][0]).astype(np.float32) if case["bias"] else None
-    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    x, w, b, args = _case_arrays(case, seed)
     _, pads, _ = _normalise(case["w_shape"][2:], *args[:3])
     for backward in (False, True):
         impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], (1, 1), pads, _as_pair(case["dilation"]),
                                         case["groups"], "direct", backward=backward)
         assert impl == ("direct" if isa == "scalar" else f"direct_rows_{isa}")
-    _check_against_oracle(x, w, b, *args, "direct", rng)
+    _check_against_oracle(x, w, b, *args, "direct", np.random.default_rng(seed + 1))
 
 
 # LeNet's layers and a 3-channel first layer, on the direct_rows path, filled with small integers.
@@ -330,11 +331,7 @@ def _assert_forward_matches_oracle(y, x, w, b, norm, groups, op):
 
 @given(case=direct_cvec_cases(), seed=st.integers(0, 2**31))
 def test_direct_cvec_matches_oracle(isa, threads, case, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(case["x_shape"]).astype(np.float32)
-    w = rng.standard_normal(case["w_shape"]).astype(np.float32)
-    b = rng.standard_normal(case["w_shape"][0]).astype(np.float32) if case["bias"] else None
-    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    x, w, b, args = _case_arrays(case, seed)
     _, pads, _ = _normalise(case["w_shape"][2:], *args[:3])
     impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], case["stride"], pads, case["dilation"],
                                     case["groups"], "direct")
@@ -400,11 +397,7 @@ def direct_walk_cases(draw):
 
 @given(case=direct_walk_cases(), seed=st.integers(0, 2**31))
 def test_direct_walk_matches_oracle(isa, threads, case, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(case["x_shape"]).astype(np.float32)
-    w = rng.standard_normal(case["w_shape"]).astype(np.float32)
-    b = rng.standard_normal(case["w_shape"][0]).astype(np.float32) if case["bias"] else None
-    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    x, w, b, args = _case_arrays(case, seed)
     norm = _normalise(case["w_shape"][2:], *args[:3])
     # Under AVX2, auto runs vertically strided layers as im2col or the direct loops.
     strided = case["stride"][0] > 1

@@ -71,14 +71,8 @@ void weight_grad_im2col(const Conv2dParams& p, const ColumnPlan& plan, const flo
           const float* dyg = dy + (n * p.out_channels + g * kg) * P;
           for (int64_t p0 = 0; p0 < P; p0 += plan.chunk) {
             const int64_t p1 = std::min(P, p0 + plan.chunk);
-            const float* b = xg + p0;
-            int64_t ldb = P;
-            if (!direct_columns) {
-              im2col_columns(p, xg, p0, p1, col);
-              b = col;
-              ldb = p1 - p0;
-            }
-            sgemm(false, true, kg, K, p1 - p0, 1.0f, dyg + p0, P, b, ldb, 1.0f, sum + g * kg * K, K);
+            const ColumnBlock b = column_block(p, xg, p0, p1, col);
+            sgemm(false, true, kg, K, p1 - p0, 1.0f, dyg + p0, P, b.data, b.ld, 1.0f, sum + g * kg * K, K);
           }
         }
       }

@@ -59,6 +59,12 @@ bool columns_are_input(const Conv2dParams& p) {
          p.pad_top == 0 && p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0;
 }
 
+ColumnBlock column_block(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col) {
+  if (columns_are_input(p)) return {x_group + p0, p.out_plane()};
+  im2col_columns(p, x_group, p0, p1, col);
+  return {col, p1 - p0};
+}
+
 void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col) {
   const int64_t R = p.kernel_h, S = p.kernel_w, cols = p1 - p0, sw = p.stride_w;
   parallel_for(p.group_in_channels(), work_per_item(p.group_in_channels(), {R, S, cols}), [&](int64_t c_begin, int64_t c_end) {
@@ -115,14 +121,8 @@ CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_im2col) {
         float* yg = y + (n * p.out_channels + g * kg) * P;
         for (int64_t p0 = 0; p0 < P; p0 += plan.chunk) {
           const int64_t p1 = std::min(P, p0 + plan.chunk);
-          const float* b = xg + p0;
-          int64_t ldb = P;
-          if (!direct_columns) {
-            im2col_columns(p, xg, p0, p1, col);
-            b = col;
-            ldb = p1 - p0;
-          }
-          sgemm(false, false, kg, p1 - p0, K, 1.0f, w + g * kg * K, K, b, ldb, 0.0f, yg + p0, P);
+          const ColumnBlock b = column_block(p, xg, p0, p1, col);
+          sgemm(false, false, kg, p1 - p0, K, 1.0f, w + g * kg * K, K, b.data, b.ld, 0.0f, yg + p0, P);
         }
         if (bias != nullptr) {
           for (int64_t o = 0; o < kg; ++o) {

@@ -157,6 +157,14 @@ bool columns_are_input(const Conv2dParams& p);
 // Columns [p0, p1) of the flattened output positions of one image and group:
 // col[(c*kh + r)*kw + s][j] = x_group[c, tap of position p0 + j], zero in the padding.
 void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col);
+// Columns [p0, p1) as an sgemm operand: the input plane itself (leading
+// dimension out_plane) when columns_are_input(p), else written into col by
+// im2col_columns (leading dimension p1 - p0).
+struct ColumnBlock {
+  const float* data;
+  int64_t ld;
+};
+ColumnBlock column_block(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col);
 // The adjoint: adds every column entry back into dx_group at the position it was read from.
 void col2im_columns(const Conv2dParams& p, const float* col, int64_t p0, int64_t p1, float* dx_group);
 
