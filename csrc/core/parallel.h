@@ -10,10 +10,11 @@
 namespace cnnkit {
 
 // Runs fn(begin, end) over [0, n) split into contiguous chunks, about
-// kChunksPerThread per thread, that the threads take as they become free: a
-// thread slowed by something else on its core (another process, a library's
-// spinning threads, a hypervisor) does fewer chunks instead of making the
-// others wait at the end. `work_per_item` is a rough cost (e.g. flops) of one
+// kChunksPerThread per thread. Thread t works through the t-th share of the
+// chunks in order (the same items on every call, so its data is still in its
+// cache), then takes what is left of the others' shares: a thread slowed by
+// something else on its core (another process, a library's spinning threads,
+// a hypervisor) does fewer chunks instead of making the others wait at the end. `work_per_item` is a rough cost (e.g. flops) of one
 // item: regions whose total work is below ~64k units run on the calling
 // thread, because waking threads costs more than they save. Nested calls run
 // serially. fn must not assume anything about which thread runs a chunk.

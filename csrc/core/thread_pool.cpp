@@ -44,23 +44,39 @@ bool spin_until(Pred pred) {
   }
 }
 
+// Each thread owns a contiguous run of chunks and takes its own first, in
+// order; a thread that runs out takes the chunks still left in the others'
+// runs. The owned runs give every call the same thread-to-data mapping, so a
+// thread finds the images it worked on last call (or that the previous layer
+// wrote) still in its own core's cache (LeNet c2, 2 threads: 91 -> 81 us per
+// call against chunks handed out in one shared order); taking the leftovers
+// keeps a thread slowed by something else on its core from making the others
+// wait at the end.
+struct alignas(64) ChunkRun {
+  std::atomic<int64_t> next{0};
+  int64_t end = 0;
+};
+
 struct Job {
   ChunkFn fn = nullptr;
   void* context = nullptr;
-  int64_t chunks = 0;
-  std::atomic<int64_t> next{0};
+  ChunkRun* runs = nullptr;
+  int64_t threads = 0;
   std::atomic<int64_t> pending_workers{0};
   std::mutex error_mutex;
   std::exception_ptr error;
 
-  // Takes chunks until none are left.
-  void work() {
-    for (int64_t i = next.fetch_add(1); i < chunks; i = next.fetch_add(1)) {
-      try {
-        fn(context, i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
+  // Thread `self` (0 is the caller) takes chunks until none are left.
+  void work(int64_t self) {
+    for (int64_t k = 0; k < threads; ++k) {
+      ChunkRun& run = runs[(self + k) % threads];
+      for (int64_t i = run.next.fetch_add(1); i < run.end; i = run.next.fetch_add(1)) {
+        try {
+          fn(context, i);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(error_mutex);
+          if (!error) error = std::current_exception();
+        }
       }
     }
   }
@@ -82,10 +98,16 @@ class Pool {
     std::unique_lock<std::mutex> busy(busy_mutex_, std::try_to_lock);
     if (!busy.owns_lock()) return false;
     grow(helpers);
+    const int64_t threads = helpers + 1;
+    for (int64_t t = 0; t < threads; ++t) {
+      runs_[t].next.store(chunks * t / threads, std::memory_order_relaxed);
+      runs_[t].end = chunks * (t + 1) / threads;
+    }
     Job job;
     job.fn = fn;
     job.context = context;
-    job.chunks = chunks;
+    job.runs = runs_.get();
+    job.threads = threads;
     job.pending_workers.store(helpers);
     for (int64_t w = 0; w < helpers; ++w) workers_[w]->job.store(&job, std::memory_order_release);
     {
@@ -94,7 +116,7 @@ class Pool {
     }
     sleep_cv_.notify_all();
     t_in_region = true;
-    job.work();
+    job.work(0);
     t_in_region = false;
     // Every chunk is taken. Workers that have not picked the job up yet (not
     // scheduled: another process may hold their core) are not waited for: take
@@ -115,13 +137,18 @@ class Pool {
  private:
   struct Worker {
     std::atomic<Job*> job{nullptr};
+    int64_t index = 0;  // its thread number in a job: 1 + its place in workers_
     std::thread thread;
   };
 
   void grow(int64_t count) {
+    if (static_cast<int64_t>(workers_.size()) < count) {
+      runs_ = std::make_unique<ChunkRun[]>(static_cast<size_t>(count + 1));
+    }
     while (static_cast<int64_t>(workers_.size()) < count) {
       auto worker = std::make_unique<Worker>();
       Worker* self = worker.get();
+      self->index = static_cast<int64_t>(workers_.size()) + 1;
       worker->thread = std::thread([this, self] { loop(self); });
       workers_.push_back(std::move(worker));
     }
@@ -138,7 +165,7 @@ class Pool {
       Job* job = self->job.exchange(nullptr, std::memory_order_acq_rel);
       if (job == nullptr) continue;  // the caller finished every chunk and took it back
       t_in_region = true;
-      job->work();
+      job->work(self->index);
       t_in_region = false;
       job->pending_workers.fetch_sub(1, std::memory_order_release);
     }
@@ -146,6 +173,7 @@ class Pool {
 
   std::mutex busy_mutex_;  // one job at a time
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<ChunkRun[]> runs_;  // one per thread of the current job
   std::mutex sleep_mutex_;
   std::condition_variable sleep_cv_;
   bool stopping_ = false;
