@@ -7,7 +7,8 @@ minute to the next, so two separate runs cannot show a change of a few percent.
 Here both builds are loaded side by side (an extension module's init symbol
 depends only on the last part of its name, so "A._C" and "B._C" both load) and
 timed in interleaved rounds by the harness's own `interleaved`; the ratio of the
-medians is what to read. Shapes are the names in cnnkit/shapes/targets.txt.
+medians is what to read. Shapes are the names in cnnkit/shapes/targets.txt, or
+FILE:NAME for the layer NAME of another shape file (e.g. resnet:layer3_3x3).
 """
 
 import argparse
@@ -32,9 +33,12 @@ def main():
     parser.add_argument("what", nargs="?", default="fwd", choices=("fwd", "dx", "dw", "bwd"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--isa", choices=("scalar", "avx2", "avx512"), help="cap both builds' ISA")
     args = parser.parse_args()
     builds = {"old": load_build(args.old, "old"), "new": load_build(args.new, "new")}
     shapes = {s.name: s for s in bench.load_shapes("targets")}
+    for file in bench.shape_files():
+        shapes.update({f"{file}:{s.name}": s for s in bench.load_shapes(file)})
     if args.shape not in shapes:
         parser.error(f"shape must be one of {', '.join(shapes)}")
     s = shapes[args.shape]
@@ -46,6 +50,8 @@ def main():
 
     def call(module):
         module.set_num_threads(args.threads)
+        if args.isa:
+            module.set_max_isa(args.isa)
         if args.what == "fwd":
             return lambda: module.conv2d(x, w, b, *conv, "auto")
         return lambda: module.conv2d_backward(dy, x, w, *conv, *flags[args.what], "auto")

@@ -193,7 +193,7 @@ def test_im2col_processes_large_images_in_chunks(threads):
         assert_exact(g, e, f"conv2d_backward {name}[im2col chunked]")
 
 
-def test_auto_picks_direct_rows_for_stride_1_and_im2col_or_direct_otherwise(isa):
+def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(isa):
     args = ((1, 1), (1, 1, 1, 1), (1, 1))
     rows = "im2col" if isa == "scalar" else f"direct_rows_{isa}"
     for backward in (False, True):
@@ -201,7 +201,12 @@ def test_auto_picks_direct_rows_for_stride_1_and_im2col_or_direct_otherwise(isa)
         # Strided layers: direct_cvec only with 16 lanes; AVX2 runs im2col.
         strided = cvec if isa == "avx512" else "im2col"
         impl = lambda *a: _C.conv2d_implementation(*a, backward=backward)
-        assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == rows
+        walk = "im2col" if isa == "scalar" else f"direct_walk_{isa}"
+        # Long stride-1 rows: direct_walk forward for 3-, 5- and 7-wide kernels
+        # with 16 or more output channels, direct_rows otherwise and backward.
+        assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == (walk if not backward else rows)
+        assert impl((1, 64, 56, 56), (64, 64, 4, 4), *args, 1, "auto") == rows
+        assert impl((1, 64, 56, 56), (8, 64, 3, 3), *args, 1, "auto") == rows
         assert impl((64, 1, 32, 32), (6, 1, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") in (rows, "direct")
         # Pointwise: the input is the column matrix, one GEMM per image.
         assert impl((8, 256, 14, 14), (256, 256, 1, 1), (1, 1), (0,) * 4, (1, 1), 1, "auto") == "im2col"
@@ -210,13 +215,13 @@ def test_auto_picks_direct_rows_for_stride_1_and_im2col_or_direct_otherwise(isa)
         assert impl((8, 3, 227, 227), (96, 3, 11, 11), (4, 4), (0,) * 4, (1, 1), 1, "auto") == strided
         # Short stride-1 rows with 16 or more output channels: direct_walk forward
         # for 3-, 5- and 7-wide kernels, direct_cvec for the other widths.
-        walk = "im2col" if isa == "scalar" else f"direct_walk_{isa}"
         assert impl((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") == (
             walk if not backward else rows)
         assert impl((8, 16, 14, 14), (32, 16, 4, 4), (1, 1), (0,) * 4, (1, 1), 1, "auto") == (
             cvec if not backward else rows)
         assert impl((1, 32, 56, 56), (32, 1, 3, 3), (2, 2), (1,) * 4, (1, 1), 32, "auto") == "direct"
-        assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "direct") == ("direct" if isa == "scalar" else rows)
+        assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "direct") == (
+            "direct" if isa == "scalar" else walk if not backward else rows)
     # Scalar: the old rule, direct loops for depthwise and few channels.
     if isa == "scalar":
         assert _C.conv2d_implementation((1, 3, 224, 224), (2, 3, 3, 3), *args, 1, "auto") == "direct"
@@ -370,8 +375,8 @@ def direct_walk_cases(draw):
     """Shapes that run direct_walk: 3-, 5- and 7-wide kernels, output channels
     per group around the vector lanes and the 1- and 2-vector blocks, output
     widths around the tiles (AVX2 10 positions, AVX-512 12, 10 and 8) and the
-    8- and 16-row transposes, odd and even output heights (AVX-512 takes two
-    rows per tile), vertical strides and dilations."""
+    8- and 16-row transposes, rows of several tiles, odd and even output
+    heights (AVX-512 takes two rows per tile), vertical strides and dilations."""
     groups = draw(st.sampled_from([1, 1, 1, 2]))
     cg = draw(st.integers(1, 3))
     kg = draw(st.sampled_from([8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 48, 65]))
@@ -383,7 +388,7 @@ def direct_walk_cases(draw):
     pads = (draw(st.integers(0, 2)), draw(st.integers(0, (kernel[1] - 1) // 2)))
     span_h = dilation_h * (kernel[0] - 1) + 1
     h = draw(st.integers(max(1, span_h - 2 * pads[0]), 10))
-    wo = draw(st.sampled_from([1, 2, 7, 8, 9, 10, 11, 13, 14, 15, 16]))
+    wo = draw(st.sampled_from([1, 2, 7, 8, 9, 10, 11, 13, 14, 15, 16, 23, 37]))
     return dict(
         x_shape=(draw(st.integers(1, 2)), groups * cg, h, wo + kernel[1] - 1 - 2 * pads[1]),
         w_shape=(groups * kg, cg, *kernel),
@@ -412,7 +417,8 @@ def test_direct_walk_matches_oracle(isa, threads, case, seed):
 
 # direct_walk with small-integer fills: LeNet c2 (one 10-position tile: one
 # AVX-512 transpose, two AVX2 ones), 14-wide rows in two AVX-512 2-vector
-# tiles, partial channel vectors (17 = 16 + 1, 40 = 32 + 8), 7-wide kernels.
+# tiles, partial channel vectors (17 = 16 + 1, 40 = 32 + 8), 7-wide kernels,
+# 40-wide rows (four tiles of 10 positions).
 @pytest.mark.parametrize(
     "x_shape, w_shape, stride, padding",
     [
@@ -421,6 +427,7 @@ def test_direct_walk_matches_oracle(isa, threads, case, seed):
         ((2, 3, 9, 12), (17, 3, 3, 3), 1, 0),
         ((2, 4, 11, 20), (40, 4, 7, 7), (2, 1), 3),
         ((1, 2, 6, 29), (24, 2, 3, 5), (3, 1), 1),
+        ((2, 3, 9, 40), (16, 3, 3, 3), 1, 1),
     ],
 )
 def test_direct_walk_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padding):
@@ -780,8 +787,8 @@ def test_matches_torch(algo, x_shape, w_shape, stride, padding, dilation, groups
 
 
 # The stride-1 input gradient runs the direct forward kernel that the dispatch
-# picks for the transposed shapes: direct_walk for short rows and >= 16 input
-# channels with kernels 3, 5 or 7 wide, direct_cvec for other widths, else
+# picks for the transposed shapes: direct_walk for >= 16 input channels and
+# kernels 3, 5 or 7 wide, direct_cvec for other widths on short rows, else
 # direct_rows. Integer fills: exact whatever the order of the sums.
 @pytest.mark.parametrize(
     "x_shape, w_shape, padding",

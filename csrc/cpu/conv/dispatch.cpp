@@ -17,7 +17,8 @@
 //    writes no column matrix, so it wins even at 256 channels.
 //  - direct_cvec (output channels across the lanes) instead, forward only,
 //    for strided layers and for stride-1 layers with >= 16 output channels
-//    and output rows of <= 16 positions (prefers_cvec). Measured after the
+//    and output rows of <= 16 positions or a kernel direct_walk takes
+//    (prefers_cvec). Measured after the
 //    gemmperf merge, one thread, torch/cnnkit, median of 7 interleaved rounds
 //    (im2col | direct_cvec | direct_rows where it applies):
 //      LeNet c2 64x6x14x14 k16 5x5       0.23 | 0.79-0.93 | 0.49-0.85
@@ -77,11 +78,16 @@ struct ConvCall {
 // direct_cvec fills its vectors with output channels: it needs a few of them
 // per group. It wins for strided layers (the extended rows only do stride 1)
 // and for stride-1 layers with short output rows, where direct_rows computes
-// more dropped columns than useful ones.
+// more dropped columns than useful ones. With >= 16 channels direct_walk also
+// beats direct_rows on long rows: forward, 2 threads, one process, direct_rows
+// time / direct_walk time, AVX-512 (AVX2): 8x64x56x56 k64 3x3 1.12 (1.10),
+// 8x128x28x28 k128 3x3 1.14 (1.15), 8x64x112x112 k128 3x3 1.17 (1.40),
+// 8x128x56x56 k256 3x3 1.14, 64x1x28x28 k32 5x5 pad 2 1.19 (1.14), AlexNet
+// conv2 1.09 (1.11); input gradients of the 3x3 layers 1.16-1.21.
 bool prefers_cvec(const Conv2dParams& p) {
   if (columns_are_input(p) || p.group_out_channels() < 8 || !direct_cvec_fits(p)) return false;
   if (p.stride_h > 1 || p.stride_w > 1) return true;
-  return p.group_out_channels() >= 16 && p.out_w <= 16;
+  return p.group_out_channels() >= 16 && (p.out_w <= 16 || direct_walk_fits(p));
 }
 
 bool accepts_im2col(const ConvCall& c) { return c.algo == ConvAlgo::Im2col && im2col_fits(*c.p); }
