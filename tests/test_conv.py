@@ -101,6 +101,26 @@ def _case_arrays(case, seed):
     return x, w, b, (case["stride"], case["padding"], case["dilation"], case["groups"])
 
 
+def _takes_kvec(isa, w_shape, stride, padding, groups):
+    """Whether the backward dispatch runs kvec (dispatch.cpp, wants_kvec): a
+    full vector of output channels per group, not a pointwise layer, and with
+    AVX2 not a stride-1 layer at most 3 wide."""
+    lanes = {"avx512": 16, "avx2": 8}.get(isa)
+    strided = max(_as_pair(stride)) > 1
+    pointwise = w_shape[2:] == (1, 1) and not strided and not any(padding)
+    if lanes is None or pointwise or w_shape[0] // groups < lanes:
+        return False
+    return lanes == 16 or strided or w_shape[3] > 3
+
+
+def _backward_kernel(isa, x_shape, w_shape, stride, padding, groups):
+    """The kernel conv2d_backward(algo="direct") runs: kvec where it applies,
+    else direct_rows (stride-1 shapes only)."""
+    if isa == "scalar":
+        return "direct"
+    return f"kvec_{isa}" if _takes_kvec(isa, w_shape, stride, padding, groups) else f"direct_rows_{isa}"
+
+
 @given(case=conv_cases(), seed=st.integers(0, 2**31))
 def test_conv2d_matches_oracle(isa, case, seed):
     x, w, b, args = _case_arrays(case, seed)
@@ -196,32 +216,36 @@ def test_im2col_processes_large_images_in_chunks(threads):
 def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(isa):
     args = ((1, 1), (1, 1, 1, 1), (1, 1))
     rows = "im2col" if isa == "scalar" else f"direct_rows_{isa}"
+    walk = "im2col" if isa == "scalar" else f"direct_walk_{isa}"
     for backward in (False, True):
-        cvec = "im2col" if isa == "scalar" or backward else f"direct_cvec_{isa}"
-        # Strided layers: direct_cvec only with 16 lanes; AVX2 runs im2col.
-        strided = cvec if isa == "avx512" else "im2col"
         impl = lambda *a: _C.conv2d_implementation(*a, backward=backward)
-        walk = "im2col" if isa == "scalar" else f"direct_walk_{isa}"
+        cvec = "im2col" if isa == "scalar" or backward else f"direct_cvec_{isa}"
+        # Backward: kvec from a full vector of output channels per group (any
+        # stride; with AVX2 not for stride-1 3x3 layers), else as the forward.
+        kvec = "im2col" if isa == "scalar" else f"kvec_{isa}"
+        kvec_3x3 = kvec if isa == "avx512" else rows
+        # Strided forward: direct_cvec only with 16 lanes; AVX2 runs im2col.
+        strided = kvec if backward else cvec if isa == "avx512" else "im2col"
         # Long stride-1 rows: direct_walk forward for 3-, 5- and 7-wide kernels
-        # with 16 or more output channels, direct_rows otherwise and backward.
-        assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == (walk if not backward else rows)
-        assert impl((1, 64, 56, 56), (64, 64, 4, 4), *args, 1, "auto") == rows
+        # with 16 or more output channels, direct_rows otherwise.
+        assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == (kvec_3x3 if backward else walk)
+        assert impl((1, 64, 56, 56), (64, 64, 4, 4), *args, 1, "auto") == (kvec if backward else rows)
         assert impl((1, 64, 56, 56), (8, 64, 3, 3), *args, 1, "auto") == rows
         assert impl((64, 1, 32, 32), (6, 1, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") in (rows, "direct")
         # Pointwise: the input is the column matrix, one GEMM per image.
         assert impl((8, 256, 14, 14), (256, 256, 1, 1), (1, 1), (0,) * 4, (1, 1), 1, "auto") == "im2col"
-        # Strided: direct_cvec forward (AVX-512), im2col backward for wide reductions; the direct loops for depthwise.
+        # Strided: direct_cvec forward (AVX-512), kvec backward; the direct loops for depthwise.
         assert impl((8, 128, 28, 28), (256, 128, 3, 3), (2, 2), (1,) * 4, (1, 1), 1, "auto") == strided
         assert impl((8, 3, 227, 227), (96, 3, 11, 11), (4, 4), (0,) * 4, (1, 1), 1, "auto") == strided
         # Short stride-1 rows with 16 or more output channels: direct_walk forward
         # for 3-, 5- and 7-wide kernels, direct_cvec for the other widths.
         assert impl((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") == (
-            walk if not backward else rows)
+            kvec if backward else walk)
         assert impl((8, 16, 14, 14), (32, 16, 4, 4), (1, 1), (0,) * 4, (1, 1), 1, "auto") == (
-            cvec if not backward else rows)
+            kvec if backward else cvec)
         assert impl((1, 32, 56, 56), (32, 1, 3, 3), (2, 2), (1,) * 4, (1, 1), 32, "auto") == "direct"
         assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "direct") == (
-            "direct" if isa == "scalar" else walk if not backward else rows)
+            "direct" if isa == "scalar" else kvec_3x3 if backward else walk)
     # Scalar: the old rule, direct loops for depthwise and few channels.
     if isa == "scalar":
         assert _C.conv2d_implementation((1, 3, 224, 224), (2, 3, 3, 3), *args, 1, "auto") == "direct"
@@ -267,7 +291,9 @@ def test_direct_rows_matches_oracle(isa, threads, case, seed):
     for backward in (False, True):
         impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], (1, 1), pads, _as_pair(case["dilation"]),
                                         case["groups"], "direct", backward=backward)
-        assert impl == ("direct" if isa == "scalar" else f"direct_rows_{isa}")
+        rows = "direct" if isa == "scalar" else f"direct_rows_{isa}"
+        assert impl == (_backward_kernel(isa, case["x_shape"], case["w_shape"], 1, pads, case["groups"])
+                        if backward else rows)
     _check_against_oracle(x, w, b, *args, "direct", np.random.default_rng(seed + 1))
 
 
@@ -801,7 +827,7 @@ def test_direct_input_grad_integer_fill_is_exact(isa, threads, x_shape, w_shape,
     w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
     norm = _normalise(w_shape[2:], 1, padding, 1)
     impl = _C.conv2d_implementation(x_shape, w_shape, *norm, 1, "direct", backward=True)
-    assert impl == ("direct" if isa == "scalar" else f"direct_rows_{isa}")
+    assert impl == _backward_kernel(isa, x_shape, w_shape, 1, norm[1], 1)
     y = F.conv2d(x, w, padding=padding)
     dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
     dx, _, _ = F.conv2d_backward(dy, x, w, padding=padding, weight_grad=False, bias_grad=False, algo="direct")
@@ -819,6 +845,94 @@ def test_direct_input_grad_matches_oracle(isa, threads, x_shape, w_shape, paddin
     want = reference.conv2d_backward(dy, x, w, *norm, 1)[0]
     mags = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), *norm, 1)[0]
     assert_close(dx, want, mags, w_shape[0] * w_shape[2] * w_shape[3], "conv2d_grad_input[direct]")
+
+
+@st.composite
+def kvec_cases(draw):
+    """Backward shapes for the kvec weight gradient: output channels per group
+    around the lanes and the channel blocks (AVX-512 4 vectors, AVX2 2),
+    kernel widths 1-11 (tap blocks of at most 5; pairs of kernel rows for
+    blocks of at most 3), strides, dilations and paddings, groups, and batches
+    of 1-3 (one slot per thread; input channels split when images are fewer)."""
+    groups = draw(st.sampled_from([1, 1, 2]))
+    cg = draw(st.integers(1, 4))
+    kg = draw(st.sampled_from([8, 9, 16, 17, 24, 31, 32, 48, 64, 65, 80]))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 11)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = (draw(st.integers(0, 2)), draw(st.integers(0, 3)))
+    if kernel == (1, 1) and stride == (1, 1) and pads == (0, 0):
+        pads = (1, 0)  # a pointwise layer stays one GEMM per image
+    span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    h = draw(st.integers(max(1, span[0] - 2 * pads[0]), span[0] + 5))
+    w = draw(st.integers(max(1, span[1] - 2 * pads[1]), span[1] + 19))
+    x_shape = (draw(st.integers(1, 3)), groups * cg, h, w)
+    return dict(x_shape=x_shape, w_shape=(groups * kg, cg, *kernel), bias=draw(st.booleans()), stride=stride,
+                padding=pads, dilation=dilation, groups=groups)
+
+
+@given(case=kvec_cases(), seed=st.integers(0, 2**31))
+def test_kvec_backward_matches_oracle(isa, threads, case, seed):
+    x, w, b, args = _case_arrays(case, seed)
+    _, pads, _ = _normalise(case["w_shape"][2:], *args[:3])
+    impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], _as_pair(case["stride"]), pads,
+                                    _as_pair(case["dilation"]), case["groups"], "auto", backward=True)
+    if _takes_kvec(isa, case["w_shape"], case["stride"], pads, case["groups"]):
+        assert impl == f"kvec_{isa}"
+    else:
+        assert not impl.startswith("kvec")
+    _check_against_oracle(x, w, b, *args, "auto", np.random.default_rng(seed + 1))
+
+
+# kvec with small-integer fills (every sum exact, whatever its order): LeNet
+# c2, the 5x5 pad-2 target layer (64 channels: one full AVX-512 block), 3x3
+# layers with 40 channels (a partial block) and strides, AlexNet's 11-wide
+# stride-4 first layer (tap blocks 4 + 4 + 3), two groups of 17 channels, and
+# a batch of one (input channels split across the threads).
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding, groups",
+    [
+        ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),
+        ((2, 32, 14, 14), (64, 32, 5, 5), 1, 2, 1),
+        ((2, 16, 15, 15), (40, 16, 3, 3), 2, 1, 1),
+        ((2, 5, 12, 13), (40, 5, 3, 3), 1, 1, 1),
+        ((2, 3, 43, 43), (96, 3, 11, 11), 4, 0, 1),
+        ((2, 6, 9, 11), (34, 3, 3, 5), (1, 2), (1, 2), 2),
+        ((1, 4, 10, 10), (32, 4, 3, 3), 1, 1, 1),
+    ],
+)
+def test_kvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padding, groups):
+    rng = np.random.default_rng(29)
+    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
+    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
+    norm = _normalise(w_shape[2:], stride, padding, 1)
+    impl = _C.conv2d_implementation(x_shape, w_shape, norm[0], norm[1], (1, 1), groups, "auto", backward=True)
+    if isa != "scalar" and (_takes_kvec(isa, w_shape, stride, norm[1], groups)):
+        assert impl == f"kvec_{isa}"
+    y = F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
+    got = F.conv2d_backward(dy, x, w, stride=stride, padding=padding, groups=groups)
+    for g, e, name in zip(got, reference.conv2d_backward(dy, x, w, *norm, groups), ["dx", "dw", "db"]):
+        assert_exact(g, e, f"conv2d_backward {name}[{impl}]")
+
+
+def test_kvec_nan_and_inf_propagate(isa, threads):
+    """Infinities and NaN in the input and in dy reach exactly the weight
+    gradients the definition says (positions whose taps all read the input)."""
+    rng = np.random.default_rng(30)
+    x = rng.standard_normal((2, 3, 10, 10)).astype(np.float32)
+    x[0, 1, 4, 4] = np.inf
+    x[1, 2, 6, 3] = np.nan
+    w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 16, 10, 10)).astype(np.float32)
+    dy[1, 5, 5, 5] = np.nan
+    norm = ((1, 1), (1, 1, 1, 1), (1, 1))
+    _, dw, _ = F.conv2d_backward(dy, x, w, padding=1, input_grad=False, bias_grad=False)
+    assert np.isnan(dw[5]).all() and np.isnan(dw[:, 2]).all()
+    want = reference.conv2d_backward(dy, x, w, *norm, 1)[1]
+    with np.errstate(invalid="ignore"):
+        mag = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), *norm, 1)[1]
+    assert_close(dw, want, mag, 200, "conv2d_backward nonfinite[kvec]")
 
 
 def test_direct_rows_weight_grad_image_blocks(isa, threads):

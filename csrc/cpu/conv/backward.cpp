@@ -98,6 +98,23 @@ void conv2d_weight_grad(const Conv2dParams& p, const float* dy, const float* x, 
   }
 }
 
+bool weight_grad_kvec_fits(const Conv2dParams& p, int64_t lanes) {
+  if (p.batch == 0 || p.out_plane() == 0 || p.reduction() == 0) return false;
+  const int64_t kpad = (p.group_out_channels() + lanes - 1) / lanes * lanes;
+  const int64_t padded_plane = (p.in_h + p.pad_top + p.pad_bottom) * (p.in_w + p.pad_left + p.pad_right);
+  const int64_t bound = kDirectRowsMaxFloats;
+  return padded_plane <= bound / p.group_in_channels() && p.out_plane() <= bound / kpad &&
+         p.groups * p.reduction() <= bound / kpad;
+}
+
+void conv2d_input_grad(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  if (im2col_fits(p)) {
+    input_grad_im2col(p, plan_columns(p), dy, w, dx);
+  } else {
+    conv2d_backward_direct(p, dy, nullptr, w, dx, nullptr, nullptr);
+  }
+}
+
 void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db) {
   const int64_t P = p.out_plane();
   parallel_for(p.out_channels, work_per_item(p.out_channels, {p.batch, P}), [&](int64_t begin, int64_t end) {
@@ -118,6 +135,34 @@ CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_im2col) {
   if (dx != nullptr) input_grad_im2col(p, plan, dy, w, dx);
   if (dw != nullptr) weight_grad_im2col(p, plan, dy, x, dw);
   if (db != nullptr) conv2d_bias_grad(p, dy, db);
+}
+
+namespace {
+
+// dw by the kvec kernel; dx by the direct kernels run on the transposed shape
+// where they can (stride 1), else im2col.
+void backward_kvec(void (*weight_grad)(const Conv2dParams&, const float*, const float*, float*),
+                   const Conv2dParams& p, const float* dy, const float* x, const float* w, float* dx,
+                   float* dw, float* db) {
+  if (dx != nullptr) {
+    if (direct_rows_backward_fits(p)) {
+      conv2d_input_grad_transposed(p, dy, w, dx);
+    } else {
+      conv2d_input_grad(p, dy, w, dx);
+    }
+  }
+  if (dw != nullptr) weight_grad(p, dy, x, dw);
+  if (db != nullptr) conv2d_bias_grad(p, dy, db);
+}
+
+}  // namespace
+
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_kvec_avx2) {
+  backward_kvec(conv2d_weight_grad_kvec_avx2, p, dy, x, w, dx, dw, db);
+}
+
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_kvec_avx512) {
+  backward_kvec(conv2d_weight_grad_kvec_avx512, p, dy, x, w, dx, dw, db);
 }
 
 }  // namespace cnnkit

@@ -106,28 +106,12 @@ bool weight_grad_rows(WeightGradFn kernel, int64_t lanes, const Conv2dParams& p,
   return true;
 }
 
-// dx as the direct forward of the flipped kernel over dy, by whichever direct
-// kernel the forward dispatch picks for those shapes (direct_walk for
-// 64->32 5x5 on 14x14: dx 4.8 -> 3.6 ms, 2 threads); dw by the direct_rows
-// weight gradient (im2col + GEMM where it declines); db as the im2col backward.
+// dw by the direct_rows weight gradient (im2col + GEMM where it declines), dx
+// and db as every fast backward computes them.
 void backward_direct_rows(WeightGradFn weight_grad, int64_t lanes,
                           const Conv2dParams& p, const float* dy, const float* x, const float* w,
                           float* dx, float* dw, float* db) {
-  if (dx != nullptr) {
-    const Conv2dParams t = transposed_params(p);
-    const int64_t cg = p.group_in_channels(), kg = p.group_out_channels();
-    const int64_t R = p.kernel_h, S = p.kernel_w;
-    // wt[g*cg + c][o][r][s] = w[g*kg + o][c][R-1-r][S-1-s]: the weights are small next to dy.
-    std::vector<float> wt(static_cast<size_t>(checked_mul(p.out_channels, p.reduction(), "conv2d weight")));
-    for (int64_t g = 0; g < p.groups; ++g)
-      for (int64_t c = 0; c < cg; ++c)
-        for (int64_t o = 0; o < kg; ++o)
-          for (int64_t r = 0; r < R; ++r)
-            for (int64_t s = 0; s < S; ++s)
-              wt[(((g * cg + c) * kg + o) * R + r) * S + s] =
-                  w[(((g * kg + o) * cg + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
-    conv2d_forward(t, dy, wt.data(), nullptr, dx, ConvAlgo::Direct);
-  }
+  if (dx != nullptr) conv2d_input_grad_transposed(p, dy, w, dx);
   if (dw != nullptr && !weight_grad_rows(weight_grad, lanes, p, dy, x, dw)) conv2d_weight_grad(p, dy, x, dw);
   if (db != nullptr) conv2d_bias_grad(p, dy, db);
 }
@@ -136,6 +120,25 @@ void backward_direct_rows(WeightGradFn weight_grad, int64_t lanes,
 
 bool direct_rows_fits(const Conv2dParams& p) {
   return p.stride_h == 1 && p.stride_w == 1 && direct_cvec_fits(p);
+}
+
+// dx as the direct forward of the flipped kernel over dy, by whichever direct
+// kernel the forward dispatch picks for those shapes (direct_walk for
+// 64->32 5x5 on 14x14: dx 4.8 -> 3.6 ms, 2 threads).
+void conv2d_input_grad_transposed(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  const Conv2dParams t = transposed_params(p);
+  const int64_t cg = p.group_in_channels(), kg = p.group_out_channels();
+  const int64_t R = p.kernel_h, S = p.kernel_w;
+  // wt[g*cg + c][o][r][s] = w[g*kg + o][c][R-1-r][S-1-s]: the weights are small next to dy.
+  std::vector<float> wt(static_cast<size_t>(checked_mul(p.out_channels, p.reduction(), "conv2d weight")));
+  for (int64_t g = 0; g < p.groups; ++g)
+    for (int64_t c = 0; c < cg; ++c)
+      for (int64_t o = 0; o < kg; ++o)
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t s = 0; s < S; ++s)
+            wt[(((g * cg + c) * kg + o) * R + r) * S + s] =
+                w[(((g * kg + o) * cg + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
+  conv2d_forward(t, dy, wt.data(), nullptr, dx, ConvAlgo::Direct);
 }
 
 bool direct_rows_backward_fits(const Conv2dParams& p) {

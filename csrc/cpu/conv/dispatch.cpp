@@ -47,6 +47,11 @@
 //    for the transposed shapes (direct_walk for the first: 0.83 -> 0.93),
 //    and the weight-gradient tile keeps its sums in registers across an
 //    L1-sized block of images (first shape 0.62 -> 0.67).
+//  - backward, ahead of all that, where wants_kvec holds (a full vector of
+//    output channels per group, not pointwise; with AVX2 not stride-1 3x3):
+//    kvec, whose weight gradient vectorises over output channels with dy
+//    packed channels-last (weight_grad_kvec_impl.h), any stride; its dx is
+//    the direct transposed forward for stride 1, im2col otherwise.
 //  - 1x1, stride 1, no padding: im2col, whose columns are the input itself:
 //    one GEMM per image (8x256x14x14 k256: 1.85 against direct_rows' 1.67).
 //  - otherwise (strided, or no SIMD kernel): im2col when the GEMM it feeds is
@@ -54,7 +59,8 @@
 //    (C/g*kh*kw) of at least 32 and at least 4 output channels per group;
 //    direct loops for depthwise and tiny-channel layers.
 //
-// Each list runs the first entry that accepts the call: direct_rows takes
+// Each list runs the first entry that accepts the call: kvec takes direct
+// backward calls that wants_kvec accepts, direct_rows takes
 // stride-1 direct calls within its size bounds, im2col takes im2col calls
 // whose single column fits the workspace bound, direct takes direct calls
 // and the im2col calls that did not fit, the reference takes the rest.
@@ -103,6 +109,31 @@ bool accepts_direct_cvec(const ConvCall& c) {
 bool accepts_direct_rows_backward(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct && direct_rows_backward_fits(*c.p);
 }
+// The kvec weight gradient wants at least one full vector of output channels
+// per group; pointwise layers stay one GEMM per image. With 8 lanes it loses
+// to direct_rows on stride-1 3x3 layers, whose 2x3-tap x 2-vector tile is
+// only 12 accumulators. Weight gradient, 2 threads, one process, time before
+// / time with kvec (im2col for strided layers before, direct_rows otherwise),
+// AVX-512 | AVX2:
+//   64x32x14x14 k64 5x5 pad 2      1.50 | 1.07
+//   8x64x56x56 k64 3x3 pad 1       1.32 | 0.93
+//   8x128x28x28 k128 3x3 pad 1     1.09 | 0.98
+//   8x128x28x28 k256 3x3 s2        1.08 | 1.06
+//   8x3x227x227 k96 11x11 s4       2.43 | 1.23
+//   64x6x14x14 k16 5x5 (LeNet c2)  1.31 | 1.43
+//   AlexNet conv2 (2 groups, 5x5)  1.19
+bool wants_kvec(const Conv2dParams& p, int64_t lanes) {
+  if (columns_are_input(p) || p.group_out_channels() < lanes || !weight_grad_kvec_fits(p, lanes)) return false;
+  const bool strided = p.stride_h > 1 || p.stride_w > 1;
+  return lanes >= 16 || strided || p.kernel_w > 3;
+}
+// Judged with the lanes of the widest enabled ISA, whose entry comes first in
+// the list: a layer with 8 to 15 channels runs direct_rows under AVX-512
+// rather than the 8-lane kvec.
+int64_t kvec_lanes() { return isa_enabled(Isa::Avx512) ? 16 : isa_enabled(Isa::Avx2) ? 8 : 0; }
+bool accepts_kvec(const ConvCall& c) {
+  return c.algo == ConvAlgo::Direct && kvec_lanes() > 0 && wants_kvec(*c.p, kvec_lanes());
+}
 bool accepts_direct(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct || c.algo == ConvAlgo::Im2col;
 }
@@ -127,6 +158,8 @@ const KernelImpl<ConvCall, ForwardFn> kForwardImpls[] = {
 
 const KernelImpl<ConvCall, BackwardFn> kBackwardImpls[] = {
 #ifdef CNNKIT_X86
+    {"kvec_avx512", Isa::Avx512, accepts_kvec, conv2d_backward_kvec_avx512},
+    {"kvec_avx2", Isa::Avx2, accepts_kvec, conv2d_backward_kvec_avx2},
     {"direct_rows_avx512", Isa::Avx512, accepts_direct_rows_backward, conv2d_backward_direct_rows_avx512},
     {"direct_rows_avx2", Isa::Avx2, accepts_direct_rows_backward, conv2d_backward_direct_rows_avx2},
 #endif
@@ -142,6 +175,7 @@ ConvCall resolve(const Conv2dParams& p, ConvAlgo algo, bool forward) {
     // against 5.7; AlexNet c1 15.7 against 13.8), 16-lane ones win (3.3
     // against 4.2; 6.3 against 11.2).
     const bool strided = p.stride_h > 1 || p.stride_w > 1;
+    if (!forward && kvec_lanes() > 0 && wants_kvec(p, kvec_lanes())) return {&p, ConvAlgo::Direct, false};
     if (forward && prefers_cvec(p) && isa_enabled(strided ? Isa::Avx512 : Isa::Avx2)) {
       return {&p, ConvAlgo::Direct, true};
     }

@@ -32,6 +32,29 @@ CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_im2col);
 // direct loops; shared by the im2col and direct_rows backward kernels.
 void conv2d_weight_grad(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 
+// dw alone, for the weight-gradient kernels the backward ones pick from.
+#define CNNKIT_CONV2D_WEIGHT_GRAD_SIGNATURE(name) \
+  void name(const Conv2dParams& p, const float* dy, const float* x, float* dw)
+
+// The output-channel-vector weight gradient (weight_grad_kvec_impl.h): any
+// stride, padding and dilation, within bounds on its per-thread buffers (a
+// padded input group and a channels-last dy plane of one image, and one
+// partial dw per thread, each at most kDirectRowsMaxFloats).
+bool weight_grad_kvec_fits(const Conv2dParams& p, int64_t lanes);
+CNNKIT_CONV2D_WEIGHT_GRAD_SIGNATURE(conv2d_weight_grad_kvec_avx2);
+CNNKIT_CONV2D_WEIGHT_GRAD_SIGNATURE(conv2d_weight_grad_kvec_avx512);
+
+// The backward with dw by kvec (dx and db as below).
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_kvec_avx2);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_kvec_avx512);
+
+// dx by im2col (GEMM + col2im) when one column fits the workspace bound, else
+// by the direct loops.
+void conv2d_input_grad(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+// dx as the direct forward of the flipped kernel over dy (by the kernel that
+// conv2d's dispatch picks for that shape). Only when direct_rows_backward_fits(p).
+void conv2d_input_grad_transposed(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+
 // db[o] = sum of dy over batch and positions; shared by the fast backward kernels.
 void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db);
 

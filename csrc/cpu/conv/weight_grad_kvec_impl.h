@@ -1,0 +1,202 @@
+// Weight gradient vectorised over output channels ("kvec"), any stride,
+// padding and dilation. Included by one file per ISA.
+//
+//   dw[k][c][r][s] = sum over images n and output positions (oh, ow) of
+//                    dy[n][k][oh][ow] * x[n][c][oh*sh + r*dh - pt][ow*sw + s*dw - pl]
+//
+// Per image and group, dy is packed channels-last ([oh][ow][k], k padded with
+// zeros to whole vectors) and x into zero-padded planes. A register tile
+// holds NV vectors of output channels x SB taps (s) of one kernel row r of one
+// input channel c; for every output position it loads the NV dy vectors once
+// and broadcasts the SB inputs they meet, NV*SB FMAs for NV + SB loads. The
+// tile's sums live in a channels-last partial dw ([g][c][r][s][k]) between
+// bands of output rows: a band's packed dy (about 16 KiB) stays in L1 while
+// every (c, r, s, channel block) tile runs over it.
+//
+// Threads: the batch is cut into fixed image ranges ("slots", one per thread
+// while there are enough images), each summed into its own partial dw, then
+// added in slot order: the result does not depend on which thread ran what.
+// With fewer images than threads, each slot's input channels are split too.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "cnnkit/errors.h"
+#include "cnnkit/threads.h"
+#include "core/parallel.h"
+#include "core/workspace.h"
+#include "cpu/conv/kernels.h"
+
+namespace cnnkit {
+namespace {
+
+// The tiles of one band, channel block and tap block: for every input
+// channel c in [c0, c1) and kernel row r, SB consecutive taps s (from s0) x NV
+// channel vectors (from v0), summed over the band's output positions into
+// partial[c][r][s][k] (`kpad` floats per tap).
+struct KvecBand {
+  float* partial;          // the group's partial dw at channel c0
+  const float* dy;         // packed dy of the band's first row, at channel vector v0
+  const float* x;          // padded input at channel c0, the band's first row, tap s0
+  int64_t channels, R, S, kpad, plane, padded_w;
+  int64_t rows, out_w;     // the band's output rows and positions per row
+  int64_t stride_h, stride_w, dilation_h, dilation_w;
+};
+
+// One tile: RB kernel rows from r0 x SB taps x NV channel vectors of channel c.
+template <class Vec, int NV, int RB, int SB>
+__attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, int64_t c, int64_t r0) {
+  using V = typename Vec::F;
+  constexpr int64_t L = Vec::kWidth;
+  const int64_t kpad = b.kpad, dy_row = b.out_w * kpad, x_row = b.stride_h * b.padded_w;
+  const int64_t x_tap_row = b.dilation_h * b.padded_w;
+  float* acc_ptr = b.partial + (c * b.R + r0) * b.S * kpad;
+  const float* x_r = b.x + c * b.plane + r0 * x_tap_row;
+  V acc[RB][SB][NV];
+  for (int q = 0; q < RB; ++q)
+    for (int s = 0; s < SB; ++s)
+      for (int v = 0; v < NV; ++v) acc[q][s][v] = Vec::load(acc_ptr + (q * b.S + s) * kpad + v * L);
+  for (int64_t row = 0; row < b.rows; ++row) {
+    const float* d = b.dy + row * dy_row;
+    const float* xr = x_r + row * x_row;
+    for (int64_t ow = 0; ow < b.out_w; ++ow, d += kpad, xr += b.stride_w) {
+      V dv[NV];
+      for (int v = 0; v < NV; ++v) dv[v] = Vec::load(d + v * L);
+      for (int q = 0; q < RB; ++q) {
+        for (int s = 0; s < SB; ++s) {
+          const V xb = Vec::broadcast(xr + q * x_tap_row + s * b.dilation_w);
+          for (int v = 0; v < NV; ++v) acc[q][s][v] = Vec::fma(dv[v], xb, acc[q][s][v]);
+        }
+      }
+    }
+  }
+  for (int q = 0; q < RB; ++q)
+    for (int s = 0; s < SB; ++s)
+      for (int v = 0; v < NV; ++v) Vec::store(acc_ptr + (q * b.S + s) * kpad + v * L, acc[q][s][v]);
+}
+
+// Every (c, r) of the band: pairs of kernel rows when the tap block is at
+// most 3 wide (2 x 3 taps x NV vectors: more FMAs per dy load and per pass
+// over the band), single rows otherwise and for an odd last row.
+template <class Vec, int NV, int SB>
+void kvec_band(const KvecBand& b) {
+  constexpr int RB = SB <= 3 ? 2 : 1;
+  for (int64_t c = 0; c < b.channels; ++c) {
+    int64_t r = 0;
+    for (; r + RB <= b.R; r += RB) kvec_tile<Vec, NV, RB, SB>(b, c, r);
+    if constexpr (RB > 1) {
+      for (; r < b.R; ++r) kvec_tile<Vec, NV, 1, SB>(b, c, r);
+    }
+  }
+}
+
+// kvec_band<Vec, nv, sb> for nv <= NV, sb <= SB.
+template <class Vec, int NV, int SB>
+void kvec_band_any(int nv, int sb, const KvecBand& b) {
+  if constexpr (NV > 1) {
+    if (nv < NV) return kvec_band_any<Vec, NV - 1, SB>(nv, sb, b);
+  }
+  if constexpr (SB > 1) {
+    if (sb < SB) return kvec_band_any<Vec, NV, SB - 1>(nv, sb, b);
+  }
+  kvec_band<Vec, NV, SB>(b);
+}
+
+// The floats of a band's packed dy that one channel block reads (16 KiB):
+// they stay in L1 across the band's tiles.
+constexpr int64_t kKvecBandFloats = 4096;
+
+// dst[pos][k] = dy_group[k][pos] for k < kg, 0 for kg <= k < kpad: one
+// vector-width square of positions x channels at a time, transposed in
+// registers. dst needs room for P rounded up to whole vectors of positions.
+template <class Vec>
+void pack_dy_channels_last(const float* dy_group, int64_t kg, int64_t P, int64_t kpad, float* dst) {
+  using V = typename Vec::F;
+  constexpr int L = static_cast<int>(Vec::kWidth);
+  for (int64_t pos0 = 0; pos0 < P; pos0 += L) {
+    const int64_t m = std::min<int64_t>(L, P - pos0);
+    for (int64_t k0 = 0; k0 < kpad; k0 += L) {
+      V rows[L];
+      for (int j = 0; j < L; ++j) {
+        const float* src = dy_group + (k0 + j) * P + pos0;
+        rows[j] = k0 + j >= kg ? Vec::zero() : m == L ? Vec::load(src) : Vec::load_partial(src, m);
+      }
+      Vec::store_transposed(rows, L, dst + pos0 * kpad + k0, kpad);
+    }
+  }
+}
+
+template <class Vec, int NVMax, int SBMax>
+void conv2d_weight_grad_kvec(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+  constexpr int64_t L = Vec::kWidth;
+  const int64_t G = p.groups, cg = p.group_in_channels(), kg = p.group_out_channels();
+  const int64_t R = p.kernel_h, S = p.kernel_w, Ho = p.out_h, Wo = p.out_w, P = p.out_plane();
+  const int64_t H = p.in_h, W = p.in_w;
+  const int64_t kpad = (kg + L - 1) / L * L;
+  const int64_t Wp = W + p.pad_left + p.pad_right, Hp = H + p.pad_top + p.pad_bottom;
+  const int64_t plane = Hp * Wp;
+  const int64_t partial_floats = G * cg * R * S * kpad;
+  const int64_t threads = num_threads();
+  const int64_t slots = std::max<int64_t>(1, std::min(threads, p.batch));
+  const int64_t channel_parts = std::min(cg, (threads + slots - 1) / slots);
+  // A tile reads one channel block's slice of the band: size the band by that.
+  const int64_t slice = std::min<int64_t>(kpad, NVMax * L);
+  const int64_t band = std::clamp<int64_t>(kKvecBandFloats / std::max<int64_t>(Wo * slice, 1), 1, Ho);
+  const int64_t s_blocks = (S + SBMax - 1) / SBMax;
+  const int64_t vectors = kpad / L, k_blocks = (vectors + NVMax - 1) / NVMax;
+  float* partials = thread_workspace(WorkspaceSlot::Scratch1,
+                                     static_cast<size_t>(checked_mul(slots, partial_floats, "conv2d weight partial sums")));
+  const int64_t work = work_per_item(slots * channel_parts, {p.batch / slots + 1, kg, cg / channel_parts + 1, R * S, P});
+  parallel_for(slots * channel_parts, work, [&](int64_t item_begin, int64_t item_end) {
+    for (int64_t item = item_begin; item < item_end; ++item) {
+      const int64_t slot = item / channel_parts, part = item % channel_parts;
+      const int64_t c0 = cg * part / channel_parts, c1 = cg * (part + 1) / channel_parts;
+      float* partial = partials + slot * partial_floats;
+      for (int64_t g = 0; g < G; ++g) {
+        std::fill(partial + (g * cg + c0) * R * S * kpad, partial + (g * cg + c1) * R * S * kpad, 0.0f);
+      }
+      float* xp = thread_workspace(WorkspaceSlot::Im2col, static_cast<size_t>((c1 - c0) * plane));
+      float* dyp = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>((P + L) * kpad));
+      std::fill(xp, xp + (c1 - c0) * plane, 0.0f);  // the padding; copy_into_padded writes the rest
+      for (int64_t n = p.batch * slot / slots; n < p.batch * (slot + 1) / slots; ++n) {
+        for (int64_t g = 0; g < G; ++g) {
+          pack_dy_channels_last<Vec>(dy + (n * p.out_channels + g * kg) * P, kg, P, kpad, dyp);
+          copy_into_padded(p, x + (n * p.in_channels + g * cg + c0) * H * W, c1 - c0, xp, plane, Wp);
+          for (int64_t oh0 = 0; oh0 < Ho; oh0 += band) {
+            for (int64_t sb = 0; sb < s_blocks; ++sb) {
+              const int64_t s0 = S * sb / s_blocks, s1 = S * (sb + 1) / s_blocks;
+              for (int64_t kb = 0; kb < k_blocks; ++kb) {
+                const int64_t v0 = vectors * kb / k_blocks, v1 = vectors * (kb + 1) / k_blocks;
+                const KvecBand b{partial + (g * cg + c0) * R * S * kpad + s0 * kpad + v0 * L,
+                                 dyp + oh0 * Wo * kpad + v0 * L,
+                                 xp + oh0 * p.stride_h * Wp + s0 * p.dilation_w,
+                                 c1 - c0, R, S, kpad, plane, Wp,
+                                 std::min(band, Ho - oh0), Wo,
+                                 p.stride_h, p.stride_w, p.dilation_h, p.dilation_w};
+                kvec_band_any<Vec, NVMax, SBMax>(static_cast<int>(v1 - v0), static_cast<int>(s1 - s0), b);
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+  // dw[g*kg + k][c][r][s] = the partials' [g][c][r][s][k], added in slot order.
+  parallel_for(G * cg, work_per_item(G * cg, {slots, kg, R * S}), [&](int64_t begin, int64_t end) {
+    for (int64_t gc = begin; gc < end; ++gc) {
+      const int64_t g = gc / cg, c = gc % cg;
+      for (int64_t rs = 0; rs < R * S; ++rs) {
+        const float* src = partials + (gc * R * S + rs) * kpad;
+        for (int64_t k = 0; k < kg; ++k) {
+          float total = src[k];
+          for (int64_t slot = 1; slot < slots; ++slot) total += src[slot * partial_floats + k];
+          dw[((g * kg + k) * cg + c) * R * S + rs] = total;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace cnnkit
