@@ -163,11 +163,14 @@ void conv2d_weight_grad_kvec(const Conv2dParams& p, const float* dy, const float
         for (int64_t g = 0; g < G; ++g) {
           pack_dy_channels_last<Vec>(dy + (n * p.out_channels + g * kg) * P, kg, P, kpad, dyp);
           copy_into_padded(p, x + (n * p.in_channels + g * cg + c0) * H * W, c1 - c0, xp, plane, Wp);
-          for (int64_t oh0 = 0; oh0 < Ho; oh0 += band) {
-            for (int64_t sb = 0; sb < s_blocks; ++sb) {
-              const int64_t s0 = S * sb / s_blocks, s1 = S * (sb + 1) / s_blocks;
-              for (int64_t kb = 0; kb < k_blocks; ++kb) {
-                const int64_t v0 = vectors * kb / k_blocks, v1 = vectors * (kb + 1) / k_blocks;
+          // Channel blocks outermost: the partial sums one block touches
+          // (cg*R*S*NV vectors) stay in L2 over the image's bands, where all
+          // of them might not (128 -> 256 channels 3x3: 1.2 MB).
+          for (int64_t kb = 0; kb < k_blocks; ++kb) {
+            const int64_t v0 = vectors * kb / k_blocks, v1 = vectors * (kb + 1) / k_blocks;
+            for (int64_t oh0 = 0; oh0 < Ho; oh0 += band) {
+              for (int64_t sb = 0; sb < s_blocks; ++sb) {
+                const int64_t s0 = S * sb / s_blocks, s1 = S * (sb + 1) / s_blocks;
                 const KvecBand b{partial + (g * cg + c0) * R * S * kpad + s0 * kpad + v0 * L,
                                  dyp + oh0 * Wo * kpad + v0 * L,
                                  xp + oh0 * p.stride_h * Wp + s0 * p.dilation_w,
@@ -182,16 +185,31 @@ void conv2d_weight_grad_kvec(const Conv2dParams& p, const float* dy, const float
       }
     }
   });
-  // dw[g*kg + k][c][r][s] = the partials' [g][c][r][s][k], added in slot order.
-  parallel_for(G * cg, work_per_item(G * cg, {slots, kg, R * S}), [&](int64_t begin, int64_t end) {
+  // dw[g*kg + k][c][r][s] = the partials' [g][c][r][s][k], added in slot
+  // order into slot 0's, then transposed a vector-width square at a time.
+  const int64_t taps = R * S;
+  parallel_for(G * cg, work_per_item(G * cg, {slots, kpad, taps}), [&](int64_t begin, int64_t end) {
     for (int64_t gc = begin; gc < end; ++gc) {
       const int64_t g = gc / cg, c = gc % cg;
-      for (int64_t rs = 0; rs < R * S; ++rs) {
-        const float* src = partials + (gc * R * S + rs) * kpad;
-        for (int64_t k = 0; k < kg; ++k) {
-          float total = src[k];
-          for (int64_t slot = 1; slot < slots; ++slot) total += src[slot * partial_floats + k];
-          dw[((g * kg + k) * cg + c) * R * S + rs] = total;
+      float* sum = partials + gc * taps * kpad;
+      for (int64_t i = 0; i < taps * kpad; i += L) {
+        auto v = Vec::load(sum + i);
+        for (int64_t slot = 1; slot < slots; ++slot) v = Vec::add(v, Vec::load(sum + slot * partial_floats + i));
+        Vec::store(sum + i, v);
+      }
+      const int64_t dw_stride = cg * taps;  // between output channels
+      float* dwc = dw + (g * kg * cg + c) * taps;
+      for (int64_t k0 = 0; k0 < kg; k0 += L) {
+        if (kg - k0 < L) {
+          for (int64_t k = k0; k < kg; ++k)
+            for (int64_t t = 0; t < taps; ++t) dwc[k * dw_stride + t] = sum[t * kpad + k];
+          break;
+        }
+        for (int64_t t0 = 0; t0 < taps; t0 += L) {
+          const int n = static_cast<int>(std::min<int64_t>(L, taps - t0));
+          typename Vec::F rows[L];
+          for (int j = 0; j < n; ++j) rows[j] = Vec::load(sum + (t0 + j) * kpad + k0);
+          Vec::store_transposed(rows, n, dwc + k0 * dw_stride + t0, dw_stride);
         }
       }
     }
