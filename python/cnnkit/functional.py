@@ -360,9 +360,10 @@ def _conv_setup(input, weight, stride, padding, dilation, groups, algo):
     if not isinstance(algo, str) or algo not in _CONV_ALGOS:
         raise ValueError(f"algo must be one of {_CONV_ALGOS}, got {algo!r}")
     pads = _conv_padding(padding, w.shape[2:], stride, dilation)
-    for name, values in (("stride", stride), ("padding", pads), ("dilation", dilation), ("groups", (groups,))):
-        if max(values) > _INT64_MAX:
-            raise OverflowError(f"{name} {values} does not fit in a 64-bit integer")
+    if max(*stride, *pads, *dilation, groups) > _INT64_MAX:
+        for name, values in (("stride", stride), ("padding", pads), ("dilation", dilation), ("groups", (groups,))):
+            if max(values) > _INT64_MAX:
+                raise OverflowError(f"{name} {values} does not fit in a 64-bit integer")
     return x, w, stride, pads, dilation, groups
 
 
@@ -376,17 +377,17 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     row/column at the bottom/right). Returns (N, out, Ho, Wo) float32 with
     Ho = (H + pad_top + pad_bottom - dilation*(kH-1) - 1) // stride + 1.
 
-    ``algo``: ``"direct"`` (no column matrix: for stride 1 on AVX2/AVX-512
-    CPUs a vectorised kernel over zero-padded rows, else plain loops),
-    ``"im2col"`` (column matrix + SGEMM, workspace bounded to 64 MiB by
-    processing chunks of output positions) or ``"auto"`` (the vectorised
-    direct kernel for stride 1 except an unpadded 1x1, which is one GEMM;
-    otherwise im2col when C/groups*kH*kW >= 32 and out/groups >= 4, else
-    direct). All give the same result within float32 rounding. NaN and Inf in
-    the input propagate to every output that reads them. Taps that fall in
-    the zero padding contribute exactly 0 in the plain direct loops but 0*w
-    in im2col and the vectorised direct kernel, so an infinite or NaN
-    *weight* turns padded border outputs into NaN with those two.
+    ``algo``: ``"direct"`` (no column matrix: on AVX2/AVX-512 CPUs kernels
+    vectorised over output channels or over zero-padded rows, else plain
+    loops), ``"im2col"`` (column matrix + SGEMM, workspace bounded to 64 MiB
+    by processing chunks of output positions) or ``"auto"`` (per shape and
+    ISA, whichever measured faster; ``cnnkit.build_info()["kernels"]`` shows
+    the choices for common layers). All give the same result within float32
+    rounding. NaN and Inf in the input propagate to every output that reads
+    them. Taps that fall in the zero padding contribute exactly 0 in the
+    plain direct loops but 0*w in im2col and the vectorised direct kernels,
+    so an infinite or NaN *weight* turns padded border outputs into NaN with
+    those (and likewise 0*dy in the weight gradient).
 
     An input of H or W 0 that the padding makes large enough for the kernel
     gives the output of an all-padding image (the bias); PyTorch refuses it.
@@ -419,8 +420,11 @@ def conv2d_backward(
     otherwise (a first layer needs no ``grad_input``; a layer without bias no
     ``grad_bias``). grad_input has the input's shape, grad_weight the
     weight's, grad_bias is (out,). ``algo`` as in :func:`conv2d`: direct
-    loops, or GEMM + col2im for the input gradient and GEMM against the
-    column matrix (summed over the batch) for the weight gradient.
+    kernels (on AVX2/AVX-512 the weight gradient vectorised over output
+    channels or rows, and for stride 1 the input gradient as the direct
+    forward of the flipped kernel; plain loops otherwise), or GEMM + col2im
+    for the input gradient and GEMM against the column matrix (summed over
+    the batch) for the weight gradient.
     """
     x, w, stride, pads, dilation, groups = _conv_setup(input, weight, stride, padding, dilation, groups, algo)
     dy = _as_float32(grad_output, "grad_output")
