@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import cnnkit
 from cnnkit import _C, reference
 from cnnkit import functional as F
 from tolerance import assert_close, assert_exact
@@ -914,6 +915,30 @@ def test_kvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padd
     got = F.conv2d_backward(dy, x, w, stride=stride, padding=padding, groups=groups)
     for g, e, name in zip(got, reference.conv2d_backward(dy, x, w, *norm, groups), ["dx", "dw", "db"]):
         assert_exact(g, e, f"conv2d_backward {name}[{impl}]")
+
+
+@pytest.mark.parametrize("threads_used", [2, 8])
+def test_kvec_partial_sums_within_the_memory_bound(threads_used):
+    """A partial dw of 256 x 9 x 1280 floats: the 64 MiB bound on all slots
+    allows 5, so 8 threads over 8 images run 5 slots with their input
+    channels split in 2 (2 threads: 2 slots)."""
+    if _C.max_isa() == "scalar":
+        pytest.skip("kvec needs AVX2")
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((8, 256, 3, 3)).astype(np.float32)
+    w = rng.standard_normal((1280, 256, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((8, 1280, 1, 1)).astype(np.float32)
+    previous = cnnkit.get_num_threads()
+    cnnkit.set_num_threads(threads_used)
+    try:
+        impl = _C.conv2d_implementation(x.shape, w.shape, (1, 1), (0,) * 4, (1, 1), 1, "auto", backward=True)
+        assert impl == f"kvec_{_C.max_isa()}"
+        _, dw, _ = F.conv2d_backward(dy, x, w, input_grad=False, bias_grad=False)
+    finally:
+        cnnkit.set_num_threads(previous)
+    want = np.einsum("nk,ncrs->kcrs", dy[:, :, 0, 0].astype(np.float64), x.astype(np.float64))
+    mag = np.einsum("nk,ncrs->kcrs", np.abs(dy[:, :, 0, 0]).astype(np.float64), np.abs(x).astype(np.float64))
+    assert_close(dw, want, mag, 8, "conv2d_grad_weight[kvec slots]")
 
 
 def test_kvec_nan_and_inf_propagate(isa, threads):

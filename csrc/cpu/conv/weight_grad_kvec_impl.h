@@ -1,22 +1,23 @@
 // Weight gradient vectorised over output channels ("kvec"), any stride,
-// padding and dilation. Included by one file per ISA.
+// padding, dilation and groups. Included by one file per ISA.
 //
 //   dw[k][c][r][s] = sum over images n and output positions (oh, ow) of
 //                    dy[n][k][oh][ow] * x[n][c][oh*sh + r*dh - pt][ow*sw + s*dw - pl]
 //
 // Per image and group, dy is packed channels-last ([oh][ow][k], k padded with
 // zeros to whole vectors) and x into zero-padded planes. A register tile
-// holds NV vectors of output channels x SB taps (s) of one kernel row r of one
-// input channel c; for every output position it loads the NV dy vectors once
-// and broadcasts the SB inputs they meet, NV*SB FMAs for NV + SB loads. The
-// tile's sums live in a channels-last partial dw ([g][c][r][s][k]) between
-// bands of output rows: a band's packed dy (about 16 KiB) stays in L1 while
-// every (c, r, s, channel block) tile runs over it.
+// holds NV vectors of output channels x SB taps (s) of one or two kernel rows
+// r of one input channel c; for every output position it loads the NV dy
+// vectors once and broadcasts the inputs they meet: NV*SB (or 2*NV*SB) FMAs
+// for NV + SB (2*SB) loads. The tile's sums live in a channels-last partial
+// dw ([g][c][r][s][k]) between bands of output rows: the slice of a band's
+// packed dy that one channel block reads (about 16 KiB) stays in L1 while
+// every (c, r, s) tile runs over it.
 //
 // Threads: the batch is cut into fixed image ranges ("slots", one per thread
-// while there are enough images), each summed into its own partial dw, then
-// added in slot order: the result does not depend on which thread ran what.
-// With fewer images than threads, each slot's input channels are split too.
+// while there are images, within a memory bound), each summed into its own
+// partial dw, then added in slot order: the result does not depend on which
+// thread ran what. Threads beyond the slots split each slot's input channels.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -127,6 +128,9 @@ void pack_dy_channels_last(const float* dy_group, int64_t kg, int64_t P, int64_t
   }
 }
 
+// All slots' partial sums together, in floats (64 MiB).
+constexpr int64_t kKvecPartialsBudgetFloats = int64_t{16} << 20;
+
 template <class Vec, int NVMax, int SBMax>
 void conv2d_weight_grad_kvec(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
   constexpr int64_t L = Vec::kWidth;
@@ -138,7 +142,11 @@ void conv2d_weight_grad_kvec(const Conv2dParams& p, const float* dy, const float
   const int64_t plane = Hp * Wp;
   const int64_t partial_floats = G * cg * R * S * kpad;
   const int64_t threads = num_threads();
-  const int64_t slots = std::max<int64_t>(1, std::min(threads, p.batch));
+  // One slot per thread while there are images for them, within a bound on
+  // all slots' partial sums together; threads beyond the slots split the
+  // input channels instead.
+  const int64_t slot_bound = std::max<int64_t>(1, kKvecPartialsBudgetFloats / partial_floats);
+  const int64_t slots = std::clamp<int64_t>(std::min(threads, p.batch), 1, slot_bound);
   const int64_t channel_parts = std::min(cg, (threads + slots - 1) / slots);
   // A tile reads one channel block's slice of the band: size the band by that.
   const int64_t slice = std::min<int64_t>(kpad, NVMax * L);
