@@ -99,7 +99,8 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_backward", &backward, py::arg("grad_output"), py::arg("input"), py::arg("weight"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("input_grad"), py::arg("weight_grad"), py::arg("bias_grad"), py::arg("algo"));
-  // Which kernel a call with these shapes would run ("im2col", "direct" or "reference").
+  // Which kernel a call with these shapes would run: its name in the dispatch
+  // lists of cpu/conv/dispatch.cpp ("direct_walk_avx512", "kvec_avx2", "im2col", ...).
   m.def("conv2d_implementation", &implementation, py::arg("input_shape"), py::arg("weight_shape"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("algo"), py::arg("backward") = false);
