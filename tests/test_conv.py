@@ -321,18 +321,20 @@ def test_direct_rows_integer_fill_is_exact(isa, threads, x_shape, w_shape, paddi
 def direct_cvec_cases(draw):
     """Shapes that run direct_cvec: output channels per group around the
     vector lanes and block sizes (8, 16, 32, 48, 64 and 96 channels), strides,
-    dilations and output widths around the 6-, 8- and 12-position tiles."""
+    dilations and output widths around the 6-, 8- and 12-position tiles, and
+    kernels large enough to run in input-channel chunks."""
     groups = draw(st.sampled_from([1, 1, 1, 2]))
-    cg = draw(st.integers(1, 3))
+    cg = draw(st.sampled_from([1, 2, 3, 9]))
     kg = draw(st.sampled_from([8, 9, 15, 16, 17, 24, 31, 33, 48, 49, 64, 65, 96, 97, 130]))
-    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    kernel = (draw(st.integers(1, 7)), draw(st.sampled_from([1, 2, 3, 4, 11])))
     stride = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     if stride == (1, 1):
         stride = (1, 2)
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     pads = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
     span = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
-    h = draw(st.integers(max(1, span[0] - 2 * pads[0]), 9))
+    h_min = max(1, span[0] - 2 * pads[0])
+    h = draw(st.integers(h_min, max(h_min, 9)))
     wo = draw(st.sampled_from([1, 5, 6, 7, 11, 12, 13, 25]))
     w = max(1, span[1] - 2 * pads[1] + (wo - 1) * stride[1])
     return dict(
@@ -373,7 +375,8 @@ def test_direct_cvec_matches_oracle(isa, threads, case, seed):
     _assert_forward_matches_oracle(y, x, w, b, norm, case["groups"], f"conv2d[{impl}]")
 
 
-# LeNet c2 and scaled-down AlexNet c1 / ResNet stride-2 layers on the channel-vector paths, small-integer fills.
+# LeNet c2 and scaled-down AlexNet c1 / ResNet stride-2 layers on the channel-vector paths, and
+# 7x7 / 9x9 kernels over 9 channels (input-channel chunks), small-integer fills.
 @pytest.mark.parametrize(
     "x_shape, w_shape, stride, padding",
     [
@@ -381,6 +384,8 @@ def test_direct_cvec_matches_oracle(isa, threads, case, seed):
         ((2, 3, 43, 43), (96, 3, 11, 11), 4, 0),
         ((2, 16, 15, 15), (40, 16, 3, 3), 2, 1),
         ((2, 32, 14, 14), (64, 32, 5, 5), 1, 2),
+        ((2, 9, 20, 20), (64, 9, 7, 7), 2, 3),
+        ((2, 9, 23, 23), (32, 9, 9, 9), 2, 0),
     ],
 )
 def test_direct_cvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padding):
