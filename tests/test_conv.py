@@ -321,8 +321,8 @@ def test_direct_rows_integer_fill_is_exact(isa, threads, x_shape, w_shape, paddi
 def direct_cvec_cases(draw):
     """Shapes that run direct_cvec: output channels per group around the
     vector lanes and block sizes (8, 16, 32, 48, 64 and 96 channels), strides,
-    dilations and output widths around the 6-, 8- and 12-position tiles, and
-    kernels large enough to run in input-channel chunks."""
+    dilations and output widths around the 6-, 7-, 8- and 12-position tiles,
+    and kernels large enough to run in input-channel chunks."""
     groups = draw(st.sampled_from([1, 1, 1, 2]))
     cg = draw(st.sampled_from([1, 2, 3, 9]))
     kg = draw(st.sampled_from([8, 9, 15, 16, 17, 24, 31, 33, 48, 49, 64, 65, 96, 97, 130]))
@@ -335,7 +335,7 @@ def direct_cvec_cases(draw):
     span = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
     h_min = max(1, span[0] - 2 * pads[0])
     h = draw(st.integers(h_min, max(h_min, 9)))
-    wo = draw(st.sampled_from([1, 5, 6, 7, 11, 12, 13, 25]))
+    wo = draw(st.sampled_from([1, 5, 6, 7, 11, 12, 13, 14, 25, 28]))
     w = max(1, span[1] - 2 * pads[1] + (wo - 1) * stride[1])
     return dict(
         x_shape=(draw(st.integers(1, 2)), groups * cg, h, w),
@@ -375,8 +375,9 @@ def test_direct_cvec_matches_oracle(isa, threads, case, seed):
     _assert_forward_matches_oracle(y, x, w, b, norm, case["groups"], f"conv2d[{impl}]")
 
 
-# LeNet c2 and scaled-down AlexNet c1 / ResNet stride-2 layers on the channel-vector paths, and
-# 7x7 / 9x9 kernels over 9 channels (input-channel chunks), small-integer fills.
+# LeNet c2 and scaled-down AlexNet c1 / ResNet stride-2 layers on the channel-vector paths (14-wide
+# rows: two AVX-512 7-position tiles), and 7x7 / 9x9 kernels over 9 channels (input-channel
+# chunks), small-integer fills.
 @pytest.mark.parametrize(
     "x_shape, w_shape, stride, padding",
     [
@@ -384,6 +385,7 @@ def test_direct_cvec_matches_oracle(isa, threads, case, seed):
         ((2, 3, 43, 43), (96, 3, 11, 11), 4, 0),
         ((2, 16, 15, 15), (40, 16, 3, 3), 2, 1),
         ((2, 32, 14, 14), (64, 32, 5, 5), 1, 2),
+        ((2, 16, 27, 27), (64, 16, 3, 3), 2, 1),
         ((2, 9, 20, 20), (64, 9, 7, 7), 2, 3),
         ((2, 9, 23, 23), (32, 9, 9, 9), 2, 0),
     ],
