@@ -214,6 +214,24 @@ def test_im2col_processes_large_images_in_chunks(threads):
         assert_exact(g, e, f"conv2d_backward {name}[im2col chunked]")
 
 
+# im2col and col2im move stride-2 rows four floats at a time and stop before
+# the last group of each row segment: rows of 1 to 21 outputs, with and
+# without padding (segments that start and end inside the row), the last
+# segment ending at the end of the input array. Integer fills: exact.
+@pytest.mark.parametrize("width, padding", [(3, 1), (9, 0), (10, 1), (12, 1), (41, 1), (42, 0)])
+def test_im2col_stride_2_rows_integer_fill_is_exact(threads, width, padding):
+    rng = np.random.default_rng(32)
+    x = rng.integers(-8, 9, size=(2, 3, 5, width)).astype(np.float32)
+    w = rng.integers(-8, 9, size=(4, 3, 3, 3)).astype(np.float32)
+    norm = _normalise((3, 3), 2, padding, 1)
+    y = F.conv2d(x, w, stride=2, padding=padding, algo="im2col")
+    assert_exact(y, reference.conv2d(x, w, None, *norm, 1), "conv2d[im2col stride 2]")
+    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
+    got = F.conv2d_backward(dy, x, w, stride=2, padding=padding, algo="im2col")
+    for g, e, name in zip(got, reference.conv2d_backward(dy, x, w, *norm, 1), ["dx", "dw", "db"]):
+        assert_exact(g, e, f"conv2d_backward {name}[im2col stride 2]")
+
+
 def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(isa):
     args = ((1, 1), (1, 1, 1, 1), (1, 1))
     rows = "im2col" if isa == "scalar" else f"direct_rows_{isa}"

@@ -3,6 +3,10 @@
 // per-thread workspace, and one sgemm multiplies the weights into the output.
 #include <algorithm>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include "cnnkit/gemm.h"
 #include "cnnkit/threads.h"
 #include "core/parallel.h"
@@ -43,6 +47,39 @@ void for_tap_segments(const Conv2dParams& p, int64_t r, int64_t s, int64_t p0, i
   }
 }
 
+// Stride-2 rows, the downsampling layers' case, four floats at a time with
+// SSE2 (every x86-64); the compiler vectorises stride 1 by itself. Each
+// vector step also touches the odd element after its last even one, so the
+// vector loops stop before the last group: nothing past the row's last even
+// element is read or written.
+//   dst[i] = src[2i] for i < n
+void gather_stride2(const float* src, float* dst, int64_t n) {
+  int64_t i = 0;
+#ifdef __SSE2__
+  for (; i + 4 < n; i += 4) {
+    const __m128 a = _mm_loadu_ps(src + 2 * i), b = _mm_loadu_ps(src + 2 * i + 4);
+    _mm_storeu_ps(dst + i, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+  }
+#endif
+  for (; i < n; ++i) dst[i] = src[2 * i];
+}
+
+//   dst[2i] += src[i] for i < n. The odd elements in between get + 0.0f,
+//   which changes none: dx starts from +0.0f, so no sum is ever -0.0f.
+void scatter_add_stride2(const float* src, float* dst, int64_t n) {
+  int64_t i = 0;
+#ifdef __SSE2__
+  const __m128 zero = _mm_setzero_ps();
+  for (; i + 4 < n; i += 4) {
+    const __m128 v = _mm_loadu_ps(src + i);
+    float* d = dst + 2 * i;
+    _mm_storeu_ps(d, _mm_add_ps(_mm_loadu_ps(d), _mm_unpacklo_ps(v, zero)));
+    _mm_storeu_ps(d + 4, _mm_add_ps(_mm_loadu_ps(d + 4), _mm_unpackhi_ps(v, zero)));
+  }
+#endif
+  for (; i < n; ++i) dst[2 * i] += src[i];
+}
+
 }  // namespace
 
 ColumnPlan plan_columns(const Conv2dParams& p) {
@@ -76,7 +113,11 @@ void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int
           for_tap_segments(
               p, r, s, p0, p1,
               [&](int64_t base, int64_t lo, int64_t hi, int64_t x0) {
-                for (int64_t ow = lo; ow < hi; ++ow) row[base + ow] = xc[x0 + ow * sw];
+                if (sw == 2) {
+                  gather_stride2(xc + x0 + lo * 2, row + base + lo, hi - lo);
+                } else {
+                  for (int64_t ow = lo; ow < hi; ++ow) row[base + ow] = xc[x0 + ow * sw];
+                }
               },
               [&](int64_t j, int64_t count) { std::fill(row + j, row + j + count, 0.0f); });
         }
@@ -97,7 +138,11 @@ void col2im_columns(const Conv2dParams& p, const float* col, int64_t p0, int64_t
           for_tap_segments(
               p, r, s, p0, p1,
               [&](int64_t base, int64_t lo, int64_t hi, int64_t x0) {
-                for (int64_t ow = lo; ow < hi; ++ow) dxc[x0 + ow * sw] += row[base + ow];
+                if (sw == 2) {
+                  scatter_add_stride2(row + base + lo, dxc + x0 + lo * 2, hi - lo);
+                } else {
+                  for (int64_t ow = lo; ow < hi; ++ow) dxc[x0 + ow * sw] += row[base + ow];
+                }
               },
               [](int64_t, int64_t) {});
         }
