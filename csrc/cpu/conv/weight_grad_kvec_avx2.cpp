@@ -1,6 +1,7 @@
 // The output-channel-vector weight gradient (weight_grad_kvec_impl.h) with
-// AVX2: up to 2 vectors (16 channels) x 5 taps, 10 accumulators, 2 dy vectors
-// and one broadcast: 13 of the 16 ymm registers.
+// AVX2: up to 2 vectors (16 channels) x 5 taps of one kernel row, or x 3 taps
+// of two rows: 10 or 12 accumulators, 2 dy vectors and one broadcast, at most
+// 15 of the 16 ymm registers.
 #include "cpu/conv/weight_grad_kvec_impl.h"
 #include "cpu/simd/avx2.h"
 
