@@ -6,7 +6,19 @@
 
 namespace cnnkit {
 
-enum class WorkspaceSlot { GemmPackA = 0, GemmPackB, Im2col, Scratch0, Scratch1, Count };
+// PackedWeights holds a direct kernel's repacked weights on the calling thread
+// for the length of one call, FlippedWeights the flipped, transposed weights
+// that a stride-1 input gradient passes to such a kernel.
+enum class WorkspaceSlot {
+  GemmPackA = 0,
+  GemmPackB,
+  Im2col,
+  Scratch0,
+  Scratch1,
+  PackedWeights,
+  FlippedWeights,
+  Count
+};
 
 // 64-byte aligned, uninitialised, valid until the same thread asks for the same slot again.
 float* thread_workspace(WorkspaceSlot slot, std::size_t floats);

@@ -130,7 +130,8 @@ void conv2d_input_grad_transposed(const Conv2dParams& p, const float* dy, const 
   const int64_t cg = p.group_in_channels(), kg = p.group_out_channels();
   const int64_t R = p.kernel_h, S = p.kernel_w;
   // wt[g*cg + c][o][r][s] = w[g*kg + o][c][R-1-r][S-1-s]: the weights are small next to dy.
-  std::vector<float> wt(static_cast<size_t>(checked_mul(p.out_channels, p.reduction(), "conv2d weight")));
+  float* wt = thread_workspace(WorkspaceSlot::FlippedWeights,
+                               static_cast<size_t>(checked_mul(p.out_channels, p.reduction(), "conv2d weight")));
   for (int64_t g = 0; g < p.groups; ++g)
     for (int64_t c = 0; c < cg; ++c)
       for (int64_t o = 0; o < kg; ++o)
@@ -138,7 +139,7 @@ void conv2d_input_grad_transposed(const Conv2dParams& p, const float* dy, const 
           for (int64_t s = 0; s < S; ++s)
             wt[(((g * cg + c) * kg + o) * R + r) * S + s] =
                 w[(((g * kg + o) * cg + c) * R + (R - 1 - r)) * S + (S - 1 - s)];
-  conv2d_forward(t, dy, wt.data(), nullptr, dx, ConvAlgo::Direct);
+  conv2d_forward(t, dy, wt, nullptr, dx, ConvAlgo::Direct);
 }
 
 bool direct_rows_backward_fits(const Conv2dParams& p) {
