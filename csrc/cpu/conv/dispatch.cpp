@@ -48,7 +48,8 @@
 //    and the weight-gradient tile keeps its sums in registers across an
 //    L1-sized block of images (first shape 0.62 -> 0.67).
 //  - backward, ahead of all that, where wants_kvec holds (a full vector of
-//    output channels per group, not pointwise; with AVX2 not stride-1 3x3):
+//    output channels per group, not pointwise; with AVX2 not stride-1
+//    kernels at most 3 wide):
 //    kvec, whose weight gradient vectorises over output channels with dy
 //    packed channels-last (weight_grad_kvec_impl.h), any stride; its dx is
 //    the direct transposed forward for stride 1, im2col otherwise.
@@ -111,8 +112,9 @@ bool accepts_direct_rows_backward(const ConvCall& c) {
 }
 // The kvec weight gradient wants at least one full vector of output channels
 // per group; pointwise layers stay one GEMM per image. With 8 lanes it loses
-// to direct_rows on stride-1 3x3 layers, whose 2x3-tap x 2-vector tile is
-// only 12 accumulators. Weight gradient, 2 threads, one process, time before
+// to direct_rows on stride-1 layers at most 3 wide (3x3: its 2x3-tap x
+// 2-vector tile is
+// only 12 accumulators). Weight gradient, 2 threads, one process, time before
 // / time with kvec (im2col for strided layers before, direct_rows otherwise),
 // AVX-512 | AVX2:
 //   64x32x14x14 k64 5x5 pad 2      1.50 | 1.07
