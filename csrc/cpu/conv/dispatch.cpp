@@ -113,9 +113,9 @@ bool accepts_direct_rows_backward(const ConvCall& c) {
 // The kvec weight gradient wants at least one full vector of output channels
 // per group; pointwise layers stay one GEMM per image. With 8 lanes it loses
 // to direct_rows on stride-1 layers at most 3 wide (3x3: its 2x3-tap x
-// 2-vector tile is
-// only 12 accumulators). Weight gradient, 2 threads, one process, time before
-// / time with kvec (im2col for strided layers before, direct_rows otherwise),
+// 2-vector tile is only 12 accumulators). Weight gradient, 2 threads, one
+// process, time before / time with kvec (im2col for strided layers before,
+// direct_rows otherwise),
 // AVX-512 | AVX2:
 //   64x32x14x14 k64 5x5 pad 2      1.50 | 1.07
 //   8x64x56x56 k64 3x3 pad 1       1.32 | 0.93
