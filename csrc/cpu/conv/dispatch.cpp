@@ -115,8 +115,7 @@ bool accepts_direct_rows_backward(const ConvCall& c) {
 // to direct_rows on stride-1 layers at most 3 wide (3x3: its 2x3-tap x
 // 2-vector tile is only 12 accumulators). Weight gradient, 2 threads, one
 // process, time before / time with kvec (im2col for strided layers before,
-// direct_rows otherwise),
-// AVX-512 | AVX2:
+// direct_rows otherwise), AVX-512 | AVX2:
 //   64x32x14x14 k64 5x5 pad 2      1.50 | 1.07
 //   8x64x56x56 k64 3x3 pad 1       1.32 | 0.93
 //   8x128x28x28 k128 3x3 pad 1     1.09 | 0.98
