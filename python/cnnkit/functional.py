@@ -350,6 +350,13 @@ def _conv_setup(input, weight, stride, padding, dilation, groups, algo):
     """Converted arrays and normalised parameters shared by conv2d and its backward."""
     x = _as_float32(input, "input")
     w = _as_float32(weight, "weight")
+    # The common call (plain ints in range, a valid algo, 4-D arrays), answered
+    # without the general path's calls: it is per-layer overhead of every step.
+    if (type(stride) is int and type(padding) is int and type(dilation) is int and type(groups) is int
+            and 1 <= stride <= _INT64_MAX and 0 <= padding <= _INT64_MAX and 1 <= dilation <= _INT64_MAX
+            and 1 <= groups <= _INT64_MAX and type(algo) is str and algo in _CONV_ALGOS
+            and x.ndim == 4 and w.ndim == 4):
+        return x, w, (stride, stride), (padding, padding, padding, padding), (dilation, dilation), groups
     _check_ndim(x, (3, 4), "input", "N, C, H, W or unbatched C, H, W")
     _check_ndim(w, 4, "weight", "out_channels, in_channels/groups, kH, kW")
     stride = _pair(stride, "stride", minimum=1)
