@@ -129,6 +129,25 @@ def test_conv2d_matches_oracle(isa, case, seed):
         _check_against_oracle(x, w, b, *args, algo, np.random.default_rng(seed))
 
 
+def _assert_integer_fill_exact(seed, x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *,
+                               bias=True, algo="auto", label=None):
+    """Forward and all three gradients of one call, small-integer fills (every
+    sum exact in float32 whatever its order), against the oracle exactly."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
+    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
+    b = rng.integers(-8, 9, size=w_shape[0]).astype(np.float32) if bias else None
+    norm = _normalise(w_shape[2:], stride, padding, dilation)
+    kw_args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    label = label or algo
+    y = F.conv2d(x, w, b, **kw_args, algo=algo)
+    assert_exact(y, reference.conv2d(x, w, b, *norm, groups), f"conv2d[{label}]")
+    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
+    got = F.conv2d_backward(dy, x, w, **kw_args, algo=algo)
+    for g, e, name in zip(got, reference.conv2d_backward(dy, x, w, *norm, groups), ["dx", "dw", "db"]):
+        assert_exact(g, e, f"conv2d_backward {name}[{label}]")
+
+
 # (x shape, w shape, stride, padding, dilation, groups): strided, grouped,
 # depthwise, asymmetric "same", pointwise (whose columns are the input itself).
 INTEGER_CASES = [
@@ -143,19 +162,7 @@ INTEGER_CASES = [
 @pytest.mark.parametrize("algo", ALGOS)
 @pytest.mark.parametrize("case", INTEGER_CASES)
 def test_integer_fill_is_exact(isa, threads, algo, case):
-    x_shape, w_shape, stride, padding, dilation, groups = case
-    rng = np.random.default_rng(7)
-    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
-    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
-    b = rng.integers(-8, 9, size=w_shape[0]).astype(np.float32)
-    norm = _normalise(w_shape[2:], stride, padding, dilation)
-    kw_args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    y = F.conv2d(x, w, b, **kw_args, algo=algo)
-    assert_exact(y, reference.conv2d(x, w, b, *norm, groups), f"conv2d[{algo}]")
-    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
-    got = F.conv2d_backward(dy, x, w, **kw_args, algo=algo)
-    for g, e, name in zip(got, reference.conv2d_backward(dy, x, w, *norm, groups), ["dx", "dw", "db"]):
-        assert_exact(g, e, f"conv2d_backward {name}[{algo}]")
+    _assert_integer_fill_exact(7, *case, algo=algo)
 
 
 @pytest.mark.parametrize("case", INTEGER_CASES[:3])
@@ -202,16 +209,7 @@ def test_im2col_processes_large_images_in_chunks(threads):
     x_shape, w_shape = (2, 64, 176, 176), (4, 64, 3, 3)
     assert 64 * 9 * 176 * 176 * 4 > 64 << 20
     assert _C.conv2d_implementation(x_shape, w_shape, (1, 1), (1, 1, 1, 1), (1, 1), 1, "im2col") == "im2col"
-    rng = np.random.default_rng(5)
-    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
-    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
-    y = F.conv2d(x, w, padding=1, algo="im2col")
-    assert_exact(y, reference.conv2d(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1), "conv2d[im2col chunked]")
-    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
-    got = F.conv2d_backward(dy, x, w, padding=1, algo="im2col")
-    want = reference.conv2d_backward(dy, x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
-    for g, e, name in zip(got, want, ["dx", "dw", "db"]):
-        assert_exact(g, e, f"conv2d_backward {name}[im2col chunked]")
+    _assert_integer_fill_exact(5, x_shape, w_shape, 1, 1, bias=False, algo="im2col", label="im2col chunked")
 
 
 # im2col and col2im move stride-2 rows four floats at a time and stop before
@@ -220,16 +218,8 @@ def test_im2col_processes_large_images_in_chunks(threads):
 # segment ending at the end of the input array. Integer fills: exact.
 @pytest.mark.parametrize("width, padding", [(3, 1), (9, 0), (10, 1), (12, 1), (41, 1), (42, 0)])
 def test_im2col_stride_2_rows_integer_fill_is_exact(threads, width, padding):
-    rng = np.random.default_rng(32)
-    x = rng.integers(-8, 9, size=(2, 3, 5, width)).astype(np.float32)
-    w = rng.integers(-8, 9, size=(4, 3, 3, 3)).astype(np.float32)
-    norm = _normalise((3, 3), 2, padding, 1)
-    y = F.conv2d(x, w, stride=2, padding=padding, algo="im2col")
-    assert_exact(y, reference.conv2d(x, w, None, *norm, 1), "conv2d[im2col stride 2]")
-    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
-    got = F.conv2d_backward(dy, x, w, stride=2, padding=padding, algo="im2col")
-    for g, e, name in zip(got, reference.conv2d_backward(dy, x, w, *norm, 1), ["dx", "dw", "db"]):
-        assert_exact(g, e, f"conv2d_backward {name}[im2col stride 2]")
+    _assert_integer_fill_exact(32, (2, 3, 5, width), (4, 3, 3, 3), 2, padding, bias=False, algo="im2col",
+                               label="im2col stride 2")
 
 
 def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(isa):
@@ -322,17 +312,7 @@ def test_direct_rows_matches_oracle(isa, threads, case, seed):
     [((3, 1, 32, 32), (6, 1, 5, 5), 0), ((3, 6, 14, 14), (16, 6, 5, 5), 0), ((2, 3, 17, 19), (13, 3, 3, 3), 1)],
 )
 def test_direct_rows_integer_fill_is_exact(isa, threads, x_shape, w_shape, padding):
-    rng = np.random.default_rng(21)
-    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
-    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
-    b = rng.integers(-8, 9, size=w_shape[0]).astype(np.float32)
-    norm = _normalise(w_shape[2:], 1, padding, 1)
-    y = F.conv2d(x, w, b, padding=padding)
-    assert_exact(y, reference.conv2d(x, w, b, *norm, 1), "conv2d[auto]")
-    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
-    got = F.conv2d_backward(dy, x, w, padding=padding)
-    for g, e, name in zip(got, reference.conv2d_backward(dy, x, w, *norm, 1), ["dx", "dw", "db"]):
-        assert_exact(g, e, f"conv2d_backward {name}[auto]")
+    _assert_integer_fill_exact(21, x_shape, w_shape, 1, padding)
 
 
 @st.composite
@@ -928,18 +908,11 @@ def test_kvec_backward_matches_oracle(isa, threads, case, seed):
     ],
 )
 def test_kvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padding, groups):
-    rng = np.random.default_rng(29)
-    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
-    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
     norm = _normalise(w_shape[2:], stride, padding, 1)
     impl = _C.conv2d_implementation(x_shape, w_shape, norm[0], norm[1], (1, 1), groups, "auto", backward=True)
     if isa != "scalar" and (_takes_kvec(isa, w_shape, stride, norm[1], groups)):
         assert impl == f"kvec_{isa}"
-    y = F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
-    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
-    got = F.conv2d_backward(dy, x, w, stride=stride, padding=padding, groups=groups)
-    for g, e, name in zip(got, reference.conv2d_backward(dy, x, w, *norm, groups), ["dx", "dw", "db"]):
-        assert_exact(g, e, f"conv2d_backward {name}[{impl}]")
+    _assert_integer_fill_exact(29, x_shape, w_shape, stride, padding, 1, groups, bias=False, label=impl)
 
 
 @pytest.mark.parametrize("threads_used", [2, 8])
