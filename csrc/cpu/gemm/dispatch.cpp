@@ -42,6 +42,16 @@ const SgemmImpl kSgemmImpls[] = {
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc) {
+  // No product to form: C = beta * C, with beta == 0 writing zeros (NaN in C
+  // does not survive), here once for every kernel, which may then assume
+  // M, N, K >= 1 and alpha != 0.
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) {
+    for (int64_t i = 0; i < M; ++i) {
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    }
+    return;
+  }
   select_kernel(kSgemmImpls, GemmShape{M}).run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
                                                  beta, C, ldc);
 }

@@ -1,4 +1,6 @@
 // Every SGEMM implementation, declared once for the dispatcher and the tests.
+// They are called only through sgemm() (dispatch.cpp), which answers empty
+// products itself: each may assume M, N, K >= 1 and alpha != 0.
 #pragma once
 #include <cstdint>
 

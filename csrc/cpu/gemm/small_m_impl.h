@@ -251,13 +251,6 @@ template <class V>
 void sgemm_small_m(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                    int64_t ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.0f) {
-    for (int64_t i = 0; i < M; ++i) {
-      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-    }
-    return;
-  }
   if (trans_b) {
     small_m_dot<V>(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   } else {
