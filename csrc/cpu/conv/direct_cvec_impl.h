@@ -21,6 +21,7 @@
 #include "core/workspace.h"
 #include "cpu/conv/kernels.h"
 #include "cpu/conv/padded_rows.h"
+#include "cpu/conv/tile_size.h"
 
 namespace cnnkit {
 namespace {
@@ -57,18 +58,6 @@ inline void cvec_tile(const Conv2dParams& p, const CvecPlan& plan, int64_t chann
     for (int v = 0; v < NV; ++v) Vec::store(out + (j * NV + v) * L, acc[v][j]);
 }
 
-template <class Vec, int NV, int NBMax>
-inline void cvec_tile_any(int nb, const Conv2dParams& p, const CvecPlan& plan, int64_t channels, const float* x0,
-                          const float* wb, const float* init, int64_t init_stride, float* out) {
-  if constexpr (NBMax > 1) {
-    if (nb < NBMax) {
-      cvec_tile_any<Vec, NV, NBMax - 1>(nb, p, plan, channels, x0, wb, init, init_stride, out);
-      return;
-    }
-  }
-  cvec_tile<Vec, NV, NBMax>(p, plan, channels, x0, wb, init, init_stride, out);
-}
-
 // Input channels per pass over an output row, for kernels whose packed
 // weights per input channel reach kCvecChunkMinFloats: as many as fit
 // kCvecChunkFloats (16 KiB), which then stay in L1 while every tile of the
@@ -99,8 +88,10 @@ void conv2d_forward_cvec(const Conv2dParams& p, const CvecPlan& plan, const floa
         for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
           const int nb = static_cast<int>(std::min(nb_size, Wo - ow0));
           float* out = row + ow0 * BL;
-          cvec_tile_any<Vec, NV, NB>(nb, p, plan, channels, x_row + c0 * plan.plane + ow0 * p.stride_w,
-                                     wb + c0 * taps * BL, c0 == 0 ? bb : out, c0 == 0 ? 0 : BL, out);
+          with_tile_size<NB>(nb, [&](auto n) {
+            cvec_tile<Vec, NV, decltype(n)::value>(p, plan, channels, x_row + c0 * plan.plane + ow0 * p.stride_w,
+                                                   wb + c0 * taps * BL, c0 == 0 ? bb : out, c0 == 0 ? 0 : BL, out);
+          });
         }
       }
       const int64_t k0 = blk * BL, kb = kg - k0 < BL ? kg - k0 : BL;

@@ -24,6 +24,7 @@
 #include "core/parallel.h"
 #include "core/workspace.h"
 #include "cpu/conv/kernels.h"
+#include "cpu/conv/tile_size.h"
 
 namespace cnnkit {
 namespace {
@@ -56,40 +57,20 @@ inline void rows_tile(const float* xp, int64_t plane, int64_t cg, const int64_t*
     for (int j = 0; j < NB; ++j) Vec::store(ext + k * ext_stride + e0 + j * L, acc[k][j]);
 }
 
-template <class Vec, int KB, int NBMax>
-inline void rows_tile_tail(int nb, const float* xp, int64_t plane, int64_t cg,
-                           const int64_t* tap_off, int64_t taps, const float* w, int64_t red,
-                           int64_t e0, float* ext, int64_t ext_stride) {
-  if constexpr (NBMax > 1) {
-    if (nb < NBMax) {
-      rows_tile_tail<Vec, KB, NBMax - 1>(nb, xp, plane, cg, tap_off, taps, w, red, e0, ext, ext_stride);
-      return;
-    }
-  }
-  rows_tile<Vec, KB, NBMax>(xp, plane, cg, tap_off, taps, w, red, e0, ext, ext_stride);
-}
-
-// All extended positions of `kb` (<= KBMax) output channels.
-template <class Vec, int KBMax, int NB>
-inline void rows_channels(int kb, const float* xp, int64_t plane, int64_t cg,
-                          const int64_t* tap_off, int64_t taps, const float* w, int64_t red,
-                          int64_t ext_len, float* ext, int64_t ext_stride) {
-  if constexpr (KBMax > 1) {
-    if (kb < KBMax) {
-      rows_channels<Vec, KBMax - 1, NB>(kb, xp, plane, cg, tap_off, taps, w, red, ext_len, ext,
-                                        ext_stride);
-      return;
-    }
-  }
+// All extended positions of KB output channels.
+template <class Vec, int KB, int NB>
+inline void rows_channels(const float* xp, int64_t plane, int64_t cg, const int64_t* tap_off, int64_t taps,
+                          const float* w, int64_t red, int64_t ext_len, float* ext, int64_t ext_stride) {
   constexpr int64_t L = Vec::kWidth;
   const int64_t vectors = (ext_len + L - 1) / L;
   int64_t v = 0;
   for (; v + NB <= vectors; v += NB) {
-    rows_tile<Vec, KBMax, NB>(xp, plane, cg, tap_off, taps, w, red, v * L, ext, ext_stride);
+    rows_tile<Vec, KB, NB>(xp, plane, cg, tap_off, taps, w, red, v * L, ext, ext_stride);
   }
   if (v < vectors) {
-    rows_tile_tail<Vec, KBMax, NB>(static_cast<int>(vectors - v), xp, plane, cg, tap_off, taps, w,
-                                   red, v * L, ext, ext_stride);
+    with_tile_size<NB>(static_cast<int>(vectors - v), [&](auto n) {
+      rows_tile<Vec, KB, decltype(n)::value>(xp, plane, cg, tap_off, taps, w, red, v * L, ext, ext_stride);
+    });
   }
 }
 
@@ -120,8 +101,10 @@ void conv2d_forward_direct_rows(const Conv2dParams& p, const float* x, const flo
       for (int64_t o0 = 0; o0 < kg; o0 += KB) {
         const int kb = static_cast<int>(kg - o0 < KB ? kg - o0 : KB);
         const int64_t o_first = g * kg + o0;
-        rows_channels<Vec, KB, NB>(kb, xp, plane, cg, tap_off, taps, w + o_first * red, red,
-                                   plan.ext_len, ext, plan.ext_stride);
+        with_tile_size<KB>(kb, [&](auto k) {
+          rows_channels<Vec, decltype(k)::value, NB>(xp, plane, cg, tap_off, taps, w + o_first * red, red,
+                                                     plan.ext_len, ext, plan.ext_stride);
+        });
         for (int k = 0; k < kb; ++k) {
           const float b = bias != nullptr ? bias[o_first + k] : 0.0f;
           float* yk = y + (n * p.out_channels + o_first + k) * Ho * Wo;
@@ -169,35 +152,6 @@ inline void wgrad_tile(const float* xn, const float* dyn, int64_t images, int64_
     for (int t = 0; t < TB; ++t) Vec::store(acc + (k * TB + t) * L, a[k][t]);
 }
 
-template <class Vec, int KB, int TBMax>
-inline void wgrad_tile_taps(int tb, const float* xn, const float* dyn, int64_t images,
-                            int64_t x_step, int64_t dy_step, int64_t ext_stride, int64_t vectors,
-                            const int64_t* tap_off, float* acc) {
-  if constexpr (TBMax > 1) {
-    if (tb < TBMax) {
-      wgrad_tile_taps<Vec, KB, TBMax - 1>(tb, xn, dyn, images, x_step, dy_step, ext_stride,
-                                          vectors, tap_off, acc);
-      return;
-    }
-  }
-  wgrad_tile<Vec, KB, TBMax>(xn, dyn, images, x_step, dy_step, ext_stride, vectors, tap_off, acc);
-}
-
-template <class Vec, int KBMax, int TB>
-inline void wgrad_tile_any(int kb, int tb, const float* xn, const float* dyn, int64_t images,
-                           int64_t x_step, int64_t dy_step, int64_t ext_stride, int64_t vectors,
-                           const int64_t* tap_off, float* acc) {
-  if constexpr (KBMax > 1) {
-    if (kb < KBMax) {
-      wgrad_tile_any<Vec, KBMax - 1, TB>(kb, tb, xn, dyn, images, x_step, dy_step, ext_stride,
-                                         vectors, tap_off, acc);
-      return;
-    }
-  }
-  wgrad_tile_taps<Vec, KBMax, TB>(tb, xn, dyn, images, x_step, dy_step, ext_stride, vectors,
-                                  tap_off, acc);
-}
-
 // Threads take (group, channel block, input channel) items, each summing over
 // every image of the chunk in a fixed order: the result does not depend on the
 // number of threads. Channel and tap blocks are balanced (kg = 6 with KB = 4
@@ -239,8 +193,13 @@ void conv2d_weight_grad_rows(const Conv2dParams& p, const WeightGradRowsChunk& c
         const float* dyn = chunk.dyx + (n0 * p.out_channels + g * kg + k0) * chunk.ext_stride;
         for (int64_t t0 = 0; t0 < taps; t0 += t_size) {
           const int tb = static_cast<int>(taps - t0 < t_size ? taps - t0 : t_size);
-          wgrad_tile_any<Vec, KB, TB>(kb, tb, xn, dyn, images, x_step, dy_step, chunk.ext_stride,
-                                      vectors, tap_off + t0, acc + kb * t0 * L);
+          with_tile_size<KB>(kb, [&](auto k) {
+            with_tile_size<TB>(tb, [&](auto t) {
+              wgrad_tile<Vec, decltype(k)::value, decltype(t)::value>(xn, dyn, images, x_step, dy_step,
+                                                                      chunk.ext_stride, vectors, tap_off + t0,
+                                                                      acc + kb * t0 * L);
+            });
+          });
         }
       }
       for (int64_t t0 = 0; t0 < taps; t0 += t_size) {

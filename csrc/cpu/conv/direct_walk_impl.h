@@ -26,6 +26,7 @@
 
 #include "cpu/conv/kernels.h"
 #include "cpu/conv/padded_rows.h"
+#include "cpu/conv/tile_size.h"
 
 namespace cnnkit {
 namespace {
@@ -99,29 +100,6 @@ void walk_tile(int64_t cg, int64_t R, int64_t plane, int64_t row_step, int64_t o
   }
 }
 
-// walk_tile for nb <= NBMax positions and rows <= ROWS output rows.
-template <class Vec, int NV, int NBMax, int KW, int ROWS>
-void walk_tile_any(int nb, int rows, int64_t cg, int64_t R, int64_t plane, int64_t row_step, int64_t out_row_step,
-                   const float* x0, const float* wb, const float* bb, float* y, int64_t out_w,
-                   int64_t channel_stride, int64_t kb) {
-  if constexpr (ROWS > 1) {
-    if (rows < ROWS) {
-      walk_tile_any<Vec, NV, NBMax, KW, ROWS - 1>(nb, rows, cg, R, plane, row_step, out_row_step, x0, wb, bb, y,
-                                                  out_w, channel_stride, kb);
-      return;
-    }
-  }
-  if constexpr (NBMax > 1) {
-    if (nb < NBMax) {
-      walk_tile_any<Vec, NV, NBMax - 1, KW, ROWS>(nb, rows, cg, R, plane, row_step, out_row_step, x0, wb, bb, y,
-                                                  out_w, channel_stride, kb);
-      return;
-    }
-  }
-  walk_tile<Vec, NV, NBMax, KW, ROWS>(cg, R, plane, row_step, out_row_step, x0, wb, bb, y, out_w, channel_stride,
-                                      kb);
-}
-
 // Bands of ROWS output rows, each cut into tiles of at most NB positions.
 template <class Vec, int NV, int NB, int KW, int ROWS>
 void conv2d_forward_walk(const Conv2dParams& p, const CvecPlan& plan, const float* x, float* y) {
@@ -140,9 +118,13 @@ void conv2d_forward_walk(const Conv2dParams& p, const CvecPlan& plan, const floa
       float* yb = y + ((n * p.out_channels + g * kg + k0) * Ho + oh) * Wo;
       for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
         const int64_t nb = Wo - ow0 < nb_size ? Wo - ow0 : nb_size;
-        walk_tile_any<Vec, NV, NB, KW, ROWS>(static_cast<int>(nb), static_cast<int>(rows), cg, p.kernel_h, plane,
-                                             row_step, out_row_step, xp + oh * out_row_step + ow0, wb, bb, yb + ow0,
-                                             Wo, Ho * Wo, kb);
+        with_tile_size<ROWS>(static_cast<int>(rows), [&](auto q) {
+          with_tile_size<NB>(static_cast<int>(nb), [&](auto n) {
+            walk_tile<Vec, NV, decltype(n)::value, KW, decltype(q)::value>(
+                cg, p.kernel_h, plane, row_step, out_row_step, xp + oh * out_row_step + ow0, wb, bb, yb + ow0, Wo,
+                Ho * Wo, kb);
+          });
+        });
       }
     }
   });
