@@ -38,32 +38,20 @@ inline int64_t balanced_block(int64_t n, int64_t block, int64_t unit) {
   return min64(block, ceil_div(ceil_div(n, chunks), unit) * unit);
 }
 
-// Packs op(A)[i0 .. i0+mc, p0 .. p0+kc) into MR-row strips, zero padded.
-template <class Kernel>
-void pack_a_block(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
-                  int64_t kc, float* dst) {
-  constexpr int MR = Kernel::MR;
-  for (int64_t ir = 0; ir < mc; ir += MR) {
-    const int64_t rows = min64(MR, mc - ir);
-    if (trans) {
-      Kernel::template pack_copy<MR>(A + p0 * lda + i0 + ir, lda, kc, rows, dst + ir * kc);
+// Packs `count` lines of an operand (rows of op(A) or columns of op(B)) from
+// line l0, depth p0 .. p0+kc, into W-wide strips, zero padded. Line i at
+// depth k is M[k * ld + i] when `lines_contiguous` (neighbouring lines are
+// neighbours in memory: op(A) = Aᵀ, op(B) = B; the strips are copies), else
+// M[i * ld + k] (each line is a row of M: transposed into the strips).
+template <class Kernel, int W>
+void pack_strips(bool lines_contiguous, const float* M, int64_t ld, int64_t l0, int64_t count, int64_t p0,
+                 int64_t kc, float* dst) {
+  for (int64_t i = 0; i < count; i += W) {
+    const int64_t valid = min64(W, count - i);
+    if (lines_contiguous) {
+      Kernel::template pack_copy<W>(M + p0 * ld + l0 + i, ld, kc, valid, dst + i * kc);
     } else {
-      Kernel::template pack_transpose<MR>(A + (i0 + ir) * lda + p0, lda, kc, rows, dst + ir * kc);
-    }
-  }
-}
-
-// Packs op(B)[p0 .. p0+kc, j0 .. j0+nc) into NR-column strips, zero padded.
-template <class Kernel>
-void pack_b_panel(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
-                  int64_t nc, float* dst) {
-  constexpr int NR = Kernel::NR;
-  for (int64_t jr = 0; jr < nc; jr += NR) {
-    const int64_t cols = min64(NR, nc - jr);
-    if (trans) {
-      Kernel::template pack_transpose<NR>(B + (j0 + jr) * ldb + p0, ldb, kc, cols, dst + jr * kc);
-    } else {
-      Kernel::template pack_copy<NR>(B + p0 * ldb + j0 + jr, ldb, kc, cols, dst + jr * kc);
+      Kernel::template pack_transpose<W>(M + (l0 + i) * ld + p0, ld, kc, valid, dst + i * kc);
     }
   }
 }
@@ -130,8 +118,9 @@ struct GemmPlan {
     const int64_t cols = min64(jc + s1 * NR, N) - c0;
     for (int64_t pc = 0; pc < K; pc += kc_max) {
       const int64_t kc = min64(kc_max, K - pc);
-      pack_b_panel<Kernel>(trans_b, B, ldb, pc, kc, c0, cols,
-                           bpack[q % 2] + pc * strips_max * NR + s0 * NR * kc);
+      // op(B)[pc .. pc+kc, c0 .. c0+cols) in NR-column strips.
+      pack_strips<Kernel, NR>(!trans_b, B, ldb, c0, cols, pc, kc,
+                              bpack[q % 2] + pc * strips_max * NR + s0 * NR * kc);
     }
   }
 
@@ -152,7 +141,8 @@ struct GemmPlan {
       const int64_t kc = min64(kc_max, K - pc);
       // Later depth blocks add onto what the first one wrote.
       const float beta_pc = pc == 0 ? beta : 1.0f;
-      pack_a_block<Kernel>(trans_a, A, lda, i0, mc, pc, kc, ap);
+      // op(A)[i0 .. i0+mc, pc .. pc+kc) in MR-row strips.
+      pack_strips<Kernel, MR>(trans_a, A, lda, i0, mc, pc, kc, ap);
       const float* bp = bpack[q % 2] + pc * strips_max * NR;
       for (int64_t s = s0; s < s1; ++s) {
         const int64_t j = jc + s * NR;
