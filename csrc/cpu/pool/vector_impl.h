@@ -68,6 +68,25 @@ int64_t block_lanes(int64_t ow, Interior cols, Interior vcols) {
   return min64(V::kWidth - 1, cols.hi - ow);
 }
 
+// The windows of output row oh: scalar(ow) for each one that crosses the
+// padding (every window of a border row), block(ow, n) for each run of n
+// interior windows (block_lanes).
+template <class V, class Scalar, class Block>
+void for_row_windows(const Pool2dShape& s, Interior rows, Interior cols, Interior vcols, int64_t oh,
+                     Scalar&& scalar, Block&& block) {
+  if (oh < rows.lo || oh >= rows.hi) {
+    for (int64_t ow = 0; ow < s.out_w; ++ow) scalar(ow);
+    return;
+  }
+  int64_t ow = 0;
+  for (; ow < cols.lo; ++ow) scalar(ow);
+  for (int64_t n; ow < cols.hi; ow += n) {
+    n = block_lanes<V>(ow, cols, vcols);
+    block(ow, n);
+  }
+  for (; ow < s.out_w; ++ow) scalar(ow);
+}
+
 // Calls fn(p, oh) for every work item in [begin, end) of the planes * out_h items.
 template <class Fn>
 void for_rows(const Pool2dShape& s, int64_t begin, int64_t end, Fn&& fn) {
@@ -92,15 +111,8 @@ void max_forward_rows(const Pool2dShape& s, const float* input, float* out, int6
       auto scalar = [&](int64_t ow) {
         max_window<kIndices>(s, plane, oh, ow, out_row + ow, kIndices ? index_row + ow : nullptr);
       };
-      if (oh < rows.lo || oh >= rows.hi) {
-        for (int64_t ow = 0; ow < s.out_w; ++ow) scalar(ow);
-        return;
-      }
       const int64_t h_start = oh * s.stride_h - s.pad_h;
-      int64_t ow = 0;
-      for (; ow < cols.lo; ++ow) scalar(ow);
-      for (int64_t n; ow < cols.hi; ow += n) {
-        n = block_lanes<V>(ow, cols, vcols);
+      for_row_windows<V>(s, rows, cols, vcols, oh, scalar, [&](int64_t ow, int64_t n) {
         const I lanes = V::lane_index(ow * stride, stride);
         F best = V::set1(kMinusInf);
         I best_index = V::iadd(lanes, V::iset1(h_start * s.in_w - s.pad_w));
@@ -122,8 +134,7 @@ void max_forward_rows(const Pool2dShape& s, const float* input, float* out, int6
           V::store_partial(out_row + ow, best, n);
           if (kIndices) V::store_index_partial(index_row + ow, best_index, n);
         }
-      }
-      for (; ow < s.out_w; ++ow) scalar(ow);
+      });
     });
   });
 }
@@ -158,15 +169,8 @@ void vector_avg_forward(const Pool2dShape& s, bool count_include_pad, const floa
       auto scalar = [&](int64_t ow) {
         avg_border(s, count_include_pad, plane, oh, ow, out_row + ow);
       };
-      if (oh < rows.lo || oh >= rows.hi) {
-        for (int64_t ow = 0; ow < s.out_w; ++ow) scalar(ow);
-        return;
-      }
       const int64_t h_start = oh * s.stride_h - s.pad_h;
-      int64_t ow = 0;
-      for (; ow < cols.lo; ++ow) scalar(ow);
-      for (int64_t n; ow < cols.hi; ow += n) {
-        n = block_lanes<V>(ow, cols, vcols);
+      for_row_windows<V>(s, rows, cols, vcols, oh, scalar, [&](int64_t ow, int64_t n) {
         // 0 + first tap, as the reference's running sum starts (it turns -0 into +0).
         F sum = V::zero();
         for (int64_t i = 0; i < s.kernel_h; ++i) {
@@ -180,8 +184,7 @@ void vector_avg_forward(const Pool2dShape& s, bool count_include_pad, const floa
         } else {
           V::store_partial(out_row + ow, V::div(sum, divisor), n);
         }
-      }
-      for (; ow < s.out_w; ++ow) scalar(ow);
+      });
     });
   });
 }
