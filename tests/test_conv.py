@@ -102,24 +102,23 @@ def _case_arrays(case, seed):
     return x, w, b, (case["stride"], case["padding"], case["dilation"], case["groups"])
 
 
-def _takes_kvec(isa, w_shape, stride, padding, groups):
+def _takes_kvec(isa, w_shape, stride, groups):
     """Whether the backward dispatch runs kvec (dispatch.cpp, wants_kvec): a
-    full vector of output channels per group, not a pointwise layer, and with
-    AVX2 not a stride-1 layer at most 3 wide."""
+    full vector of output channels per group, not a 1x1 layer, and with AVX2
+    not a stride-1 layer at most 3 wide."""
     lanes = {"avx512": 16, "avx2": 8}.get(isa)
     strided = max(_as_pair(stride)) > 1
-    pointwise = w_shape[2:] == (1, 1) and not strided and not any(padding)
-    if lanes is None or pointwise or w_shape[0] // groups < lanes:
+    if lanes is None or w_shape[2:] == (1, 1) or w_shape[0] // groups < lanes:
         return False
     return lanes == 16 or strided or w_shape[3] > 3
 
 
-def _backward_kernel(isa, x_shape, w_shape, stride, padding, groups):
+def _backward_kernel(isa, w_shape, stride, groups):
     """The kernel conv2d_backward(algo="direct") runs: kvec where it applies,
     else direct_rows (stride-1 shapes only)."""
     if isa == "scalar":
         return "direct"
-    return f"kvec_{isa}" if _takes_kvec(isa, w_shape, stride, padding, groups) else f"direct_rows_{isa}"
+    return f"kvec_{isa}" if _takes_kvec(isa, w_shape, stride, groups) else f"direct_rows_{isa}"
 
 
 @given(case=conv_cases(), seed=st.integers(0, 2**31))
@@ -233,8 +232,10 @@ def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(i
         # stride; with AVX2 not for stride-1 3x3 layers), else as the forward.
         kvec = "im2col" if isa == "scalar" else f"kvec_{isa}"
         kvec_3x3 = kvec if isa == "avx512" else rows
-        # Strided forward: direct_cvec only with 16 lanes; AVX2 runs im2col.
+        # Strided forward: direct_cvec with 16 lanes; with AVX2 only for kernels of
+        # 25 or more taps, im2col for smaller ones. 1x1 strided: one GEMM per image.
         strided = kvec if backward else cvec if isa == "avx512" else "im2col"
+        strided_big = kvec if backward else cvec
         # Long stride-1 rows: direct_walk forward for 3-, 5- and 7-wide kernels
         # with 16 or more output channels, direct_rows otherwise.
         assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == (kvec_3x3 if backward else walk)
@@ -245,7 +246,9 @@ def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(i
         assert impl((8, 256, 14, 14), (256, 256, 1, 1), (1, 1), (0,) * 4, (1, 1), 1, "auto") == "im2col"
         # Strided: direct_cvec forward (AVX-512), kvec backward; the direct loops for depthwise.
         assert impl((8, 128, 28, 28), (256, 128, 3, 3), (2, 2), (1,) * 4, (1, 1), 1, "auto") == strided
-        assert impl((8, 3, 227, 227), (96, 3, 11, 11), (4, 4), (0,) * 4, (1, 1), 1, "auto") == strided
+        assert impl((8, 3, 227, 227), (96, 3, 11, 11), (4, 4), (0,) * 4, (1, 1), 1, "auto") == strided_big
+        assert impl((8, 32, 56, 56), (64, 32, 5, 5), (2, 2), (2,) * 4, (1, 1), 1, "auto") == strided_big
+        assert impl((8, 64, 56, 56), (128, 64, 1, 1), (2, 2), (0,) * 4, (1, 1), 1, "auto") == "im2col"
         # Short stride-1 rows with 16 or more output channels: direct_walk forward
         # for 3-, 5- and 7-wide kernels, direct_cvec for the other widths.
         assert impl((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") == (
@@ -301,7 +304,7 @@ def test_direct_rows_matches_oracle(isa, threads, case, seed):
         impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], (1, 1), pads, _as_pair(case["dilation"]),
                                         case["groups"], "direct", backward=backward)
         rows = "direct" if isa == "scalar" else f"direct_rows_{isa}"
-        assert impl == (_backward_kernel(isa, case["x_shape"], case["w_shape"], 1, pads, case["groups"])
+        assert impl == (_backward_kernel(isa, case["w_shape"], 1, case["groups"])
                         if backward else rows)
     _check_against_oracle(x, w, b, *args, "direct", np.random.default_rng(seed + 1))
 
@@ -833,7 +836,7 @@ def test_direct_input_grad_integer_fill_is_exact(isa, threads, x_shape, w_shape,
     w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
     norm = _normalise(w_shape[2:], 1, padding, 1)
     impl = _C.conv2d_implementation(x_shape, w_shape, *norm, 1, "direct", backward=True)
-    assert impl == _backward_kernel(isa, x_shape, w_shape, 1, norm[1], 1)
+    assert impl == _backward_kernel(isa, w_shape, 1, 1)
     y = F.conv2d(x, w, padding=padding)
     dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
     dx, _, _ = F.conv2d_backward(dy, x, w, padding=padding, weight_grad=False, bias_grad=False, algo="direct")
@@ -867,8 +870,8 @@ def kvec_cases(draw):
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 4)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     pads = (draw(st.integers(0, 2)), draw(st.integers(0, 3)))
-    if kernel == (1, 1) and stride == (1, 1) and pads == (0, 0):
-        pads = (1, 0)  # a pointwise layer stays one GEMM per image
+    if kernel == (1, 1):
+        kernel = (2, 1)  # 1x1 layers stay one GEMM per image
     span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
     h = draw(st.integers(max(1, span[0] - 2 * pads[0]), span[0] + 5))
     w = draw(st.integers(max(1, span[1] - 2 * pads[1]), span[1] + 19))
@@ -883,7 +886,7 @@ def test_kvec_backward_matches_oracle(isa, threads, case, seed):
     _, pads, _ = _normalise(case["w_shape"][2:], *args[:3])
     impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], _as_pair(case["stride"]), pads,
                                     _as_pair(case["dilation"]), case["groups"], "auto", backward=True)
-    if _takes_kvec(isa, case["w_shape"], case["stride"], pads, case["groups"]):
+    if _takes_kvec(isa, case["w_shape"], case["stride"], case["groups"]):
         assert impl == f"kvec_{isa}"
     else:
         assert not impl.startswith("kvec")
@@ -910,7 +913,7 @@ def test_kvec_backward_matches_oracle(isa, threads, case, seed):
 def test_kvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padding, groups):
     norm = _normalise(w_shape[2:], stride, padding, 1)
     impl = _C.conv2d_implementation(x_shape, w_shape, norm[0], norm[1], (1, 1), groups, "auto", backward=True)
-    if isa != "scalar" and (_takes_kvec(isa, w_shape, stride, norm[1], groups)):
+    if isa != "scalar" and _takes_kvec(isa, w_shape, stride, groups):
         assert impl == f"kvec_{isa}"
     _assert_integer_fill_exact(29, x_shape, w_shape, stride, padding, 1, groups, bias=False, label=impl)
 

@@ -16,7 +16,8 @@
 //    The register tile reuses every load across 6 output channels and
 //    writes no column matrix, so it wins even at 256 channels.
 //  - direct_cvec (output channels across the lanes) instead, forward only,
-//    for strided layers and for stride-1 layers with >= 16 output channels
+//    for strided layers (not 1x1; with AVX2 only kernels of >= 25 taps:
+//    cvec_beats_gemm) and for stride-1 layers with >= 16 output channels
 //    and output rows of <= 16 positions or a kernel direct_walk takes
 //    (prefers_cvec). Measured after the
 //    gemmperf merge, one thread, torch/cnnkit, median of 7 interleaved rounds
@@ -97,6 +98,27 @@ bool prefers_cvec(const Conv2dParams& p) {
   return p.group_out_channels() >= 16 && (p.out_w <= 16 || direct_walk_fits(p));
 }
 
+// Whether algo="auto" runs a layer that prefers_cvec through direct_cvec (or
+// direct_walk) rather than im2col + GEMM. Stride 1 takes it with AVX2 or wider.
+// Strided layers: forward, 2 threads, one process, im2col time / direct_cvec
+// time, AVX-512 | AVX2:
+//   8x3x227x227 k96 11x11 s4 (AlexNet c1)  2.17 | 1.25-1.38
+//   8x3x224x224 k64 7x7 s2 (ResNet conv1)  1.82 | 1.52
+//   8x64x56x56 k64 7x7 s2                  1.99 | 1.72
+//   8x32x56x56 k64 5x5 s2                  1.53 | 1.26
+//   8x64x56x56 k128 5x5 s2                 1.50 | 1.21
+//   8x3x224x224 k64 5x5 s2                 1.24 | 1.12
+//   8x128x28x28 k256 3x3 s2                1.32 | 0.87-0.92
+//   8x64x56x56 k128 1x1 s2 (ResNet down)   0.74 | 0.51
+// so with 8 lanes only kernels of 25 or more taps take it, and 1x1 strided
+// layers, whose columns are a subsampled copy of the input, stay one GEMM.
+bool cvec_beats_gemm(const Conv2dParams& p) {
+  const int64_t taps = p.kernel_h * p.kernel_w;
+  if (p.stride_h == 1 && p.stride_w == 1) return isa_enabled(Isa::Avx2);
+  if (taps == 1) return false;
+  return isa_enabled(Isa::Avx512) || (taps >= 25 && isa_enabled(Isa::Avx2));
+}
+
 bool accepts_im2col(const ConvCall& c) { return c.algo == ConvAlgo::Im2col && im2col_fits(*c.p); }
 bool accepts_direct_walk(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct && c.channel_vectors && direct_walk_fits(*c.p);
@@ -111,7 +133,8 @@ bool accepts_direct_rows_backward(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct && direct_rows_backward_fits(*c.p);
 }
 // The kvec weight gradient wants at least one full vector of output channels
-// per group; pointwise layers stay one GEMM per image. With 8 lanes it loses
+// per group; 1x1 layers stay one GEMM per image (8x64x56x56 k128 1x1 stride 2,
+// backward, im2col time / kvec time: 0.89 AVX-512, 0.55 AVX2). With 8 lanes it loses
 // to direct_rows on stride-1 layers at most 3 wide (3x3: its 2x3-tap x
 // 2-vector tile is only 12 accumulators). Weight gradient, 2 threads, one
 // process, time before / time with kvec (im2col for strided layers before,
@@ -124,7 +147,8 @@ bool accepts_direct_rows_backward(const ConvCall& c) {
 //   64x6x14x14 k16 5x5 (LeNet c2)  1.31 | 1.43
 //   AlexNet conv2 (2 groups, 5x5)  1.19
 bool wants_kvec(const Conv2dParams& p, int64_t lanes) {
-  if (columns_are_input(p) || p.group_out_channels() < lanes || !weight_grad_kvec_fits(p, lanes)) return false;
+  const bool one_tap = p.kernel_h == 1 && p.kernel_w == 1;
+  if (one_tap || p.group_out_channels() < lanes || !weight_grad_kvec_fits(p, lanes)) return false;
   const bool strided = p.stride_h > 1 || p.stride_w > 1;
   return lanes >= 16 || strided || p.kernel_w > 3;
 }
@@ -171,15 +195,8 @@ const KernelImpl<ConvCall, BackwardFn> kBackwardImpls[] = {
 
 ConvCall resolve(const Conv2dParams& p, ConvAlgo algo, bool forward) {
   if (algo == ConvAlgo::Auto) {
-    // Strided layers take direct_cvec only with AVX-512: 8-lane AVX2 tiles
-    // lose to im2col there (2 threads, AVX2: 8x128x28x28 k256 3x3 s2 9.4 ms
-    // against 5.7; AlexNet c1 15.7 against 13.8), 16-lane ones win (3.3
-    // against 4.2; 6.3 against 11.2).
-    const bool strided = p.stride_h > 1 || p.stride_w > 1;
     if (!forward && kvec_lanes() > 0 && wants_kvec(p, kvec_lanes())) return {&p, ConvAlgo::Direct, false};
-    if (forward && prefers_cvec(p) && isa_enabled(strided ? Isa::Avx512 : Isa::Avx2)) {
-      return {&p, ConvAlgo::Direct, true};
-    }
+    if (forward && prefers_cvec(p) && cvec_beats_gemm(p)) return {&p, ConvAlgo::Direct, true};
     const bool rows = forward ? direct_rows_fits(p) : direct_rows_backward_fits(p);
     if (!columns_are_input(p) && rows && isa_enabled(Isa::Avx2)) {
       return {&p, ConvAlgo::Direct, false};
