@@ -240,6 +240,10 @@ def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(i
         # with 16 or more output channels, direct_rows otherwise.
         assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == (kvec_3x3 if backward else walk)
         assert impl((1, 64, 56, 56), (64, 64, 4, 4), *args, 1, "auto") == (kvec if backward else rows)
+        # Small planes with many channels: the input and weight gradients are one
+        # GEMM per image where kvec does not take them.
+        small_plane = kvec_3x3 if kvec_3x3 != rows else "im2col"
+        assert impl((8, 256, 14, 14), (256, 256, 3, 3), *args, 1, "auto") == (small_plane if backward else walk)
         assert impl((1, 64, 56, 56), (8, 64, 3, 3), *args, 1, "auto") == rows
         assert impl((64, 1, 32, 32), (6, 1, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") in (rows, "direct")
         # Pointwise: the input is the column matrix, one GEMM per image.

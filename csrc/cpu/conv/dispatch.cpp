@@ -152,6 +152,16 @@ bool wants_kvec(const Conv2dParams& p, int64_t lanes) {
   const bool strided = p.stride_h > 1 || p.stride_w > 1;
   return lanes >= 16 || strided || p.kernel_w > 3;
 }
+// The direct_rows backward pads every output row to whole vectors and runs
+// its weight gradient per row, so on small planes with many channels one
+// GEMM per image wins (the layers kvec does not take: with AVX2, stride-1
+// kernels at most 3 wide). Backward, 2 threads, AVX2, one process, direct_rows
+// time / im2col time: 7x7 512 channels 1.20, 13x13 256 -> 384 1.22, 14x14 256
+// 1.09, 14x14 512 1.14; 28x28 128 and 256 1.02 and 1.00, 56x56 64 0.85.
+bool gemm_beats_rows_backward(const Conv2dParams& p) {
+  return p.out_plane() <= 256 && p.reduction() >= 1152 && im2col_fits(p);
+}
+
 // Judged with the lanes of the widest enabled ISA, whose entry comes first in
 // the list: a layer with 8 to 15 channels runs direct_rows under AVX-512
 // rather than the 8-lane kvec.
@@ -197,7 +207,7 @@ ConvCall resolve(const Conv2dParams& p, ConvAlgo algo, bool forward) {
   if (algo == ConvAlgo::Auto) {
     if (!forward && kvec_lanes() > 0 && wants_kvec(p, kvec_lanes())) return {&p, ConvAlgo::Direct, false};
     if (forward && prefers_cvec(p) && cvec_beats_gemm(p)) return {&p, ConvAlgo::Direct, true};
-    const bool rows = forward ? direct_rows_fits(p) : direct_rows_backward_fits(p);
+    const bool rows = forward ? direct_rows_fits(p) : direct_rows_backward_fits(p) && !gemm_beats_rows_backward(p);
     if (!columns_are_input(p) && rows && isa_enabled(Isa::Avx2)) {
       return {&p, ConvAlgo::Direct, false};
     }
