@@ -413,7 +413,8 @@ def test_direct_cvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, strid
 def direct_walk_cases(draw):
     """Shapes that run direct_walk: 3-, 5- and 7-wide kernels, output channels
     per group around the vector lanes and the 1- and 2-vector blocks, output
-    widths around the tiles (AVX2 10 positions, AVX-512 12, 10 and 8) and the
+    widths around the tiles (AVX2 14 positions, or 10 for 3-wide kernels on
+    rows over 14; AVX-512 12, 10 and 8) and the
     8- and 16-row transposes, rows of several tiles, odd and even output
     heights (AVX-512 takes two rows per tile), vertical strides and dilations."""
     groups = draw(st.sampled_from([1, 1, 1, 2]))
@@ -427,7 +428,7 @@ def direct_walk_cases(draw):
     pads = (draw(st.integers(0, 2)), draw(st.integers(0, (kernel[1] - 1) // 2)))
     span_h = dilation_h * (kernel[0] - 1) + 1
     h = draw(st.integers(max(1, span_h - 2 * pads[0]), 10))
-    wo = draw(st.sampled_from([1, 2, 7, 8, 9, 10, 11, 13, 14, 15, 16, 23, 37]))
+    wo = draw(st.sampled_from([1, 2, 7, 8, 9, 10, 11, 13, 14, 15, 16, 23, 28, 29, 37]))
     return dict(
         x_shape=(draw(st.integers(1, 2)), groups * cg, h, wo + kernel[1] - 1 - 2 * pads[1]),
         w_shape=(groups * kg, cg, *kernel),
@@ -457,7 +458,7 @@ def test_direct_walk_matches_oracle(isa, threads, case, seed):
 # direct_walk with small-integer fills: LeNet c2 (one 10-position tile: one
 # AVX-512 transpose, two AVX2 ones), 14-wide rows in two AVX-512 2-vector
 # tiles, partial channel vectors (17 = 16 + 1, 40 = 32 + 8), 7-wide kernels,
-# 40-wide rows (four tiles of 10 positions).
+# 40-wide rows (four tiles of 10 positions), 28-wide rows (two AVX2 tiles of 14).
 @pytest.mark.parametrize(
     "x_shape, w_shape, stride, padding",
     [
@@ -467,6 +468,7 @@ def test_direct_walk_matches_oracle(isa, threads, case, seed):
         ((2, 4, 11, 20), (40, 4, 7, 7), (2, 1), 3),
         ((1, 2, 6, 29), (24, 2, 3, 5), (3, 1), 1),
         ((2, 3, 9, 40), (16, 3, 3, 3), 1, 1),
+        ((2, 3, 6, 32), (16, 3, 5, 5), 1, 0),
     ],
 )
 def test_direct_walk_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padding):

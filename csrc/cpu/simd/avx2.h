@@ -13,6 +13,7 @@ struct Avx2 {
   using F = __m256;
   using M = __m256;  // lane masks: all ones or all zeros per lane
   static constexpr int64_t kWidth = 8;
+  static constexpr int kRegisters = 16;  // ymm0-15
 
   static F set1(float v) { return _mm256_set1_ps(v); }
   static F zero() { return _mm256_setzero_ps(); }

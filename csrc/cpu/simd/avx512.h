@@ -20,6 +20,7 @@ struct Avx512 {
   using F = __m512;
   using M = __mmask16;
   static constexpr int64_t kWidth = 16;
+  static constexpr int kRegisters = 32;  // zmm0-31
 
   static F set1(float v) { return _mm512_set1_ps(v); }
   static F zero() { return _mm512_setzero_ps(); }
