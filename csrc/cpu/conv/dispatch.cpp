@@ -47,10 +47,11 @@
 //    Its input gradient now runs the direct kernel that the forward picks
 //    for the transposed shapes (direct_walk for the first: 0.83 -> 0.93),
 //    and the weight-gradient tile keeps its sums in registers across an
-//    L1-sized block of images (first shape 0.62 -> 0.67).
+//    L1-sized block of images (first shape 0.62 -> 0.67). Small planes with
+//    many channels run im2col instead (gemm_beats_rows_backward).
 //  - backward, ahead of all that, where wants_kvec holds (a full vector of
-//    output channels per group, not pointwise; with AVX2 not stride-1
-//    kernels at most 3 wide):
+//    output channels per group, not 1x1; with AVX2 not stride-1 kernels at
+//    most 3 wide):
 //    kvec, whose weight gradient vectorises over output channels with dy
 //    packed channels-last (weight_grad_kvec_impl.h), any stride; its dx is
 //    the direct transposed forward for stride 1, im2col otherwise.
@@ -133,10 +134,10 @@ bool accepts_direct_rows_backward(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct && direct_rows_backward_fits(*c.p);
 }
 // The kvec weight gradient wants at least one full vector of output channels
-// per group; 1x1 layers stay one GEMM per image (8x64x56x56 k128 1x1 stride 2,
-// backward, im2col time / kvec time: 0.89 AVX-512, 0.55 AVX2). With 8 lanes it loses
-// to direct_rows on stride-1 layers at most 3 wide (3x3: its 2x3-tap x
-// 2-vector tile is only 12 accumulators). Weight gradient, 2 threads, one
+// per group; 1x1 layers stay one GEMM per image (8x64x56x56 k128 1x1 stride
+// 2, backward, im2col time / kvec time: 0.89 AVX-512, 0.55 AVX2). With 8
+// lanes it loses to direct_rows on stride-1 layers at most 3 wide (3x3: its
+// 2x3-tap x 2-vector tile is only 12 accumulators). Weight gradient, 2 threads, one
 // process, time before / time with kvec (im2col for strided layers before,
 // direct_rows otherwise), AVX-512 | AVX2:
 //   64x32x14x14 k64 5x5 pad 2      1.50 | 1.07
@@ -207,7 +208,8 @@ ConvCall resolve(const Conv2dParams& p, ConvAlgo algo, bool forward) {
   if (algo == ConvAlgo::Auto) {
     if (!forward && kvec_lanes() > 0 && wants_kvec(p, kvec_lanes())) return {&p, ConvAlgo::Direct, false};
     if (forward && prefers_cvec(p) && cvec_beats_gemm(p)) return {&p, ConvAlgo::Direct, true};
-    const bool rows = forward ? direct_rows_fits(p) : direct_rows_backward_fits(p) && !gemm_beats_rows_backward(p);
+    const bool rows =
+        forward ? direct_rows_fits(p) : direct_rows_backward_fits(p) && !gemm_beats_rows_backward(p);
     if (!columns_are_input(p) && rows && isa_enabled(Isa::Avx2)) {
       return {&p, ConvAlgo::Direct, false};
     }
