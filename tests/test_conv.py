@@ -246,8 +246,11 @@ def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(i
         assert impl((8, 256, 14, 14), (256, 256, 3, 3), *args, 1, "auto") == (small_plane if backward else walk)
         assert impl((1, 64, 56, 56), (8, 64, 3, 3), *args, 1, "auto") == rows
         assert impl((64, 1, 32, 32), (6, 1, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") in (rows, "direct")
-        # Pointwise: the input is the column matrix, one GEMM per image.
+        # Pointwise: the input is the column matrix, one GEMM per image; with
+        # AVX-512 and at most 64 input channels, direct_rows forward.
         assert impl((8, 256, 14, 14), (256, 256, 1, 1), (1, 1), (0,) * 4, (1, 1), 1, "auto") == "im2col"
+        assert impl((8, 32, 56, 56), (64, 32, 1, 1), (1, 1), (0,) * 4, (1, 1), 1, "auto") == (
+            rows if isa == "avx512" and not backward else "im2col")
         # Strided: direct_cvec forward (AVX-512), kvec backward; the direct loops for depthwise.
         assert impl((8, 128, 28, 28), (256, 128, 3, 3), (2, 2), (1,) * 4, (1, 1), 1, "auto") == strided
         assert impl((8, 3, 227, 227), (96, 3, 11, 11), (4, 4), (0,) * 4, (1, 1), 1, "auto") == strided_big

@@ -56,7 +56,9 @@
 //    packed channels-last (weight_grad_kvec_impl.h), any stride; its dx is
 //    the direct transposed forward for stride 1, im2col otherwise.
 //  - 1x1, stride 1, no padding: im2col, whose columns are the input itself:
-//    one GEMM per image (8x256x14x14 k256: 1.85 against direct_rows' 1.67).
+//    one GEMM per image (8x256x14x14 k256: 1.85 against direct_rows' 1.67);
+//    with AVX-512 and at most 64 input channels, direct_rows forward
+//    (rows_beat_pointwise_gemm).
 //  - otherwise (strided, or no SIMD kernel): im2col when the GEMM it feeds is
 //    big enough to pay for writing the column matrix, a reduction
 //    (C/g*kh*kw) of at least 32 and at least 4 output channels per group;
@@ -163,6 +165,17 @@ bool gemm_beats_rows_backward(const Conv2dParams& p) {
   return p.out_plane() <= 256 && p.reduction() >= 1152 && im2col_fits(p);
 }
 
+// A pointwise forward is one GEMM per image, except with AVX-512 and at most
+// 64 input channels (a short reduction) where the direct_rows tile wins.
+// Forward, 2 threads, AVX-512, two runs of an A/B in one process (GEMM time /
+// direct_rows time): 8x32x56x56 k64 1.19-1.20, 8x64x56x56 k128 1.05-1.21,
+// 8x24x56x56 k144 0.99-1.13, 8x16x112x112 k32 1.04, 8x32x112x112 k64 1.00;
+// not taken for 8x128x28x28 k256 (0.94) or 8x96x28x28 k24 (0.80). With AVX2
+// the GEMM wins on all of these (direct_rows 0.58-0.65).
+bool rows_beat_pointwise_gemm(const Conv2dParams& p) {
+  return isa_enabled(Isa::Avx512) && p.group_in_channels() <= 64 && p.group_out_channels() >= 32;
+}
+
 // Judged with the lanes of the widest enabled ISA, whose entry comes first in
 // the list: a layer with 8 to 15 channels runs direct_rows under AVX-512
 // rather than the 8-lane kvec.
@@ -210,7 +223,8 @@ ConvCall resolve(const Conv2dParams& p, ConvAlgo algo, bool forward) {
     if (forward && prefers_cvec(p) && cvec_beats_gemm(p)) return {&p, ConvAlgo::Direct, true};
     const bool rows =
         forward ? direct_rows_fits(p) : direct_rows_backward_fits(p) && !gemm_beats_rows_backward(p);
-    if (!columns_are_input(p) && rows && isa_enabled(Isa::Avx2)) {
+    const bool pointwise = columns_are_input(p);
+    if (rows && (pointwise ? forward && rows_beat_pointwise_gemm(p) : isa_enabled(Isa::Avx2))) {
       return {&p, ConvAlgo::Direct, false};
     }
     const bool gemm_pays = p.reduction() >= 32 && p.group_out_channels() >= 4 && im2col_fits(p);
