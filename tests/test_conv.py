@@ -262,7 +262,13 @@ def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(i
             kvec if backward else walk)
         assert impl((8, 16, 14, 14), (32, 16, 4, 4), (1, 1), (0,) * 4, (1, 1), 1, "auto") == (
             kvec if backward else cvec)
-        assert impl((1, 32, 56, 56), (32, 1, 3, 3), (2, 2), (1,) * 4, (1, 1), 32, "auto") == "direct"
+        # Depthwise: the depthwise kernels at any stride; with several output
+        # channels per input channel only where direct_rows cannot run (strided).
+        depthwise = "direct" if isa == "scalar" else f"depthwise_{isa}"
+        assert impl((1, 32, 56, 56), (32, 1, 3, 3), (2, 2), (1,) * 4, (1, 1), 32, "auto") == depthwise
+        assert impl((1, 32, 56, 56), (32, 1, 3, 3), *args, 32, "auto") == depthwise
+        assert impl((1, 32, 56, 56), (64, 1, 3, 3), (2, 2), (1,) * 4, (1, 1), 32, "auto") == depthwise
+        assert impl((1, 32, 56, 56), (64, 1, 3, 3), *args, 32, "auto") == (rows if isa != "scalar" else "direct")
         assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "direct") == (
             "direct" if isa == "scalar" else kvec_3x3 if backward else walk)
     # Scalar: the old rule, direct loops for depthwise and few channels.
@@ -285,6 +291,8 @@ def direct_rows_cases(draw):
     groups = draw(st.sampled_from([1, 1, 2, 3]))
     cg = draw(st.sampled_from([1, 3, 6])) if groups == 1 else draw(st.integers(1, 2))
     kg = draw(st.integers(1, 14))
+    if cg == 1 and kg == 1:
+        kg = 2  # one output channel per input channel runs the depthwise kernels
     kernel = (draw(st.sampled_from([1, 3, 5])), draw(st.sampled_from([1, 2, 3, 5])))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     span = [d * (k - 1) for k, d in zip(kernel, dilation)]
@@ -381,6 +389,81 @@ def test_direct_cvec_matches_oracle(isa, threads, case, seed):
     norm = _normalise(case["w_shape"][2:], *args[:3])
     y = F.conv2d(x, w, b, *args, algo="direct")
     _assert_forward_matches_oracle(y, x, w, b, norm, case["groups"], f"conv2d[{impl}]")
+
+
+@st.composite
+def depthwise_cases(draw):
+    """Shapes for the depthwise kernels: one input channel per group, output
+    widths around the vector lanes and the 4-row x 2-vector forward tile,
+    strides 1-4 (phases of the padded rows), dilations, asymmetric padding,
+    kernels up to 7 wide, and several output channels per input channel on
+    strided layers."""
+    groups = draw(st.integers(1, 6))
+    kernel = (draw(st.integers(1, 5)), draw(st.sampled_from([1, 2, 3, 5, 7])))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 4)))
+    kg = draw(st.integers(1, 3)) if max(stride) > 1 else 1
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    span = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    wo = draw(st.sampled_from([1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 40]))
+    h = draw(st.integers(max(1, span[0] - 2 * pads[0]), 14))
+    w = max(1, span[1] - 2 * pads[1] + (wo - 1) * stride[1] + draw(st.integers(0, stride[1] - 1)))
+    return dict(x_shape=(draw(st.integers(1, 3)), groups, h, w), w_shape=(groups * kg, 1, *kernel),
+                bias=draw(st.booleans()), stride=stride, padding=pads, dilation=dilation, groups=groups)
+
+
+@given(case=depthwise_cases(), seed=st.integers(0, 2**31))
+def test_depthwise_matches_oracle(isa, threads, case, seed):
+    x, w, b, args = _case_arrays(case, seed)
+    _, pads, _ = _normalise(case["w_shape"][2:], *args[:3])
+    for backward in (False, True):
+        impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], _as_pair(case["stride"]), pads,
+                                        _as_pair(case["dilation"]), case["groups"], "direct", backward=backward)
+        assert impl == ("direct" if isa == "scalar" else f"depthwise_{isa}")
+    _check_against_oracle(x, w, b, *args, "direct", np.random.default_rng(seed + 1))
+
+
+# The depthwise kernels with small-integer fills: MobileNet-like 3x3 layers at
+# stride 1 and 2 (the input gradient of stride 1 runs the depthwise forward of
+# the flipped kernel, strided ones the per-phase gather), stride 3 with
+# dilation, a 7-wide kernel, and two output channels per input channel.
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding, dilation",
+    [
+        ((2, 5, 15, 37), (5, 1, 3, 3), 1, 1, 1),
+        ((2, 4, 17, 34), (4, 1, 3, 3), 2, 1, 1),
+        ((1, 3, 13, 29), (3, 1, 3, 5), (3, 3), (2, 1), 2),
+        ((2, 2, 9, 40), (2, 1, 2, 7), (1, 2), (0, 3), 1),
+        ((2, 3, 12, 21), (6, 1, 3, 3), 2, 1, 1),
+    ],
+)
+def test_depthwise_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padding, dilation):
+    _assert_integer_fill_exact(31, x_shape, w_shape, stride, padding, dilation, x_shape[1], algo="direct",
+                               label="depthwise")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_nan_and_inf_propagate(isa, threads, stride):
+    """Infinities and NaN in the input (one in a row's last column, which the
+    weight gradient's vectors pass over) and in dy reach exactly the outputs and
+    gradients the definition says."""
+    rng = np.random.default_rng(32)
+    x = rng.standard_normal((2, 3, 11, 21)).astype(np.float32)
+    x[0, 1, 4, 20] = np.inf
+    x[1, 2, 6, 3] = np.nan
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    norm = _normalise((3, 3), stride, 1, 1)
+    y = F.conv2d(x, w, None, stride, 1, groups=3, algo="direct")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy[1, 0, 2, 2] = np.nan
+    got = (y,) + F.conv2d_backward(dy, x, w, stride, 1, groups=3, bias_grad=False, algo="direct")[:2]
+    want = (reference.conv2d(x, w, None, *norm, 3),) + reference.conv2d_backward(dy, x, w, *norm, 3)[:2]
+    with np.errstate(invalid="ignore"):
+        mags = (reference.conv2d(np.abs(x), np.abs(w), None, *norm, 3),) + reference.conv2d_backward(
+            np.abs(dy), np.abs(x), np.abs(w), *norm, 3)[:2]
+    for g, e, m, k, name in zip(got, want, mags, (9, 9, 2 * y.shape[2] * y.shape[3]), ("y", "dx", "dw")):
+        assert not np.isfinite(e).all(), name  # the nonfinite values reach each result
+        assert_close(g, e, m, k, f"conv2d nonfinite {name}[depthwise]")
 
 
 # LeNet c2 and scaled-down AlexNet c1 / ResNet stride-2 layers on the channel-vector paths (14-wide

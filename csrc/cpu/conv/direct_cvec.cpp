@@ -1,4 +1,5 @@
-// Shapes, bounds and weight repacking of the direct_cvec and direct_walk kernels, compiled for
+// Shapes, bounds and weight repacking of the direct_cvec and direct_walk kernels (and the
+// depthwise kernels' bound), compiled for
 // the baseline ISA so that the AVX2/AVX-512 builds of direct_cvec_impl.h share
 // no inline code with it.
 #include <algorithm>
@@ -65,6 +66,14 @@ bool direct_cvec_fits(const Conv2dParams& p) {
   if (hp > kDirectRowsMaxFloats || wp > kDirectRowsMaxFloats) return false;
   if (hp * wp > kDirectRowsMaxFloats) return false;
   return p.group_in_channels() <= kDirectRowsMaxFloats / std::max<int64_t>(hp * wp, 1);
+}
+
+bool depthwise_fits(const Conv2dParams& p) {
+  // The input gradient lists the kernel columns of each of the stride_w phases.
+  if (p.group_in_channels() != 1 || !direct_cvec_fits(p) || p.stride_w > kDirectRowsMaxTaps) return false;
+  // Rows rounded up to whole phases (and a tile of slack) stay within the bound.
+  const int64_t hp = p.in_h + p.pad_top + p.pad_bottom, wp = p.in_w + p.pad_left + p.pad_right;
+  return hp * (wp + p.stride_w) <= kDirectRowsMaxFloats;
 }
 
 bool direct_walk_fits(const Conv2dParams& p) {

@@ -55,6 +55,15 @@ void conv2d_input_grad(const Conv2dParams& p, const float* dy, const float* w, f
 // conv2d's dispatch picks for that shape). Only when direct_rows_backward_fits(p).
 void conv2d_input_grad_transposed(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 
+// The depthwise kernels (depthwise_impl.h): one input channel per group, any
+// channel multiplier, stride, dilation and padding; at most kDirectRowsMaxTaps
+// taps and padded planes of at most kDirectRowsMaxFloats.
+bool depthwise_fits(const Conv2dParams& p);
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_depthwise_avx2);
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_depthwise_avx512);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx2);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx512);
+
 // db[o] = sum of dy over batch and positions; shared by the fast backward kernels.
 void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db);
 
