@@ -32,12 +32,14 @@ def build_info():
     """
     info = dict(_C.build_info())
     info["version"] = __version__
-    conv = {"lenet c1": ((64, 1, 28, 28), (6, 1, 5, 5), (0, 0, 0, 0)),
-            "3x3 pad 1": ((8, 64, 56, 56), (64, 64, 3, 3), (1, 1, 1, 1))}
+    conv = {"lenet c1": ((64, 1, 28, 28), (6, 1, 5, 5), (0, 0, 0, 0), 1),
+            "3x3 pad 1": ((8, 64, 56, 56), (64, 64, 3, 3), (1, 1, 1, 1), 1),
+            "depthwise 3x3": ((8, 64, 56, 56), (64, 1, 3, 3), (1, 1, 1, 1), 64)}
     kernels = {"sgemm": info["sgemm"]}
-    for name, (x, w, pads) in conv.items():
-        kernels[f"conv2d {name}"] = _C.conv2d_implementation(x, w, (1, 1), pads, (1, 1), 1, "auto")
-        kernels[f"conv2d_backward {name}"] = _C.conv2d_implementation(x, w, (1, 1), pads, (1, 1), 1, "auto", True)
+    for name, (x, w, pads, groups) in conv.items():
+        for backward in (False, True):
+            kernels[f"conv2d{'_backward' if backward else ''} {name}"] = _C.conv2d_implementation(
+                x, w, (1, 1), pads, (1, 1), groups, "auto", backward)
     kernels["pool2d"] = _C.pool2d_implementation()
     kernels["batch_norm"] = _C.batch_norm_implementation()
     kernels["activation tanh"] = _C.activation_implementation("tanh")

@@ -385,8 +385,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     Ho = (H + pad_top + pad_bottom - dilation*(kH-1) - 1) // stride + 1.
 
     ``algo``: ``"direct"`` (no column matrix: on AVX2/AVX-512 CPUs kernels
-    vectorised over output channels or over zero-padded rows, else plain
-    loops), ``"im2col"`` (column matrix + SGEMM, workspace bounded to 64 MiB
+    vectorised over output channels or over zero-padded rows, or for one
+    input channel per group (depthwise) along output rows, else plain loops), ``"im2col"`` (column matrix + SGEMM, workspace bounded to 64 MiB
     by processing chunks of output positions) or ``"auto"`` (per shape and
     ISA, whichever measured faster; ``cnnkit.build_info()["kernels"]`` shows
     the choices for common layers). All give the same result within float32
@@ -429,7 +429,8 @@ def conv2d_backward(
     weight's, grad_bias is (out,). ``algo`` as in :func:`conv2d`: direct
     kernels (on AVX2/AVX-512 the weight gradient vectorised over output
     channels or rows, and for stride 1 the input gradient as the direct
-    forward of the flipped kernel; plain loops otherwise), or GEMM + col2im
+    forward of the flipped kernel; depthwise layers gather the input gradient
+    per phase of the strided rows; plain loops otherwise), or GEMM + col2im
     for the input gradient and GEMM against the column matrix (summed over
     the batch) for the weight gradient.
     """
