@@ -52,11 +52,10 @@ inline float* phase_at(const Conv2dParams& p, const PhaseRows& l, float* row, in
   return row + c % p.stride_w * l.phase_len + c / p.stride_w;
 }
 
-// dst[j * DST] = src[j * SRC] for j < n; with the strides known, the
-// compiler vectorises stride 2 (a scalar loop was a third of a stride-2 dw).
-template <int SRC, int DST>
-void copy_strided(const float* src, int64_t n, float* dst) {
-  for (int64_t j = 0; j < n; ++j) dst[j * DST] = src[j * SRC];
+// dst[j] = src[2 * j] for j < n: with the stride a constant the compiler
+// vectorises it (a scalar loop was a third of a stride-2 weight gradient).
+void copy_even(const float* src, int64_t n, float* dst) {
+  for (int64_t j = 0; j < n; ++j) dst[j] = src[2 * j];
 }
 
 // Copies plane x into the interior of buf (the padding is left as it is: zero).
@@ -74,7 +73,7 @@ void copy_to_phases(const Conv2dParams& p, const PhaseRows& l, const float* x, f
       float* dst = phase_at(p, l, row, first + p.pad_left);
       const int64_t count = first < p.in_w ? (p.in_w - first + p.stride_w - 1) / p.stride_w : 0;
       if (p.stride_w == 2) {
-        copy_strided<2, 1>(xr + first, count, dst);
+        copy_even(xr + first, count, dst);
       } else {
         for (int64_t j = 0; j < count; ++j) dst[j] = xr[first + j * p.stride_w];
       }
@@ -187,9 +186,25 @@ void depthwise_input_grad(const Conv2dParams& p, const float* dy, const float* w
     }
   }
   col_first[sw] = count;
+  // The kernel rows likewise by row phase: padded row qr + i * sh takes the
+  // rows row_tap[row_first[qr] ..] with dy row i - row_shift[..].
+  int64_t row_tap[kDirectRowsMaxTaps], row_shift[kDirectRowsMaxTaps], row_first[kDirectRowsMaxTaps + 1];
+  count = 0;
+  for (int64_t qr = 0; qr < sh; ++qr) {
+    row_first[qr] = count;
+    for (int64_t r = 0; r < R; ++r) {
+      if (r * p.dilation_h % sh == qr) {
+        row_tap[count] = r;
+        row_shift[count++] = r * p.dilation_h / sh;
+      }
+    }
+  }
+  row_first[sh] = count;
+  // Each phase's sums for one input row, at out + q * out_len.
+  const int64_t out_len = l.phase_len + NV * L;
   parallel_for(planes, kg * Ho * Wo * rs, [&](int64_t begin, int64_t end) {
     float* dyp = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(dy_floats));
-    float* out = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(l.phase_len + NV * L));
+    float* out = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(sw * out_len));
     std::memset(dyp, 0, static_cast<size_t>(dy_floats) * sizeof(float));
     int64_t row_r[kDirectRowsMaxTaps], row_dy[kDirectRowsMaxTaps];
     for (int64_t plane = begin; plane < end; ++plane) {
@@ -203,17 +218,18 @@ void depthwise_input_grad(const Conv2dParams& p, const float* dy, const float* w
       float* dxp = dx + plane * p.in_h * p.in_w;
       for (int64_t ih = 0; ih < p.in_h; ++ih) {
         // The kernel rows that reach padded row ih + pad_top, and the dy row each reads.
-        const int64_t rho = ih + p.pad_top;
+        const int64_t rho = ih + p.pad_top, qr = rho % sh;
         int64_t rows = 0;
-        for (int64_t r = 0; r < R; ++r) {
-          const int64_t tr = rho - r * p.dilation_h;
-          if (tr >= 0 && tr % sh == 0 && tr / sh < Ho) {
-            row_r[rows] = r;
-            row_dy[rows++] = tr / sh;
+        for (int64_t t = row_first[qr]; t < row_first[qr + 1]; ++t) {
+          const int64_t oh = rho / sh - row_shift[t];
+          if (oh >= 0 && oh < Ho) {
+            row_r[rows] = row_tap[t];
+            row_dy[rows++] = oh;
           }
         }
         float* dxr = dxp + ih * p.in_w;
         for (int64_t q = 0; q < sw; ++q) {
+          float* outq = out + q * out_len;
           // Phase q's elements j that are real input columns: iw = q + j * sw - pad_left in [0, in_w).
           const int64_t j_lo = q >= p.pad_left ? 0 : (p.pad_left - q + sw - 1) / sw;
           const int64_t j_hi = (p.in_w + p.pad_left - q + sw - 1) / sw;  // exclusive
@@ -234,14 +250,25 @@ void depthwise_input_grad(const Conv2dParams& p, const float* dy, const float* w
                   }
                 }
               }
-              for (int v = 0; v < nv; ++v) Vec::store(out + j0 + v * L, acc[v]);
+              for (int v = 0; v < nv; ++v) Vec::store(outq + j0 + v * L, acc[v]);
             });
           }
-          float* dst = dxr + q + j_lo * sw - p.pad_left;
-          if (sw == 2) {
-            copy_strided<1, 2>(out + j_lo, j_hi - j_lo, dst);
-          } else {
-            for (int64_t j = 0; j < j_hi - j_lo; ++j) dst[j * sw] = out[j_lo + j];
+        }
+        // Input column iw is element (iw + pad_left) / sw of phase (iw + pad_left) % sw.
+        if (sw == 2) {
+          // Interleaved: columns 2k and 2k + 1 from the two phases (a loop the compiler vectorises).
+          const float* even = out + (p.pad_left % 2) * out_len + p.pad_left / 2;
+          const float* odd = out + ((p.pad_left + 1) % 2) * out_len + (p.pad_left + 1) / 2;
+          const int64_t pairs = p.in_w / 2;
+          for (int64_t k = 0; k < pairs; ++k) {
+            dxr[2 * k] = even[k];
+            dxr[2 * k + 1] = odd[k];
+          }
+          if (p.in_w % 2 != 0) dxr[p.in_w - 1] = even[pairs];
+        } else {
+          for (int64_t iw = 0; iw < p.in_w; ++iw) {
+            const int64_t c = iw + p.pad_left;
+            dxr[iw] = out[c % sw * out_len + c / sw];
           }
         }
       }
