@@ -442,6 +442,20 @@ def test_depthwise_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride,
                                label="depthwise")
 
 
+@pytest.mark.parametrize("stride", [(300, 1), (1, 300)])
+def test_depthwise_declines_strides_beyond_its_phase_lists(isa, stride):
+    """The input gradient lists kernel rows and columns per phase of the stride,
+    for strides up to 256: larger ones run the plain direct loops."""
+    case = dict(x_shape=(1, 2, 5, 7), w_shape=(2, 1, 3, 3), bias=True, stride=stride, padding=1, dilation=1,
+                groups=2)
+    x, w, b, args = _case_arrays(case, 33)
+    _, pads, _ = _normalise((3, 3), *args[:3])
+    for backward in (False, True):
+        assert _C.conv2d_implementation(case["x_shape"], case["w_shape"], stride, pads, (1, 1), 2, "direct",
+                                        backward=backward) == "direct"
+    _check_against_oracle(x, w, b, *args, "direct", np.random.default_rng(34))
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_nan_and_inf_propagate(isa, threads, stride):
     """Infinities and NaN in the input (one in a row's last column, which the

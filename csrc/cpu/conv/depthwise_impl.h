@@ -152,6 +152,26 @@ void conv2d_forward_depthwise(const Conv2dParams& p, const float* x, const float
   });
 }
 
+// Kernel taps 0 .. count-1 along one axis (dilation d) grouped by their phase
+// modulo the stride: tap[first[q] .. first[q + 1]) are those with
+// k * d % stride == q, in order, each with shift k * d / stride.
+struct TapsByPhase {
+  int64_t tap[kDirectRowsMaxTaps], shift[kDirectRowsMaxTaps], first[kDirectRowsMaxTaps + 1];
+  TapsByPhase(int64_t count, int64_t dilation, int64_t stride) {
+    int64_t n = 0;
+    for (int64_t q = 0; q < stride; ++q) {
+      first[q] = n;
+      for (int64_t k = 0; k < count; ++k) {
+        if (k * dilation % stride == q) {
+          tap[n] = k;
+          shift[n++] = k * dilation / stride;
+        }
+      }
+    }
+    first[stride] = n;
+  }
+};
+
 // dx of one input plane, gathered: padded input column c = q + j * sw (phase
 // q) receives w[r][s] * dy[..][j - s * dw / sw] from the taps with
 // s * dw % sw == q, and padded row qr + i * sh receives dy row
@@ -172,34 +192,9 @@ void depthwise_input_grad(const Conv2dParams& p, const float* dy, const float* w
   // Each padded dy row: lead zeros, the row, zeros up to a phase's length, a vector of slack.
   const int64_t dy_row = lead + (Wo > l.phase_len ? Wo : l.phase_len) + NV * L;
   const int64_t dy_floats = kg * Ho * dy_row;
-  // The kernel columns by phase: column_taps[col_first[q] .. col_first[q + 1]) are the s with
-  // s * dw % sw == q (tap_s), each reading dy column j - s * dw / sw (shift).
-  int64_t tap_s[kDirectRowsMaxTaps], shift[kDirectRowsMaxTaps], col_first[kDirectRowsMaxTaps + 1];
-  int64_t count = 0;
-  for (int64_t q = 0; q < sw; ++q) {
-    col_first[q] = count;
-    for (int64_t s = 0; s < S; ++s) {
-      if (s * p.dilation_w % sw == q) {
-        tap_s[count] = s;
-        shift[count++] = s * p.dilation_w / sw;
-      }
-    }
-  }
-  col_first[sw] = count;
-  // The kernel rows likewise by row phase: padded row qr + i * sh takes the
-  // rows row_tap[row_first[qr] ..] with dy row i - row_shift[..].
-  int64_t row_tap[kDirectRowsMaxTaps], row_shift[kDirectRowsMaxTaps], row_first[kDirectRowsMaxTaps + 1];
-  count = 0;
-  for (int64_t qr = 0; qr < sh; ++qr) {
-    row_first[qr] = count;
-    for (int64_t r = 0; r < R; ++r) {
-      if (r * p.dilation_h % sh == qr) {
-        row_tap[count] = r;
-        row_shift[count++] = r * p.dilation_h / sh;
-      }
-    }
-  }
-  row_first[sh] = count;
+  // Padded column q + j * sw takes the kernel columns cols.tap[cols.first[q] ..
+  // cols.first[q + 1]), each from dy column j - its shift; rows likewise.
+  const TapsByPhase cols(S, p.dilation_w, sw), rows_by_phase(R, p.dilation_h, sh);
   // Each phase's sums for one input row, at out + q * out_len.
   const int64_t out_len = l.phase_len + NV * L;
   parallel_for(planes, kg * Ho * Wo * rs, [&](int64_t begin, int64_t end) {
@@ -220,10 +215,10 @@ void depthwise_input_grad(const Conv2dParams& p, const float* dy, const float* w
         // The kernel rows that reach padded row ih + pad_top, and the dy row each reads.
         const int64_t rho = ih + p.pad_top, qr = rho % sh;
         int64_t rows = 0;
-        for (int64_t t = row_first[qr]; t < row_first[qr + 1]; ++t) {
-          const int64_t oh = rho / sh - row_shift[t];
+        for (int64_t t = rows_by_phase.first[qr]; t < rows_by_phase.first[qr + 1]; ++t) {
+          const int64_t oh = rho / sh - rows_by_phase.shift[t];
           if (oh >= 0 && oh < Ho) {
-            row_r[rows] = row_tap[t];
+            row_r[rows] = rows_by_phase.tap[t];
             row_dy[rows++] = oh;
           }
         }
@@ -244,9 +239,9 @@ void depthwise_input_grad(const Conv2dParams& p, const float* dy, const float* w
                 for (int64_t i = 0; i < rows; ++i) {
                   const float* src = dyp + (k * Ho + row_dy[i]) * dy_row + lead + j0;
                   const float* wr = wk + row_r[i] * S;
-                  for (int64_t t = col_first[q]; t < col_first[q + 1]; ++t) {
-                    const V wv = Vec::set1(wr[tap_s[t]]);
-                    for (int v = 0; v < nv; ++v) acc[v] = Vec::fma(wv, Vec::load(src - shift[t] + v * L), acc[v]);
+                  for (int64_t t = cols.first[q]; t < cols.first[q + 1]; ++t) {
+                    const V wv = Vec::set1(wr[cols.tap[t]]);
+                    for (int v = 0; v < nv; ++v) acc[v] = Vec::fma(wv, Vec::load(src - cols.shift[t] + v * L), acc[v]);
                   }
                 }
               }

@@ -69,8 +69,9 @@ bool direct_cvec_fits(const Conv2dParams& p) {
 }
 
 bool depthwise_fits(const Conv2dParams& p) {
-  // The input gradient lists the kernel columns of each of the stride_w phases.
-  if (p.group_in_channels() != 1 || !direct_cvec_fits(p) || p.stride_w > kDirectRowsMaxTaps) return false;
+  // The input gradient lists the kernel rows and columns of each phase of the strides.
+  if (p.group_in_channels() != 1 || !direct_cvec_fits(p)) return false;
+  if (p.stride_h > kDirectRowsMaxTaps || p.stride_w > kDirectRowsMaxTaps) return false;
   // Rows rounded up to whole phases (and a tile of slack) stay within the bound.
   const int64_t hp = p.in_h + p.pad_top + p.pad_bottom, wp = p.in_w + p.pad_left + p.pad_right;
   return hp * (wp + p.stride_w) <= kDirectRowsMaxFloats;
