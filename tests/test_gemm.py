@@ -1,5 +1,7 @@
 """The C++ SGEMM (used by im2col convolution and linear) against NumPy float64."""
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -162,8 +164,16 @@ def test_sgemm_odd_thread_count_is_exact(isa, m, n, k):
 # trans_b, streamed rows of B otherwise
 # ---------------------------------------------------------------------------
 
-# Highest M each ISA sends to the small-M path (csrc/cpu/gemm/dispatch.cpp).
-_SMALL_M_LIMIT = {"avx2": 3, "avx512": 8}
+def _takes_small_m(isa, m, k, trans_a, trans_b):
+    """Whether sgemm sends a product to the small-M path (csrc/cpu/gemm/dispatch.cpp)."""
+    if isa == "avx512":
+        return m <= 8 or (not trans_a and m <= 32 and (not trans_b or k >= 256))
+    if isa == "avx2":
+        if m <= 3:
+            return True
+        return not trans_a and ((m <= 8 and (not trans_b or k >= 256)) or (m <= 16 and not trans_b))
+    return False
+
 
 # Around the 8- and 16-float vectors, the 8-column dot groups, the 64/128-column
 # axpy blocks and the 256-deep axpy passes.
@@ -171,29 +181,29 @@ _vector_dims = st.sampled_from([1, 2, 7, 8, 9, 15, 16, 17, 24, 31, 33, 63, 64, 6
 
 
 def test_small_m_path_is_selected(isa):
-    for m in (1, 2, 3, 4, 8, 9, 12):
-        name = _C.sgemm_implementation(m)
-        if m <= _SMALL_M_LIMIT.get(isa, 0):
-            assert name == f"small_m_{isa}"
-        else:
-            assert name.startswith("blocked_")
+    for m, k, trans_a, trans_b in itertools.product((1, 2, 3, 4, 8, 9, 12, 16, 17, 32, 33), (100, 256),
+                                                    (False, True), (False, True)):
+        name = _C.sgemm_implementation(m, k, trans_a, trans_b)
+        assert name == (f"small_m_{isa}" if _takes_small_m(isa, m, k, trans_a, trans_b) else f"blocked_{isa}")
+    assert _C.sgemm_implementation(16, 3136, False, True) == ("blocked_avx2" if isa == "avx2" else
+                                                              "blocked_scalar" if isa == "scalar" else "small_m_avx512")
 
 
-@given(m=st.integers(1, 12), n=_vector_dims, k=_vector_dims, trans_a=st.booleans(), trans_b=st.booleans(), seed=st.integers(0, 2**31))
+@given(m=st.integers(1, 40), n=_vector_dims, k=_vector_dims, trans_a=st.booleans(), trans_b=st.booleans(), seed=st.integers(0, 2**31))
 def test_small_m_matches_oracle(isa, threads, m, n, k, trans_a, trans_b, seed):
     a, b = _operands(np.random.default_rng(seed), m, n, k, trans_a, trans_b, integer=False)
     expected, magnitude = _oracle(a, b, trans_a, trans_b)
     assert_close(_C.sgemm(a, b, trans_a, trans_b), expected, magnitude, k, "sgemm")
 
 
-# Linear shapes at batch 1..8: forward (trans_b, N = out), input gradient
+# Linear shapes at batch 1..32: forward (trans_b, N = out), input gradient
 # (N = in, K = out), a 10-class classifier, and N*K large enough (> 1 MFLOP)
 # that the columns are split over threads; K = 530 runs three axpy passes.
 @pytest.mark.parametrize("n,k", [(1024, 400), (10, 84), (84, 10), (700, 530), (129, 1)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
 def test_small_m_linear_shapes_are_exact(isa, threads, n, k, trans_a, trans_b):
     rng = np.random.default_rng(7)
-    for m in (1, 2, 3, 4, 5, 8):
+    for m in (1, 2, 3, 4, 5, 8, 13, 16, 31, 32):
         a, b = _operands(rng, m, n, k, trans_a, trans_b, integer=True)
         assert_exact(_C.sgemm(a, b, trans_a, trans_b), _oracle(a, b, trans_a, trans_b)[0], "sgemm")
 

@@ -7,24 +7,36 @@ namespace cnnkit {
 namespace {
 
 struct GemmShape {
-  int64_t M;
+  int64_t M, K;
+  bool trans_a, trans_b;
 };
 using SgemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                          const float*, int64_t, float, float*, int64_t);
 using SgemmImpl = KernelImpl<GemmShape, SgemmFn>;
 
-// Up to how many rows of C the unpacked small-M path beats the blocked one.
-// Measured on Zen 5 (2 cores, interleaved medians of 7; ratio = blocked time /
-// small-M time, 1 and 2 threads) over linear forward (3136->1024, 400->120,
-// 84->10), its input gradient and the LeNet im2col GEMMs:
-//  - AVX-512: M = 1: 1.2..17x (3136->1024 forward: 17x at 1 thread, 4.8x at
-//    2); M = 8: 1.06..3.4x everywhere; M = 12: 0.87..0.88 on the conv weight
-//    gradient (N = 150, K = 100) and the 400->120 input gradient.
-//  - AVX2 (capped): M = 1: 1.1..8.8x; M = 3: 1.2..2.5x; M = 4: 0.84..2.1
-//    (3136->1024 input gradient 0.6..1.1, 84->10 input gradient 0.84);
-//    M = 5: 0.89..1.6. Its tiles (12 accumulators) cover fewer rows per pass.
-bool few_rows_avx512(const GemmShape& s) { return s.M <= 8; }
-bool few_rows_avx2(const GemmShape& s) { return s.M <= 3; }
+// Up to how many rows of C the unpacked small-M path beats the blocked one,
+// which packs all of op(B) per call. Zen 5, 2 cores, best of 9 calls, blocked
+// time / small-M time at 2 | 1 threads, over linear forwards (trans_b:
+// 3136->1024, 400->120, 784->25), linear input gradients and im2col-like
+// products (3136x1024, 3136x576, 196x1152, 400x120, 784x150):
+//  - AVX-512: M <= 8 wins everywhere (1.06-4.6). At M = 12-32 the products
+//    without trans_b win 1.03-2.2 | 1.03-2.0 and the trans_b ones with
+//    K >= 256 1.15-3.4 | 1.15-2.9 (dot products over K); the conv weight
+//    gradient shape (trans_b, K = 100) loses from M = 12 (0.48-0.88). At
+//    M = 48-64 the blocked kernel starts to win (0.81-1.2).
+//  - AVX2: M <= 3 wins everywhere (1.5-3.6); M = 4-8 without trans_b or
+//    with K >= 256 1.13-3.3 (0.98 once); trans_b with K = 100 loses from
+//    M = 6 (0.88-0.94); M = 12-16 without trans_b 1.11-1.63, with trans_b
+//    mixed (0.78-1.36).
+// Transposed A was not measured beyond the first rules and keeps them.
+bool few_rows_avx512(const GemmShape& s) {
+  return s.M <= 8 || (!s.trans_a && s.M <= 32 && (!s.trans_b || s.K >= 256));
+}
+bool few_rows_avx2(const GemmShape& s) {
+  if (s.M <= 3) return true;
+  if (s.trans_a) return false;
+  return (s.M <= 8 && (!s.trans_b || s.K >= 256)) || (s.M <= 16 && !s.trans_b);
+}
 
 const SgemmImpl kSgemmImpls[] = {
 #ifdef CNNKIT_X86
@@ -52,10 +64,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
     }
     return;
   }
-  select_kernel(kSgemmImpls, GemmShape{M}).run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
-                                                 beta, C, ldc);
+  select_kernel(kSgemmImpls, GemmShape{M, K, trans_a, trans_b})
+      .run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-const char* sgemm_implementation(int64_t M) { return select_kernel(kSgemmImpls, GemmShape{M}).name; }
+const char* sgemm_implementation(int64_t M, int64_t K, bool trans_a, bool trans_b) {
+  return select_kernel(kSgemmImpls, GemmShape{M, K, trans_a, trans_b}).name;
+}
 
 }  // namespace cnnkit

@@ -17,7 +17,9 @@ void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                      float* C, int64_t ldc);
 
 // Name of the implementation sgemm would use now for a product with M rows of
-// C (for build_info and tests); the default reports the path of large products.
-const char* sgemm_implementation(int64_t M = INT64_MAX);
+// C and depth K (for build_info and tests); the default reports the path of
+// large products.
+const char* sgemm_implementation(int64_t M = INT64_MAX, int64_t K = INT64_MAX, bool trans_a = false,
+                                 bool trans_b = false);
 
 }  // namespace cnnkit
