@@ -183,7 +183,9 @@ bool wants_kvec(const Conv2dParams& p, int64_t lanes) {
 // GEMM per image wins (the layers kvec does not take: with AVX2, stride-1
 // kernels at most 3 wide). Backward, 2 threads, AVX2, one process, direct_rows
 // time / im2col time: 7x7 512 channels 1.20, 13x13 256 -> 384 1.22, 14x14 256
-// 1.09, 14x14 512 1.14; 28x28 128 and 256 1.02 and 1.00, 56x56 64 0.85.
+// 1.09, 14x14 512 1.14; 28x28 128 and 256 1.02 and 1.00, 56x56 64 0.85. (That
+// was before direct_walk's 14-position AVX2 tile sped up these layers' input
+// gradient; re-measured after it, on a slow minute: 0.95-1.05, a tie.)
 bool gemm_beats_rows_backward(const Conv2dParams& p) {
   return p.out_plane() <= 256 && p.reduction() >= 1152 && im2col_fits(p);
 }
