@@ -442,6 +442,22 @@ def test_depthwise_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride,
                                label="depthwise")
 
 
+# Small planes with 512 x 512 3x3 weights: with AVX-512 the weight gradient is
+# one GEMM over the columns of a block of images (image_blocks), strided too
+# (its dx then runs im2col); small-integer fills, so every sum is exact.
+@pytest.mark.parametrize(
+    "x_shape, stride, padding",
+    [((2, 512, 4, 4), 1, 1), ((3, 512, 5, 3), 2, 1), ((1, 512, 7, 7), 1, 0)],
+)
+def test_image_blocks_weight_grad_integer_fill_is_exact(isa, threads, x_shape, stride, padding):
+    w_shape = (512, 512, 3, 3)
+    norm = _normalise((3, 3), stride, padding, 1)
+    impl = _C.conv2d_implementation(x_shape, w_shape, norm[0], norm[1], (1, 1), 1, "auto", backward=True)
+    if isa == "avx512":
+        assert impl == "image_blocks"
+    _assert_integer_fill_exact(35, x_shape, w_shape, stride, padding, label="image_blocks")
+
+
 @pytest.mark.parametrize("stride", [(300, 1), (1, 300)])
 def test_depthwise_declines_strides_beyond_its_phase_lists(isa, stride):
     """The input gradient lists kernel rows and columns per phase of the stride,
@@ -1038,9 +1054,10 @@ def test_kvec_partial_sums_within_the_memory_bound(threads_used):
     previous = cnnkit.get_num_threads()
     cnnkit.set_num_threads(threads_used)
     try:
-        impl = _C.conv2d_implementation(x.shape, w.shape, (1, 1), (0,) * 4, (1, 1), 1, "auto", backward=True)
+        # "direct": auto runs this (2.9M weights on a 1x1 plane) as image_blocks under AVX-512.
+        impl = _C.conv2d_implementation(x.shape, w.shape, (1, 1), (0,) * 4, (1, 1), 1, "direct", backward=True)
         assert impl == f"kvec_{_C.max_isa()}"
-        _, dw, _ = F.conv2d_backward(dy, x, w, input_grad=False, bias_grad=False)
+        _, dw, _ = F.conv2d_backward(dy, x, w, input_grad=False, bias_grad=False, algo="direct")
     finally:
         cnnkit.set_num_threads(previous)
     want = np.einsum("nk,ncrs->kcrs", dy[:, :, 0, 0].astype(np.float64), x.astype(np.float64))

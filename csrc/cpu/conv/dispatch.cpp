@@ -49,6 +49,10 @@
 //    and the weight-gradient tile keeps its sums in registers across an
 //    L1-sized block of images (first shape 0.62 -> 0.67). Small planes with
 //    many channels run im2col instead (gemm_beats_rows_backward).
+//  - backward, first, with AVX-512 on small planes with a weight gradient of
+//    2M floats or more (wants_image_blocks): image_blocks, dw as one GEMM
+//    over a block of images' columns, dx as for kvec (only algo="auto" picks
+//    it; "direct" keeps kvec).
 //  - backward, ahead of all that, where wants_kvec holds (a full vector of
 //    output channels per group, not 1x1; with AVX2 not stride-1 kernels at
 //    most 3 wide):
@@ -88,6 +92,7 @@ struct ConvCall {
   const Conv2dParams* p;
   ConvAlgo algo;  // resolved: never Auto
   bool channel_vectors;  // a direct forward prefers direct_cvec to direct_rows
+  bool image_blocks = false;  // an auto backward chose image_blocks (wants_image_blocks)
 };
 
 // direct_cvec fills its vectors with output channels: it needs a few of them
@@ -143,6 +148,20 @@ bool accepts_direct_walk(const ConvCall& c) {
 bool depthwise_pays(const Conv2dParams& p, bool rows_fit) {
   return depthwise_fits(p) && (p.group_out_channels() == 1 || !rows_fit);
 }
+// On small planes kvec keeps partial sums of the whole weight gradient per
+// slot of images, and each image adds only out_plane positions to them: with
+// 512 x 512 3x3 weights (9.4 MB) that traffic dominates, and one GEMM over a
+// block of images' columns wins. Backward, 2 threads, AVX-512, one process,
+// kvec time / image-block time: ResNet layer4 7x7 512 1.38 (weight gradient
+// alone 1.53), VGG conv5_1 14x14 512 1.14 (1.21); with 256-384 channels
+// (3.5 MB of weights and less) it lost: AlexNet conv5 0.60, conv3 0.86, ResNet
+// layer3 0.78 (weight gradient alone). Under AVX2, whose backward for these
+// is im2col already, it measured 0.99-1.03 and is not used.
+bool wants_image_blocks(const Conv2dParams& p) {
+  const bool huge_dw = p.group_out_channels() * p.reduction() >= (int64_t{2} << 20);
+  return isa_enabled(Isa::Avx512) && p.out_plane() <= 256 && huge_dw && weight_grad_image_blocks_fits(p);
+}
+bool accepts_image_blocks(const ConvCall& c) { return c.image_blocks; }
 bool accepts_depthwise(const ConvCall& c) {
   return c.algo == ConvAlgo::Direct && depthwise_pays(*c.p, direct_rows_fits(*c.p));
 }
@@ -233,6 +252,7 @@ const KernelImpl<ConvCall, ForwardFn> kForwardImpls[] = {
 };
 
 const KernelImpl<ConvCall, BackwardFn> kBackwardImpls[] = {
+    {"image_blocks", Isa::Scalar, accepts_image_blocks, conv2d_backward_image_blocks},
 #ifdef CNNKIT_X86
     {"kvec_avx512", Isa::Avx512, accepts_kvec, conv2d_backward_kvec_avx512},
     {"kvec_avx2", Isa::Avx2, accepts_kvec, conv2d_backward_kvec_avx2},
@@ -248,6 +268,7 @@ const KernelImpl<ConvCall, BackwardFn> kBackwardImpls[] = {
 
 ConvCall resolve(const Conv2dParams& p, ConvAlgo algo, bool forward) {
   if (algo == ConvAlgo::Auto) {
+    if (!forward && wants_image_blocks(p)) return {&p, ConvAlgo::Direct, false, true};
     if (!forward && kvec_lanes() > 0 && wants_kvec(p, kvec_lanes())) return {&p, ConvAlgo::Direct, false};
     if (forward && prefers_cvec(p) && cvec_beats_gemm(p)) return {&p, ConvAlgo::Direct, true};
     const bool rows =

@@ -98,18 +98,18 @@ bool columns_are_input(const Conv2dParams& p) {
 
 ColumnBlock column_block(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col) {
   if (columns_are_input(p)) return {x_group + p0, p.out_plane()};
-  im2col_columns(p, x_group, p0, p1, col);
+  im2col_columns(p, x_group, p0, p1, col, p1 - p0);
   return {col, p1 - p0};
 }
 
-void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col) {
+void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col, int64_t ld) {
   const int64_t R = p.kernel_h, S = p.kernel_w, cols = p1 - p0, sw = p.stride_w;
   parallel_for(p.group_in_channels(), work_per_item(p.group_in_channels(), {R, S, cols}), [&](int64_t c_begin, int64_t c_end) {
     for (int64_t c = c_begin; c < c_end; ++c) {
       const float* xc = x_group + c * p.in_plane();
       for (int64_t r = 0; r < R; ++r) {
         for (int64_t s = 0; s < S; ++s) {
-          float* row = col + ((c * R + r) * S + s) * cols;
+          float* row = col + ((c * R + r) * S + s) * ld;
           for_tap_segments(
               p, r, s, p0, p1,
               [&](int64_t base, int64_t lo, int64_t hi, int64_t x0) {

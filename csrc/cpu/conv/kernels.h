@@ -64,6 +64,12 @@ CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_depthwise_avx512);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx2);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx512);
 
+// The backward with dw as GEMMs over blocks of images (their columns side by
+// side, so the depth is a block's output positions rather than one image's),
+// dx as the direct transposed forward for stride 1, else im2col.
+bool weight_grad_image_blocks_fits(const Conv2dParams& p);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_image_blocks);
+
 // db[o] = sum of dy over batch and positions; shared by the fast backward kernels.
 void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db);
 
@@ -187,8 +193,8 @@ void for_images(const ColumnPlan& plan, int64_t batch, int64_t work_per_image, F
 // 1x1 kernel, stride 1, no padding: the input plane already is the column matrix.
 bool columns_are_input(const Conv2dParams& p);
 // Columns [p0, p1) of the flattened output positions of one image and group:
-// col[(c*kh + r)*kw + s][j] = x_group[c, tap of position p0 + j], zero in the padding.
-void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col);
+// col[((c*kh + r)*kw + s) * ld + j] = x_group[c, tap of position p0 + j], zero in the padding.
+void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col, int64_t ld);
 // Columns [p0, p1) as an sgemm operand: the input plane itself (leading
 // dimension out_plane) when columns_are_input(p), else written into col by
 // im2col_columns (leading dimension p1 - p0).
