@@ -85,6 +85,17 @@ def test_sgemm_many_b_panels_are_exact(isa, num_threads, trans_a, trans_b):
     assert_exact(result, _oracle(a, b, trans_a, trans_b)[0], "sgemm")
 
 
+# Linear 3136->1024 at batches 48 and 64: op(B) of 3.2M floats, where AVX-512
+# keeps the small-M path up to 64 rows (forward with trans_b, input gradient without).
+@pytest.mark.parametrize("m", [48, 64])
+@pytest.mark.parametrize("n,k,trans_b", [(1024, 3136, True), (3136, 1024, False)])
+def test_small_m_large_b_is_exact(isa, threads, m, n, k, trans_b):
+    a, b = _operands(np.random.default_rng(12), m, n, k, False, trans_b, integer=True)
+    if isa == "avx512":
+        assert _C.sgemm_implementation(m, n, k, False, trans_b) == "small_m_avx512"
+    assert_exact(_C.sgemm(a, b, False, trans_b), _oracle(a, b, False, trans_b)[0], "sgemm")
+
+
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (2.0, 0.5), (-0.5, -2.0), (1.0, 0.0)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
 def test_sgemm_alpha_beta_into_strided_out(isa, threads, alpha, beta, trans_a, trans_b):
@@ -164,10 +175,14 @@ def test_sgemm_odd_thread_count_is_exact(isa, m, n, k):
 # trans_b, streamed rows of B otherwise
 # ---------------------------------------------------------------------------
 
-def _takes_small_m(isa, m, k, trans_a, trans_b):
+def _takes_small_m(isa, m, n, k, trans_a, trans_b):
     """Whether sgemm sends a product to the small-M path (csrc/cpu/gemm/dispatch.cpp)."""
     if isa == "avx512":
-        return m <= 8 or (not trans_a and m <= 32 and (not trans_b or k >= 256))
+        if m <= 8:
+            return True
+        if trans_a or (trans_b and k < 256):
+            return False
+        return m <= 32 or (m <= 64 and n * k >= 3e6)
     if isa == "avx2":
         if m <= 3:
             return True
@@ -181,12 +196,14 @@ _vector_dims = st.sampled_from([1, 2, 7, 8, 9, 15, 16, 17, 24, 31, 33, 63, 64, 6
 
 
 def test_small_m_path_is_selected(isa):
-    for m, k, trans_a, trans_b in itertools.product((1, 2, 3, 4, 8, 9, 12, 16, 17, 32, 33), (100, 256),
-                                                    (False, True), (False, True)):
-        name = _C.sgemm_implementation(m, k, trans_a, trans_b)
-        assert name == (f"small_m_{isa}" if _takes_small_m(isa, m, k, trans_a, trans_b) else f"blocked_{isa}")
-    assert _C.sgemm_implementation(16, 3136, False, True) == ("blocked_avx2" if isa == "avx2" else
-                                                              "blocked_scalar" if isa == "scalar" else "small_m_avx512")
+    for m, n, k, trans_a, trans_b in itertools.product((1, 2, 3, 4, 8, 9, 12, 16, 17, 32, 33, 64, 65), (100, 12000),
+                                                       (100, 256), (False, True), (False, True)):
+        name = _C.sgemm_implementation(m, n, k, trans_a, trans_b)
+        assert name == (f"small_m_{isa}" if _takes_small_m(isa, m, n, k, trans_a, trans_b) else f"blocked_{isa}")
+    assert _C.sgemm_implementation(16, 1024, 3136, False, True) == (
+        "blocked_avx2" if isa == "avx2" else "blocked_scalar" if isa == "scalar" else "small_m_avx512")
+    assert _C.sgemm_implementation(64, 1024, 3136, False, True) == (
+        "small_m_avx512" if isa == "avx512" else f"blocked_{isa}")
 
 
 @given(m=st.integers(1, 40), n=_vector_dims, k=_vector_dims, trans_a=st.booleans(), trans_b=st.booleans(), seed=st.integers(0, 2**31))

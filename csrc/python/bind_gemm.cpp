@@ -75,13 +75,14 @@ void bind_gemm(py::module_& m) {
       py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
       py::arg("reference") = false, py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
       py::arg("out") = py::none());
-  // The implementation sgemm picks now (ISA cap included) for a product with m rows of C and depth k.
+  // The implementation sgemm picks now (ISA cap included) for a product of these sizes.
   m.def(
       "sgemm_implementation",
-      [](int64_t m, int64_t k, bool trans_a, bool trans_b) {
-        return std::string(sgemm_implementation(m, k, trans_a, trans_b));
+      [](int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b) {
+        return std::string(sgemm_implementation(m, n, k, trans_a, trans_b));
       },
-      py::arg("m"), py::arg("k") = INT64_MAX, py::arg("trans_a") = false, py::arg("trans_b") = false);
+      py::arg("m"), py::arg("n") = INT64_MAX, py::arg("k") = INT64_MAX, py::arg("trans_a") = false,
+      py::arg("trans_b") = false);
 }
 
 }  // namespace cnnkit::python

@@ -7,7 +7,7 @@ namespace cnnkit {
 namespace {
 
 struct GemmShape {
-  int64_t M, K;
+  int64_t M, N, K;
   bool trans_a, trans_b;
 };
 using SgemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
@@ -23,14 +23,21 @@ using SgemmImpl = KernelImpl<GemmShape, SgemmFn>;
 //    without trans_b win 1.03-2.2 | 1.03-2.0 and the trans_b ones with
 //    K >= 256 1.15-3.4 | 1.15-2.9 (dot products over K); the conv weight
 //    gradient shape (trans_b, K = 100) loses from M = 12 (0.48-0.88). At
-//    M = 48-64 the blocked kernel starts to win (0.81-1.2).
+//    M = 48-64 the blocked kernel starts to win (0.81-1.2), except where
+//    op(B) is large (N * K >= 3M floats: packing it is a pass over 12 MB or
+//    more): 1024x3136 and 3136x1024 (linear 3136->1024 at batch 64) 1.15-1.48
+//    at M = 64, 2048x2048 1.03-1.14; at 1.6-2.1M floats M = 64 measured
+//    0.94-1.11 and stays blocked.
 //  - AVX2: M <= 3 wins everywhere (1.5-3.6); M = 4-8 without trans_b or
 //    with K >= 256 1.13-3.3 (0.98 once); trans_b with K = 100 loses from
 //    M = 6 (0.88-0.94); M = 12-16 without trans_b 1.11-1.63, with trans_b
 //    mixed (0.78-1.36).
 // Transposed A was not measured beyond the first rules and keeps them.
 bool few_rows_avx512(const GemmShape& s) {
-  return s.M <= 8 || (!s.trans_a && s.M <= 32 && (!s.trans_b || s.K >= 256));
+  if (s.M <= 8) return true;
+  if (s.trans_a || (s.trans_b && s.K < 256)) return false;
+  const bool large_b = static_cast<double>(s.N) * static_cast<double>(s.K) >= 3e6;
+  return s.M <= 32 || (s.M <= 64 && large_b);
 }
 bool few_rows_avx2(const GemmShape& s) {
   if (s.M <= 3) return true;
@@ -64,12 +71,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
     }
     return;
   }
-  select_kernel(kSgemmImpls, GemmShape{M, K, trans_a, trans_b})
+  select_kernel(kSgemmImpls, GemmShape{M, N, K, trans_a, trans_b})
       .run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-const char* sgemm_implementation(int64_t M, int64_t K, bool trans_a, bool trans_b) {
-  return select_kernel(kSgemmImpls, GemmShape{M, K, trans_a, trans_b}).name;
+const char* sgemm_implementation(int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b) {
+  return select_kernel(kSgemmImpls, GemmShape{M, N, K, trans_a, trans_b}).name;
 }
 
 }  // namespace cnnkit

@@ -16,10 +16,9 @@ void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                      const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                      float* C, int64_t ldc);
 
-// Name of the implementation sgemm would use now for a product with M rows of
-// C and depth K (for build_info and tests); the default reports the path of
-// large products.
-const char* sgemm_implementation(int64_t M = INT64_MAX, int64_t K = INT64_MAX, bool trans_a = false,
-                                 bool trans_b = false);
+// Name of the implementation sgemm would use now for a product of these sizes
+// (for build_info and tests); the default reports the path of large products.
+const char* sgemm_implementation(int64_t M = INT64_MAX, int64_t N = INT64_MAX, int64_t K = INT64_MAX,
+                                 bool trans_a = false, bool trans_b = false);
 
 }  // namespace cnnkit
