@@ -52,12 +52,6 @@ inline float* phase_at(const Conv2dParams& p, const PhaseRows& l, float* row, in
   return row + c % p.stride_w * l.phase_len + c / p.stride_w;
 }
 
-// dst[j] = src[2 * j] for j < n: with the stride a constant the compiler
-// vectorises it (a scalar loop was a third of a stride-2 weight gradient).
-void copy_even(const float* src, int64_t n, float* dst) {
-  for (int64_t j = 0; j < n; ++j) dst[j] = src[2 * j];
-}
-
 // Copies plane x into the interior of buf (the padding is left as it is: zero).
 void copy_to_phases(const Conv2dParams& p, const PhaseRows& l, const float* x, float* buf) {
   for (int64_t ih = 0; ih < p.in_h; ++ih) {
@@ -73,7 +67,7 @@ void copy_to_phases(const Conv2dParams& p, const PhaseRows& l, const float* x, f
       float* dst = phase_at(p, l, row, first + p.pad_left);
       const int64_t count = first < p.in_w ? (p.in_w - first + p.stride_w - 1) / p.stride_w : 0;
       if (p.stride_w == 2) {
-        copy_even(xr + first, count, dst);
+        gather_stride2(xr + first, dst, count);  // a scalar loop was a third of a stride-2 weight gradient
       } else {
         for (int64_t j = 0; j < count; ++j) dst[j] = xr[first + j * p.stride_w];
       }
@@ -81,10 +75,15 @@ void copy_to_phases(const Conv2dParams& p, const PhaseRows& l, const float* x, f
   }
 }
 
-// Offset of tap (r, s) from the start of the padded row oh * sh in the phase layout.
-inline int64_t tap_offset(const Conv2dParams& p, const PhaseRows& l, int64_t r, int64_t s) {
-  const int64_t c = s * p.dilation_w;
-  return r * p.dilation_h * l.row_len + c % p.stride_w * l.phase_len + c / p.stride_w;
+// taps[r * kw + s]: the offset of tap (r, s) from the start of padded row
+// oh * sh in the phase layout.
+void tap_offsets(const Conv2dParams& p, const PhaseRows& l, int64_t* taps) {
+  for (int64_t r = 0; r < p.kernel_h; ++r) {
+    for (int64_t s = 0; s < p.kernel_w; ++s) {
+      const int64_t c = s * p.dilation_w;
+      taps[r * p.kernel_w + s] = r * p.dilation_h * l.row_len + c % p.stride_w * l.phase_len + c / p.stride_w;
+    }
+  }
 }
 
 // Output rows oh .. oh + QR - 1, vectors [ow0, ow0 + NV * L) of one channel.
@@ -129,8 +128,7 @@ void conv2d_forward_depthwise(const Conv2dParams& p, const float* x, const float
     float* buf = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(l.floats));
     std::memset(buf, 0, static_cast<size_t>(l.floats) * sizeof(float));
     int64_t taps[kDirectRowsMaxTaps];
-    for (int64_t r = 0; r < p.kernel_h; ++r)
-      for (int64_t s = 0; s < p.kernel_w; ++s) taps[r * p.kernel_w + s] = tap_offset(p, l, r, s);
+    tap_offsets(p, l, taps);
     for (int64_t plane = begin; plane < end; ++plane) {
       copy_to_phases(p, l, x + plane * p.in_h * p.in_w, buf);
       const int64_t n = plane / p.groups, g = plane % p.groups;
@@ -311,8 +309,7 @@ void depthwise_weight_grad(const Conv2dParams& p, const float* dy, const float* 
     float* acc = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(rs * L));
     std::memset(buf, 0, static_cast<size_t>(l.floats) * sizeof(float));
     int64_t taps[kDirectRowsMaxTaps];
-    for (int64_t r = 0; r < p.kernel_h; ++r)
-      for (int64_t s = 0; s < p.kernel_w; ++s) taps[r * p.kernel_w + s] = tap_offset(p, l, r, s);
+    tap_offsets(p, l, taps);
     for (int64_t o = begin; o < end; ++o) {
       const int64_t g = o / kg;
       std::memset(acc, 0, static_cast<size_t>(rs * L) * sizeof(float));

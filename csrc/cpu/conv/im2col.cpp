@@ -47,23 +47,6 @@ void for_tap_segments(const Conv2dParams& p, int64_t r, int64_t s, int64_t p0, i
   }
 }
 
-// Stride-2 rows, the downsampling layers' case, four floats at a time with
-// SSE2 (every x86-64); the compiler vectorises stride 1 by itself. Each
-// vector step also touches the odd element after its last even one, so the
-// vector loops stop before the last group: nothing past the row's last even
-// element is read or written.
-//   dst[i] = src[2i] for i < n
-void gather_stride2(const float* src, float* dst, int64_t n) {
-  int64_t i = 0;
-#ifdef __SSE2__
-  for (; i + 4 < n; i += 4) {
-    const __m128 a = _mm_loadu_ps(src + 2 * i), b = _mm_loadu_ps(src + 2 * i + 4);
-    _mm_storeu_ps(dst + i, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
-  }
-#endif
-  for (; i < n; ++i) dst[i] = src[2 * i];
-}
-
 //   dst[2i] += src[i] for i < n. The odd elements in between get + 0.0f,
 //   which changes none: dx starts from +0.0f, so no sum is ever -0.0f.
 void scatter_add_stride2(const float* src, float* dst, int64_t n) {
@@ -81,6 +64,22 @@ void scatter_add_stride2(const float* src, float* dst, int64_t n) {
 }
 
 }  // namespace
+
+// Stride-2 rows, the downsampling layers' case, four floats at a time with
+// SSE2 (every x86-64); the compiler vectorises stride 1 by itself. Each
+// vector step also touches the odd element after its last even one, so the
+// vector loops stop before the last group: nothing past the row's last even
+// element is read or written.
+void gather_stride2(const float* src, float* dst, int64_t n) {
+  int64_t i = 0;
+#ifdef __SSE2__
+  for (; i + 4 < n; i += 4) {
+    const __m128 a = _mm_loadu_ps(src + 2 * i), b = _mm_loadu_ps(src + 2 * i + 4);
+    _mm_storeu_ps(dst + i, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+  }
+#endif
+  for (; i < n; ++i) dst[i] = src[2 * i];
+}
 
 ColumnPlan plan_columns(const Conv2dParams& p) {
   const int64_t reduction = std::max<int64_t>(p.reduction(), 1);
