@@ -386,7 +386,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     ``algo``: ``"direct"`` (no column matrix: on AVX2/AVX-512 CPUs kernels
     vectorised over output channels or over zero-padded rows, or for one
-    input channel per group (depthwise) along output rows, else plain loops), ``"im2col"`` (column matrix + SGEMM, workspace bounded to 64 MiB
+    input channel per group (depthwise) along output rows, else plain
+    loops), ``"im2col"`` (column matrix + SGEMM, workspace bounded to 64 MiB
     by processing chunks of output positions) or ``"auto"`` (per shape and
     ISA, whichever measured faster; ``cnnkit.build_info()["kernels"]`` shows
     the choices for common layers). All give the same result within float32
