@@ -965,6 +965,34 @@ def test_direct_input_grad_integer_fill_is_exact(isa, threads, x_shape, w_shape,
     assert_exact(dx, reference.conv2d_backward(dy, x, w, *norm, 1)[0], f"conv2d_backward dx[{impl}]")
 
 
+# direct_walk and direct_cvec pack the layer's weights flipped and transposed
+# as they read them (no flipped copy): groups, and per-group channel counts
+# that leave the last channel block part-filled, for both kernels.
+@pytest.mark.parametrize(
+    "x_shape, w_shape, padding, groups, kernel",
+    [((2, 34, 9, 11), (40, 17, 3, 3), 1, 2, "direct_walk"), ((2, 66, 12, 6), (18, 22, 5, 5), (2, 1), 3, "direct_walk"),
+     ((2, 40, 7, 9), (34, 20, 3, 4), (1, 2), 2, "direct_cvec"), ((1, 66, 6, 8), (18, 33, 2, 4), (1, 2), 2, "direct_cvec")],
+)
+def test_flipped_packing_input_grad_is_exact(isa, threads, x_shape, w_shape, padding, groups, kernel):
+    if isa == "scalar":
+        pytest.skip("the packing kernels are SIMD only")
+    rng = np.random.default_rng(31)
+    x = rng.integers(-8, 9, size=x_shape).astype(np.float32)
+    w = rng.integers(-8, 9, size=w_shape).astype(np.float32)
+    norm = _normalise(w_shape[2:], 1, padding, 1)
+    y = F.conv2d(x, w, padding=padding, groups=groups)
+    # The transposed conv: dy in, dx out, paddings k - 1 - pad.
+    (pt, pb, pl, pr), (R, S) = norm[1], w_shape[2:]
+    t_padding = (R - 1 - pt, R - 1 - pb, S - 1 - pl, S - 1 - pr)
+    t_weight = (x_shape[1], w_shape[0] // groups, R, S)
+    assert _C.conv2d_implementation(y.shape, t_weight, (1, 1), t_padding, (1, 1), groups, "direct") == f"{kernel}_{isa}"
+    dy = rng.integers(-8, 9, size=y.shape).astype(np.float32)
+    for algo in ("auto", "direct"):
+        dx, _, _ = F.conv2d_backward(dy, x, w, padding=padding, groups=groups, weight_grad=False, bias_grad=False,
+                                     algo=algo)
+        assert_exact(dx, reference.conv2d_backward(dy, x, w, *norm, groups)[0], f"conv2d_backward dx[{algo}]")
+
+
 @pytest.mark.parametrize("x_shape, w_shape, padding", [((3, 32, 14, 14), (24, 32, 5, 5), 2), ((2, 16, 9, 7), (5, 16, 3, 3), 1)])
 def test_direct_input_grad_matches_oracle(isa, threads, x_shape, w_shape, padding):
     rng = np.random.default_rng(27)

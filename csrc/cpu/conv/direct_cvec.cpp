@@ -13,8 +13,15 @@ namespace {
 
 using CvecFn = void (*)(const Conv2dParams&, const CvecPlan&, const float*, float*);
 
-void forward_cvec(CvecFn kernel, int64_t lanes, int64_t max_vectors, const Conv2dParams& p,
-                  const float* x, const float* w, const float* bias, float* y) {
+// Where the packing finds weight (k, c, tap) of the conv p it runs: w[k][c][tap]
+// (Oihw), or, for the stride-1 input gradient run as a conv of dy, the layer's
+// own weights flipped and transposed, w[c][k][taps - 1 - tap]
+// (FlippedTransposed): packing from them directly saves writing a flipped
+// copy of w and reading it back.
+enum class WeightOrder { Oihw, FlippedTransposed };
+
+void forward_cvec(CvecFn kernel, int64_t lanes, int64_t max_vectors, const Conv2dParams& p, const float* x,
+                  const float* w, const float* bias, float* y, WeightOrder order = WeightOrder::Oihw) {
   const int64_t cg = p.group_in_channels(), kg = p.group_out_channels(), taps = p.kernel_h * p.kernel_w;
   // Balanced blocks: 96 channels in 16 lanes run as 2 blocks of 3 vectors, not 4 + 2.
   const int64_t total_vectors = (kg + lanes - 1) / lanes;
@@ -28,17 +35,50 @@ void forward_cvec(CvecFn kernel, int64_t lanes, int64_t max_vectors, const Conv2
   float* packed = thread_workspace(WorkspaceSlot::PackedWeights,
                                    static_cast<size_t>(weight_floats + p.groups * blocks * block_lanes));
   float* packed_bias = packed + weight_floats;
-  // packed[g][blk][i][lane] = w[g*kg + blk*block_lanes + lane][i], zero past the
-  // group's channels; written in order, one (g, blk, i) row of lanes at a time.
+  // packed[g][blk][c][tap][lane] = weight (g*kg + blk*block_lanes + lane, c, tap),
+  // zero past the group's channels; written in order, one (g, blk, c) run of
+  // taps * block_lanes floats at a time.
   parallel_for(p.groups * blocks, work_per_item(p.groups * blocks, {cg * taps, block_lanes}), [&](int64_t b0, int64_t b1) {
     for (int64_t gb = b0; gb < b1; ++gb) {
       const int64_t g = gb / blocks, k0 = gb % blocks * block_lanes;
       const int64_t lanes = std::min(block_lanes, kg - k0);
-      const float* src = w + (g * kg + k0) * cg * taps;
       float* dst = packed + gb * block_floats;
-      for (int64_t i = 0; i < cg * taps; ++i, dst += block_lanes) {
-        for (int64_t lane = 0; lane < lanes; ++lane) dst[lane] = src[lane * cg * taps + i];
-        std::fill(dst + lanes, dst + block_lanes, 0.0f);
+      for (int64_t c = 0; c < cg; ++c, dst += taps * block_lanes) {
+        // The packed weights (9.4 MB for 512 -> 512 channels 3x3) are not in
+        // cache: the run two channels ahead is prefetched for writing, and
+        // the loads below are prefetched ahead too. Without either, 512
+        // channels 3x3 spent 20% of its forward here, with both 13%.
+        if (c + 2 < cg) {
+          const char* ahead = reinterpret_cast<const char*>(dst + 2 * taps * block_lanes);
+          for (int64_t b = 0; b < taps * block_lanes * static_cast<int64_t>(sizeof(float)); b += 64) {
+            __builtin_prefetch(ahead + b, 1);
+          }
+        }
+        if (order == WeightOrder::Oihw) {
+          // One stream per lane, cg * taps floats apart, each prefetched 8
+          // channels ahead.
+          const float* src = w + ((g * kg + k0) * cg + c) * taps;
+          for (int64_t lane = 0; lane < lanes; ++lane) {
+            if (c + 8 < cg) __builtin_prefetch(src + lane * cg * taps + 8 * taps);
+            for (int64_t i = 0; i < taps; ++i) dst[i * block_lanes + lane] = src[lane * cg * taps + i];
+          }
+        } else {
+          // The lanes' taps are one run of lanes * taps floats here; runs of
+          // successive c are kg * taps floats apart, a stride the hardware
+          // prefetcher did not follow (without the prefetch of the run two
+          // channels ahead, this packing was 25% of 512 -> 512 channels'
+          // input gradient; with it, 11%).
+          const float* src = w + ((g * cg + c) * kg + k0) * taps + taps - 1;
+          if (c + 2 < cg) {
+            const char* ahead = reinterpret_cast<const char*>(src - (taps - 1) + 2 * kg * taps);
+            for (int64_t b = 0; b < lanes * taps * static_cast<int64_t>(sizeof(float)); b += 64) {
+              __builtin_prefetch(ahead + b);
+            }
+          }
+          for (int64_t lane = 0; lane < lanes; ++lane)
+            for (int64_t i = 0; i < taps; ++i) dst[i * block_lanes + lane] = src[lane * taps - i];
+        }
+        for (int64_t i = 0; i < taps; ++i) std::fill(dst + i * block_lanes + lanes, dst + (i + 1) * block_lanes, 0.0f);
       }
       float* bias_dst = packed_bias + gb * block_lanes;
       for (int64_t lane = 0; lane < block_lanes; ++lane) {
@@ -96,6 +136,22 @@ CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_walk_avx2) {
 
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_walk_avx512) {
   forward_cvec(conv2d_walk_avx512, 16, kWalkMaxVectorsAvx512, p, x, w, bias, y);
+}
+
+CNNKIT_CONV2D_FLIPPED_SIGNATURE(conv2d_flipped_direct_cvec_avx2) {
+  forward_cvec(conv2d_cvec_avx2, 8, kCvecMaxVectorsAvx2, t, dy, w, nullptr, dx, WeightOrder::FlippedTransposed);
+}
+
+CNNKIT_CONV2D_FLIPPED_SIGNATURE(conv2d_flipped_direct_cvec_avx512) {
+  forward_cvec(conv2d_cvec_avx512, 16, kCvecMaxVectorsAvx512, t, dy, w, nullptr, dx, WeightOrder::FlippedTransposed);
+}
+
+CNNKIT_CONV2D_FLIPPED_SIGNATURE(conv2d_flipped_direct_walk_avx2) {
+  forward_cvec(conv2d_walk_avx2, 8, kWalkMaxVectorsAvx2, t, dy, w, nullptr, dx, WeightOrder::FlippedTransposed);
+}
+
+CNNKIT_CONV2D_FLIPPED_SIGNATURE(conv2d_flipped_direct_walk_avx512) {
+  forward_cvec(conv2d_walk_avx512, 16, kWalkMaxVectorsAvx512, t, dy, w, nullptr, dx, WeightOrder::FlippedTransposed);
 }
 
 }  // namespace cnnkit

@@ -127,6 +127,10 @@ bool direct_rows_fits(const Conv2dParams& p) {
 // 64->32 5x5 on 14x14: dx 4.8 -> 3.6 ms, 2 threads).
 void conv2d_input_grad_transposed(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
   const Conv2dParams t = transposed_params(p);
+  // direct_walk and direct_cvec pack w flipped as they read it (512 -> 512
+  // channels 3x3 on 7x7: the serial flip below and their packing of its copy
+  // were 40% of the input gradient).
+  if (conv2d_forward_flipped(t, dy, w, dx)) return;
   const int64_t cg = p.group_in_channels(), kg = p.group_out_channels();
   const int64_t R = p.kernel_h, S = p.kernel_w;
   // wt[g*cg + c][o][r][s] = w[g*kg + o][c][R-1-r][S-1-s]: the weights are small next to dy.

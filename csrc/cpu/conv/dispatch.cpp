@@ -79,6 +79,7 @@
 // and the im2col calls that did not fit, the reference takes the rest.
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "cnnkit/conv.h"
 #include "cnnkit/errors.h"
@@ -302,6 +303,26 @@ void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const
 void conv2d_backward(const Conv2dParams& p, const float* dy, const float* x, const float* w,
                      float* dx, float* dw, float* db, ConvAlgo algo) {
   select_kernel(kBackwardImpls, resolve(p, algo, false)).run(p, dy, x, w, dx, dw, db);
+}
+
+bool conv2d_forward_flipped(const Conv2dParams& t, const float* dy, const float* w, float* dx) {
+#ifdef CNNKIT_X86
+  using FlippedFn = void (*)(const Conv2dParams&, const float*, const float*, float*);
+  static const std::pair<ForwardFn, FlippedFn> kPackingKernels[] = {
+      {conv2d_forward_direct_walk_avx512, conv2d_flipped_direct_walk_avx512},
+      {conv2d_forward_direct_walk_avx2, conv2d_flipped_direct_walk_avx2},
+      {conv2d_forward_direct_cvec_avx512, conv2d_flipped_direct_cvec_avx512},
+      {conv2d_forward_direct_cvec_avx2, conv2d_flipped_direct_cvec_avx2},
+  };
+  const ForwardFn chosen = select_kernel(kForwardImpls, resolve(t, ConvAlgo::Direct, true)).run;
+  for (const auto& [forward, flipped] : kPackingKernels) {
+    if (forward == chosen) {
+      flipped(t, dy, w, dx);
+      return true;
+    }
+  }
+#endif
+  return false;
 }
 
 const char* conv2d_forward_implementation(const Conv2dParams& p, ConvAlgo algo) {

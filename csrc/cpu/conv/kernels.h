@@ -153,6 +153,20 @@ constexpr int64_t kWalkMaxVectorsAvx512 = 2;
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_walk_avx2);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_walk_avx512);
 
+// The stride-1 input gradient as the forward `t` (the transposed conv: dy in,
+// dx out) run by direct_cvec or direct_walk, which pack the layer's own
+// weights `w` flipped and transposed as they read them.
+#define CNNKIT_CONV2D_FLIPPED_SIGNATURE(name) \
+  void name(const Conv2dParams& t, const float* dy, const float* w, float* dx)
+CNNKIT_CONV2D_FLIPPED_SIGNATURE(conv2d_flipped_direct_cvec_avx2);
+CNNKIT_CONV2D_FLIPPED_SIGNATURE(conv2d_flipped_direct_cvec_avx512);
+CNNKIT_CONV2D_FLIPPED_SIGNATURE(conv2d_flipped_direct_walk_avx2);
+CNNKIT_CONV2D_FLIPPED_SIGNATURE(conv2d_flipped_direct_walk_avx512);
+// Runs `t` by the kernel conv2d_forward(t, ..., Direct) picks when that is one
+// of the four above; false (nothing done) for the others, which need a
+// flipped copy of w.
+bool conv2d_forward_flipped(const Conv2dParams& t, const float* dy, const float* w, float* dx);
+
 // Total im2col column buffer allowed per call, over all threads (64 MiB):
 // bigger images and batches are processed in chunks of output positions.
 constexpr int64_t kIm2colBudgetFloats = int64_t{16} << 20;
