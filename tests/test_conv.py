@@ -1058,6 +1058,9 @@ def test_kvec_backward_matches_oracle(isa, threads, case, seed):
         ((2, 3, 43, 43), (96, 3, 11, 11), 4, 0, 1),
         ((2, 6, 9, 11), (34, 3, 3, 5), (1, 2), (1, 2), 2),
         ((1, 4, 10, 10), (32, 4, 3, 3), 1, 1, 1),
+        # 32+ input channels per part: with threads, each slot's channels in several parts.
+        ((2, 96, 9, 9), (48, 96, 3, 3), 1, 1, 1),
+        ((3, 128, 7, 6), (64, 64, 3, 3), 2, 1, 2),
     ],
 )
 def test_kvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padding, groups):
