@@ -47,6 +47,21 @@ def test_sgemm_integer_fill_is_exact(isa, threads, trans_a, trans_b):
     assert_exact(_C.sgemm(a, b, trans_a, trans_b, reference=True), expected, "sgemm_reference")
 
 
+# Full-height tiles whose column strip has at most 8 columns (AVX-512: the
+# rows in the lanes, even and odd k summed apart): 14x14 planes (196 = 6*32 + 4),
+# LeNet's 100 = 3*32 + 4, odd and even depths, several depth blocks.
+@pytest.mark.parametrize("m,n,k", [(70, 196, 255), (98, 100, 150), (71, 40, 513), (42, 8, 7), (42, 33, 1)])
+def test_sgemm_narrow_column_edge_is_exact(isa, threads, m, n, k):
+    if isa != "scalar":
+        assert _C.sgemm_implementation(m, n, k, False, False) == f"blocked_{isa}"
+    a, b = _operands(np.random.default_rng(7), m, n, k, False, False, integer=True)
+    assert_exact(_C.sgemm(a, b), _oracle(a, b, False, False)[0], "sgemm")
+    out = np.random.default_rng(8).integers(-8, 9, size=(m, n)).astype(np.float32)
+    expected = 2.0 * _oracle(a, b, False, False)[0] - 0.5 * out.astype(np.float64)
+    _C.sgemm(a, b, alpha=2.0, beta=-0.5, out=out)
+    assert_exact(out, expected, "sgemm alpha/beta")
+
+
 def test_sgemm_empty_and_zero_depth():
     assert _C.sgemm(np.zeros((0, 3), np.float32), np.zeros((3, 4), np.float32)).shape == (0, 4)
     out = _C.sgemm(np.zeros((2, 0), np.float32), np.zeros((0, 4), np.float32))

@@ -6,6 +6,8 @@
 // named variables for that).
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "cpu/gemm/blocked_impl.h"
 #include "cpu/gemm/kernels.h"
 #include "cpu/gemm/pack_avx2.h"
@@ -71,9 +73,67 @@ struct Avx512Kernel {
     }
   }
 
+  // A full-height tile of at most 8 columns (the edge strip of N = 196,
+  // a 14x14 plane): the 14 rows in the lanes of one vector and one
+  // accumulator per column, instead of tile_part's 14 accumulators of 16
+  // columns, most of them padding. Even and odd k go to separate
+  // accumulators, added at the end, so that a few columns still keep
+  // enough multiply-adds in flight. (256 x 196 x 256, 1 thread: the edge
+  // strip took 7% of the product, for 2% of its columns.)
+  template <int COLS>
+  static void tile_columns(int64_t kc, const float* a, const float* b, float alpha, float beta, float* C,
+                           int64_t ldc) {
+    constexpr __mmask16 kRows = (1u << MR) - 1;
+    __m512 even[COLS], odd[COLS];
+#pragma GCC unroll 8
+    for (int j = 0; j < COLS; ++j) {
+      even[j] = _mm512_setzero_ps();
+      odd[j] = _mm512_setzero_ps();
+    }
+    // An odd k count starts with one step on its own: with the step after
+    // the loop instead, GCC kept the accumulators in memory.
+    if (kc % 2 != 0) {
+      const __m512 a0 = _mm512_maskz_loadu_ps(kRows, a);
+#pragma GCC unroll 8
+      for (int j = 0; j < COLS; ++j) even[j] = _mm512_mul_ps(a0, _mm512_set1_ps(b[j]));
+      a += MR;
+      b += NR;
+    }
+    for (int64_t k = kc % 2; k < kc; k += 2, a += 2 * MR, b += 2 * NR) {
+      const __m512 a0 = _mm512_maskz_loadu_ps(kRows, a), a1 = _mm512_maskz_loadu_ps(kRows, a + MR);
+#pragma GCC unroll 8
+      for (int j = 0; j < COLS; ++j) {
+        even[j] = _mm512_fmadd_ps(a0, _mm512_set1_ps(b[j]), even[j]);
+        odd[j] = _mm512_fmadd_ps(a1, _mm512_set1_ps(b[NR + j]), odd[j]);
+      }
+    }
+    alignas(64) float t[COLS][16];
+#pragma GCC unroll 8
+    for (int j = 0; j < COLS; ++j) {
+      _mm512_store_ps(t[j], _mm512_mul_ps(_mm512_set1_ps(alpha), _mm512_add_ps(even[j], odd[j])));
+    }
+    for (int r = 0; r < MR; ++r) {
+      float* c = C + r * ldc;
+      for (int j = 0; j < COLS; ++j) c[j] = beta != 0.0f ? std::fma(beta, c[j], t[j][r]) : t[j][r];
+    }
+  }
+
   template <int R>
   static void tile_rows(int64_t kc, const float* a, const float* b, float alpha, float beta,
                         float* C, int64_t ldc, int64_t cols) {
+    if constexpr (R == MR) {
+      switch (cols) {
+        case 1: return tile_columns<1>(kc, a, b, alpha, beta, C, ldc);
+        case 2: return tile_columns<2>(kc, a, b, alpha, beta, C, ldc);
+        case 3: return tile_columns<3>(kc, a, b, alpha, beta, C, ldc);
+        case 4: return tile_columns<4>(kc, a, b, alpha, beta, C, ldc);
+        case 5: return tile_columns<5>(kc, a, b, alpha, beta, C, ldc);
+        case 6: return tile_columns<6>(kc, a, b, alpha, beta, C, ldc);
+        case 7: return tile_columns<7>(kc, a, b, alpha, beta, C, ldc);
+        case 8: return tile_columns<8>(kc, a, b, alpha, beta, C, ldc);
+        default: break;
+      }
+    }
     if (cols > 16) {
       tile_part<R, 2>(kc, a, b, alpha, beta, C, ldc, cols);
     } else {
