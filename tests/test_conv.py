@@ -211,6 +211,15 @@ def test_im2col_processes_large_images_in_chunks(threads):
     _assert_integer_fill_exact(5, x_shape, w_shape, 1, 1, bias=False, algo="im2col", label="im2col chunked")
 
 
+def test_im2col_short_rows_in_chunks(threads):
+    # Output rows of 30 floats go through a zero-padded copy of each channel;
+    # 18900 x 900 column floats are over the bound, so the second chunk of
+    # positions starts in the middle of an output row (887 = 29 * 30 + 17).
+    x_shape, w_shape = (1, 2100, 30, 30), (4, 2100, 3, 3)
+    assert 2100 * 9 * 900 > 16 << 20 > 2100 * 9 * 887
+    _assert_integer_fill_exact(6, x_shape, w_shape, 1, 1, bias=False, algo="im2col", label="im2col short rows")
+
+
 # im2col and col2im move stride-2 rows four floats at a time and stop before
 # the last group of each row segment: rows of 1 to 21 outputs, with and
 # without padding (segments that start and end inside the row), the last

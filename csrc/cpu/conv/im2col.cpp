@@ -16,6 +16,11 @@
 namespace cnnkit {
 namespace {
 
+// im2col_columns copies channels into a zero-padded plane first for output
+// rows of at most this many floats, planes within the bound (256 KiB).
+constexpr int64_t kIm2colShortRow = 32;
+constexpr int64_t kIm2colPaddedPlaneFloats = int64_t{1} << 16;
+
 // Walks the flattened output positions [p0, p1) of tap (r, s) one output-row
 // segment at a time: inside(base, lo, hi, x0) covers the run whose column
 // entry base + ow reads input element x0 + ow * stride_w; outside(j, count)
@@ -29,8 +34,11 @@ void for_tap_segments(const Conv2dParams& p, int64_t r, int64_t s, int64_t p0, i
   const int64_t off_w = s * p.dilation_w - p.pad_left;
   const TapRange tw = tap_range(off_w, p.stride_w, p.in_w, Wo);
   int64_t j = 0;
-  for (int64_t pos = p0; pos < p1;) {
-    const int64_t oh = pos / Wo, ow0 = pos % Wo;
+  // (oh, ow0) of pos, divided out once: after the first row every segment
+  // starts a row. (Small planes run a few floats per row, where two divisions
+  // per row and tap were a large part of im2col.)
+  int64_t oh = Wo > 0 ? p0 / Wo : 0, ow0 = Wo > 0 ? p0 % Wo : 0;
+  for (int64_t pos = p0; pos < p1; ++oh, ow0 = 0) {
     const int64_t ow1 = std::min(Wo, ow0 + (p1 - pos));
     const int64_t ih = oh * p.stride_h + off_h;
     if (ih < 0 || ih >= p.in_h) {
@@ -61,6 +69,27 @@ void scatter_add_stride2(const float* src, float* dst, int64_t n) {
   }
 #endif
   for (; i < n; ++i) dst[2 * i] += src[i];
+}
+
+// Column entries [p0, p1) of one tap from a zero-padded plane (rows Wp
+// floats apart), `tap` pointing at the tap's offset in it: output row oh,
+// column ow reads tap[oh * stride_h * Wp + ow * stride_w].
+void copy_tap_rows(const Conv2dParams& p, const float* tap, int64_t Wp, int64_t p0, int64_t p1, float* dst) {
+  const int64_t Wo = p.out_w, sw = p.stride_w;
+  int64_t oh = p0 / Wo, ow0 = p0 % Wo;
+  for (int64_t pos = p0; pos < p1; ++oh, ow0 = 0) {
+    const int64_t n = std::min(Wo - ow0, p1 - pos);
+    const float* src = tap + oh * p.stride_h * Wp + ow0 * sw;
+    if (sw == 1) {
+      std::copy(src, src + n, dst);
+    } else if (sw == 2) {
+      gather_stride2(src, dst, n);
+    } else {
+      for (int64_t i = 0; i < n; ++i) dst[i] = src[i * sw];
+    }
+    dst += n;
+    pos += n;
+  }
 }
 
 }  // namespace
@@ -103,12 +132,28 @@ ColumnBlock column_block(const Conv2dParams& p, const float* x_group, int64_t p0
 
 void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col, int64_t ld) {
   const int64_t R = p.kernel_h, S = p.kernel_w, cols = p1 - p0, sw = p.stride_w;
+  // Short output rows: the tap-segment walk below spends more on its bounds
+  // than on copying a few floats per row (7x7 planes: 4 cycles a float).
+  // There each channel is first copied into a zero-padded plane, from which
+  // every tap's rows are plain copies.
+  const int64_t Wp = p.in_w + p.pad_left + p.pad_right, Hp = p.in_h + p.pad_top + p.pad_bottom;
+  const bool via_padded = p.out_w <= kIm2colShortRow && Hp * Wp <= kIm2colPaddedPlaneFloats;
   parallel_for(p.group_in_channels(), work_per_item(p.group_in_channels(), {R, S, cols}), [&](int64_t c_begin, int64_t c_end) {
+    float* xp = nullptr;
+    if (via_padded) {
+      xp = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(Hp * Wp));
+      std::fill(xp, xp + Hp * Wp, 0.0f);  // the padding; copy_into_padded writes the rest
+    }
     for (int64_t c = c_begin; c < c_end; ++c) {
       const float* xc = x_group + c * p.in_plane();
+      if (via_padded) copy_into_padded(p, xc, 1, xp, Hp * Wp, Wp);
       for (int64_t r = 0; r < R; ++r) {
         for (int64_t s = 0; s < S; ++s) {
           float* row = col + ((c * R + r) * S + s) * ld;
+          if (via_padded) {
+            copy_tap_rows(p, xp + r * p.dilation_h * Wp + s * p.dilation_w, Wp, p0, p1, row);
+            continue;
+          }
           for_tap_segments(
               p, r, s, p0, p1,
               [&](int64_t base, int64_t lo, int64_t hi, int64_t x0) {
