@@ -537,7 +537,8 @@ def test_direct_cvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, strid
 @st.composite
 def direct_walk_cases(draw):
     """Shapes that run direct_walk: 3-, 5- and 7-wide kernels, output channels
-    per group around the vector lanes and the 1- and 2-vector blocks, output
+    per group around the vector lanes and the 1- and 2-vector blocks (AVX-512
+    takes 1-vector blocks for odd vector counts: 33-48, 65), output
     widths around the tiles (AVX2 14 positions, or 10 for 3-wide kernels on
     rows over 14; AVX-512 12, 10 and 8) and the
     8- and 16-row transposes, rows of several tiles, odd and even output
@@ -980,6 +981,7 @@ def test_direct_input_grad_integer_fill_is_exact(isa, threads, x_shape, w_shape,
 @pytest.mark.parametrize(
     "x_shape, w_shape, padding, groups, kernel",
     [((2, 34, 9, 11), (40, 17, 3, 3), 1, 2, "direct_walk"), ((2, 66, 12, 6), (18, 22, 5, 5), (2, 1), 3, "direct_walk"),
+     ((2, 40, 8, 9), (24, 40, 3, 3), 1, 1, "direct_walk"),
      ((2, 40, 7, 9), (34, 20, 3, 4), (1, 2), 2, "direct_cvec"), ((1, 66, 6, 8), (18, 33, 2, 4), (1, 2), 2, "direct_cvec")],
 )
 def test_flipped_packing_input_grad_is_exact(isa, threads, x_shape, w_shape, padding, groups, kernel):
