@@ -11,7 +11,7 @@
 // vectors once and broadcasts the inputs they meet: NV*SB (or 2*NV*SB) FMAs
 // for NV + SB (2*SB) loads. The tile's sums live in a channels-last partial
 // dw ([g][c][r][s][k]) between bands of output rows: the slice of a band's
-// packed dy that one channel block reads (about 16 KiB) stays in L1 while
+// packed dy that one channel block reads (about 32 KiB) stays in L1 while
 // every (c, r, s) tile runs over it.
 //
 // Threads: the batch is cut into fixed image ranges ("slots", one per thread
@@ -97,9 +97,13 @@ __attribute__((noinline)) void kvec_band(const KvecBand& b) {
   }
 }
 
-// The floats of a band's packed dy that one channel block reads (16 KiB):
-// they stay in L1 across the band's tiles.
-constexpr int64_t kKvecBandFloats = 4096;
+// The floats of a band's packed dy that one channel block reads (32 KiB):
+// they stay in L1 (48 KiB on Zen 5) across the band's tiles. Against 16 KiB,
+// which gave 56-wide rows one-row bands and so tiles of 56 positions between
+// loads and stores of their partial sums, A/B dw: VGG conv3_1 1.08, AlexNet
+// conv3 1.04, mnist_c2_pad2 1.04, ResNet 3x3 1.03, VGG 128 channels 0.99;
+// 64 KiB lost 3-5% on the last two.
+constexpr int64_t kKvecBandFloats = 8192;
 
 // dst[pos][k] = dy_group[k][pos] for k < kg, 0 for kg <= k < kpad: one
 // vector-width square of positions x channels at a time, transposed in
