@@ -49,50 +49,73 @@ struct KvecBand {
   int64_t stride_h, stride_w, dilation_h, dilation_w;
 };
 
-// One tile: RB kernel rows from r0 x SB taps x NV channel vectors of channel c.
+// One tile: RB (channel, kernel row) pairs x SB taps x NV channel vectors.
+// Pair q's input row starts at x_rows[q] (the band's first row) and its
+// partial sums at acc_rows[q].
 template <class Vec, int NV, int RB, int SB>
-__attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, int64_t c, int64_t r0) {
+__attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const float* const (&x_rows)[RB],
+                                                     float* const (&acc_rows)[RB]) {
   using V = typename Vec::F;
   constexpr int64_t L = Vec::kWidth;
   const int64_t kpad = b.kpad, dy_row = b.out_w * kpad, x_row = b.stride_h * b.padded_w;
-  const int64_t x_tap_row = b.dilation_h * b.padded_w;
-  float* acc_ptr = b.partial + (c * b.R + r0) * b.S * kpad;
-  const float* x_r = b.x + c * b.plane + r0 * x_tap_row;
   V acc[RB][SB][NV];
   for (int q = 0; q < RB; ++q)
     for (int s = 0; s < SB; ++s)
-      for (int v = 0; v < NV; ++v) acc[q][s][v] = Vec::load(acc_ptr + (q * b.S + s) * kpad + v * L);
+      for (int v = 0; v < NV; ++v) acc[q][s][v] = Vec::load(acc_rows[q] + s * kpad + v * L);
   for (int64_t row = 0; row < b.rows; ++row) {
     const float* d = b.dy + row * dy_row;
-    const float* xr = x_r + row * x_row;
-    for (int64_t ow = 0; ow < b.out_w; ++ow, d += kpad, xr += b.stride_w) {
+    const float* xr[RB];
+    for (int q = 0; q < RB; ++q) xr[q] = x_rows[q] + row * x_row;
+    for (int64_t ow = 0; ow < b.out_w; ++ow, d += kpad) {
       V dv[NV];
       for (int v = 0; v < NV; ++v) dv[v] = Vec::load(d + v * L);
       for (int q = 0; q < RB; ++q) {
         for (int s = 0; s < SB; ++s) {
-          const V xb = Vec::broadcast(xr + q * x_tap_row + s * b.dilation_w);
+          const V xb = Vec::broadcast(xr[q] + s * b.dilation_w);
           for (int v = 0; v < NV; ++v) acc[q][s][v] = Vec::fma(dv[v], xb, acc[q][s][v]);
         }
+        xr[q] += b.stride_w;
       }
     }
   }
   for (int q = 0; q < RB; ++q)
     for (int s = 0; s < SB; ++s)
-      for (int v = 0; v < NV; ++v) Vec::store(acc_ptr + (q * b.S + s) * kpad + v * L, acc[q][s][v]);
+      for (int v = 0; v < NV; ++v) Vec::store(acc_rows[q] + s * kpad + v * L, acc[q][s][v]);
 }
 
-// Every (c, r) of the band: pairs of kernel rows when the tap block is at
-// most 3 wide (2 x 3 taps x NV vectors: more FMAs per dy load and per pass
-// over the band), single rows otherwise and for an odd last row. Not inlined
-// into the image loop: there it ran 5-9% slower (64x32x14x14 k64 5x5).
+// Every (c, r) of the band, two at a time when the tap block is at most 3
+// wide (2 x 3 taps x NV vectors: more FMAs per dy load and per pass over the
+// band): kernel rows in pairs, and an odd last row paired with the next
+// channel's (one row alone ran at 61% of the FMA peak in L1, pairs at 93%;
+// 3x3 kernels left a third of their rows alone). Not inlined into the image
+// loop: there it ran 5-9% slower (64x32x14x14 k64 5x5).
 template <class Vec, int NV, int SB>
 __attribute__((noinline)) void kvec_band(const KvecBand& b) {
   constexpr int RB = SB <= 3 ? 2 : 1;
+  const int64_t x_tap_row = b.dilation_h * b.padded_w, taps_row = b.S * b.kpad;
+  const auto x_at = [&](int64_t c, int64_t r) { return b.x + c * b.plane + r * x_tap_row; };
+  const auto acc_at = [&](int64_t c, int64_t r) { return b.partial + (c * b.R + r) * taps_row; };
   for (int64_t c = 0; c < b.channels; ++c) {
-    int64_t r = 0;
-    for (; r + RB <= b.R; r += RB) kvec_tile<Vec, NV, RB, SB>(b, c, r);
-    if constexpr (RB > 1) {
-      for (; r < b.R; ++r) kvec_tile<Vec, NV, 1, SB>(b, c, r);
+    if constexpr (RB == 1) {
+      for (int64_t r = 0; r < b.R; ++r) kvec_tile<Vec, NV, 1, SB>(b, {x_at(c, r)}, {acc_at(c, r)});
+    } else {
+      int64_t r = 0;
+      for (; r + 2 <= b.R; r += 2) {
+        kvec_tile<Vec, NV, 2, SB>(b, {x_at(c, r), x_at(c, r + 1)}, {acc_at(c, r), acc_at(c, r + 1)});
+      }
+      if (r < b.R) {
+        // The last row of c, with the last row of c + 1 when there is one;
+        // c + 1's pairs then follow, and its last row is done.
+        if (c + 1 < b.channels) {
+          kvec_tile<Vec, NV, 2, SB>(b, {x_at(c, r), x_at(c + 1, r)}, {acc_at(c, r), acc_at(c + 1, r)});
+          ++c;
+          for (int64_t q = 0; q + 2 <= b.R; q += 2) {
+            kvec_tile<Vec, NV, 2, SB>(b, {x_at(c, q), x_at(c, q + 1)}, {acc_at(c, q), acc_at(c, q + 1)});
+          }
+        } else {
+          kvec_tile<Vec, NV, 1, SB>(b, {x_at(c, r)}, {acc_at(c, r)});
+        }
+      }
     }
   }
 }
