@@ -102,15 +102,17 @@ def _case_arrays(case, seed):
     return x, w, b, (case["stride"], case["padding"], case["dilation"], case["groups"])
 
 
-def _takes_kvec(isa, w_shape, stride, groups):
+def _takes_kvec(isa, w_shape, stride, groups, out_plane=None):
     """Whether the backward dispatch runs kvec (dispatch.cpp, wants_kvec): a
     full vector of output channels per group, not a 1x1 layer, and with AVX2
-    not a stride-1 layer at most 3 wide."""
+    not a stride-1 layer at most 3 wide on a plane of at most 256 outputs with
+    2M+ weight floats per group (out_plane None: not such a plane)."""
     lanes = {"avx512": 16, "avx2": 8}.get(isa)
     strided = max(_as_pair(stride)) > 1
     if lanes is None or w_shape[2:] == (1, 1) or w_shape[0] // groups < lanes:
         return False
-    return lanes == 16 or strided or w_shape[3] > 3
+    huge = out_plane is not None and out_plane <= 256 and w_shape[0] // groups * int(np.prod(w_shape[1:])) >= 2 << 20
+    return lanes == 16 or strided or w_shape[3] > 3 or not huge
 
 
 def _backward_kernel(isa, w_shape, stride, groups):
@@ -238,22 +240,24 @@ def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(i
         impl = lambda *a: _C.conv2d_implementation(*a, backward=backward)
         cvec = "im2col" if isa == "scalar" or backward else f"direct_cvec_{isa}"
         # Backward: kvec from a full vector of output channels per group (any
-        # stride; with AVX2 not for stride-1 3x3 layers), else as the forward.
+        # stride), else as the forward.
         kvec = "im2col" if isa == "scalar" else f"kvec_{isa}"
-        kvec_3x3 = kvec if isa == "avx512" else rows
         # Strided forward: direct_cvec with 16 lanes; with AVX2 only for kernels of
         # 25 or more taps, im2col for smaller ones. 1x1 strided: one GEMM per image.
         strided = kvec if backward else cvec if isa == "avx512" else "im2col"
         strided_big = kvec if backward else cvec
         # Long stride-1 rows: direct_walk forward for 3-, 5- and 7-wide kernels
         # with 16 or more output channels, direct_rows otherwise.
-        assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == (kvec_3x3 if backward else walk)
+        assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == (kvec if backward else walk)
         assert impl((1, 64, 56, 56), (64, 64, 4, 4), *args, 1, "auto") == (kvec if backward else rows)
-        # Small planes with many channels: the input and weight gradients are one
-        # GEMM per image where kvec does not take them.
-        small_plane = kvec_3x3 if kvec_3x3 != rows else "im2col"
-        assert impl((8, 256, 14, 14), (256, 256, 3, 3), *args, 1, "auto") == (small_plane if backward else walk)
-        assert impl((1, 64, 56, 56), (8, 64, 3, 3), *args, 1, "auto") == rows
+        # Small planes with many channels: kvec; with 2M+ weight floats, one GEMM
+        # over a block of images (AVX-512) or per image (AVX2) for the weight gradient.
+        assert impl((8, 256, 14, 14), (256, 256, 3, 3), *args, 1, "auto") == (kvec if backward else walk)
+        huge = {"avx512": "image_blocks", "avx2": "im2col"}.get(isa, "im2col")
+        assert impl((8, 512, 7, 7), (512, 512, 3, 3), *args, 1, "auto") == (huge if backward else walk)
+        # 8 output channels: one AVX2 vector (kvec backward), half an AVX-512 one.
+        assert impl((1, 64, 56, 56), (8, 64, 3, 3), *args, 1, "auto") == (
+            kvec if backward and isa == "avx2" else rows)
         assert impl((64, 1, 32, 32), (6, 1, 5, 5), (1, 1), (0,) * 4, (1, 1), 1, "auto") in (rows, "direct")
         # Pointwise: the input is the column matrix, one GEMM per image; with
         # AVX-512 and at most 64 input channels, direct_rows forward.
@@ -279,7 +283,7 @@ def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(i
         assert impl((1, 32, 56, 56), (64, 1, 3, 3), (2, 2), (1,) * 4, (1, 1), 32, "auto") == depthwise
         assert impl((1, 32, 56, 56), (64, 1, 3, 3), *args, 32, "auto") == (rows if isa != "scalar" else "direct")
         assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "direct") == (
-            "direct" if isa == "scalar" else kvec_3x3 if backward else walk)
+            "direct" if isa == "scalar" else kvec if backward else walk)
     # Scalar: the old rule, direct loops for depthwise and few channels.
     if isa == "scalar":
         assert _C.conv2d_implementation((1, 3, 224, 224), (2, 3, 3, 3), *args, 1, "auto") == "direct"
@@ -632,9 +636,13 @@ def test_direct_rows_weight_grad_does_not_depend_on_threads(isa):
     import cnnkit
 
     rng = np.random.default_rng(24)
+    # 6 output channels: under a vector for both ISAs, so not kvec's (whose sums
+    # depend on the thread count through its slots of images).
     x = rng.standard_normal((7, 4, 12, 12)).astype(np.float32)
-    w = rng.standard_normal((10, 4, 3, 3)).astype(np.float32)
-    dy = rng.standard_normal((7, 10, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((7, 6, 12, 12)).astype(np.float32)
+    impl = _C.conv2d_implementation(x.shape, w.shape, (1, 1), (1,) * 4, (1, 1), 1, "direct", backward=True)
+    assert impl == ("direct" if isa == "scalar" else f"direct_rows_{isa}")
     previous, grads = cnnkit.get_num_threads(), []
     try:
         for n in (1, 2):

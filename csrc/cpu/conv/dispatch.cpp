@@ -149,6 +149,12 @@ bool accepts_direct_walk(const ConvCall& c) {
 bool depthwise_pays(const Conv2dParams& p, bool rows_fit) {
   return depthwise_fits(p) && (p.group_out_channels() == 1 || !rows_fit);
 }
+// Small planes whose weight gradient has 2M or more floats per group (512 x
+// 512 3x3), where kvec's partial sums per slot of images outweigh the few
+// positions each image adds to them (below).
+bool small_plane_huge_weight_grad(const Conv2dParams& p) {
+  return p.out_plane() <= 256 && p.group_out_channels() * p.reduction() >= (int64_t{2} << 20);
+}
 // On small planes kvec keeps partial sums of the whole weight gradient per
 // slot of images, and each image adds only out_plane positions to them: with
 // 512 x 512 3x3 weights (9.4 MB) that traffic dominates, and one GEMM over a
@@ -159,8 +165,7 @@ bool depthwise_pays(const Conv2dParams& p, bool rows_fit) {
 // layer3 0.78 (weight gradient alone). Under AVX2, whose backward for these
 // is im2col already, it measured 0.99-1.03 and is not used.
 bool wants_image_blocks(const Conv2dParams& p) {
-  const bool huge_dw = p.group_out_channels() * p.reduction() >= (int64_t{2} << 20);
-  return isa_enabled(Isa::Avx512) && p.out_plane() <= 256 && huge_dw && weight_grad_image_blocks_fits(p);
+  return isa_enabled(Isa::Avx512) && small_plane_huge_weight_grad(p) && weight_grad_image_blocks_fits(p);
 }
 bool accepts_image_blocks(const ConvCall& c) { return c.image_blocks; }
 bool accepts_depthwise(const ConvCall& c) {
@@ -181,10 +186,16 @@ bool accepts_direct_rows_backward(const ConvCall& c) {
 // The kvec weight gradient wants at least one full vector of output channels
 // per group; 1x1 layers stay one GEMM per image (8x64x56x56 k128 1x1 stride
 // 2, backward, im2col time / kvec time: 0.89 AVX-512, 0.55 AVX2). With 8
-// lanes it loses to direct_rows on stride-1 layers at most 3 wide (3x3: its
-// 2x3-tap x 2-vector tile is only 12 accumulators). Weight gradient, 2 threads, one
-// process, time before / time with kvec (im2col for strided layers before,
-// direct_rows otherwise), AVX-512 | AVX2:
+// lanes, stride-1 layers at most 3 wide run kvec except small planes with a
+// huge weight gradient, which stay im2col (gemm_beats_rows_backward). Since
+// kvec pairs an odd last kernel row with the next channel's, AVX2 backward,
+// 2 threads, one process, time before (direct_rows, or im2col on small planes)
+// / time with kvec: 8x64x56x56 k64 3x3 1.16, VGG 128 28x28 1.10, VGG conv3_1
+// 1.12, conv2_1 1.06, ResNet layer3 14x14 256 1.10, AlexNet conv3 1.03; 512
+// channels on 7x7 and 14x14 0.94-0.95 (left to im2col). Before the pairing it
+// lost to direct_rows there (0.93-0.98 on the 56x56 and 28x28 layers).
+// Weight gradient, 2 threads, one process, time before / time with kvec
+// (im2col for strided layers before, direct_rows otherwise), AVX-512 | AVX2:
 //   64x32x14x14 k64 5x5 pad 2      1.50 | 1.07
 //   8x64x56x56 k64 3x3 pad 1       1.32 | 0.93
 //   8x128x28x28 k128 3x3 pad 1     1.09 | 0.98
@@ -196,12 +207,12 @@ bool wants_kvec(const Conv2dParams& p, int64_t lanes) {
   const bool one_tap = p.kernel_h == 1 && p.kernel_w == 1;
   if (one_tap || p.group_out_channels() < lanes || !weight_grad_kvec_fits(p, lanes)) return false;
   const bool strided = p.stride_h > 1 || p.stride_w > 1;
-  return lanes >= 16 || strided || p.kernel_w > 3;
+  return lanes >= 16 || strided || p.kernel_w > 3 || !small_plane_huge_weight_grad(p);
 }
 // The direct_rows backward pads every output row to whole vectors and runs
 // its weight gradient per row, so on small planes with many channels one
-// GEMM per image wins (the layers kvec does not take: with AVX2, stride-1
-// kernels at most 3 wide). Backward, 2 threads, AVX2, one process, direct_rows
+// GEMM per image wins (of these layers kvec now leaves it only the AVX2 ones
+// with huge weight gradients). Backward, 2 threads, AVX2, one process, direct_rows
 // time / im2col time: 7x7 512 channels 1.20, 13x13 256 -> 384 1.22, 14x14 256
 // 1.09, 14x14 512 1.14; 28x28 128 and 256 1.02 and 1.00, 56x56 64 0.85. (That
 // was before direct_walk's 14-position AVX2 tile sped up these layers' input
