@@ -20,6 +20,14 @@ using CvecFn = void (*)(const Conv2dParams&, const CvecPlan&, const float*, floa
 // copy of w and reading it back.
 enum class WeightOrder { Oihw, FlippedTransposed };
 
+// Prefetches the cache lines of `floats` floats from p, for reading or writing.
+constexpr int kForReading = 0, kForWriting = 1;
+template <int kRw>
+inline void prefetch_floats(const float* p, int64_t floats) {
+  const char* bytes = reinterpret_cast<const char*>(p);
+  for (int64_t b = 0; b < floats * static_cast<int64_t>(sizeof(float)); b += 64) __builtin_prefetch(bytes + b, kRw);
+}
+
 void forward_cvec(CvecFn kernel, int64_t lanes, int64_t max_vectors, const Conv2dParams& p, const float* x,
                   const float* w, const float* bias, float* y, WeightOrder order = WeightOrder::Oihw) {
   const int64_t cg = p.group_in_channels(), kg = p.group_out_channels(), taps = p.kernel_h * p.kernel_w;
@@ -46,12 +54,17 @@ void forward_cvec(CvecFn kernel, int64_t lanes, int64_t max_vectors, const Conv2
       for (int64_t c = 0; c < cg; ++c, dst += taps * block_lanes) {
         // The packed weights (9.4 MB for 512 -> 512 channels 3x3) are not in
         // cache: the run two channels ahead is prefetched for writing, and
-        // the loads below are prefetched ahead too. Without either, 512
-        // channels 3x3 spent 20% of its forward here, with both 13%.
+        // the loads are prefetched ahead too (below). Without either, 512
+        // channels 3x3 spent 20% of its forward here, with both 13%. The
+        // flipped order reads each channel's lanes as one run of lanes * taps
+        // floats, runs kg * taps floats apart: a stride the hardware
+        // prefetcher did not follow (without the prefetch of the run two
+        // channels ahead, this packing was 25% of 512 -> 512 channels' input
+        // gradient; with it, 11%).
         if (c + 2 < cg) {
-          const char* ahead = reinterpret_cast<const char*>(dst + 2 * taps * block_lanes);
-          for (int64_t b = 0; b < taps * block_lanes * static_cast<int64_t>(sizeof(float)); b += 64) {
-            __builtin_prefetch(ahead + b, 1);
+          prefetch_floats<kForWriting>(dst + 2 * taps * block_lanes, taps * block_lanes);
+          if (order == WeightOrder::FlippedTransposed) {
+            prefetch_floats<kForReading>(w + ((g * cg + c + 2) * kg + k0) * taps, lanes * taps);
           }
         }
         if (order == WeightOrder::Oihw) {
@@ -63,18 +76,7 @@ void forward_cvec(CvecFn kernel, int64_t lanes, int64_t max_vectors, const Conv2
             for (int64_t i = 0; i < taps; ++i) dst[i * block_lanes + lane] = src[lane * cg * taps + i];
           }
         } else {
-          // The lanes' taps are one run of lanes * taps floats here; runs of
-          // successive c are kg * taps floats apart, a stride the hardware
-          // prefetcher did not follow (without the prefetch of the run two
-          // channels ahead, this packing was 25% of 512 -> 512 channels'
-          // input gradient; with it, 11%).
           const float* src = w + ((g * cg + c) * kg + k0) * taps + taps - 1;
-          if (c + 2 < cg) {
-            const char* ahead = reinterpret_cast<const char*>(src - (taps - 1) + 2 * kg * taps);
-            for (int64_t b = 0; b < lanes * taps * static_cast<int64_t>(sizeof(float)); b += 64) {
-              __builtin_prefetch(ahead + b);
-            }
-          }
           for (int64_t lane = 0; lane < lanes; ++lane)
             for (int64_t i = 0; i < taps; ++i) dst[i * block_lanes + lane] = src[lane * taps - i];
         }

@@ -55,7 +55,7 @@
 //    it; "direct" keeps kvec).
 //  - backward, ahead of all that, where wants_kvec holds (a full vector of
 //    output channels per group, not 1x1; with AVX2 not stride-1 kernels at
-//    most 3 wide):
+//    most 3 wide on small planes with 2M+ weight-gradient floats per group):
 //    kvec, whose weight gradient vectorises over output channels with dy
 //    packed channels-last (weight_grad_kvec_impl.h), any stride; its dx is
 //    the direct transposed forward for stride 1, im2col otherwise.
