@@ -38,7 +38,7 @@ void map2(const float* dy, const float* x, float* dx, int64_t n, Fn f) {
 // 1/(1 + e) or e/(1 + e) with e = exp(-|x|) <= 1: nothing overflows.
 template <class V>
 typename V::F sigmoid(typename V::F x) {
-  const typename V::F e = vmath::exp<V>(V::sub(V::zero(), V::abs(x)));
+  const typename V::F e = vmath::exp_nonpositive<V>(V::sub(V::zero(), V::abs(x)));
   const typename V::F num = V::select(V::ge(x, V::zero()), V::set1(1.0f), e);
   return V::div(num, V::add(V::set1(1.0f), e));
 }
@@ -48,7 +48,7 @@ typename V::F sigmoid(typename V::F x) {
 template <class V>
 typename V::F bell(typename V::F x, float k) {
   using F = typename V::F;
-  const F e = vmath::exp<V>(V::mul(V::set1(-k), V::abs(x)));
+  const F e = vmath::exp_nonpositive<V>(V::mul(V::set1(-k), V::abs(x)));
   const F d = V::add(V::set1(1.0f), e);
   return V::div(e, V::mul(d, d));
 }
@@ -88,7 +88,7 @@ void forward_range(const ActParams& p, const float* x, float* y, int64_t n) {
       const F beta = V::set1(p.beta), threshold = V::set1(p.threshold);
       return map1<V>(x, y, n, [&](F v) {
         const F t = V::mul(beta, v);
-        const F e = vmath::exp<V>(V::sub(zero, V::abs(t)));
+        const F e = vmath::exp_nonpositive<V>(V::sub(zero, V::abs(t)));
         const F pos = V::select(V::gt(t, zero), t, zero);  // NaN reaches the log term
         const F soft = V::div(V::add(pos, vmath::log1p_unit<V>(e)), beta);
         return V::select(V::gt(t, threshold), v, soft);
@@ -110,7 +110,7 @@ void backward_range(const ActParams& p, const float* dy, const float* x, float* 
                      [&](F g, F v) { return V::select(V::gt(v, zero), g, V::mul(g, alpha)); });
     case Activation::Elu:
       return map2<V>(dy, x, dx, n, [&](F g, F v) {
-        const F neg = V::mul(g, V::mul(alpha, vmath::exp<V>(V::min(zero, v))));
+        const F neg = V::mul(g, V::mul(alpha, vmath::exp_nonpositive<V>(V::min(zero, v))));
         return V::select(V::gt(v, zero), g, neg);
       });
     case Activation::Relu6:

@@ -2,7 +2,7 @@
 // written once over a lane type V (simd/avx2.h, simd/avx512.h). Follows
 // threaded.cpp: the row maximum by the scalar rule (NaN never wins, so a NaN
 // or +inf in the row makes every output NaN, as PyTorch), sums of exps in
-// double, and x - max carried as an exact hi + lo pair into vmath::exp, so a
+// double, and x - max carried as an exact hi + lo pair into vmath::exp_nonpositive, so a
 // logit far below the maximum keeps its relative accuracy.
 //
 // Include after the lane type, from *_avx2.cpp / *_avx512.cpp files only.
@@ -36,7 +36,7 @@ template <class V>
 typename V::F exp_shifted(typename V::F x, typename V::F m) {
   typename V::F lo;
   const typename V::F hi = vmath::difference<V>(x, m, lo);
-  return vmath::exp<V>(hi, lo);
+  return vmath::exp_nonpositive<V>(hi, lo);
 }
 
 // sum of exp(x - m) over the row, in double; with `store`, the exps go to y.

@@ -43,17 +43,15 @@ typename V::F reduce(typename V::F x, typename V::F& n) {
   return V::fnma(n, V::set1(kLn2Lo), r);
 }
 
-// e^(x + lo) for |lo| <= ulp(x)/2: the low part of a difference computed
-// exactly as x + lo (softmax's x - max) joins the reduced argument, where it
-// is not lost. lo = 0 gives e^x.
+// e^x over the whole float range (exp_nonpositive below is leaner where x <= 0).
 template <class V>
-typename V::F exp(typename V::F x, typename V::F lo) {
+typename V::F exp(typename V::F x) {
   using F = typename V::F;
   // Outside [-104, 89] e^x rounds to 0 or overflows anyway; the clamp keeps n
   // within [-150, 128]. max(lo, x) and min(hi, .) return x when it is NaN.
   x = V::min(V::set1(89.0f), V::max(V::set1(-104.0f), x));
   F n;
-  const F r = V::add(reduce<V>(x, n), lo);
+  const F r = reduce<V>(x, n);
   const F p = V::add(expm1_reduced<V>(r), V::set1(1.0f));
   // 2^n in two exact factors, each a normal float: the product rounds once,
   // into a subnormal or to inf where it must.
@@ -61,9 +59,34 @@ typename V::F exp(typename V::F x, typename V::F lo) {
   return V::mul(V::mul(p, V::pow2(n1)), V::pow2(V::sub(n, n1)));
 }
 
+// e^(x + lo) for x + lo <= 0 or NaN, |lo| <= ulp(x)/2: the low part of a
+// difference computed exactly as x + lo (softmax's x - max) joins the reduced
+// argument, where it is not lost. These are the arguments of
+// softmax's x - max, sigmoid's -|x| and the other activations. With no
+// overflow to guard against, e^r is one degree-7 polynomial (first omitted
+// term < 0.15 u) and 2^n one exact scaling by 2^(n + 64), n + 64 in [-86, 64],
+// followed by the constant 2^-64, which rounds once, into a subnormal or to 0
+// where it must: 18 operations against exp's 28.
 template <class V>
-typename V::F exp(typename V::F x) {
-  return exp<V>(x, V::zero());
+typename V::F exp_nonpositive(typename V::F x, typename V::F lo) {
+  using F = typename V::F;
+  x = V::max(V::set1(-104.0f), x);  // e^-104 rounds to 0; n stays >= -150
+  F n;
+  const F r = V::add(reduce<V>(x, n), lo);
+  F p = V::set1(1.0f / 5040.0f);
+  p = V::fma(p, r, V::set1(1.0f / 720.0f));
+  p = V::fma(p, r, V::set1(1.0f / 120.0f));
+  p = V::fma(p, r, V::set1(1.0f / 24.0f));
+  p = V::fma(p, r, V::set1(1.0f / 6.0f));
+  p = V::fma(p, r, V::set1(0.5f));
+  p = V::fma(p, r, V::set1(1.0f));
+  p = V::fma(p, r, V::set1(1.0f));
+  return V::mul(V::mul(p, V::pow2(V::add(n, V::set1(64.0f)))), V::set1(0x1p-64f));
+}
+
+template <class V>
+typename V::F exp_nonpositive(typename V::F x) {
+  return exp_nonpositive<V>(x, V::zero());
 }
 
 // a - b as hi + lo exactly (Knuth's TwoSum), lo = 0 where hi is not finite.
