@@ -248,6 +248,30 @@ def test_softmax_large_logits_and_special_values(isa, log):
     assert (y[3, [0, 3]] == (-np.inf if log else 0.0)).all()
 
 
+@pytest.mark.parametrize("C", [1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 80, 129])
+def test_row_maximum_found_in_every_position(isa, C):
+    """The vector kernels keep four running maxima (blocks of 4 vectors, then
+    single vectors, then a partial one): a line whose largest entry sits at
+    any position, far above the rest, and a NaN or +inf anywhere, come out
+    as the oracle says."""
+    rng = np.random.default_rng(C)
+    x = (rng.standard_normal((C, C)) - 200.0).astype(np.float32)
+    x[np.arange(C), np.arange(C)] = 50.0  # line i's maximum at position i
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    for log in (False, True):
+        y, _ = _check_softmax(x, g, -1, log)
+        assert (y.argmax(axis=1) == np.arange(C)).all()
+    target = np.arange(C)
+    loss = F.cross_entropy(x, target, reduction="none")
+    assert np.abs(loss).max() < 1e-6  # each line's target holds its maximum: loss ~ e^-250
+    for special in (np.nan, np.inf):
+        z = x.copy()
+        z[np.arange(C), (np.arange(C) * 7) % C] = special
+        with np.errstate(invalid="ignore"):
+            y = F.softmax(z)
+        assert np.isnan(y).all(), f"softmax: a line holding {special} is NaN"
+
+
 @pytest.mark.parametrize("log", [False, True])
 def test_softmax_agrees_with_torch(isa, log):
     torch = pytest.importorskip("torch")

@@ -16,20 +16,29 @@
 namespace cnnkit {
 namespace {
 
+// The row maximum by the rule `v > m ? v : m`. Four running maxima: one
+// compare and masked move per vector, chained through a single maximum,
+// took 4 cycles a vector, a quarter of cross-entropy's forward on 1000
+// classes. Which of equal values wins (+0 or -0) does not change any result.
 template <class V>
 float row_max(const float* x, int64_t C) {
   using F = typename V::F;
-  F m = V::set1(-__builtin_inff());
+  constexpr int64_t L = V::kWidth;
+  const F lowest = V::set1(-__builtin_inff());
+  F m[4] = {lowest, lowest, lowest, lowest};
+  const auto take = [](F v, F& mi) { mi = V::select(V::gt(v, mi), v, mi); };
   int64_t j = 0;
-  for (; j + V::kWidth <= C; j += V::kWidth) {
-    const F v = V::load(x + j);
-    m = V::select(V::gt(v, m), v, m);
-  }
+  for (; j + 4 * L <= C; j += 4 * L)
+    for (int i = 0; i < 4; ++i) take(V::load(x + j + i * L), m[i]);
+  for (; j + L <= C; j += L) take(V::load(x + j), m[0]);
   if (j < C) {
     const F v = V::load_partial(x + j, C - j);
-    m = V::select(V::both(V::first(C - j), V::gt(v, m)), v, m);
+    m[1] = V::select(V::both(V::first(C - j), V::gt(v, m[1])), v, m[1]);
   }
-  return V::max_lane(m);
+  take(m[1], m[0]);
+  take(m[3], m[2]);
+  take(m[2], m[0]);
+  return V::max_lane(m[0]);
 }
 
 template <class V>
