@@ -2,8 +2,9 @@
 // written once over a lane type V (simd/avx2.h, simd/avx512.h). Follows
 // threaded.cpp: the row maximum by the scalar rule (NaN never wins, so a NaN
 // or +inf in the row makes every output NaN, as PyTorch), sums of exps in
-// double, and x - max carried as an exact hi + lo pair into vmath::exp_nonpositive, so a
-// logit far below the maximum keeps its relative accuracy.
+// double, and x - max carried as an exact hi + lo pair into
+// vmath::exp_nonpositive, so a logit far below the maximum keeps its relative
+// accuracy.
 //
 // Include after the lane type, from *_avx2.cpp / *_avx512.cpp files only.
 #pragma once

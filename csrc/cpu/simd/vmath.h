@@ -59,14 +59,13 @@ typename V::F exp(typename V::F x) {
   return V::mul(V::mul(p, V::pow2(n1)), V::pow2(V::sub(n, n1)));
 }
 
-// e^(x + lo) for x + lo <= 0 or NaN, |lo| <= ulp(x)/2: the low part of a
-// difference computed exactly as x + lo (softmax's x - max) joins the reduced
-// argument, where it is not lost. These are the arguments of
-// softmax's x - max, sigmoid's -|x| and the other activations. With no
-// overflow to guard against, e^r is one degree-7 polynomial (first omitted
-// term < 0.15 u) and 2^n one exact scaling by 2^(n + 64), n + 64 in [-86, 64],
-// followed by the constant 2^-64, which rounds once, into a subnormal or to 0
-// where it must: 18 operations against exp's 28.
+// e^(x + lo) for x + lo <= 0 or NaN, |lo| <= ulp(x)/2: softmax's x - max
+// (whose low part, computed exactly as x + lo, joins the reduced argument,
+// where it is not lost), sigmoid's -|x| and the other activations' arguments.
+// With no overflow to guard against, e^r is one degree-7 polynomial (first
+// omitted term < 0.15 u) and 2^n one exact scaling by 2^(n + 64), n + 64 in
+// [-86, 64], followed by the constant 2^-64, which rounds once, into a
+// subnormal or to 0 where it must: 18 operations against exp's 28.
 template <class V>
 typename V::F exp_nonpositive(typename V::F x, typename V::F lo) {
   using F = typename V::F;
