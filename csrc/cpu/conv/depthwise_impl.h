@@ -66,11 +66,8 @@ void copy_to_phases(const Conv2dParams& p, const PhaseRows& l, const float* x, f
       const int64_t first = ((q - p.pad_left) % p.stride_w + p.stride_w) % p.stride_w;
       float* dst = phase_at(p, l, row, first + p.pad_left);
       const int64_t count = first < p.in_w ? (p.in_w - first + p.stride_w - 1) / p.stride_w : 0;
-      if (p.stride_w == 2) {
-        gather_stride2(xr + first, dst, count);  // a scalar loop was a third of a stride-2 weight gradient
-      } else {
-        for (int64_t j = 0; j < count; ++j) dst[j] = xr[first + j * p.stride_w];
-      }
+      // A scalar loop at stride 2 was a third of a stride-2 weight gradient.
+      gather_strided(xr + first, p.stride_w, dst, count);
     }
   }
 }

@@ -79,14 +79,7 @@ void copy_tap_rows(const Conv2dParams& p, const float* tap, int64_t Wp, int64_t 
   int64_t oh = p0 / Wo, ow0 = p0 % Wo;
   for (int64_t pos = p0; pos < p1; ++oh, ow0 = 0) {
     const int64_t n = std::min(Wo - ow0, p1 - pos);
-    const float* src = tap + oh * p.stride_h * Wp + ow0 * sw;
-    if (sw == 1) {
-      std::copy(src, src + n, dst);
-    } else if (sw == 2) {
-      gather_stride2(src, dst, n);
-    } else {
-      for (int64_t i = 0; i < n; ++i) dst[i] = src[i * sw];
-    }
+    gather_strided(tap + oh * p.stride_h * Wp + ow0 * sw, sw, dst, n);
     dst += n;
     pos += n;
   }
@@ -94,20 +87,25 @@ void copy_tap_rows(const Conv2dParams& p, const float* tap, int64_t Wp, int64_t 
 
 }  // namespace
 
-// Stride-2 rows, the downsampling layers' case, four floats at a time with
-// SSE2 (every x86-64); the compiler vectorises stride 1 by itself. Each
-// vector step also touches the odd element after its last even one, so the
-// vector loops stop before the last group: nothing past the row's last even
-// element is read or written.
-void gather_stride2(const float* src, float* dst, int64_t n) {
+// Stride 1 is a copy. Stride-2 rows, the downsampling layers' case, go four
+// floats at a time with SSE2 (every x86-64); each vector step also touches
+// the odd element after its last even one, so the vector loop stops before
+// the last group: nothing past src[(n - 1) * stride] is read.
+void gather_strided(const float* src, int64_t stride, float* dst, int64_t n) {
+  if (stride == 1) {
+    std::copy(src, src + n, dst);
+    return;
+  }
   int64_t i = 0;
 #ifdef __SSE2__
-  for (; i + 4 < n; i += 4) {
-    const __m128 a = _mm_loadu_ps(src + 2 * i), b = _mm_loadu_ps(src + 2 * i + 4);
-    _mm_storeu_ps(dst + i, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+  if (stride == 2) {
+    for (; i + 4 < n; i += 4) {
+      const __m128 a = _mm_loadu_ps(src + 2 * i), b = _mm_loadu_ps(src + 2 * i + 4);
+      _mm_storeu_ps(dst + i, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+    }
   }
 #endif
-  for (; i < n; ++i) dst[i] = src[2 * i];
+  for (; i < n; ++i) dst[i] = src[i * stride];
 }
 
 ColumnPlan plan_columns(const Conv2dParams& p) {
@@ -157,11 +155,7 @@ void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int
           for_tap_segments(
               p, r, s, p0, p1,
               [&](int64_t base, int64_t lo, int64_t hi, int64_t x0) {
-                if (sw == 2) {
-                  gather_stride2(xc + x0 + lo * 2, row + base + lo, hi - lo);
-                } else {
-                  for (int64_t ow = lo; ow < hi; ++ow) row[base + ow] = xc[x0 + ow * sw];
-                }
+                gather_strided(xc + x0 + lo * sw, sw, row + base + lo, hi - lo);
               },
               [&](int64_t j, int64_t count) { std::fill(row + j, row + j + count, 0.0f); });
         }

@@ -217,9 +217,9 @@ struct ColumnBlock {
   int64_t ld;
 };
 ColumnBlock column_block(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col);
-// dst[i] = src[2i] for i < n, reading nothing past src[2n - 2]: im2col's and
-// the depthwise kernels' stride-2 rows.
-void gather_stride2(const float* src, float* dst, int64_t n);
+// dst[i] = src[i * stride] for i < n, reading nothing past src[(n - 1) * stride]:
+// im2col's and the depthwise kernels' strided rows (stride 2 vectorised).
+void gather_strided(const float* src, int64_t stride, float* dst, int64_t n);
 // The adjoint: adds every column entry back into dx_group at the position it was read from.
 void col2im_columns(const Conv2dParams& p, const float* col, int64_t p0, int64_t p1, float* dx_group);
 
