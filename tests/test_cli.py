@@ -1,7 +1,9 @@
 """The cnnkit command: info, train (on real-format IDX files and on the shipped digits), evaluate."""
 
+import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -38,6 +40,28 @@ def test_info_reports_kernels_threads_and_cuda(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
     assert "compiled ISAs: scalar" in out and "threads:" in out and "CUDA:" in out
+
+
+def _installed_command():
+    """The path of the installed `cnnkit` script, as a user's shell would find it after `pip install .`."""
+    try:
+        dist = importlib.metadata.distribution("cnnkit")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("cnnkit is imported from a source tree, not installed")
+    scripts = [ep for ep in dist.entry_points if ep.group == "console_scripts" and ep.name == "cnnkit"]
+    assert [ep.value for ep in scripts] == ["cnnkit.cli:main"], "pyproject.toml must declare the cnnkit command"
+    # pip puts console scripts beside the interpreter it installed into.
+    path = shutil.which("cnnkit", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+    assert path is not None, "the cnnkit command is declared but not installed on PATH"
+    return path
+
+
+def test_installed_cnnkit_command_runs_help_and_info():
+    command = _installed_command()
+    help_text = subprocess.run([command, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "train" in help_text and "bench" in help_text
+    info = subprocess.run([command, "info"], capture_output=True, text=True, check=True).stdout
+    assert info.startswith("cnnkit ") and "compiled ISAs: scalar" in info
 
 
 def test_python_dash_m_runs_the_command():
