@@ -1,6 +1,7 @@
 """Layers, containers and losses shaped like ``torch.nn``; each layer calls ``cnnkit.functional``."""
 
-from . import init
+from . import init, utils
+from .containers import Concat, Join, ModuleDict, ModuleList
 from .layers import (
     ELU,
     AdaptiveAvgPool2d,
