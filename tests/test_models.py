@@ -13,6 +13,8 @@ CASES = [
     ("alexnet", lambda: models.alexnet(width=8), (3, 32, 32)),
     ("vgg11", lambda: models.vgg("vgg11", width_divisor=16), (3, 32, 32)),
     ("resnet8", lambda: models.resnet(8, width=4), (3, 32, 32)),
+    ("inception", lambda: models.inception(width_divisor=16), (3, 32, 32)),
+    ("densenet", lambda: models.densenet(growth_rate=4, block_config=(2, 2, 2)), (3, 32, 32)),
 ]
 
 
@@ -88,3 +90,62 @@ def test_resnet_state_dict_loads_into_a_torch_twin():
     with torch.no_grad():
         expected = twin(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(ours.eval()(x), expected, rtol=1e-4, atol=1e-4)
+
+
+DAG_ZOO = [
+    ("inception", lambda: models.inception(width_divisor=16, dropout=0.0), lambda t: torch_twins.inception(t)),
+    ("densenet", lambda: models.densenet(growth_rate=4, block_config=(2, 2, 2)), lambda t: torch_twins.densenet(t)),
+]
+
+
+@pytest.mark.parametrize("name,make,twin", DAG_ZOO, ids=[c[0] for c in DAG_ZOO])
+def test_dag_models_match_a_torch_twin_in_outputs_and_gradients(name, make, twin):
+    """Same state_dict, then training-mode forward (batch statistics), backward and running stats
+    against the torch twin in float64, and eval-mode outputs against it in float32."""
+    torch = pytest.importorskip("torch")
+    cnnkit.manual_seed(0)
+    ours, theirs = make(), twin(torch)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    x = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    theirs64 = theirs.double().train()
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    expected = theirs64(xt)
+    out = ours.train()(x)
+    g = np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)
+    expected.backward(torch.tensor(g, dtype=torch.float64))
+    dx = ours.backward(g)
+
+    def close(a, b, what, scale=None):
+        # Absolute errors relative to the size of what is compared: a one-channel batch-norm
+        # weight's gradient is a sum that cancels to far below the rest of the gradients.
+        b = np.asarray(b, dtype=np.float64)
+        scale = np.abs(b).max() if scale is None else scale
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale, err_msg=f"{name}: {what}")
+
+    close(out, expected.detach().numpy(), "output")
+    close(dx, xt.grad.numpy(), "input gradient")
+    tparams = dict(theirs64.named_parameters())
+    grad_scale = max(np.abs(t.grad.numpy()).max() for t in tparams.values())
+    for pname, p in ours.named_parameters():
+        close(p.grad, tparams[pname].grad.numpy(), f"grad of {pname}", grad_scale)
+    tbuffers = dict(theirs64.named_buffers())
+    for bname, b in ours.named_buffers():
+        close(b, tbuffers[bname].numpy(), bname)
+    theirs32 = theirs64.float().eval()
+    with torch.no_grad():
+        close(ours.eval()(x), theirs32(torch.from_numpy(x)).numpy(), "eval output")
+
+
+@pytest.mark.parametrize("name", ["inception", "densenet"])
+def test_dag_models_are_registered_for_the_command_line_and_the_benchmark(name):
+    from cnnkit import bench, cli
+
+    assert name in cli.MODELS
+    model = cli._build_model(name, 1, 28)
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    assert model.eval()(x).shape == (2, 10)
+    torch = pytest.importorskip("torch")
+    twin = bench._torch_model(torch, model).eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x), twin(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)

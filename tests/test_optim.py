@@ -72,7 +72,16 @@ def ref_adagrad(p, g, s, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulato
     return lr / (1 + (t - 1) * lr_decay) * g / (np.sqrt(s["sum"]) + eps)
 
 
-REFS = {"SGD": ref_sgd, "Adam": ref_adam, "AdamW": ref_adamw, "RMSprop": ref_rmsprop, "Adagrad": ref_adagrad}
+def ref_adadelta(p, g, s, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0):
+    g = g + weight_decay * p
+    s["sq"] = rho * s.get("sq", 0) + (1 - rho) * g * g
+    delta = np.sqrt(s.get("acc", 0) + eps) / np.sqrt(s["sq"] + eps) * g
+    s["acc"] = rho * s.get("acc", 0) + (1 - rho) * delta * delta
+    return lr * delta
+
+
+REFS = {"SGD": ref_sgd, "Adam": ref_adam, "AdamW": ref_adamw, "RMSprop": ref_rmsprop, "Adagrad": ref_adagrad,
+        "Adadelta": ref_adadelta}
 
 CASES = [
     ("SGD", dict(lr=0.1)),
@@ -90,6 +99,8 @@ CASES = [
     ("RMSprop", dict(lr=0.001, centered=True, momentum=0.9)),
     ("Adagrad", dict()),
     ("Adagrad", dict(lr=0.1, lr_decay=0.05, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-6)),
+    ("Adadelta", dict()),
+    ("Adadelta", dict(lr=0.5, rho=0.5, eps=1e-4, weight_decay=0.1)),
 ]
 
 
@@ -200,6 +211,72 @@ def test_matches_torch(name, options):
     for p, t, m in zip(params, tparams, magnitude):
         # Both sides round in float32, so allow twice one side's bound.
         assert_close(p.data, t.detach().numpy().astype(np.float64), m, steps, f"optim.{name} vs torch", c=16)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(lr=0.3, rho=0.95, eps=1e-3, weight_decay=0.05)])
+def test_adadelta_matches_torch_step_by_step(options):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    p = Param(rng.standard_normal((5, 4)))
+    t = torch.nn.Parameter(torch.tensor(p.data))
+    opt, topt = optim.Adadelta([p], **options), torch.optim.Adadelta([t], **options)
+    magnitude = np.abs(p.data).astype(np.float64)
+    for step in range(1, 31):
+        before = p.data.copy()
+        p.grad = rng.standard_normal(p.data.shape).astype(np.float32)
+        t.grad = torch.tensor(p.grad)
+        opt.step()
+        topt.step()
+        magnitude += np.abs(p.data - before)
+        assert_close(p.data, t.detach().numpy().astype(np.float64), magnitude, step, "optim.Adadelta vs torch", c=16)
+    for key in ("square_avg", "acc_delta"):
+        theirs = topt.state[t][key].numpy().astype(np.float64)
+        assert_close(opt.state_dict()["state"][0][key], theirs, np.abs(theirs), 30, f"Adadelta {key}", c=16)
+    assert {k: opt.defaults[k] for k in ("lr", "rho", "eps", "weight_decay")} == {
+        k: topt.defaults[k] for k in ("lr", "rho", "eps", "weight_decay")}
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta"])
+def test_l1_decay_adds_the_sign_of_the_weights_to_the_gradient(name):
+    """l1_decay=c steps exactly as the same optimizer fed grad + c * sign(p) (zeros stay put)."""
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal((3, 4)).astype(np.float32)
+    start[0, 0] = 0.0
+    a, b = Param(start), Param(start)
+    opt_a = getattr(optim, name)([a], lr=0.01, l1_decay=0.3)
+    opt_b = getattr(optim, name)([b], lr=0.01)
+    for _ in range(5):
+        g = rng.standard_normal(start.shape).astype(np.float32)
+        g[0, 0] = 0.0
+        a.grad = g
+        b.grad = g + np.float32(0.3) * np.sign(b.data)
+        opt_a.step()
+        opt_b.step()
+        np.testing.assert_array_equal(a.data, b.data)
+    assert a.data[0, 0] == 0.0 and opt_a.param_groups[0]["l1_decay"] == 0.3
+
+
+def test_l1_decay_drives_weights_without_signal_to_zero_faster_than_l2():
+    p_l1, p_l2 = Param(np.full(4, 0.5)), Param(np.full(4, 0.5))
+    opt_l1 = optim.SGD([p_l1], lr=0.1, l1_decay=0.5)
+    opt_l2 = optim.SGD([p_l2], lr=0.1, weight_decay=0.5)
+    for _ in range(10):
+        p_l1.grad = np.zeros(4, np.float32)
+        p_l2.grad = np.zeros(4, np.float32)
+        opt_l1.step()
+        opt_l2.step()
+    # L1 subtracts a constant 0.05 per step (reaching ~0 after 10), L2 shrinks by 5% per step.
+    assert np.all(np.abs(p_l1.data) < 1e-6) and np.all(p_l2.data > 0.29)
+
+
+def test_l1_decay_is_validated_and_absent_from_torch_state_dicts():
+    with pytest.raises(ValueError, match="l1_decay"):
+        optim.SGD([Param([1.0])], l1_decay=-1)
+    opt = optim.Adam([Param([1.0])], l1_decay=0.1)
+    saved = opt.state_dict()
+    del saved["param_groups"][0]["l1_decay"]
+    opt.load_state_dict(saved)
+    assert opt.param_groups[0]["l1_decay"] == 0.0
 
 
 # ----------------------------------------------------------------------------

@@ -320,6 +320,19 @@ def bench_linear(report, torch, rounds, layers=((3136, 1024), (400, 120), (84, 1
                        peer="torch" if torch is not None else None)
 
 
+def _torch_concat(torch, branches, dim):
+    """cnnkit.nn.Concat's torch twin: the same branches under the same names, outputs concatenated."""
+
+    class Concat(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([b(x) for b in self.children()], dim)
+
+    twin = Concat()
+    for i, b in enumerate(branches):
+        twin.add_module(str(i), b)
+    return twin
+
+
 def _torch_model(torch, ours):
     """The torch.nn twin of a cnnkit Sequential built from the same layer types."""
     from . import nn
@@ -329,6 +342,12 @@ def _torch_model(torch, ours):
     def convert(m):
         if isinstance(m, nn.Sequential):
             return t.Sequential(*[convert(c) for c in m])
+        if isinstance(m, nn.Concat):
+            return _torch_concat(torch, [convert(c) for c in m], m.dim)
+        if isinstance(m, nn.BatchNorm2d):
+            return t.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+        if isinstance(m, nn.AdaptiveAvgPool2d):
+            return t.AdaptiveAvgPool2d(m.output_size)
         if isinstance(m, nn.Conv2d):
             return t.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
                             m.groups, bias=m.bias is not None)
@@ -352,6 +371,12 @@ def _torch_model(torch, ours):
     return twin
 
 
+# The input each benchmarkable zoo model takes: MNIST digits or 32x32 colour images. The
+# Inception and DenseNet entries are not in the default run: one round of them at batch 64
+# takes minutes (most of it in PyTorch) on a small machine.
+_MODEL_INPUTS = {"lenet5": (1, 28, 28), "mnist_cnn": (1, 28, 28), "inception": (3, 32, 32), "densenet": (3, 32, 32)}
+
+
 def bench_models(report, torch, rounds, batches=(1, 64, 256), names=("lenet5", "mnist_cnn")):
     from . import models, nn, optim
 
@@ -360,7 +385,7 @@ def bench_models(report, torch, rounds, batches=(1, 64, 256), names=("lenet5", "
         twin = _torch_model(torch, model) if torch is not None else None
         for batch in batches:
             rng = np.random.default_rng(batch)
-            x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+            x = rng.standard_normal((batch, *_MODEL_INPUTS[name])).astype(np.float32)
             y = rng.integers(0, 10, batch)
             model.eval()
             c = {"cnnkit": lambda: model(x)}

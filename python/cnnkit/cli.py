@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-MODELS = ("lenet5", "mnist_cnn", "alexnet", "vgg", "resnet")
+MODELS = ("lenet5", "mnist_cnn", "alexnet", "vgg", "resnet", "inception", "densenet")
 DATASETS = ("mnist", "cifar10")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 
@@ -22,6 +22,10 @@ def _build_model(name, in_channels, image_size):
         return models.alexnet(in_channels=in_channels, width=16, image_size=image_size)
     if name == "vgg":
         return models.vgg("vgg11", in_channels=in_channels, width_divisor=4)
+    if name == "inception":
+        return models.inception(in_channels=in_channels)
+    if name == "densenet":
+        return models.densenet(in_channels=in_channels)
     return models.resnet(20, in_channels=in_channels)
 
 

@@ -365,6 +365,116 @@ class Normalize:
         return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
 
 
+class _Whitening:
+    """Shared by PCA and ZCA whitening: the fit, the checks, and the rotation into the eigenbasis."""
+
+    def __init__(self, eps=1e-5, n_components=None):
+        self.eps = _float(eps, "eps")
+        if not self.eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {self.eps}")
+        self.n_components = None if n_components is None else _int(n_components, "n_components")
+        self.mean = None
+
+    def fit(self, x):
+        """Learn the mean and the covariance's eigenvectors from ``x`` (N samples of any shape); returns self.
+
+        The covariance divides by N, so the whitened ``x`` has identity covariance
+        in that sense (up to ``eps``). Computed in float64.
+        """
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"x must be a float or integer array, got dtype {x.dtype}")
+        if x.ndim < 2 or x.shape[0] < 2:
+            raise ValueError(f"fit needs at least 2 samples with at least one feature, got shape {x.shape}")
+        rows = x.reshape(x.shape[0], -1).astype(np.float64)
+        if not np.all(np.isfinite(rows)):
+            raise ValueError("x must be finite to fit a whitening")
+        d = rows.shape[1]
+        k = d if self.n_components is None else self.n_components
+        if not 1 <= k <= d:
+            raise ValueError(f"n_components must be in [1, {d}] (the number of features), got {k}")
+        self.mean = rows.mean(axis=0)
+        centred = rows - self.mean
+        values, vectors = np.linalg.eigh(centred.T @ centred / rows.shape[0])
+        # Largest first; rounding can leave the zero eigenvalues of a singular covariance slightly negative.
+        values = np.maximum(values[::-1][:k], 0.0)
+        if np.any(values + self.eps <= 0):
+            raise ValueError("the covariance is singular: whiten with eps > 0")
+        self.eigenvalues, self.components = values, vectors[:, ::-1][:, :k].T
+        self.feature_shape = x.shape[1:]
+        self._scale = 1.0 / np.sqrt(values + self.eps)
+        return self
+
+    def _check_fitted(self):
+        if self.mean is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(train_x) first")
+
+    def _rows(self, x, shape, name):
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must be a float or integer array, got dtype {x.dtype}")
+        if x.shape[1:] != tuple(shape):
+            raise ValueError(f"{name} must have shape (N, {', '.join(map(str, shape))}), got {x.shape}")
+        return x.reshape(x.shape[0], -1).astype(np.float64)
+
+    def _whitened_coordinates(self, x):
+        self._check_fitted()
+        return (self._rows(x, self.feature_shape, "x") - self.mean) @ self.components.T * self._scale
+
+    def _from_coordinates(self, z):
+        rows = (z / self._scale) @ self.components + self.mean
+        return rows.reshape((len(rows), *self.feature_shape)).astype(np.float32)
+
+
+class PCAWhitening(_Whitening):
+    """PCA whitening: project onto the covariance's eigenvectors and divide by the root of each eigenvalue.
+
+    ``fit`` on the training set, then call on any split: ``(N, ...)`` in,
+    ``(N, n_components)`` float32 out (all components by default), with
+    identity covariance on the training set when ``eps`` is small. Each
+    coordinate ``i`` is ``u_i . (x - mean) / sqrt(lambda_i + eps)``, largest
+    eigenvalue first; ``eps`` keeps near-zero variances (constant border pixels)
+    from blowing up. :meth:`inverse` maps back to the input's shape, to plot;
+    with fewer components it gives the projection onto the ones kept.
+    """
+
+    def __call__(self, x, rng=None):
+        return self._whitened_coordinates(x).astype(np.float32)
+
+    def inverse(self, z):
+        self._check_fitted()
+        return self._from_coordinates(self._rows(z, (len(self.eigenvalues),), "z"))
+
+    def __repr__(self):
+        return f"PCAWhitening(eps={self.eps}, n_components={self.n_components})"
+
+
+class ZCAWhitening(_Whitening):
+    """ZCA whitening: PCA whitening rotated back into the input's space, ``x -> W (x - mean)`` with
+    ``W = U diag(1 / sqrt(lambda + eps)) U^T``.
+
+    Of all transforms that whiten the training set, this one changes the data
+    least (mean squared distance), so whitened images still look like images:
+    edges stand out and smooth regions fade. ``fit`` on the training set, then
+    call on any split: the output has the input's shape, float32, and can feed
+    a CNN (it is a transform for :func:`batches`). :meth:`inverse` undoes it.
+    """
+
+    def __init__(self, eps=1e-5):
+        super().__init__(eps)
+
+    def __call__(self, x, rng=None):
+        rows = self._whitened_coordinates(x) @ self.components
+        return rows.reshape((len(rows), *self.feature_shape)).astype(np.float32)
+
+    def inverse(self, z):
+        self._check_fitted()
+        return self._from_coordinates(self._rows(z, self.feature_shape, "z") @ self.components.T)
+
+    def __repr__(self):
+        return f"ZCAWhitening(eps={self.eps})"
+
+
 # ----------------------------------------------------------------------------
 # augmentation
 # ----------------------------------------------------------------------------

@@ -806,6 +806,41 @@ def prelu_backward(grad_output, input, weight):
     return _C.prelu_backward(g, x, w)
 
 
+def _maxout_pieces(x, pool_size, dim):
+    """``x`` viewed with ``dim`` split into (units, pool_size): unit j owns channels j*k .. j*k + k - 1."""
+    k = _int(pool_size, "pool_size")
+    d = _int(dim, "dim")
+    if k < 1:
+        raise ValueError(f"pool_size must be >= 1, got {k}")
+    if not -x.ndim <= d < x.ndim:
+        raise ValueError(f"dim={d} is out of range for input of shape {x.shape}")
+    d %= x.ndim
+    if x.shape[d] % k:
+        raise ValueError(f"input.shape[{d}]={x.shape[d]} is not a multiple of pool_size={k}")
+    return x.reshape(x.shape[:d] + (x.shape[d] // k, k) + x.shape[d + 1:]), d + 1
+
+
+def maxout(input, pool_size, dim=1):
+    """Maxout (Goodfellow et al., 2013): the maximum over each group of ``pool_size`` consecutive
+    channels along ``dim``, which shrinks by that factor. A NaN piece makes its unit NaN."""
+    pieces, axis = _maxout_pieces(_as_float32(input, "input"), pool_size, dim)
+    return pieces.max(axis=axis)
+
+
+def maxout_backward(grad_output, input, pool_size, dim=1):
+    """Gradient of :func:`maxout`: each unit's gradient goes to its winning piece (the first
+    on a tie, the NaN if there is one), every other piece gets zero."""
+    pieces, axis = _maxout_pieces(_as_float32(input, "input"), pool_size, dim)
+    g = _as_float32(grad_output, "grad_output")
+    out_shape = pieces.shape[:axis] + pieces.shape[axis + 1:]
+    if g.shape != out_shape:
+        raise ValueError(f"grad_output shape {g.shape} must equal maxout's output shape {out_shape}")
+    grad = np.zeros(pieces.shape, np.float32)
+    winners = np.expand_dims(pieces.argmax(axis=axis), axis)
+    np.put_along_axis(grad, winners, np.expand_dims(g, axis), axis=axis)
+    return grad.reshape(np.shape(input))
+
+
 # ----------------------------------------------------------------------------
 # linear, softmax and losses
 # ----------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Classic CNNs built from ``cnnkit.nn``, sized for 28x28 / 32x32 inputs.
 
 Each returns a ``Sequential`` whose ``state_dict`` keys are those of the same
-``torch.nn.Sequential`` model, so weights move between the two unchanged.
+``torch.nn.Sequential`` model, so weights move between the two unchanged
+(:func:`inception` and :func:`densenet` hold ``Concat`` containers, whose torch
+twin is a module registering the same branches as ``"0"``, ``"1"``, ...).
 """
 
 from . import nn
@@ -107,4 +109,80 @@ def resnet(depth=20, num_classes=10, in_channels=3, width=16):
             layers.append(_basic_block(c, out, 2 if stage > 0 and block == 0 else 1))
             c = out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def _conv_bn_relu(c_in, c_out, kernel_size, padding=0):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size, padding=padding, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU())
+
+
+# GoogLeNet's (Szegedy et al., 2015) inception 3a, 3b and 4a: the 1x1 branch, the 3x3 branch's
+# reduction and output, the 5x5 branch's reduction and output, the pool projection. "M" is a
+# 3x3/2 max pooling.
+_INCEPTION_BLOCKS = [(64, 96, 128, 16, 32, 32), (128, 128, 192, 32, 96, 64), "M", (192, 96, 208, 16, 48, 64)]
+
+
+def inception(num_classes=10, in_channels=3, width_divisor=4, dropout=0.4):
+    """A small Inception network (GoogLeNet's blocks 3a, 3b, 4a) for 32x32 inputs.
+
+    A 3x3 stem, then inception blocks: four parallel branches (1x1; 1x1 then 3x3;
+    1x1 then 5x5; 3x3 max pooling then 1x1), each convolution followed by batch
+    norm and ReLU, concatenated along channels (:class:`cnnkit.nn.Concat`); a
+    max pooling halves the resolution between 3b and 4a. The classifier is
+    global average pooling, dropout and one linear layer, as in GoogLeNet.
+    ``width_divisor`` divides every channel count of the paper's blocks.
+    """
+    def c(n):
+        return max(1, n // width_divisor)
+
+    c_in = c(192)
+    layers = [_conv_bn_relu(in_channels, c_in, 3, padding=1)]
+    for block in _INCEPTION_BLOCKS:
+        if block == "M":
+            layers.append(nn.MaxPool2d(3, 2, padding=1))
+            continue
+        c1, c3r, c3, c5r, c5, cp = map(c, block)
+        layers.append(nn.Concat(
+            _conv_bn_relu(c_in, c1, 1),
+            nn.Sequential(_conv_bn_relu(c_in, c3r, 1), _conv_bn_relu(c3r, c3, 3, padding=1)),
+            nn.Sequential(_conv_bn_relu(c_in, c5r, 1), _conv_bn_relu(c5r, c5, 5, padding=2)),
+            nn.Sequential(nn.MaxPool2d(3, 1, padding=1), _conv_bn_relu(c_in, cp, 1)),
+        ))
+        c_in = c1 + c3 + c5 + cp
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def _bn_relu_conv(c_in, c_out, kernel_size, padding=0):
+    return [nn.BatchNorm2d(c_in), nn.ReLU(), nn.Conv2d(c_in, c_out, kernel_size, padding=padding, bias=False)]
+
+
+def densenet(num_classes=10, in_channels=3, growth_rate=12, block_config=(6, 6, 6), compression=0.5):
+    """A DenseNet-BC (Huang et al., 2017) for 32x32 inputs.
+
+    A 3x3 stem of ``2 * growth_rate`` channels, then dense blocks separated by
+    transitions (batch norm, ReLU, 1x1 convolution keeping ``compression`` of
+    the channels, 2x2 average pooling). Each dense layer is batch norm, ReLU,
+    a 1x1 bottleneck to ``4 * growth_rate`` channels, batch norm, ReLU and a 3x3
+    convolution to ``growth_rate`` channels, whose output is concatenated to its
+    input (``Concat(Identity(), layer)``): every layer sees every earlier output
+    of its block. Batch norm, ReLU, global average pooling and a linear layer
+    classify. ``block_config`` gives the layers per block; (16, 16, 16) with
+    growth rate 12 is the paper's DenseNet-BC-100.
+    """
+    c = 2 * growth_rate
+    layers = [nn.Conv2d(in_channels, c, 3, padding=1, bias=False)]
+    for i, n in enumerate(block_config):
+        block = []
+        for _ in range(n):
+            bottleneck = _bn_relu_conv(c, 4 * growth_rate, 1) + _bn_relu_conv(4 * growth_rate, growth_rate, 3, 1)
+            block.append(nn.Concat(nn.Identity(), nn.Sequential(*bottleneck)))
+            c += growth_rate
+        layers.append(nn.Sequential(*block))
+        if i < len(block_config) - 1:
+            c_out = max(1, int(c * compression))
+            layers.append(nn.Sequential(*_bn_relu_conv(c, c_out, 1), nn.AvgPool2d(2)))
+            c = c_out
+    layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
     return nn.Sequential(*layers)

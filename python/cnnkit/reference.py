@@ -431,6 +431,26 @@ def prelu_backward(grad_output, x, weight):
     return grad_input, grad_weight
 
 
+def maxout(x, pool_size, dim=1):
+    """Unit j along ``dim`` is the largest of channels j*pool_size ... (j+1)*pool_size - 1."""
+    x = np.moveaxis(_float64_array(x), dim, 0)
+    units = [x[j * pool_size:(j + 1) * pool_size].max(axis=0) for j in range(x.shape[0] // pool_size)]
+    return np.moveaxis(np.stack(units), 0, dim)
+
+
+def maxout_backward(grad_output, x, pool_size, dim=1):
+    """Each output gradient lands on the first channel of its group that holds the group's maximum."""
+    x = np.moveaxis(_float64_array(x), dim, 0)
+    g = np.moveaxis(_float64_array(grad_output), dim, 0)
+    grad = np.zeros_like(x)
+    for j in range(g.shape[0]):
+        group = x[j * pool_size:(j + 1) * pool_size]
+        winner = np.argmax(group, axis=0)
+        for piece in range(pool_size):
+            grad[j * pool_size + piece] += np.where(winner == piece, g[j], 0.0)
+    return np.moveaxis(grad, 0, dim)
+
+
 # ----------------------------------------------------------------------------
 # linear, softmax and losses
 # ----------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Layers, containers and losses shaped like ``torch.nn``; each layer calls ``cnnkit.functional``."""
 
-from . import init
+from . import init, utils
+from .containers import Concat, Join, ModuleDict, ModuleList
+from .dropconnect import DropConnectConv2d, DropConnectLinear
 from .layers import (
     ELU,
     AdaptiveAvgPool2d,
@@ -25,4 +27,5 @@ from .layers import (
     Tanh,
 )
 from .losses import CrossEntropyLoss, L1Loss, MSELoss, MultiMarginLoss
+from .maxout import Maxout, MaxoutConv2d, MaxoutLinear
 from .module import Module, Parameter

@@ -27,6 +27,15 @@ class Parameter:
     def shape(self):
         return self.data.shape
 
+    def numel(self):
+        """The number of elements, as ``torch.Tensor.numel``."""
+        return int(self.data.size)
+
+    def requires_grad_(self, requires_grad=True):
+        """Freeze (``False``) or unfreeze this parameter; returns it."""
+        self.requires_grad = bool(requires_grad)
+        return self
+
     def accumulate_grad(self, grad):
         """Add ``grad`` into ``self.grad`` (allocating it on the first call)."""
         if not self.requires_grad or grad is None:
@@ -79,6 +88,20 @@ class Module:
                 return d[name]
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
+    def add_module(self, name, module):
+        """Register ``module`` (or ``None``, a placeholder skipped by traversal) as the child ``name``."""
+        if not isinstance(name, str):
+            raise TypeError(f"module name should be a str, got {type(name).__name__}")
+        if not name or "." in name:
+            raise KeyError(f"module name can't be empty or contain \".\", got {name!r}")
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(module).__name__} is not a Module subclass")
+        if name in self.__dict__ or name in self._parameters or name in self._buffers:
+            raise KeyError(f"attribute {name!r} already exists")
+        self._modules[name] = module
+
+    register_module = add_module
+
     def register_buffer(self, name, array):
         """A named array saved in ``state_dict`` but not trained (``None`` allowed)."""
         self.__dict__.pop(name, None)
@@ -104,20 +127,62 @@ class Module:
         return out
 
     # -- traversal --------------------------------------------------------------
-    def named_modules(self, prefix=""):
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        """``(name, module)`` for this module and every descendant, depth first, as PyTorch.
+
+        A module reachable along several paths is listed once, unless
+        ``remove_duplicate`` is False (``state_dict`` lists every path, as PyTorch's does).
+        """
+        if memo is None:
+            memo = set()
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            if child is not None:
+                yield from child.named_modules(memo, f"{prefix}.{name}" if prefix else name, remove_duplicate)
 
     def modules(self):
         for _, m in self.named_modules():
             yield m
 
+    def named_children(self):
+        """``(name, child)`` for each direct child, each child once."""
+        seen = set()
+        for name, child in self._modules.items():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                yield name, child
+
     def children(self):
-        return iter(self._modules.values())
+        for _, child in self.named_children():
+            yield child
+
+    def apply(self, fn):
+        """Call ``fn`` on every child (recursively), then on this module; returns this module.
+
+        The PyTorch idiom for custom initialisation: ``model.apply(init_weights)``.
+        """
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        """Freeze (``False``) or unfreeze every parameter; returns this module.
+
+        A frozen parameter gets no gradient in ``backward`` and no optimizer
+        update; the input gradient still flows through its layer, so layers
+        before it keep training (fine-tuning a head on a frozen body, or the reverse).
+        """
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
 
     def named_parameters(self, prefix="", recurse=True):
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
         seen = set()
         for mod_prefix, module in modules:
             for name, p in module._parameters.items():
@@ -131,7 +196,7 @@ class Module:
             yield p
 
     def named_buffers(self, prefix=""):
-        for mod_prefix, module in self.named_modules(prefix):
+        for mod_prefix, module in self.named_modules(prefix=prefix):
             for name, b in module._buffers.items():
                 if b is not None:
                     yield (f"{mod_prefix}.{name}" if mod_prefix else name), b
@@ -156,7 +221,7 @@ class Module:
     def state_dict(self):
         """Copies of every parameter and buffer, keyed like PyTorch (``0.weight``, ``1.running_mean``)."""
         state = OrderedDict()
-        for prefix, module in self.named_modules():
+        for prefix, module in self.named_modules(remove_duplicate=False):
             for name, p in module._parameters.items():
                 state[f"{prefix}.{name}" if prefix else name] = p.data.copy()
             for name, b in module._buffers.items():
@@ -173,7 +238,7 @@ class Module:
         unchanged. Returns ``(missing_keys, unexpected_keys)``.
         """
         targets = OrderedDict()
-        for prefix, module in self.named_modules():
+        for prefix, module in self.named_modules(remove_duplicate=False):
             for table in (module._parameters, module._buffers):
                 for name, value in table.items():
                     if value is not None:

@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules with PyTorch's update rules and defaults.
+"""Optimizers with PyTorch's update rules and defaults (schedules are in :mod:`.lr_scheduler`).
 
 A parameter is any object with ``.data`` (a float ndarray, updated in place so
 that layers holding it see the new values), ``.grad`` (an ndarray of the same
@@ -11,6 +11,15 @@ optimizer's defaults for that group::
 
     SGD([{"params": body}, {"params": head, "lr": 0.1}], lr=0.01, momentum=0.9)
 
+L1 regularisation: every optimizer takes ``l1_decay`` (keyword, default 0),
+cnnkit's addition beside PyTorch's ``weight_decay``. It adds ``l1_decay *
+sign(p)``, the subgradient of ``l1_decay * sum(|p|)``, to the gradient before
+the update, as ``weight_decay`` adds ``weight_decay * p`` (also in AdamW, whose
+weight decay alone is decoupled). An option rather than a loss term because
+cnnkit has no autograd: a penalty added to the loss would need its own backward
+in every training loop, while the option works in ``cnnkit.train.fit``, the
+command line and hand-written loops alike, and a group may set its own value.
+
 Updates are computed in the parameter's dtype (float32) in the same order of
 operations as PyTorch's single-tensor CPU implementation, so results agree to
 float32 rounding. ``state_dict()`` has PyTorch's layout: ``{"state": {index:
@@ -21,7 +30,7 @@ state dict (tensors are converted to arrays).
 
 import numpy as np
 
-from .functional import _float, _int
+from ..functional import _float
 
 # ----------------------------------------------------------------------------
 # optimizers
@@ -134,6 +143,9 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is not None and p.requires_grad:
                     grad = self._grad(p, index)
+                    if group["l1_decay"] != 0:
+                        # The subgradient of l1_decay * |p|; sign(0) = 0 leaves exact zeros at zero.
+                        grad = grad + group["l1_decay"] * np.sign(p.data)
                     self._update(p, grad, self._state.setdefault(id(p), {}), group)
                 index += 1
         return loss
@@ -217,6 +229,8 @@ class Optimizer:
             raise ValueError("maximize=True is not supported: negate the loss instead")
         group["lr"] = _at_least_zero(group["lr"], "learning rate")
         group["weight_decay"] = _at_least_zero(group["weight_decay"], "weight_decay value")
+        # .get: a PyTorch optimizer's state dict has no l1_decay.
+        group["l1_decay"] = _at_least_zero(group.get("l1_decay", 0.0), "l1_decay value")
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
@@ -234,8 +248,9 @@ class SGD(Optimizer):
     the step uses ``g + momentum * b`` (Nesterov) or ``b``; ``p -= lr * step``.
     """
 
-    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False):
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, l1_decay=0):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+                        l1_decay=l1_decay)
         super().__init__(params, defaults)
 
     def _check_options(self, group):
@@ -275,8 +290,9 @@ class Adam(Optimizer):
 
     _decoupled_weight_decay = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *, l1_decay=0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      l1_decay=l1_decay))
 
     def _check_options(self, group):
         self._check_common(group)
@@ -330,8 +346,10 @@ class AdamW(Adam):
 
     _decoupled_weight_decay = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+                 l1_decay=0):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         l1_decay=l1_decay)
 
 
 class RMSprop(Optimizer):
@@ -342,8 +360,10 @@ class RMSprop(Optimizer):
     momentum ``b = momentum * b + g / d``, ``p -= lr * b``, else ``p -= lr * g / d``.
     """
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False):
-        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered)
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *,
+                 l1_decay=0):
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
+                        l1_decay=l1_decay)
         super().__init__(params, defaults)
 
     def _check_options(self, group):
@@ -394,13 +414,15 @@ class Adagrad(Optimizer):
     with ``s`` starting at ``initial_accumulator_value``.
     """
 
-    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10):
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, *,
+                 l1_decay=0):
         defaults = dict(
             lr=lr,
             lr_decay=lr_decay,
             weight_decay=weight_decay,
             initial_accumulator_value=initial_accumulator_value,
             eps=eps,
+            l1_decay=l1_decay,
         )
         super().__init__(params, defaults)
 
@@ -427,121 +449,40 @@ class Adagrad(Optimizer):
         p.data -= clr * grad / std
 
 
-# ----------------------------------------------------------------------------
-# learning-rate schedules
-# ----------------------------------------------------------------------------
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler, 2012): steps scaled by the ratio of running RMS of updates and of gradients.
 
-
-class LRScheduler:
-    """Base class: sets every group's ``"lr"`` from :meth:`get_lr` at each :meth:`step`.
-
-    Call ``step()`` once per epoch, after the epoch's optimizer steps. As in
-    PyTorch, constructing a scheduler performs step 0 (``last_epoch`` becomes 0),
-    and each group remembers its first learning rate as ``"initial_lr"``.
+    ``s = rho * s + (1 - rho) * g * g``; ``d = sqrt(u + eps) / sqrt(s + eps) * g``;
+    ``u = rho * u + (1 - rho) * d * d``; ``p -= lr * d``. PyTorch's defaults
+    (``lr=1.0``) and state names (``square_avg``, ``acc_delta``).
     """
 
-    _unsaved = ("optimizer",)
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, l1_decay=0):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, l1_decay=l1_decay))
 
-    def __init__(self, optimizer):
-        self.optimizer = _optimizer(optimizer)
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
-        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-        self.last_epoch = -1
-        self.step()
+    def _check_options(self, group):
+        self._check_common(group)
+        group["eps"] = _at_least_zero(group["eps"], "epsilon value")
+        group["rho"] = _float(group["rho"], "rho")
+        if not 0.0 <= group["rho"] <= 1.0:
+            raise ValueError(f"Invalid rho value: {group['rho']}")
+        return group
 
-    def get_lr(self):
-        """The learning rate of every group at ``self.last_epoch``."""
-        raise NotImplementedError
-
-    def step(self):
-        """Advance one epoch and set the groups' learning rates."""
-        self.last_epoch += 1
-        lrs = [float(lr) for lr in self.get_lr()]
-        for group, lr in zip(self.optimizer.param_groups, lrs):
-            group["lr"] = lr
-        self._last_lr = lrs
-
-    def get_last_lr(self):
-        """The learning rates the last :meth:`step` set, one per group."""
-        return list(self._last_lr)
-
-    def state_dict(self):
-        """Everything but the optimizer (and, for :class:`LambdaLR`, the functions)."""
-        return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items() if k not in self._unsaved}
-
-    def load_state_dict(self, state_dict):
-        """Restore :meth:`state_dict`'s result; keys this scheduler does not have are ignored."""
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        mine = self.state_dict()
-        for key, value in state_dict.items():
-            if key in mine:
-                setattr(self, key, list(value) if isinstance(value, list) else value)
-
-
-def _optimizer(obj):
-    if not isinstance(obj, Optimizer):
-        raise TypeError(f"{type(obj).__name__} is not a cnnkit optimizer")
-    return obj
-
-
-def _positive_int(value, name):
-    value = _int(value, name)
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-class StepLR(LRScheduler):
-    """Multiply the learning rate by ``gamma`` every ``step_size`` epochs."""
-
-    def __init__(self, optimizer, step_size, gamma=0.1):
-        self.step_size = _positive_int(step_size, "step_size")
-        self.gamma = _at_least_zero(gamma, "gamma")
-        super().__init__(optimizer)
-
-    def get_lr(self):
-        # Relative to the current lr, as PyTorch does, so manual changes persist.
-        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
-            return [group["lr"] for group in self.optimizer.param_groups]
-        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
-
-
-class ExponentialLR(LRScheduler):
-    """Multiply the learning rate by ``gamma`` every epoch."""
-
-    def __init__(self, optimizer, gamma):
-        self.gamma = _at_least_zero(gamma, "gamma")
-        super().__init__(optimizer)
-
-    def get_lr(self):
-        if self.last_epoch == 0:
-            return [group["lr"] for group in self.optimizer.param_groups]
-        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
-
-
-class LambdaLR(LRScheduler):
-    """Learning rate = initial lr * ``lr_lambda(epoch)``.
-
-    ``lr_lambda`` is a function of the epoch, or a list of them, one per group.
-    The functions are not part of :meth:`state_dict`.
-    """
-
-    _unsaved = ("optimizer", "lr_lambdas")
-
-    def __init__(self, optimizer, lr_lambda):
-        groups = _optimizer(optimizer).param_groups
-        if isinstance(lr_lambda, (list, tuple)):
-            if len(lr_lambda) != len(groups):
-                raise ValueError(f"Expected {len(groups)} lr_lambdas, but got {len(lr_lambda)}")
-            self.lr_lambdas = list(lr_lambda)
-        else:
-            self.lr_lambdas = [lr_lambda] * len(groups)
-        for fn in self.lr_lambdas:
-            if not callable(fn):
-                raise TypeError(f"lr_lambda must be callable, got {type(fn).__name__}")
-        super().__init__(optimizer)
-
-    def get_lr(self):
-        return [base * fn(self.last_epoch) for base, fn in zip(self.base_lrs, self.lr_lambdas)]
+    def _update(self, p, grad, state, group):
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = np.zeros_like(p.data)
+            state["acc_delta"] = np.zeros_like(p.data)
+        rho, eps = group["rho"], group["eps"]
+        state["step"] += 1
+        if group["weight_decay"] != 0:
+            grad = grad + group["weight_decay"] * p.data
+        square_avg, acc_delta = state["square_avg"], state["acc_delta"]
+        square_avg *= rho
+        square_avg += (1 - rho) * grad * grad
+        delta = np.sqrt(acc_delta + eps)
+        delta /= np.sqrt(square_avg + eps)
+        delta *= grad
+        acc_delta *= rho
+        acc_delta += (1 - rho) * delta * delta
+        p.data -= group["lr"] * delta
