@@ -260,3 +260,26 @@ def test_save_and_load_a_model(tmp_path):
 def test_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         io.load_state_dict_file(tmp_path / "nope.safetensors")
+
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_files_from_the_hand_written_writer_still_load():
+    """tiny_v0_1.safetensors was written by cnnkit 0.1.0's own writer (header padded with spaces,
+    tensors in state_dict order); tiny_v0_1.npz holds the same arrays through NumPy's format."""
+    from cnnkit import nn
+
+    path = os.path.join(DATA, "tiny_v0_1.safetensors")
+    expected = dict(np.load(os.path.join(DATA, "tiny_v0_1.npz")))
+    state, metadata = io.load_state_dict_file(path, with_metadata=True)
+    assert metadata == {"written_by": "cnnkit 0.1.0 hand-written writer", "arch": "conv-bn-relu-linear"}
+    assert set(state) == set(expected)
+    for name, value in expected.items():
+        assert state[name].dtype == value.dtype and state[name].shape == value.shape, name
+        np.testing.assert_array_equal(state[name], value)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
+    io.load(path, model)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, expected[name])
+    assert int(model.state_dict()["1.num_batches_tracked"]) == 1
