@@ -21,6 +21,12 @@ import numpy as np
 from .functional import _float, _int, _pair
 from .random import generator_from
 
+__all__ = [
+    "load_mnist", "load_cifar10", "load_mnist_digits", "train_val_split", "BatchIterator", "batches",
+    "channel_stats", "Normalize", "RandomCrop", "RandomTranslate", "RandomHorizontalFlip", "RandomRotation",
+    "ColorJitter", "SaltAndPepper", "Compose",
+]
+
 # ----------------------------------------------------------------------------
 # data sets
 # ----------------------------------------------------------------------------

@@ -6,6 +6,8 @@ Each returns a ``Sequential`` whose ``state_dict`` keys are those of the same
 
 from . import nn
 
+__all__ = ["lenet5", "mnist_cnn", "alexnet", "vgg", "resnet"]
+
 
 def lenet5(num_classes=10, in_channels=1, activation="tanh", pool="avg"):
     """LeNet-5 (LeCun et al., 1998) for 28x28 digits: the first convolution pads by 2 so that
