@@ -190,8 +190,15 @@ def _array(key, dtype, shape, data, name):
     return array.astype(array.dtype.newbyteorder("="), copy=False).reshape(shape)
 
 
-def _read(path):
-    """``(state_dict, metadata)`` of the file at ``path``, or ValueError naming it."""
+def load_state_dict_file(path, with_metadata=False):
+    """Read a safetensors file into a dict name -> ndarray (in name order).
+
+    Arrays are writeable native-endian arrays. ``BF16`` tensors are widened to
+    float32 (NumPy has no bfloat16); 8-bit float types raise ValueError. With
+    ``with_metadata`` returns ``(state_dict, metadata)``, the metadata being the
+    header's ``__metadata__`` dict or None. A corrupt file raises ValueError
+    naming it.
+    """
     name = os.fspath(path)
     with open(path, "rb") as f:
         raw = f.read()
@@ -204,26 +211,15 @@ def _read(path):
         raise ValueError(f"{name}: the header describes more than cnnkit's limit of {_MAX_TENSORS} tensors")
     try:
         tensors = safetensors.deserialize(raw)
-        # The package's byte API leaves out the metadata; the header it has just accepted is
-        # JSON nested at most 128 deep.
-        metadata = json.loads(header).get("__metadata__")
-    except (safetensors.SafetensorError, ValueError) as e:
+    except safetensors.SafetensorError as e:
         raise ValueError(f"{name}: corrupt safetensors file ({e})") from None
-    del raw, header
+    del raw
     state = {key: _array(key, info["dtype"], info["shape"], info["data"], name) for key, info in sorted(tensors)}
-    return state, metadata
-
-
-def load_state_dict_file(path, with_metadata=False):
-    """Read a safetensors file into a dict name -> ndarray (in name order).
-
-    Arrays are writeable native-endian arrays. ``BF16`` tensors are widened to
-    float32 (NumPy has no bfloat16); 8-bit float types raise ValueError. With
-    ``with_metadata`` returns ``(state_dict, metadata)``, the metadata being the
-    header's ``__metadata__`` dict or None.
-    """
-    state, metadata = _read(path)
-    return (state, metadata) if with_metadata else state
+    if not with_metadata:
+        return state
+    # The package's byte API leaves out the metadata; the header it has just accepted is
+    # JSON nested at most 128 deep.
+    return state, json.loads(header).get("__metadata__")
 
 
 def _cast_problem(value, dtype):
