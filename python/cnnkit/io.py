@@ -97,6 +97,7 @@ def _temp_owner(entry, prefix):
 
 
 def _process_gone(pid):
+    """Whether the writer ``pid`` has exited, so that its temporary file is stale."""
     if os.name != "posix":
         # Windows refuses to remove a file another process holds open, which protects live writers.
         return True
