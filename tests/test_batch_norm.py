@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import cnnkit
 import cnnkit.functional as F
 import cnnkit.reference as R
-from cnnkit import _C
+from cnnkit import _C, nn
 from tolerance import assert_close
 
 
@@ -47,6 +47,11 @@ def _magnitudes(x, w, b, mean, var, eps):
     return xhat * w.reshape(shape) + (w + b).reshape(shape), xhat, w.reshape(shape)
 
 
+def _channel_rows(x):
+    """x as float64 rows of one channel each: (C, N * spatial)."""
+    return np.moveaxis(x.astype(np.float64), 1, 0).reshape(x.shape[1], -1)
+
+
 def _per_channel(x):
     return int(x.size // x.shape[1]) if x.shape[1] else 0
 
@@ -59,7 +64,7 @@ def _check_forward(x, w, b, rm, rv, training, reference=False):
     else:
         out = F.batch_norm(x, rm_run, rv_run, w, b, training, momentum, eps)
     expected, new_mean, new_var = R.batch_norm(x, rm, rv, w, b, training, momentum, eps)
-    rows = np.moveaxis(x.astype(np.float64), 1, 0).reshape(x.shape[1], -1)
+    rows = _channel_rows(x)
     mean, var = (rows.mean(1), rows.var(1)) if training else (rm.astype(np.float64), rv.astype(np.float64))
     magnitude, _, _ = _magnitudes(x, w, b, mean, var, eps)
     K = _per_channel(x)
@@ -77,25 +82,31 @@ def _check_backward(x, w, rm, rv, training, rng, reference=False):
     else:
         got = F.batch_norm_backward(dy, x, rm, rv, w, training, eps)
     expected = R.batch_norm_backward(dy, x, rm, rv, w, training, eps)
-    rows = np.moveaxis(x.astype(np.float64), 1, 0).reshape(x.shape[1], -1)
+    dx_mag, dw_mag, db_mag, K = _backward_magnitudes(dy, x, rm, rv, w, training, eps)
+    assert_close(got[0], expected[0], dx_mag, K, "batch_norm_backward dx")
+    if w is None:
+        assert got[1] is None and got[2] is None
+    else:
+        assert_close(got[1], expected[1], dw_mag, K, "batch_norm_backward dw")
+        assert_close(got[2], expected[2], db_mag, K, "batch_norm_backward db")
+
+
+def _backward_magnitudes(dy, x, rm, rv, w, training, eps):
+    """Tolerance magnitudes of dx, dw and db, and K."""
+    rows = _channel_rows(x)
     mean, var = (rows.mean(1), rows.var(1)) if training else (rm.astype(np.float64), rv.astype(np.float64))
     _, xhat, wabs = _magnitudes(x, w, None, mean, var, eps)
     shape = wabs.shape
     invstd = (1 / np.sqrt(var + eps)).reshape(shape)
     K = _per_channel(x)
-    ady = np.abs(dy.astype(np.float64))
+    ady = np.abs(np.asarray(dy, np.float64))
     axes = (0,) + tuple(range(2, x.ndim))
     sum_dy = ady.sum(axis=axes)
     sum_dy_xhat = (ady * xhat).sum(axis=axes)
     # dx = w invstd (dy - mean(dy) - xhat mean(dy xhat)), bounded term by term; the statistics
     # add an error of one standard deviation's worth (invstd |w| |dy|-sized).
     dx_mag = wabs * invstd * (ady + (sum_dy / K).reshape(shape) + (1 + xhat) * (sum_dy_xhat / K + sum_dy / K).reshape(shape))
-    assert_close(got[0], expected[0], dx_mag, K, "batch_norm_backward dx")
-    if w is None:
-        assert got[1] is None and got[2] is None
-    else:
-        assert_close(got[1], expected[1], sum_dy_xhat + sum_dy, K, "batch_norm_backward dw")
-        assert_close(got[2], expected[2], sum_dy, K, "batch_norm_backward db")
+    return dx_mag, sum_dy_xhat + sum_dy, sum_dy, K
 
 
 @given(case=bn_cases(), training=st.booleans())
@@ -131,7 +142,7 @@ def test_running_stats_are_updated_in_place():
     rm_before, rv_before = rm.__array_interface__["data"][0], rv.__array_interface__["data"][0]
     F.batch_norm(x, rm, rv, training=True, momentum=0.25)
     assert rm.__array_interface__["data"][0] == rm_before and rv.__array_interface__["data"][0] == rv_before
-    rows = np.moveaxis(x.astype(np.float64), 1, 0).reshape(3, -1)
+    rows = _channel_rows(x)
     np.testing.assert_allclose(rm, 0.25 * rows.mean(1), rtol=1e-6)
     np.testing.assert_allclose(rv, 0.75 + 0.25 * rows.var(1, ddof=1), rtol=1e-6)
     # Eval mode leaves them alone.
@@ -294,13 +305,19 @@ def test_matches_torch(case, training):
     x, w, b, rm, rv, rng = case
     rm_ours, rv_ours = rm.copy(), rv.copy()
     out = F.batch_norm(x, rm_ours, rv_ours, w, b, training)
-    rm_t, rv_t = torch.from_numpy(rm.copy()), torch.from_numpy(rv.copy())
+    rm_t, rv_t = torch.from_numpy(rm.astype(np.float64)), torch.from_numpy(rv.astype(np.float64))
     xt = torch.from_numpy(x).double().requires_grad_()
     wt = None if w is None else torch.from_numpy(w).double().requires_grad_()
     bt = None if b is None else torch.from_numpy(b).double()
-    t_out = torch.nn.functional.batch_norm(xt, rm_t.double(), rv_t.double(), wt, bt, training)
+    t_out = torch.nn.functional.batch_norm(xt, rm_t, rv_t, wt, bt, training)
     scale = np.abs(t_out.detach().numpy()).max() + 1
     np.testing.assert_allclose(out, t_out.detach().numpy(), atol=1e-4 * scale)
+    # torch updated rm_t and rv_t in place (in float64): the running statistics must agree too.
+    rows = _channel_rows(x)
+    K = _per_channel(x)
+    mean, var = (np.abs(rows.mean(1)), rows.var(1) * K / max(K - 1, 1)) if training else (0.0, 0.0)
+    assert_close(rm_ours, rm_t.numpy(), np.abs(rm) + mean, K, "batch_norm running_mean vs torch")
+    assert_close(rv_ours, rv_t.numpy(), np.abs(rv) + var, K, "batch_norm running_var vs torch")
     dy = rng.standard_normal(x.shape)
     t_out.backward(torch.from_numpy(dy))
     dx, dw, _ = F.batch_norm_backward(dy, x, rm, rv, w, training)
@@ -308,6 +325,83 @@ def test_matches_torch(case, training):
     np.testing.assert_allclose(dx, xt.grad.numpy(), atol=1e-3 * g_scale)
     if w is not None:
         np.testing.assert_allclose(dw, wt.grad.numpy(), atol=1e-3 * (np.abs(wt.grad.numpy()).max() + 1))
+
+
+def _module_pair(torch, channels, **kwargs):
+    """A cnnkit BatchNorm2d and a float64 torch one with the same random affine parameters."""
+    ours = nn.BatchNorm2d(channels, **kwargs)
+    theirs = torch.nn.BatchNorm2d(channels, **kwargs).double()
+    rng = np.random.default_rng(channels)
+    ours.weight.data[...] = rng.standard_normal(channels)
+    ours.bias.data[...] = rng.standard_normal(channels)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.from_numpy(ours.weight.data.astype(np.float64)))
+        theirs.bias.copy_(torch.from_numpy(ours.bias.data.astype(np.float64)))
+    return ours, theirs
+
+
+def _check_module_output(ours, theirs, torch, x, training):
+    out = ours(x)
+    t_out = theirs(torch.from_numpy(x.astype(np.float64)))
+    rows = _channel_rows(x)
+    if training:
+        mean, var = rows.mean(1), rows.var(1)
+    else:
+        mean, var = theirs.running_mean.numpy(), theirs.running_var.numpy()
+    magnitude, _, _ = _magnitudes(x, ours.weight.data, ours.bias.data, mean, var, ours.eps)
+    assert_close(out, t_out.detach().numpy(), magnitude, _per_channel(x), "BatchNorm2d vs torch")
+
+
+@pytest.mark.parametrize("momentum", [None, 0.3], ids=["cumulative", "exponential"])
+def test_module_running_statistics_follow_torch(momentum):
+    """momentum=None keeps the cumulative average of the batch statistics (PyTorch's rule)."""
+    torch = pytest.importorskip("torch")
+    ours, theirs = _module_pair(torch, 3, momentum=momentum)
+    rng = np.random.default_rng(1)
+    mean_mag = np.abs(ours.running_mean).astype(np.float64)
+    var_mag = np.abs(ours.running_var).astype(np.float64)
+    for scale, shift in [(1.0, 0.0), (3.0, 5.0), (0.5, -2.0), (2.0, 1.0), (1.0, 8.0)]:
+        x = (rng.standard_normal((4, 3, 5, 5)) * scale + shift).astype(np.float32)
+        _check_module_output(ours, theirs, torch, x, training=True)
+        rows = _channel_rows(x)
+        # Errors of earlier updates carry over, so the magnitudes add up over the steps.
+        mean_mag += np.abs(rows.mean(1)) + np.abs(theirs.running_mean.numpy())
+        var_mag += rows.var(1, ddof=1) + theirs.running_var.numpy()
+        K = rows.shape[1]
+        assert_close(ours.running_mean, theirs.running_mean.numpy(), mean_mag, K, "BatchNorm2d running_mean")
+        assert_close(ours.running_var, theirs.running_var.numpy(), var_mag, K, "BatchNorm2d running_var")
+    assert int(ours.num_batches_tracked) == int(theirs.num_batches_tracked) == 5
+    ours.eval()
+    theirs.eval()
+    _check_module_output(ours, theirs, torch, rng.standard_normal((2, 3, 4, 4)).astype(np.float32), training=False)
+
+
+def test_module_without_running_statistics_follows_torch():
+    """track_running_stats=False: no buffers, and batch statistics in eval mode as in training."""
+    torch = pytest.importorskip("torch")
+    ours, theirs = _module_pair(torch, 4, track_running_stats=False)
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["weight", "bias"]
+    rng = np.random.default_rng(2)
+    for training in (True, False):
+        ours.train(training)
+        theirs.train(training)
+        ours.zero_grad()
+        theirs.zero_grad()
+        x = (rng.standard_normal((3, 4, 5, 6)) * 2 + 3).astype(np.float32)
+        xt = torch.from_numpy(x.astype(np.float64)).requires_grad_()
+        t_out = theirs(xt)
+        out = ours(x)
+        rows = _channel_rows(x)
+        magnitude, _, _ = _magnitudes(x, ours.weight.data, ours.bias.data, rows.mean(1), rows.var(1), ours.eps)
+        assert_close(out, t_out.detach().numpy(), magnitude, _per_channel(x), "BatchNorm2d untracked vs torch")
+        dy = rng.standard_normal(x.shape)
+        t_out.backward(torch.from_numpy(dy))
+        dx = ours.backward(dy.astype(np.float32))
+        dx_mag, dw_mag, db_mag, K = _backward_magnitudes(dy, x, None, None, ours.weight.data, True, ours.eps)
+        assert_close(dx, xt.grad.numpy(), dx_mag, K, "BatchNorm2d untracked dx vs torch")
+        assert_close(ours.weight.grad, theirs.weight.grad.numpy(), dw_mag, K, "BatchNorm2d untracked dw vs torch")
+        assert_close(ours.bias.grad, theirs.bias.grad.numpy(), db_mag, K, "BatchNorm2d untracked db vs torch")
+    assert ours.running_mean is None and ours.running_var is None and ours.num_batches_tracked is None
 
 
 def test_implementation_follows_isa_cap(isa):

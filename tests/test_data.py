@@ -5,6 +5,8 @@ import importlib.util
 import os
 import pickle
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -169,6 +171,66 @@ def test_corrupt_cifar_raises_value_error(tmp_path, payload, message):
     with pytest.raises(ValueError, match=message) as info:
         data.load_cifar10(tmp_path, split="test")
     assert "test_batch" in str(info.value)
+
+
+def label_bomb(depth):
+    """Nested lists sharing references: a few hundred bytes of pickle, 2^depth leaves to walk."""
+    labels = [0]
+    for _ in range(depth):
+        labels = [labels, labels]
+    return labels
+
+
+BOMB_LOADER = """
+import sys, time
+from cnnkit import data
+start = time.perf_counter()
+try:
+    data.load_cifar10(sys.argv[1], split="test")
+except ValueError as e:
+    print(f"{time.perf_counter() - start:.6f}", e)
+"""
+
+
+@pytest.mark.parametrize("images", [2, 3], ids=["length-matches", "length-differs"])
+def test_a_pickle_bomb_in_labels_is_refused_at_once(tmp_path, images):
+    assert len(pickle.dumps(label_bomb(40))) < 1000
+    payload = pickle.dumps({b"data": np.zeros((images, 3072), np.uint8), b"labels": label_bomb(40)})
+    (tmp_path / "test_batch").write_bytes(payload)
+    # In a child, so that a loader which walks the 2^40 entries fails on the timeout, not the machine.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    result = subprocess.run(
+        [sys.executable, "-c", BOMB_LOADER, str(tmp_path)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    seconds, message = result.stdout.split(" ", 1)
+    assert "test_batch" in message
+    assert ("flat list of ints" if images == 2 else "2 labels for 3 images") in message
+    assert float(seconds) < 0.5
+
+
+@pytest.mark.parametrize(
+    "labels,message",
+    [
+        (np.array([[0], [1]]), "2-D int64"),
+        (np.array([0.0, 1.0]), "1-D float64"),
+        ((0, 1), "got tuple"),
+        ([0, True], "flat list of ints"),
+        ([0, 2**70], "0..9"),
+    ],
+    ids=["2-D array", "float array", "tuple", "bool", "huge int"],
+)
+def test_cifar_labels_must_be_a_flat_list_of_ints_or_an_integer_array(tmp_path, labels, message):
+    (tmp_path / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels}))
+    with pytest.raises(ValueError, match=message):
+        data.load_cifar10(tmp_path, split="test")
+
+
+def test_cifar_labels_may_be_an_integer_array(tmp_path):
+    labels = np.array([3, 9], np.uint8)
+    (tmp_path / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels}))
+    _, y = data.load_cifar10(tmp_path, split="test")
+    assert y.dtype == np.int64 and y.tolist() == [3, 9]
 
 
 def test_missing_cifar_batch(tmp_path):

@@ -44,7 +44,7 @@ def test_resnet_depth_must_be_6n_plus_2():
 
 def test_weights_saved_by_pytorch_load_into_the_same_architecture(tmp_path):
     torch = pytest.importorskip("torch")
-    st = pytest.importorskip("safetensors.torch")
+    import safetensors.torch as st  # needs torch, skipped above when absent
     theirs = torch_twins.lenet5(torch)
     path = tmp_path / "lenet_from_torch.safetensors"
     st.save_file(theirs.state_dict(), str(path))

@@ -5,12 +5,18 @@ import warnings as _warnings
 
 import numpy as _np
 
-from . import _C, data, functional, io, models, nn, optim, reference, train
+from . import _C, data, functional, io, models, nn, optim, random, reference, train
 from .io import load, save
 from .random import manual_seed
 from .train import gradcheck
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "data", "functional", "io", "models", "nn", "optim", "random", "reference", "train",
+    "load", "save", "manual_seed", "gradcheck",
+    "build_info", "set_num_threads", "get_num_threads", "set_max_isa", "get_max_isa",
+]
 
 if _os.environ.get("CNNKIT_MAX_ISA", "") not in ("", "scalar", "avx2", "avx512"):
     # The core falls back to scalar kernels rather than refuse to load.

@@ -19,6 +19,11 @@ import numpy as np
 
 from . import functional as F
 
+__all__ = [
+    "ConvShape", "SUITES", "shape_files", "load_shapes", "conv_flops", "interleaved", "measure_peak",
+    "Report", "bench_conv", "bench_gemm", "bench_pool", "bench_ops", "bench_linear", "bench_models", "run",
+]
+
 ConvShape = namedtuple("ConvShape", "name N C H W K kh kw stride pad dilation groups")
 
 _SHAPES_DIR = os.path.join(os.path.dirname(__file__), "shapes")

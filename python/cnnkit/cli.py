@@ -6,6 +6,8 @@ import os
 import sys
 import time
 
+__all__ = ["main", "build_parser"]
+
 MODELS = ("lenet5", "mnist_cnn", "alexnet", "vgg", "resnet", "inception", "densenet")
 DATASETS = ("mnist", "cifar10")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")

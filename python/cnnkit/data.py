@@ -21,6 +21,12 @@ import numpy as np
 from .functional import _float, _int, _pair
 from .random import generator_from
 
+__all__ = [
+    "load_mnist", "load_cifar10", "load_mnist_digits", "train_val_split", "BatchIterator", "batches",
+    "channel_stats", "Normalize", "RandomCrop", "RandomTranslate", "RandomHorizontalFlip", "RandomRotation",
+    "ColorJitter", "SaltAndPepper", "Compose", "PCAWhitening", "ZCAWhitening",
+]
+
 # ----------------------------------------------------------------------------
 # data sets
 # ----------------------------------------------------------------------------
@@ -156,12 +162,22 @@ def _load_cifar_batch(path):
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise ValueError(f"{path}: b'data' must be uint8 of shape (N, 3072), got {got}")
+    labels = batch[b"labels"]
+    # Checked before NumPy walks it: nested lists that share references unpickle from a few
+    # KB yet hold 2^depth entries.
+    if isinstance(labels, np.ndarray):
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise ValueError(f"{path}: b'labels' must be a list of ints, got {labels.ndim}-D {labels.dtype}")
+    elif not isinstance(labels, list):
+        raise ValueError(f"{path}: b'labels' must be a list of ints, got {type(labels).__name__}")
+    elif len(labels) != len(data):
+        raise ValueError(f"{path}: {len(labels)} labels for {len(data)} images")
+    elif not all(type(label) is int for label in labels):
+        raise ValueError(f"{path}: b'labels' must be a flat list of ints")
     try:
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{path}: b'labels' must be a list of ints") from None
-    if labels.ndim != 1:
-        raise ValueError(f"{path}: b'labels' must be a list of ints, got shape {labels.shape}")
+        labels = np.asarray(labels, dtype=np.int64)
+    except OverflowError:
+        raise ValueError(f"{path}: b'labels' must be 0..9") from None
     return data, _check_labels(labels, len(data), path)
 
 

@@ -8,6 +8,8 @@ twin is a module registering the same branches as ``"0"``, ``"1"``, ...).
 
 from . import nn
 
+__all__ = ["lenet5", "mnist_cnn", "alexnet", "vgg", "resnet", "inception", "densenet"]
+
 
 def lenet5(num_classes=10, in_channels=1, activation="tanh", pool="avg"):
     """LeNet-5 (LeCun et al., 1998) for 28x28 digits: the first convolution pads by 2 so that

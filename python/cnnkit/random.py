@@ -9,6 +9,8 @@ import operator
 
 import numpy as np
 
+__all__ = ["manual_seed", "default_generator", "generator_from"]
+
 _generator = np.random.default_rng()
 
 

@@ -9,6 +9,15 @@ The backward functions are themselves checked against finite differences
 
 import numpy as np
 
+__all__ = [
+    "adaptive_avg_pool2d", "local_response_norm", "mse_loss", "l1_loss", "multi_margin_loss", "conv2d",
+    "conv2d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "batch_norm",
+    "batch_norm_backward", "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu",
+    "elu_backward", "relu6", "relu6_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
+    "softplus", "softplus_backward", "prelu", "prelu_backward", "maxout", "maxout_backward", "linear", "linear_backward", "softmax",
+    "log_softmax", "softmax_backward", "log_softmax_backward", "cross_entropy", "cross_entropy_backward",
+]
+
 # ----------------------------------------------------------------------------
 # composite ops (adaptive pooling, local response norm, regression and margin losses)
 # ----------------------------------------------------------------------------

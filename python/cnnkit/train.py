@@ -8,6 +8,8 @@ import numpy as np
 
 from .random import default_generator
 
+__all__ = ["History", "fit", "predict", "evaluate", "gradcheck"]
+
 
 class History:
     """Per-epoch records of a ``fit``: ``history["loss"]``, ``"accuracy"``, ``"val_loss"``,

@@ -13,6 +13,8 @@ import numpy as np
 
 from .functional import _int
 
+__all__ = ["plot_history", "plot_kernels", "plot_feature_maps"]
+
 
 def _figure(**kwargs):
     try:

@@ -1,0 +1,87 @@
+"""Typing: the package ships py.typed and a stub of _C that matches the bindings; public modules list __all__."""
+
+import ast
+import importlib
+import inspect
+import os
+
+import pytest
+
+import cnnkit
+from cnnkit import _C
+
+PACKAGE = os.path.dirname(cnnkit.__file__)
+
+
+def test_the_package_is_marked_typed():
+    assert os.path.isfile(os.path.join(PACKAGE, "py.typed"))
+
+
+def stub_functions():
+    with open(os.path.join(PACKAGE, "_C.pyi")) as f:
+        tree = ast.parse(f.read())
+    stubs = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            args = node.args.args
+            defaults = [None] * (len(args) - len(node.args.defaults)) + [ast.literal_eval(d) for d in node.args.defaults]
+            stubs[node.name] = [(a.arg, d) for a, d in zip(args, defaults)]
+    return stubs
+
+
+def split_top_level(text):
+    """Split ``text`` at the commas outside brackets and quotes."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def runtime_parameters(function):
+    """(name, default) pairs from the signature pybind11 writes on the docstring's first line."""
+    first = function.__doc__.strip().splitlines()[0]
+    inside = first[first.index("(") + 1 : first.rindex(") ->")]
+    params = []
+    for part in split_top_level(inside):
+        name, _, rest = part.partition(":")
+        _, has_default, default = rest.rpartition(" = ")
+        params.append((name.strip(), ast.literal_eval(default) if has_default else None))
+    return params
+
+
+def test_the_stub_of_C_lists_every_binding_with_its_parameters():
+    stubs = stub_functions()
+    runtime = {n: getattr(_C, n) for n in dir(_C) if not n.startswith("_") and callable(getattr(_C, n))}
+    assert sorted(stubs) == sorted(runtime), "the stub and the compiled module define different functions"
+    for name, function in runtime.items():
+        assert stubs[name] == runtime_parameters(function), name
+
+
+MODULES = ["cnnkit", "cnnkit.io", "cnnkit.data", "cnnkit.models", "cnnkit.train", "cnnkit.viz",
+           "cnnkit.reference", "cnnkit.bench", "cnnkit.cli", "cnnkit.random"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_names_exist_and_cover_the_public_functions_and_classes(name):
+    module = importlib.import_module(name)
+    exported = module.__all__
+    assert len(set(exported)) == len(exported), "duplicates in __all__"
+    assert all(not n.startswith("_") and hasattr(module, n) for n in exported)
+    if name == "cnnkit.cli":
+        return  # its cmd_* functions are argparse handlers, not API
+    defined = {
+        n for n, obj in vars(module).items()
+        if not n.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == name
+    }
+    assert defined <= set(exported), f"public but not in {name}.__all__: {sorted(defined - set(exported))}"
