@@ -169,6 +169,16 @@ def test_batch_norm_matches_torch(n, c, hw, affine, training, seed):
     assert_close(rv_ours.numpy(), rv64.numpy(), np.abs(rv) + 8 * x_max**2, K, "torch.batch_norm.running_var")
 
 
+def test_batch_norm_with_a_bias_and_no_weight():
+    x, b = torch.randn(4, 3, 2, 2), torch.randn(3, requires_grad=True)
+    dy = torch.randn(4, 3, 2, 2)
+    out = ct.batch_norm(x, None, None, None, b, training=True)
+    out.backward(dy)
+    np.testing.assert_allclose(out.detach().numpy(), tf.batch_norm(x, None, None, None, b, True).detach().numpy(),
+                               atol=1e-5)
+    np.testing.assert_allclose(b.grad.numpy(), dy.sum((0, 2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+
+
 ACTIVATIONS = [
     ("relu", {}), ("leaky_relu", {"negative_slope": 0.2}), ("elu", {"alpha": 1.3}), ("relu6", {}),
     ("sigmoid", {}), ("tanh", {}), ("softplus", {"beta": 1.5, "threshold": 10.0}),

@@ -84,6 +84,7 @@ class _AvgPool2d(torch.autograd.Function):
 class _BatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, running_mean, running_var, weight, bias, training, momentum, eps):
+        ctx.has_weight = weight is not None
         if weight is None and bias is not None:
             weight = torch.ones_like(bias)  # cnnkit's backward gives grad_bias only with a weight
         out = F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
@@ -101,7 +102,7 @@ class _BatchNorm(torch.autograd.Function):
         input, weight, running_mean, running_var = ctx.saved_tensors
         dx, dw, db = F.batch_norm_backward(grad_output, input, running_mean, running_var, weight,
                                            ctx.training, ctx.eps)
-        return dx, None, None, dw, db, None, None, None
+        return dx, None, None, dw if ctx.has_weight else None, db, None, None, None
 
 
 class _Linear(torch.autograd.Function):
