@@ -207,7 +207,7 @@ def test_non_contiguous_and_other_dtypes_follow_the_numpy_rules():
     np.testing.assert_array_equal(y.numpy(), F.avg_pool2d(d.numpy(), 2))
     with pytest.raises(TypeError, match="input must be a float or integer array, got dtype bool"):
         F.relu(torch.zeros(3, dtype=torch.bool))
-    with pytest.raises(TypeError, match="relu: input .*cannot be read as a NumPy array through DLPack"):
+    with pytest.raises(TypeError, match="relu: input .*cannot be read as a NumPy array"):
         F.relu(torch.zeros(3, dtype=torch.bfloat16))
 
 
@@ -264,6 +264,12 @@ def test_an_array_on_a_gpu_is_refused_naming_the_argument_and_device():
         F.conv2d(x, CudaProducer(np.zeros((1, 1, 3, 3), np.float32)))
     with pytest.raises(ValueError, match="batch_norm: running_var is on device cuda:1"):
         F.batch_norm(x, np.zeros(1, np.float32), running_var=CudaProducer(np.ones(1, np.float32)))
+
+
+def test_a_tensor_on_another_device_is_refused_naming_it():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="linear: bias is on device meta; cnnkit runs on the CPU only"):
+        F.linear(torch.zeros(2, 3), torch.zeros(4, 3), torch.zeros(4, device="meta"))
 
 
 def test_importing_cnnkit_does_not_import_torch():

@@ -2,12 +2,14 @@
 
 :func:`accept_any_array` wraps every public op of ``cnnkit.functional``. NumPy arrays and plain
 Python values go straight through. An argument that exports ``__dlpack__`` on the CPU (a PyTorch
-tensor, a JAX array, any DLPack 1.x producer) is read as a NumPy array sharing its memory, so the
-ops' own dtype and layout rules apply to it unchanged, and arrays an op writes in place (batch
-norm's running statistics) are updated in the caller's memory. The op's array results go back
-through DLPack to the kind of the first such argument: ``torch.from_dlpack`` for PyTorch tensors,
-the array namespace's ``from_dlpack`` for array-API arrays (JAX), the type's own ``from_dlpack``
-where it has one, else they stay NumPy arrays. Python scalars (a reduced loss) stay Python scalars.
+tensor, a JAX array, any DLPack 1.x producer) is read as a NumPy array sharing its memory
+(``np.from_dlpack``; PyTorch's own ``Tensor.numpy``), so the ops' own dtype and layout rules
+apply to it unchanged, and arrays an op writes in place (batch norm's running statistics) are
+updated in the caller's memory. The op's array results are handed, again without copies, to the
+kind of the first such argument: ``torch.from_numpy`` for PyTorch tensors, the array namespace's
+``from_dlpack`` for array-API arrays (JAX), the type's own ``from_dlpack`` where it has one, else
+they stay NumPy arrays. Python scalars (a reduced loss) stay Python scalars. Arrays inside lists
+or tuples are not converted: NumPy reads them, and results stay NumPy arrays.
 
 The kind of an argument is told from its type's attributes and module name, so nothing here
 imports PyTorch or JAX.
@@ -28,50 +30,60 @@ _HOST_DEVICES = frozenset({1, 3, 11, 13})
 _DEVICE_NAMES = {2: "cuda", 4: "opencl", 7: "vulkan", 8: "metal", 9: "vpi", 10: "rocm", 12: "ext_dev",
                  14: "oneapi", 15: "webgpu", 16: "hexagon", 17: "maia"}
 
-# type -> function that turns a NumPy array into that kind (None: NumPy arrays are returned).
-_EXPORTERS = {}
+# type -> (reader: the value as a NumPy array, exporter: a NumPy array as that kind, or None)
+_KINDS = {}
 
 
 def _is_foreign(value):
     return type(value) not in _PLAIN and not isinstance(value, np.ndarray) and hasattr(type(value), "__dlpack__")
 
 
-def _from_torch(cls):
-    return any(base.__module__.partition(".")[0] == "torch" for base in cls.__mro__)
+def _refuse_device(op, name, device):
+    raise ValueError(f"{op}: {name} is on device {device}; cnnkit runs on the CPU only "
+                     "(move the array to the CPU first, e.g. tensor.cpu())")
 
 
-def _exporter(value):
-    """The function that makes an array of ``value``'s kind from a NumPy array, or None."""
-    cls = type(value)
-    if cls not in _EXPORTERS:
-        if _from_torch(cls):
-            export = sys.modules["torch"].from_dlpack
-        elif hasattr(value, "__array_namespace__"):
-            export = value.__array_namespace__().from_dlpack
-        else:
-            export = getattr(cls, "from_dlpack", None)
-        _EXPORTERS[cls] = export
-    return _EXPORTERS[cls]
+def _unreadable(op, name, value, error):
+    return TypeError(f"{op}: {name} ({type(value).__module__}.{type(value).__name__}) cannot be read as a "
+                     f"NumPy array: {error}")
 
 
-def to_numpy(value, op, name):
-    """``value`` (a DLPack producer) as a NumPy array sharing its memory.
+def _read_torch(value, op, name):
+    # PyTorch's own NumPy bridge shares memory as DLPack does, at a fraction of the cost of
+    # torch's Python-level __dlpack__ and __dlpack_device__.
+    if value.device.type != "cpu":
+        _refuse_device(op, name, value.device)
+    if value.requires_grad:
+        value = value.detach()  # PyTorch exports no tensor that requires grad
+    try:
+        return value.numpy()
+    except (TypeError, RuntimeError) as e:
+        raise _unreadable(op, name, value, e) from e
 
-    ``op`` and ``name`` (the function and argument) go into the error for an array on another
-    device or of a dtype NumPy cannot hold.
-    """
-    if getattr(value, "requires_grad", False):
-        value = value.detach()  # PyTorch refuses to export a tensor that requires grad
+
+def _read_dlpack(value, op, name):
     device_type, device_id = value.__dlpack_device__()
     if device_type not in _HOST_DEVICES:
-        device = f"{_DEVICE_NAMES.get(device_type, f'DLPack device type {device_type}')}:{device_id}"
-        raise ValueError(f"{op}: {name} is on device {device}; cnnkit runs on the CPU only "
-                         "(move the array to the CPU first, e.g. tensor.cpu())")
+        _refuse_device(op, name, f"{_DEVICE_NAMES.get(device_type, f'DLPack device type {device_type}')}:{device_id}")
     try:
         return np.from_dlpack(value)
     except (BufferError, TypeError, ValueError, RuntimeError) as e:
-        raise TypeError(f"{op}: {name} ({type(value).__module__}.{type(value).__name__}) cannot be read "
-                        f"as a NumPy array through DLPack: {e}") from e
+        raise _unreadable(op, name, value, e) from e
+
+
+def _kind(value):
+    """How to read ``value`` and how to return arrays of its kind: (reader, exporter or None)."""
+    cls = type(value)
+    kind = _KINDS.get(cls)
+    if kind is None:
+        if any(base.__module__.partition(".")[0] == "torch" for base in cls.__mro__):
+            kind = (_read_torch, sys.modules["torch"].from_numpy)
+        elif hasattr(value, "__array_namespace__"):
+            kind = (_read_dlpack, value.__array_namespace__().from_dlpack)
+        else:
+            kind = (_read_dlpack, getattr(cls, "from_dlpack", None))
+        _KINDS[cls] = kind
+    return kind
 
 
 def _export(result, export):
@@ -83,19 +95,17 @@ def _export(result, export):
 
 
 def _call_foreign(op, names, args, kwargs):
-    """``op`` on foreign arrays: read them as NumPy arrays, hand the results back in their kind."""
-    first = None
-    for i, a in enumerate(args):
-        if _is_foreign(a):
-            first = a if first is None else first
-            args[i] = to_numpy(a, op.__name__, names[i])
-    for k, a in kwargs.items():
-        if _is_foreign(a):
-            first = a if first is None else first
-            kwargs[k] = to_numpy(a, op.__name__, k)
+    """``op`` on foreign arrays: read them as NumPy arrays, hand the results back in the first one's kind."""
+    exporters = []
+    for where, name, store in ([(i, names[i], args) for i in range(len(args))]
+                               + [(k, k, kwargs) for k in kwargs]):
+        value = store[where]
+        if _is_foreign(value):
+            read, exporter = _kind(value)
+            exporters.append(exporter)
+            store[where] = read(value, op.__name__, name)
     result = op(*args, **kwargs)
-    export = None if first is None else _exporter(first)
-    return result if export is None else _export(result, export)
+    return result if not exporters or exporters[0] is None else _export(result, exporters[0])
 
 
 def accept_any_array(op):
