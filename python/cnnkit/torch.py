@@ -338,6 +338,10 @@ def _prelu_forward(m, input):
     return prelu(input, m.weight)
 
 
+def _all_supported(m):
+    return None
+
+
 def _inplace(m):
     return "inplace=True" if m.inplace else None
 
@@ -351,22 +355,22 @@ nn = torch.nn
 _MODULES = {
     nn.Conv2d: (lambda m: None if m.padding_mode == "zeros" else f"padding_mode={m.padding_mode!r}",
                 _conv2d_forward),
-    nn.Linear: (lambda m: None, _linear_forward),
-    nn.MaxPool2d: (lambda m: None, _max_pool2d_forward),
+    nn.Linear: (_all_supported, _linear_forward),
+    nn.MaxPool2d: (_all_supported, _max_pool2d_forward),
     nn.AvgPool2d: (lambda m: None if m.divisor_override is None else "divisor_override", _avg_pool2d_forward),
-    nn.BatchNorm1d: (lambda m: None, _batch_norm_forward),
-    nn.BatchNorm2d: (lambda m: None, _batch_norm_forward),
-    nn.BatchNorm3d: (lambda m: None, _batch_norm_forward),
+    nn.BatchNorm1d: (_all_supported, _batch_norm_forward),
+    nn.BatchNorm2d: (_all_supported, _batch_norm_forward),
+    nn.BatchNorm3d: (_all_supported, _batch_norm_forward),
     nn.CrossEntropyLoss: (lambda m: ("weight" if m.weight is not None else
                                      "label_smoothing" if m.label_smoothing else None), _cross_entropy_forward),
     nn.ReLU: (_inplace, partial(_activation_forward, "relu", ())),
     nn.LeakyReLU: (_inplace, partial(_activation_forward, "leaky_relu", ("negative_slope",))),
     nn.ELU: (_inplace, partial(_activation_forward, "elu", ("alpha",))),
     nn.ReLU6: (_inplace, partial(_activation_forward, "relu6", ())),
-    nn.Sigmoid: (lambda m: None, partial(_activation_forward, "sigmoid", ())),
-    nn.Tanh: (lambda m: None, partial(_activation_forward, "tanh", ())),
-    nn.Softplus: (lambda m: None, partial(_activation_forward, "softplus", ("beta", "threshold"))),
-    nn.PReLU: (lambda m: None, _prelu_forward),
+    nn.Sigmoid: (_all_supported, partial(_activation_forward, "sigmoid", ())),
+    nn.Tanh: (_all_supported, partial(_activation_forward, "tanh", ())),
+    nn.Softplus: (_all_supported, partial(_activation_forward, "softplus", ("beta", "threshold"))),
+    nn.PReLU: (_all_supported, _prelu_forward),
     nn.Softmax: (_no_dim, partial(_softmax_forward, "softmax")),
     nn.LogSoftmax: (_no_dim, partial(_softmax_forward, "log_softmax")),
 }
@@ -378,7 +382,7 @@ def _notice(notices, module, reason):
     if name not in notices:
         notices.add(name)
         warnings.warn(f"cnnkit.torch.accelerate: {name} with {reason} runs on PyTorch", FallbackWarning,
-                      stacklevel=4)
+                      stacklevel=3)
 
 
 class _AcceleratedForward:
