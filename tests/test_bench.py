@@ -54,3 +54,13 @@ def test_ops_and_linear_suites_run_without_a_peer():
     names = {r["name"] for r in report.rows}
     assert {"tanh 64x6x28x28", "avg_pool 2x2/2 64x6x28x28", "cross_entropy 256x1000", "84->10 b1"} <= names
     assert all("ratio" not in r for r in report.rows)
+
+
+def test_torch_suite_times_plain_and_accelerated_training_steps():
+    torch = pytest.importorskip("torch")
+    report = bench.Report(peak_gflops=1.0, threads=1)
+    bench.bench_torch(report, torch, rounds=1, batches=(("lenet5", 2), ("resnet8", 2)))
+    assert [r["name"] for r in report.rows] == ["lenet5 train b2", "resnet8 train b2"]
+    for row in report.rows:
+        assert row["suite"] == "torch" and set(row["seconds"]) == {"torch", "accelerated"}
+        assert row["ratio"] == row["seconds"]["torch"] / row["seconds"]["accelerated"]

@@ -21,7 +21,7 @@ from . import functional as F
 
 __all__ = [
     "ConvShape", "SUITES", "shape_files", "load_shapes", "conv_flops", "interleaved", "measure_peak",
-    "Report", "bench_conv", "bench_gemm", "bench_pool", "bench_ops", "bench_linear", "bench_models", "run",
+    "Report", "bench_conv", "bench_gemm", "bench_pool", "bench_ops", "bench_linear", "bench_models", "bench_torch", "run",
 ]
 
 ConvShape = namedtuple("ConvShape", "name N C H W K kh kw stride pad dilation groups")
@@ -338,6 +338,20 @@ def _torch_concat(torch, branches, dim):
     return twin
 
 
+def _torch_residual(torch):
+    """torch.nn's twin of cnnkit.nn.Residual (the same submodule names, so the same state_dict keys)."""
+
+    class Residual(torch.nn.Module):
+        def __init__(self, body, shortcut):
+            super().__init__()
+            self.body, self.shortcut = body, shortcut
+
+        def forward(self, x):
+            return self.body(x) + self.shortcut(x)
+
+    return Residual
+
+
 def _torch_model(torch, ours):
     """The torch.nn twin of a cnnkit Sequential built from the same layer types."""
     from . import nn
@@ -366,6 +380,8 @@ def _torch_model(torch, ours):
             return t.Flatten(m.start_dim, m.end_dim)
         if isinstance(m, nn.Dropout):
             return t.Dropout(m.p)
+        if isinstance(m, nn.Residual):
+            return _torch_residual(torch)(convert(m.body), convert(m.shortcut))
         simple = {nn.ReLU: t.ReLU, nn.Tanh: t.Tanh, nn.Sigmoid: t.Sigmoid, nn.Identity: t.Identity}
         if type(m) in simple:
             return simple[type(m)]()
@@ -434,7 +450,42 @@ def bench_models(report, torch, rounds, batches=(1, 64, 256), names=("lenet5", "
                        peer="torch" if twin is not None else None)
 
 
-SUITES = ("targets", "conv", "gemm", "pool", "ops", "linear", "models")
+def bench_torch(report, torch, rounds, batches=(("lenet5", 64), ("resnet8", 32))):
+    """A torch training step (SGD with momentum), plain PyTorch against the same model (same
+    weights) with :func:`cnnkit.torch.accelerate`: LeNet-5 on 28x28 digits and a CIFAR-sized
+    ResNet-8 (three basic blocks, batch norm). ``ratio`` above 1: the accelerated step is faster."""
+    import copy
+
+    from . import models
+    from . import torch as ct
+
+    for name, batch in batches:
+        ours = models.lenet5() if name == "lenet5" else models.resnet(8)
+        size, channels = (28, 1) if name == "lenet5" else (32, 3)
+        plain = _torch_model(torch, ours)
+        fast = ct.accelerate(copy.deepcopy(plain))
+        rng = np.random.default_rng(batch)
+        x = torch.from_numpy(rng.standard_normal((batch, channels, size, size)).astype(np.float32))
+        y = torch.from_numpy(rng.integers(0, 10, batch))
+
+        def step(model, crit, opt):
+            opt.zero_grad()
+            crit(model(x), y).backward()
+            opt.step()
+
+        contenders = {}
+        for key, model in (("torch", plain), ("accelerated", fast)):
+            model.train()
+            crit = torch.nn.CrossEntropyLoss()
+            if key == "accelerated":
+                ct.accelerate(crit)
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            contenders[key] = lambda model=model, crit=crit, opt=opt: step(model, crit, opt)
+        report.add("torch", f"{name} train b{batch}", 0, interleaved(contenders, rounds),
+                   ours="accelerated", peer="torch")
+
+
+SUITES = ("targets", "conv", "gemm", "pool", "ops", "linear", "models", "torch")
 
 
 def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=None, threads=None, rounds=7,
@@ -482,6 +533,11 @@ def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=No
                 bench_linear(report, torch, rounds)
             elif suite == "models":
                 bench_models(report, torch, rounds)
+            elif suite == "torch":
+                if torch is None:
+                    print("note: the torch suite needs PyTorch; skipped")
+                else:
+                    bench_torch(report, torch, rounds)
     finally:
         cnnkit.set_num_threads(previous_threads)
         cnnkit.set_max_isa(previous_isa)

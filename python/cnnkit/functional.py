@@ -1,8 +1,10 @@
 """Every cnnkit op, forward and backward, on arrays: the backend API.
 
 Names, argument order and defaults follow ``torch.nn.functional``. Arrays are
-NCHW. Inputs may be NumPy arrays or any object NumPy can read (``__array__``,
-``__dlpack__`` on the CPU, nested lists).
+NCHW. Inputs may be NumPy arrays, any object exporting ``__dlpack__`` on the
+CPU (PyTorch tensors, JAX arrays), read without a copy, or anything else NumPy
+can read (``__array__``, nested lists). Results come back in the kind of the
+first DLPack argument (torch in, torch out; see ``cnnkit._arrays``).
 
 dtype policy: float32 input is used as is (a copy is made only when it is not
 C-contiguous). float16, float64 and integer input is converted to float32 —
@@ -21,7 +23,7 @@ import operator
 
 import numpy as np
 
-from . import _C
+from . import _C, _arrays
 
 # ----------------------------------------------------------------------------
 # argument handling shared by every op
@@ -33,10 +35,7 @@ def _as_float32(x, name):
     if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
         return x  # the common case, without np.asarray's overhead
     if not isinstance(x, np.ndarray):
-        if hasattr(x, "__dlpack__") and not hasattr(x, "__array__"):
-            x = np.from_dlpack(x)
-        else:
-            x = np.asarray(x)
+        x = np.asarray(x)
     kind = x.dtype.kind
     if kind not in "fiu":
         raise TypeError(
@@ -941,3 +940,8 @@ def cross_entropy_backward(input, target, grad_output=1.0, reduction="mean", ign
     x, t, ignore_index = _cross_entropy_args(input, target, reduction, ignore_index)
     g = _as_float32(grad_output, "grad_output")
     return _C.cross_entropy_backward(x, t, g, reduction, ignore_index)
+
+
+# Any array in, the same kind out (cnnkit._arrays), for every public op of this module. Keep this
+# the module's last statement: an op defined below it would take only NumPy arrays.
+_arrays.wrap_public_functions(globals(), __name__)

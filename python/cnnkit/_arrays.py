@@ -1,0 +1,143 @@
+"""Other libraries' arrays in and out of ``cnnkit.functional``, without copies.
+
+:func:`accept_any_array` wraps every public op of ``cnnkit.functional``. NumPy arrays and plain
+Python values go straight through. An argument that exports ``__dlpack__`` on the CPU (a PyTorch
+tensor, a JAX array, any DLPack 1.x producer) is read as a NumPy array sharing its memory
+(``np.from_dlpack``; PyTorch's own ``Tensor.numpy``), so the ops' own dtype and layout rules
+apply to it unchanged, and arrays an op writes in place (batch norm's running statistics) are
+updated in the caller's memory. The op's array results are handed, again without copies, to the
+kind of the first such argument: ``torch.from_numpy`` for PyTorch tensors, the array namespace's
+``from_dlpack`` for array-API arrays (JAX), the type's own ``from_dlpack`` where it has one, else
+they stay NumPy arrays. Python scalars (a reduced loss) stay Python scalars. Arrays inside lists
+or tuples are not converted: NumPy reads them, and results stay NumPy arrays.
+
+The kind of an argument is told from its type's attributes and module name, so nothing here
+imports PyTorch or JAX.
+"""
+
+import functools
+import inspect
+import sys
+
+import numpy as np
+
+# Types that never need conversion, tested by identity first: a call with NumPy arrays and plain
+# Python arguments costs one set lookup per argument.
+_PLAIN = frozenset({np.ndarray, int, float, bool, str, tuple, list, type(None)})
+
+# DLPack device types NumPy reads: CPU memory, pinned and managed memory the CPU can address.
+_HOST_DEVICES = frozenset({1, 3, 11, 13})
+_DEVICE_NAMES = {2: "cuda", 4: "opencl", 7: "vulkan", 8: "metal", 9: "vpi", 10: "rocm", 12: "ext_dev",
+                 14: "oneapi", 15: "webgpu", 16: "hexagon", 17: "maia"}
+
+# type -> (reader: the value as a NumPy array, exporter: a NumPy array as that kind, or None)
+_KINDS = {}
+
+
+def _is_foreign(value):
+    return type(value) not in _PLAIN and not isinstance(value, np.ndarray) and hasattr(type(value), "__dlpack__")
+
+
+def _refuse_device(op, name, device):
+    raise ValueError(f"{op}: {name} is on device {device}; cnnkit runs on the CPU only "
+                     "(move the array to the CPU first, e.g. tensor.cpu())")
+
+
+def _unreadable(op, name, value, error):
+    return TypeError(f"{op}: {name} ({type(value).__module__}.{type(value).__name__}) cannot be read as a "
+                     f"NumPy array: {error}")
+
+
+def _read_torch(value, op, name):
+    # PyTorch's own NumPy bridge shares memory as DLPack does, at a fraction of the cost of
+    # torch's Python-level __dlpack__ and __dlpack_device__.
+    if value.device.type != "cpu":
+        _refuse_device(op, name, value.device)
+    if value.requires_grad:
+        value = value.detach()  # PyTorch exports no tensor that requires grad
+    try:
+        return value.numpy()
+    except (TypeError, RuntimeError) as e:
+        raise _unreadable(op, name, value, e) from e
+
+
+def _read_dlpack(value, op, name):
+    device_type, device_id = value.__dlpack_device__()
+    if device_type not in _HOST_DEVICES:
+        _refuse_device(op, name, f"{_DEVICE_NAMES.get(device_type, f'DLPack device type {device_type}')}:{device_id}")
+    try:
+        return np.from_dlpack(value)
+    except (BufferError, TypeError, ValueError, RuntimeError) as e:
+        raise _unreadable(op, name, value, e) from e
+
+
+def _kind(value):
+    """How to read ``value`` and how to return arrays of its kind: (reader, exporter or None)."""
+    cls = type(value)
+    kind = _KINDS.get(cls)
+    if kind is None:
+        if any(base.__module__.partition(".")[0] == "torch" for base in cls.__mro__):
+            kind = (_read_torch, sys.modules["torch"].from_numpy)
+        elif hasattr(value, "__array_namespace__"):
+            kind = (_read_dlpack, value.__array_namespace__().from_dlpack)
+        else:
+            kind = (_read_dlpack, getattr(cls, "from_dlpack", None))
+        _KINDS[cls] = kind
+    return kind
+
+
+def _export(result, export):
+    if type(result) is np.ndarray:
+        return export(result)
+    if type(result) is tuple:
+        return tuple(_export(r, export) for r in result)
+    return result
+
+
+def _call_foreign(op, names, args, kwargs):
+    """``op`` on foreign arrays: read them as NumPy arrays, hand the results back in the first one's kind."""
+    exporters = []
+    for where, name, store in ([(i, names[i], args) for i in range(len(args))]
+                               + [(k, k, kwargs) for k in kwargs]):
+        value = store[where]
+        if _is_foreign(value):
+            read, exporter = _kind(value)
+            exporters.append(exporter)
+            store[where] = read(value, op.__name__, name)
+    result = op(*args, **kwargs)
+    return result if not exporters or exporters[0] is None else _export(result, exporters[0])
+
+
+def accept_any_array(op):
+    """``op`` taking any CPU array (NumPy or DLPack) and returning results of the caller's kind.
+
+    The wrapper is generated with ``op``'s own parameters, so a call with NumPy arrays costs one
+    type test per argument and no packing: a generic ``*args, **kwargs`` wrapper that loops over
+    its arguments costs two to three times as much on conv2d's call path, which every layer pays.
+    """
+    params = inspect.signature(op).parameters.values()
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        raise TypeError(f"{op.__name__}: an op taking *args or **kwargs cannot be wrapped")
+    positional = [p.name for p in params if p.kind is not p.KEYWORD_ONLY]
+    keyword = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    header = ", ".join(positional + ["*"] + keyword if keyword else positional)
+    forward = ", ".join(positional + [f"{k}={k}" for k in keyword])
+    # The generated code's own names start with _w_, so no parameter of an op can shadow them.
+    plain = " and ".join([f"_w_type({n}) in _w_plain" for n in positional + keyword] or ["True"])
+    source = (f"def {op.__name__}({header}):\n"
+              f"    if {plain}:\n"
+              f"        return _w_op({forward})\n"
+              f"    return _w_foreign(_w_op, {positional!r}, [{', '.join(positional)}], "
+              f"{{{', '.join(f'{k!r}: {k}' for k in keyword)}}})\n")
+    namespace = {"_w_op": op, "_w_type": type, "_w_plain": _PLAIN, "_w_foreign": _call_foreign}
+    exec(compile(source, f"<cnnkit._arrays wrapper of {op.__name__}>", "exec"), namespace)
+    call = namespace[op.__name__]
+    call.__defaults__, call.__kwdefaults__ = op.__defaults__, op.__kwdefaults__
+    return functools.wraps(op)(call)
+
+
+def wrap_public_functions(namespace, module_name):
+    """Wrap every public function defined in the module whose globals are ``namespace``."""
+    for name, value in list(namespace.items()):
+        if not name.startswith("_") and inspect.isfunction(value) and value.__module__ == module_name:
+            namespace[name] = accept_any_array(value)
