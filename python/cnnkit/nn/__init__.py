@@ -3,17 +3,22 @@
 from . import init
 from .layers import (
     ELU,
+    GELU,
     AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
     Conv2d,
+    ConvTranspose2d,
     Dropout,
+    Dropout2d,
     Flatten,
+    Hardtanh,
     Identity,
     LeakyReLU,
     Linear,
     LocalResponseNorm,
+    LogSoftmax,
     MaxPool2d,
     PReLU,
     ReLU,
@@ -21,8 +26,25 @@ from .layers import (
     Residual,
     Sequential,
     Sigmoid,
+    SiLU,
+    Softmax,
     Softplus,
     Tanh,
 )
-from .losses import CrossEntropyLoss, L1Loss, MSELoss, MultiMarginLoss
+from .losses import CrossEntropyLoss, L1Loss, MSELoss, MultiMarginLoss, NLLLoss
 from .module import Module, Parameter
+
+__all__ = [
+    "init",
+    # base classes and containers
+    "Module", "Parameter", "Sequential", "Residual", "Identity",
+    # convolution, pooling, linear
+    "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Flatten",
+    # normalisation and dropout
+    "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "Dropout", "Dropout2d",
+    # activations
+    "ReLU", "ReLU6", "LeakyReLU", "ELU", "PReLU", "Sigmoid", "Tanh", "Softplus", "Hardtanh", "GELU",
+    "SiLU", "Softmax", "LogSoftmax",
+    # losses
+    "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "MultiMarginLoss",
+]
