@@ -126,7 +126,7 @@ class ConvTranspose2d(_ConvBase):
                  groups=1, bias=True, dilation=1, padding_mode="zeros"):
         super().__init__()
         if padding_mode != "zeros":
-            raise ValueError(f"Only 'zeros' padding mode is supported for ConvTranspose2d, got {padding_mode!r}")
+            raise ValueError(f"padding_mode must be 'zeros' for ConvTranspose2d (as PyTorch), got {padding_mode!r}")
         self.stride, self.padding = _pair(stride), _pair(padding)
         self.output_padding, self.dilation = _pair(output_padding), _pair(dilation)
         self.padding_mode = padding_mode

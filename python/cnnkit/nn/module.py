@@ -108,8 +108,8 @@ class Module:
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
-    def __call__(self, *args):
-        out = self.forward(*args)
+    def __call__(self, *args, **kwargs):
+        out = self.forward(*args, **kwargs)
         recorder = _summary_recorder[0]
         if recorder is not None and not self._modules:
             recorder.append((self, args[0].shape if args else None, np.shape(out)))
