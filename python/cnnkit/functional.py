@@ -876,7 +876,8 @@ def _conv_transpose_setup(input, weight, stride, padding, output_padding, groups
     if isinstance(padding, str):
         raise ValueError(f"conv_transpose2d: padding must be an int or a pair of ints, got {padding!r}")
     stride, dilation = _pair(stride, "stride", minimum=1), _pair(dilation, "dilation", minimum=1)
-    padding, output_padding = _pair(padding, "padding", minimum=0), _pair(output_padding, "output_padding", minimum=0)
+    padding = _pair(padding, "padding", minimum=0)
+    output_padding = _pair(output_padding, "output_padding", minimum=0)
     groups = _int(groups, "groups")
     if groups < 1 or x.shape[1] % groups:
         raise ValueError(f"groups={groups} must be >= 1 and divide the input's {x.shape[1]} channels")
@@ -950,8 +951,10 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     if input_grad and empty:
         grad_input = np.zeros(x.shape[1:] if unbatched else x.shape, np.float32)
     elif input_grad:
-        grad_input = _C.conv2d(g, w, None, stride, pads, dilation, groups, "auto")[:, :, :x.shape[2], :x.shape[3]]
-        grad_input = np.ascontiguousarray(grad_input[0] if unbatched else grad_input)
+        # conv2d of the output reaches output_padding // stride rows/columns past the input: cut.
+        grad_input = _C.conv2d(g, w, None, stride, pads, dilation, groups, "auto")
+        grad_input = np.ascontiguousarray(grad_input[:, :, : x.shape[2], : x.shape[3]])
+        grad_input = grad_input[0] if unbatched else grad_input
     if weight_grad and empty:
         grad_weight = np.zeros(w.shape, np.float32)
     elif weight_grad:
@@ -1589,8 +1592,9 @@ class _ClassLoss:
             self.divisor = self.x.size / classes if classes else 0
             return
         if t.dtype.kind not in "iu":
-            raise TypeError(f"target must be an integer array of class indices{' or class probabilities' * (op == 'cross_entropy')} "
-                            f"of the input's shape, got dtype {t.dtype}")
+            probabilities = " (or float class probabilities of the input's shape)" * (op == "cross_entropy")
+            raise TypeError(f"target must be an integer array of class indices{probabilities}, "
+                            f"got dtype {t.dtype} and shape {t.shape} for input of shape {x.shape}")
         want = () if self.unbatched else x.shape[:1] + x.shape[2:]
         if t.shape != want:
             raise ValueError(f"target must have shape {want} (input's without the class dimension) for "
@@ -1632,7 +1636,8 @@ class _ClassLoss:
                                  f"{shape[1:] if self.unbatched else shape}, got {g.shape}")
             g = np.broadcast_to(g.reshape(shape) if g.ndim else g, shape)[:, None]
         elif g.size != 1:
-            raise ValueError(f"grad_output must be a scalar for reduction={self.reduction!r}, got shape {g.shape}")
+            raise ValueError(f"grad_output must be a scalar for reduction={self.reduction!r}, "
+                             f"got shape {g.shape}")
         else:
             g = g.reshape(())
             if self.reduction == "mean":

@@ -51,7 +51,10 @@ class _ConvBase(Module):
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _pair(kernel_size)
         kh, kw = self.kernel_size
-        channels = (in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups)
+        if transposed:
+            channels = (in_channels, out_channels // groups)
+        else:
+            channels = (out_channels, in_channels // groups)
         self.weight = Parameter(np.empty(channels + (kh, kw), np.float32))
         self.bias = Parameter(np.empty(out_channels, np.float32)) if bias else None
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -126,7 +129,8 @@ class ConvTranspose2d(_ConvBase):
                  groups=1, bias=True, dilation=1, padding_mode="zeros"):
         super().__init__()
         if padding_mode != "zeros":
-            raise ValueError(f"padding_mode must be 'zeros' for ConvTranspose2d (as PyTorch), got {padding_mode!r}")
+            raise ValueError(f"padding_mode must be 'zeros' for ConvTranspose2d (as PyTorch), "
+                             f"got {padding_mode!r}")
         self.stride, self.padding = _pair(stride), _pair(padding)
         self.output_padding, self.dilation = _pair(output_padding), _pair(dilation)
         self.padding_mode = padding_mode
