@@ -97,6 +97,8 @@ def test_conv_transpose2d_empty_and_errors():
         F.conv_transpose2d_backward(np.ones((1, 3, 5, 5)), x, w)
     with pytest.raises(ValueError, match="stride"):
         F.conv_transpose2d(x, w, stride=0)
+    with pytest.raises(OverflowError, match="stride"):
+        F.conv_transpose2d(x, w, stride=2**62)  # an output no 64-bit size holds
 
 
 def test_conv_transpose2d_layer_matches_torch():

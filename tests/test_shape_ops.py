@@ -88,6 +88,8 @@ def test_pad_errors_name_the_argument():
         F.pad(x, (1.5, 1))
     with pytest.raises(ValueError, match="grad_output"):
         F.pad_backward(np.zeros((1, 2, 3, 1), np.float32), (1, 1))
+    with pytest.raises(OverflowError, match="pad"):
+        F.pad(x, (2**63, 0))
 
 
 @st.composite
@@ -172,6 +174,8 @@ def test_interpolate_errors_name_the_argument():
         F.interpolate(x, size=2, mode="bilinear", antialias=True)
     with pytest.raises(ValueError, match="grad_output"):
         F.interpolate_backward(np.zeros((1, 2, 3, 3), np.float32), x, size=2)
+    with pytest.raises(OverflowError, match="output size"):
+        F.interpolate(x, scale_factor=1e300)
 
 
 def test_flatten_follows_torch_flatten():

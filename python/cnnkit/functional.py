@@ -460,6 +460,8 @@ def _pad_widths(ndim, pad, mode):
         raise ValueError("pad: pad must be a sequence of an even number of ints (left, right, top, "
                          f"bottom, ...), got {pad!r}")
     pad = [_int(p, "pad") for p in pad]
+    if pad and max(abs(p) for p in pad) > _INT64_MAX:
+        raise OverflowError(f"pad: pad {tuple(pad)} does not fit in 64-bit integers")
     k = len(pad) // 2
     if k > ndim:
         raise ValueError(f"pad: pad {tuple(pad)} pads {k} dimensions, the input has only {ndim}")
@@ -623,6 +625,8 @@ def _interpolate_plan(shape, size, scale_factor, mode, align_corners, recompute_
         out = [math.floor(n * f) for n, f in zip(spatial, factors)]
         if recompute_scale_factor:
             factors = [None] * len(spatial)
+    if math.prod(shape[:2]) * math.prod(out) > _INT64_MAX:
+        raise OverflowError(f"interpolate: the output size {tuple(out)} is too large for 64-bit sizes")
     if min(spatial) < 1 or min(out) < 1:
         raise ValueError(f"interpolate: input and output sizes must be > 0, got input {spatial} and "
                          f"output {tuple(out)}")
@@ -895,6 +899,9 @@ def _conv_transpose_setup(input, weight, stride, padding, output_padding, groups
                          f"kernel {w.shape[2:]}, stride {stride}, padding {padding}, dilation {dilation}")
     conv_out = tuple(n + op // s for n, op, s in zip(x.shape[2:], output_padding, stride))
     shape = (x.shape[0], w.shape[1] * groups) + out
+    if math.prod(shape) > _INT64_MAX:
+        raise OverflowError(f"conv_transpose2d: the output shape {shape} (from stride {stride}, "
+                            f"dilation {dilation}) has more elements than 64-bit sizes hold")
     pads = (padding[0], padding[0], padding[1], padding[1])
     return x, w, unbatched, stride, pads, dilation, groups, shape, conv_out
 
