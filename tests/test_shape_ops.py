@@ -104,7 +104,7 @@ def interpolate_cases(draw):
         return mode, shape, align, {"size": size}, size, None
     # Scale factors whose reciprocals round up in float32, where PyTorch's float32 index
     # arithmetic and the oracle's exact fractions agree.
-    factors = tuple(draw(st.sampled_from([0.5, 0.75, 1.0, 1.5, 2.0, 3.0])) for _ in range(spatial))
+    factors = tuple(draw(st.sampled_from([0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.25, 3.0])) for _ in range(spatial))
     size = tuple(math.floor(n * f) for n, f in zip(shape[2:], factors))
     if min(size) < 1:
         factors = tuple(max(f, 1.0) for f in factors)
@@ -132,7 +132,8 @@ def test_interpolate_matches_oracle(case, seed):
 
 
 @given(seed=st.integers(0, 2**31), h=st.integers(1, 7), w=st.integers(1, 7),
-       sh=st.floats(0.3, 3.7), sw=st.floats(0.3, 3.7),
+       sh=st.one_of(st.floats(0.3, 3.7), st.sampled_from([1.1, 2.05, 0.95])),
+       sw=st.one_of(st.floats(0.3, 3.7), st.sampled_from([1.1, 2.05, 0.95])),
        mode=st.sampled_from([("nearest", None), ("nearest-exact", None), ("bilinear", False), ("bilinear", True)]),
        recompute=st.sampled_from([None, True]))
 def test_interpolate_matches_torch_for_any_scale_factor(seed, h, w, sh, sw, mode, recompute):

@@ -565,11 +565,18 @@ _INTERPOLATE_NDIM = {"nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "linear":
                      "trilinear": (5,)}
 
 
-def _resample_taps(n_in, n_out, factor, mode, align_corners):
+def _resample_taps(n_in, n_out, factor, mode, align_corners, spatial_dims):
     """Along one axis, per output position: ``(i0, i1, w1)`` with output = (1 - w1) x[i0] + w1 x[i1]
-    (``w1`` None for the nearest modes). ``factor`` is the user's scale factor, or None when the
-    output size was given. Both index arrays are non-decreasing."""
+    (``w1`` None for the nearest modes and copies). ``factor`` is the user's scale factor, or None
+    when the output size was given. Both index arrays are non-decreasing."""
     dst = np.arange(n_out)
+    # PyTorch's CPU kernels copy an axis whose size does not change (linear modes; nearest on 4-D
+    # input, which also halves the index where the size doubles), whatever the scale factor.
+    nearest_2d = (mode, spatial_dims) == ("nearest", 2)
+    if n_out == n_in and (nearest_2d or mode in ("linear", "bilinear", "trilinear")):
+        return dst, dst, None
+    if n_out == 2 * n_in and nearest_2d:
+        return dst // 2, dst // 2, None
     if mode.startswith("nearest"):
         # PyTorch computes these indices in float32; so does this, to pick the same pixels.
         scale = np.float32(1.0 / factor) if factor else np.float32(n_in) / np.float32(n_out)
@@ -630,7 +637,7 @@ def _interpolate_plan(shape, size, scale_factor, mode, align_corners, recompute_
     if min(spatial) < 1 or min(out) < 1:
         raise ValueError(f"interpolate: input and output sizes must be > 0, got input {spatial} and "
                          f"output {tuple(out)}")
-    return [(2 + i, n, _resample_taps(n, o, f, mode, align_corners))
+    return [(2 + i, n, _resample_taps(n, o, f, mode, align_corners, len(spatial)))
             for i, (n, o, f) in enumerate(zip(spatial, out, factors))]
 
 
@@ -648,6 +655,8 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     ``floor(dst * scale)``), ``"nearest-exact"`` (``floor((dst + 0.5) * scale)``) for 3-D to 5-D
     input, ``"linear"`` (3-D), ``"bilinear"`` (4-D) and ``"trilinear"`` (5-D), the last three with
     ``align_corners`` (default False: pixel centres; True: corner pixels map onto each other).
+    As PyTorch's CPU kernels, the linear modes copy an axis whose size stays the same, and so does
+    ``"nearest"`` on 4-D input, which also reads ``dst // 2`` where an axis doubles.
     ``antialias`` must be False. Backward: :func:`interpolate_backward`.
     """
     x = _as_float32(input, "input")
@@ -676,7 +685,9 @@ def _sum_into(values, index, n, axis):
 def interpolate_backward(grad_output, input, size=None, scale_factor=None, mode="nearest",
                          align_corners=None, recompute_scale_factor=None, antialias=False):
     """Gradient of :func:`interpolate` with respect to its input (``input`` only supplies the shape):
-    each output's gradient goes back to the input pixels it was read from, with their weights."""
+    each output's gradient goes back to the input pixels it was read from, with their weights —
+    the exact adjoint of the forward. (PyTorch's own backward of ``"nearest"`` on 3-D and 5-D
+    input copies an axis that keeps or doubles its size although its forward does not.)"""
     shape = np.shape(input)
     plan = _interpolate_plan(shape, size, scale_factor, mode, align_corners, recompute_scale_factor,
                              antialias)

@@ -111,16 +111,24 @@ def pad_backward(grad_output, input_shape, pad, mode="constant"):
     return dx
 
 
-def _interpolate_weights(n_in, n_out, mode, align_corners, scale_factor=None):
+def _interpolate_weights(n_in, n_out, mode, align_corners, scale_factor, spatial_dims):
     """Per output position along one axis, a dict {input index: weight}. The source coordinate of
     output position o: nearest: floor(o * n_in / n_out); nearest-exact: floor((o + 0.5) * n_in /
     n_out); linear: o * (n_in - 1) / (n_out - 1) with align_corners, else (o + 0.5) * n_in / n_out
-    - 0.5 clamped at 0. A given scale factor replaces n_in / n_out by 1 / scale_factor."""
+    - 0.5 clamped at 0. A given scale factor replaces n_in / n_out by 1 / scale_factor. PyTorch's
+    exceptions: an axis of unchanged size is copied (linear modes; nearest with two spatial
+    dimensions, which also reads o // 2 where the size doubles)."""
     from fractions import Fraction
 
     ratio = Fraction(n_in, n_out) if scale_factor is None else 1 / Fraction(scale_factor)
     rows = []
     for o in range(n_out):
+        if n_in == n_out and (mode not in ("nearest", "nearest-exact") or (mode, spatial_dims) == ("nearest", 2)):
+            rows.append({o: 1.0})
+            continue
+        if n_out == 2 * n_in and (mode, spatial_dims) == ("nearest", 2):
+            rows.append({o // 2: 1.0})
+            continue
         if mode == "nearest":
             rows.append({min(math.floor(o * ratio), n_in - 1): 1.0})
             continue
@@ -147,7 +155,7 @@ def interpolate(x, size, mode, align_corners=False, scale_factor=None):
     for k, n_out in enumerate(size):
         axis = 2 + k
         rows = _interpolate_weights(y.shape[axis], n_out, mode, align_corners,
-                                    None if scale_factor is None else scale_factor[k])
+                                    None if scale_factor is None else scale_factor[k], len(size))
         matrix = np.zeros((n_out, y.shape[axis]))
         for o, row in enumerate(rows):
             for i, weight in row.items():
@@ -162,7 +170,7 @@ def interpolate_backward(grad_output, input_shape, mode, align_corners=False, sc
     for k in reversed(range(len(input_shape) - 2)):
         axis = 2 + k
         rows = _interpolate_weights(input_shape[axis], g.shape[axis], mode, align_corners,
-                                    None if scale_factor is None else scale_factor[k])
+                                    None if scale_factor is None else scale_factor[k], len(input_shape) - 2)
         matrix = np.zeros((g.shape[axis], input_shape[axis]))
         for o, row in enumerate(rows):
             for i, weight in row.items():
