@@ -76,8 +76,10 @@ def test_pad_errors_name_the_argument():
         F.pad(x, (0, 4, 0, 0), "circular")
     with pytest.raises(ValueError, match="negative"):
         F.pad(x, (-1, 0, 0, 0), "replicate")
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ValueError, match="crops more"):
         F.pad(x, (-2, -2))
+    with pytest.raises(ValueError, match="crops more"):
+        F.pad(x, (-4, 5))  # a size of 4 in the end, but 4 columns cropped from 3
     with pytest.raises(ValueError, match="4-D"):
         F.pad(x, (1, 1, 1, 1, 1, 1, 1, 1), "reflect")  # pads every dimension of a 4-D input
     with pytest.raises(ValueError, match="2-D"):

@@ -479,9 +479,9 @@ def _check_pad(shape, widths, mode):
     """Raise ValueError where ``mode`` can not pad a dimension of ``shape`` by its (before, after)."""
     for axis, ((before, after), n) in enumerate(zip(widths, shape)):
         if mode == "constant":
-            if n + before + after < 0:
-                raise ValueError(f"pad: padding ({before}, {after}) makes dimension {axis} of size {n} "
-                                 "negative")
+            if max(-before, 0) + max(-after, 0) > n:
+                raise ValueError(f"pad: negative padding ({before}, {after}) crops more than dimension "
+                                 f"{axis} of size {n} holds")
             continue
         if min(before, after) < 0:
             raise ValueError(f"pad: negative padding ({before}, {after}) is only supported by mode "
