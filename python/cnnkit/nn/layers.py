@@ -10,10 +10,12 @@ from .. import functional as F
 from . import init
 from .module import Module, Parameter
 
-__all__ = ["Identity", "Conv2d", "ConvTranspose2d", "Linear", "MaxPool2d", "AvgPool2d",
+__all__ = [
+    "Identity", "Conv2d", "ConvTranspose2d", "Linear", "MaxPool2d", "AvgPool2d",
     "AdaptiveAvgPool2d", "BatchNorm2d", "BatchNorm1d", "LocalResponseNorm", "ReLU", "ReLU6",
     "Sigmoid", "Tanh", "LeakyReLU", "ELU", "Softplus", "Hardtanh", "GELU", "SiLU", "Softmax",
-    "LogSoftmax", "PReLU", "Flatten", "Dropout", "Dropout2d", "Sequential", "Residual"]
+    "LogSoftmax", "PReLU", "Flatten", "Dropout", "Dropout2d", "Sequential", "Residual",
+]
 
 
 def _pair(v):
