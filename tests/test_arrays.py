@@ -64,10 +64,24 @@ def _sample_table():
         "softmax_backward": ((g2, F.softmax(x2, 1), 1), {}),
         "log_softmax": ((x2, 1), {}),
         "log_softmax_backward": ((g2, F.log_softmax(x2, 1), 1), {}),
-        "cross_entropy": ((x2, labels, "none"), {}),
-        "cross_entropy_backward": ((x2, labels, a(4), "none"), {}),
+        "cross_entropy": ((x2, labels), {"reduction": "none"}),
+        "cross_entropy_backward": ((x2, labels, a(4)), {"reduction": "none"}),
+        "nll_loss": ((F.log_softmax(x2, 1), labels), {"weight": np.abs(a(5)) + 0.5}),
+        "nll_loss_backward": ((F.log_softmax(x2, 1), labels, a(4)), {"reduction": "none"}),
+        "conv_transpose2d": ((conv_g, conv_w, a(3), 2, 1, 1), {}),
+        "conv_transpose2d_backward": ((a(2, 3, 12, 12), conv_g, conv_w, 2, 1, 1), {}),
+        "dropout2d": ((x, 0.5, True), {"generator": np.random.default_rng(1), "return_mask": True}),
+        "dropout2d_backward": ((g, (rng.random((2, 3, 1, 1)) > 0.5).astype(np.float32) * 2, 0.5), {}),
+        "flatten": ((x, 1), {}),
+        "flatten_backward": ((a(2, 108), x), {}),
+        "pad": ((x, (1, 2, 0, 1)), {"mode": "reflect"}),
+        "pad_backward": ((a(2, 3, 7, 9), (1, 2, 0, 1)), {"mode": "reflect"}),
+        "interpolate": ((x,), {"scale_factor": 2, "mode": "bilinear", "align_corners": False}),
+        "interpolate_backward": ((a(2, 3, 12, 12), x), {"scale_factor": 2, "mode": "bilinear",
+                                                         "align_corners": False}),
+        "one_hot": ((labels, 5), {}),
     }
-    for name in ("relu", "leaky_relu", "elu", "relu6", "sigmoid", "tanh", "softplus"):
+    for name in ("relu", "leaky_relu", "elu", "relu6", "sigmoid", "tanh", "softplus", "hardtanh", "gelu", "silu"):
         table[name] = ((x,), {})
         table[name + "_backward"] = ((g, x), {})
     return table

@@ -18,12 +18,36 @@ Every differentiable op ``f`` has ``f_backward`` that returns the gradient of
 its inputs given the gradient of its output.
 """
 
+import math
 import numbers
 import operator
+import warnings
 
 import numpy as np
 
 from . import _C, _arrays
+
+__all__ = [
+    # convolution and pooling
+    "conv2d", "conv2d_backward", "conv_transpose2d", "conv_transpose2d_backward",
+    "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+    "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
+    # normalisation and dropout
+    "batch_norm", "batch_norm_backward", "local_response_norm", "local_response_norm_backward",
+    "dropout", "dropout_backward", "dropout2d", "dropout2d_backward",
+    # activations
+    "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
+    "relu6", "relu6_backward", "hardtanh", "hardtanh_backward", "sigmoid", "sigmoid_backward",
+    "tanh", "tanh_backward", "softplus", "softplus_backward", "prelu", "prelu_backward",
+    "gelu", "gelu_backward", "silu", "silu_backward", "maxout", "maxout_backward",
+    # linear, softmax and losses
+    "linear", "linear_backward", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
+    "cross_entropy", "cross_entropy_backward", "nll_loss", "nll_loss_backward",
+    "mse_loss", "mse_loss_backward", "l1_loss", "l1_loss_backward",
+    "multi_margin_loss", "multi_margin_loss_backward",
+    # reshaping, padding, resampling, encoding
+    "flatten", "flatten_backward", "pad", "pad_backward", "interpolate", "interpolate_backward", "one_hot",
+]
 
 # ----------------------------------------------------------------------------
 # argument handling shared by every op
@@ -66,13 +90,14 @@ def _int(value, name):
 
 
 def _pair(value, name, minimum=None):
-    """An int or a pair of ints as a 2-tuple, each at least ``minimum``."""
+    """An int, a pair of ints or a one-element sequence as a 2-tuple, each at least ``minimum``."""
     if type(value) is int and (minimum is None or value >= minimum):
         return (value, value)  # the common case, checked without the general path's calls
     if isinstance(value, (tuple, list)):
-        if len(value) != 2:
+        if len(value) not in (1, 2):
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-        pair = (_int(value[0], name), _int(value[1], name))
+        # A one-element sequence stands for both sides, as PyTorch's (2,).
+        pair = (_int(value[0], name), _int(value[-1], name))
     else:
         v = _int(value, name)
         pair = (v, v)
@@ -115,39 +140,50 @@ def _adaptive_windows(size, out):
 
 
 def _adaptive_args(input, output_size):
+    """The input as NCHW (a CHW input gets a batch axis), whether it came as CHW, and the output size."""
     x = _as_float32(input, "input")
-    _check_ndim(x, 4, "input", "N, C, H, W")
-    oh, ow = (
-        (x.shape[2] if s is None else s)
-        for s in (output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size))
-    )
+    _check_ndim(x, (3, 4), "input", "N, C, H, W or unbatched C, H, W")
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x[None]
+    sizes = list(output_size) if isinstance(output_size, (tuple, list)) else [output_size]
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) != 2:
+        raise ValueError(f"output_size must be an int, None or a pair of them, got {output_size!r}")
+    # None keeps that dimension's input size: H for the height, W for the width.
+    oh, ow = (x.shape[2 + i] if size is None else size for i, size in enumerate(sizes))
     oh, ow = _pair((oh, ow), "output_size", minimum=1)
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"input must have non-empty H and W for adaptive pooling, got {x.shape}")
-    return x, oh, ow
+    return x, unbatched, oh, ow
 
 
 def adaptive_avg_pool2d(input, output_size):
-    """Average pooling to ``output_size`` (int or pair; None keeps that size); 1 = global average."""
-    x, oh, ow = _adaptive_args(input, output_size)
+    """Average pooling of an (N, C, H, W) or (C, H, W) array to ``output_size`` (an int or a pair;
+    None keeps that dimension's size); 1 = global average."""
+    x, unbatched, oh, ow = _adaptive_args(input, output_size)
     out = np.empty(x.shape[:2] + (oh, ow), np.float32)
     for i, (h0, h1) in enumerate(_adaptive_windows(x.shape[2], oh)):
         for j, (w0, w1) in enumerate(_adaptive_windows(x.shape[3], ow)):
             out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3), dtype=np.float64)
-    return out
+    return out[0] if unbatched else out
 
 
 def adaptive_avg_pool2d_backward(grad_output, input, output_size):
     """Gradient of :func:`adaptive_avg_pool2d`: each output's gradient spread evenly over its window."""
-    x, oh, ow = _adaptive_args(input, output_size)
+    x, unbatched, oh, ow = _adaptive_args(input, output_size)
     g = _as_float32(grad_output, "grad_output")
-    if g.shape != x.shape[:2] + (oh, ow):
-        raise ValueError(f"grad_output must have shape {x.shape[:2] + (oh, ow)}, got {g.shape}")
+    want = x.shape[1:2] + (oh, ow) if unbatched else x.shape[:2] + (oh, ow)
+    if g.shape != want:
+        raise ValueError(f"grad_output must have shape {want}, got {g.shape}")
+    if unbatched:
+        g = g[None]
     dx = np.zeros(x.shape, np.float32)
     for i, (h0, h1) in enumerate(_adaptive_windows(x.shape[2], oh)):
         for j, (w0, w1) in enumerate(_adaptive_windows(x.shape[3], ow)):
             dx[:, :, h0:h1, w0:w1] += (g[:, :, i, j] / ((h1 - h0) * (w1 - w0)))[:, :, None, None]
-    return dx
+    return dx[0] if unbatched else dx
 
 
 def _lrn_args(input, size, alpha, beta, k):
@@ -194,28 +230,48 @@ def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75
     return dx.astype(np.float32)
 
 
-def dropout(input, p=0.5, training=True, *, generator=None, return_mask=False):
-    """Inverted dropout: zero each element with probability ``p``, scale the rest by 1/(1-p).
-
-    Identity when ``training`` is False. Random draws come from ``generator`` or
-    cnnkit's seeded default. ``return_mask=True`` also returns the float32 mask
-    (0 or 1/(1-p)) that :func:`dropout_backward` takes.
-    """
+def _dropout_mask(shape, p, training, generator):
+    """0 with probability ``p``, else 1/(1-p), of ``shape`` (all ones when not training)."""
     from .random import default_generator
 
-    x = _as_float32(input, "input")
     p = _float(p, "p")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
-        mask = np.ones(x.shape, np.float32)
-    elif p == 1.0:
-        mask = np.zeros(x.shape, np.float32)
-    else:
-        rng = generator or default_generator()
-        mask = (rng.random(x.shape, dtype=np.float32) >= p).astype(np.float32) * np.float32(1.0 / (1.0 - p))
-    out = x * mask
+        return np.ones(shape, np.float32)
+    if p == 1.0:
+        return np.zeros(shape, np.float32)
+    rng = generator or default_generator()
+    return (rng.random(shape, dtype=np.float32) >= p).astype(np.float32) * np.float32(1.0 / (1.0 - p))
+
+
+def _inplace_result(input, out, inplace):
+    """``out``, or ``out`` written into ``input`` when ``inplace``: the input must then be a
+    writeable float32 C-contiguous array, never a converted copy the caller does not see."""
+    if not _flag(inplace, "inplace"):
+        return out
+    x = _state_array(input, "input", np.shape(input))
+    np.copyto(x, out)
+    return x
+
+
+def _apply_mask(input, mask, inplace, return_mask):
+    """``input * mask`` (broadcast), written into ``input`` itself when ``inplace``."""
+    out = _inplace_result(input, _as_float32(input, "input") * mask, inplace)
     return (out, mask) if return_mask else out
+
+
+def dropout(input, p=0.5, training=True, inplace=False, *, generator=None, return_mask=False):
+    """Inverted dropout: zero each element with probability ``p``, scale the rest by 1/(1-p).
+
+    Identity when ``training`` is False. Random draws come from ``generator`` or
+    cnnkit's seeded default. ``inplace=True`` writes the result into ``input``,
+    which must then be a writeable float32 C-contiguous array (else
+    ``TypeError``/``ValueError``). ``return_mask=True`` also returns the float32
+    mask (0 or 1/(1-p)) that :func:`dropout_backward` takes.
+    """
+    mask = _dropout_mask(np.shape(input), p, training, generator)
+    return _apply_mask(input, mask, inplace, return_mask)
 
 
 def dropout_backward(grad_output, mask, p=0.5):
@@ -224,6 +280,35 @@ def dropout_backward(grad_output, mask, p=0.5):
     mask = _as_float32(mask, "mask")
     if g.shape != mask.shape:
         raise ValueError(f"grad_output shape {g.shape} does not match mask shape {mask.shape}")
+    return g * mask
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False, *, generator=None, return_mask=False):
+    """Channel dropout: zero whole channels of an (N, C, H, W) input with probability ``p``, scale
+    the rest by 1/(1-p); identity when ``training`` is False.
+
+    A 3-D input is read as (N, C, L), as PyTorch does today (with its warning). The mask that
+    ``return_mask=True`` returns has shape (N, C, 1, 1) (or (N, C, 1)) and broadcasts over the
+    plane; :func:`dropout2d_backward` takes it. ``inplace``, ``generator`` as in :func:`dropout`.
+    """
+    ndim = np.ndim(input)
+    if ndim not in (3, 4):
+        raise ValueError(f"dropout2d: input must be 4-D (N, C, H, W) or 3-D (N, C, L), "
+                         f"got shape {np.shape(input)}")
+    if ndim == 3:
+        warnings.warn("dropout2d: a 3-D input is read as (N, C, L) and whole channels of length L "
+                      "are dropped, as PyTorch does today", UserWarning, stacklevel=2)
+    mask = _dropout_mask(np.shape(input)[:2] + (1,) * (ndim - 2), p, training, generator)
+    return _apply_mask(input, mask, inplace, return_mask)
+
+
+def dropout2d_backward(grad_output, mask, p=0.5):
+    """Gradient of :func:`dropout2d` given the (N, C, 1, 1) mask it returned."""
+    g = _as_float32(grad_output, "grad_output")
+    mask = _as_float32(mask, "mask")
+    if mask.shape != g.shape[:2] + (1,) * (g.ndim - 2):
+        raise ValueError(f"mask shape {mask.shape} does not match grad_output shape {g.shape} "
+                         "(it must be (N, C, 1, 1) for an (N, C, H, W) gradient)")
     return g * mask
 
 
@@ -316,6 +401,335 @@ def multi_margin_loss_backward(input, target, grad_output=1.0, p=1, margin=1.0, 
     if reduction == "mean":
         g = g / max(x64.shape[0], 1)
     return (d * g).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------
+# reshaping, padding, resampling and one-hot encoding (NumPy, vectorised)
+# ----------------------------------------------------------------------------
+
+
+def _dim(dim, ndim, name):
+    """``dim`` as an index in [0, ndim), negative counting from the end (a 0-d array takes 0 and -1).
+
+    Out of range raises ``numpy.exceptions.AxisError``, both a ValueError and an IndexError.
+    """
+    d = _int(dim, name)
+    size = max(ndim, 1)
+    if not -size <= d < size:
+        raise np.exceptions.AxisError(
+            f"{name}={d} is out of range for a {ndim}-D input (expected [{-size}, {size - 1}])")
+    return d % size
+
+
+def flatten(input, start_dim=0, end_dim=-1):
+    """``input`` with dimensions ``start_dim`` .. ``end_dim`` merged into one, as ``torch.flatten``.
+
+    A view where NumPy can make one. The dtype is kept (nothing is computed); a 0-d input
+    becomes 1-D. Backward: :func:`flatten_backward`.
+    """
+    x = np.asarray(input)
+    start, end = _dim(start_dim, x.ndim, "start_dim"), _dim(end_dim, x.ndim, "end_dim")
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} must not come after end_dim {end_dim} "
+                         f"for a {x.ndim}-D input")
+    if x.ndim == 0:
+        return x.reshape(1)
+    return x.reshape(x.shape[:start] + (math.prod(x.shape[start : end + 1]),) + x.shape[end + 1 :])
+
+
+def flatten_backward(grad_output, input):
+    """Gradient of :func:`flatten`: ``grad_output`` in the shape of ``input`` (only its shape is used)."""
+    g = _as_float32(grad_output, "grad_output")
+    shape = np.shape(input)
+    if g.size != math.prod(shape):
+        raise ValueError(f"grad_output of shape {g.shape} can not be the flattened input of shape {shape}")
+    return g.reshape(shape)
+
+
+# PyTorch's padding modes and NumPy's names for them.
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pad_widths(ndim, pad, mode):
+    """PyTorch's ``pad`` (left, right, top, bottom, ...: last dimension first) as (before, after)
+    per dimension of an ``ndim``-D array."""
+    if not isinstance(mode, str) or mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {tuple(_PAD_MODES)}, got {mode!r}")
+    if not isinstance(pad, (tuple, list)) or len(pad) % 2:
+        raise ValueError("pad: pad must be a sequence of an even number of ints (left, right, top, "
+                         f"bottom, ...), got {pad!r}")
+    pad = [_int(p, "pad") for p in pad]
+    if pad and max(abs(p) for p in pad) > _INT64_MAX:
+        raise OverflowError(f"pad: pad {tuple(pad)} does not fit in 64-bit integers")
+    k = len(pad) // 2
+    if k > ndim:
+        raise ValueError(f"pad: pad {tuple(pad)} pads {k} dimensions, the input has only {ndim}")
+    if mode != "constant" and not (1 <= k <= 3 and k + 1 <= ndim <= k + 2):
+        raise ValueError(f"pad: mode {mode!r} pads the last 1, 2 or 3 dimensions of a 2-D to 5-D input "
+                         f"(one or two leading batch/channel dimensions): pad of length {len(pad)} "
+                         f"does not fit a {ndim}-D input")
+    widths = [(0, 0)] * ndim
+    for i in range(k):
+        widths[ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return widths
+
+
+def _check_pad(shape, widths, mode):
+    """Raise ValueError where ``mode`` can not pad a dimension of ``shape`` by its (before, after)."""
+    for axis, ((before, after), n) in enumerate(zip(widths, shape)):
+        if mode == "constant":
+            if max(-before, 0) + max(-after, 0) > n:
+                raise ValueError(f"pad: negative padding ({before}, {after}) crops more than dimension "
+                                 f"{axis} of size {n} holds")
+            continue
+        if min(before, after) < 0:
+            raise ValueError(f"pad: negative padding ({before}, {after}) is only supported by mode "
+                             f"'constant', got mode {mode!r}")
+        if (before or after) and (
+                n == 0 or (mode == "reflect" and max(before, after) >= n)
+                or (mode == "circular" and max(before, after) > n)):
+            limit = {"reflect": "smaller than", "circular": "at most", "replicate": "used with"}[mode]
+            raise ValueError(f"pad: {mode} padding ({before}, {after}) must be {limit} dimension {axis} "
+                             f"of size {n}")
+
+
+def pad(input, pad, mode="constant", value=None):
+    """Pad ``input`` as ``torch.nn.functional.pad``.
+
+    ``pad`` lists (before, after) pairs from the last dimension backwards: ``(left, right)``
+    pads the last one, ``(left, right, top, bottom)`` the last two, and so on. Modes:
+    ``"constant"`` (``value``, default 0; any number of dimensions; negative pads crop),
+    ``"reflect"`` (mirrored without repeating the edge; each pad smaller than its dimension),
+    ``"replicate"`` (the edge repeated) and ``"circular"`` (wrapped around; each pad at most its
+    dimension). The last three pad the last 1, 2 or 3 dimensions of a 2-D to 5-D input and take
+    no ``value``. Backward: :func:`pad_backward`.
+    """
+    x = _as_float32(input, "input")
+    widths = _pad_widths(x.ndim, pad, mode)
+    _check_pad(x.shape, widths, mode)
+    if mode != "constant":
+        if value is not None:
+            raise ValueError(f"pad: mode {mode!r} takes no value, got value={value!r}")
+        return np.pad(x, widths, mode=_PAD_MODES[mode])
+    value = 0.0 if value is None else _float(value, "value")
+    crop = tuple(slice(max(-before, 0), n - max(-after, 0)) for (before, after), n in zip(widths, x.shape))
+    grow = [(max(before, 0), max(after, 0)) for before, after in widths]
+    return np.pad(x[crop], grow, mode="constant", constant_values=np.float32(value))
+
+
+def _unpad_axis(g, axis, before, after, mode):
+    """The gradient for one padded axis folded back onto its input positions."""
+    g = np.moveaxis(g, axis, 0)
+    n = g.shape[0] - before - after
+    if mode == "constant":
+        # Positions a negative pad cropped get no gradient.
+        out = np.zeros((n,) + g.shape[1:], g.dtype)
+        lo, hi = max(-before, 0), n - max(-after, 0)
+        out[lo:hi] = g[max(before, 0) : max(before, 0) + hi - lo]
+    else:
+        out = g[before : before + n].copy()
+        left, right = g[:before], g[before + n :]
+        if mode == "reflect":
+            out[1 : before + 1] += left[::-1]
+            out[n - 1 - after : n - 1] += right[::-1]
+        elif mode == "replicate":
+            out[0] += left.sum(axis=0)
+            out[n - 1] += right.sum(axis=0)
+        else:
+            out[n - before :] += left
+            out[:after] += right
+    return np.moveaxis(out, 0, axis)
+
+
+def pad_backward(grad_output, pad, mode="constant"):
+    """Gradient of :func:`pad` with respect to its input (whose shape follows from ``pad``).
+
+    Each padded position's gradient goes back to the input position it copied (none for
+    ``"constant"``): reflected, edge and wrapped copies add up.
+    """
+    g = _as_float32(grad_output, "grad_output")
+    widths = _pad_widths(g.ndim, pad, mode)
+    shape = tuple(m - before - after for (before, after), m in zip(widths, g.shape))
+    if min(shape, default=0) < 0:
+        raise ValueError(f"pad_backward: grad_output of shape {g.shape} is smaller than pad {tuple(pad)}")
+    _check_pad(shape, widths, mode)
+    for axis, (before, after) in enumerate(widths):
+        if before or after:
+            g = _unpad_axis(g, axis, before, after, mode)
+    return np.ascontiguousarray(g)
+
+
+# The input dimensions each interpolation mode takes (batch, channels and 1 to 3 spatial ones).
+_INTERPOLATE_NDIM = {"nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "linear": (3,), "bilinear": (4,),
+                     "trilinear": (5,)}
+
+
+def _resample_taps(n_in, n_out, factor, mode, align_corners, spatial_dims):
+    """Along one axis, per output position: ``(i0, i1, w1)`` with output = (1 - w1) x[i0] + w1 x[i1]
+    (``w1`` None for the nearest modes and copies). ``factor`` is the user's scale factor, or None
+    when the output size was given. Both index arrays are non-decreasing."""
+    dst = np.arange(n_out)
+    # PyTorch's CPU kernels copy an axis whose size does not change (linear modes; nearest on 4-D
+    # input, which also halves the index where the size doubles), whatever the scale factor.
+    nearest_2d = (mode, spatial_dims) == ("nearest", 2)
+    if n_out == n_in and (nearest_2d or mode in ("linear", "bilinear", "trilinear")):
+        return dst, dst, None
+    if n_out == 2 * n_in and nearest_2d:
+        return dst // 2, dst // 2, None
+    if mode.startswith("nearest"):
+        # PyTorch computes these indices in float32; so does this, to pick the same pixels.
+        scale = np.float32(1.0 / factor) if factor else np.float32(n_in) / np.float32(n_out)
+        shift = np.float32(0.5 if mode == "nearest-exact" else 0.0)
+        i0 = np.floor((dst.astype(np.float32) + shift) * scale).astype(np.int64)
+        i0 = np.minimum(i0, n_in - 1)
+        return i0, i0, None
+    if align_corners:
+        src = dst * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        scale = 1.0 / factor if factor else n_in / n_out
+        src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    return i0, np.minimum(i0 + 1, n_in - 1), src - i0
+
+
+def _interpolate_plan(shape, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias):
+    """Per spatial axis of ``shape``: (axis, input size, taps)."""
+    if not isinstance(mode, str) or mode not in _INTERPOLATE_NDIM:
+        raise ValueError(f"interpolate: mode must be one of {tuple(_INTERPOLATE_NDIM)}, got {mode!r}")
+    ndims = _INTERPOLATE_NDIM[mode]
+    if len(shape) not in ndims:
+        want = " or ".join(f"{n}-D" for n in ndims)
+        raise ValueError(f"interpolate: input must be {want} (N, C, spatial...) for mode {mode!r}, "
+                         f"got shape {tuple(shape)}")
+    if _flag(antialias, "antialias"):
+        raise ValueError("interpolate: antialias=True is not supported")
+    linear = mode in ("linear", "bilinear", "trilinear")
+    if align_corners is not None and not linear:
+        raise ValueError("interpolate: align_corners can only be set with the interpolating modes "
+                         f"linear, bilinear and trilinear, got mode {mode!r}")
+    align_corners = False if align_corners is None else _flag(align_corners, "align_corners")
+    spatial = tuple(shape[2:])
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: give exactly one of size and scale_factor")
+
+    def per_axis(value, name):
+        values = list(value) if isinstance(value, (tuple, list)) else [value] * len(spatial)
+        if len(values) != len(spatial):
+            raise ValueError(f"interpolate: {name} must have {len(spatial)} elements for a "
+                             f"{len(shape)}-D input, got {value!r}")
+        return values
+
+    if size is not None:
+        if recompute_scale_factor:
+            raise ValueError("interpolate: recompute_scale_factor is only meaningful with scale_factor")
+        out = [_int(v, "size") for v in per_axis(size, "size")]
+        factors = [None] * len(spatial)
+    else:
+        factors = [_float(f, "scale_factor") for f in per_axis(scale_factor, "scale_factor")]
+        if not all(math.isfinite(f) and f > 0 for f in factors):
+            raise ValueError(f"interpolate: scale_factor must be finite and > 0, got {scale_factor!r}")
+        out = [math.floor(n * f) for n, f in zip(spatial, factors)]
+        if recompute_scale_factor:
+            factors = [None] * len(spatial)
+    if math.prod(shape[:2]) * math.prod(out) > _INT64_MAX:
+        raise OverflowError(f"interpolate: the output size {tuple(out)} is too large for 64-bit sizes")
+    if min(spatial) < 1 or min(out) < 1:
+        raise ValueError(f"interpolate: input and output sizes must be > 0, got input {spatial} and "
+                         f"output {tuple(out)}")
+    return [(2 + i, n, _resample_taps(n, o, f, mode, align_corners, len(spatial)))
+            for i, (n, o, f) in enumerate(zip(spatial, out, factors))]
+
+
+def _axis_weight(w1, axis, ndim):
+    return w1.reshape((-1,) + (1,) * (ndim - 1 - axis))
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    """Resample the spatial dimensions, as ``torch.nn.functional.interpolate``.
+
+    Give ``size`` (an int or one per spatial dimension) or ``scale_factor`` (the output size is
+    ``floor(input size * scale_factor)``; the coordinates scale by 1/scale_factor unless
+    ``recompute_scale_factor``). Modes: ``"nearest"`` (PyTorch's: source index
+    ``floor(dst * scale)``), ``"nearest-exact"`` (``floor((dst + 0.5) * scale)``) for 3-D to 5-D
+    input, ``"linear"`` (3-D), ``"bilinear"`` (4-D) and ``"trilinear"`` (5-D), the last three with
+    ``align_corners`` (default False: pixel centres; True: corner pixels map onto each other).
+    As PyTorch's CPU kernels, the linear modes copy an axis whose size stays the same, and so does
+    ``"nearest"`` on 4-D input, which also reads ``dst // 2`` where an axis doubles.
+    ``antialias`` must be False. Backward: :func:`interpolate_backward`.
+    """
+    x = _as_float32(input, "input")
+    plan = _interpolate_plan(x.shape, size, scale_factor, mode, align_corners, recompute_scale_factor,
+                             antialias)
+    y = x
+    for axis, _, (i0, i1, w1) in plan:
+        lo = np.take(y, i0, axis=axis)
+        if w1 is not None:
+            w1 = _axis_weight(w1, axis, y.ndim)
+            lo = lo * (1.0 - w1) + np.take(y, i1, axis=axis) * w1
+        y = lo
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _sum_into(values, index, n, axis):
+    """``n`` slots along ``axis``; slot ``index[o]`` sums slice ``o`` of ``values`` (index non-decreasing)."""
+    out = np.zeros(values.shape[:axis] + (n,) + values.shape[axis + 1 :], values.dtype)
+    slots, starts = np.unique(index, return_index=True)
+    where = [slice(None)] * values.ndim
+    where[axis] = slots
+    out[tuple(where)] = np.add.reduceat(values, starts, axis=axis)
+    return out
+
+
+def interpolate_backward(grad_output, input, size=None, scale_factor=None, mode="nearest",
+                         align_corners=None, recompute_scale_factor=None, antialias=False):
+    """Gradient of :func:`interpolate` with respect to its input (``input`` only supplies the shape):
+    each output's gradient goes back to the input pixels it was read from, with their weights —
+    the exact adjoint of the forward. (PyTorch's own backward of ``"nearest"`` on 3-D and 5-D
+    input copies an axis that keeps or doubles its size although its forward does not.)"""
+    shape = np.shape(input)
+    plan = _interpolate_plan(shape, size, scale_factor, mode, align_corners, recompute_scale_factor,
+                             antialias)
+    g = _as_float32(grad_output, "grad_output")
+    want = tuple(shape[:2]) + tuple(len(taps[0]) for _, _, taps in plan)
+    if g.shape != want:
+        raise ValueError(f"interpolate_backward: grad_output must have the output's shape {want}, "
+                         f"got {g.shape}")
+    g = g.astype(np.float64)
+    for axis, n, (i0, i1, w1) in reversed(plan):
+        if w1 is None:
+            g = _sum_into(g, i0, n, axis)
+        else:
+            w1 = _axis_weight(w1, axis, g.ndim)
+            g = _sum_into(g * (1.0 - w1), i0, n, axis) + _sum_into(g * w1, i1, n, axis)
+    return g.astype(np.float32)
+
+
+def one_hot(tensor, num_classes=-1):
+    """int64 array of shape ``tensor.shape + (num_classes,)``: 1 at each entry's class, 0 elsewhere,
+    as ``torch.nn.functional.one_hot``. ``num_classes=-1`` takes the largest class + 1.
+
+    ``tensor`` must hold integers (else ``TypeError``); a class outside [0, num_classes) raises
+    ``IndexError``.
+    """
+    t = np.asarray(tensor)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: tensor must be an integer array of class indices, got dtype {t.dtype}")
+    num_classes = _int(num_classes, "num_classes")
+    if num_classes == -1:
+        if t.size == 0:
+            raise ValueError("one_hot: can not infer num_classes from an empty tensor; pass num_classes")
+        num_classes = int(t.max()) + 1
+    elif num_classes < 0:
+        raise ValueError(f"one_hot: num_classes must be -1 or >= 0, got {num_classes}")
+    if t.size and int(t.min()) < 0:
+        raise IndexError(f"one_hot: class values must be non-negative, got {int(t.min())}")
+    if t.size and int(t.max()) >= num_classes:
+        raise IndexError(f"one_hot: class value {int(t.max())} is out of range for num_classes={num_classes}")
+    out = np.zeros(t.shape + (num_classes,), np.int64)
+    np.put_along_axis(out, t[..., None].astype(np.int64), 1, axis=-1)
+    return out
+
 
 
 # ----------------------------------------------------------------------------
@@ -462,6 +876,112 @@ def conv2d_backward(
 
 
 
+def _conv_transpose_setup(input, weight, stride, padding, output_padding, groups, dilation):
+    """Arrays as NCHW and the parameters of the conv2d whose input gradient this transposed
+    convolution is, plus that conv2d's input shape (this op's output) and its output height and
+    width, which exceed this op's input by ``output_padding // stride`` rows/columns."""
+    x = _as_float32(input, "input")
+    w = _as_float32(weight, "weight")
+    _check_ndim(x, (3, 4), "input", "N, C, H, W or unbatched C, H, W")
+    _check_ndim(w, 4, "weight", "in_channels, out_channels/groups, kH, kW")
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x[None]
+    if isinstance(padding, str):
+        raise ValueError(f"conv_transpose2d: padding must be an int or a pair of ints, got {padding!r}")
+    stride, dilation = _pair(stride, "stride", minimum=1), _pair(dilation, "dilation", minimum=1)
+    padding = _pair(padding, "padding", minimum=0)
+    output_padding = _pair(output_padding, "output_padding", minimum=0)
+    groups = _int(groups, "groups")
+    if groups < 1 or x.shape[1] % groups:
+        raise ValueError(f"groups={groups} must be >= 1 and divide the input's {x.shape[1]} channels")
+    if w.shape[0] != x.shape[1]:
+        raise ValueError(f"weight of shape {w.shape} needs an input with {w.shape[0]} channels "
+                         f"(weight.shape[0]), got input shape {x.shape}")
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= max(s, d):
+            raise ValueError(f"output_padding {output_padding} must be smaller than stride {stride} or "
+                             f"dilation {dilation}")
+    out = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, s, p, d, k, op in
+                zip(x.shape[2:], stride, padding, dilation, w.shape[2:], output_padding))
+    if min(out) < 0:
+        raise ValueError(f"conv_transpose2d: the output size {out} would be negative for input {x.shape}, "
+                         f"kernel {w.shape[2:]}, stride {stride}, padding {padding}, dilation {dilation}")
+    conv_out = tuple(n + op // s for n, op, s in zip(x.shape[2:], output_padding, stride))
+    shape = (x.shape[0], w.shape[1] * groups) + out
+    if math.prod(shape) > _INT64_MAX:
+        raise OverflowError(f"conv_transpose2d: the output shape {shape} (from stride {stride}, "
+                            f"dilation {dilation}) has more elements than 64-bit sizes hold")
+    pads = (padding[0], padding[0], padding[1], padding[1])
+    return x, w, unbatched, stride, pads, dilation, groups, shape, conv_out
+
+
+def _grow_to(a, hw):
+    """``a`` zero-extended at the bottom/right to spatial size ``hw``."""
+    if a.shape[2:] == hw:
+        return a
+    return np.pad(a, ((0, 0), (0, 0), (0, hw[0] - a.shape[2]), (0, hw[1] - a.shape[3])))
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """2-D transposed convolution ("deconvolution"), as ``torch.nn.functional.conv_transpose2d``.
+
+    input: (N, C_in, H, W) or (C_in, H, W); weight: (C_in, C_out/groups, kH, kW); bias: (C_out,)
+    or None. Output height ``(H - 1) * stride - 2 * padding + dilation * (kH - 1) + output_padding
+    + 1`` (likewise the width); ``output_padding`` must be smaller than ``stride`` or
+    ``dilation``. It is the input gradient of :func:`conv2d` with the same weight, and runs that
+    native kernel. Backward: :func:`conv_transpose2d_backward`.
+    """
+    x, w, unbatched, stride, pads, dilation, groups, shape, conv_out = _conv_transpose_setup(
+        input, weight, stride, padding, output_padding, groups, dilation)
+    if x.size == 0 or 0 in shape:  # nothing reaches the output (the kernel may not fit an empty input)
+        y = np.zeros(shape, np.float32)
+    else:
+        # The conv2d's input is read for its shape only: calloc's untouched zero pages cost nothing.
+        y, _, _ = _C.conv2d_backward(_grow_to(x, conv_out), np.zeros(shape, np.float32), w, stride, pads,
+                                     dilation, groups, True, False, False, "auto")
+    if bias is not None:
+        b = _as_float32(bias, "bias")
+        if b.shape != (shape[1],):
+            raise ValueError(f"bias must have shape ({shape[1]},), got {b.shape}")
+        y += b[:, None, None]
+    return y[0] if unbatched else y
+
+
+def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
+                              dilation=1, *, input_grad=True, weight_grad=True, bias_grad=True):
+    """Gradients of :func:`conv_transpose2d`: ``(grad_input, grad_weight, grad_bias)``, each None when
+    its flag is false. grad_input is :func:`conv2d` of ``grad_output`` with the same weight; the
+    weight gradient is conv2d's with ``grad_output`` as its input and ``input`` as its output gradient.
+    """
+    x, w, unbatched, stride, pads, dilation, groups, shape, conv_out = _conv_transpose_setup(
+        input, weight, stride, padding, output_padding, groups, dilation)
+    g = _as_float32(grad_output, "grad_output")
+    want = shape[1:] if unbatched else shape
+    if g.shape != want:
+        raise ValueError(f"grad_output must have the output's shape {want}, got {g.shape}")
+    if unbatched:
+        g = g[None]
+    grad_input = grad_weight = grad_bias = None
+    empty = x.size == 0 or 0 in shape
+    if input_grad and empty:
+        grad_input = np.zeros(x.shape[1:] if unbatched else x.shape, np.float32)
+    elif input_grad:
+        # conv2d of the output reaches output_padding // stride rows/columns past the input: cut.
+        grad_input = _C.conv2d(g, w, None, stride, pads, dilation, groups, "auto")
+        grad_input = np.ascontiguousarray(grad_input[:, :, : x.shape[2], : x.shape[3]])
+        grad_input = grad_input[0] if unbatched else grad_input
+    if weight_grad and empty:
+        grad_weight = np.zeros(w.shape, np.float32)
+    elif weight_grad:
+        _, grad_weight, _ = _C.conv2d_backward(_grow_to(x, conv_out), g, w, stride, pads, dilation, groups,
+                                               False, True, False, "auto")
+    if bias_grad:
+        grad_bias = g.sum(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+    return grad_input, grad_weight, grad_bias
+
+
 # ----------------------------------------------------------------------------
 # pooling
 # ----------------------------------------------------------------------------
@@ -555,23 +1075,43 @@ def max_pool2d_backward(grad_output, input, indices, kernel_size, stride=None, p
     return grad_input[0] if unbatched else grad_input
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+def _window_counts(size, out, kernel, stride, pad):
+    """Along one axis: the number of input elements in each of ``out`` pooling windows."""
+    start = np.arange(out) * stride - pad
+    return np.minimum(start + kernel, size) - np.maximum(start, 0)
+
+
+def _divisor_scale(shape, out_shape, kernel, stride, padding, divisor_override):
+    """Per output window: element count / ``divisor_override``, which turns the native average
+    over the window's input elements into the sum over the window divided by the override."""
+    divisor = _int(divisor_override, "divisor_override")
+    if divisor == 0:
+        raise ValueError("avg_pool2d: divisor_override must be non-zero")
+    rows, cols = (_window_counts(shape[i], out_shape[i], kernel[i - 2], stride[i - 2], padding[i - 2])
+                  for i in (2, 3))
+    return (rows[:, None] * cols[None, :] / divisor).astype(np.float32)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
     """2-D average pooling over an (N, C, H, W) or (C, H, W) array, as ``torch.nn.functional.avg_pool2d``.
 
     The divisor is PyTorch's: with ``count_include_pad`` the window clipped to the padded input
     (zero padding counts, a ``ceil_mode`` overhang past the padding does not); without it, the
-    number of input elements in the window. ``padding`` may be at most half the kernel.
-    Backward: :func:`avg_pool2d_backward`.
+    number of input elements in the window; ``divisor_override`` (a non-zero int) replaces both.
+    ``padding`` may be at most half the kernel. Backward: :func:`avg_pool2d_backward`.
     """
     x, unbatched = _pool_input(input, "avg_pool2d")
     kernel, stride, padding, _ = _pool_geometry(kernel_size, stride, padding)
-    out = _C.avg_pool2d(x, kernel, stride, padding, _flag(ceil_mode, "ceil_mode"),
-                        _flag(count_include_pad, "count_include_pad"))
+    include_pad = _flag(count_include_pad, "count_include_pad") and divisor_override is None
+    out = _C.avg_pool2d(x, kernel, stride, padding, _flag(ceil_mode, "ceil_mode"), include_pad)
+    if divisor_override is not None:
+        out *= _divisor_scale(x.shape, out.shape, kernel, stride, padding, divisor_override)
     return out[0] if unbatched else out
 
 
 def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True):
+                        count_include_pad=True, divisor_override=None):
     """Gradient of :func:`avg_pool2d` with respect to its input.
 
     Each ``grad_output`` element, divided by its window's divisor, is added to every input element
@@ -581,9 +1121,11 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     shape, unbatched = _pool_input_shape(input, op)
     g = _pool_grad(grad_output, unbatched, op)
     kernel, stride, padding, _ = _pool_geometry(kernel_size, stride, padding)
+    include_pad = _flag(count_include_pad, "count_include_pad") and divisor_override is None
+    if divisor_override is not None:
+        g = g * _divisor_scale(shape, g.shape, kernel, stride, padding, divisor_override)
     grad_input = _C.avg_pool2d_backward(g, shape, kernel, stride, padding,
-                                        _flag(ceil_mode, "ceil_mode"),
-                                        _flag(count_include_pad, "count_include_pad"))
+                                        _flag(ceil_mode, "ceil_mode"), include_pad)
     return grad_input[0] if unbatched else grad_input
 
 
@@ -786,14 +1328,14 @@ def softplus_backward(grad_output, input, beta=1.0, threshold=20.0):
 def _prelu_arrays(input, weight):
     x = _as_float32(input, "input")
     w = _as_float32(weight, "weight")
-    _check_ndim(w, 1, "weight", "(1,) or (C,) with C = input.shape[1]")
+    _check_ndim(w, (0, 1), "weight", "(), (1,) or (C,) with C = input.shape[1]")
     return x, w
 
 
 def prelu(input, weight):
-    """``x`` where ``x > 0``, else ``weight * x``; ``weight`` is (1,) or (C,), C = input.shape[1]."""
+    """``x`` where ``x > 0``, else ``weight * x``; ``weight`` is 0-d, (1,) or (C,), C = input.shape[1]."""
     x, w = _prelu_arrays(input, weight)
-    return _C.prelu(x, w)
+    return _C.prelu(x, w.reshape(-1))
 
 
 def prelu_backward(grad_output, input, weight):
@@ -802,7 +1344,123 @@ def prelu_backward(grad_output, input, weight):
     g = _as_float32(grad_output, "grad_output")
     if g.shape != x.shape:
         raise ValueError(f"grad_output shape {g.shape} must equal input shape {x.shape}")
-    return _C.prelu_backward(g, x, w)
+    grad_input, grad_weight = _C.prelu_backward(g, x, w.reshape(-1))
+    return grad_input, grad_weight.reshape(w.shape)
+
+
+def _same_shape_grad(grad_output, x):
+    g = _as_float32(grad_output, "grad_output")
+    if g.shape != x.shape:
+        raise ValueError(f"grad_output shape {g.shape} must equal input shape {x.shape}")
+    return g
+
+
+def _hardtanh_bounds(min_val, max_val):
+    lo, hi = _float(min_val, "min_val"), _float(max_val, "max_val")
+    if not lo <= hi:
+        raise ValueError(f"hardtanh: max_val ({hi}) must be >= min_val ({lo})")
+    return np.float32(lo), np.float32(hi)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """``x`` clipped to [min_val, max_val]; NaN stays NaN. ``inplace`` as in :func:`dropout`."""
+    lo, hi = _hardtanh_bounds(min_val, max_val)
+    return _inplace_result(input, np.clip(_as_float32(input, "input"), lo, hi), inplace)
+
+
+def hardtanh_backward(grad_output, input, min_val=-1.0, max_val=1.0):
+    """Gradient of :func:`hardtanh`: ``grad_output`` where ``min_val < x < max_val``, else 0 (at the
+    bounds and for NaN too, like PyTorch)."""
+    lo, hi = _hardtanh_bounds(min_val, max_val)
+    x = _as_float32(input, "input")
+    g = _same_shape_grad(grad_output, x)
+    return np.where((x > lo) & (x < hi), g, np.float32(0.0))
+
+
+def _erfc(z):
+    """erfc in float64 to a relative error below 1.2e-7 for every z (the Chebyshev fit of Press et
+    al., Numerical Recipes, section 6.2), about one float32 ulp: enough for float32 results, and
+    relative, so GELU's far negative tail stays accurate too. NumPy has no erf."""
+    a = np.abs(z)
+    t = 1.0 / (1.0 + 0.5 * a)
+    poly = 0.0
+    for c in (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
+              0.37409196, 1.00002368, -1.26551223):
+        poly = poly * t + c
+    r = t * np.exp(poly - a * a)
+    return np.where(z >= 0, r, 2.0 - r)
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_CUBIC = 0.044715
+# Elements per block of the float64 formulas: few enough that their temporaries stay in cache,
+# enough that NumPy's per-call overhead is spread thin.
+_BLOCK = 1 << 16
+
+
+def _blockwise(formula, *arrays):
+    """``formula`` on float64 blocks of the same-shape float32 ``arrays``; the result in float32."""
+    out = np.empty(arrays[0].shape, np.float32)
+    flat, dst = [a.reshape(-1) for a in arrays], out.reshape(-1)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):  # NaN/inf propagate
+        for start in range(0, dst.size, _BLOCK):
+            dst[start : start + _BLOCK] = formula(*(a[start : start + _BLOCK].astype(np.float64) for a in flat))
+    return out
+
+
+def _gelu_cdf(x, approximate):
+    """The factor GELU multiplies x by: Phi(x), or the tanh form's (1 + tanh(u)) / 2 = sigmoid(2u),
+    which does not cancel for large negative x; with u for the tanh form's derivative."""
+    if approximate == "none":
+        return 0.5 * _erfc(-x / math.sqrt(2.0)), None
+    u = _GELU_C * (x + _GELU_CUBIC * x**3)
+    return 1.0 / (1.0 + np.exp(-2.0 * u)), u
+
+
+def _gelu_approximate(approximate):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return approximate
+
+
+def gelu(input, approximate="none"):
+    """Gaussian error linear unit: ``x * Phi(x)`` (Phi the standard normal CDF), or with
+    ``approximate="tanh"`` ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``. Computed in float64."""
+    approximate = _gelu_approximate(approximate)
+    return _blockwise(lambda x: x * _gelu_cdf(x, approximate)[0], _as_float32(input, "input"))
+
+
+def gelu_backward(grad_output, input, approximate="none"):
+    """Gradient of :func:`gelu`: ``grad_output * (Phi(x) + x phi(x))``, or the tanh form's
+    ``s + 2 x s (1 - s) u'(x)`` with s = sigmoid(2u) and 1 - s = sigmoid(-2u)."""
+    approximate = _gelu_approximate(approximate)
+    x = _as_float32(input, "input")
+
+    def formula(g, x):
+        cdf, u = _gelu_cdf(x, approximate)
+        if u is None:
+            return g * (cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
+        du = _GELU_C * (1.0 + 3.0 * _GELU_CUBIC * x * x)
+        return g * (cdf + 2.0 * x * cdf / (1.0 + np.exp(2.0 * u)) * du)
+
+    return _blockwise(formula, _same_shape_grad(grad_output, x), x)
+
+
+def silu(input, inplace=False):
+    """``x * sigmoid(x)`` (swish), on the native sigmoid. ``inplace`` as in :func:`dropout`."""
+    x = _as_float32(input, "input")
+    with np.errstate(invalid="ignore"):  # -inf * 0: NaN, as PyTorch
+        return _inplace_result(input, x * sigmoid(x), inplace)
+
+
+def silu_backward(grad_output, input):
+    """Gradient of :func:`silu`: ``grad_output * sigmoid(x) * (1 + x * sigmoid(-x))``; sigmoid(-x)
+    rather than 1 - sigmoid(x), which cancels for large x."""
+    x = _as_float32(input, "input")
+    g = _same_shape_grad(grad_output, x)
+    s, s_neg = sigmoid(x).astype(np.float64), sigmoid(-x).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        return (g * s * (1.0 + x * s_neg)).astype(np.float32)
 
 
 def _maxout_pieces(x, pool_size, dim):
@@ -873,9 +1531,39 @@ def linear_backward(grad_output, input, weight, *, input_grad=True, weight_grad=
     return tuple(_C.linear_backward(g, x, w, bool(input_grad), bool(weight_grad), bool(bias_grad)))
 
 
-def softmax(input, dim=-1):
-    """exp(x) / sum(exp(x)) along ``dim``, computed with the maximum subtracted (no overflow)."""
-    return _C.softmax(_as_float32(input, "input"), _int(dim, "dim"), False)
+def _softmax_dtype(input, dim, dtype, log):
+    """softmax or log_softmax with PyTorch's ``dtype``: the input is cast to it first and the
+    result has it. float32 runs the native kernel, float64 NumPy in float64, float16 the native
+    kernel on the float16-rounded input."""
+    if dtype is None:
+        return _C.softmax(_as_float32(input, "input"), _int(dim, "dim"), log)
+    # torch dtypes (torch.float64) name the NumPy ones.
+    name = str(dtype).removeprefix("torch.") if type(dtype).__module__ == "torch" else dtype
+    try:
+        dt = np.dtype(name)
+    except TypeError:
+        raise TypeError(f"dtype must be a floating-point dtype, got {dtype!r}") from None
+    if dt not in (np.float16, np.float32, np.float64):
+        raise TypeError(f"dtype must be float16, float32 or float64, got {dt}")
+    x = _as_float32(input, "input")
+    if dt != np.float64:
+        return _C.softmax(x.astype(dt).astype(np.float32), _int(dim, "dim"), log).astype(dt)
+    axis = _dim(dim, x.ndim, "dim")
+    x = x.astype(np.float64)
+    if x.size == 0:
+        return x
+    with np.errstate(invalid="ignore", over="ignore"):  # +-inf lines give NaN, as PyTorch
+        shifted = x - x.max(axis=axis, keepdims=True)
+        total = np.exp(shifted).sum(axis=axis, keepdims=True)
+        return shifted - np.log(total) if log else np.exp(shifted) / total
+
+
+def softmax(input, dim=-1, *, dtype=None):
+    """exp(x) / sum(exp(x)) along ``dim``, computed with the maximum subtracted (no overflow).
+
+    ``dtype`` (NumPy or torch float dtype) casts the input first and is the result's dtype.
+    """
+    return _softmax_dtype(input, dim, dtype, False)
 
 
 def softmax_backward(grad_output, output, dim=-1):
@@ -885,9 +1573,9 @@ def softmax_backward(grad_output, output, dim=-1):
     )
 
 
-def log_softmax(input, dim=-1):
-    """x - log(sum(exp(x))) along ``dim``, finite for any finite input."""
-    return _C.softmax(_as_float32(input, "input"), _int(dim, "dim"), True)
+def log_softmax(input, dim=-1, *, dtype=None):
+    """x - log(sum(exp(x))) along ``dim``, finite for any finite input. ``dtype`` as in :func:`softmax`."""
+    return _softmax_dtype(input, dim, dtype, True)
 
 
 def log_softmax_backward(grad_output, output, dim=-1):
@@ -910,36 +1598,204 @@ def _cross_entropy_args(input, target, reduction, ignore_index):
         raise TypeError(f"target must be an integer array of class indices, got dtype {target.dtype}")
     if target.dtype.kind == "u" and target.size and int(target.max()) > _INT64.max:
         raise IndexError(f"target label {int(target.max())} is out of range [0, {x.shape[1]})")
+    return x, target, _reduction_ignore_index(reduction, ignore_index)
+
+
+def _reduction_ignore_index(reduction, ignore_index):
+    """Check ``reduction``; ``ignore_index`` as an int that fits int64."""
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
     ignore_index = _int(ignore_index, "ignore_index")
     if not _INT64.min <= ignore_index <= _INT64.max:
         raise ValueError(f"ignore_index must fit in int64, got {ignore_index}")
-    return x, target, ignore_index
+    return ignore_index
 
 
-def cross_entropy(input, target, reduction="mean", ignore_index=-100):
-    """Softmax cross-entropy of logits (N, C) against class indices (N,).
+def _legacy_reduction(size_average, reduce, reduction):
+    """The reduction PyTorch's deprecated ``size_average``/``reduce`` flags ask for, when given
+    (with PyTorch's warning); otherwise ``reduction``."""
+    if size_average is None and reduce is None:
+        return reduction
+    if reduce is False:
+        result = "none"
+    else:
+        result = "sum" if size_average is False else "mean"
+    warnings.warn(f"size_average and reduce args will be deprecated, please use reduction='{result}' "
+                  "instead.", UserWarning, stacklevel=3)
+    return result
 
-    Targets equal to ``ignore_index`` contribute nothing; ``"mean"`` averages
-    over the others (NaN when there are none, like PyTorch). Returns a float
-    for ``"mean"``/``"sum"``, a float32 (N,) array for ``"none"``. A label
-    outside [0, C) raises IndexError; a float target raises TypeError.
+
+class _ClassLoss:
+    """A loss of class scores x of shape (N, C, d1, ...) (or (C,)) written as
+    ``loss[n, d...] = -sum_c coef[n, c, d...] * score[n, c, d...]`` with the score log_softmax(x)
+    for cross-entropy and x itself for nll_loss, and ``divisor`` the denominator of "mean".
+    Class-index targets give coef = w[t] (1 - eps) one_hot(t) + eps w / C (zero where ignored)
+    and divisor = sum of w[t]; probability targets coef = w (t (1 - eps) + eps / C) and
+    divisor = N * d1 * ... (PyTorch's definitions)."""
+
+    def __init__(self, op, input, target, weight, ignore_index, reduction, label_smoothing):
+        x = _as_float32(input, "input")
+        if x.ndim == 0:
+            raise ValueError(f"{op}: input must have a class dimension: (N, C, ...) or (C,), got a scalar")
+        ignore_index = _reduction_ignore_index(reduction, ignore_index)
+        eps = _float(label_smoothing, "label_smoothing")
+        if not 0.0 <= eps <= 1.0:
+            raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {eps}")
+        self.unbatched = x.ndim == 1
+        self.x = x[None] if self.unbatched else x
+        self.reduction = reduction
+        classes = self.x.shape[1]
+        along_classes = (1, classes) + (1,) * (self.x.ndim - 2)
+        w = np.ones(classes)
+        if weight is not None:
+            w = _as_float32(weight, "weight").astype(np.float64)
+            if w.shape != (classes,):
+                raise ValueError(f"weight must have shape ({classes},), one per class, got {w.shape}")
+        t = target if isinstance(target, np.ndarray) else np.asarray(target)
+        if t.dtype.kind == "f" and op == "cross_entropy" and t.shape == x.shape:
+            if ignore_index >= 0:
+                raise ValueError("ignore_index is not supported with class-probability targets, "
+                                 f"got ignore_index={ignore_index}")
+            t = t.astype(np.float64)
+            self.coef = w.reshape(along_classes) * ((1.0 - eps) * (t[None] if self.unbatched else t)
+                                                    + eps / classes)
+            self.divisor = self.x.size / classes if classes else 0
+            return
+        if t.dtype.kind not in "iu":
+            probabilities = " (or float class probabilities of the input's shape)" * (op == "cross_entropy")
+            raise TypeError(f"target must be an integer array of class indices{probabilities}, "
+                            f"got dtype {t.dtype} and shape {t.shape} for input of shape {x.shape}")
+        want = () if self.unbatched else x.shape[:1] + x.shape[2:]
+        if t.shape != want:
+            raise ValueError(f"target must have shape {want} (input's without the class dimension) for "
+                             f"input of shape {x.shape}, got {t.shape}")
+        if t.dtype.kind == "u" and t.size and int(t.max()) > _INT64.max:
+            raise IndexError(f"target label {int(t.max())} is out of range [0, {classes})")
+        t = t.astype(np.int64).reshape(self.x.shape[:1] + self.x.shape[2:])
+        valid = t != ignore_index
+        bad = valid & ((t < 0) | (t >= classes))
+        if bad.any():
+            raise IndexError(f"target label {int(t[bad][0])} is out of range [0, {classes})")
+        safe = np.where(valid, t, 0)
+        target_weight = w[safe] * valid
+        self.coef = np.zeros(self.x.shape)
+        np.put_along_axis(self.coef, safe[:, None], ((1.0 - eps) * target_weight)[:, None], axis=1)
+        if eps:
+            self.coef += (eps / classes) * w.reshape(along_classes) * valid[:, None]
+        self.divisor = float(target_weight.sum())
+
+    def forward(self, score):
+        """The reduced loss for these scores (x or log_softmax(x)); a float, or float32 per element."""
+        with np.errstate(invalid="ignore"):
+            # Only the coefficients' classes count: a -inf score of another class is not 0 * -inf.
+            per = -np.where(self.coef == 0, 0.0, self.coef * score).sum(axis=1)
+            if self.reduction == "none":
+                return (per[0] if self.unbatched else per).astype(np.float32)
+            total = float(per.sum())
+            if self.reduction == "sum":
+                return total
+            return total / self.divisor if self.divisor else float("nan")
+
+    def scaled_coef(self, grad_output):
+        """``coef`` times the upstream gradient of each element's loss (``/ divisor`` for "mean")."""
+        g = np.asarray(grad_output, dtype=np.float64)
+        shape = self.x.shape[:1] + self.x.shape[2:]
+        if self.reduction == "none":
+            if g.ndim and g.shape != (shape[1:] if self.unbatched else shape):
+                raise ValueError(f"grad_output must be a scalar or have the loss's shape "
+                                 f"{shape[1:] if self.unbatched else shape}, got {g.shape}")
+            g = np.broadcast_to(g.reshape(shape) if g.ndim else g, shape)[:, None]
+        elif g.size != 1:
+            raise ValueError(f"grad_output must be a scalar for reduction={self.reduction!r}, "
+                             f"got shape {g.shape}")
+        else:
+            g = g.reshape(())
+            if self.reduction == "mean":
+                # Nothing counted (every target ignored): no gradient, as the native kernel.
+                g = g / self.divisor if self.divisor else np.zeros(())
+        return self.coef * g
+
+    def result(self, grad):
+        grad = grad.astype(np.float32)
+        return grad[0] if self.unbatched else grad
+
+
+def _native_cross_entropy(x, t, weight, label_smoothing):
+    """Whether the native kernel can run this call: (N, C) logits, (N,) class indices, no weight,
+    no smoothing."""
+    return (weight is None and isinstance(label_smoothing, (int, float)) and label_smoothing == 0
+            and x.ndim == 2 and t.ndim == 1 and t.dtype.kind in "iu")
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy, as ``torch.nn.functional.cross_entropy``.
+
+    ``input``: logits (N, C), (N, C, d1, ...) or (C,); ``target``: class indices of the input's
+    shape without C (integers; a label outside [0, C) raises IndexError), or class
+    probabilities of the input's shape (floats). ``weight`` (C,) weighs each class;
+    ``ignore_index`` marks targets that contribute nothing (class indices only);
+    ``label_smoothing`` mixes the target with the uniform distribution. ``"mean"`` divides by
+    the summed weights of the counted targets (NaN when there are none, like PyTorch), or by the
+    number of elements for probability targets. Returns a float for ``"mean"``/``"sum"``, a
+    float32 array for ``"none"``. ``size_average``/``reduce`` are PyTorch's deprecated
+    spellings of ``reduction``. (N, C) logits with (N,) labels, no weight and no smoothing run
+    the native kernel; the rest log_softmax natively and the sum in float64 NumPy.
     """
-    x, t, ignore_index = _cross_entropy_args(input, target, reduction, ignore_index)
-    out = _C.cross_entropy(x, t, reduction, ignore_index)
-    return out if reduction == "none" else float(out)
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    x = _as_float32(input, "input")
+    t = target if isinstance(target, np.ndarray) else np.asarray(target)
+    if _native_cross_entropy(x, t, weight, label_smoothing):
+        x, t, ignore_index = _cross_entropy_args(x, t, reduction, ignore_index)
+        out = _C.cross_entropy(x, t, reduction, ignore_index)
+        return out if reduction == "none" else float(out)
+    loss = _ClassLoss("cross_entropy", x, t, weight, ignore_index, reduction, label_smoothing)
+    return loss.forward(log_softmax(loss.x, 1).astype(np.float64))
 
 
-def cross_entropy_backward(input, target, grad_output=1.0, reduction="mean", ignore_index=-100):
-    """Gradient of :func:`cross_entropy` w.r.t. the logits, (N, C).
+def cross_entropy_backward(input, target, grad_output=1.0, weight=None, size_average=None, ignore_index=-100,
+                           reduce=None, reduction="mean", label_smoothing=0.0):
+    """Gradient of :func:`cross_entropy` w.r.t. the logits, of the input's shape:
+    ``softmax(x) * sum_c(coef) - coef`` with each element's coefficients scaled by its upstream
+    gradient.
 
-    ``grad_output`` is the upstream gradient: a scalar for ``"mean"``/``"sum"``,
-    an (N,) array for ``"none"``. Rows whose target is ignored get zeros.
+    ``grad_output`` is a scalar for ``"mean"``/``"sum"``; for ``"none"`` the loss's shape (or a
+    scalar for all). Ignored targets get zeros. The other arguments are the forward's.
     """
-    x, t, ignore_index = _cross_entropy_args(input, target, reduction, ignore_index)
-    g = _as_float32(grad_output, "grad_output")
-    return _C.cross_entropy_backward(x, t, g, reduction, ignore_index)
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    x = _as_float32(input, "input")
+    t = target if isinstance(target, np.ndarray) else np.asarray(target)
+    if _native_cross_entropy(x, t, weight, label_smoothing):
+        x, t, ignore_index = _cross_entropy_args(x, t, reduction, ignore_index)
+        g = _as_float32(grad_output, "grad_output")
+        if reduction == "none" and g.ndim == 0:
+            g = np.full(x.shape[:1], g, np.float32)
+        return _C.cross_entropy_backward(x, t, g, reduction, ignore_index)
+    loss = _ClassLoss("cross_entropy", x, t, weight, ignore_index, reduction, label_smoothing)
+    coef = loss.scaled_coef(grad_output)
+    return loss.result(softmax(loss.x, 1) * coef.sum(axis=1, keepdims=True) - coef)
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    """Negative log-likelihood of log-probabilities, as ``torch.nn.functional.nll_loss``:
+    ``-weight[t] * input[n, t]`` per element, for input (N, C), (N, C, d1, ...) or (C,) and
+    class indices ``target`` of the input's shape without C. ``weight``, ``ignore_index``,
+    ``reduction`` (``"mean"`` divides by the summed weights of the counted targets) and the
+    deprecated ``size_average``/``reduce`` as in :func:`cross_entropy`; ``nll_loss(log_softmax(x,
+    1), t)`` equals ``cross_entropy(x, t)``.
+    """
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    loss = _ClassLoss("nll_loss", input, target, weight, ignore_index, reduction, 0.0)
+    return loss.forward(loss.x.astype(np.float64))
+
+
+def nll_loss_backward(input, target, grad_output=1.0, weight=None, size_average=None, ignore_index=-100,
+                      reduce=None, reduction="mean"):
+    """Gradient of :func:`nll_loss` w.r.t. its input: ``-weight[t]`` (times the upstream gradient,
+    divided by the summed weights for ``"mean"``) at each target class, 0 elsewhere."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    loss = _ClassLoss("nll_loss", input, target, weight, ignore_index, reduction, 0.0)
+    return loss.result(-loss.scaled_coef(grad_output))
 
 
 # Any array in, the same kind out (cnnkit._arrays), for every public op of this module. Keep this

@@ -7,6 +7,8 @@ The backward functions are themselves checked against finite differences
 (tests/test_reference.py).
 """
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -16,6 +18,9 @@ __all__ = [
     "elu_backward", "relu6", "relu6_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
     "softplus", "softplus_backward", "prelu", "prelu_backward", "maxout", "maxout_backward", "linear", "linear_backward", "softmax",
     "log_softmax", "softmax_backward", "log_softmax_backward", "cross_entropy", "cross_entropy_backward",
+    "cross_entropy_general", "nll_loss", "hardtanh", "hardtanh_backward", "gelu", "gelu_backward", "silu",
+    "silu_backward", "conv_transpose2d", "conv_transpose2d_backward", "pad", "pad_backward", "interpolate",
+    "interpolate_backward", "one_hot",
 ]
 
 # ----------------------------------------------------------------------------
@@ -70,6 +75,128 @@ def multi_margin_loss(x, target, p, margin, reduction):
     per /= c
     return {"mean": per.mean, "sum": per.sum, "none": lambda: per}[reduction]()
 
+
+
+def _pad_source(i, n, mode):
+    """The input index that padded position ``i`` (in input coordinates) copies, None for zeros."""
+    if 0 <= i < n:
+        return i
+    if mode == "constant":
+        return None
+    if mode == "replicate":
+        return 0 if i < 0 else n - 1
+    if mode == "circular":
+        return i % n
+    return -i if i < 0 else 2 * (n - 1) - i  # reflect
+
+
+def _pad_map(shape, pad, mode):
+    """Output shape and, per output index, the input index it copies (None: the pad value)."""
+    widths = [(0, 0)] * len(shape)
+    for k in range(len(pad) // 2):
+        widths[len(shape) - 1 - k] = (pad[2 * k], pad[2 * k + 1])
+    out_shape = tuple(n + a + b for n, (a, b) in zip(shape, widths))
+    mapping = {}
+    for idx in np.ndindex(*out_shape):
+        src = tuple(_pad_source(i - a, n, mode) for i, (a, _), n in zip(idx, widths, shape))
+        mapping[idx] = None if None in src else src
+    return out_shape, mapping
+
+
+def pad(x, pad, mode="constant", value=0.0):
+    """Element by element: each output copies the input element _pad_source names, or ``value``."""
+    x = np.asarray(x, dtype=np.float64)
+    out_shape, mapping = _pad_map(x.shape, pad, mode)
+    y = np.empty(out_shape)
+    for idx, src in mapping.items():
+        y[idx] = value if src is None else x[src]
+    return y
+
+
+def pad_backward(grad_output, input_shape, pad, mode="constant"):
+    g = np.asarray(grad_output, dtype=np.float64)
+    _, mapping = _pad_map(input_shape, pad, mode)
+    dx = np.zeros(input_shape)
+    for idx, src in mapping.items():
+        if src is not None:
+            dx[src] += g[idx]
+    return dx
+
+
+def _interpolate_weights(n_in, n_out, mode, align_corners, scale_factor, spatial_dims):
+    """Per output position along one axis, a dict {input index: weight}. The source coordinate of
+    output position o: nearest: floor(o * n_in / n_out); nearest-exact: floor((o + 0.5) * n_in /
+    n_out); linear: o * (n_in - 1) / (n_out - 1) with align_corners, else (o + 0.5) * n_in / n_out
+    - 0.5 clamped at 0. A given scale factor replaces n_in / n_out by 1 / scale_factor. PyTorch's
+    exceptions: an axis of unchanged size is copied (linear modes; nearest with two spatial
+    dimensions, which also reads o // 2 where the size doubles)."""
+    from fractions import Fraction
+
+    ratio = Fraction(n_in, n_out) if scale_factor is None else 1 / Fraction(scale_factor)
+    rows = []
+    for o in range(n_out):
+        if n_in == n_out and (mode not in ("nearest", "nearest-exact") or (mode, spatial_dims) == ("nearest", 2)):
+            rows.append({o: 1.0})
+            continue
+        if n_out == 2 * n_in and (mode, spatial_dims) == ("nearest", 2):
+            rows.append({o // 2: 1.0})
+            continue
+        if mode == "nearest":
+            rows.append({min(math.floor(o * ratio), n_in - 1): 1.0})
+            continue
+        if mode == "nearest-exact":
+            rows.append({min(math.floor((o + Fraction(1, 2)) * ratio), n_in - 1): 1.0})
+            continue
+        if align_corners:
+            src = Fraction(o * (n_in - 1), n_out - 1) if n_out > 1 else Fraction(0)
+        else:
+            src = max((o + Fraction(1, 2)) * ratio - Fraction(1, 2), Fraction(0))
+        i0 = min(math.floor(src), n_in - 1)
+        i1 = min(i0 + 1, n_in - 1)
+        lam = float(src - i0)
+        row = {i0: 1.0 - lam}
+        row[i1] = row.get(i1, 0.0) + lam
+        rows.append(row)
+    return rows
+
+
+def interpolate(x, size, mode, align_corners=False, scale_factor=None):
+    """Resampling of the last len(size) dimensions to ``size``: each output a weighted sum of the
+    inputs _interpolate_weights names, taken axis by axis (all the modes are separable)."""
+    y = np.asarray(x, dtype=np.float64)
+    for k, n_out in enumerate(size):
+        axis = 2 + k
+        rows = _interpolate_weights(y.shape[axis], n_out, mode, align_corners,
+                                    None if scale_factor is None else scale_factor[k], len(size))
+        matrix = np.zeros((n_out, y.shape[axis]))
+        for o, row in enumerate(rows):
+            for i, weight in row.items():
+                matrix[o, i] += weight
+        y = np.moveaxis(np.tensordot(matrix, np.moveaxis(y, axis, 0), axes=1), 0, axis)
+    return y
+
+
+def interpolate_backward(grad_output, input_shape, mode, align_corners=False, scale_factor=None):
+    """The transpose of :func:`interpolate`'s per-axis matrices applied to ``grad_output``."""
+    g = np.asarray(grad_output, dtype=np.float64)
+    for k in reversed(range(len(input_shape) - 2)):
+        axis = 2 + k
+        rows = _interpolate_weights(input_shape[axis], g.shape[axis], mode, align_corners,
+                                    None if scale_factor is None else scale_factor[k], len(input_shape) - 2)
+        matrix = np.zeros((g.shape[axis], input_shape[axis]))
+        for o, row in enumerate(rows):
+            for i, weight in row.items():
+                matrix[o, i] += weight
+        g = np.moveaxis(np.tensordot(matrix.T, np.moveaxis(g, axis, 0), axes=1), 0, axis)
+    return g
+
+
+def one_hot(t, num_classes):
+    t = np.asarray(t)
+    out = np.zeros(t.shape + (num_classes,), np.int64)
+    for idx in np.ndindex(*t.shape):
+        out[idx + (int(t[idx]),)] = 1
+    return out
 
 
 # ----------------------------------------------------------------------------
@@ -141,6 +268,52 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups):
     dx = dxp[:, :, top : top + x.shape[2], left : left + x.shape[3]]
     db = dy.sum(axis=(0, 2, 3))
     return dx, dw, db
+
+
+def _transpose_taps(x_shape, w_shape, stride, padding, dilation, out_hw, groups):
+    """Every (input pixel, kernel tap, group) of a transposed convolution whose target lies inside
+    the output: input pixel (i, j) with tap (r, q) lands on (i*sh - ph + r*dh, j*sw - pw + q*dw).
+    Yields (i, j, r, q, oi, oj, input channel slice, output channel slice)."""
+    _, cin, h, wd = x_shape
+    kh, kw = w_shape[2:]
+    cig, cog = cin // groups, w_shape[1]
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    for i in range(h):
+        for j in range(wd):
+            for r in range(kh):
+                for q in range(kw):
+                    oi, oj = i * sh - ph + r * dh, j * sw - pw + q * dw
+                    if 0 <= oi < out_hw[0] and 0 <= oj < out_hw[1]:
+                        for g in range(groups):
+                            yield (i, j, r, q, oi, oj, slice(g * cig, (g + 1) * cig),
+                                   slice(g * cog, (g + 1) * cog))
+
+
+def conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups):
+    """Transposed convolution by its definition: every input pixel scatters ``x * w[:, :, r, q]``
+    to the output pixel _transpose_taps names. ``stride``, ``padding``, ``output_padding`` and
+    ``dilation`` are (h, w) pairs; w: (C_in, C_out/groups, kh, kw)."""
+    x, w = np.asarray(x, dtype=np.float64), np.asarray(w, dtype=np.float64)
+    out_hw = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, s, p, d, k, op in
+                   zip(x.shape[2:], stride, padding, dilation, w.shape[2:], output_padding))
+    y = np.zeros((x.shape[0], w.shape[1] * groups) + out_hw)
+    for i, j, r, q, oi, oj, ci, co in _transpose_taps(x.shape, w.shape, stride, padding, dilation, out_hw,
+                                                       groups):
+        y[:, co, oi, oj] += np.einsum("nc,co->no", x[:, ci, i, j], w[ci, :, r, q])
+    if b is not None:
+        y += np.asarray(b, dtype=np.float64)[None, :, None, None]
+    return y
+
+
+def conv_transpose2d_backward(dy, x, w, stride, padding, output_padding, dilation, groups):
+    """(dx, dw, db) of :func:`conv_transpose2d`: the same scatter read backwards (a gather)."""
+    dy, x, w = (np.asarray(a, dtype=np.float64) for a in (dy, x, w))
+    dx, dwt = np.zeros(x.shape), np.zeros(w.shape)
+    for i, j, r, q, oi, oj, ci, co in _transpose_taps(x.shape, w.shape, stride, padding, dilation,
+                                                       dy.shape[2:], groups):
+        dx[:, ci, i, j] += np.einsum("no,co->nc", dy[:, co, oi, oj], w[ci, :, r, q])
+        dwt[ci, :, r, q] += np.einsum("no,nc->co", dy[:, co, oi, oj], x[:, ci, i, j])
+    return dx, dwt, dy.sum(axis=(0, 2, 3))
 
 
 # ----------------------------------------------------------------------------
@@ -241,26 +414,28 @@ def _avg_windows(shape, kernel_size, stride, padding, ceil_mode, count_include_p
     return ho, wo, windows
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-    """Window sums of the zero-padded input over PyTorch's divisor (see _avg_windows)."""
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Window sums of the zero-padded input over PyTorch's divisor (see _avg_windows), or over
+    ``divisor_override`` when given."""
     x = np.asarray(x, dtype=np.float64)
     ho, wo, windows = _avg_windows(x.shape, kernel_size, stride, padding, ceil_mode,
                                    count_include_pad)
     out = np.empty(x.shape[:2] + (ho, wo))
     for (i, j), (rs, cs, divisor) in windows.items():
-        out[:, :, i, j] = x[:, :, rs, cs].sum(axis=(2, 3)) / divisor
+        out[:, :, i, j] = x[:, :, rs, cs].sum(axis=(2, 3)) / (divisor_override or divisor)
     return out
 
 
 def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0,
-                        ceil_mode=False, count_include_pad=True):
+                        ceil_mode=False, count_include_pad=True, divisor_override=None):
     """Each output gradient spread evenly (over the divisor) onto its window's inputs."""
     g = np.asarray(grad_output, dtype=np.float64)
     _, _, windows = _avg_windows(input_shape, kernel_size, stride, padding, ceil_mode,
                                  count_include_pad)
     grad = np.zeros(input_shape)
     for (i, j), (rs, cs, divisor) in windows.items():
-        grad[:, :, rs, cs] += (g[:, :, i, j] / divisor)[:, :, None, None]
+        grad[:, :, rs, cs] += (g[:, :, i, j] / (divisor_override or divisor))[:, :, None, None]
     return grad
 
 
@@ -460,6 +635,49 @@ def maxout_backward(grad_output, x, pool_size, dim=1):
     return np.moveaxis(grad, 0, dim)
 
 
+def hardtanh(x, min_val=-1.0, max_val=1.0):
+    x = _float64_array(x)
+    return np.where(x < min_val, min_val, np.where(x > max_val, max_val, x))
+
+
+def hardtanh_backward(grad_output, x, min_val=-1.0, max_val=1.0):
+    g, x = _float64_array(grad_output), _float64_array(x)
+    return np.where((x > min_val) & (x < max_val), g, 0.0)
+
+
+def gelu(x, approximate="none"):
+    """x * Phi(x) with math.erf element by element, or the tanh formula."""
+    x = _float64_array(x)
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+    # Phi(x) = erfc(-x / sqrt 2) / 2: no cancellation where Phi is tiny.
+    phi = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)))(x) if x.size else x
+    return x * phi
+
+
+def gelu_backward(grad_output, x, approximate="none"):
+    g, x = _float64_array(grad_output), _float64_array(x)
+    if approximate == "tanh":
+        k = np.sqrt(2.0 / np.pi)
+        inner = k * (x + 0.044715 * x**3)
+        with np.errstate(over="ignore"):
+            sech2 = 1.0 / np.cosh(inner) ** 2
+        return g * (0.5 * (1.0 + np.tanh(inner)) + 0.5 * x * sech2 * k * (1.0 + 3 * 0.044715 * x**2))
+    cdf = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)))(x) if x.size else x
+    return g * (cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
+
+
+def silu(x):
+    x = _float64_array(x)
+    return x * sigmoid(x)
+
+
+def silu_backward(grad_output, x):
+    # d/dx x s(x) = s(x) + x s(x) (1 - s(x)), with 1 - s(x) = s(-x).
+    g, x = _float64_array(grad_output), _float64_array(x)
+    return g * (sigmoid(x) + x * sigmoid(x) * sigmoid(-x))
+
+
 # ----------------------------------------------------------------------------
 # linear, softmax and losses
 # ----------------------------------------------------------------------------
@@ -540,3 +758,66 @@ def cross_entropy_backward(x, target, grad_output=1.0, reduction="mean", ignore_
         p[int(target[n])] -= 1.0
         grad[n] = scale * p
     return grad
+
+
+def _class_rows(x, target):
+    """(N, C, d1, ...) scores and their targets as rows: (M, C) scores, M targets (indices, or
+    (M, C) probabilities), where M = N * d1 * ...; a (C,) input is one row."""
+    x = _float64_array(x)
+    target = np.asarray(target)
+    if x.ndim == 1:
+        return x[None], target[None], ()
+    rows = np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+    if target.shape == x.shape:
+        return rows, np.moveaxis(target, 1, -1).reshape(-1, x.shape[1]), x.shape[:1] + x.shape[2:]
+    return rows, target.reshape(-1), x.shape[:1] + x.shape[2:]
+
+
+def _reduce_rows(losses, counted, shape, reduction):
+    if reduction == "none":
+        return losses.reshape(shape)
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / counted if counted else np.nan
+
+
+def nll_loss(x, target, weight=None, ignore_index=-100, reduction="mean"):
+    """Row by row: -weight[t] * x[t]; "mean" divides by the summed weights of the counted rows."""
+    rows, targets, shape = _class_rows(x, target)
+    w = np.ones(rows.shape[1]) if weight is None else _float64_array(weight)
+    losses = np.zeros(len(rows))
+    counted = 0.0
+    for m in range(len(rows)):
+        t = int(targets[m])
+        if t != ignore_index:
+            losses[m] = -w[t] * rows[m, t]
+            counted += w[t]
+    return _reduce_rows(losses, counted, shape, reduction)
+
+
+def cross_entropy_general(x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """PyTorch's cross-entropy with every option, row by row. With q the target distribution
+    (one-hot of the label, or the given probabilities) mixed with the uniform one,
+    q' = (1 - eps) q + eps / C, a row's loss is -sum_c weight[c] q'[c] log_softmax(x)[c]; for
+    labels the label's own term carries weight[t] like the others. "mean" divides by the summed
+    weight[t] of the counted rows (labels) or by the number of rows (probabilities)."""
+    rows, targets, shape = _class_rows(x, target)
+    n_rows, classes = rows.shape
+    w = np.ones(classes) if weight is None else _float64_array(weight)
+    probabilities = targets.ndim == 2
+    losses = np.zeros(n_rows)
+    counted = 0.0
+    for m in range(n_rows):
+        logp = log_softmax(rows[m])
+        if probabilities:
+            q = (1 - label_smoothing) * targets[m] + label_smoothing / classes
+            counted += 1
+        else:
+            t = int(targets[m])
+            if t == ignore_index:
+                continue
+            q = np.full(classes, label_smoothing / classes)
+            q[t] += 1 - label_smoothing
+            counted += w[t]
+        losses[m] = -sum(w[c] * q[c] * logp[c] for c in range(classes))
+    return _reduce_rows(losses, counted, shape, reduction)

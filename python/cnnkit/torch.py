@@ -125,14 +125,15 @@ class _CrossEntropy(torch.autograd.Function):
     def forward(ctx, input, target, reduction, ignore_index):
         ctx.save_for_backward(input, target)
         ctx.args = (reduction, ignore_index)
-        loss = F.cross_entropy(input, target, reduction, ignore_index)
+        loss = F.cross_entropy(input, target, reduction=reduction, ignore_index=ignore_index)
         return loss if reduction == "none" else input.new_tensor(loss)
 
     @staticmethod
     def backward(ctx, grad_output):
         input, target = ctx.saved_tensors
         reduction, ignore_index = ctx.args
-        return F.cross_entropy_backward(input, target, grad_output, reduction, ignore_index), None, None, None
+        grad = F.cross_entropy_backward(input, target, grad_output, reduction=reduction, ignore_index=ignore_index)
+        return grad, None, None, None
 
 
 class _Activation(torch.autograd.Function):

@@ -1,6 +1,7 @@
 """Layers: each ``forward`` is a call into ``cnnkit.functional``; each ``backward`` its gradient."""
 
 import math
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -9,9 +10,22 @@ from .. import functional as F
 from . import init
 from .module import Module, Parameter
 
+__all__ = [
+    "Identity", "Conv2d", "ConvTranspose2d", "Linear", "MaxPool2d", "AvgPool2d",
+    "AdaptiveAvgPool2d", "BatchNorm2d", "BatchNorm1d", "LocalResponseNorm", "ReLU", "ReLU6",
+    "Sigmoid", "Tanh", "LeakyReLU", "ELU", "Softplus", "Hardtanh", "GELU", "SiLU", "Softmax",
+    "LogSoftmax", "PReLU", "Flatten", "Dropout", "Dropout2d", "Sequential", "Residual",
+]
+
 
 def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if isinstance(v, (tuple, list)):
+        # A one-element sequence stands for both sides, as PyTorch's (3,).
+        return (v[0], v[0]) if len(v) == 1 else tuple(v)
+    return (v, v)
+
+
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 def _needs(param):
@@ -26,36 +40,65 @@ class Identity(Module):
         return grad_output if input_grad else None
 
 
-class Conv2d(Module):
-    """2-D convolution, ``torch.nn.Conv2d``'s arguments and initialisation."""
+class _ConvBase(Module):
+    """What Conv2d and ConvTranspose2d share: the group check, PyTorch's initialisation of weight
+    and bias, and the accumulation of their gradients."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, padding_mode="zeros", *, algo="auto"):
-        super().__init__()
-        if padding_mode != "zeros":
-            raise ValueError(f"padding_mode must be 'zeros' (the only mode cnnkit has), got {padding_mode!r}")
+    def _init_parameters(self, in_channels, out_channels, kernel_size, groups, bias, transposed):
         if groups <= 0 or in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"groups={groups} must be positive and divide in_channels={in_channels} "
                 f"and out_channels={out_channels}"
             )
-        self.in_channels, self.out_channels = in_channels, out_channels
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _pair(kernel_size)
-        self.stride, self.dilation = _pair(stride), _pair(dilation)
-        self.padding = padding if isinstance(padding, str) else _pair(padding)
-        self.groups, self.algo = groups, algo
         kh, kw = self.kernel_size
-        self.weight = Parameter(np.empty((out_channels, in_channels // groups, kh, kw), np.float32))
+        if transposed:
+            channels = (in_channels, out_channels // groups)
+        else:
+            channels = (out_channels, in_channels // groups)
+        self.weight = Parameter(np.empty(channels + (kh, kw), np.float32))
         self.bias = Parameter(np.empty(out_channels, np.float32)) if bias else None
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            bound = 1.0 / math.sqrt(in_channels // groups * kh * kw)
+            # PyTorch's fan-in, weight.shape[1] * kH * kW, in either layout.
+            bound = 1.0 / math.sqrt(channels[1] * kh * kw)
             init.uniform_(self.bias, -bound, bound)
 
+    def _accumulate(self, grad_weight, grad_bias):
+        self.weight.accumulate_grad(grad_weight)
+        if self.bias is not None:
+            self.bias.accumulate_grad(grad_bias)
+
+
+class Conv2d(_ConvBase):
+    """2-D convolution, ``torch.nn.Conv2d``'s arguments and initialisation. ``padding_mode`` other
+    than ``"zeros"`` pads with :func:`cnnkit.functional.pad` before an unpadded convolution."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", *, algo="auto"):
+        super().__init__()
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+        self.stride, self.dilation = _pair(stride), _pair(dilation)
+        self.padding = padding if isinstance(padding, str) else _pair(padding)
+        self.algo, self.padding_mode = algo, padding_mode
+        self._init_parameters(in_channels, out_channels, kernel_size, groups, bias, transposed=False)
+        if padding_mode != "zeros":
+            # F.pad's (left, right, top, bottom); "same" puts an odd total's extra at the end, as conv2d.
+            (top, bottom, left, right) = F._conv_padding(self.padding, self.kernel_size,
+                                                         F._pair(self.stride, "stride"),
+                                                         F._pair(self.dilation, "dilation"))
+            self._pad = (left, right, top, bottom)
+
     def _args(self):
-        return self.stride, self.padding, self.dilation, self.groups
+        # Other padding modes pad with F.pad first and convolve without padding.
+        padding = self.padding if self.padding_mode == "zeros" else 0
+        return self.stride, padding, self.dilation, self.groups
 
     def forward(self, x):
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._pad, mode=self.padding_mode)
         self._input = x
         b = self.bias.data if self.bias is not None else None
         return F.conv2d(x, self.weight.data, b, *self._args(), algo=self.algo)
@@ -65,9 +108,9 @@ class Conv2d(Module):
             grad_output, self._input, self.weight.data, *self._args(), input_grad=input_grad,
             weight_grad=self.weight.requires_grad, bias_grad=_needs(self.bias), algo=self.algo,
         )
-        self.weight.accumulate_grad(dw)
-        if self.bias is not None:
-            self.bias.accumulate_grad(db)
+        self._accumulate(dw, db)
+        if dx is not None and self.padding_mode != "zeros":
+            dx = F.pad_backward(dx, self._pad, mode=self.padding_mode)
         return dx
 
     def flops(self, input_shape, output_shape):
@@ -77,6 +120,63 @@ class Conv2d(Module):
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}")
+
+
+class ConvTranspose2d(_ConvBase):
+    """2-D transposed convolution, ``torch.nn.ConvTranspose2d``'s arguments and initialisation
+    (weight (in, out/groups, kH, kW)). ``forward(x, output_size=None)``: ``output_size`` (the
+    output's (H, W), or a shape ending in them) picks the ``output_padding`` that reaches it."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups=1, bias=True, dilation=1, padding_mode="zeros"):
+        super().__init__()
+        if padding_mode != "zeros":
+            raise ValueError(f"padding_mode must be 'zeros' for ConvTranspose2d (as PyTorch), "
+                             f"got {padding_mode!r}")
+        self.stride, self.padding = _pair(stride), _pair(padding)
+        self.output_padding, self.dilation = _pair(output_padding), _pair(dilation)
+        self.padding_mode = padding_mode
+        self._init_parameters(in_channels, out_channels, kernel_size, groups, bias, transposed=True)
+
+    def _output_padding(self, x, output_size):
+        if output_size is None:
+            return self.output_padding
+        hw = tuple(output_size)[-2:]
+        if len(hw) != 2:
+            raise ValueError(f"output_size must end in (H, W), got {output_size!r}")
+        pads = []
+        for i, want in enumerate(hw):
+            smallest = ((np.shape(x)[-2 + i] - 1) * self.stride[i] - 2 * self.padding[i]
+                        + self.dilation[i] * (self.kernel_size[i] - 1) + 1)
+            if not smallest <= want < smallest + max(self.stride[i], self.dilation[i]):
+                raise ValueError(f"requested an output size of {tuple(hw)}, but valid sizes for dimension "
+                                 f"{i} range from {smallest} to "
+                                 f"{smallest + max(self.stride[i], self.dilation[i]) - 1}")
+            pads.append(want - smallest)
+        return tuple(pads)
+
+    def forward(self, x, output_size=None):
+        self._input = x
+        self._call_args = (self.stride, self.padding, self._output_padding(x, output_size), self.groups,
+                           self.dilation)
+        b = self.bias.data if self.bias is not None else None
+        return F.conv_transpose2d(x, self.weight.data, b, *self._call_args)
+
+    def backward(self, grad_output, input_grad=True):
+        dx, dw, db = F.conv_transpose2d_backward(
+            grad_output, self._input, self.weight.data, *self._call_args, input_grad=input_grad,
+            weight_grad=self.weight.requires_grad, bias_grad=_needs(self.bias),
+        )
+        self._accumulate(dw, db)
+        return dx
+
+    def flops(self, input_shape, output_shape):
+        kh, kw = self.kernel_size
+        return 2 * int(np.prod(input_shape[1:])) * (self.out_channels // self.groups) * kh * kw
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, output_padding={self.output_padding}")
 
 
 class Linear(Module):
@@ -141,13 +241,16 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.divisor_override = divisor_override
 
     def _args(self):
-        return self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
+        return (self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+                self.divisor_override)
 
     def forward(self, x):
         self._input = x
@@ -325,6 +428,95 @@ class Softplus(_Elementwise):
         return (self.beta, self.threshold)
 
 
+class Hardtanh(_Elementwise):
+    """``x`` clipped to [min_val, max_val]."""
+
+    _name = "hardtanh"
+
+    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
+        super().__init__()
+        if max_val < min_val:
+            raise ValueError(f"max_val ({max_val}) must be >= min_val ({min_val})")
+        self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
+
+    def _args(self):
+        return (self.min_val, self.max_val)
+
+    def forward(self, x):
+        # In place the input becomes the output, whose clipped values still give the same gradient.
+        self._input = x
+        return F.hardtanh(x, self.min_val, self.max_val, self.inplace)
+
+
+class GELU(_Elementwise):
+    """``x * Phi(x)``, or its tanh approximation with ``approximate="tanh"``."""
+
+    _name = "gelu"
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def _args(self):
+        return (self.approximate,)
+
+
+class SiLU(_Elementwise):
+    """``x * sigmoid(x)``."""
+
+    _name = "silu"
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x):
+        # The backward needs the input, which an in-place forward overwrites.
+        self._input = np.array(x, dtype=np.float32) if self.inplace else x
+        return F.silu(x, self.inplace)
+
+
+class _SoftmaxBase(Module):
+    """Softmax or log-softmax along ``dim``; ``dim=None`` takes PyTorch's implicit choice (0 for
+    0-, 1- and 3-D input, else 1) with its warning."""
+
+    _name = ""
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def _dim(self, ndim):
+        if self.dim is not None:
+            return self.dim
+        warnings.warn(f"Implicit dimension choice for {self._name} has been deprecated. Change the call "
+                      "to include dim=X as an argument.", UserWarning, stacklevel=3)
+        return 0 if ndim in (0, 1, 3) else 1
+
+    def forward(self, x):
+        self._used_dim = self._dim(np.ndim(x))
+        self._output = getattr(F, self._name)(x, self._used_dim)
+        return self._output
+
+    def backward(self, grad_output, input_grad=True):
+        if not input_grad:
+            return None
+        return getattr(F, self._name + "_backward")(grad_output, self._output, self._used_dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Softmax(_SoftmaxBase):
+    _name = "softmax"
+
+
+class LogSoftmax(_SoftmaxBase):
+    _name = "log_softmax"
+
+
 class PReLU(Module):
     """Leaky ReLU with a learned slope: one shared or one per channel."""
 
@@ -363,23 +555,30 @@ class Flatten(Module):
 class Dropout(Module):
     """Inverted dropout: zeroes with probability ``p`` and scales by 1/(1-p) in training; identity in eval."""
 
-    def __init__(self, p=0.5):
+    _forward, _backward = staticmethod(F.dropout), staticmethod(F.dropout_backward)
+
+    def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p = p
+        self.p, self.inplace = p, inplace
 
     def forward(self, x):
-        out, self._mask = F.dropout(x, self.p, self.training, return_mask=True)
+        out, self._mask = self._forward(x, self.p, self.training, self.inplace, return_mask=True)
         return out
 
     def backward(self, grad_output, input_grad=True):
-        if not input_grad:
-            return None
-        return F.dropout_backward(grad_output, self._mask, self.p)
+        return self._backward(grad_output, self._mask, self.p) if input_grad else None
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout2d(Dropout):
+    """Channel dropout: zeroes whole channels of (N, C, H, W) input with probability ``p`` and
+    scales the rest by 1/(1-p) in training; identity in eval."""
+
+    _forward, _backward = staticmethod(F.dropout2d), staticmethod(F.dropout2d_backward)
 
 
 class Sequential(Module):

@@ -9,6 +9,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+__all__ = ["Parameter", "Module"]
+
 
 class Parameter:
     """A trainable array: ``data`` (float32), ``grad`` (None until a backward), ``requires_grad``.
@@ -35,6 +37,16 @@ class Parameter:
         """Freeze (``False``) or unfreeze this parameter; returns it."""
         self.requires_grad = bool(requires_grad)
         return self
+
+    def __array__(self, dtype=None, copy=None):
+        """The data itself, so that a Parameter passes wherever an array is expected
+        (``F.conv2d(x, layer.weight)``, ``np.asarray(p)``)."""
+        if dtype is not None and np.dtype(dtype) != self.data.dtype:
+            if copy is False:
+                raise ValueError(f"Parameter of dtype {self.data.dtype} can not be read as {np.dtype(dtype)} "
+                                 "without a copy")
+            return self.data.astype(dtype)
+        return self.data.copy() if copy else self.data
 
     def accumulate_grad(self, grad):
         """Add ``grad`` into ``self.grad`` (allocating it on the first call)."""
@@ -119,8 +131,8 @@ class Module:
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
-    def __call__(self, *args):
-        out = self.forward(*args)
+    def __call__(self, *args, **kwargs):
+        out = self.forward(*args, **kwargs)
         recorder = _summary_recorder[0]
         if recorder is not None and not self._modules:
             recorder.append((self, args[0].shape if args else None, np.shape(out)))
