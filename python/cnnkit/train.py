@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from .random import default_generator
+from ._rng import default_generator
 
 
 class History:
