@@ -344,7 +344,7 @@ def test_normalize_from_data_gives_zero_mean_unit_std():
     norm = data.Normalize.from_data(x)
     out = norm(x)
     assert out.dtype == np.float32
-    # K = N*H*W for the statistics (RELIABILITY.md); A scales with the centred magnitude.
+    # K = N*H*W for the statistics (docs/RELIABILITY.md); A scales with the centred magnitude.
     k = 8 * 5 * 5
     assert_close(out.mean(axis=(0, 2, 3)), np.zeros(3), np.abs(x).max() / np.array(norm.std), k, "data.Normalize")
     np.testing.assert_allclose(out.std(axis=(0, 2, 3)), 1, rtol=1e-5)

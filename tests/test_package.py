@@ -65,3 +65,16 @@ def test_import_from_inside_the_package_folder_keeps_the_standard_library():
     origins = result.stdout.split()
     assert len(origins) == len(stdlib)
     assert not [o for o in origins if o != "None" and os.path.dirname(os.path.abspath(o)) == package], origins
+
+
+def test_documents_that_readme_and_tests_cite_exist():
+    cited = set()
+    sources = ["README.md"] + [os.path.join("tests", n) for n in os.listdir(os.path.join(ROOT, "tests")) if n.endswith(".py")]
+    for name in sources:
+        cited |= set(re.findall(r"\bdocs/[\w./-]+\.md\b", _read(name)))
+    assert "docs/RELIABILITY.md" in cited
+    for path in cited:
+        assert os.path.isfile(os.path.join(ROOT, path)), path
+    contract = _read("docs/RELIABILITY.md")
+    for topic in ("tolerance rule", "dtype policy", "TypeError", "IndexError", "OverflowError", "NaN"):
+        assert topic in contract, topic
