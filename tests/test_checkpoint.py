@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import cnnkit
-from cnnkit import checkpoint, data, io, nn, optim, train
+from cnnkit import checkpoint, io, nn, optim, train
+from test_train import _blobs
 
 # A run that touches every piece of state a resume must restore: batch norm's running
 # statistics, dropout and augmentation (cnnkit's generator), Adam's moments and step
@@ -97,15 +98,6 @@ def test_run_killed_mid_epoch_resumes_to_the_same_bits(tmp_path):
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
 
 
-def _blobs(n=96, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    x = rng.normal(0, 0.3, (n, 1, 6, 6)).astype(np.float32)
-    for c in range(3):
-        x[y == c, 0, 2 * c : 2 * c + 2, 1:5] += 2.0
-    return x, y
-
-
 def _setup(momentum=0.9):
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Dropout(0.2), nn.Linear(144, 3))
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=momentum)
@@ -114,7 +106,7 @@ def _setup(momentum=0.9):
 
 def _fit(directory, epochs, generator=None, **kwargs):
     model, opt, sched = _setup()
-    history = train.fit(model, nn.CrossEntropyLoss(), opt, _blobs(), epochs, 16, scheduler=sched, verbose=0,
+    history = train.fit(model, nn.CrossEntropyLoss(), opt, _blobs(96), epochs, 16, scheduler=sched, verbose=0,
                         checkpoint_dir=directory, generator=generator, **kwargs)
     return model, opt, sched, history
 
@@ -174,9 +166,9 @@ def test_bad_checkpoints_and_arguments_are_refused(tmp_path):
     with pytest.raises(ValueError, match="checkpoint.safetensors"):
         checkpoint.load(tmp_path)
     with pytest.raises(ValueError, match="need a checkpoint_dir"):
-        train.fit(model, nn.CrossEntropyLoss(), opt, _blobs(), 1, 16, resume=True)
+        train.fit(model, nn.CrossEntropyLoss(), opt, _blobs(96), 1, 16, resume=True)
     with pytest.raises(ValueError, match="checkpoint_every"):
-        train.fit(model, nn.CrossEntropyLoss(), opt, _blobs(), 1, 16, checkpoint_dir=tmp_path, checkpoint_every=0)
+        train.fit(model, nn.CrossEntropyLoss(), opt, _blobs(96), 1, 16, checkpoint_dir=tmp_path, checkpoint_every=0)
     checkpoint.save(tmp_path / "run", model, opt, epoch=0, batch=2, order=np.arange(50), sums=(0.0, 0, 0))
     with pytest.raises(ValueError, match="taken on 50 training samples, this call has 96"):
         _fit(tmp_path / "run", 1, resume=True)

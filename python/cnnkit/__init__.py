@@ -9,6 +9,7 @@ from . import _C, data, functional, io, models, nn, optim, reference, train
 from .io import load, save
 from ._rng import manual_seed
 from .train import gradcheck
+from . import checkpoint, keras
 
 __version__ = "0.1.0"
 

@@ -72,7 +72,8 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
     (a callable on a batch of images) when given, and runs forward, ``loss``,
     backward and ``optimizer.step()`` per batch. ``scheduler.step()`` runs after each
     epoch. Each callback is called as ``cb(epoch, logs, model)`` after every epoch;
-    one that returns True stops training. ``verbose=1`` shows a tqdm bar with the
+    one that returns True stops training. Callbacks with an ``on_train_end(model)``
+    method have it called when training ends. ``verbose=1`` shows a tqdm bar with the
     running ``loss`` and ``accuracy`` and, after each epoch, a line with the
     validation numbers, the learning rate and the time; ``verbose=0`` prints nothing.
 
@@ -165,6 +166,9 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
             save(epoch + 1, stopped=stop)
         if stop:
             break
+    for cb in callbacks or ():
+        if hasattr(cb, "on_train_end"):
+            cb.on_train_end(model)
     return history
 
 
@@ -185,7 +189,8 @@ def evaluate(model, loss, data, batch_size=256):
         out = model(x[i : i + batch_size])
         yb = y[i : i + batch_size]
         total += loss(out, yb) * len(yb)
-        correct += int((out.argmax(axis=1) == yb).sum())
+        if out.ndim == 2 and yb.ndim == 1:
+            correct += int((out.argmax(axis=1) == yb).sum())
     n = max(len(x), 1)
     return total / n, correct / n
 
