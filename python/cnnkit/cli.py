@@ -59,14 +59,32 @@ def _augmentation(kind, image_size):
     return data.Compose([data.RandomCrop(image_size, padding=4), data.RandomHorizontalFlip()])
 
 
+def _resumed(args):
+    """The arguments and normalisation a killed ``cnnkit train`` run stored in its checkpoint."""
+    from . import checkpoint
+
+    try:
+        info = checkpoint.load(args.resume)["info"]
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"cnnkit: cannot resume from {args.resume}: {e}") from None
+    if not isinstance(info, dict) or "args" not in info or "normalize" not in info:
+        raise SystemExit(f"cnnkit: the checkpoint in {args.resume} was not written by cnnkit train")
+    stored = argparse.Namespace(**info["args"])
+    stored.resume, stored.out, stored.quiet, stored.func = args.resume, args.resume, args.quiet, args.func
+    return stored, info["normalize"]
+
+
 def cmd_train(args):
     import cnnkit
 
     from . import data, nn, train, viz
 
+    stats = None
+    if args.resume:
+        args, stats = _resumed(args)
     cnnkit.manual_seed(args.seed)
     (x_train, y_train), (x_test, y_test), description = _load_dataset(args.dataset, args.data)
-    normalize = data.Normalize.from_data(x_train)
+    normalize = data.Normalize(stats["mean"], stats["std"]) if stats else data.Normalize.from_data(x_train)
     x_train, x_test = normalize(x_train), normalize(x_test)
     model = _build_model(args.model, x_train.shape[1], x_train.shape[2])
     criterion = nn.CrossEntropyLoss()
@@ -78,10 +96,16 @@ def cmd_train(args):
         scheduler = StepLR(optimizer, step_size=args.lr_step, gamma=args.lr_gamma)
     augment = _augmentation(args.augment, x_train.shape[2])
     print(f"training {args.model} on {description}: {len(x_train)} train / {len(x_test)} test images")
+    if args.resume:
+        print(f"resuming from the checkpoint in {args.resume}")
     start = time.perf_counter()
+    stored = {k: v for k, v in vars(args).items() if k not in ("func", "resume", "quiet")}
+    normalisation = {"mean": normalize.mean.tolist(), "std": normalize.std.tolist()}
     history = train.fit(model, criterion, optimizer, (x_train, y_train), args.epochs, args.batch_size,
                         val=(x_test, y_test), scheduler=scheduler, augment=augment,
-                        verbose=0 if args.quiet else 1)
+                        verbose=0 if args.quiet else 1, checkpoint_dir=args.out, resume=bool(args.resume),
+                        checkpoint_every=args.checkpoint_every or None,
+                        checkpoint_info={"args": stored, "normalize": normalisation})
     elapsed = time.perf_counter() - start
     test_loss, test_acc = train.evaluate(model, criterion, (x_test, y_test))
     images_per_s = len(x_train) * history.epochs / max(elapsed, 1e-9)
@@ -91,7 +115,7 @@ def cmd_train(args):
     with open(os.path.join(args.out, "run.json"), "w") as f:
         json.dump({"model": args.model, "dataset": description, "epochs": history.epochs,
                    "test_loss": test_loss, "test_accuracy": test_acc,
-                   "train_images_per_s": images_per_s, "normalize": {"mean": normalize.mean.tolist(), "std": normalize.std.tolist()},
+                   "train_images_per_s": images_per_s, "normalize": normalisation,
                    "args": {k: v for k, v in vars(args).items() if k != "func"}}, f, indent=2)
     plots = []
     try:
@@ -187,6 +211,10 @@ def build_parser():
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="cnnkit-run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--checkpoint-every", type=int, default=50,
+                   help="also checkpoint into --out every N batches inside an epoch (0: at epoch ends only)")
+    t.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run whose --out was DIR, with its arguments (others are ignored)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a weights file on a dataset's test split")
