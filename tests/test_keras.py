@@ -201,3 +201,33 @@ def test_readme_keras_script_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(script, "README.md (Keras-style training)", "exec"), {})
     assert (tmp_path / "lenet5.safetensors").exists() and (tmp_path / "best.safetensors").exists()
+
+
+def _early_stopped_run(directory, epochs, resume=False):
+    x, y = _blobs(120)
+    model = _small_cnn()
+    model.compile(optim.SGD(model.parameters(), lr=2.0), "cross_entropy")
+    stop = EarlyStopping(patience=2, restore_best_weights=True)
+    history = model.fit(x, y, epochs=epochs, batch_size=8, validation_split=0.25, callbacks=[stop], verbose=0,
+                        checkpoint_dir=directory, resume=resume)
+    return model, stop, history
+
+
+def test_fit_resumes_with_the_callbacks_state(tmp_path):
+    """EarlyStopping's best value, patience count and best weights travel in the checkpoint, so a run
+    cut short and resumed stops at the same epoch with the same weights as the whole run."""
+    cnnkit.manual_seed(0)
+    whole, stop, history = _early_stopped_run(tmp_path / "whole", 30)
+    assert stop.stopped_epoch is not None and stop.best_epoch < stop.stopped_epoch
+    cnnkit.manual_seed(0)
+    _early_stopped_run(tmp_path / "cut", stop.stopped_epoch)  # ends one epoch before the stop
+    resumed, rstop, rhistory = _early_stopped_run(tmp_path / "cut", 30, resume=True)
+    assert (rstop.stopped_epoch, rstop.best_epoch, rstop.wait) == (stop.stopped_epoch, stop.best_epoch, stop.wait)
+    assert rhistory["val_loss"] == history["val_loss"]
+    for key, value in whole.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[key], value)
+    model = _small_cnn()
+    model.compile("sgd", "cross_entropy")
+    with pytest.raises(ValueError, match="callback 0 is a EarlyStopping, this run's is a ModelCheckpoint"):
+        model.fit(*_blobs(120), epochs=30, validation_split=0.25, verbose=0, checkpoint_dir=tmp_path / "cut",
+                  resume=True, callbacks=[ModelCheckpoint(str(tmp_path / "m.safetensors"))])

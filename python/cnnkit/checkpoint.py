@@ -37,7 +37,7 @@ def path_in(directory):
 
 
 def save(directory, model, optimizer, scheduler=None, *, epoch, batch=0, order=None, sums=None, history=None,
-         generator=None, info=None, stopped=False):
+         generator=None, callbacks=None, info=None, stopped=False):
     """Write a checkpoint of a run into ``directory`` (created if needed), atomically.
 
     ``epoch`` is the epoch in progress (0-based) and ``batch`` the number of its
@@ -46,6 +46,9 @@ def save(directory, model, optimizer, scheduler=None, *, epoch, batch=0, order=N
     :class:`cnnkit.train.History`, ``generator`` fit's own generator when it is not
     cnnkit's default one, ``info`` any JSON-serialisable value, and ``stopped``
     marks a run that a callback ended early (resuming it trains no further).
+    Of ``callbacks``, those with ``state_dict()`` (EarlyStopping's best value,
+    patience count and best weights) are saved too: values that are dicts of
+    arrays as tensors (``callbacks.<index>.<key>.<name>``), the rest as JSON.
     """
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     optim_state = optimizer.state_dict()
@@ -58,6 +61,16 @@ def save(directory, model, optimizer, scheduler=None, *, epoch, batch=0, order=N
                 scalars.setdefault(str(index), {})[name] = value
     if order is not None:
         tensors["order"] = np.asarray(order, dtype=np.int64)
+    callback_states = {}
+    for index, cb in enumerate(callbacks or ()):
+        if hasattr(cb, "state_dict"):
+            state = {}
+            for key, value in cb.state_dict().items():
+                if isinstance(value, dict):
+                    tensors.update({f"callbacks.{index}.{key}.{name}": a for name, a in value.items()})
+                    value = {}
+                state[key] = value
+            callback_states[str(index)] = {"type": type(cb).__name__, "state": state}
     meta = {
         "format": _FORMAT,
         "epoch": int(epoch),
@@ -67,6 +80,7 @@ def save(directory, model, optimizer, scheduler=None, *, epoch, batch=0, order=N
         "optimizer": {"param_groups": optim_state["param_groups"], "scalars": scalars},
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "history": None if history is None else {"history": history.history, "epochs": history.epochs},
+        "callbacks": callback_states,
         "rng": {"default": default_generator().bit_generator.state,
                 "fit": None if generator is None else generator.bit_generator.state},
         "info": info,
@@ -107,18 +121,31 @@ def load(directory):
         elif section == "optimizer":
             index, _, entry = name.partition(".")
             state.setdefault(int(index), {})[entry] = value
+        elif section == "callbacks":
+            index, key, entry = name.split(".", 2)
+            meta["callbacks"][index]["state"][key][entry] = value
     meta["model"] = model
     meta["optimizer"] = {"state": state, "param_groups": meta["optimizer"]["param_groups"]}
     meta["order"] = tensors.get("order")
     return meta
 
 
-def restore(checkpoint, model, optimizer, scheduler=None, generator=None):
+def restore(checkpoint, model, optimizer, scheduler=None, generator=None, callbacks=None):
     """Load a checkpoint returned by :func:`load` into the objects of a run.
 
-    Restores the model, the optimizer, the scheduler and the random generators
-    (cnnkit's default one and, when given, fit's own ``generator``).
+    Restores the model, the optimizer, the scheduler, the random generators
+    (cnnkit's default one and, when given, fit's own ``generator``) and the
+    callbacks that saved a state (the same kinds must sit at the same places in
+    ``callbacks``).
     """
+    saved_callbacks = checkpoint["callbacks"]
+    for index, cb in enumerate(callbacks or ()):
+        saved = saved_callbacks.get(str(index))
+        if hasattr(cb, "load_state_dict") and saved is not None:
+            if saved["type"] != type(cb).__name__:
+                raise ValueError(f"the checkpoint's callback {index} is a {saved['type']}, "
+                                 f"this run's is a {type(cb).__name__}")
+            cb.load_state_dict(saved["state"])
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     if scheduler is not None and checkpoint["scheduler"] is not None:

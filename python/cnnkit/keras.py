@@ -284,6 +284,16 @@ class EarlyStopping(_Monitor):
         if self.restore_best_weights and self._best_weights is not None:
             model.load_state_dict(self._best_weights)
 
+    def state_dict(self):
+        """What a training checkpoint keeps, so that a resumed run stops where the whole one would."""
+        return {"best": self.best, "wait": self.wait, "best_epoch": self.best_epoch,
+                "stopped_epoch": self.stopped_epoch, "best_weights": self._best_weights}
+
+    def load_state_dict(self, state):
+        self.best, self.wait = float(state["best"]), int(state["wait"])
+        self.best_epoch, self.stopped_epoch = state["best_epoch"], state["stopped_epoch"]
+        self._best_weights = state["best_weights"]
+
 
 class ModelCheckpoint(_Monitor):
     """Save the model's weights (``cnnkit.save``, atomic) after each epoch.
@@ -308,3 +318,9 @@ class ModelCheckpoint(_Monitor):
             self.best = value
         io.save(model, str(self.filepath).format(epoch=epoch + 1, **logs))
         return False
+
+    def state_dict(self):
+        return {"best": self.best}
+
+    def load_state_dict(self, state):
+        self.best = float(state["best"])

@@ -82,7 +82,9 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
     an epoch. ``resume=True`` continues from the checkpoint found there (a fresh
     start when there is none; nothing more when a callback had stopped the run):
     a run killed at any point and resumed with the same arguments ends with the
-    same weights as one never interrupted. Callbacks start afresh on resume.
+    same weights as one never interrupted. Callbacks with ``state_dict`` and
+    ``load_state_dict`` (EarlyStopping, ModelCheckpoint) are checkpointed with
+    the run; others start afresh on resume.
     ``checkpoint_info`` (JSON-serialisable) is stored in the checkpoint as ``"info"``.
     """
     from . import checkpoint
@@ -106,7 +108,7 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
         if saved["order"] is not None and len(saved["order"]) != len(x):
             raise ValueError(f"the checkpoint in {checkpoint_dir} was taken on {len(saved['order'])} training "
                              f"samples, this call has {len(x)}")
-        checkpoint.restore(saved, model, optimizer, scheduler, own_rng)
+        checkpoint.restore(saved, model, optimizer, scheduler, own_rng, callbacks)
         if saved["history"] is not None:
             history.history, history.epochs = saved["history"]["history"], saved["history"]["epochs"]
         if saved["stopped"]:
@@ -116,7 +118,8 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
 
     def save(epoch, batch=0, order=None, sums=None, stopped=False):
         checkpoint.save(checkpoint_dir, model, optimizer, scheduler, epoch=epoch, batch=batch, order=order,
-                        sums=sums, history=history, generator=own_rng, info=checkpoint_info, stopped=stopped)
+                        sums=sums, history=history, generator=own_rng, callbacks=callbacks, info=checkpoint_info,
+                        stopped=stopped)
 
     for epoch in range(first_epoch, epochs):
         model.train()
