@@ -10,8 +10,9 @@ and, for a checkpoint taken inside an epoch, that epoch's sample order
 the optimizer's parameter groups and step counts, the scheduler's state, the
 epoch and the number of batches done in it, the running sums of that epoch,
 the history so far, the states of the random generators (cnnkit's process-wide
-one and ``fit``'s own, when it has one) and ``info``, whatever the caller keeps
-beside the run (``cnnkit train`` keeps its arguments and the normalisation).
+one and ``fit``'s own, when it has one), the states of callbacks that have one
+(EarlyStopping, ModelCheckpoint) and ``info``, whatever the caller keeps beside
+the run (``cnnkit train`` keeps its arguments and the normalisation).
 
 Resuming restores all of it, so the continued run draws the same batches,
 augmentations and dropout masks and ends with the same bits as a run that was
