@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from .optim import _positive_int
+
 # name -> the class's name in cnnkit.nn; looked up when used, so names whose
 # class this build lacks are simply not offered.
 _LOSS_CLASSES = {
@@ -116,12 +118,6 @@ def _metric_names(metrics):
             raise ValueError(f"unknown metric {m!r}; cnnkit computes {', '.join(sorted(_METRICS))}")
         names.append(_METRICS[m.lower()])
     return names
-
-
-def _positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return int(value)
 
 
 class KerasMixin:
