@@ -42,6 +42,9 @@ def test_build_backend_reads_the_version_from_the_package(tmp_path):
     metadata = (tmp_path / dist_info / "METADATA").read_text()
     assert f"\nVersion: {cnnkit.__version__}\n" in metadata
     assert "Requires-Dist: mlxtend" not in metadata and "Provides-Extra: data" in metadata
+    # The README's `cnnkit train` is a console script of the installed package.
+    assert "cnnkit = cnnkit.cli:main" in (tmp_path / dist_info / "entry_points.txt").read_text()
+    assert (tmp_path / dist_info / "licenses" / "LICENSE").exists()
 
 
 @pytest.mark.parametrize("command", [["-m", "cnnkit", "--version"], ["-c", "from cnnkit.cli import main; main()", "--version"]])
