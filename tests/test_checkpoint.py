@@ -1,5 +1,6 @@
 """Resumable training: a run killed mid-epoch and resumed ends with the same bits as one never killed."""
 
+import json
 import os
 import signal
 import subprocess
@@ -165,6 +166,10 @@ def test_bad_checkpoints_and_arguments_are_refused(tmp_path):
         f.write(b"\x10\x00")
     with pytest.raises(ValueError, match="checkpoint.safetensors"):
         checkpoint.load(tmp_path)
+    for meta in ({"format": 1}, {"format": 1, "optimizer": {"scalars": [], "param_groups": []}}, {"format": 0}):
+        io.save_state_dict({}, checkpoint.path_in(tmp_path), metadata={"cnnkit.checkpoint": json.dumps(meta)})
+        with pytest.raises(ValueError, match="checkpoint.safetensors: (a damaged cnnkit checkpoint|checkpoint format 0)"):
+            checkpoint.load(tmp_path)
     with pytest.raises(ValueError, match="need a checkpoint_dir"):
         train.fit(model, nn.CrossEntropyLoss(), opt, _blobs(96), 1, 16, resume=True)
     with pytest.raises(ValueError, match="checkpoint_every"):

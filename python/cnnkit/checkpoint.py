@@ -111,6 +111,14 @@ def load(directory):
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
         raise ValueError(f"{path}: checkpoint format {meta.get('format') if isinstance(meta, dict) else meta!r}, "
                          f"this cnnkit reads format {_FORMAT}")
+    try:
+        return _assemble(meta, tensors)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"{path}: a damaged cnnkit checkpoint ({type(e).__name__}: {e})") from None
+
+
+def _assemble(meta, tensors):
+    """The metadata with the tensors put back in their places."""
     state = {}
     for index, entries in meta["optimizer"]["scalars"].items():
         state[int(index)] = dict(entries)
@@ -128,6 +136,10 @@ def load(directory):
     meta["model"] = model
     meta["optimizer"] = {"state": state, "param_groups": meta["optimizer"]["param_groups"]}
     meta["order"] = tensors.get("order")
+    # A missing entry fails here, not halfway through a resume.
+    missing = [k for k in ("epoch", "batch", "stopped", "sums", "scheduler", "history", "rng", "info") if k not in meta]
+    if missing:
+        raise KeyError(f"no {', '.join(missing)}")
     return meta
 
 
