@@ -63,7 +63,7 @@ def _finish(process):
 
 
 def _mid_epoch_checkpoint(directory, process, timeout=120):
-    """Poll until a checkpoint taken inside the second epoch appears; return its metadata."""
+    """Poll until a checkpoint taken inside the second or third epoch appears; return its metadata."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[1].decode()[-3000:]
@@ -71,7 +71,7 @@ def _mid_epoch_checkpoint(directory, process, timeout=120):
             saved = checkpoint.load(directory)
         except FileNotFoundError:
             saved = None
-        if saved is not None and saved["epoch"] == 1 and saved["batch"] > 0:
+        if saved is not None and saved["epoch"] >= 1 and saved["batch"] > 0:
             return saved
         time.sleep(0.005)
     raise AssertionError("no mid-epoch checkpoint appeared")
@@ -89,7 +89,7 @@ def test_run_killed_mid_epoch_resumes_to_the_same_bits(tmp_path):
     assert victim.returncode == -signal.SIGKILL
     assert not (tmp_path / "killed.npz").exists()
     at_kill = checkpoint.load(directory)
-    assert at_kill["epoch"] == 1 and 0 < at_kill["batch"] < 30 and at_kill["order"] is not None
+    assert at_kill["epoch"] in (1, 2) and 0 < at_kill["batch"] < 30 and at_kill["order"] is not None
 
     _finish(_worker(tmp_path, directory, tmp_path / "resumed.npz", 0))
     expected, got = np.load(tmp_path / "reference.npz"), np.load(tmp_path / "resumed.npz")
