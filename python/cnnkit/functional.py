@@ -232,7 +232,7 @@ def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75
 
 def _dropout_mask(shape, p, training, generator):
     """0 with probability ``p``, else 1/(1-p), of ``shape`` (all ones when not training)."""
-    from .random import default_generator
+    from ._rng import default_generator
 
     p = _float(p, "p")
     if not 0.0 <= p <= 1.0:

@@ -1,12 +1,13 @@
 """The training loop: ``fit``, ``evaluate``, ``predict``, and ``gradcheck`` for debugging layers."""
 
 import json
+import os
 import sys
 import time
 
 import numpy as np
 
-from .random import default_generator
+from ._rng import default_generator
 
 __all__ = ["History", "fit", "predict", "evaluate", "gradcheck"]
 
@@ -35,12 +36,6 @@ class History:
             json.dump(self.to_dict(), f, indent=2)
 
 
-def _batches(n, batch_size, shuffle, rng):
-    order = rng.permutation(n) if shuffle else np.arange(n)
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
-
-
 def _check_data(data, name):
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise TypeError(f"{name} must be a pair (images, labels)")
@@ -50,18 +45,28 @@ def _check_data(data, name):
     return x, y
 
 
-def _progress(total, desc, verbose):
+# No rate field: it pushed the running loss and accuracy past the edge of an 80-column terminal.
+_BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]{postfix}"
+
+
+def _progress(total, desc, verbose, initial=0):
     if verbose < 1:
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:  # the bar is a comfort, not a requirement
         return None
-    return tqdm(total=total, desc=desc, unit="batch", leave=True, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, initial=initial, leave=True, file=sys.stderr, dynamic_ncols=True,
+                bar_format=_BAR_FORMAT)
+
+
+def _format_logs(logs, keys):
+    return ", ".join(f"{k}={logs[k]:.4g}" if k == "lr" else f"{k}={logs[k]:.4f}" for k in keys if k in logs)
 
 
 def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=None, augment=None,
-        callbacks=None, verbose=1, generator=None):
+        callbacks=None, verbose=1, generator=None, checkpoint_dir=None, resume=False, checkpoint_every=None,
+        checkpoint_info=None):
     """Train ``model`` with mini-batch gradient descent and return a :class:`History`.
 
     ``train`` and ``val`` are ``(images, labels)`` pairs. Each epoch shuffles the
@@ -69,23 +74,64 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
     (a callable on a batch of images) when given, and runs forward, ``loss``,
     backward and ``optimizer.step()`` per batch. ``scheduler.step()`` runs after each
     epoch. Each callback is called as ``cb(epoch, logs, model)`` after every epoch;
-    one that returns True stops training. ``verbose=1`` shows a tqdm bar with the
-    running loss and accuracy, ``verbose=0`` prints nothing.
+    one that returns True stops training. Callbacks with an ``on_train_end(model)``
+    method have it called when training ends. ``verbose=1`` shows a tqdm bar with the
+    running ``loss`` and ``accuracy`` and, after each epoch, a line with the
+    validation numbers, the learning rate and the time; ``verbose=0`` prints nothing.
+
+    With ``checkpoint_dir`` a checkpoint (:mod:`cnnkit.checkpoint`) is written there
+    after every epoch and, with ``checkpoint_every=k``, after every k batches inside
+    an epoch. ``resume=True`` continues from the checkpoint found there (a fresh
+    start when there is none; nothing more when a callback had stopped the run):
+    a run killed at any point and resumed with the same arguments ends with the
+    same weights as one never interrupted. Callbacks with ``state_dict`` and
+    ``load_state_dict`` (EarlyStopping, ModelCheckpoint) are checkpointed with
+    the run; others start afresh on resume.
+    ``checkpoint_info`` (JSON-serialisable) is stored in the checkpoint as ``"info"``.
     """
+    from . import checkpoint
+
     x, y = _check_data(train, "train")
     if val is not None:
         val = _check_data(val, "val")
     if batch_size < 1 or epochs < 0:
         raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size} and {epochs}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1 batches, got {checkpoint_every}")
+    if (resume or checkpoint_every is not None) and checkpoint_dir is None:
+        raise ValueError("resume and checkpoint_every need a checkpoint_dir")
     rng = generator or default_generator()
+    own_rng = rng if rng is not default_generator() else None
     history = History()
     n_batches = (len(x) + batch_size - 1) // batch_size
-    for epoch in range(epochs):
+    first_epoch, first_batch, order, sums = 0, 0, None, (0.0, 0, 0)
+    if resume and os.path.exists(checkpoint.path_in(checkpoint_dir)):
+        saved = checkpoint.load(checkpoint_dir)
+        if saved["order"] is not None and len(saved["order"]) != len(x):
+            raise ValueError(f"the checkpoint in {checkpoint_dir} was taken on {len(saved['order'])} training "
+                             f"samples, this call has {len(x)}")
+        checkpoint.restore(saved, model, optimizer, scheduler, own_rng, callbacks)
+        if saved["history"] is not None:
+            history.history, history.epochs = saved["history"]["history"], saved["history"]["epochs"]
+        if saved["stopped"]:
+            return history
+        first_epoch, first_batch, order = saved["epoch"], saved["batch"], saved["order"]
+        sums = tuple(saved["sums"]) if saved["sums"] is not None else sums
+
+    def save(epoch, batch=0, order=None, sums=None, stopped=False):
+        checkpoint.save(checkpoint_dir, model, optimizer, scheduler, epoch=epoch, batch=batch, order=order,
+                        sums=sums, history=history, generator=own_rng, callbacks=callbacks, info=checkpoint_info,
+                        stopped=stopped)
+
+    for epoch in range(first_epoch, epochs):
         model.train()
         start = time.perf_counter()
-        bar = _progress(n_batches, f"epoch {epoch + 1}/{epochs}", verbose)
-        total_loss = correct = seen = 0
-        for index in _batches(len(x), batch_size, True, rng):
+        if order is None:
+            order = rng.permutation(len(x))
+        bar = _progress(n_batches, f"epoch {epoch + 1}/{epochs}", verbose, initial=first_batch)
+        total_loss, correct, seen = sums
+        for b in range(first_batch, n_batches):
+            index = order[b * batch_size : (b + 1) * batch_size]
             xb, yb = x[index], y[index]
             if augment is not None:
                 xb = augment(xb)
@@ -99,8 +145,11 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
                 correct += int((out.argmax(axis=1) == yb).sum())
             seen += len(index)
             if bar is not None:
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+                bar.set_postfix_str(f"loss={total_loss / seen:.4f}, accuracy={correct / seen:.4f}", refresh=False)
                 bar.update(1)
+            if checkpoint_every is not None and (b + 1) % checkpoint_every == 0 and b + 1 < n_batches:
+                save(epoch, b + 1, order, (total_loss, correct, seen))
+        first_batch, order, sums = 0, None, (0.0, 0, 0)
         logs = {
             "loss": total_loss / max(seen, 1),
             "accuracy": correct / max(seen, 1),
@@ -110,13 +159,21 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
             logs["val_loss"], logs["val_accuracy"] = evaluate(model, loss, val, batch_size=max(batch_size, 256))
         logs["time"] = time.perf_counter() - start
         if bar is not None:
-            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "time"})
             bar.close()
+            # A line of its own: on the bar's line the validation numbers ran off an 80-column terminal.
+            print(f"  {_format_logs(logs, ('val_loss', 'val_accuracy', 'lr'))}, {logs['time']:.1f}s",
+                  file=sys.stderr, flush=True)
         history.append(logs)
         if scheduler is not None:
             scheduler.step()
-        if callbacks and any(cb(epoch, logs, model) for cb in callbacks):
+        stop = bool(callbacks) and any(cb(epoch, logs, model) for cb in callbacks)
+        if checkpoint_dir is not None:
+            save(epoch + 1, stopped=stop)
+        if stop:
             break
+    for cb in callbacks or ():
+        if hasattr(cb, "on_train_end"):
+            cb.on_train_end(model)
     return history
 
 
@@ -137,7 +194,8 @@ def evaluate(model, loss, data, batch_size=256):
         out = model(x[i : i + batch_size])
         yb = y[i : i + batch_size]
         total += loss(out, yb) * len(yb)
-        correct += int((out.argmax(axis=1) == yb).sum())
+        if out.ndim == 2 and yb.ndim == 1:
+            correct += int((out.argmax(axis=1) == yb).sum())
     n = max(len(x), 1)
     return total / n, correct / n
 

@@ -1,6 +1,6 @@
 """Weight initialisation (``torch.nn.init``): fills a Parameter or array in place.
 
-Random draws come from ``cnnkit.random``'s generator, so ``cnnkit.manual_seed``
+Random draws come from ``cnnkit._rng``'s generator, so ``cnnkit.manual_seed``
 makes them reproducible; pass ``generator=`` to use another.
 """
 
@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..random import default_generator
+from .._rng import default_generator
 
 
 def _array(tensor):

@@ -9,6 +9,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..keras import KerasMixin
+
 __all__ = ["Parameter", "Module"]
 
 
@@ -61,11 +63,13 @@ class Parameter:
         return f"Parameter(shape={self.data.shape}, requires_grad={self.requires_grad})"
 
 
-class Module:
+class Module(KerasMixin):
     """Base class of layers and models, shaped like ``torch.nn.Module``.
 
     Assigning a Parameter or Module to an attribute registers it; buffers
     (running statistics) are registered with :meth:`register_buffer`.
+    Keras-style ``compile``/``fit``/``evaluate``/``predict`` come from
+    :class:`cnnkit.keras.KerasMixin`.
     """
 
     def __init__(self):

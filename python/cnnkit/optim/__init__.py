@@ -13,3 +13,9 @@ from .lr_scheduler import (
     StepLR,
 )
 from .optimizer import SGD, Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop
+
+__all__ = [
+    "lr_scheduler", "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta",
+    "LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "OneCycleLR",
+    "ReduceLROnPlateau", "LambdaLR",
+]

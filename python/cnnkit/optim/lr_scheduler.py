@@ -10,6 +10,11 @@ import math
 from ..functional import _float, _int
 from .optimizer import Optimizer, _at_least_zero
 
+__all__ = [
+    "LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "OneCycleLR",
+    "ReduceLROnPlateau", "LambdaLR",
+]
+
 
 class LRScheduler:
     """Base class: sets every group's ``"lr"`` from :meth:`get_lr` at each :meth:`step`.

@@ -32,6 +32,8 @@ import numpy as np
 
 from ..functional import _float
 
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta"]
+
 # ----------------------------------------------------------------------------
 # optimizers
 # ----------------------------------------------------------------------------
