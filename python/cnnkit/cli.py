@@ -65,13 +65,16 @@ def _augmentation(kind, image_size):
 def cmd_train(args):
     import cnnkit
 
-    from . import data, nn, train, viz
+    from . import data, distributed, nn, train, viz
 
+    distributed.init()
     cnnkit.manual_seed(args.seed)
     (x_train, y_train), (x_test, y_test), description = _load_dataset(args.dataset, args.data)
     normalize = data.Normalize.from_data(x_train)
     x_train, x_test = normalize(x_train), normalize(x_test)
     model = _build_model(args.model, x_train.shape[1], x_train.shape[2])
+    # Under mpiexec every rank trains its shard; rank 0 alone prints and writes the outputs.
+    net = distributed.DistributedDataParallel(model) if distributed.world_size() > 1 else model
     criterion = nn.CrossEntropyLoss()
     optimizer = _make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.weight_decay)
     scheduler = None
@@ -80,14 +83,18 @@ def cmd_train(args):
 
         scheduler = StepLR(optimizer, step_size=args.lr_step, gamma=args.lr_gamma)
     augment = _augmentation(args.augment, x_train.shape[2])
-    print(f"training {args.model} on {description}: {len(x_train)} train / {len(x_test)} test images")
+    if distributed.rank() == 0:
+        print(f"training {args.model} on {description}: {len(x_train)} train / {len(x_test)} test images"
+              + (f" on {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
     start = time.perf_counter()
-    history = train.fit(model, criterion, optimizer, (x_train, y_train), args.epochs, args.batch_size,
+    history = train.fit(net, criterion, optimizer, (x_train, y_train), args.epochs, args.batch_size,
                         val=(x_test, y_test), scheduler=scheduler, augment=augment,
                         verbose=0 if args.quiet else 1)
     elapsed = time.perf_counter() - start
-    test_loss, test_acc = train.evaluate(model, criterion, (x_test, y_test))
+    test_loss, test_acc = train.evaluate(net, criterion, (x_test, y_test))
     images_per_s = len(x_train) * history.epochs / max(elapsed, 1e-9)
+    if distributed.rank() != 0:
+        return 0
     os.makedirs(args.out, exist_ok=True)
     cnnkit.save(model, os.path.join(args.out, "weights.safetensors"))
     history.save_json(os.path.join(args.out, "history.json"))

@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from . import distributed
+from .data import DistributedSampler
 from .random import default_generator
 
 
@@ -33,9 +35,12 @@ class History:
             json.dump(self.to_dict(), f, indent=2)
 
 
-def _batches(n, batch_size, shuffle, rng):
-    order = rng.permutation(n) if shuffle else np.arange(n)
-    for start in range(0, n, batch_size):
+def _batches(n, batch_size, shuffle, rng, sampler=None):
+    if sampler is not None:
+        order = np.fromiter(sampler, np.int64, len(sampler))
+    else:
+        order = rng.permutation(n) if shuffle else np.arange(n)
+    for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
 
 
@@ -69,6 +74,12 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
     epoch. Each callback is called as ``cb(epoch, logs, model)`` after every epoch;
     one that returns True stops training. ``verbose=1`` shows a tqdm bar with the
     running loss and accuracy, ``verbose=0`` prints nothing.
+
+    A :class:`cnnkit.distributed.DistributedDataParallel` model under several ranks trains
+    data-parallel: each epoch every rank takes its shard of ``train``
+    (:class:`cnnkit.data.DistributedSampler`, shuffled from a seed rank 0 draws from the
+    generator), ``batch_size`` is per rank, only rank 0 shows the bar, and the logged
+    metrics are those of all ranks together (on every rank).
     """
     x, y = _check_data(train, "train")
     if val is not None:
@@ -77,13 +88,20 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
         raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size} and {epochs}")
     rng = generator or default_generator()
     history = History()
-    n_batches = (len(x) + batch_size - 1) // batch_size
+    sampler = None
+    if distributed._is_data_parallel(model):
+        seed = distributed.broadcast(np.array(rng.integers(2**31)))
+        sampler = DistributedSampler(x, seed=int(seed))
+        verbose = verbose if distributed.rank() == 0 else 0
+    n_batches = ((len(x) if sampler is None else len(sampler)) + batch_size - 1) // batch_size
     for epoch in range(epochs):
         model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         start = time.perf_counter()
         bar = _progress(n_batches, f"epoch {epoch + 1}/{epochs}", verbose)
         total_loss = correct = seen = 0
-        for index in _batches(len(x), batch_size, True, rng):
+        for index in _batches(len(x), batch_size, True, rng, sampler):
             xb, yb = x[index], y[index]
             if augment is not None:
                 xb = augment(xb)
@@ -99,6 +117,8 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
             if bar is not None:
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
                 bar.update(1)
+        if sampler is not None:
+            total_loss, correct, seen = distributed._sum_over_ranks(total_loss, correct, seen)
         logs = {
             "loss": total_loss / max(seen, 1),
             "accuracy": correct / max(seen, 1),
@@ -127,8 +147,18 @@ def predict(model, images, batch_size=256):
 
 
 def evaluate(model, loss, data, batch_size=256):
-    """``(mean loss, accuracy)`` of ``model`` on ``(images, labels)`` in eval mode."""
+    """``(mean loss, accuracy)`` of ``model`` on ``(images, labels)`` in eval mode.
+
+    A :class:`cnnkit.distributed.DistributedDataParallel` model under several ranks makes this
+    a collective: each rank evaluates its own slice of ``data`` and every rank returns the
+    metrics of the whole of it (exact counts, no padding).
+    """
     x, y = _check_data(data, "data")
+    count = len(x)
+    collective = distributed._is_data_parallel(model)
+    if collective:
+        start, stop = distributed._slice_of(count)
+        x, y = x[start:stop], y[start:stop]
     model.eval()
     total = correct = 0.0
     for i in range(0, len(x), batch_size):
@@ -136,7 +166,9 @@ def evaluate(model, loss, data, batch_size=256):
         yb = y[i : i + batch_size]
         total += loss(out, yb) * len(yb)
         correct += int((out.argmax(axis=1) == yb).sum())
-    n = max(len(x), 1)
+    if collective:
+        total, correct = distributed._sum_over_ranks(total, correct)
+    n = max(count, 1)
     return total / n, correct / n
 
 
