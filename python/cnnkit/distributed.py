@@ -435,35 +435,37 @@ class SyncBatchNorm(_BatchNorm):
             unbiased = var * count / (count - 1)
             self.running_mean[...] = (1 - momentum) * self.running_mean + momentum * mean
             self.running_var[...] = (1 - momentum) * self.running_var + momentum * unbiased
-        self._input, self._count = x, count
-        self._mean, self._var = mean.astype(np.float32), var.astype(np.float32)
-        self._invstd = 1.0 / np.sqrt(var + self.eps)
-        return F.batch_norm(x, self._mean, self._var, self.weight.data if self.affine else None,
-                            self.bias.data if self.affine else None, training=False, eps=self.eps)
+        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        # Normalised here in float64 rather than by F.batch_norm, whose float32 mean would lose
+        # the digits that matter for inputs with a large mean.
+        self._count, self._invstd = count, 1.0 / np.sqrt(var + self.eps)
+        self._x_hat = (x - mean.reshape(shape)) * self._invstd.reshape(shape)
+        y = self._x_hat
+        if self.affine:
+            y = y * self.weight.data.reshape(shape) + self.bias.data.reshape(shape)
+        return y.astype(np.float32)
 
     def backward(self, grad_output, input_grad=True):
         if not self._synced:
             return super().backward(grad_output, input_grad=input_grad)
-        from . import functional as F
-
-        x, c = self._input, self.num_features
-        weight = self.weight.data if self.affine else np.ones(c, np.float32)
-        # With the batch statistics as constants, batch_norm_backward gives dy * weight * invstd
-        # and this rank's sums of dy * x_hat and dy; the statistics' own gradient needs those
-        # sums over every rank.
-        dx, dw, db = F.batch_norm_backward(grad_output, x, self._mean, self._var, weight, training=False,
-                                           eps=self.eps)
+        x_hat = self._x_hat
+        g = np.asarray(grad_output, dtype=np.float64)
+        if g.shape != x_hat.shape:
+            raise ValueError(f"SyncBatchNorm: grad_output must have the input's shape {x_hat.shape}, got {g.shape}")
+        c = self.num_features
+        axes = (0,) + tuple(range(2, x_hat.ndim))
+        sum_dy, sum_dy_x_hat = g.sum(axis=axes), (g * x_hat).sum(axis=axes)
         if self.affine:
-            self.weight.accumulate_grad(dw)
-            self.bias.accumulate_grad(db)
-        sums = all_reduce(np.concatenate([db, dw]).astype(np.float64))
+            self.weight.accumulate_grad(sum_dy_x_hat.astype(np.float32))
+            self.bias.accumulate_grad(sum_dy.astype(np.float32))
+        # The statistics depend on every rank's samples, so their gradient needs the sums of all.
+        sums = all_reduce(np.concatenate([sum_dy, sum_dy_x_hat]))
         if not input_grad:
             return None
-        shape = (1, c) + (1,) * (x.ndim - 2)
-        scale = (weight * self._invstd / self._count).reshape(shape)
-        x_hat = (x - self._mean.reshape(shape)) * self._invstd.reshape(shape)
-        correction = scale * (sums[:c].reshape(shape) + x_hat * sums[c:].reshape(shape))
-        return (dx - correction).astype(np.float32)
+        shape = (1, c) + (1,) * (x_hat.ndim - 2)
+        scale = self._invstd * (self.weight.data if self.affine else 1.0)
+        dx = (g - (sums[:c] / self._count).reshape(shape) - x_hat * (sums[c:] / self._count).reshape(shape))
+        return (dx * scale.reshape(shape)).astype(np.float32)
 
 
 def _global_moments(x):
