@@ -314,3 +314,12 @@ def test_post_accumulate_grad_hook_runs_after_each_accumulation_until_removed():
     assert [s.tolist() for s in seen] == [[1, 1], [2, 2]]
     with pytest.raises(TypeError, match="hook"):
         p.register_post_accumulate_grad_hook(3)
+
+
+def test_bench_dist_rows_at_one_rank():
+    from cnnkit import bench
+
+    (row,) = bench._dist_rows(1, sample_time=1e-3, cases=bench._DIST_CASES[:1])
+    assert row["name"] == "lenet5 b64/rank x1" and set(row["times"]) == {"step", "compute"}
+    assert row["gradient_bytes"] == 4 * sum(p.data.size for p in models.lenet5().parameters())
+    assert row["images_per_s"] == pytest.approx(64 / row["times"]["step"])

@@ -206,7 +206,7 @@ def build_parser():
 
     b = sub.add_parser("bench", help="benchmark kernels and models against NumPy and PyTorch")
     b.add_argument("suite", nargs="*", default=["targets", "gemm", "pool", "ops", "linear", "models"],
-                   help="targets, conv, gemm, pool, ops, linear, models (default: all but conv)")
+                   help="targets, conv, gemm, pool, ops, linear, models, dist (default: all but conv and dist)")
     b.add_argument("--shapes", nargs="*", default=None, help="shape files (names or paths) for the conv suite")
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--isa", choices=("scalar", "avx2", "avx512"), default=None, help="cap cnnkit's ISA")

@@ -186,8 +186,9 @@ def launcher_command(nprocs):
     """The command prefix that starts ``nprocs`` processes here with the ``mpiexec`` on PATH.
 
     Open MPI refuses to run as root and to start more processes than cores unless told,
-    so its flags for both are added where they apply. Raises ``FileNotFoundError`` when
-    there is no ``mpiexec``.
+    so its flags for both are added where they apply (only where needed: oversubscribed,
+    its waiting ranks yield the core, and a 250 KB allreduce took 40 ms instead of 0.06 ms
+    on a busy 2-core machine). Raises ``FileNotFoundError`` when there is no ``mpiexec``.
     """
     exe = shutil.which("mpiexec")
     if exe is None:
@@ -197,7 +198,8 @@ def launcher_command(nprocs):
     if "Open MPI" in version or "OpenRTE" in version:
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             command.append("--allow-run-as-root")
-        command.append("--oversubscribe")
+        if nprocs > (os.cpu_count() or 1):
+            command.append("--oversubscribe")
     return command + ["-n", str(int(nprocs))]
 
 
@@ -218,7 +220,8 @@ class DistributedDataParallel(Module):
     ``ddp.module`` for weights that load into the unwrapped model. Every rank must run the same
     number of training steps (equal shards: :class:`cnnkit.data.DistributedSampler`). A
     parameter shared by two layers (its gradient accumulated twice in one backward) is
-    refused, and so are replicas that differ in structure.
+    refused, and so are replicas that differ in structure. After each synchronised backward,
+    ``last_comm_wait`` holds the seconds its end waited for the allreduces.
     """
 
     def __init__(self, module, broadcast_buffers=True, bucket_cap_mb=4.0):
