@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 import cnnkit
-from cnnkit import distributed, nn, optim
+from cnnkit import distributed, models, nn, optim
 
 RANKS, B = 2, 4  # per-rank batch B: the global batch is RANKS * B
 
@@ -34,6 +34,8 @@ def build(case, seed):
     """The model of ``case``, initialised from ``seed`` (ranks use their own: the wrapper must
     broadcast rank 0's)."""
     cnnkit.manual_seed(seed)
+    if case == "lenet5":
+        return models.lenet5()
     if case == "sgd-int":
         model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten())
         rng = np.random.default_rng(seed)
@@ -100,6 +102,7 @@ def _equivalence(out_dir):
         train(ddp, case, RANKS, r)
         for name, value in model.state_dict().items():
             saved[f"{case}/{name}"] = value
+    saved["overlap/started"] = _buckets_started_per_gradient()
     np.savez(os.path.join(out_dir, f"rank{r}.npz"), **saved)
 
     x, g, w, b = syncbn_batch()
@@ -110,6 +113,19 @@ def _equivalence(out_dir):
     dx = bn.backward(g[part])
     np.savez(os.path.join(out_dir, f"syncbn{r}.npz"), y=y, dx=dx, dw=bn.weight.grad, db=bn.bias.grad,
              running_mean=bn.running_mean, running_var=bn.running_var)
+
+
+def _buckets_started_per_gradient():
+    """How many of LeNet-5's buckets had started their allreduce as each gradient of one backward
+    arrived."""
+    ddp = distributed.DistributedDataParallel(build("lenet5", seed=0), bucket_cap_mb=2.0**-10)
+    started = []
+    for p in ddp.parameters():
+        p.register_post_accumulate_grad_hook(lambda p: started.append(ddp._next_bucket))
+    crit = nn.CrossEntropyLoss()
+    crit(ddp(np.ones((B, 1, 28, 28), np.float32)), np.arange(B))
+    ddp.backward(crit.backward(), input_grad=False)
+    return np.array(started + [len(ddp._buckets)])
 
 
 def _crash():

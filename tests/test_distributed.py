@@ -107,6 +107,14 @@ def test_two_ranks_match_one_rank_exactly_on_integer_data(two_rank_results):
         assert_exact(ranks[0][f"sgd-int/{name}"], p.data, f"ddp sgd-int {name}")
 
 
+def test_buckets_start_their_allreduce_during_backward(two_rank_results):
+    ranks, _ = two_rank_results
+    *started, buckets = ranks[0]["overlap/started"].tolist()
+    assert buckets > 2 and started == sorted(started) and started[-1] == buckets
+    # Half-way through LeNet-5's gradients, the buckets of its last layers are on their way.
+    assert started[len(started) // 2] >= 2
+
+
 def test_plain_batch_norm_does_not_match_the_global_batch(two_rank_results):
     """The control: per-rank batch statistics are not the global batch's, and the comparison
     above sees the difference."""

@@ -24,8 +24,9 @@ from .nn.layers import _BatchNorm
 from .nn.module import Module
 
 # Set by the launchers that start MPI processes: Open MPI, PMIx (Open MPI 5, Slurm with
-# --mpi=pmix), PMI (MPICH, Intel MPI, MVAPICH, Slurm with --mpi=pmi2) and Slurm itself.
-_LAUNCHER_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_NTASKS")
+# --mpi=pmix) and PMI (MPICH, Intel MPI, MVAPICH, Slurm with --mpi=pmi2). Not SLURM_NTASKS: a
+# batch script has it too, and runs as one process.
+_LAUNCHER_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 _LAUNCHER_VARIABLES = _LAUNCHER_SIZE_VARIABLES + ("PMIX_RANK", "PMI_RANK")
 
 _state = {"comm": None, "rank": 0, "size": 1, "initialized": False}
@@ -234,14 +235,14 @@ class DistributedDataParallel(Module):
         self.broadcast_buffers = bool(broadcast_buffers)
         self._sync = True
         self._in_backward = False
-        params = [p for p in module.parameters() if p.requires_grad]
-        self._params = params[::-1]  # the order a chained backward produces their gradients
         if world_size() > 1:
             self._check_replicas_match()
             for p in module.parameters():
                 _state["comm"].Bcast(p.data, root=0)
             self._broadcast_buffers()
-        self._buckets = _make_buckets(self._params, int(bucket_cap_mb * 2**20))
+        # Reversed: the order in which a chained backward produces the gradients.
+        trained = [p for p in module.parameters() if p.requires_grad][::-1]
+        self._buckets = _make_buckets(trained, int(bucket_cap_mb * 2**20))
         self._where = {}
         self._next_bucket = 0
         for b, bucket in enumerate(self._buckets):
