@@ -44,7 +44,7 @@ def _run(command, cwd=None):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(cnnkit.__file__)), TESTS,
                                          env.get("PYTHONPATH", "")])
-    env.pop("OMP_NUM_THREADS", None)
+    env.pop("OMP_NUM_THREADS", None)  # the ranks share the cores out (distributed.init)
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
@@ -162,7 +162,8 @@ def test_cnnkit_train_under_mpiexec_writes_outputs_on_rank_0_only(launcher, tmp_
     folders = [tmp_path / f"rank{r}" for r in range(2)]
     train = [sys.executable, "-m", "cnnkit", "train", "--data", str(mnist_path), "--epochs", "2",
              "--augment", "none", "--lr-step", "0", "--out", "run"]
-    command = launcher[:-1] + ["1", "-wdir", str(folders[0])] + train + [":", "-n", "1", "-wdir", str(folders[1])] + train
+    command = (launcher[:-1] + ["1", "-wdir", str(folders[0])] + train
+               + [":", "-n", "1", "-wdir", str(folders[1])] + train)
     for f in folders:
         f.mkdir()
     rc, out, err = _run(command)
@@ -253,6 +254,8 @@ def test_sampler_rejects_bad_arguments():
         data.DistributedSampler(range(4), num_replicas=2, rank=0, seed=1.5)
     with pytest.raises(ValueError, match="epoch"):
         data.DistributedSampler(range(4), num_replicas=2, rank=0).set_epoch(-1)
+    with pytest.raises(TypeError, match="dataset must have a length"):
+        data.DistributedSampler(5, num_replicas=2, rank=0)
 
 
 def test_without_a_launcher_the_process_is_rank_0_of_1():
@@ -292,6 +295,10 @@ def test_one_rank_wrapper_trains_like_the_model_and_prefixes_state_dict_keys():
         assert_exact(q.grad, p.grad, "one-rank ddp grad")
     with pytest.raises(TypeError, match="module"):
         distributed.DistributedDataParallel(np.zeros(3))
+    with pytest.raises(ValueError, match="bucket_cap_mb"):
+        distributed.DistributedDataParallel(plain, bucket_cap_mb=0)
+    with pytest.raises(ValueError, match="nprocs"):
+        distributed.launcher_command(0)
 
 
 def test_convert_sync_batchnorm_keeps_order_parameters_and_one_rank_results():

@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 
 from .functional import _float, _int, _pair
-from .random import generator_from
+from .random import _seed, generator_from
 
 # ----------------------------------------------------------------------------
 # data sets
@@ -322,30 +322,33 @@ class DistributedSampler:
     def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
         from . import distributed
 
-        self.n = len(dataset)
-        self.num_replicas = distributed.world_size() if num_replicas is None else _int(num_replicas, "num_replicas")
+        try:
+            self.n = len(dataset)
+        except TypeError:
+            raise TypeError(
+                f"dataset must have a length (an array or a sequence), got {type(dataset).__name__}"
+            ) from None
+        self.num_replicas = (distributed.world_size() if num_replicas is None
+                             else _int(num_replicas, "num_replicas"))
         self.rank = distributed.rank() if rank is None else _int(rank, "rank")
         if self.num_replicas < 1:
             raise ValueError(f"num_replicas must be >= 1, got {self.num_replicas}")
         if not 0 <= self.rank < self.num_replicas:
             raise ValueError(f"rank must be in [0, {self.num_replicas}), got {self.rank}")
-        self.seed = _int(seed, "seed")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        self.seed = _seed(seed, "seed")
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         self.epoch = 0
 
     def set_epoch(self, epoch):
         """Choose the epoch whose shuffle the next iteration uses."""
-        self.epoch = _int(epoch, "epoch")
-        if self.epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {self.epoch}")
+        self.epoch = _seed(epoch, "epoch")
 
     def __len__(self):
         return self.n // self.num_replicas if self.drop_last else -(-self.n // self.num_replicas)
 
     def __iter__(self):
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
         total = len(self) * self.num_replicas
         # np.resize repeats the order cyclically when it grows, as the padding needs.
         order = np.resize(order, total) if total > self.n else order[:total]

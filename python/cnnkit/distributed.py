@@ -52,8 +52,8 @@ def init(comm=None):
     Under several ranks, :func:`init` also makes an uncaught exception on any rank abort
     the whole job (every rank exits, the launcher reports the error) instead of leaving
     the others waiting in a collective forever, and, unless ``OMP_NUM_THREADS`` is set,
-    divides the node's cores among the ranks on it so they do not oversubscribe them.
-    Calling it again does nothing.
+    divides the node's cores among the ranks on it so they do not oversubscribe them
+    (``cnnkit.set_num_threads`` after ``init`` overrides that). Calling it again does nothing.
     """
     if _state["initialized"] and comm is None:
         return
@@ -191,6 +191,8 @@ def launcher_command(nprocs):
     its waiting ranks yield the core, and a 250 KB allreduce took 40 ms instead of 0.06 ms
     on a busy 2-core machine). Raises ``FileNotFoundError`` when there is no ``mpiexec``.
     """
+    if isinstance(nprocs, bool) or not isinstance(nprocs, int) or nprocs < 1:
+        raise ValueError(f"nprocs must be an int >= 1, got {nprocs!r}")
     exe = shutil.which("mpiexec")
     if exe is None:
         raise FileNotFoundError('no mpiexec on PATH: pip install "cnnkit[dist]" installs Open MPI\'s')
@@ -201,7 +203,7 @@ def launcher_command(nprocs):
             command.append("--allow-run-as-root")
         if nprocs > (os.cpu_count() or 1):
             command.append("--oversubscribe")
-    return command + ["-n", str(int(nprocs))]
+    return command + ["-n", str(nprocs)]
 
 
 class DistributedDataParallel(Module):
@@ -455,7 +457,9 @@ class SyncBatchNorm(_BatchNorm):
         x_hat = self._x_hat
         g = np.asarray(grad_output, dtype=np.float64)
         if g.shape != x_hat.shape:
-            raise ValueError(f"SyncBatchNorm: grad_output must have the input's shape {x_hat.shape}, got {g.shape}")
+            raise ValueError(
+                f"SyncBatchNorm: grad_output must have the input's shape {x_hat.shape}, got {g.shape}"
+            )
         c = self.num_features
         axes = (0,) + tuple(range(2, x_hat.ndim))
         sum_dy, sum_dy_x_hat = g.sum(axis=axes), (g * x_hat).sum(axis=axes)
