@@ -453,7 +453,8 @@ def _dist_rows(rounds, sample_time=0.1, cases=_DIST_CASES):
             fn()
             t0 = time.perf_counter()
             fn()
-            reps[key] = int(distributed.broadcast(np.array(max(1, int(sample_time / (time.perf_counter() - t0))))))
+            mine = np.array(max(1, int(sample_time / (time.perf_counter() - t0))))
+            reps[key] = int(distributed.broadcast(mine))
         samples = {key: [] for key in contenders}
         for r in range(rounds):
             for key in contenders if r % 2 == 0 else reversed(list(contenders)):
@@ -498,7 +499,7 @@ def bench_dist(report, rounds, ranks=2):
         try:
             subprocess.run(distributed.launcher_command(ranks) + [sys.executable, "-c", code], check=True,
                            timeout=600)
-        except (FileNotFoundError, subprocess.CalledProcessError) as e:
+        except (FileNotFoundError, subprocess.SubprocessError) as e:
             print(f"note: the {ranks}-rank job did not run ({e}); pip install \"cnnkit[dist]\"")
         else:
             with open(path) as f:
@@ -506,7 +507,7 @@ def bench_dist(report, rounds, ranks=2):
     for row in rows:
         added = report.add("dist", row["name"], 0, row["times"])
         added.update(gradient_bytes=row["gradient_bytes"], images_per_s=row["images_per_s"])
-        print(f"{'':<10}{'':<28}{row['images_per_s']:.0f} images/s, gradients {row['gradient_bytes'] / 2**20:.2f} MiB")
+        print(f"{'':<38}{row['images_per_s']:.0f} images/s, gradients {row['gradient_bytes'] / 2**20:.2f} MiB")
 
 
 SUITES = ("targets", "conv", "gemm", "pool", "ops", "linear", "models", "dist")
