@@ -74,6 +74,8 @@ def cmd_train(args):
     x_train, x_test = normalize(x_train), normalize(x_test)
     model = _build_model(args.model, x_train.shape[1], x_train.shape[2])
     # Under mpiexec every rank trains its shard; rank 0 alone prints and writes the outputs.
+    if args.sync_batchnorm:
+        model = distributed.SyncBatchNorm.convert_sync_batchnorm(model)
     net = distributed.DistributedDataParallel(model) if distributed.world_size() > 1 else model
     criterion = nn.CrossEntropyLoss()
     optimizer = _make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.weight_decay)
@@ -192,6 +194,8 @@ def build_parser():
     t.add_argument("--augment", choices=("none", "digits", "images"), default="digits",
                    help="digits: shifts of up to 2 px and rotations up to 10 degrees; images: crop + flip")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--sync-batchnorm", action="store_true",
+                   help="under mpiexec, batch norm statistics over all processes' batches")
     t.add_argument("--out", default="cnnkit-run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
