@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from . import functional as F
 from .nn.layers import _BatchNorm
 from .nn.module import Module
 
@@ -420,8 +421,6 @@ class SyncBatchNorm(_BatchNorm):
         self._synced = world_size() > 1 and (self.training or not self.track_running_stats)
         if not self._synced:
             return super().forward(x)
-        from . import functional as F
-
         x = F._as_float32(x, "input")
         if x.ndim not in self._input_ndims:
             raise ValueError(f"SyncBatchNorm expects 2-D to 5-D input, got shape {x.shape}")
