@@ -70,7 +70,7 @@ def test_the_stub_of_C_lists_every_binding_with_its_parameters():
 
 MODULES = ["cnnkit", "cnnkit.io", "cnnkit.data", "cnnkit.models", "cnnkit.train", "cnnkit.viz",
            "cnnkit.reference", "cnnkit.bench", "cnnkit.cli", "cnnkit._rng",
-           "cnnkit.checkpoint", "cnnkit.keras", "cnnkit.torch", "cnnkit.optim", "cnnkit.optim.optimizer",
+           "cnnkit.checkpoint", "cnnkit.keras", "cnnkit.distributed", "cnnkit.torch", "cnnkit.optim", "cnnkit.optim.optimizer",
            "cnnkit.optim.lr_scheduler"]
 
 

@@ -22,7 +22,7 @@ from . import functional as F
 
 __all__ = [
     "ConvShape", "SUITES", "shape_files", "load_shapes", "conv_flops", "interleaved", "measure_peak",
-    "Report", "bench_conv", "bench_gemm", "bench_pool", "bench_ops", "bench_linear", "bench_models", "bench_torch", "run",
+    "Report", "bench_conv", "bench_gemm", "bench_pool", "bench_ops", "bench_linear", "bench_models", "bench_torch", "bench_dist", "run",
 ]
 
 ConvShape = namedtuple("ConvShape", "name N C H W K kh kw stride pad dilation groups")
@@ -507,7 +507,113 @@ def bench_torch(report, torch, rounds, batches=(("lenet5", 64), ("resnet8", 32))
                    ours="accelerated", peer="torch")
 
 
-SUITES = ("targets", "conv", "gemm", "pool", "ops", "linear", "models", "torch")
+# (row name, cnnkit.models function, its arguments, image shape, batch per rank)
+_DIST_CASES = (("lenet5", "lenet5", {}, (1, 28, 28), 64), ("resnet20", "resnet", {"depth": 20}, (3, 32, 32), 32))
+
+
+def _dist_rows(rounds, sample_time=0.1, cases=_DIST_CASES):
+    """Data-parallel training steps at this job's rank count, as row arguments for Report.add.
+
+    Every rank makes the same calls (the repetitions are rank 0's choice) and a barrier closes
+    each sample, so a sample lasts as long as the slowest rank. ``step`` is a whole step with
+    the gradient averaging, ``compute`` the same step under ``no_sync()`` (no communication),
+    ``allreduce`` one blocking allreduce of all the gradients in one buffer, ``wait`` the time
+    the end of backward waited for its allreduces: the communication that overlapping with
+    backward did not hide, plus any wait for a slower rank.
+    """
+    from . import distributed, models, nn, optim
+
+    ranks = distributed.world_size()
+    rows = []
+    for name, model, kwargs, shape, batch in cases:
+        rng = np.random.default_rng(distributed.rank())
+        ddp = distributed.DistributedDataParallel(getattr(models, model)(**kwargs))
+        x = rng.standard_normal((batch, *shape)).astype(np.float32)
+        y = rng.integers(0, 10, batch)
+        crit, opt = nn.CrossEntropyLoss(), optim.SGD(ddp.parameters(), lr=0.01, momentum=0.9)
+        grads = np.zeros(sum(p.data.size for p in ddp.parameters()), np.float32)
+        waits = []
+
+        def step():
+            crit(ddp(x), y)
+            opt.zero_grad()
+            ddp.backward(crit.backward(), input_grad=False)
+            opt.step()
+
+        def synced():
+            step()
+            waits.append(ddp.last_comm_wait)
+
+        def compute():
+            with ddp.no_sync():
+                step()
+
+        contenders = {"step": synced, "compute": compute}
+        if ranks > 1:
+            contenders["allreduce"] = lambda: distributed.all_reduce(grads)
+        reps = {}
+        for key, fn in contenders.items():
+            fn()
+            t0 = time.perf_counter()
+            fn()
+            mine = np.array(max(1, int(sample_time / (time.perf_counter() - t0))))
+            reps[key] = int(distributed.broadcast(mine))
+        samples = {key: [] for key in contenders}
+        for r in range(rounds):
+            for key in contenders if r % 2 == 0 else reversed(list(contenders)):
+                distributed.barrier()
+                t0 = time.perf_counter()
+                for _ in range(reps[key]):
+                    contenders[key]()
+                distributed.barrier()
+                samples[key].append((time.perf_counter() - t0) / reps[key])
+        times = {key: statistics.median(v) for key, v in samples.items()}
+        if ranks > 1:
+            times["wait"] = statistics.median(waits)
+        rows.append({"name": f"{name} b{batch}/rank x{ranks}", "times": times,
+                     "gradient_bytes": int(grads.nbytes), "images_per_s": ranks * batch / times["step"]})
+    return rows
+
+
+def _dist_child(json_path, rounds):
+    """The body of the 2-rank job that ``bench_dist`` starts: rank 0 writes the rows."""
+    from . import distributed
+
+    distributed.init()
+    rows = _dist_rows(rounds)
+    if distributed.rank() == 0:
+        with open(json_path, "w") as f:
+            json.dump(rows, f)
+
+
+def bench_dist(report, rounds, ranks=2):
+    """Data-parallel training of LeNet-5 and ResNet-20 in this process (1 rank, all threads)
+    and in a job of ``ranks`` processes on this machine (``mpiexec``; the cores shared out)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from . import distributed
+
+    rows = _dist_rows(rounds)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "rows.json")
+        code = f"from cnnkit import bench; bench._dist_child({path!r}, {int(rounds)})"
+        try:
+            subprocess.run(distributed.launcher_command(ranks) + [sys.executable, "-c", code], check=True,
+                           timeout=600)
+        except (FileNotFoundError, subprocess.SubprocessError) as e:
+            print(f"note: the {ranks}-rank job did not run ({e}); pip install \"cnnkit[dist]\"")
+        else:
+            with open(path) as f:
+                rows += json.load(f)
+    for row in rows:
+        added = report.add("dist", row["name"], 0, row["times"])
+        added.update(gradient_bytes=row["gradient_bytes"], images_per_s=row["images_per_s"])
+        print(f"{'':<38}{row['images_per_s']:.0f} images/s, gradients {row['gradient_bytes'] / 2**20:.2f} MiB")
+
+
+SUITES = ("targets", "conv", "gemm", "pool", "ops", "linear", "models", "torch", "dist")
 
 
 def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=None, threads=None, rounds=7,
@@ -560,6 +666,8 @@ def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=No
                     print("note: the torch suite needs PyTorch; skipped")
                 else:
                     bench_torch(report, torch, rounds)
+            elif suite == "dist":
+                bench_dist(report, rounds)
     finally:
         cnnkit.set_num_threads(previous_threads)
         cnnkit.set_max_isa(previous_isa)

@@ -83,8 +83,9 @@ def _resumed(args):
 def cmd_train(args):
     import cnnkit
 
-    from . import data, nn, train, viz
+    from . import data, distributed, nn, train, viz
 
+    distributed.init()
     stats = None
     if args.resume:
         args, stats = _resumed(args)
@@ -93,6 +94,10 @@ def cmd_train(args):
     normalize = data.Normalize(stats["mean"], stats["std"]) if stats else data.Normalize.from_data(x_train)
     x_train, x_test = normalize(x_train), normalize(x_test)
     model = _build_model(args.model, x_train.shape[1], x_train.shape[2])
+    # Under mpiexec every rank trains its shard; rank 0 alone prints and writes the outputs.
+    if args.sync_batchnorm:
+        model = distributed.SyncBatchNorm.convert_sync_batchnorm(model)
+    net = distributed.DistributedDataParallel(model) if distributed.world_size() > 1 else model
     criterion = nn.CrossEntropyLoss()
     optimizer = _make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.weight_decay)
     scheduler = None
@@ -101,20 +106,24 @@ def cmd_train(args):
 
         scheduler = StepLR(optimizer, step_size=args.lr_step, gamma=args.lr_gamma)
     augment = _augmentation(args.augment, x_train.shape[2])
-    print(f"training {args.model} on {description}: {len(x_train)} train / {len(x_test)} test images")
-    if args.resume:
-        print(f"resuming from the checkpoint in {args.resume}")
+    if distributed.rank() == 0:
+        print(f"training {args.model} on {description}: {len(x_train)} train / {len(x_test)} test images"
+              + (f" on {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
+        if args.resume:
+            print(f"resuming from the checkpoint in {args.resume}")
     start = time.perf_counter()
     stored = {k: v for k, v in vars(args).items() if k not in ("func", "resume", "quiet")}
     normalisation = {"mean": normalize.mean.tolist(), "std": normalize.std.tolist()}
-    history = train.fit(model, criterion, optimizer, (x_train, y_train), args.epochs, args.batch_size,
+    history = train.fit(net, criterion, optimizer, (x_train, y_train), args.epochs, args.batch_size,
                         val=(x_test, y_test), scheduler=scheduler, augment=augment,
                         verbose=0 if args.quiet else 1, checkpoint_dir=args.out, resume=bool(args.resume),
                         checkpoint_every=args.checkpoint_every or None,
                         checkpoint_info={"args": stored, "normalize": normalisation})
     elapsed = time.perf_counter() - start
-    test_loss, test_acc = train.evaluate(model, criterion, (x_test, y_test))
+    test_loss, test_acc = train.evaluate(net, criterion, (x_test, y_test))
     images_per_s = len(x_train) * history.epochs / max(elapsed, 1e-9)
+    if distributed.rank() != 0:
+        return 0
     os.makedirs(args.out, exist_ok=True)
     cnnkit.save(model, os.path.join(args.out, "weights.safetensors"))
     history.save_json(os.path.join(args.out, "history.json"))
@@ -215,6 +224,8 @@ def build_parser():
     t.add_argument("--augment", choices=("none", "digits", "images"), default="digits",
                    help="digits: shifts of up to 2 px and rotations up to 10 degrees; images: crop + flip")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--sync-batchnorm", action="store_true",
+                   help="under mpiexec, batch norm statistics over all processes' batches")
     t.add_argument("--out", default="cnnkit-run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--checkpoint-every", type=int, default=50,
@@ -233,7 +244,8 @@ def build_parser():
 
     b = sub.add_parser("bench", help="benchmark kernels and models against NumPy and PyTorch")
     b.add_argument("suite", nargs="*", default=["targets", "gemm", "pool", "ops", "linear", "models"],
-                   help="targets, conv, gemm, pool, ops, linear, models, torch (default: all but conv and torch)")
+                   help="targets, conv, gemm, pool, ops, linear, models, torch, dist "
+                        "(default: all but conv, torch and dist)")
     b.add_argument("--shapes", nargs="*", default=None, help="shape files (names or paths) for the conv suite")
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--isa", choices=("scalar", "avx2", "avx512"), default=None, help="cap cnnkit's ISA")

@@ -18,12 +18,12 @@ import zlib
 import numpy as np
 
 from .functional import _float, _int, _pair
-from ._rng import generator_from
+from ._rng import _seed, generator_from
 
 __all__ = [
     "load_mnist", "load_cifar10", "load_mnist_digits", "train_val_split", "BatchIterator", "batches",
     "channel_stats", "Normalize", "RandomCrop", "RandomTranslate", "RandomHorizontalFlip", "RandomRotation",
-    "ColorJitter", "SaltAndPepper", "Compose", "PCAWhitening", "ZCAWhitening",
+    "ColorJitter", "SaltAndPepper", "Compose", "PCAWhitening", "ZCAWhitening", "DistributedSampler",
 ]
 
 # ----------------------------------------------------------------------------
@@ -311,6 +311,55 @@ class BatchIterator:
 def batches(x, y, batch_size, shuffle=True, seed=None, drop_last=False, transform=None):
     """A :class:`BatchIterator`: ``for xb, yb in batches(x, y, 64): ...``."""
     return BatchIterator(x, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform)
+
+
+class DistributedSampler:
+    """The indices of one rank's shard of each epoch, as ``torch.utils.data.DistributedSampler``.
+
+    Each epoch the indices ``0 .. len(dataset) - 1`` are shuffled (with ``shuffle``) by a
+    generator seeded with ``(seed, epoch)``, the same on every rank, so the shards change
+    every epoch without any communication. Unless ``drop_last``, the list is then padded by
+    repeating it from its start until it divides evenly among the ranks (with ``drop_last``
+    its tail is cut instead), and rank ``r`` takes every ``num_replicas``-th index from
+    position ``r``. Within an epoch the shards are equally long and disjoint apart from the
+    padding. Call :meth:`set_epoch` before each epoch. ``num_replicas`` and ``rank`` default
+    to :func:`cnnkit.distributed.world_size` and :func:`cnnkit.distributed.rank`.
+    """
+
+    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
+        from . import distributed
+
+        try:
+            self.n = len(dataset)
+        except TypeError:
+            raise TypeError(
+                f"dataset must have a length (an array or a sequence), got {type(dataset).__name__}"
+            ) from None
+        self.num_replicas = (distributed.world_size() if num_replicas is None
+                             else _int(num_replicas, "num_replicas"))
+        self.rank = distributed.rank() if rank is None else _int(rank, "rank")
+        if self.num_replicas < 1:
+            raise ValueError(f"num_replicas must be >= 1, got {self.num_replicas}")
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(f"rank must be in [0, {self.num_replicas}), got {self.rank}")
+        self.seed = _seed(seed, "seed")
+        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        """Choose the epoch whose shuffle the next iteration uses."""
+        self.epoch = _seed(epoch, "epoch")
+
+    def __len__(self):
+        return self.n // self.num_replicas if self.drop_last else -(-self.n // self.num_replicas)
+
+    def __iter__(self):
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        total = len(self) * self.num_replicas
+        # np.resize repeats the order cyclically when it grows, as the padding needs.
+        order = np.resize(order, total) if total > self.n else order[:total]
+        return iter(order[self.rank : total : self.num_replicas].tolist())
 
 
 # ----------------------------------------------------------------------------

@@ -7,7 +7,9 @@ import time
 
 import numpy as np
 
+from . import distributed
 from ._rng import default_generator
+from .data import DistributedSampler
 
 __all__ = ["History", "fit", "predict", "evaluate", "gradcheck"]
 
@@ -88,6 +90,14 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
     ``load_state_dict`` (EarlyStopping, ModelCheckpoint) are checkpointed with
     the run; others start afresh on resume.
     ``checkpoint_info`` (JSON-serialisable) is stored in the checkpoint as ``"info"``.
+
+    A :class:`cnnkit.distributed.DistributedDataParallel` model under several ranks trains
+    data-parallel: each epoch every rank takes its shard of ``train``
+    (:class:`cnnkit.data.DistributedSampler`, shuffled from a seed rank 0 draws from the
+    generator), ``batch_size`` is per rank, only rank 0 shows the bar and writes checkpoints,
+    and the logged metrics are those of all ranks together (on every rank). A resumed
+    data-parallel run continues from the checkpoint's weights and optimizer state, but its
+    shards are drawn afresh, so it is not bit-identical to an uninterrupted one.
     """
     from . import checkpoint
 
@@ -103,13 +113,19 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
     rng = generator or default_generator()
     own_rng = rng if rng is not default_generator() else None
     history = History()
-    n_batches = (len(x) + batch_size - 1) // batch_size
+    sampler = None
+    if distributed._is_data_parallel(model):
+        seed = distributed.broadcast(np.array(rng.integers(2**31)))
+        sampler = DistributedSampler(x, seed=int(seed))
+        verbose = verbose if distributed.rank() == 0 else 0
+    n_samples = len(x) if sampler is None else len(sampler)
+    n_batches = (n_samples + batch_size - 1) // batch_size
     first_epoch, first_batch, order, sums = 0, 0, None, (0.0, 0, 0)
     if resume and os.path.exists(checkpoint.path_in(checkpoint_dir)):
         saved = checkpoint.load(checkpoint_dir)
-        if saved["order"] is not None and len(saved["order"]) != len(x):
+        if saved["order"] is not None and len(saved["order"]) != n_samples:
             raise ValueError(f"the checkpoint in {checkpoint_dir} was taken on {len(saved['order'])} training "
-                             f"samples, this call has {len(x)}")
+                             f"samples, this call has {n_samples}")
         checkpoint.restore(saved, model, optimizer, scheduler, own_rng, callbacks)
         if saved["history"] is not None:
             history.history, history.epochs = saved["history"]["history"], saved["history"]["epochs"]
@@ -119,14 +135,19 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
         sums = tuple(saved["sums"]) if saved["sums"] is not None else sums
 
     def save(epoch, batch=0, order=None, sums=None, stopped=False):
-        checkpoint.save(checkpoint_dir, model, optimizer, scheduler, epoch=epoch, batch=batch, order=order,
-                        sums=sums, history=history, generator=own_rng, callbacks=callbacks, info=checkpoint_info,
-                        stopped=stopped)
+        if distributed.rank() == 0:
+            checkpoint.save(checkpoint_dir, model, optimizer, scheduler, epoch=epoch, batch=batch, order=order,
+                            sums=sums, history=history, generator=own_rng, callbacks=callbacks,
+                            info=checkpoint_info, stopped=stopped)
 
     for epoch in range(first_epoch, epochs):
         model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         start = time.perf_counter()
-        if order is None:
+        if sampler is not None:
+            order = np.fromiter(sampler, np.int64, len(sampler))
+        elif order is None:
             order = rng.permutation(len(x))
         bar = _progress(n_batches, f"epoch {epoch + 1}/{epochs}", verbose, initial=first_batch)
         total_loss, correct, seen = sums
@@ -150,6 +171,8 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
             if checkpoint_every is not None and (b + 1) % checkpoint_every == 0 and b + 1 < n_batches:
                 save(epoch, b + 1, order, (total_loss, correct, seen))
         first_batch, order, sums = 0, None, (0.0, 0, 0)
+        if sampler is not None:
+            total_loss, correct, seen = distributed._sum_over_ranks(total_loss, correct, seen)
         logs = {
             "loss": total_loss / max(seen, 1),
             "accuracy": correct / max(seen, 1),
@@ -186,8 +209,18 @@ def predict(model, images, batch_size=256):
 
 
 def evaluate(model, loss, data, batch_size=256):
-    """``(mean loss, accuracy)`` of ``model`` on ``(images, labels)`` in eval mode."""
+    """``(mean loss, accuracy)`` of ``model`` on ``(images, labels)`` in eval mode.
+
+    A :class:`cnnkit.distributed.DistributedDataParallel` model under several ranks makes this
+    a collective: each rank evaluates its own slice of ``data`` and every rank returns the
+    metrics of the whole of it (exact counts, no padding).
+    """
     x, y = _check_data(data, "data")
+    count = len(x)
+    collective = distributed._is_data_parallel(model)
+    if collective:
+        start, stop = distributed._slice_of(count)
+        x, y = x[start:stop], y[start:stop]
     model.eval()
     total = correct = 0.0
     for i in range(0, len(x), batch_size):
@@ -196,7 +229,9 @@ def evaluate(model, loss, data, batch_size=256):
         total += loss(out, yb) * len(yb)
         if out.ndim == 2 and yb.ndim == 1:
             correct += int((out.argmax(axis=1) == yb).sum())
-    n = max(len(x), 1)
+    if collective:
+        total, correct = distributed._sum_over_ranks(total, correct)
+    n = max(count, 1)
     return total / n, correct / n
 
 

@@ -20,12 +20,13 @@ class Parameter:
     Frozen parameters (``requires_grad=False``) receive no gradient and optimizers skip them.
     """
 
-    __slots__ = ("data", "grad", "requires_grad")
+    __slots__ = ("data", "grad", "requires_grad", "_grad_hooks")
 
     def __init__(self, data, requires_grad=True):
         self.data = np.ascontiguousarray(data, dtype=np.float32)
         self.grad = None
         self.requires_grad = bool(requires_grad)
+        self._grad_hooks = None
 
     @property
     def shape(self):
@@ -58,9 +59,32 @@ class Parameter:
             self.grad = np.array(grad, dtype=np.float32, copy=True)
         else:
             self.grad += grad
+        if self._grad_hooks:
+            for hook in list(self._grad_hooks):
+                hook(self)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(param)`` after each gradient accumulated into ``grad`` (as PyTorch's method
+        of this name): distributed training starts sending a gradient as soon as it is complete.
+        Returns a handle whose ``remove()`` unregisters the hook."""
+        if not callable(hook):
+            raise TypeError(f"hook must be callable, got {type(hook).__name__}")
+        if self._grad_hooks is None:
+            self._grad_hooks = []
+        self._grad_hooks.append(hook)
+        return _HookHandle(self._grad_hooks, hook)
 
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, requires_grad={self.requires_grad})"
+
+
+class _HookHandle:
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
 
 
 class Module(KerasMixin):
