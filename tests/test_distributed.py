@@ -188,6 +188,11 @@ def test_cnnkit_train_under_mpiexec_writes_outputs_on_rank_0_only(launcher, tmp_
     assert accuracy == run["test_accuracy"]
     assert accuracy > 0.5
     assert abs(loss - run["test_loss"]) <= 1e-5 * max(1.0, loss)
+    # The checkpoint holds the plain model's keys too, so the run resumes in one process.
+    resumed = subprocess.run([sys.executable, "-m", "cnnkit", "train", "--resume", "run", "--quiet"],
+                             cwd=folders[0], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"test accuracy {run['test_accuracy']:.4f}" in resumed.stdout
 
 
 def test_a_failing_rank_ends_the_job_with_its_error(launcher):

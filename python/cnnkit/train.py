@@ -120,13 +120,16 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
         verbose = verbose if distributed.rank() == 0 else 0
     n_samples = len(x) if sampler is None else len(sampler)
     n_batches = (n_samples + batch_size - 1) // batch_size
+    # Checkpoints hold the wrapped model's own keys (no "module." prefix), so a data-parallel
+    # run resumes alone or under any number of ranks.
+    weights = model.module if isinstance(model, distributed.DistributedDataParallel) else model
     first_epoch, first_batch, order, sums = 0, 0, None, (0.0, 0, 0)
     if resume and os.path.exists(checkpoint.path_in(checkpoint_dir)):
         saved = checkpoint.load(checkpoint_dir)
         if saved["order"] is not None and len(saved["order"]) != n_samples:
             raise ValueError(f"the checkpoint in {checkpoint_dir} was taken on {len(saved['order'])} training "
                              f"samples, this call has {n_samples}")
-        checkpoint.restore(saved, model, optimizer, scheduler, own_rng, callbacks)
+        checkpoint.restore(saved, weights, optimizer, scheduler, own_rng, callbacks)
         if saved["history"] is not None:
             history.history, history.epochs = saved["history"]["history"], saved["history"]["epochs"]
         if saved["stopped"]:
@@ -136,7 +139,7 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
 
     def save(epoch, batch=0, order=None, sums=None, stopped=False):
         if distributed.rank() == 0:
-            checkpoint.save(checkpoint_dir, model, optimizer, scheduler, epoch=epoch, batch=batch, order=order,
+            checkpoint.save(checkpoint_dir, weights, optimizer, scheduler, epoch=epoch, batch=batch, order=order,
                             sums=sums, history=history, generator=own_rng, callbacks=callbacks,
                             info=checkpoint_info, stopped=stopped)
 
