@@ -89,6 +89,14 @@ def _int(value, name):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
 
 
+def _positive_int(value, name):
+    """An exact integer argument that is at least 1."""
+    value = _int(value, name)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
 def _pair(value, name, minimum=None):
     """An int, a pair of ints or a one-element sequence as a 2-tuple, each at least ``minimum``."""
     if type(value) is int and (minimum is None or value >= minimum):

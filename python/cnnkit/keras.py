@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .optim.lr_scheduler import _positive_int
+from .functional import _positive_int
 
 __all__ = ["KerasMixin", "EarlyStopping", "ModelCheckpoint", "get_loss", "get_optimizer"]
 

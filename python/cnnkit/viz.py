@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from .functional import _int
+from .functional import _positive_int
 
 __all__ = ["plot_history", "plot_kernels", "plot_feature_maps"]
 
@@ -107,13 +107,6 @@ def _mosaic(tiles, columns=None, border=np.nan):
     return canvas
 
 
-def _limit(value, name):
-    value = _int(value, name)
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
 def _plot_mosaic(canvas, title, path, low, high, cmap, label, border="white"):
     """All tiles on one colour scale from ``low`` to ``high``, with a colour bar.
 
@@ -163,7 +156,7 @@ def plot_kernels(weight, path, max_kernels=256):
     tile, one row of ``in`` tiles per output channel. At most ``max_kernels``
     tiles are drawn. Returns the matplotlib Figure.
     """
-    max_kernels = _limit(max_kernels, "max_kernels")
+    max_kernels = _positive_int(max_kernels, "max_kernels")
     weight = np.asarray(weight)
     if weight.ndim != 4:
         raise ValueError(f"weight must be 4-D (out, in, kh, kw), got shape {weight.shape}")
@@ -192,7 +185,7 @@ def plot_feature_maps(maps, path, max_maps=64):
     with each other; a colour bar reads the values and NaN shows as white.
     Returns the matplotlib Figure.
     """
-    max_maps = _limit(max_maps, "max_maps")
+    max_maps = _positive_int(max_maps, "max_maps")
     maps = np.asarray(maps)
     if maps.ndim == 4 and maps.shape[0] == 1:
         maps = maps[0]

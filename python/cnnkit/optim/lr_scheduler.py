@@ -7,7 +7,7 @@ once per validation with the metric it watches.
 
 import math
 
-from ..functional import _float, _int
+from ..functional import _float, _int, _positive_int
 from .optimizer import Optimizer, _at_least_zero
 
 __all__ = [
@@ -68,13 +68,6 @@ def _optimizer(obj):
     if not isinstance(obj, Optimizer):
         raise TypeError(f"{type(obj).__name__} is not a cnnkit optimizer")
     return obj
-
-
-def _positive_int(value, name):
-    value = _int(value, name)
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
 
 
 class StepLR(LRScheduler):
