@@ -134,8 +134,9 @@ void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int
   // than on copying a few floats per row (7x7 planes: 4 cycles a float).
   // There each channel is first copied into a zero-padded plane, from which
   // every tap's rows are plain copies.
-  const int64_t Wp = p.in_w + p.pad_left + p.pad_right, Hp = p.in_h + p.pad_top + p.pad_bottom;
-  const bool via_padded = p.out_w > 0 && p.out_w <= kIm2colShortRow && Hp * Wp <= kIm2colPaddedPlaneFloats;
+  const int64_t Wp = p.padded_w(), Hp = p.padded_h();
+  const bool via_padded =
+      p.out_w > 0 && p.out_w <= kIm2colShortRow && p.padded_plane() <= kIm2colPaddedPlaneFloats;
   parallel_for(p.group_in_channels(), work_per_item(p.group_in_channels(), {R, S, cols}), [&](int64_t c_begin, int64_t c_end) {
     float* xp = nullptr;
     if (via_padded) {

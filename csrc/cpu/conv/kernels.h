@@ -167,6 +167,11 @@ CNNKIT_CONV2D_FLIPPED_SIGNATURE(conv2d_flipped_direct_walk_avx512);
 // flipped copy of w.
 bool conv2d_forward_flipped(const Conv2dParams& t, const float* dy, const float* w, float* dx);
 
+// Under cnnkit::deterministic(), the weight gradients that keep one partial
+// sum per thread's share of the images keep this many shares (at most)
+// whatever the thread count.
+constexpr int64_t kDeterministicImageShares = 4;
+
 // Total im2col column buffer allowed per call, over all threads (64 MiB):
 // bigger images and batches are processed in chunks of output positions.
 constexpr int64_t kIm2colBudgetFloats = int64_t{16} << 20;
@@ -225,14 +230,15 @@ void col2im_columns(const Conv2dParams& p, const float* col, int64_t p0, int64_t
 
 // The output positions o in [lo, hi) whose tap o*stride + offset lands inside
 // [0, in_size); offset = kernel_index*dilation - pad_before. Hoisting this out
-// of the inner loops removes every padding test from them.
+// of the inner loops removes every padding test from them. The divisions round
+// up as (a - 1) / stride + 1: a + stride - 1 would wrap for strides near 2^63.
 struct TapRange {
   int64_t lo, hi;
 };
 inline TapRange tap_range(int64_t offset, int64_t stride, int64_t in_size, int64_t out_size) {
-  const int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  const int64_t lo = offset >= 0 ? 0 : (-offset - 1) / stride + 1;
   const int64_t past = in_size - offset;  // taps must stay below this distance from the offset
-  const int64_t hi = past <= 0 ? 0 : std::min(out_size, (past + stride - 1) / stride);
+  const int64_t hi = past <= 0 ? 0 : std::min(out_size, (past - 1) / stride + 1);
   return {std::min(lo, hi), hi};
 }
 
