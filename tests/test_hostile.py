@@ -1,16 +1,16 @@
-"""Hostile shapes from issue 17: sizes that wrap int64 (huge strides, paddings and dilations),
-any one size 0, under every algorithm and ISA cap.
+"""Hostile inputs from issue 17: sizes that wrap int64 (huge strides, paddings and dilations)
+and any one size 0, under every algorithm and ISA cap; the issue's reproductions; unaligned
+views; results that must not depend on the thread count.
 
 Each case runs in a worker process (this file run as a script, cases as JSON on stdin), so a
 crash fails the cases it hit rather than the run: many cases share a worker, and when one dies
-the cases it did not answer are rerun one per process to name the crashing one. Inputs are
+the first case it did not answer is marked crashed and a new worker takes the rest. Inputs are
 small integers, so float32 results equal the float64 oracle exactly; the oracles here walk
 the windows with Python integers (cnnkit.reference pads the input, which cannot be done with a
 padding of 2^62)."""
 
 import itertools
 import json
-import os
 import subprocess
 import sys
 
@@ -243,25 +243,22 @@ def _worker():
 
 
 def _run_in_workers(cases):
-    """{id: result} for every case; a case whose worker died gets "crash (signal ...)"."""
+    """{id: result} for every case. Cases run in order, so when a worker dies the first case it
+    did not answer is the one that killed it: that case gets "crash (exit ...)" and a new
+    worker takes the cases after it."""
     for i, case in enumerate(cases):
         case["id"] = i
-
-    def run(batch):
-        proc = subprocess.run([sys.executable, __file__], input=json.dumps(batch), capture_output=True, text=True,
+    results, rest = {}, cases
+    while rest:
+        proc = subprocess.run([sys.executable, __file__], input=json.dumps(rest), capture_output=True, text=True,
                               timeout=600)
-        results = {}
         for line in proc.stdout.splitlines():
             r = json.loads(line)
             results[r["id"]] = r["result"]
-        return results, proc.returncode
-
-    results, rc = run(cases)
-    if rc != 0:
-        for case in cases:
-            if case["id"] not in results:
-                alone, code = run([case])
-                results.update(alone if code == 0 else {case["id"]: f"crash (exit {code})"})
+        rest = [c for c in rest if c["id"] not in results]
+        if rest:
+            results[rest[0]["id"]] = f"crash (exit {proc.returncode}): {proc.stderr[-300:]}"
+            rest = rest[1:]
     return results
 
 
@@ -579,7 +576,11 @@ def test_results_do_not_depend_on_the_thread_count(isa):
         return out
 
     threads = cnnkit.get_num_threads()
+    assert not cnnkit.are_deterministic_algorithms_enabled()
+    with pytest.raises(TypeError, match="mode must be a bool"):
+        cnnkit.use_deterministic_algorithms(1)
     cnnkit.use_deterministic_algorithms(True)
+    assert cnnkit.are_deterministic_algorithms_enabled()
     try:
         results = {}
         for n in (1, 2, 3):

@@ -3,8 +3,6 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <initializer_list>
-#include <limits>
 
 #include "cnnkit/conv.h"
 #include "core/parallel.h"
@@ -177,18 +175,6 @@ constexpr int64_t kDeterministicImageShares = 4;
 constexpr int64_t kIm2colBudgetFloats = int64_t{16} << 20;
 // im2col needs room for at least one full column (reduction() floats).
 inline bool im2col_fits(const Conv2dParams& p) { return p.reduction() <= kIm2colBudgetFloats; }
-
-// Cost per item for parallel_for(n, ...): the product of `factors`, saturated
-// so that n times it cannot overflow (absurd but valid shapes reach here).
-inline int64_t work_per_item(int64_t n, std::initializer_list<int64_t> factors) {
-  const int64_t cap = std::numeric_limits<int64_t>::max() / std::max<int64_t>(n, 1);
-  int64_t work = 1;
-  for (int64_t f : factors) {
-    if (f <= 0) return 1;
-    work = work > cap / f ? cap : work * f;
-  }
-  return work;
-}
 
 // How the im2col kernels split one call: `outer` threads each take whole
 // images (their nested sgemm runs serially) or, with outer == 1, images run one

@@ -73,8 +73,9 @@ Pool2dShape make_pool2d_shape(const char* op, int64_t planes, int64_t in_h, int6
   CNNKIT_CHECK(kernel_h <= INT64_MAX / kernel_w, ErrorKind::Overflow,
         name + ": kernel_size " + pair_str(kernel_h, kernel_w) +
             " has more taps than 64-bit integers count");
-  const int64_t eff_h = checked_mul(kernel_h - 1, dilation_h, "pooling: dilation times kernel_size") + 1;
-  const int64_t eff_w = checked_mul(kernel_w - 1, dilation_w, "pooling: dilation times kernel_size") + 1;
+  const char* eff_what = "pooling: dilation times kernel_size";
+  const int64_t eff_h = checked_add(checked_mul(kernel_h - 1, dilation_h, eff_what), 1, eff_what);
+  const int64_t eff_w = checked_add(checked_mul(kernel_w - 1, dilation_w, eff_what), 1, eff_what);
   // PyTorch's CPU check uses the kernel size, not the dilated extent.
   CNNKIT_CHECK(pad_h <= kernel_h / 2 && pad_w <= kernel_w / 2, ErrorKind::Value,
         name + ": padding " + pair_str(pad_h, pad_w) +
