@@ -559,19 +559,22 @@ def test_results_do_not_depend_on_the_thread_count(isa):
     r = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
     convs = [(r(16, 16, 14, 14), r(32, 16, 3, 3), 1, 1), (r(16, 16, 14, 14), r(32, 16, 3, 3), 2, 1),
              (r(8, 32, 14, 14), r(32, 1, 3, 3), 1, 32), (r(32, 6, 14, 14), r(16, 6, 5, 5), 1, 1)]
-    x2, w2, labels = r(256, 128), r(64, 128), rng.integers(0, 64, 256)
-    xb = r(16, 8, 16, 16)
+    # Large enough that every op here splits its work across threads.
+    x2, w2, labels = r(1024, 128), r(64, 128), rng.integers(0, 64, 1024)
+    xb = r(32, 16, 20, 20)
 
     def run():
         out = []
+        cnnkit.use_deterministic_algorithms(True)
         for x, w, stride, groups in convs:
             dy = r(*F.conv2d(x, w, stride=stride, padding=1, groups=groups).shape)
             for algo in ("auto", "direct", "im2col"):
                 out += F.conv2d_backward(dy, x, w, stride=stride, padding=1, groups=groups, algo=algo)
-        out += F.linear_backward(r(256, 64), x2, w2)
-        rm, rv = np.zeros(8, np.float32), np.ones(8, np.float32)
+        cnnkit.use_deterministic_algorithms(False)
+        out += F.linear_backward(r(1024, 64), x2, w2)
+        rm, rv = np.zeros(16, np.float32), np.ones(16, np.float32)
         out += [F.batch_norm(xb, rm, rv, training=True), rm, rv]
-        out += F.batch_norm_backward(xb, xb, None, None, np.ones(8, np.float32))
+        out += F.batch_norm_backward(xb, xb, None, None, np.ones(16, np.float32))
         out += [np.float32(F.cross_entropy(x2[:, :64], labels)), F.cross_entropy_backward(x2[:, :64], labels)]
         return out
 
@@ -581,6 +584,7 @@ def test_results_do_not_depend_on_the_thread_count(isa):
         cnnkit.use_deterministic_algorithms(1)
     cnnkit.use_deterministic_algorithms(True)
     assert cnnkit.are_deterministic_algorithms_enabled()
+    cnnkit.use_deterministic_algorithms(False)
     try:
         results = {}
         for n in (1, 2, 3):
