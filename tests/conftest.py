@@ -14,6 +14,8 @@ settings.register_profile("thorough", max_examples=300, **_COMMON)
 # CI draws the same examples every run (a submission must not pass or fail by
 # chance); local runs keep exploring new ones.
 settings.register_profile("ci", max_examples=40, derandomize=True, **_COMMON)
+# Under AddressSanitizer + UBSan (.ci/sanitize) every call runs several times slower.
+settings.register_profile("sanitize", max_examples=5, derandomize=True, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
 
 _ORDER = ["scalar", "avx2", "avx512"]

@@ -470,9 +470,10 @@ def test_image_blocks_weight_grad_integer_fill_is_exact(isa, threads, x_shape, s
 @pytest.mark.parametrize("stride", [(300, 1), (1, 300)])
 def test_depthwise_declines_strides_beyond_its_phase_lists(isa, stride):
     """The input gradient lists kernel rows and columns per phase of the stride,
-    for strides up to 256: larger ones run the plain direct loops."""
-    case = dict(x_shape=(1, 2, 5, 7), w_shape=(2, 1, 3, 3), bias=True, stride=stride, padding=1, dilation=1,
-                groups=2)
+    for strides up to 256: larger ones run the plain direct loops. (The input
+    spans two strides: a stride past the padded input is clamped to its length.)"""
+    x_shape = (1, 2) + tuple(5 if s == 1 else 2 * s - 1 for s in stride)
+    case = dict(x_shape=x_shape, w_shape=(2, 1, 3, 3), bias=True, stride=stride, padding=1, dilation=1, groups=2)
     x, w, b, args = _case_arrays(case, 33)
     _, pads, _ = _normalise((3, 3), *args[:3])
     for backward in (False, True):
@@ -882,9 +883,9 @@ W = np.zeros((6, 4, 3, 3), np.float32)
         (dict(input=np.zeros((2, 4, 0, 6), np.float32)), ValueError, "larger than the padded input height 0"),
         (dict(bias=np.zeros(5, np.float32)), ValueError, r"bias must have shape \(6,\)"),
         (dict(bias=np.zeros((6, 1), np.float32)), ValueError, r"bias must have shape \(6,\)"),
-        (dict(padding=2**40), OverflowError, "output size"),
-        (dict(padding=2**62), OverflowError, "padded input"),
-        (dict(dilation=2**62), OverflowError, "dilated kernel"),
+        (dict(padding=2**40), OverflowError, "output height times width"),
+        (dict(padding=2**62), OverflowError, "padding plus the input height"),
+        (dict(dilation=2**62), OverflowError, "dilation times the kernel height"),
         (dict(padding=2**64), OverflowError, "does not fit"),
         (dict(stride=(1, 2**64)), OverflowError, "does not fit"),
     ],

@@ -2,12 +2,27 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
+#include <limits>
 #include <type_traits>
 
 #include "cnnkit/threads.h"
 #include "core/thread_pool.h"
 
 namespace cnnkit {
+
+// Cost per item for parallel_for(n, ...): the product of `factors`, saturated
+// so that n times it cannot overflow (absurd but valid shapes reach here: a
+// pooling kernel of 2^31 x 2^31).
+inline int64_t work_per_item(int64_t n, std::initializer_list<int64_t> factors) {
+  const int64_t cap = std::numeric_limits<int64_t>::max() / std::max<int64_t>(n, 1);
+  int64_t work = 1;
+  for (int64_t f : factors) {
+    if (f <= 0) return 1;
+    work = work > cap / f ? cap : work * f;
+  }
+  return work;
+}
 
 // Runs fn(begin, end) over [0, n) split into contiguous chunks, about
 // kChunksPerThread per thread. Thread t works through the t-th share of the
@@ -23,7 +38,9 @@ void parallel_for(int64_t n, int64_t work_per_item, Fn&& fn) {
   if (n <= 0) return;
   constexpr int64_t kMinWorkPerThread = 1 << 16;
   int64_t threads = in_parallel_region() ? 1 : num_threads();
-  const int64_t total = n * std::max<int64_t>(work_per_item, 1);
+  const int64_t work = std::max<int64_t>(work_per_item, 1);
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  const int64_t total = work > kMax / n ? kMax : n * work;
   threads = std::min<int64_t>(threads, std::max<int64_t>(1, total / kMinWorkPerThread));
   threads = std::min<int64_t>(threads, n);
   if (threads <= 1) {

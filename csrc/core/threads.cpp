@@ -34,6 +34,7 @@ int default_threads() {
 }
 
 std::atomic<int> g_threads{0};
+std::atomic<bool> g_deterministic{false};
 
 }  // namespace
 
@@ -50,5 +51,9 @@ void set_num_threads(int n) {
   CNNKIT_CHECK(n >= 1, ErrorKind::Value, "num_threads must be >= 1, got " + std::to_string(n));
   g_threads.store(n, std::memory_order_relaxed);
 }
+
+bool deterministic() { return g_deterministic.load(std::memory_order_relaxed); }
+
+void set_deterministic(bool on) { g_deterministic.store(on, std::memory_order_relaxed); }
 
 }  // namespace cnnkit

@@ -1,6 +1,7 @@
 #include "core/workspace.h"
 
 #include <cstdlib>
+#include <limits>
 #include <new>
 
 namespace cnnkit {
@@ -22,6 +23,8 @@ float* thread_workspace(WorkspaceSlot slot, std::size_t floats) {
     b.data = nullptr;
     b.capacity = 0;
     // Round up to a whole cache line; aligned_alloc needs a multiple of the alignment.
+    // A request whose byte count cannot be formed is one no allocator could meet.
+    if (floats > std::numeric_limits<std::size_t>::max() / sizeof(float) - 16) throw std::bad_alloc();
     const std::size_t rounded = (floats + 15) / 16 * 16;
     void* p = std::aligned_alloc(64, rounded * sizeof(float));
     if (p == nullptr) throw std::bad_alloc();

@@ -20,6 +20,7 @@ int64_t output_row_stride(py::array& out, int64_t M, int64_t N) {
     fail(ErrorKind::Type, "out must be a float32 array");
   }
   CNNKIT_CHECK(out.writeable(), ErrorKind::Value, "out must be writeable");
+  require_aligned(out, "out");
   require_ndim(out, 2, "out");
   CNNKIT_CHECK(out.shape(0) == M && out.shape(1) == N, ErrorKind::Value,
         "out must have shape " + shape_text(M, N) + ", got " + shape_text(out.shape(0), out.shape(1)));

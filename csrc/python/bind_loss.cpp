@@ -13,7 +13,7 @@
 namespace cnnkit::python {
 namespace {
 
-using LabelArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+using LabelArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast | kAligned>;
 
 std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "(";

@@ -13,7 +13,7 @@ namespace cnnkit::python {
 namespace {
 
 using Pair = std::pair<int64_t, int64_t>;
-using IndexArray = py::array_t<int64_t, py::array::c_style>;
+using IndexArray = py::array_t<int64_t, py::array::c_style | kAligned>;
 
 Pool2dShape pool_shape(const char* op, const std::vector<int64_t>& input_shape, Pair kernel,
                        Pair stride, Pair padding, Pair dilation, bool ceil_mode) {
@@ -82,7 +82,8 @@ FloatArray max_pool2d_backward(FloatArray grad_output, py::array indices,
   require_shape(indices, out_shape, "max_pool2d_backward", "indices");
   FloatArray grad_input = new_float_array(input_shape);
   const float* g = grad_output.data();
-  const int64_t* idx = static_cast<const int64_t*>(indices.data());
+  const IndexArray aligned = IndexArray::ensure(indices);  // a copy only where the view is misaligned
+  const int64_t* idx = aligned.data();
   float* gi = grad_input.mutable_data();
   {
     py::gil_scoped_release release;

@@ -15,8 +15,13 @@ namespace cnnkit::python {
 
 namespace py = pybind11;
 
-// Read-only float32 input; pybind11 converts anything else into a C-contiguous copy.
-using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+// NumPy's NPY_ARRAY_ALIGNED: with it pybind11 copies a view whose data is not
+// aligned to its dtype (np.frombuffer(buf, offset=1)) into aligned memory, so
+// kernels never dereference a misaligned pointer.
+constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+
+// Read-only float32 input; pybind11 converts anything else into an aligned C-contiguous copy.
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast | kAligned>;
 
 inline std::vector<int64_t> shape_of(const py::array& a) {
   return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
@@ -26,6 +31,14 @@ inline void require_ndim(const py::array& a, py::ssize_t ndim, const char* name)
   CNNKIT_CHECK(a.ndim() == ndim, ErrorKind::Value,
         std::string(name) + " must have " + std::to_string(ndim) + " dimensions, got " +
             std::to_string(a.ndim()));
+}
+
+// Arrays written in place cannot be copied to aligned memory: the caller's
+// array would not see the update.
+inline void require_aligned(const py::array& a, const char* name) {
+  CNNKIT_CHECK((a.flags() & kAligned) != 0, ErrorKind::Value,
+        std::string(name) + " must be aligned to 4 bytes to be written in place (it is a view at an odd "
+            "byte offset, e.g. np.frombuffer(..., offset=1)); pass an aligned copy");
 }
 
 // A new uninitialised float32 array; the element count is checked before allocating.
@@ -46,6 +59,7 @@ inline float* writable_floats(py::array& a, const char* name) {
   CNNKIT_CHECK((a.flags() & py::array::c_style) != 0, ErrorKind::Value,
         std::string(name) + " must be C-contiguous");
   CNNKIT_CHECK(a.writeable(), ErrorKind::Value, std::string(name) + " must be writeable");
+  require_aligned(a, name);
   return static_cast<float*>(a.mutable_data());
 }
 

@@ -56,6 +56,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("build_info", &build_info);
   m.def("num_threads", &cnnkit::num_threads);
   m.def("set_num_threads", &cnnkit::set_num_threads, py::arg("n"));
+  m.def("deterministic", &cnnkit::deterministic);
+  m.def("set_deterministic", &cnnkit::set_deterministic, py::arg("on"));
   m.def(
       "peak_gflops",
       [](int threads, double seconds) {

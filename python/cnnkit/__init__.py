@@ -67,6 +67,22 @@ def get_num_threads():
     return _C.num_threads()
 
 
+def use_deterministic_algorithms(mode):
+    """With ``True``, results no longer depend on the thread count, as with
+    ``torch.use_deterministic_algorithms``: the conv weight gradients, which by
+    default keep one partial sum per thread, sum a fixed number of shares of
+    the batch in a fixed order. Every other op gives the same bits with any
+    thread count either way."""
+    if not isinstance(mode, bool):
+        raise TypeError(f"use_deterministic_algorithms: mode must be a bool, got {type(mode).__name__}")
+    _C.set_deterministic(mode)
+
+
+def are_deterministic_algorithms_enabled():
+    """Whether :func:`use_deterministic_algorithms` is on."""
+    return _C.deterministic()
+
+
 def set_max_isa(isa):
     """Cap the instruction set kernels may use: ``"scalar"``, ``"avx2"`` or ``"avx512"``.
 

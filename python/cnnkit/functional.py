@@ -767,6 +767,13 @@ def _conv_padding(padding, kernel, stride, dilation):
     return (ph, ph, pw, pw)
 
 
+def _check_int64(**values):
+    """OverflowError naming the first argument whose tuple of ints has one past int64."""
+    for name, pair in values.items():
+        if max(pair) > _INT64_MAX:
+            raise OverflowError(f"{name} {pair} does not fit in a 64-bit integer")
+
+
 def _plain_pair(value):
     """``value`` as a pair when it is an int or a 2-tuple of ints (not bools), else None."""
     if type(value) is int:
@@ -801,10 +808,7 @@ def _conv_setup(input, weight, stride, padding, dilation, groups, algo):
     if not isinstance(algo, str) or algo not in _CONV_ALGOS:
         raise ValueError(f"algo must be one of {_CONV_ALGOS}, got {algo!r}")
     pads = _conv_padding(padding, w.shape[2:], stride, dilation)
-    if max(*stride, *pads, *dilation, groups) > _INT64_MAX:
-        for name, values in (("stride", stride), ("padding", pads), ("dilation", dilation), ("groups", (groups,))):
-            if max(values) > _INT64_MAX:
-                raise OverflowError(f"{name} {values} does not fit in a 64-bit integer")
+    _check_int64(stride=stride, padding=pads, dilation=dilation, groups=(groups,))
     return x, w, stride, pads, dilation, groups
 
 
@@ -1014,7 +1018,10 @@ def _pool_geometry(kernel_size, stride, padding, dilation=1):
     kernel = _pair(kernel_size, "kernel_size")
     if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
         stride = kernel
-    return kernel, _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    geometry = dict(kernel_size=kernel, stride=_pair(stride, "stride"), padding=_pair(padding, "padding"),
+                    dilation=_pair(dilation, "dilation"))
+    _check_int64(**geometry)
+    return tuple(geometry.values())
 
 
 def _pool_input_shape(input, op):

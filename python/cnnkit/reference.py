@@ -447,7 +447,7 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
 def _bn_channels_last(x):
     """(N, C, ...) -> (C, M): every channel's values in a row."""
     x = np.asarray(x, dtype=np.float64)
-    return np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+    return np.moveaxis(x, 1, 0).reshape(x.shape[1], x.size // max(x.shape[1], 1))
 
 
 def _bn_restore(rows, shape):
@@ -692,7 +692,8 @@ def linear_backward(grad_output, x, weight):
     """(grad_input, grad_weight, grad_bias)."""
     g, x, w = _float64_array(grad_output), _float64_array(x), _float64_array(weight)
     grad_input = np.einsum("...o,oi->...i", g, w)
-    rows_g, rows_x = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
+    rows = int(np.prod(g.shape[:-1]))  # not -1: NumPy cannot infer it when a size is 0
+    rows_g, rows_x = g.reshape(rows, g.shape[-1]), x.reshape(rows, x.shape[-1])
     grad_weight = np.einsum("no,ni->oi", rows_g, rows_x)
     grad_bias = rows_g.sum(axis=0)
     return grad_input, grad_weight, grad_bias
@@ -702,15 +703,16 @@ def softmax(x, dim=-1):
     x = _float64_array(x)
     # inf - inf in a line holding +inf or only -inf gives NaN, as PyTorch does.
     with np.errstate(invalid="ignore"):
-        e = np.exp(x - x.max(axis=dim, keepdims=True))
+        e = np.exp(x - x.max(axis=dim, keepdims=True, initial=-np.inf))
     return e / e.sum(axis=dim, keepdims=True)
 
 
 def log_softmax(x, dim=-1):
     x = _float64_array(x)
-    with np.errstate(invalid="ignore"):
-        shifted = x - x.max(axis=dim, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+    # An empty line sums to 0, whose log (-inf) meets no element.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shifted = x - x.max(axis=dim, keepdims=True, initial=-np.inf)
+        return shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
 
 
 def softmax_backward(grad_output, y, dim=-1):

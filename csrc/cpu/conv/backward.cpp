@@ -9,6 +9,7 @@
 
 #include "cnnkit/errors.h"
 #include "cnnkit/gemm.h"
+#include "cnnkit/threads.h"
 #include "core/parallel.h"
 #include "core/workspace.h"
 #include "cpu/conv/kernels.h"
@@ -51,7 +52,10 @@ void weight_grad_im2col(const Conv2dParams& p, const ColumnPlan& plan, const flo
   const int64_t K = p.reduction(), P = p.out_plane();
   const int64_t w_count = p.out_channels * K;
   const bool direct_columns = columns_are_input(p);
-  const int64_t slots = std::min(plan.outer, std::max<int64_t>(p.batch, 1));
+  // Deterministic: a fixed count of shares, their partial sums within the im2col budget.
+  const int64_t shares =
+      deterministic() ? std::min(kDeterministicImageShares, 1 + kIm2colBudgetFloats / w_count) : plan.outer;
+  const int64_t slots = std::min(shares, std::max<int64_t>(p.batch, 1));
   // The calling thread's Scratch0 holds the other slots' sums (nothing in this
   // path uses that slot): no fresh zeroed buffer and page faults per call.
   float* partials = thread_workspace(
@@ -129,11 +133,10 @@ void conv2d_weight_grad(const Conv2dParams& p, const float* dy, const float* x, 
 }
 
 bool weight_grad_kvec_fits(const Conv2dParams& p, int64_t lanes) {
-  if (p.batch == 0 || p.out_plane() == 0 || p.reduction() == 0) return false;
+  if (p.batch == 0 || p.out_plane() == 0 || p.reduction() == 0 || p.out_channels == 0) return false;
   const int64_t kpad = (p.group_out_channels() + lanes - 1) / lanes * lanes;
-  const int64_t padded_plane = (p.in_h + p.pad_top + p.pad_bottom) * (p.in_w + p.pad_left + p.pad_right);
   const int64_t bound = kDirectRowsMaxFloats;
-  return padded_plane <= bound / p.group_in_channels() && p.out_plane() <= bound / kpad &&
+  return p.padded_plane() <= bound / p.group_in_channels() && p.out_plane() <= bound / kpad &&
          p.groups * p.reduction() <= bound / kpad;
 }
 

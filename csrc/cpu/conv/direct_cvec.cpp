@@ -112,11 +112,9 @@ int64_t walk_vectors_avx512(const Conv2dParams& p) {
 
 bool direct_cvec_fits(const Conv2dParams& p) {
   if (p.kernel_h * p.kernel_w > kDirectRowsMaxTaps) return false;
-  const int64_t hp = p.in_h + p.pad_top + p.pad_bottom, wp = p.in_w + p.pad_left + p.pad_right;
-  // Each factor is checked before the product so that nothing overflows.
-  if (hp > kDirectRowsMaxFloats || wp > kDirectRowsMaxFloats) return false;
-  if (hp * wp > kDirectRowsMaxFloats) return false;
-  return p.group_in_channels() <= kDirectRowsMaxFloats / std::max<int64_t>(hp * wp, 1);
+  const int64_t plane = p.padded_plane();
+  if (plane > kDirectRowsMaxFloats) return false;
+  return p.group_in_channels() <= kDirectRowsMaxFloats / std::max<int64_t>(plane, 1);
 }
 
 bool depthwise_fits(const Conv2dParams& p) {

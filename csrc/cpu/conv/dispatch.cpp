@@ -77,6 +77,7 @@
 // stride-1 direct calls within its size bounds, im2col takes im2col calls
 // whose single column fits the workspace bound, direct takes direct calls
 // and the im2col calls that did not fit, the reference takes the rest.
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -306,13 +307,32 @@ ConvAlgo parse_conv_algo(const char* name) {
                              name + "\"");
 }
 
+// Calls with a 0-size input or output are answered here, so no kernel ever
+// sees one (their blockings divide by channel and image counts). An input
+// without elements reads only padding: every output is the bias.
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias,
                     float* y, ConvAlgo algo) {
+  const int64_t planes = p.batch * p.out_channels;
+  if (planes == 0 || p.out_plane() == 0) return;
+  if (p.batch * p.in_channels * p.in_plane() == 0) {
+    for (int64_t i = 0; i < planes; ++i) {
+      const float value = bias != nullptr ? bias[i % p.out_channels] : 0.0f;
+      std::fill(y + i * p.out_plane(), y + (i + 1) * p.out_plane(), value);
+    }
+    return;
+  }
   select_kernel(kForwardImpls, resolve(p, algo, true)).run(p, x, w, bias, y);
 }
 
 void conv2d_backward(const Conv2dParams& p, const float* dy, const float* x, const float* w,
                      float* dx, float* dw, float* db, ConvAlgo algo) {
+  const int64_t x_count = p.batch * p.in_channels * p.in_plane();
+  if (x_count == 0 || p.batch * p.out_channels * p.out_plane() == 0) {
+    if (dx != nullptr) std::fill(dx, dx + x_count, 0.0f);
+    if (dw != nullptr) std::fill(dw, dw + p.out_channels * p.reduction(), 0.0f);
+    if (db != nullptr) conv2d_bias_grad(p, dy, db);
+    return;
+  }
   select_kernel(kBackwardImpls, resolve(p, algo, false)).run(p, dy, x, w, dx, dw, db);
 }
 

@@ -24,7 +24,8 @@ constexpr int64_t kIm2colPaddedPlaneFloats = int64_t{1} << 16;
 // Walks the flattened output positions [p0, p1) of tap (r, s) one output-row
 // segment at a time: inside(base, lo, hi, x0) covers the run whose column
 // entry base + ow reads input element x0 + ow * stride_w; outside(j, count)
-// covers runs of column entries j.. that fall in the padding. im2col and
+// covers runs of column entries j.. that fall in the padding. Callers index
+// with x0 + ow * stride_w in integers before forming a pointer. im2col and
 // col2im share these bounds so they stay exact adjoints.
 template <class Inside, class Outside>
 void for_tap_segments(const Conv2dParams& p, int64_t r, int64_t s, int64_t p0, int64_t p1,
@@ -47,7 +48,8 @@ void for_tap_segments(const Conv2dParams& p, int64_t r, int64_t s, int64_t p0, i
       const int64_t lo = std::clamp(tw.lo, ow0, ow1), hi = std::clamp(tw.hi, lo, ow1);
       outside(j, lo - ow0);
       // Column entry j + (ow - ow0) reads input element ih*W + ow*stride + off_w.
-      inside(j - ow0, lo, hi, ih * p.in_w + off_w);
+      // Only with taps to copy: off_w alone can lie 2^62 floats before the row.
+      if (lo < hi) inside(j - ow0, lo, hi, ih * p.in_w + off_w);
       outside(j + hi - ow0, ow1 - hi);
     }
     j += ow1 - ow0;
@@ -134,8 +136,9 @@ void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int
   // than on copying a few floats per row (7x7 planes: 4 cycles a float).
   // There each channel is first copied into a zero-padded plane, from which
   // every tap's rows are plain copies.
-  const int64_t Wp = p.in_w + p.pad_left + p.pad_right, Hp = p.in_h + p.pad_top + p.pad_bottom;
-  const bool via_padded = p.out_w > 0 && p.out_w <= kIm2colShortRow && Hp * Wp <= kIm2colPaddedPlaneFloats;
+  const int64_t Wp = p.padded_w(), Hp = p.padded_h();
+  const bool via_padded =
+      p.out_w > 0 && p.out_w <= kIm2colShortRow && p.padded_plane() <= kIm2colPaddedPlaneFloats;
   parallel_for(p.group_in_channels(), work_per_item(p.group_in_channels(), {R, S, cols}), [&](int64_t c_begin, int64_t c_end) {
     float* xp = nullptr;
     if (via_padded) {
@@ -155,7 +158,7 @@ void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int
           for_tap_segments(
               p, r, s, p0, p1,
               [&](int64_t base, int64_t lo, int64_t hi, int64_t x0) {
-                gather_strided(xc + x0 + lo * sw, sw, row + base + lo, hi - lo);
+                gather_strided(xc + (x0 + lo * sw), sw, row + base + lo, hi - lo);
               },
               [&](int64_t j, int64_t count) { std::fill(row + j, row + j + count, 0.0f); });
         }
@@ -177,7 +180,7 @@ void col2im_columns(const Conv2dParams& p, const float* col, int64_t p0, int64_t
               p, r, s, p0, p1,
               [&](int64_t base, int64_t lo, int64_t hi, int64_t x0) {
                 if (sw == 2) {
-                  scatter_add_stride2(row + base + lo, dxc + x0 + lo * 2, hi - lo);
+                  scatter_add_stride2(row + base + lo, dxc + (x0 + lo * 2), hi - lo);
                 } else {
                   for (int64_t ow = lo; ow < hi; ++ow) dxc[x0 + ow * sw] += row[base + ow];
                 }

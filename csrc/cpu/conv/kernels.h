@@ -3,8 +3,6 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <initializer_list>
-#include <limits>
 
 #include "cnnkit/conv.h"
 #include "core/parallel.h"
@@ -167,23 +165,16 @@ CNNKIT_CONV2D_FLIPPED_SIGNATURE(conv2d_flipped_direct_walk_avx512);
 // flipped copy of w.
 bool conv2d_forward_flipped(const Conv2dParams& t, const float* dy, const float* w, float* dx);
 
+// Under cnnkit::deterministic(), the weight gradients that keep one partial
+// sum per thread's share of the images keep this many shares (at most)
+// whatever the thread count.
+constexpr int64_t kDeterministicImageShares = 4;
+
 // Total im2col column buffer allowed per call, over all threads (64 MiB):
 // bigger images and batches are processed in chunks of output positions.
 constexpr int64_t kIm2colBudgetFloats = int64_t{16} << 20;
 // im2col needs room for at least one full column (reduction() floats).
 inline bool im2col_fits(const Conv2dParams& p) { return p.reduction() <= kIm2colBudgetFloats; }
-
-// Cost per item for parallel_for(n, ...): the product of `factors`, saturated
-// so that n times it cannot overflow (absurd but valid shapes reach here).
-inline int64_t work_per_item(int64_t n, std::initializer_list<int64_t> factors) {
-  const int64_t cap = std::numeric_limits<int64_t>::max() / std::max<int64_t>(n, 1);
-  int64_t work = 1;
-  for (int64_t f : factors) {
-    if (f <= 0) return 1;
-    work = work > cap / f ? cap : work * f;
-  }
-  return work;
-}
 
 // How the im2col kernels split one call: `outer` threads each take whole
 // images (their nested sgemm runs serially) or, with outer == 1, images run one
@@ -225,14 +216,15 @@ void col2im_columns(const Conv2dParams& p, const float* col, int64_t p0, int64_t
 
 // The output positions o in [lo, hi) whose tap o*stride + offset lands inside
 // [0, in_size); offset = kernel_index*dilation - pad_before. Hoisting this out
-// of the inner loops removes every padding test from them.
+// of the inner loops removes every padding test from them. The divisions round
+// up as (a - 1) / stride + 1: a + stride - 1 would wrap for strides near 2^63.
 struct TapRange {
   int64_t lo, hi;
 };
 inline TapRange tap_range(int64_t offset, int64_t stride, int64_t in_size, int64_t out_size) {
-  const int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  const int64_t lo = offset >= 0 ? 0 : (-offset - 1) / stride + 1;
   const int64_t past = in_size - offset;  // taps must stay below this distance from the offset
-  const int64_t hi = past <= 0 ? 0 : std::min(out_size, (past + stride - 1) / stride);
+  const int64_t hi = past <= 0 ? 0 : std::min(out_size, (past - 1) / stride + 1);
   return {std::min(lo, hi), hi};
 }
 

@@ -1,5 +1,5 @@
 // Validation of conv2d parameters: every shape that reaches a conv kernel has passed here.
-#include <limits>
+#include <algorithm>
 #include <string>
 
 #include "cnnkit/conv.h"
@@ -10,20 +10,25 @@ namespace {
 
 std::string str(int64_t v) { return std::to_string(v); }
 
-int64_t checked_add(int64_t a, int64_t b, const char* what) {
-  if (b > 0 && a > std::numeric_limits<int64_t>::max() - b) {
-    fail(ErrorKind::Overflow, std::string(what) + ": size overflows 64-bit integers");
-  }
-  return a + b;
-}
+struct Axis {
+  int64_t out, stride;
+};
 
-// Output length along one axis; `axis` is "height" or "width" for the messages.
-int64_t output_size(const char* axis, int64_t in, int64_t pad_before, int64_t pad_after,
-                    int64_t kernel, int64_t stride, int64_t dilation) {
-  const int64_t padded =
-      checked_add(checked_add(in, pad_before, "conv2d padded input"), pad_after, "conv2d padded input");
-  const int64_t span =
-      checked_add(checked_mul(dilation, kernel - 1, "conv2d dilated kernel"), 1, "conv2d dilated kernel");
+// Output length along one axis (height or width), and the stride the kernels
+// use for it. A stride longer than the padded input leaves one output and is
+// never stepped: it is clamped to the padded length (at least 2, so that a
+// strided call stays strided for the kernel choice), which keeps the kernels'
+// stride * row products within the padded plane.
+Axis axis_size(bool height, int64_t in, int64_t pad_before, int64_t pad_after, int64_t kernel,
+               int64_t stride, int64_t dilation) {
+  const char* axis = height ? "height" : "width";
+  // Literals: a message built on every call would cost a small conv a visible share of its time.
+  const char* padded_what =
+      height ? "conv2d: padding plus the input height" : "conv2d: padding plus the input width";
+  const char* span_what =
+      height ? "conv2d: dilation times the kernel height" : "conv2d: dilation times the kernel width";
+  const int64_t padded = checked_add(checked_add(in, pad_before, padded_what), pad_after, padded_what);
+  const int64_t span = checked_add(checked_mul(dilation, kernel - 1, span_what), 1, span_what);
   if (span > padded) {
     fail(ErrorKind::Value,
          std::string("conv2d: kernel ") + axis + " " + str(span) + " (kernel " + str(kernel) +
@@ -31,7 +36,8 @@ int64_t output_size(const char* axis, int64_t in, int64_t pad_before, int64_t pa
              str(padded) + " (input " + str(in) + " + padding " + str(pad_before) + "+" +
              str(pad_after) + ")");
   }
-  return (padded - span) / stride + 1;
+  const int64_t out = (padded - span) / stride + 1;
+  return {out, std::min(stride, std::max<int64_t>(padded, 2))};
 }
 
 }  // namespace
@@ -75,33 +81,35 @@ Conv2dParams make_conv2d_params(int64_t batch, int64_t in_channels, int64_t in_h
   p.kernel_h = kernel_h;
   p.kernel_w = kernel_w;
   p.groups = groups;
-  p.stride_h = stride_h;
-  p.stride_w = stride_w;
   p.pad_top = pad_top;
   p.pad_bottom = pad_bottom;
   p.pad_left = pad_left;
   p.pad_right = pad_right;
   p.dilation_h = dilation_h;
   p.dilation_w = dilation_w;
-  p.out_h = output_size("height", in_h, pad_top, pad_bottom, kernel_h, stride_h, dilation_h);
-  p.out_w = output_size("width", in_w, pad_left, pad_right, kernel_w, stride_w, dilation_w);
+  const Axis h = axis_size(true, in_h, pad_top, pad_bottom, kernel_h, stride_h, dilation_h);
+  const Axis w = axis_size(false, in_w, pad_left, pad_right, kernel_w, stride_w, dilation_w);
+  p.out_h = h.out;
+  p.stride_h = h.stride;
+  p.out_w = w.out;
+  p.stride_w = w.stride;
 
-  // Every product a kernel forms from these sizes must fit in int64 (and in bytes).
-  int64_t out_count = checked_mul(checked_mul(batch, out_channels, "conv2d output size"),
-                                  checked_mul(p.out_h, p.out_w, "conv2d output size"),
-                                  "conv2d output size");
-  checked_mul(out_count, 4, "conv2d output bytes");
-  const int64_t in_count = checked_mul(checked_mul(batch, in_channels, "conv2d input size"),
-                                       checked_mul(in_h, in_w, "conv2d input size"),
-                                       "conv2d input size");
-  checked_mul(in_count, 4, "conv2d input bytes");
-  const int64_t w_count = checked_mul(checked_mul(out_channels, weight_in_channels, "conv2d weight size"),
-                                      checked_mul(kernel_h, kernel_w, "conv2d weight size"),
-                                      "conv2d weight size");
-  checked_mul(w_count, 4, "conv2d weight bytes");
+  // Every product a kernel forms from these sizes must fit in int64 (and in
+  // bytes). Each factor is checked on its own: with a 0 elsewhere the total
+  // would not catch it.
+  checked_mul(in_h, in_w, "conv2d: input height times width");
+  checked_mul(p.out_h, p.out_w, "conv2d: output height times width");
+  const int64_t taps = checked_mul(kernel_h, kernel_w, "conv2d: kernel height times width");
+  checked_mul(checked_mul(weight_in_channels, taps, "conv2d: weight size"), 4, "conv2d: weight bytes");
+  checked_mul(checked_mul(checked_mul(batch, out_channels, "conv2d: output size"), p.out_plane(),
+                          "conv2d: output size"),
+              4, "conv2d: output bytes");
+  checked_mul(checked_mul(checked_mul(batch, in_channels, "conv2d: input size"), p.in_plane(),
+                          "conv2d: input size"),
+              4, "conv2d: input bytes");
+  checked_mul(checked_mul(out_channels, p.reduction(), "conv2d: weight size"), 4, "conv2d: weight bytes");
   // The column matrix of one image and one group: reduction x output positions.
-  checked_mul(checked_mul(p.reduction(), p.out_plane(), "conv2d column size"), 4,
-              "conv2d column bytes");
+  checked_mul(checked_mul(p.reduction(), p.out_plane(), "conv2d: column size"), 4, "conv2d: column bytes");
   return p;
 }
 

@@ -173,7 +173,8 @@ void conv2d_weight_grad_kvec(const Conv2dParams& p, const float* dy, const float
   // split) lost 14% when it was.
   constexpr int64_t kPartsPerThread = 4, kMinPartChannels = 32;
   const int64_t slot_bound = std::max<int64_t>(1, kKvecPartialsBudgetFloats / partial_floats);
-  const int64_t slots = std::clamp<int64_t>(std::min(threads, p.batch), 1, slot_bound);
+  const int64_t shares = deterministic() ? kDeterministicImageShares : threads;
+  const int64_t slots = std::clamp<int64_t>(std::min(shares, p.batch), 1, slot_bound);
   const int64_t balancing_parts =
       threads == 1 ? 1 : std::min(cg / kMinPartChannels, (kPartsPerThread * threads + slots - 1) / slots);
   const int64_t channel_parts = std::max(std::min(cg, (threads + slots - 1) / slots), balancing_parts);

@@ -11,6 +11,7 @@
 // here has internal linkage so the linker can never mix code built for
 // different ISAs.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -98,7 +99,7 @@ template <bool kIndices>
 void max_forward_planes(const Pool2dShape& s, const float* input, float* out, int64_t* indices) {
   const Interior rows = interior(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h, s.dilation_h);
   const Interior cols = interior(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
-  const int64_t work = s.out_h * s.out_w * s.kernel_h * s.kernel_w;
+  const int64_t work = work_per_item(s.planes, {s.out_h, s.out_w, s.kernel_h, s.kernel_w});
   parallel_for(s.planes, work, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const float* plane = input + p * s.in_h * s.in_w;
@@ -195,7 +196,7 @@ inline void avg_forward(const Pool2dShape& s, bool count_include_pad, const floa
                         float* out) {
   const Interior rows = interior(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h, 1);
   const Interior cols = interior(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w, 1);
-  const int64_t work = s.out_h * s.out_w * s.kernel_h * s.kernel_w;
+  const int64_t work = work_per_item(s.planes, {s.out_h, s.out_w, s.kernel_h, s.kernel_w});
   parallel_for(s.planes, work, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const float* plane = input + p * s.in_h * s.in_w;
@@ -239,7 +240,8 @@ inline void avg_backward(const Pool2dShape& s, bool count_include_pad, const flo
   const Interior rows = interior(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h, 1);
   const Interior cols = interior(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w, 1);
   const int64_t plane_size = s.in_h * s.in_w;
-  const int64_t work = s.out_h * s.out_w * s.kernel_h * s.kernel_w + plane_size;
+  const int64_t windows = work_per_item(s.planes, {s.out_h, s.out_w, s.kernel_h, s.kernel_w});
+  const int64_t work = windows + std::min(plane_size, INT64_MAX / std::max<int64_t>(s.planes, 1) - windows);
   const float interior_divisor = static_cast<float>(s.kernel_h * s.kernel_w);
   parallel_for(s.planes, work, [&](int64_t begin, int64_t end) {
     float* scaled = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(s.out_w));

@@ -8,10 +8,19 @@ namespace {
 
 using PoolImpl = KernelImpl<Pool2dShape, const PoolKernels*>;
 
+// The vector kernels size their row buffers by the padding and walk every
+// kernel column per row (the average's backward); the scalar loops clip each
+// window to the input first. A kernel of 2^31 columns (padding 2^30) would
+// have them allocate gigabytes, so they take kernels up to this size.
+constexpr int64_t kVectorMaxKernel = 1 << 12;
+bool vector_fits(const Pool2dShape& s) {
+  return s.kernel_h <= kVectorMaxKernel && s.kernel_w <= kVectorMaxKernel;
+}
+
 const PoolImpl kPoolImpls[] = {
 #ifdef CNNKIT_X86
-    {"vector_avx512", Isa::Avx512, nullptr, &pool_vector_avx512},
-    {"vector_avx2", Isa::Avx2, nullptr, &pool_vector_avx2},
+    {"vector_avx512", Isa::Avx512, vector_fits, &pool_vector_avx512},
+    {"vector_avx2", Isa::Avx2, vector_fits, &pool_vector_avx2},
 #endif
     {"direct_scalar", Isa::Scalar, nullptr, &pool_direct_scalar},
     {"reference", Isa::Scalar, nullptr, &pool_reference},

@@ -1,5 +1,6 @@
 // Validation shared by every pooling implementation: output size, parameter
 // bounds and the indices handed back to max_pool2d_backward.
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -17,13 +18,25 @@ std::string pair_str(int64_t a, int64_t b) {
 }
 
 // PyTorch's pooling_output_shape: floor or ceil division, and with ceil_mode a
-// last window that would start in the right/bottom padding is dropped.
+// last window that would start in the right/bottom padding is dropped. Written
+// without span + stride - 1 and (out - 1) * stride, which wrap for strides
+// near 2^63: ceil(a / s) = (a - 1) / s + 1 for a > 0, and (out - 1) * stride
+// >= in + pad exactly when out - 1 >= ceil((in + pad) / stride).
 int64_t output_size(int64_t in, int64_t effective_kernel, int64_t stride, int64_t pad,
                     bool ceil_mode) {
   const int64_t span = in + 2 * pad - effective_kernel;  // >= 0, checked by the caller
-  int64_t out = (span + (ceil_mode ? stride - 1 : 0)) / stride + 1;
-  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  if (!ceil_mode) return span / stride + 1;
+  int64_t out = (span == 0 ? 0 : (span - 1) / stride + 1) + 1;
+  if (out - 1 >= (in + pad - 1) / stride + 1) --out;  // in + pad > 0: the caller has in > 0
   return out;
+}
+
+// A stride longer than the padded input leaves one window and is never
+// stepped: clamped to that length (at least 2, so a strided call stays
+// strided), it keeps the kernels' products of it (o * stride, their interior
+// bounds) far from wrapping.
+int64_t effective_stride(int64_t stride, int64_t padded) {
+  return std::min(stride, std::max<int64_t>(padded, 2));
 }
 
 // With dilation a window that starts in the top/left padding can step over the
@@ -56,8 +69,13 @@ Pool2dShape make_pool2d_shape(const char* op, int64_t planes, int64_t in_h, int6
         name + ": dilation must be >= 1, got " + pair_str(dilation_h, dilation_w));
   CNNKIT_CHECK(pad_h >= 0 && pad_w >= 0, ErrorKind::Value,
         name + ": padding must be >= 0, got " + pair_str(pad_h, pad_w));
-  const int64_t eff_h = checked_mul(kernel_h - 1, dilation_h, "effective kernel size") + 1;
-  const int64_t eff_w = checked_mul(kernel_w - 1, dilation_w, "effective kernel size") + 1;
+  // The average's divisor counts a window's taps.
+  CNNKIT_CHECK(kernel_h <= INT64_MAX / kernel_w, ErrorKind::Overflow,
+        name + ": kernel_size " + pair_str(kernel_h, kernel_w) +
+            " has more taps than 64-bit integers count");
+  const char* eff_what = "pooling: dilation times kernel_size";
+  const int64_t eff_h = checked_add(checked_mul(kernel_h - 1, dilation_h, eff_what), 1, eff_what);
+  const int64_t eff_w = checked_add(checked_mul(kernel_w - 1, dilation_w, eff_what), 1, eff_what);
   // PyTorch's CPU check uses the kernel size, not the dilated extent.
   CNNKIT_CHECK(pad_h <= kernel_h / 2 && pad_w <= kernel_w / 2, ErrorKind::Value,
         name + ": padding " + pair_str(pad_h, pad_w) +
@@ -80,6 +98,8 @@ Pool2dShape make_pool2d_shape(const char* op, int64_t planes, int64_t in_h, int6
               " is larger than the padded input width " + std::to_string(in_w + 2 * pad_w));
     s.out_w = output_size(in_w, eff_w, stride_w, pad_w, ceil_mode);
   }
+  s.stride_h = effective_stride(stride_h, in_h + 2 * pad_h);
+  s.stride_w = effective_stride(stride_w, in_w + 2 * pad_w);
   CNNKIT_CHECK(!has_window_in_padding_only(in_h, s.out_h, kernel_h, stride_h, pad_h, dilation_h) &&
             !has_window_in_padding_only(in_w, s.out_w, kernel_w, stride_w, pad_w, dilation_w),
         ErrorKind::Value,

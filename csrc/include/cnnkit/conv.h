@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "cnnkit/errors.h"
+
 namespace cnnkit {
 
 // Every size of one convolution. Build it with make_conv2d_params, which
@@ -24,11 +26,20 @@ struct Conv2dParams {
   int64_t reduction() const { return group_in_channels() * kernel_h * kernel_w; }
   int64_t out_plane() const { return out_h * out_w; }
   int64_t in_plane() const { return in_h * in_w; }
+  // The zero-padded input, as kernels that copy it into a buffer see it. The
+  // extents fit in int64 (make_conv2d_params checks); their product may not,
+  // and saturates: such a plane exceeds every kernel's buffer bound.
+  int64_t padded_h() const { return in_h + pad_top + pad_bottom; }
+  int64_t padded_w() const { return in_w + pad_left + pad_right; }
+  int64_t padded_plane() const { return saturating_mul(padded_h(), padded_w()); }
 };
 
 // Validates and completes the parameters. Throws Value errors for bad
-// parameters (naming them and the shapes involved) and Overflow errors when
-// the output element count does not fit in int64.
+// parameters (naming them and the shapes involved) and Overflow errors when a
+// size a kernel forms (padded extents, planes, element counts, the column
+// matrix) does not fit in int64. A stride longer than the padded input (one
+// output along that axis) is clamped to that length, so no kernel multiplies
+// by a stride near 2^63.
 Conv2dParams make_conv2d_params(int64_t batch, int64_t in_channels, int64_t in_h, int64_t in_w,
                                 int64_t out_channels, int64_t weight_in_channels,
                                 int64_t kernel_h, int64_t kernel_w, int64_t groups,

@@ -29,7 +29,14 @@ class Error : public std::runtime_error {
     if (!(ok)) ::cnnkit::fail((kind), (message));  \
   } while (0)
 
-// a * b for element counts and byte sizes, failing instead of wrapping.
+// Size arithmetic for validation, where every derived size is formed once so
+// that no kernel sees a value that wrapped. a * b and a + b of non-negative
+// sizes fail with an Overflow error naming `what` instead of wrapping.
 int64_t checked_mul(int64_t a, int64_t b, const char* what);
+int64_t checked_add(int64_t a, int64_t b, const char* what);
+// a * b of non-negative sizes, or INT64_MAX where that does not fit: for sizes
+// that only bound a choice (a padded plane too big to count is one no kernel
+// will copy), so an overflow is a no rather than an error.
+int64_t saturating_mul(int64_t a, int64_t b);
 
 }  // namespace cnnkit
