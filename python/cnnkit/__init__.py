@@ -17,6 +17,7 @@ __all__ = [
     "data", "functional", "io", "models", "nn", "optim", "reference", "train", "checkpoint", "keras",
     "load", "save", "manual_seed", "gradcheck",
     "build_info", "set_num_threads", "get_num_threads", "set_max_isa", "get_max_isa",
+    "use_deterministic_algorithms", "are_deterministic_algorithms_enabled",
 ]
 
 if _os.environ.get("CNNKIT_MAX_ISA", "") not in ("", "scalar", "avx2", "avx512"):
