@@ -81,3 +81,10 @@ def test_documents_that_readme_and_tests_cite_exist():
     contract = _read("docs/RELIABILITY.md")
     for topic in ("tolerance rule", "dtype policy", "TypeError", "IndexError", "OverflowError", "NaN"):
         assert topic in contract, topic
+
+
+def test_the_torch_adapter_without_torch_says_what_to_install():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "try:\n    import cnnkit.torch\nexcept ModuleNotFoundError as e:\n    print(e.name, '|', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("torch |") and "cnnkit.torch needs PyTorch: pip install torch" in out

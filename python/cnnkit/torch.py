@@ -18,7 +18,11 @@ PyTorch, and a :class:`FallbackWarning` says so once per module type.
 import warnings
 from functools import partial
 
-import torch
+try:
+    import torch
+except ModuleNotFoundError as e:  # cnnkit itself never needs torch; this module is its adapter
+    raise ModuleNotFoundError("cnnkit.torch needs PyTorch: pip install torch (or \"cnnkit[torch]\")",
+                              name="torch") from e
 
 from . import functional as F
 
