@@ -145,6 +145,23 @@ def test_state_dict_round_trip_and_strict_errors():
     assert b.load_state_dict(missing, strict=False) == (["1.running_var"], [])
 
 
+def test_load_state_dict_refuses_values_the_cast_would_change():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    before = {k: np.array(v) for k, v in model.state_dict().items()}
+    overflow = {k: np.array(v, np.float64) for k, v in before.items()}
+    overflow["0.weight"][0, 0, 0, 0] = 1e300
+    with pytest.raises(RuntimeError, match="value change for 0.weight: float64 value 1e[+]?300 overflows float32"):
+        model.load_state_dict(overflow)
+    fraction = dict(before, **{"1.num_batches_tracked": np.array(2.5)})
+    with pytest.raises(RuntimeError, match="value change for 1.num_batches_tracked: .*not exactly representable"):
+        model.load_state_dict(fraction)
+    for k, v in before.items():  # nothing half-loaded
+        np.testing.assert_array_equal(model.state_dict()[k], v)
+    rounded = {k: np.array(v, np.float64) + (1e-12 if v.dtype == np.float32 else 0) for k, v in before.items()}
+    model.load_state_dict(rounded)  # float64 that only rounds into float32 loads
+    np.testing.assert_array_equal(model.state_dict()["0.weight"], before["0.weight"])
+
+
 def test_batchnorm_updates_running_stats_in_training_only():
     bn = nn.BatchNorm2d(2)
     x = _rand(4, 2, 3, 3) * 3 + 1

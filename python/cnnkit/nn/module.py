@@ -9,6 +9,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..io import _cast_problem
 from ..keras import KerasMixin
 
 __all__ = ["Parameter", "Module"]
@@ -274,8 +275,11 @@ class Module(KerasMixin):
 
         Values may be NumPy arrays or anything ``np.asarray`` reads (PyTorch CPU
         tensors). Everything is checked before anything is written: on a key or
-        shape mismatch a ``RuntimeError`` lists every problem and the module is
-        unchanged. Returns ``(missing_keys, unexpected_keys)``.
+        shape mismatch, or a value the cast to the module's dtype would change
+        (float64 ``1e300`` into float32, ``2.5`` into an integer buffer), a
+        ``RuntimeError`` lists every problem and the module is unchanged. Float64
+        values that merely round into float32 load. Returns
+        ``(missing_keys, unexpected_keys)``.
         """
         targets = OrderedDict()
         for prefix, module in self.named_modules(remove_duplicate=False):
@@ -298,6 +302,10 @@ class Module(KerasMixin):
                     f"size mismatch for {key}: checkpoint has shape {value.shape}, "
                     f"this model has {current_array.shape}"
                 )
+                continue
+            problem = _cast_problem(value, current_array.dtype)
+            if problem:
+                errors.append(f"value change for {key}: {problem}")
                 continue
             staged.append((current, current_array, value))
         if strict and (missing or unexpected):
