@@ -145,10 +145,9 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
 
     for epoch in range(first_epoch, epochs):
         model.train()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
         start = time.perf_counter()
         if sampler is not None:
+            sampler.set_epoch(epoch)
             order = np.fromiter(sampler, np.int64, len(sampler))
         elif order is None:
             order = rng.permutation(len(x))
