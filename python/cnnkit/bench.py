@@ -417,7 +417,8 @@ def _torch_model(torch, ours):
 # The input each benchmarkable zoo model takes: MNIST digits or 32x32 colour images. The
 # Inception and DenseNet entries are not in the default run: one round of them at batch 64
 # takes minutes (most of it in PyTorch) on a small machine.
-_MODEL_INPUTS = {"lenet5": (1, 28, 28), "mnist_cnn": (1, 28, 28), "inception": (3, 32, 32), "densenet": (3, 32, 32)}
+_MODEL_INPUTS = {"lenet5": (1, 28, 28), "mnist_cnn": (1, 28, 28), "resnet": (3, 32, 32), "inception": (3, 32, 32),
+                 "densenet": (3, 32, 32)}
 
 
 def bench_models(report, torch, rounds, batches=(1, 64, 256), names=("lenet5", "mnist_cnn")):
@@ -482,12 +483,12 @@ def bench_torch(report, torch, rounds, batches=(("lenet5", 64), ("resnet8", 32))
     from . import torch as ct
 
     for name, batch in batches:
-        ours = models.lenet5() if name == "lenet5" else models.resnet(8)
-        size, channels = (28, 1) if name == "lenet5" else (32, 3)
+        ours, shape = (models.lenet5(), _MODEL_INPUTS["lenet5"]) if name == "lenet5" else (
+            models.resnet(8), _MODEL_INPUTS["resnet"])
         plain = _torch_model(torch, ours)
         fast = ct.accelerate(copy.deepcopy(plain))
         rng = np.random.default_rng(batch)
-        x = torch.from_numpy(rng.standard_normal((batch, channels, size, size)).astype(np.float32))
+        x = torch.from_numpy(rng.standard_normal((batch, *shape)).astype(np.float32))
         y = torch.from_numpy(rng.integers(0, 10, batch))
 
         def step(model, crit, opt):
