@@ -1,5 +1,5 @@
 // The scalar definition of each activation and its derivative, shared by the
-// reference and the threaded loops so both compute bit-identical values.
+// reference, the threaded loops and the CUDA kernels (CNNKIT_HD), so all compute the same values.
 // Conventions follow PyTorch: the comparison that picks a branch decides
 // where the gradient at a kink goes and what NaN does (a NaN input takes the
 // branch whose test is false). Where PyTorch's own scalar and vectorised
@@ -8,41 +8,43 @@
 #pragma once
 #include <math.h>
 
+#include "cuda/common/hd.h"
+
 namespace cnnkit {
 namespace act {
 
-inline float relu(float x) { return x < 0.0f ? 0.0f : x; }
-inline float relu_grad(float dy, float x) { return x <= 0.0f ? 0.0f : dy; }
+CNNKIT_HD float relu(float x) { return x < 0.0f ? 0.0f : x; }
+CNNKIT_HD float relu_grad(float dy, float x) { return x <= 0.0f ? 0.0f : dy; }
 
-inline float leaky_relu(float x, float slope) { return x > 0.0f ? x : x * slope; }
-inline float leaky_relu_grad(float dy, float x, float slope) { return x > 0.0f ? dy : dy * slope; }
+CNNKIT_HD float leaky_relu(float x, float slope) { return x > 0.0f ? x : x * slope; }
+CNNKIT_HD float leaky_relu_grad(float dy, float x, float slope) { return x > 0.0f ? dy : dy * slope; }
 
 // expm1 keeps alpha*(e^x - 1) accurate for x near 0.
-inline float elu(float x, float alpha) { return x <= 0.0f ? alpha * expm1f(x) : x; }
-inline float elu_grad(float dy, float x, float alpha) {
+CNNKIT_HD float elu(float x, float alpha) { return x <= 0.0f ? alpha * expm1f(x) : x; }
+CNNKIT_HD float elu_grad(float dy, float x, float alpha) {
   return x > 0.0f ? dy : static_cast<float>(dy * (static_cast<double>(alpha) * expf(x)));
 }
 
-inline float relu6(float x) { return x < 0.0f ? 0.0f : (x > 6.0f ? 6.0f : x); }
-inline float relu6_grad(float dy, float x) { return (x > 0.0f && x < 6.0f) ? dy : 0.0f; }
+CNNKIT_HD float relu6(float x) { return x < 0.0f ? 0.0f : (x > 6.0f ? 6.0f : x); }
+CNNKIT_HD float relu6_grad(float dy, float x) { return (x > 0.0f && x < 6.0f) ? dy : 0.0f; }
 
 // e = exp(-|x|) never overflows; both branches divide by 1 + e in [1, 2].
-inline float sigmoid(float x) {
+CNNKIT_HD float sigmoid(float x) {
   const float e = expf(-fabsf(x));
   return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 // s(1-s) = e/(1+e)^2: no cancellation where s rounds to 1. The few flops
 // after the exp run in double (free next to the libm call) so the result is
 // rounded once, not five times.
-inline float sigmoid_grad(float dy, float x) {
+CNNKIT_HD float sigmoid_grad(float dy, float x) {
   const double e = expf(-fabsf(x));
   const double d = 1.0 + e;
   return static_cast<float>(dy * (e / (d * d)));
 }
 
-inline float tanh(float x) { return tanhf(x); }
+CNNKIT_HD float tanh(float x) { return tanhf(x); }
 // 1 - tanh^2 = 4e/(1+e)^2 with e = exp(-2|x|): no cancellation where tanh rounds to +-1.
-inline float tanh_grad(float dy, float x) {
+CNNKIT_HD float tanh_grad(float dy, float x) {
   const double e = expf(-2.0f * fabsf(x));
   const double d = 1.0 + e;
   return static_cast<float>(dy * (4.0 * e / (d * d)));
@@ -50,20 +52,20 @@ inline float tanh_grad(float dy, float x) {
 
 // log(1 + e^t) = max(t, 0) + log1p(e^-|t|) never overflows, whatever the threshold.
 // `t > 0 ? t : 0` rather than fmaxf so that NaN reaches the log term and propagates.
-inline float softplus(float x, float beta, float threshold) {
+CNNKIT_HD float softplus(float x, float beta, float threshold) {
   const float t = beta * x;
   if (t > threshold) return x;
   return ((t > 0.0f ? t : 0.0f) + log1pf(expf(-fabsf(t)))) / beta;
 }
-inline float softplus_grad(float dy, float x, float beta, float threshold) {
+CNNKIT_HD float softplus_grad(float dy, float x, float beta, float threshold) {
   const float t = beta * x;
   return t > threshold ? dy : dy * sigmoid(t);
 }
 
-inline float prelu(float x, float w) { return x > 0.0f ? x : w * x; }
-inline float prelu_grad(float dy, float x, float w) { return x > 0.0f ? dy : w * dy; }
+CNNKIT_HD float prelu(float x, float w) { return x > 0.0f ? x : w * x; }
+CNNKIT_HD float prelu_grad(float dy, float x, float w) { return x > 0.0f ? dy : w * dy; }
 // Contribution of one element to d(weight).
-inline float prelu_weight_grad(float dy, float x) { return x > 0.0f ? 0.0f : x * dy; }
+CNNKIT_HD float prelu_weight_grad(float dy, float x) { return x > 0.0f ? 0.0f : x * dy; }
 
 }  // namespace act
 }  // namespace cnnkit

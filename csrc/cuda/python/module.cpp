@@ -1,0 +1,82 @@
+// The optional extension module cnnkit._cuda: device detection and the CUDA op families.
+// The CUDA runtime is linked statically and loads the driver on first use, so this module
+// imports on a machine with no GPU and no driver; device_count() then says why none is usable.
+#include <pybind11/stl.h>
+
+#include <cuda_runtime_api.h>
+
+#include <string>
+
+#include "cnnkit/errors.h"
+#include "cuda/common/check.h"
+#include "cuda/python/bindings.h"
+
+namespace py = pybind11;
+
+namespace {
+
+void translate_errors() {
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const cnnkit::Error& e) {
+      PyObject* type = PyExc_ValueError;
+      switch (e.kind()) {
+        case cnnkit::ErrorKind::Value: type = PyExc_ValueError; break;
+        case cnnkit::ErrorKind::Type: type = PyExc_TypeError; break;
+        case cnnkit::ErrorKind::Index: type = PyExc_IndexError; break;
+        case cnnkit::ErrorKind::Overflow: type = PyExc_OverflowError; break;
+        case cnnkit::ErrorKind::Memory: type = PyExc_MemoryError; break;
+      }
+      PyErr_SetString(type, e.what());
+    }
+  });
+}
+
+// (number of usable devices, why there are none: "" when there are some)
+std::pair<int, std::string> device_count() {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    cudaGetLastError();  // a missing driver is an answer here, not a sticky error for later calls
+    return {0, std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status)};
+  }
+  return {count, count == 0 ? "no CUDA device found" : ""};
+}
+
+py::dict device_properties(int device) {
+  cudaDeviceProp prop{};
+  cnnkit::cuda::check("device_properties", cudaGetDeviceProperties(&prop, device));
+  py::dict d;
+  d["name"] = std::string(prop.name);
+  d["compute_capability"] = py::make_tuple(prop.major, prop.minor);
+  d["total_memory"] = static_cast<uint64_t>(prop.totalGlobalMem);
+  d["multiprocessors"] = prop.multiProcessorCount;
+  d["shared_memory_per_block_optin"] = static_cast<uint64_t>(prop.sharedMemPerBlockOptin);
+  return d;
+}
+
+int version_of(cudaError_t (*query)(int*)) {
+  int v = 0;
+  if (query(&v) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return v;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cuda, m) {
+  m.doc() = "cnnkit CUDA kernels (private: use cnnkit.functional with CuPy or PyTorch CUDA arrays)";
+  translate_errors();
+  m.def("device_count", &device_count);
+  m.def("device_properties", &device_properties, py::arg("device"));
+  m.def("runtime_version", [] { return version_of(&cudaRuntimeGetVersion); });
+  m.def("driver_version", [] { return version_of(&cudaDriverGetVersion); });
+  // The CMAKE_CUDA_ARCHITECTURES this module was built for, e.g. "75-real 80-real 90".
+  m.attr("architectures") = CNNKIT_CUDA_ARCHITECTURES;
+  py::module_ emulate = m.def_submodule(
+      "emulate", "The kernels' per-thread work run over the whole grid on the host (tests without a GPU)");
+  cnnkit::cuda::python::bind_act(m, emulate);
+}
