@@ -80,4 +80,5 @@ PYBIND11_MODULE(_cuda, m) {
       "emulate", "The kernels' per-thread work run over the whole grid on the host (tests without a GPU)");
   cnnkit::cuda::python::bind_act(m, emulate);
   cnnkit::cuda::python::bind_loss(m, emulate);
+  cnnkit::cuda::python::bind_pool(m, emulate);
 }
