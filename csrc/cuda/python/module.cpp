@@ -83,4 +83,5 @@ PYBIND11_MODULE(_cuda, m) {
   cnnkit::cuda::python::bind_pool(m, emulate);
   cnnkit::cuda::python::bind_norm(m, emulate);
   cnnkit::cuda::python::bind_optim(m, emulate);
+  cnnkit::cuda::python::bind_dropout(m, emulate);
 }
