@@ -54,3 +54,17 @@ def poisoned_host(shape, dtype=np.float32):
 
 def stream_of(a):
     return cnnkit.cuda._device.stream_of(a)
+
+
+def on_host():
+    """How a check runs the emulator: its entries (the GPU binding's arguments without the stream),
+    NumPy arrays in and out, NaN-poisoned host outputs."""
+    return dict(run=lambda op, *args: getattr(emulate, op)(*args), array=lambda a: a, back=lambda a: a,
+                poison=poisoned_host)
+
+
+def on_gpu():
+    """The same for the GPU binding: device arrays, the stream of the first argument."""
+    module = cnnkit.cuda._cuda
+    return dict(run=lambda op, *args: getattr(module, op)(*args, stream_of(args[0])), array=to_device, back=to_host,
+                poison=poisoned)

@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnkit
-from cnnkit import _cuda
-from cuda_support import built, emulate, gpu, poisoned, poisoned_host, stream_of, to_device, to_host
+from cuda_support import built, emulate, gpu, on_gpu, on_host, poisoned_host, to_device, to_host
 
 MASK32 = np.uint64(0xFFFFFFFF)
 
@@ -58,15 +57,6 @@ def run_dropout(on, x, p, channelwise, key):
     return on["back"](out), on["back"](mask)
 
 
-HOST = dict(run=lambda op, *args: getattr(emulate, op)(*args), array=lambda a: a, back=lambda a: a,
-            poison=poisoned_host)
-
-
-def _gpu():
-    return dict(run=lambda op, *args: getattr(_cuda, op)(*args, stream_of(args[0])), array=to_device, back=to_host,
-                poison=poisoned)
-
-
 def check_dropout(on, shape, p, channelwise, seed):
     rng = np.random.default_rng(seed)
     x = rng.integers(-8, 9, shape).astype(np.float32)
@@ -88,7 +78,7 @@ def check_dropout(on, shape, p, channelwise, seed):
        channelwise=st.booleans(), seed=st.integers(0, 2**31))
 @settings(max_examples=60, deadline=None)
 def test_emulated_dropout_masks_and_outputs_are_exact(shape, p, channelwise, seed):
-    check_dropout(HOST, tuple(shape), p, channelwise, seed)
+    check_dropout(on_host(), tuple(shape), p, channelwise, seed)
 
 
 @built
@@ -98,7 +88,7 @@ def test_emulated_keep_rate(p, channelwise):
     """The kept fraction within 5 standard deviations of 1 - p, and the two halves of the units
     independent of each other (no repeating stream)."""
     x = np.ones((400, 500, 1) if channelwise else (200_000,), np.float32)
-    _, mask = run_dropout(HOST, x, p, channelwise, (12345, 678))
+    _, mask = run_dropout(on_host(), x, p, channelwise, (12345, 678))
     kept = mask != 0
     n = kept.size
     assert abs(kept.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
@@ -140,10 +130,10 @@ def test_emulated_dropout_checks_arguments():
        channelwise=st.booleans(), seed=st.integers(0, 2**31))
 @settings(max_examples=30, deadline=None)
 def test_gpu_dropout_masks_equal_the_emulator(shape, p, channelwise, seed):
-    check_dropout(_gpu(), tuple(shape), p, channelwise, seed)
+    check_dropout(on_gpu(), tuple(shape), p, channelwise, seed)
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-    np.testing.assert_array_equal(run_dropout(_gpu(), x, p, channelwise, (seed, 99))[1],
-                                  run_dropout(HOST, x, p, channelwise, (seed, 99))[1])
+    np.testing.assert_array_equal(run_dropout(on_gpu(), x, p, channelwise, (seed, 99))[1],
+                                  run_dropout(on_host(), x, p, channelwise, (seed, 99))[1])
 
 
 @gpu

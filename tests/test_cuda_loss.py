@@ -8,23 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnkit import reference as R
-from cuda_support import built, emulate, gpu, poisoned, poisoned_host, stream_of, to_device, to_host
+from cuda_support import built, emulate, gpu, on_gpu, on_host, poisoned_host, to_device, to_host
 from test_class_losses import cases
 from test_linear_loss import _numeric_gradient, _softmax_magnitudes
 from tolerance import assert_close
 
 # The emulator and the GPU binding take the same arguments but the stream.
-HOST = dict(run=lambda op, *args: getattr(emulate, op)(*args), array=lambda a: a, back=lambda a: a,
-            poison=poisoned_host)
-
-
-def _gpu():
-    from cnnkit import _cuda
-
-    return dict(run=lambda op, *args: getattr(_cuda, op)(*args, stream_of(args[0])), array=to_device, back=to_host,
-                poison=poisoned)
-
-
 @st.composite
 def softmax_cases(draw):
     shape = tuple(draw(st.lists(st.integers(0, 5), min_size=1, max_size=3)))
@@ -61,7 +50,7 @@ def check_softmax(on, shape, dim, log, by_block, scale, seed):
 @given(case=softmax_cases(), scale=st.sampled_from([1.0, 10.0, 1e3]), seed=st.integers(0, 2**31))
 @settings(max_examples=30, deadline=None)
 def test_emulated_softmax_matches_oracle(log, by_block, case, scale, seed):
-    check_softmax(HOST, *case, log, by_block, scale, seed)
+    check_softmax(on_host(), *case, log, by_block, scale, seed)
 
 
 @built
@@ -146,7 +135,7 @@ def check_class_loss(on, case, seed, log_softmax, by_block):
 @given(case=cases(), seed=st.integers(0, 2**31))
 @settings(max_examples=40, deadline=None)
 def test_emulated_class_loss_matches_oracle(log_softmax, by_block, case, seed):
-    check_class_loss(HOST, case, seed, log_softmax, by_block)
+    check_class_loss(on_host(), case, seed, log_softmax, by_block)
 
 
 @built
@@ -172,7 +161,7 @@ def test_emulated_class_loss_bad_target_gives_nan_and_arguments_are_checked():
 @given(case=softmax_cases(), scale=st.sampled_from([1.0, 10.0, 1e3]), seed=st.integers(0, 2**31))
 @settings(max_examples=15, deadline=None)
 def test_gpu_softmax_matches_oracle(log, by_block, case, scale, seed):
-    check_softmax(_gpu(), *case, log, by_block, scale, seed)
+    check_softmax(on_gpu(), *case, log, by_block, scale, seed)
 
 
 @gpu
@@ -181,7 +170,7 @@ def test_gpu_softmax_matches_oracle(log, by_block, case, scale, seed):
 @given(case=cases(), seed=st.integers(0, 2**31))
 @settings(max_examples=20, deadline=None)
 def test_gpu_class_loss_matches_oracle(log_softmax, by_block, case, seed):
-    check_class_loss(_gpu(), case, seed, log_softmax, by_block)
+    check_class_loss(on_gpu(), case, seed, log_softmax, by_block)
 
 
 @gpu

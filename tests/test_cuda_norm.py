@@ -7,21 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnkit import _cuda
 from cnnkit import reference as R
-from cuda_support import built, emulate, gpu, poisoned, poisoned_host, stream_of, to_device, to_host
+from cuda_support import built, emulate, gpu, on_gpu, on_host, poisoned_host, to_device, to_host
 from test_batch_norm import _backward_magnitudes, _channel_rows, _magnitudes, _per_channel, bn_cases
 from test_composite import _numeric_grad
 from tolerance import assert_close
-
-HOST = dict(run=lambda op, *args: getattr(emulate, op)(*args), array=lambda a: a, back=lambda a: a,
-            poison=poisoned_host)
-
-
-def _gpu():
-    return dict(run=lambda op, *args: getattr(_cuda, op)(*args, stream_of(args[0])), array=to_device, back=to_host,
-                poison=poisoned)
-
 
 def optional(on, a):
     return None if a is None else on["array"](a)
@@ -74,7 +64,7 @@ def long_channels(draw):
 @given(case=st.one_of(bn_cases(), long_channels()), training=st.booleans())
 @settings(max_examples=40, deadline=None)
 def test_emulated_batch_norm_matches_oracle(by_block, case, training):
-    check_batch_norm(HOST, case, training, by_block)
+    check_batch_norm(on_host(), case, training, by_block)
 
 
 @built
@@ -83,7 +73,7 @@ def test_emulated_batch_norm_large_mean_is_accurate(mean):
     rng = np.random.default_rng(5)
     x = (mean + rng.integers(-4, 5, size=(16, 4, 8, 8))).astype(np.float32)
     case = (x, None, None, np.zeros(4, np.float32), np.ones(4, np.float32), rng)
-    check_batch_norm(HOST, case, True, True)
+    check_batch_norm(on_host(), case, True, True)
 
 
 @built
@@ -128,7 +118,7 @@ LRN_ARGS = dict(size=st.integers(1, 6), c=st.integers(1, 7), seed=st.integers(0,
 @given(**LRN_ARGS)
 @settings(max_examples=40, deadline=None)
 def test_emulated_local_response_norm_matches_oracle(size, c, seed, alpha, beta, k):
-    check_lrn(HOST, size, c, seed, alpha, beta, k)
+    check_lrn(on_host(), size, c, seed, alpha, beta, k)
 
 
 @gpu
@@ -136,14 +126,14 @@ def test_emulated_local_response_norm_matches_oracle(size, c, seed, alpha, beta,
 @given(case=st.one_of(bn_cases(), long_channels()), training=st.booleans())
 @settings(max_examples=20, deadline=None)
 def test_gpu_batch_norm_matches_oracle(by_block, case, training):
-    check_batch_norm(_gpu(), case, training, by_block)
+    check_batch_norm(on_gpu(), case, training, by_block)
 
 
 @gpu
 @given(**LRN_ARGS)
 @settings(max_examples=20, deadline=None)
 def test_gpu_local_response_norm_matches_oracle(size, c, seed, alpha, beta, k):
-    check_lrn(_gpu(), size, c, seed, alpha, beta, k)
+    check_lrn(on_gpu(), size, c, seed, alpha, beta, k)
 
 
 @gpu

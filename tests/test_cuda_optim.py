@@ -8,19 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnkit import _cuda, optim
-from cuda_support import built, emulate, gpu, poisoned, poisoned_host, stream_of, to_device, to_host
+from cnnkit import optim
+from cuda_support import built, emulate, gpu, on_gpu, on_host
 from test_optim import CASES, REFS, Param
 from tolerance import assert_close
-
-HOST = dict(run=lambda op, *args: getattr(emulate, op)(*args), array=lambda a: a, back=lambda a: a,
-            poison=poisoned_host)
-
-
-def _gpu():
-    return dict(run=lambda op, *args: getattr(_cuda, op)(*args, stream_of(args[0])), array=to_device, back=to_host,
-                poison=poisoned)
-
 
 DEVICE_CASES = [(name, options) for name, options in CASES if name != "Adadelta"] + [
     ("SGD", dict(lr=0.05, momentum=0.9, l1_decay=0.01)),
@@ -113,7 +104,7 @@ SHAPES = st.sampled_from([(), (1,), (7,), (255,), (3, 86)])
 @given(shape=SHAPES, steps=st.integers(1, 6), seed=st.integers(0, 2**31))
 @settings(max_examples=15, deadline=None)
 def test_emulated_step_equals_cnnkit_optim_and_matches_oracle(name, options, shape, steps, seed):
-    run_steps(HOST, name, options, shape, steps, seed, exact=True)
+    run_steps(on_host(), name, options, shape, steps, seed, exact=True)
 
 
 @built
@@ -134,4 +125,4 @@ def test_emulated_step_checks_its_arrays():
 @given(shape=SHAPES, steps=st.integers(1, 6), seed=st.integers(0, 2**31))
 @settings(max_examples=8, deadline=None)
 def test_gpu_step_matches_oracle(name, options, shape, steps, seed):
-    run_steps(_gpu(), name, options, shape, steps, seed, exact=False)
+    run_steps(on_gpu(), name, options, shape, steps, seed, exact=False)

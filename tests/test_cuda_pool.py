@@ -8,18 +8,9 @@ from hypothesis import strategies as st
 
 from cnnkit import _cuda
 from cnnkit import reference as R
-from cuda_support import built, emulate, gpu, poisoned, poisoned_host, stream_of, to_device, to_host
+from cuda_support import built, emulate, gpu, on_gpu, on_host, poisoned_host, to_device, to_host
 from test_pool import _windows_per_input, pool_configs
 from tolerance import assert_close, assert_exact
-
-HOST = dict(run=lambda op, *args: getattr(emulate, op)(*args), array=lambda a: a, back=lambda a: a,
-            poison=poisoned_host)
-
-
-def _gpu():
-    return dict(run=lambda op, *args: getattr(_cuda, op)(*args, stream_of(args[0])), array=to_device, back=to_host,
-                poison=poisoned)
-
 
 def geometry(cfg, dilation=True):
     return (cfg["kernel_size"], cfg["stride"], cfg["padding"], cfg["dilation"] if dilation else (1, 1),
@@ -110,7 +101,7 @@ def check_adaptive(on, shape, size, seed):
 @given(cfg=pool_configs(), seed=st.integers(0, 2**31))
 @settings(max_examples=40, deadline=None)
 def test_emulated_max_pool_matches_oracle(cfg, seed):
-    check_max(HOST, cfg, seed)
+    check_max(on_host(), cfg, seed)
 
 
 @built
@@ -118,14 +109,14 @@ def test_emulated_max_pool_matches_oracle(cfg, seed):
        divisor_override=st.sampled_from([None, 1, 3, -2]), seed=st.integers(0, 2**31))
 @settings(max_examples=60, deadline=None)
 def test_emulated_avg_pool_matches_oracle(cfg, count_include_pad, divisor_override, seed):
-    check_avg(HOST, cfg, count_include_pad, divisor_override, seed)
+    check_avg(on_host(), cfg, count_include_pad, divisor_override, seed)
 
 
 @built
 @given(case=adaptive_cases(), seed=st.integers(0, 2**31))
 @settings(max_examples=40, deadline=None)
 def test_emulated_adaptive_avg_pool_matches_oracle(case, seed):
-    check_adaptive(HOST, *case, seed)
+    check_adaptive(on_host(), *case, seed)
 
 
 @built
@@ -156,7 +147,7 @@ def test_pool_arguments_are_checked_with_the_cpu_rules():
 @given(cfg=pool_configs(), seed=st.integers(0, 2**31))
 @settings(max_examples=30, deadline=None)
 def test_gpu_max_pool_matches_oracle(cfg, seed):
-    check_max(_gpu(), cfg, seed)
+    check_max(on_gpu(), cfg, seed)
 
 
 @gpu
@@ -164,14 +155,14 @@ def test_gpu_max_pool_matches_oracle(cfg, seed):
        divisor_override=st.sampled_from([None, 1, 3, -2]), seed=st.integers(0, 2**31))
 @settings(max_examples=30, deadline=None)
 def test_gpu_avg_pool_matches_oracle(cfg, count_include_pad, divisor_override, seed):
-    check_avg(_gpu(), cfg, count_include_pad, divisor_override, seed)
+    check_avg(on_gpu(), cfg, count_include_pad, divisor_override, seed)
 
 
 @gpu
 @given(case=adaptive_cases(), seed=st.integers(0, 2**31))
 @settings(max_examples=20, deadline=None)
 def test_gpu_adaptive_avg_pool_matches_oracle(case, seed):
-    check_adaptive(_gpu(), *case, seed)
+    check_adaptive(on_gpu(), *case, seed)
 
 
 @gpu

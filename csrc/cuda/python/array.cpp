@@ -67,6 +67,11 @@ DeviceArray host_array(py::handle obj, const char* op, const char* name, const c
   return d;
 }
 
+void expect_numel(const DeviceArray& a, int64_t n, const char* op, const char* name) {
+  CNNKIT_CHECK(a.numel == n, ErrorKind::Value,
+               where(op, name) + " has " + std::to_string(a.numel) + " elements, expected " + std::to_string(n));
+}
+
 DeviceScope::DeviceScope(const void* pointer, const char* op, const Where& where) {
   if (pointer == nullptr || where.host) return;
   cudaPointerAttributes attributes{};

@@ -37,6 +37,9 @@ inline DeviceArray array_arg(const Where& where, py::handle obj, const char* op,
   return where.host ? host_array(obj, op, name, typestr, writable) : device_array(obj, op, name, typestr, writable);
 }
 
+// Value error naming op and argument unless `a` has n elements.
+void expect_numel(const DeviceArray& a, int64_t n, const char* op, const char* name);
+
 inline float* floats(const DeviceArray& a) { return static_cast<float*>(a.data); }
 inline int64_t* int64s(const DeviceArray& a) { return static_cast<int64_t*>(a.data); }
 

@@ -9,12 +9,6 @@ namespace cnnkit::cuda::python {
 
 namespace {
 
-void same_size(const DeviceArray& a, const DeviceArray& b, const char* op, const char* name) {
-  CNNKIT_CHECK(a.numel == b.numel, ErrorKind::Value,
-               std::string(op) + ": " + name + " has " + std::to_string(b.numel) + " elements, expected " +
-                   std::to_string(a.numel));
-}
-
 ActParams params_of(const std::string& name, float a, float b) {
   static const std::pair<const char*, Act> names[] = {
       {"relu", Act::relu},       {"leaky_relu", Act::leaky_relu}, {"elu", Act::elu},
@@ -32,7 +26,7 @@ void activation(const Where& where, const std::string& name, py::handle input, p
   const ActParams p = params_of(name, a, b);
   const DeviceArray x = array_arg(where, input, "activation", "input", "<f4");
   const DeviceArray y = array_arg(where, out, "activation", "out", "<f4", true);
-  same_size(x, y, "activation", "out");
+  expect_numel(y, x.numel, "activation", "out");
   DeviceScope scope(x.data, "activation", where);
   py::gil_scoped_release release;
   activation_forward(p, floats(x), floats(y), x.numel, where);
@@ -45,8 +39,8 @@ void activation_grad(const Where& where, const std::string& name, py::handle gra
   const DeviceArray dy = array_arg(where, grad_output, op, "grad_output", "<f4");
   const DeviceArray x = array_arg(where, input, op, "input", "<f4");
   const DeviceArray dx = array_arg(where, out, op, "out", "<f4", true);
-  same_size(dy, x, op, "input");
-  same_size(dy, dx, op, "out");
+  expect_numel(x, dy.numel, op, "input");
+  expect_numel(dx, dy.numel, op, "out");
   DeviceScope scope(dy.data, op, where);
   py::gil_scoped_release release;
   activation_backward(p, floats(dy), floats(x), floats(dx), dy.numel, where);
@@ -77,7 +71,7 @@ void prelu(const Where& where, py::handle input, py::handle weight, py::handle o
   const DeviceArray x = array_arg(where, input, "prelu", "input", "<f4");
   const DeviceArray w = array_arg(where, weight, "prelu", "weight", "<f4");
   const DeviceArray y = array_arg(where, out, "prelu", "out", "<f4", true);
-  same_size(x, y, "prelu", "out");
+  expect_numel(y, x.numel, "prelu", "out");
   const PreluView v = prelu_view(x, w, "prelu");
   DeviceScope scope(x.data, "prelu", where);
   py::gil_scoped_release release;
@@ -92,9 +86,9 @@ void prelu_grad(const Where& where, py::handle grad_output, py::handle input, py
   const DeviceArray w = array_arg(where, weight, op, "weight", "<f4");
   const DeviceArray dx = array_arg(where, grad_input, op, "grad_input", "<f4", true);
   const DeviceArray dw = array_arg(where, grad_weight, op, "grad_weight", "<f4", true);
-  same_size(x, dy, op, "grad_output");
-  same_size(x, dx, op, "grad_input");
-  same_size(w, dw, op, "grad_weight");
+  expect_numel(dy, x.numel, op, "grad_output");
+  expect_numel(dx, x.numel, op, "grad_input");
+  expect_numel(dw, w.numel, op, "grad_weight");
   const PreluView v = prelu_view(x, w, op);
   DeviceScope scope(x.data, op, where);
   py::gil_scoped_release release;

@@ -13,12 +13,6 @@ namespace cnnkit::cuda::python {
 
 namespace {
 
-void expect_numel(const DeviceArray& a, int64_t n, const char* op, const char* name) {
-  CNNKIT_CHECK(a.numel == n, ErrorKind::Value,
-               std::string(op) + ": " + name + " has " + std::to_string(a.numel) + " elements, expected " +
-                   std::to_string(n));
-}
-
 // units: elements (channelwise = false) or the (N, C) channels of an (N, C, ...) input.
 void dropout(const Where& where, py::handle input, py::handle out, py::handle mask, bool channelwise, double p,
              uint32_t key0, uint32_t key1) {

@@ -11,11 +11,6 @@ namespace {
 
 std::string op_name(const char* op, const char* what) { return std::string(op) + ": " + what; }
 
-void expect_numel(const DeviceArray& a, int64_t n, const char* op, const char* name) {
-  CNNKIT_CHECK(a.numel == n, ErrorKind::Value,
-               op_name(op, name) + " has " + std::to_string(a.numel) + " elements, expected " + std::to_string(n));
-}
-
 // The (outer, classes, inner) view of `shape` along `dim` (already in [0, ndim); a 0-d array is
 // one row of one element).
 RowShape rows_along(const std::vector<int64_t>& shape, int64_t dim, const char* op) {

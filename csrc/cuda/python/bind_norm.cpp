@@ -9,12 +9,6 @@ namespace cnnkit::cuda::python {
 
 namespace {
 
-void expect_numel(const DeviceArray& a, int64_t n, const char* op, const char* name) {
-  CNNKIT_CHECK(a.numel == n, ErrorKind::Value,
-               std::string(op) + ": " + name + " has " + std::to_string(a.numel) + " elements, expected " +
-                   std::to_string(n));
-}
-
 NormShape norm_shape(const DeviceArray& x, const char* op) {
   CNNKIT_CHECK(x.shape.size() >= 2, ErrorKind::Value, std::string(op) + ": input must be (N, C, ...)");
   NormShape s;

@@ -24,12 +24,6 @@ Pool2dShape pool_shape(const char* op, const std::vector<int64_t>& nchw, Pair ke
                            stride.second, padding.first, padding.second, dilation.first, dilation.second, ceil_mode);
 }
 
-void expect_numel(const DeviceArray& a, int64_t n, const char* op, const char* name) {
-  CNNKIT_CHECK(a.numel == n, ErrorKind::Value,
-               std::string(op) + ": " + name + " has " + std::to_string(a.numel) + " elements, expected " +
-                   std::to_string(n));
-}
-
 int64_t outputs(const Pool2dShape& s) { return s.planes * s.out_h * s.out_w; }
 int64_t inputs(const Pool2dShape& s) { return s.planes * s.in_h * s.in_w; }
 
