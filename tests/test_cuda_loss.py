@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from cnnkit import reference as R
 from cuda_support import built, emulate, gpu, on_gpu, on_host, poisoned_host, to_device, to_host
-from test_class_losses import cases
+from test_class_losses import _inputs, cases
 from test_linear_loss import _numeric_gradient, _softmax_magnitudes
 from tolerance import assert_close
 
@@ -77,35 +77,35 @@ def test_emulated_softmax_rejects_bad_arguments():
         emulate.softmax_backward(np.zeros((3, 2), np.float32), x, poisoned_host(x.shape), 1, False, True)
 
 
-def class_loss_inputs(case, seed):
-    rng = np.random.default_rng(seed)
-    shape, classes = case["shape"], case["classes"]
-    if len(shape) == 1:
-        shape = (1,) + shape
-    x = (rng.standard_normal(shape) * 3).astype(np.float32)
-    w = rng.random(classes).astype(np.float32) + 0.1 if case["weighted"] else None
-    t = rng.integers(0, classes, shape[:1] + shape[2:])
+def class_loss_inputs(case, seed, log_softmax):
+    """test_class_losses' inputs (probability targets for cross-entropy only), unbatched ones as a
+    batch of one row."""
+    rng, x, t, w = _inputs(dict(case, probabilities=case["probabilities"] and log_softmax), seed)
+    if x.ndim == 1:
+        x, t = x[None], (t[None] if t.ndim else t.reshape(1))
     return rng, x, t, w
 
 
 def check_class_loss(on, case, seed, log_softmax, by_block):
-    rng, x, t, w = class_loss_inputs(case, seed)
+    rng, x, t, w = class_loss_inputs(case, seed, log_softmax)
+    probabilities = t.dtype == np.float32
     classes = case["classes"]
-    ignore, red = case["ignore"], case["reduction"]
+    ignore, red = (-100 if probabilities else case["ignore"]), case["reduction"]
     eps = case["smoothing"] if log_softmax else 0.0
-    rows = t.size
-    out = on["poison"](t.shape if red == "none" else (1,))
+    rows = x.size // classes if classes else 0
+    loss_shape = x.shape[:1] + x.shape[2:]
+    out = on["poison"](loss_shape if red == "none" else (1,))
     scratch = on["poison"]((2 * rows,), np.float64)
     weight = None if w is None else on["array"](w)
-    dev_x, dev_t = on["array"](x), on["array"](t.astype(np.int64))
-    on["run"]("class_loss", dev_x, dev_t, weight, out, scratch, ignore, eps, log_softmax, red, by_block)
-    loss = on["back"](out).reshape(t.shape if red == "none" else ())
+    dev_x, dev_t = on["array"](x), on["array"](t if probabilities else t.astype(np.int64))
+    on["run"]("class_loss", dev_x, dev_t, probabilities, weight, out, scratch, ignore, eps, log_softmax, red, by_block)
+    loss = on["back"](out).reshape(loss_shape if red == "none" else ())
     if log_softmax:
         def oracle(v):
             return R.cross_entropy_general(v, t, w, ignore, red, eps)
 
         # log-sum-exp rounds relative to its largest terms, which |x| bounds (as test_class_losses).
-        magnitude = np.abs(R.cross_entropy_general(np.abs(x), t, w, ignore, red, eps))
+        magnitude = np.abs(R.cross_entropy_general(np.abs(x), np.abs(t), w, ignore, red, eps))
         magnitude = magnitude + np.abs(x).max(initial=0) * classes * (1 if red == "none" else max(rows, 1))
     else:
         def oracle(v):
@@ -116,11 +116,11 @@ def check_class_loss(on, case, seed, log_softmax, by_block):
     expected = oracle(x)
     assert_close(loss, expected, magnitude, K, "cuda class_loss")
 
-    g = rng.standard_normal(t.shape).astype(np.float32) if red == "none" else np.float32(0.7)
+    g = rng.standard_normal(loss_shape).astype(np.float32) if red == "none" else np.float32(0.7)
     grad = on["poison"](x.shape)
     scratch = on["poison"]((1 + rows,), np.float64)
-    on["run"]("class_loss_backward", dev_x, dev_t, weight, on["array"](np.asarray(g).reshape(-1)), grad, scratch,
-              ignore, eps, log_softmax, red, by_block)
+    on["run"]("class_loss_backward", dev_x, dev_t, probabilities, weight, on["array"](np.asarray(g).reshape(-1)),
+              grad, scratch, ignore, eps, log_softmax, red, by_block)
     grad = on["back"](grad)
     if np.isnan(expected).any():  # a mean over no counted target: no gradient
         np.testing.assert_array_equal(grad, 0)
@@ -143,16 +143,20 @@ def test_emulated_class_loss_bad_target_gives_nan_and_arguments_are_checked():
     x = np.zeros((3, 4), np.float32)
     t = np.array([0, 7, 1])
     out = poisoned_host(3)
-    emulate.class_loss(x, t, None, out, poisoned_host(6, np.float64), -100, 0.0, True, "none", False)
+    emulate.class_loss(x, t, False, None, out, poisoned_host(6, np.float64), -100, 0.0, True, "none", False)
     assert np.isnan(out[1]) and not np.isnan(out[[0, 2]]).any()
     with pytest.raises(TypeError, match="target must have dtype <i8"):
-        emulate.class_loss(x, t.astype(np.int32), None, out, poisoned_host(6, np.float64), -100, 0.0, True, "none",
-                           False)
+        emulate.class_loss(x, t.astype(np.int32), False, None, out, poisoned_host(6, np.float64), -100, 0.0, True,
+                           "none", False)
     with pytest.raises(ValueError, match="weight has 3 elements, expected 4"):
-        emulate.class_loss(x, t, np.ones(3, np.float32), out, poisoned_host(6, np.float64), -100, 0.0, True,
+        emulate.class_loss(x, t, False, np.ones(3, np.float32), out, poisoned_host(6, np.float64), -100, 0.0, True,
                            "none", False)
     with pytest.raises(ValueError, match="reduction must be"):
-        emulate.class_loss(x, t, None, out, poisoned_host(6, np.float64), -100, 0.0, True, "avg", False)
+        emulate.class_loss(x, t, False, None, out, poisoned_host(6, np.float64), -100, 0.0, True, "avg", False)
+    with pytest.raises(ValueError, match="probability targets are for cross-entropy"):
+        emulate.class_loss(x, x, True, None, out, poisoned_host(6, np.float64), -100, 0.0, False, "none", False)
+    with pytest.raises(ValueError, match="probability targets must have the input's shape"):
+        emulate.class_loss(x, x[:2], True, None, out, poisoned_host(6, np.float64), -100, 0.0, True, "none", False)
 
 
 @gpu
@@ -188,5 +192,9 @@ def test_gpu_public_losses_match_the_cpu_ops():
     grad = ops_loss.cross_entropy_backward(to_device(x), to_device(t), 2.0, to_device(w), label_smoothing=0.2)
     np.testing.assert_allclose(to_host(grad), F.cross_entropy_backward(x, t, 2.0, w, label_smoothing=0.2),
                                rtol=1e-5, atol=1e-7)
+    q = rng.random(x.shape).astype(np.float32)
+    q /= q.sum(axis=1, keepdims=True)
+    loss = ops_loss.cross_entropy(to_device(x), to_device(q), reduction="sum")
+    np.testing.assert_allclose(to_host(loss)[0], F.cross_entropy(x, q, reduction="sum"), rtol=1e-5)
     y = ops_loss.log_softmax(to_device(x), 1)
     np.testing.assert_allclose(to_host(y), F.log_softmax(x, 1), rtol=1e-5, atol=1e-6)

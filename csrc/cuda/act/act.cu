@@ -72,7 +72,9 @@ struct PreluInputGrad {
   const float* w;
   float* dx;
   int64_t channels, inner;
-  CNNKIT_HD void operator()(int64_t i) const { dx[i] = act::prelu_grad(dy[i], x[i], w[channel_of(i, channels, inner)]); }
+  CNNKIT_HD void operator()(int64_t i) const {
+    dx[i] = act::prelu_grad(dy[i], x[i], w[channel_of(i, channels, inner)]);
+  }
 };
 
 // One segment per weight: the outer x inner elements of its channel, summed in double.

@@ -6,28 +6,45 @@ namespace cnnkit::cuda {
 
 namespace {
 
-// A row's target and its weight; valid = neither ignored nor out of range.
+// A row's loss is -sum_c coef_c * score_c (score: log_softmax(x) for cross-entropy, x for NLL)
+// with coef_c = target_weight * [c == t] + spread_c: the label's own term and the part spread over
+// every class (label smoothing's eps / C * w_c, or a probability target's
+// w_c ((1 - eps) q_c + eps / C)); `counted` is the row's share of the mean's divisor.
 struct Target {
-  int64_t t;
-  float w;
-  bool ignored, valid;
+  int64_t t = -1;  // -1: no label (a probability target)
+  double target_weight = 0.0, counted = 0.0;
+  bool ignored = false, valid = true;
 };
-
-CNNKIT_HD Target target_of(const ClassLoss& l, int64_t r) {
-  Target g{l.target[r], 0.0f, false, false};
-  g.ignored = g.t == l.ignore_index;
-  g.valid = !g.ignored && g.t >= 0 && g.t < l.shape.classes;
-  if (g.valid) g.w = l.weight ? l.weight[g.t] : 1.0f;
-  return g;
-}
 
 CNNKIT_HD float class_weight(const ClassLoss& l, int64_t c) { return l.weight ? l.weight[c] : 1.0f; }
 
-// Per row: log-sum-exp of the logits (cross-entropy only) and, for label smoothing, the sums of
-// w_c x_c and w_c over the classes.
+CNNKIT_HD Target target_of(const ClassLoss& l, int64_t r) {
+  Target g;
+  if (l.probs) {
+    g.counted = 1.0;
+    return g;
+  }
+  g.t = l.target[r];
+  g.ignored = g.t == l.ignore_index;
+  g.valid = !g.ignored && g.t >= 0 && g.t < l.shape.classes;
+  if (g.valid) {
+    g.counted = class_weight(l, g.t);
+    g.target_weight = g.counted * (1.0 - l.label_smoothing);
+  }
+  return g;
+}
+
+CNNKIT_HD double spread(const ClassLoss& l, int64_t i, int64_t c) {
+  const double eps = l.label_smoothing;
+  if (l.probs) return class_weight(l, c) * ((1.0 - eps) * l.probs[i] + eps / l.shape.classes);
+  return eps != 0.0 ? eps / l.shape.classes * class_weight(l, c) : 0.0;
+}
+
+// Per row: log-sum-exp of the logits (cross-entropy only) and the sums of spread_c and
+// spread_c * x_c (a class with no coefficient is skipped: its score may be -inf).
 struct RowStats {
   LogSumExp lse;
-  double wx = 0.0, wsum = 0.0;
+  double spread = 0.0, spread_x = 0.0;
 };
 
 CNNKIT_HD RowStats fold_stats(const ClassLoss& l, int64_t r, unsigned t, unsigned threads) {
@@ -35,11 +52,13 @@ CNNKIT_HD RowStats fold_stats(const ClassLoss& l, int64_t r, unsigned t, unsigne
   if (!l.log_softmax) return a;
   const int64_t base = row_base(l.shape, r);
   a.lse = fold_row(l.x, base, l.shape.inner, l.shape.classes, t, threads);
-  if (l.label_smoothing != 0.0f) {
+  if (l.label_smoothing != 0.0f || l.probs) {
     for (int64_t c = t; c < l.shape.classes; c += threads) {
-      const double w = class_weight(l, c);
-      a.wx += w * l.x[base + c * l.shape.inner];
-      a.wsum += w;
+      const int64_t i = base + c * l.shape.inner;
+      const double s = spread(l, i, c);
+      if (s == 0.0) continue;
+      a.spread += s;
+      a.spread_x += s * l.x[i];
     }
   }
   return a;
@@ -48,8 +67,8 @@ CNNKIT_HD RowStats fold_stats(const ClassLoss& l, int64_t r, unsigned t, unsigne
 CNNKIT_HD RowStats combine_stats(const RowStats& a, const RowStats& b) {
   RowStats r;
   r.lse = combine_lse(a.lse, b.lse);
-  r.wx = a.wx + b.wx;
-  r.wsum = a.wsum + b.wsum;
+  r.spread = a.spread + b.spread;
+  r.spread_x = a.spread_x + b.spread_x;
   return r;
 }
 
@@ -69,19 +88,18 @@ struct LossRows {
     double loss = 0.0;
     if (!g.ignored && !g.valid) {
       loss = NAN;
-    } else if (g.valid) {
-      const double x_t = l.x[row_base(l.shape, r) + g.t * l.shape.inner];
+    } else if (!g.ignored) {
+      const double x_t = g.t >= 0 ? l.x[row_base(l.shape, r) + g.t * l.shape.inner] : 0.0;
       if (l.log_softmax) {
         const double lse = total.lse.max + log(total.lse.sum);
-        const double eps = l.label_smoothing;
-        loss = g.w * (1.0 - eps) * (lse - x_t);
-        if (eps != 0.0) loss += eps / l.shape.classes * (total.wsum * lse - total.wx);
+        if (g.target_weight != 0.0) loss = g.target_weight * (lse - x_t);
+        if (total.spread != 0.0) loss += total.spread * lse - total.spread_x;
       } else {
-        loss = -g.w * x_t;
+        loss = -g.target_weight * x_t;
       }
     }
     scratch[r] = loss;
-    scratch[segments + r] = g.w;
+    scratch[segments + r] = g.counted;
     if (l.reduction == Reduction::none) out[r] = static_cast<float>(loss);
   }
 };
@@ -119,11 +137,11 @@ struct SumRows {
 struct RowWeights {
   ClassLoss l;
   double* weight;
-  CNNKIT_HD void operator()(int64_t r) const { weight[r] = target_of(l, r).w; }
+  CNNKIT_HD void operator()(int64_t r) const { weight[r] = target_of(l, r).counted; }
 };
 
-// dx = scale * (softmax(x) * sum_c coef_c - coef) for cross-entropy, scale * -coef for NLL, with
-// coef_c = w_t (1 - eps) [c == t] + eps / C * w_c; zero for an ignored row, NaN for a bad target.
+// dx = scale * (softmax(x) * sum_c coef_c - coef) for cross-entropy, scale * -coef for NLL;
+// zero for an ignored row, NaN for a bad target.
 struct GradRows {
   using Acc = RowStats;
   ClassLoss l;
@@ -138,13 +156,12 @@ struct GradRows {
     const int64_t base = row_base(l.shape, r);
     double scale = grad[l.reduction == Reduction::none ? r : 0];
     if (l.reduction == Reduction::mean) scale = *divisor != 0.0 ? scale / *divisor : 0.0;
-    if (g.ignored || !g.valid) scale = g.ignored ? 0.0 : NAN;
-    const double eps = l.log_softmax ? l.label_smoothing : 0.0;
-    const double coef_sum = g.w * (1.0 - eps) + (eps != 0.0 ? eps / l.shape.classes * total.wsum : 0.0);
+    if (!g.valid) scale = NAN;
+    const double coef_sum = g.target_weight + total.spread;
     for (int64_t c = t; c < l.shape.classes; c += threads) {
       const int64_t i = base + c * l.shape.inner;
-      double coef = c == g.t ? g.w * (1.0 - eps) : 0.0;
-      if (eps != 0.0) coef += eps / l.shape.classes * class_weight(l, c);
+      double coef = c == g.t ? g.target_weight : 0.0;
+      if (l.log_softmax) coef += spread(l, i, c);
       double d = -coef;
       if (l.log_softmax && g.valid) d += exp(static_cast<double>(l.x[i]) - total.lse.max) / total.lse.sum * coef_sum;
       dx[i] = static_cast<float>(g.ignored ? 0.0 : scale * d);

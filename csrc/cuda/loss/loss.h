@@ -22,13 +22,16 @@ void softmax_backward(const float* dy, const float* y, float* dx, const RowShape
 
 enum class Reduction { none, mean, sum };
 
-// Class-index losses. `target` holds one class per row (int64); `weight` (classes) may be null
-// (all ones). A target equal to ignore_index contributes nothing; any other target outside
-// [0, classes) makes its row's loss NaN (the GPU cannot raise without synchronising). log_softmax
-// = true is cross-entropy (with label_smoothing), false is nll_loss of log-probabilities.
+// Class losses. `target` holds one class per row (int64), or `probs` (cross-entropy only) a
+// probability per element of x; `weight` (classes) may be null (all ones). A target equal to
+// ignore_index contributes nothing; any other target outside [0, classes) makes its row's loss
+// NaN (the GPU cannot raise without synchronising). log_softmax = true is cross-entropy (with
+// label_smoothing), false is nll_loss of log-probabilities. "mean" divides by the summed weights
+// of the counted labels, or by the number of rows for probability targets.
 struct ClassLoss {
   const float* x = nullptr;
   const int64_t* target = nullptr;
+  const float* probs = nullptr;
   const float* weight = nullptr;
   RowShape shape;
   int64_t ignore_index = -100;

@@ -190,7 +190,9 @@ void batch_norm_backward(const NormShape& s, const float* dy, const float* x, co
                          const float* running_var, const float* weight, bool training, double eps, float* dx,
                          float* grad_weight, float* grad_bias, double* scratch, bool by_block, const Where& where) {
   // An empty batch still writes the parameter gradients: sums over nothing, zeros.
-  if (training && count(s) > 0) reduce_segments(BatchStats{s, x, eps, scratch, s.channels}, by_block, where, "batch_norm_backward");
+  if (training && count(s) > 0) {
+    reduce_segments(BatchStats{s, x, eps, scratch, s.channels}, by_block, where, "batch_norm_backward");
+  }
   reduce_segments(Grad{s, dy, x, scratch, running_mean, running_var, weight, training, eps, dx, grad_weight, grad_bias,
                        s.channels},
                   by_block, where, "batch_norm_backward");

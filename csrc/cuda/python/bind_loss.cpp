@@ -57,18 +57,27 @@ Reduction reduction_of(const std::string& r, const char* op) {
   return Reduction::sum;
 }
 
-// The arrays every class-loss call shares, checked: (N, C, ...) input, one target per row, an
-// optional (C,) weight.
-ClassLoss class_loss_args(const Where& where, const char* op, py::handle input, py::handle target, py::handle weight,
+// The arrays every class-loss call shares, checked: (N, C, ...) input, one target per row (or a
+// probability per element), an optional (C,) weight.
+ClassLoss class_loss_args(const Where& where, const char* op, py::handle input, py::handle target, bool probabilities,
+                          py::handle weight,
                           int64_t ignore_index, float label_smoothing, bool log_softmax, const std::string& reduction) {
   const DeviceArray x = array_arg(where, input, op, "input", "<f4");
   CNNKIT_CHECK(x.shape.size() >= 2, ErrorKind::Value, op_name(op, "input must be (N, C, ...)"));
   ClassLoss l;
   l.x = floats(x);
   l.shape = rows_along(x.shape, 1, op);
-  const DeviceArray t = array_arg(where, target, op, "target", "<i8");
-  expect_numel(t, l.shape.rows(), op, "target");
-  l.target = int64s(t);
+  if (probabilities) {
+    CNNKIT_CHECK(log_softmax, ErrorKind::Value, std::string(op) + ": probability targets are for cross-entropy");
+    const DeviceArray t = array_arg(where, target, op, "target", "<f4");
+    CNNKIT_CHECK(t.shape == x.shape, ErrorKind::Value,
+                 std::string(op) + ": probability targets must have the input's shape");
+    l.probs = floats(t);
+  } else {
+    const DeviceArray t = array_arg(where, target, op, "target", "<i8");
+    expect_numel(t, l.shape.rows(), op, "target");
+    l.target = int64s(t);
+  }
   if (!weight.is_none()) {
     const DeviceArray w = array_arg(where, weight, op, "weight", "<f4");
     expect_numel(w, l.shape.classes, op, "weight");
@@ -81,12 +90,14 @@ ClassLoss class_loss_args(const Where& where, const char* op, py::handle input, 
   return l;
 }
 
-void class_loss(const Where& where, py::handle input, py::handle target, py::handle weight, py::handle out,
+void class_loss(const Where& where, py::handle input, py::handle target, bool probabilities, py::handle weight,
+                py::handle out,
                 py::handle scratch, int64_t ignore_index, float label_smoothing, bool log_softmax,
                 const std::string& reduction, bool by_block) {
   const char* op = log_softmax ? "cross_entropy" : "nll_loss";
   const ClassLoss l =
-      class_loss_args(where, op, input, target, weight, ignore_index, label_smoothing, log_softmax, reduction);
+      class_loss_args(where, op, input, target, probabilities, weight, ignore_index, label_smoothing, log_softmax,
+                      reduction);
   const DeviceArray y = array_arg(where, out, op, "out", "<f4", true);
   expect_numel(y, l.reduction == Reduction::none ? l.shape.rows() : 1, op, "out");
   const DeviceArray s = array_arg(where, scratch, op, "scratch", "<f8", true);
@@ -96,12 +107,14 @@ void class_loss(const Where& where, py::handle input, py::handle target, py::han
   class_loss_forward(l, floats(y), static_cast<double*>(s.data), by_block, where);
 }
 
-void class_loss_grad(const Where& where, py::handle input, py::handle target, py::handle weight, py::handle grad,
+void class_loss_grad(const Where& where, py::handle input, py::handle target, bool probabilities, py::handle weight,
+                     py::handle grad,
                      py::handle out, py::handle scratch, int64_t ignore_index, float label_smoothing,
                      bool log_softmax, const std::string& reduction, bool by_block) {
   const char* op = log_softmax ? "cross_entropy_backward" : "nll_loss_backward";
   const ClassLoss l =
-      class_loss_args(where, op, input, target, weight, ignore_index, label_smoothing, log_softmax, reduction);
+      class_loss_args(where, op, input, target, probabilities, weight, ignore_index, label_smoothing, log_softmax,
+                      reduction);
   const DeviceArray g = array_arg(where, grad, op, "grad_output", "<f4");
   expect_numel(g, l.reduction == Reduction::none ? l.shape.rows() : 1, op, "grad_output");
   const DeviceArray dx = array_arg(where, out, op, "out", "<f4", true);
@@ -120,12 +133,13 @@ void bind_loss(py::module_& m, py::module_& emulate) {
          py::arg("by_block"));
   def_op(m, emulate, "softmax_backward", &softmax_grad, py::arg("grad_output"), py::arg("output"), py::arg("out"),
          py::arg("dim"), py::arg("log"), py::arg("by_block"));
-  def_op(m, emulate, "class_loss", &class_loss, py::arg("input"), py::arg("target"), py::arg("weight"),
-         py::arg("out"), py::arg("scratch"), py::arg("ignore_index"), py::arg("label_smoothing"),
+  def_op(m, emulate, "class_loss", &class_loss, py::arg("input"), py::arg("target"), py::arg("probabilities"),
+         py::arg("weight"), py::arg("out"), py::arg("scratch"), py::arg("ignore_index"), py::arg("label_smoothing"),
          py::arg("log_softmax"), py::arg("reduction"), py::arg("by_block"));
-  def_op(m, emulate, "class_loss_backward", &class_loss_grad, py::arg("input"), py::arg("target"), py::arg("weight"),
-         py::arg("grad_output"), py::arg("out"), py::arg("scratch"), py::arg("ignore_index"),
-         py::arg("label_smoothing"), py::arg("log_softmax"), py::arg("reduction"), py::arg("by_block"));
+  def_op(m, emulate, "class_loss_backward", &class_loss_grad, py::arg("input"), py::arg("target"),
+         py::arg("probabilities"), py::arg("weight"), py::arg("grad_output"), py::arg("out"), py::arg("scratch"),
+         py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("log_softmax"), py::arg("reduction"),
+         py::arg("by_block"));
 }
 
 }  // namespace cnnkit::cuda::python

@@ -16,7 +16,8 @@ struct Tensors {
   const Where& where;
   const char* op;
   DeviceArray param;
-  Tensors(const Where& w, const char* o, py::handle p) : where(w), op(o), param(array_arg(w, p, o, "param", "<f4", true)) {}
+  Tensors(const Where& w, const char* o, py::handle p)
+      : where(w), op(o), param(array_arg(w, p, o, "param", "<f4", true)) {}
   const float* grad(py::handle g) const { return floats(sized(array_arg(where, g, op, "grad", "<f4"), "grad")); }
   float* state(py::handle s, const char* name) const {
     if (s.is_none()) return nullptr;

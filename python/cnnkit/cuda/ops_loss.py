@@ -10,7 +10,7 @@ because reading a result back would synchronise the caller's stream:
   the caller's kind, not a Python float;
 - a target outside ``[0, C)`` (other than ``ignore_index``) gives NaN for its row (and so for a
   reduced loss) instead of ``IndexError``;
-- class-probability targets and ``dtype=`` other than float32 raise ``TypeError``.
+- ``dtype=`` other than float32 raises ``TypeError``.
 """
 
 import numpy as np
@@ -85,14 +85,11 @@ def _full(value, shape, like):
 
 class _Call:
     """One class-loss call's arguments, checked, with the input as (N, C, ...) and the target as
-    one class per row."""
+    one class per row or, for cross-entropy, class probabilities of the input's shape."""
 
     def __init__(self, op, input, target, weight, ignore_index, reduction, label_smoothing):
         if len(input.shape) == 0:
             raise ValueError(f"{op}: input must have a class dimension: (N, C, ...) or (C,), got a scalar")
-        if "float" in str(target.dtype):
-            raise TypeError(f"{op}: class-probability targets are not supported on CUDA; "
-                            "target must be int64 class indices")
         self.ignore_index = _reduction_ignore_index(reduction, ignore_index)
         self.reduction = reduction
         self.smoothing = _float(label_smoothing, "label_smoothing")
@@ -101,10 +98,20 @@ class _Call:
         self.unbatched = len(input.shape) == 1
         self.x = input.reshape(1, -1) if self.unbatched else input
         want = () if self.unbatched else tuple(input.shape[:1]) + tuple(input.shape[2:])
-        if tuple(target.shape) != want:
-            raise ValueError(f"target must have shape {want} (input's without the class dimension) for input of "
-                             f"shape {tuple(input.shape)}, got {tuple(target.shape)}")
-        self.target = target.reshape(-1)
+        self.probabilities = "float" in str(target.dtype)
+        if self.probabilities:
+            if not op.startswith("cross_entropy") or tuple(target.shape) != tuple(input.shape):
+                raise TypeError(f"{op}: target must be int64 class indices of shape {want}"
+                                + (" or float32 class probabilities of the input's shape" * op.startswith("cross")))
+            if self.ignore_index >= 0:
+                raise ValueError("ignore_index is not supported with class-probability targets, "
+                                 f"got ignore_index={self.ignore_index}")
+            self.target = target.reshape(self.x.shape)
+        else:
+            if tuple(target.shape) != want:
+                raise ValueError(f"target must have shape {want} (input's without the class dimension) for input "
+                                 f"of shape {tuple(input.shape)}, got {tuple(target.shape)}")
+            self.target = target.reshape(-1)
         self.rows = int(np.prod(want, dtype=np.int64))
         self.loss_shape = want
         if weight is not None and tuple(weight.shape) != (self.x.shape[1],):
@@ -116,8 +123,9 @@ class _Call:
         none = self.reduction == "none"
         out = empty(self.loss_shape if none else (1,), self.x)
         scratch = empty((2 * self.rows,), self.x, "float64")
-        _cuda.class_loss(self.x, self.target, self.weight, out, scratch, self.ignore_index, self.smoothing,
-                         log_softmax, self.reduction, _by_block(algo, self.x.shape[1]), stream_of(self.x))
+        _cuda.class_loss(self.x, self.target, self.probabilities, self.weight, out, scratch, self.ignore_index,
+                         self.smoothing, log_softmax, self.reduction, _by_block(algo, self.x.shape[1]),
+                         stream_of(self.x))
         return out
 
     def backward(self, grad_output, log_softmax, algo):
@@ -128,9 +136,9 @@ class _Call:
             g = grad_output.reshape(-1)
         out = empty(self.x.shape, self.x)
         scratch = empty((1 + self.rows,), self.x, "float64")
-        _cuda.class_loss_backward(self.x, self.target, self.weight, g, out, scratch, self.ignore_index,
-                                  self.smoothing, log_softmax, self.reduction, _by_block(algo, self.x.shape[1]),
-                                  stream_of(self.x))
+        _cuda.class_loss_backward(self.x, self.target, self.probabilities, self.weight, g, out, scratch,
+                                  self.ignore_index, self.smoothing, log_softmax, self.reduction,
+                                  _by_block(algo, self.x.shape[1]), stream_of(self.x))
         return out.reshape(-1) if self.unbatched else out
 
 
