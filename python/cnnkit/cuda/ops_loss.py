@@ -28,10 +28,20 @@ __all__ = [
 _ROW_BLOCK = 128
 
 
-def _by_block(algo, length):
+def _by_block(algo, length, stride=1):
+    """Whether a reduction runs a block per row. ``stride``: the distance between a row's
+    elements; a block's threads then read far apart, while a thread per row reads neighbouring
+    rows side by side, so strided rows always get a thread each under "auto"."""
     if algo not in ("auto", "block", "thread"):
         raise ValueError(f"algo must be 'auto', 'block' or 'thread', got {algo!r}")
-    return algo == "block" or (algo == "auto" and length >= _ROW_BLOCK)
+    return algo == "block" or (algo == "auto" and stride == 1 and length >= _ROW_BLOCK)
+
+
+def _row_layout(shape, axis):
+    """A row's length and the distance between its elements, along ``axis`` of ``shape``."""
+    if not shape:
+        return 1, 1
+    return shape[axis], int(np.prod(shape[axis + 1:], dtype=np.int64))
 
 
 def _check_dtype(dtype):
@@ -46,16 +56,15 @@ def _axis(input, dim):
 def _softmax(input, dim, log, algo="auto"):
     axis = _axis(input, dim)
     out = empty(input.shape, input)
-    length = input.shape[axis] if len(input.shape) else 1
-    _cuda.softmax(input, out, axis, log, _by_block(algo, length), stream_of(input))
+    _cuda.softmax(input, out, axis, log, _by_block(algo, *_row_layout(tuple(input.shape), axis)), stream_of(input))
     return out
 
 
 def _softmax_grad(grad_output, output, dim, log, algo="auto"):
     axis = _axis(output, dim)
     out = empty(output.shape, output)
-    length = output.shape[axis] if len(output.shape) else 1
-    _cuda.softmax_backward(grad_output, output, out, axis, log, _by_block(algo, length), stream_of(output))
+    by_block = _by_block(algo, *_row_layout(tuple(output.shape), axis))
+    _cuda.softmax_backward(grad_output, output, out, axis, log, by_block, stream_of(output))
     return out
 
 
@@ -119,13 +128,15 @@ class _Call:
                              f"got {tuple(weight.shape)}")
         self.weight = weight
 
+    def by_block(self, algo):
+        return _by_block(algo, *_row_layout(tuple(self.x.shape), 1))
+
     def forward(self, log_softmax, algo):
         none = self.reduction == "none"
         out = empty(self.loss_shape if none else (1,), self.x)
         scratch = empty((2 * self.rows,), self.x, "float64")
         _cuda.class_loss(self.x, self.target, self.probabilities, self.weight, out, scratch, self.ignore_index,
-                         self.smoothing, log_softmax, self.reduction, _by_block(algo, self.x.shape[1]),
-                         stream_of(self.x))
+                         self.smoothing, log_softmax, self.reduction, self.by_block(algo), stream_of(self.x))
         return out
 
     def backward(self, grad_output, log_softmax, algo):
@@ -138,7 +149,7 @@ class _Call:
         scratch = empty((1 + self.rows,), self.x, "float64")
         _cuda.class_loss_backward(self.x, self.target, self.probabilities, self.weight, g, out, scratch,
                                   self.ignore_index, self.smoothing, log_softmax, self.reduction,
-                                  _by_block(algo, self.x.shape[1]), stream_of(self.x))
+                                  self.by_block(algo), stream_of(self.x))
         return out.reshape(-1) if self.unbatched else out
 
 
