@@ -68,3 +68,24 @@ def on_gpu():
     module = cnnkit.cuda._cuda
     return dict(run=lambda op, *args: getattr(module, op)(*args, stream_of(args[0])), array=to_device, back=to_host,
                 poison=poisoned)
+
+
+class _EmulatedModule:
+    """cnnkit._cuda as the op layer sees it, but every kernel entry runs its emulator (the trailing
+    stream argument dropped); entries without an emulator (pool2d_output_size) are the real ones."""
+
+    def __getattr__(self, name):
+        if emulate is not None and hasattr(emulate, name):
+            kernel = getattr(emulate, name)
+            return lambda *args: kernel(*args[:-1])
+        return getattr(cnnkit.cuda._cuda, name)
+
+
+def host_ops(monkeypatch, module):
+    """``module`` (a cnnkit.cuda.ops_* module) running on NumPy arrays through the emulators, with
+    outputs allocated NaN-poisoned: its Python layer tested end to end without a GPU."""
+    monkeypatch.setattr(module, "_cuda", _EmulatedModule())
+    monkeypatch.setattr(module, "empty", lambda shape, like, dtype="float32": poisoned_host(tuple(shape), dtype),
+                        raising=False)  # ops_optim allocates nothing
+    monkeypatch.setattr(module, "stream_of", lambda a: 0)
+    return module
