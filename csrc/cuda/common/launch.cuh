@@ -45,7 +45,8 @@ void for_each(const Work& work, int64_t n, const Where& where, const char* op) {
 template <class Work>
 __global__ void block_reduce_kernel(Work work) {
   using Acc = typename Work::Acc;
-  extern __shared__ unsigned char shared_bytes[];
+  // Aligned for the accumulators' doubles (dynamic shared memory promises no more than its type's).
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
   Acc* tree = reinterpret_cast<Acc*>(shared_bytes);
   const unsigned t = threadIdx.x;
   for (int64_t segment = blockIdx.x; segment < work.segments; segment += gridDim.x) {
@@ -64,6 +65,7 @@ __global__ void block_reduce_kernel(Work work) {
 template <class Work>
 void block_reduce(const Work& work, const Where& where, const char* op) {
   using Acc = typename Work::Acc;
+  static_assert(alignof(Acc) <= 16, "block_reduce_kernel's shared memory is 16-byte aligned");
   if (work.segments <= 0) return;
   if (where.host) {
     std::vector<Acc> tree(kReduceThreads);
