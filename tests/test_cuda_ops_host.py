@@ -190,6 +190,7 @@ def test_optimizer_steps_equal_cnnkit_optim(monkeypatch):
         ("AdamW", dict(lr=0.01)),
         ("RMSprop", dict(lr=0.01, centered=True, momentum=0.5)),
         ("Adagrad", dict(lr=0.1, lr_decay=0.1, initial_accumulator_value=0.2)),
+        ("Adadelta", dict(lr=0.5, weight_decay=0.1)),
     ]
     for name, options in cases:
         cpu = Param(p0)
@@ -207,6 +208,8 @@ def test_optimizer_steps_equal_cnnkit_optim(monkeypatch):
                             decoupled=name == "AdamW")
             elif name == "RMSprop":
                 m.rmsprop_step(p, g, zeros[0], zeros[1], zeros[2], lr=0.01, momentum=0.5)
+            elif name == "Adadelta":
+                m.adadelta_step(p, g, zeros[0], zeros[1], lr=0.5, weight_decay=0.1)
             else:
                 if step == 1:
                     zeros[0][:] = 0.2

@@ -13,12 +13,13 @@ from cuda_support import built, emulate, gpu, on_gpu, on_host
 from test_optim import CASES, REFS, Param
 from tolerance import assert_close
 
-DEVICE_CASES = [(name, options) for name, options in CASES if name != "Adadelta"] + [
+DEVICE_CASES = CASES + [
     ("SGD", dict(lr=0.05, momentum=0.9, l1_decay=0.01)),
     ("Adam", dict(lr=0.01, l1_decay=0.02, weight_decay=0.1)),
     ("AdamW", dict(lr=0.01, l1_decay=0.02)),
     ("RMSprop", dict(lr=0.001, centered=True, l1_decay=0.05)),
     ("Adagrad", dict(lr=0.1, l1_decay=0.05)),
+    ("Adadelta", dict(lr=0.5, l1_decay=0.05)),
 ]
 IDS = [f"{name}-{i}" for i, (name, _) in enumerate(DEVICE_CASES)]
 
@@ -59,6 +60,11 @@ def device_step(on, name, options, p, g, state):
                 state["buf"] = zeros(on, shape)
         on["run"]("rmsprop_step", p, g, state["sq"], state.get("avg"), state.get("buf"), o.get("lr", 1e-2),
                   o.get("alpha", 0.99), o.get("eps", 1e-8), o.get("momentum", 0.0), l1, o.get("weight_decay", 0.0))
+    elif name == "Adadelta":
+        if not state:
+            state.update(sq=zeros(on, shape), acc=zeros(on, shape))
+        on["run"]("adadelta_step", p, g, state["sq"], state["acc"], o.get("lr", 1.0), o.get("rho", 0.9),
+                  o.get("eps", 1e-6), l1, o.get("weight_decay", 0.0))
     else:
         if not state:
             state.update(step=0, sum=zeros(on, shape, o.get("initial_accumulator_value", 0.0)))

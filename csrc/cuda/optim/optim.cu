@@ -122,6 +122,23 @@ struct AdagradWork {
   }
 };
 
+struct AdadeltaWork {
+  Adadelta o;
+  Decay d;
+  float* p;
+  const float* grad;
+  float* sq;
+  float* acc;
+  CNNKIT_HD void operator()(int64_t i) const {
+    const float g = decayed(d, grad[i], p[i]);
+    const float s = sq[i] * o.rho + o.one_minus_rho * g * g;
+    sq[i] = s;
+    const float delta = sqrtf(acc[i] + o.eps) / sqrtf(s + o.eps) * g;
+    acc[i] = acc[i] * o.rho + o.one_minus_rho * delta * delta;
+    p[i] = p[i] - o.lr * delta;
+  }
+};
+
 }  // namespace
 
 void sgd_step(const Sgd& o, const Decay& d, float* param, const float* grad, float* momentum_buffer, int64_t n,
@@ -142,6 +159,11 @@ void rmsprop_step(const Rmsprop& o, const Decay& d, float* param, const float* g
 void adagrad_step(const Adagrad& o, const Decay& d, float* param, const float* grad, float* sum, int64_t n,
                   const Where& where) {
   for_each(AdagradWork{o, d, param, grad, sum}, n, where, "adagrad_step");
+}
+
+void adadelta_step(const Adadelta& o, const Decay& d, float* param, const float* grad, float* square_avg,
+                   float* acc_delta, int64_t n, const Where& where) {
+  for_each(AdadeltaWork{o, d, param, grad, square_avg, acc_delta}, n, where, "adadelta_step");
 }
 
 }  // namespace cnnkit::cuda

@@ -58,4 +58,10 @@ struct Adagrad {
 void adagrad_step(const Adagrad& o, const Decay& d, float* param, const float* grad, float* sum, int64_t n,
                   const Where& where);
 
+struct Adadelta {
+  float lr, rho, one_minus_rho, eps;
+};
+void adadelta_step(const Adadelta& o, const Decay& d, float* param, const float* grad, float* square_avg,
+                   float* acc_delta, int64_t n, const Where& where);
+
 }  // namespace cnnkit::cuda

@@ -103,6 +103,19 @@ void adagrad(const Where& where, py::handle param, py::handle grad, py::handle s
   adagrad_step(o, decay_of(l1_decay, weight_decay), floats(t.param), g, s, t.param.numel, where);
 }
 
+void adadelta(const Where& where, py::handle param, py::handle grad, py::handle square_avg, py::handle acc_delta,
+              double lr, double rho, double eps, double l1_decay, double weight_decay) {
+  const Tensors t(where, "adadelta_step", param);
+  const float* g = t.grad(grad);
+  float* sq = t.required(square_avg, "square_avg");
+  float* acc = t.required(acc_delta, "acc_delta");
+  const Adadelta o{static_cast<float>(lr), static_cast<float>(rho), static_cast<float>(1.0 - rho),
+                   static_cast<float>(eps)};
+  DeviceScope scope(t.param.data, t.op, where);
+  py::gil_scoped_release release;
+  adadelta_step(o, decay_of(l1_decay, weight_decay), floats(t.param), g, sq, acc, t.param.numel, where);
+}
+
 }  // namespace
 
 void bind_optim(py::module_& m, py::module_& emulate) {
@@ -117,6 +130,9 @@ void bind_optim(py::module_& m, py::module_& emulate) {
          py::arg("momentum"), py::arg("l1_decay"), py::arg("weight_decay"));
   def_op(m, emulate, "adagrad_step", &adagrad, py::arg("param"), py::arg("grad"), py::arg("sum"), py::arg("step"),
          py::arg("lr"), py::arg("lr_decay"), py::arg("eps"), py::arg("l1_decay"), py::arg("weight_decay"));
+  def_op(m, emulate, "adadelta_step", &adadelta, py::arg("param"), py::arg("grad"), py::arg("square_avg"),
+         py::arg("acc_delta"), py::arg("lr"), py::arg("rho"), py::arg("eps"), py::arg("l1_decay"),
+         py::arg("weight_decay"));
 }
 
 }  // namespace cnnkit::cuda::python

@@ -18,6 +18,8 @@ float32 CUDA array of the parameter's shape; ``None`` where a state is not kept)
         grad_avg given = centered; momentum_buffer is required when momentum > 0. State starts as zeros.
     adagrad_step(param, grad, sum, *, step, lr, lr_decay=0.0, eps=1e-10, weight_decay=0.0, l1_decay=0.0)
         sum starts as initial_accumulator_value; step as in adam_step.
+    adadelta_step(param, grad, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, l1_decay=0.0)
+        The state starts as zeros.
 
 ``l1_decay`` is Optimizer.step's ``l1_decay * sign(p)`` term, added before the optimizer's own
 weight decay. Hyperparameters are not validated here (the optimizer's ``_check_options`` has done
@@ -27,7 +29,7 @@ it); the arrays are (dtype, layout, sizes).
 from .. import _cuda
 from ._device import stream_of
 
-__all__ = ["sgd_step", "adam_step", "rmsprop_step", "adagrad_step"]
+__all__ = ["sgd_step", "adam_step", "rmsprop_step", "adagrad_step", "adadelta_step"]
 
 
 def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0, nesterov=False, first=False,
@@ -52,3 +54,8 @@ def rmsprop_step(param, grad, square_avg, grad_avg=None, momentum_buffer=None, *
 def adagrad_step(param, grad, sum, *, step, lr, lr_decay=0.0, eps=1e-10, weight_decay=0.0, l1_decay=0.0):
     _cuda.adagrad_step(param, grad, sum, int(step), float(lr), float(lr_decay), float(eps), float(l1_decay),
                        float(weight_decay), stream_of(param))
+
+
+def adadelta_step(param, grad, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, l1_decay=0.0):
+    _cuda.adadelta_step(param, grad, square_avg, acc_delta, float(lr), float(rho), float(eps), float(l1_decay),
+                        float(weight_decay), stream_of(param))
