@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cnnkit import _cuda
 from cnnkit import reference as R
 from cuda_support import built, emulate, gpu, on_gpu, on_host, poisoned_host, to_device, to_host
 from test_batch_norm import _backward_magnitudes, _channel_rows, _magnitudes, _per_channel, bn_cases
@@ -17,13 +18,14 @@ def optional(on, a):
     return None if a is None else on["array"](a)
 
 
-def check_batch_norm(on, case, training, by_block):
+def check_batch_norm(on, case, training, chunks):
     x, w, b, rm, rv, rng = case
     eps, momentum = 1e-5, 0.1
     rm_run, rv_run = on["array"](rm.copy()), on["array"](rv.copy())
     out = on["poison"](x.shape)
-    on["run"]("batch_norm", on["array"](x), rm_run, rv_run, optional(on, w), optional(on, b), out, training,
-              momentum, eps, by_block)
+    scratch = on["poison"](_cuda.batch_norm_scratch(x.shape[1], chunks), np.float64)
+    on["run"]("batch_norm", on["array"](x), rm_run, rv_run, optional(on, w), optional(on, b), out, scratch, training,
+              momentum, eps, chunks)
     expected, new_mean, new_var = R.batch_norm(x, rm, rv, w, b, training, momentum, eps)
     rows = _channel_rows(x)
     mean, var = (rows.mean(1), rows.var(1)) if training else (rm.astype(np.float64), rv.astype(np.float64))
@@ -36,9 +38,9 @@ def check_batch_norm(on, case, training, by_block):
     c = x.shape[1]
     dx = on["poison"](x.shape)
     dw, db = (None, None) if w is None else (on["poison"](c), on["poison"](c))
-    scratch = on["poison"](2 * c, np.float64) if training else None
+    scratch = on["poison"](_cuda.batch_norm_scratch(c, chunks), np.float64)
     on["run"]("batch_norm_backward", on["array"](dy), on["array"](x), None if training else on["array"](rm),
-              None if training else on["array"](rv), optional(on, w), dx, dw, db, scratch, training, eps, by_block)
+              None if training else on["array"](rv), optional(on, w), dx, dw, db, scratch, training, eps, chunks)
     expected = R.batch_norm_backward(dy, x, rm, rv, w, training, eps)
     dx_mag, dw_mag, db_mag, K = _backward_magnitudes(dy, x, rm, rv, w, training, eps)
     assert_close(on["back"](dx), expected[0], dx_mag, K, "cuda batch_norm_backward dx")
@@ -60,11 +62,11 @@ def long_channels(draw):
 
 
 @built
-@pytest.mark.parametrize("by_block", [False, True])
+@pytest.mark.parametrize("chunks", [0, 1, 3])
 @given(case=st.one_of(bn_cases(), long_channels()), training=st.booleans())
 @settings(max_examples=40, deadline=None)
-def test_emulated_batch_norm_matches_oracle(by_block, case, training):
-    check_batch_norm(on_host(), case, training, by_block)
+def test_emulated_batch_norm_matches_oracle(chunks, case, training):
+    check_batch_norm(on_host(), case, training, chunks)
 
 
 @built
@@ -73,28 +75,34 @@ def test_emulated_batch_norm_large_mean_is_accurate(mean):
     rng = np.random.default_rng(5)
     x = (mean + rng.integers(-4, 5, size=(16, 4, 8, 8))).astype(np.float32)
     case = (x, None, None, np.zeros(4, np.float32), np.ones(4, np.float32), rng)
-    check_batch_norm(on_host(), case, True, True)
+    check_batch_norm(on_host(), case, True, 4)
 
 
 @built
 def test_emulated_batch_norm_checks_arguments_and_empty_batches():
     x = np.zeros((1, 3), np.float32)
+    scratch = poisoned_host(_cuda.batch_norm_scratch(3, 2), np.float64)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
-        emulate.batch_norm(x, None, None, None, None, poisoned_host(x.shape), True, 0.1, 1e-5, True)
+        emulate.batch_norm(x, None, None, None, None, poisoned_host(x.shape), scratch, True, 0.1, 1e-5, 2)
     with pytest.raises(ValueError, match="required when training=False"):
-        emulate.batch_norm(x, None, None, None, None, poisoned_host(x.shape), False, 0.1, 1e-5, True)
+        emulate.batch_norm(x, None, None, None, None, poisoned_host(x.shape), scratch, False, 0.1, 1e-5, 2)
     with pytest.raises(ValueError, match="weight has 2 elements, expected 3"):
         emulate.batch_norm(np.zeros((2, 3), np.float32), None, None, np.ones(2, np.float32), None,
-                           poisoned_host((2, 3)), True, 0.1, 1e-5, True)
+                           poisoned_host((2, 3)), scratch, True, 0.1, 1e-5, 2)
+    with pytest.raises(ValueError, match="scratch has 30 elements, expected 18"):
+        emulate.batch_norm(np.zeros((2, 3), np.float32), None, None, None, None, poisoned_host((2, 3)),
+                           poisoned_host(30, np.float64), True, 0.1, 1e-5, 1)
     empty = np.zeros((0, 3, 2), np.float32)
     rm = np.full(3, 2.0, np.float32)
-    emulate.batch_norm(empty, rm, rm.copy(), None, None, poisoned_host(empty.shape), True, 0.1, 1e-5, True)
+    emulate.batch_norm(empty, rm, rm.copy(), None, None, poisoned_host(empty.shape), scratch, True, 0.1, 1e-5, 2)
     np.testing.assert_array_equal(rm, 2.0)  # an empty batch leaves the running statistics alone
-    dw, db = poisoned_host(3), poisoned_host(3)
-    emulate.batch_norm_backward(empty, empty, None, None, np.ones(3, np.float32), poisoned_host(empty.shape), dw, db,
-                                poisoned_host(6, np.float64), True, 1e-5, True)
-    np.testing.assert_array_equal(dw, 0)
-    np.testing.assert_array_equal(db, 0)
+    for chunks in (0, 2):
+        dw, db = poisoned_host(3), poisoned_host(3)
+        emulate.batch_norm_backward(empty, empty, None, None, np.ones(3, np.float32), poisoned_host(empty.shape), dw,
+                                    db, poisoned_host(_cuda.batch_norm_scratch(3, chunks), np.float64), True, 1e-5,
+                                    chunks)
+        np.testing.assert_array_equal(dw, 0)
+        np.testing.assert_array_equal(db, 0)
 
 
 def check_lrn(on, size, c, seed, alpha, beta, k):
@@ -122,11 +130,11 @@ def test_emulated_local_response_norm_matches_oracle(size, c, seed, alpha, beta,
 
 
 @gpu
-@pytest.mark.parametrize("by_block", [False, True])
+@pytest.mark.parametrize("chunks", [0, 1, 3])
 @given(case=st.one_of(bn_cases(), long_channels()), training=st.booleans())
 @settings(max_examples=20, deadline=None)
-def test_gpu_batch_norm_matches_oracle(by_block, case, training):
-    check_batch_norm(on_gpu(), case, training, by_block)
+def test_gpu_batch_norm_matches_oracle(chunks, case, training):
+    check_batch_norm(on_gpu(), case, training, chunks)
 
 
 @gpu

@@ -143,19 +143,22 @@ def test_pooling(monkeypatch, x):
         m.max_pool2d(x[0, 0], 2)
 
 
-def test_batch_norm_and_lrn(monkeypatch):
+@pytest.mark.parametrize("shape", [X.shape, (4, 3, 40, 60)], ids=["thread-per-channel", "chunked"])
+def test_batch_norm_and_lrn(monkeypatch, shape):
     m = ops(monkeypatch, "norm")
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    g = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
     w, b = RNG.standard_normal(3).astype(np.float32), RNG.standard_normal(3).astype(np.float32)
     rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
     rm_ref, rv_ref = rm.copy(), rv.copy()
-    close(m.batch_norm(X, rm, rv, w, b, True), F.batch_norm(X, rm_ref, rv_ref, w, b, True), rtol=1e-5, atol=1e-5)
+    close(m.batch_norm(x, rm, rv, w, b, True), F.batch_norm(x, rm_ref, rv_ref, w, b, True), rtol=1e-5, atol=1e-5)
     close(rm, rm_ref)
     close(rv, rv_ref)
-    close(m.batch_norm(X, rm, rv, w, b), F.batch_norm(X, rm, rv, w, b), rtol=1e-5, atol=1e-6)
+    close(m.batch_norm(x, rm, rv, w, b), F.batch_norm(x, rm, rv, w, b), rtol=1e-5, atol=1e-6)
     for weight in (w, None):
         for training in (True, False):
-            close(m.batch_norm_backward(G, X, rm, rv, weight, training),
-                  F.batch_norm_backward(G, X, rm, rv, weight, training), rtol=1e-4, atol=1e-5)
+            close(m.batch_norm_backward(g, x, rm, rv, weight, training),
+                  F.batch_norm_backward(g, x, rm, rv, weight, training), rtol=1e-4, atol=1e-5)
     close(m.local_response_norm(X, 3), F.local_response_norm(X, 3))
     close(m.local_response_norm_backward(G, X, 3), F.local_response_norm_backward(G, X, 3), rtol=1e-5)
 

@@ -19,17 +19,6 @@ struct Moments {
   double sum = 0.0, squares = 0.0;
 };
 
-CNNKIT_HD Moments fold_moments(const NormShape& s, const float* x, int64_t c, unsigned t, unsigned threads) {
-  Moments m;
-  const double shift = x[element(s, c, 0)];
-  for (int64_t k = t; k < count(s); k += threads) {
-    const double d = x[element(s, c, k)] - shift;
-    m.sum += d;
-    m.squares += d * d;
-  }
-  return m;
-}
-
 CNNKIT_HD Moments add(const Moments& a, const Moments& b) { return Moments{a.sum + b.sum, a.squares + b.squares}; }
 
 // mean and biased variance from the shifted moments.
@@ -44,158 +33,229 @@ CNNKIT_HD void mean_var(const NormShape& s, const float* x, int64_t c, const Mom
 CNNKIT_HD double weight_of(const float* w, int64_t c) { return w ? w[c] : 1.0; }
 CNNKIT_HD double bias_of(const float* b, int64_t c) { return b ? b[c] : 0.0; }
 
-struct TrainForward {
-  using Acc = Moments;
+struct GradSums {
+  double dy = 0.0, dy_xhat = 0.0;
+};
+
+// Each channel is cut into `chunks` contiguous chunks, folded by a block each (the split form) or
+// by one thread per channel (the plain form, chunks = 1, no block). The chunks' sums are then
+// folded per channel in chunk order, and the elements are written by an elementwise pass.
+struct Chunks {
   NormShape s;
+  int64_t chunks;
+  CNNKIT_HD int64_t length() const { return (count(s) + chunks - 1) / chunks; }
+  CNNKIT_HD int64_t begin(int64_t segment) const { return (segment % chunks) * length(); }
+  CNNKIT_HD int64_t end(int64_t segment) const {
+    const int64_t e = begin(segment) + length();
+    return e < count(s) ? e : count(s);
+  }
+};
+
+struct ChunkMoments {
+  using Acc = Moments;
+  Chunks ch;
   const float* x;
+  double* partials;  // 2 per segment
+  int64_t segments;
+  CNNKIT_HD Acc partial(int64_t segment, unsigned t, unsigned threads) const {
+    const int64_t c = segment / ch.chunks;
+    const double shift = x[element(ch.s, c, 0)];
+    Moments m;
+    for (int64_t k = ch.begin(segment) + t; k < ch.end(segment); k += threads) {
+      const double d = x[element(ch.s, c, k)] - shift;
+      m.sum += d;
+      m.squares += d * d;
+    }
+    return m;
+  }
+  CNNKIT_HD static Acc combine(const Acc& a, const Acc& b) { return add(a, b); }
+  CNNKIT_HD void finish(int64_t segment, const Acc& total, unsigned t, unsigned) const {
+    if (t != 0) return;
+    partials[2 * segment] = total.sum;
+    partials[2 * segment + 1] = total.squares;
+  }
+};
+
+// Per channel: its chunks' moments in order, the mean and 1/sqrt(var + eps) into stats, and the
+// running statistics (forward only; null otherwise).
+struct ChannelMoments {
+  Chunks ch;
+  const float* x;
+  const double* partials;
+  double eps, momentum;
+  double* stats;
   float* running_mean;
   float* running_var;
-  const float* weight;
-  const float* bias;
-  double momentum, eps;
-  float* y;
-  int64_t segments;
-  CNNKIT_HD Acc partial(int64_t c, unsigned t, unsigned threads) const { return fold_moments(s, x, c, t, threads); }
-  CNNKIT_HD static Acc combine(const Acc& a, const Acc& b) { return add(a, b); }
-  CNNKIT_HD void finish(int64_t c, const Acc& total, unsigned t, unsigned threads) const {
-    double mean, var;
-    mean_var(s, x, c, total, mean, var);
-    const double invstd = 1.0 / sqrt(var + eps);
-    const double w = weight_of(weight, c), b = bias_of(bias, c);
-    for (int64_t k = t; k < count(s); k += threads) {
-      const int64_t i = element(s, c, k);
-      y[i] = static_cast<float>((x[i] - mean) * invstd * w + b);
+  CNNKIT_HD void operator()(int64_t c) const {
+    Moments m;
+    for (int64_t j = 0; j < ch.chunks; ++j) {
+      m.sum += partials[2 * (c * ch.chunks + j)];
+      m.squares += partials[2 * (c * ch.chunks + j) + 1];
     }
-    if (t == 0 && running_mean) {
-      const double n = static_cast<double>(count(s));
+    double mean, var;
+    mean_var(ch.s, x, c, m, mean, var);
+    stats[c] = mean;
+    stats[ch.s.channels + c] = 1.0 / sqrt(var + eps);
+    if (running_mean) {
+      const double n = static_cast<double>(count(ch.s));
       running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mean);
       running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * var * n / (n - 1.0));
     }
   }
 };
 
-struct EvalForward {
+struct Normalize {
   NormShape s;
   const float* x;
-  const float* running_mean;
-  const float* running_var;
+  const double* stats;
   const float* weight;
   const float* bias;
-  double eps;
   float* y;
   CNNKIT_HD void operator()(int64_t i) const {
     const int64_t c = (i / s.spatial) % s.channels;
-    const double invstd = 1.0 / sqrt(static_cast<double>(running_var[c]) + eps);
-    y[i] = static_cast<float>((x[i] - static_cast<double>(running_mean[c])) * invstd * weight_of(weight, c) +
-                              bias_of(bias, c));
+    y[i] = static_cast<float>((x[i] - stats[c]) * stats[s.channels + c] * weight_of(weight, c) + bias_of(bias, c));
   }
 };
 
-// The batch mean and 1/sqrt(var + eps) per channel into stats[c], stats[channels + c].
-struct BatchStats {
-  using Acc = Moments;
-  NormShape s;
-  const float* x;
-  double eps;
-  double* stats;
-  int64_t segments;
-  CNNKIT_HD Acc partial(int64_t c, unsigned t, unsigned threads) const { return fold_moments(s, x, c, t, threads); }
-  CNNKIT_HD static Acc combine(const Acc& a, const Acc& b) { return add(a, b); }
-  CNNKIT_HD void finish(int64_t c, const Acc& total, unsigned t, unsigned) const {
-    if (t != 0) return;
-    double mean, var;
-    mean_var(s, x, c, total, mean, var);
-    stats[c] = mean;
-    stats[s.channels + c] = 1.0 / sqrt(var + eps);
-  }
-};
-
-// Per channel: sum dy and sum dy * x_hat; then dx (training: through the batch statistics too;
-// eval: w * invstd * dy) and the parameter gradients. mean/invstd come from BatchStats (training)
-// or the running statistics (eval).
-struct Grad {
-  struct Acc {
-    double dy = 0.0, dy_xhat = 0.0;
-  };
-  NormShape s;
+// The gradient's sums over chunk j of channel c (statistics from `stats`: the batch's, or the
+// running ones copied there for eval).
+struct ChunkGrad {
+  using Acc = GradSums;
+  Chunks ch;
   const float* dy;
   const float* x;
-  const double* stats;  // training
-  const float* running_mean;  // eval
-  const float* running_var;
-  const float* weight;
-  bool training;
-  double eps;
-  float* dx;
-  float* grad_weight;
-  float* grad_bias;
+  const double* stats;
+  double* partials;
   int64_t segments;
-  CNNKIT_HD void mean_invstd(int64_t c, double& mean, double& invstd) const {
-    if (training) {
-      mean = stats[c];
-      invstd = stats[s.channels + c];
-    } else {
-      mean = running_mean[c];
-      invstd = 1.0 / sqrt(static_cast<double>(running_var[c]) + eps);
-    }
-  }
-  CNNKIT_HD Acc partial(int64_t c, unsigned t, unsigned threads) const {
-    double mean, invstd;
-    mean_invstd(c, mean, invstd);
+  CNNKIT_HD Acc partial(int64_t segment, unsigned t, unsigned threads) const {
+    const int64_t c = segment / ch.chunks;
+    const double mean = stats[c], invstd = stats[ch.s.channels + c];
     Acc a;
-    for (int64_t k = t; k < count(s); k += threads) {
-      const int64_t i = element(s, c, k);
+    for (int64_t k = ch.begin(segment) + t; k < ch.end(segment); k += threads) {
+      const int64_t i = element(ch.s, c, k);
       a.dy += dy[i];
       a.dy_xhat += dy[i] * (x[i] - mean) * invstd;
     }
     return a;
   }
   CNNKIT_HD static Acc combine(const Acc& a, const Acc& b) { return Acc{a.dy + b.dy, a.dy_xhat + b.dy_xhat}; }
-  CNNKIT_HD void finish(int64_t c, const Acc& total, unsigned t, unsigned threads) const {
-    double mean, invstd;
-    mean_invstd(c, mean, invstd);
-    const double n = static_cast<double>(count(s));
-    const double scale = weight_of(weight, c) * invstd;
-    for (int64_t k = t; k < count(s); k += threads) {
-      const int64_t i = element(s, c, k);
-      if (training) {
-        const double xhat = (x[i] - mean) * invstd;
-        dx[i] = static_cast<float>(scale * (dy[i] - total.dy / n - xhat * total.dy_xhat / n));
-      } else {
-        dx[i] = static_cast<float>(dy[i] * scale);
-      }
-    }
+  CNNKIT_HD void finish(int64_t segment, const Acc& total, unsigned t, unsigned) const {
     if (t != 0) return;
-    if (grad_weight) grad_weight[c] = static_cast<float>(total.dy_xhat);
-    if (grad_bias) grad_bias[c] = static_cast<float>(total.dy);
+    partials[2 * segment] = total.dy;
+    partials[2 * segment + 1] = total.dy_xhat;
   }
 };
 
+// Per channel: the chunks' gradient sums in order into totals, and the parameter gradients.
+struct ChannelGrad {
+  Chunks ch;
+  const double* partials;
+  double* totals;
+  float* grad_weight;
+  float* grad_bias;
+  CNNKIT_HD void operator()(int64_t c) const {
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int64_t j = 0; j < ch.chunks; ++j) {
+      sum_dy += partials[2 * (c * ch.chunks + j)];
+      sum_dy_xhat += partials[2 * (c * ch.chunks + j) + 1];
+    }
+    totals[c] = sum_dy;
+    totals[ch.s.channels + c] = sum_dy_xhat;
+    if (grad_weight) grad_weight[c] = static_cast<float>(sum_dy_xhat);
+    if (grad_bias) grad_bias[c] = static_cast<float>(sum_dy);
+  }
+};
+
+// The eval statistics in the split form's layout.
+struct RunningStats {
+  const float* running_mean;
+  const float* running_var;
+  double eps;
+  double* stats;
+  int64_t channels;
+  CNNKIT_HD void operator()(int64_t c) const {
+    stats[c] = running_mean[c];
+    stats[channels + c] = 1.0 / sqrt(static_cast<double>(running_var[c]) + eps);
+  }
+};
+
+struct InputGrad {
+  NormShape s;
+  const float* dy;
+  const float* x;
+  const double* stats;
+  const double* totals;
+  const float* weight;
+  bool training;
+  float* dx;
+  CNNKIT_HD void operator()(int64_t i) const {
+    const int64_t c = (i / s.spatial) % s.channels;
+    const double mean = stats[c], invstd = stats[s.channels + c];
+    const double scale = weight_of(weight, c) * invstd;
+    if (!training) {
+      dx[i] = static_cast<float>(dy[i] * scale);
+      return;
+    }
+    const double n = static_cast<double>(count(s));
+    const double xhat = (x[i] - mean) * invstd;
+    dx[i] = static_cast<float>(scale * (dy[i] - totals[c] / n - xhat * totals[s.channels + c] / n));
+  }
+};
+
+template <class Work>
+void run_chunks(const Work& work, int64_t chunks, const Where& where, const char* op) {
+  if (chunks == 0) {
+    segment_per_thread(work, where, op);
+  } else {
+    block_reduce(work, where, op);
+  }
+}
+
+// The statistics into scratch: the batch's (training, blended into update_mean/update_var when
+// given) or the running ones (eval).
+void channel_stats(const NormShape& s, const float* x, const float* running_mean, const float* running_var,
+                   float* update_mean, float* update_var, bool training, double momentum, double eps, int64_t chunks,
+                   double* scratch, const Where& where, const char* op) {
+  const Chunks ch{s, chunks > 0 ? chunks : 1};
+  double* partials = scratch + 4 * s.channels;
+  if (!training) {
+    for_each(RunningStats{running_mean, running_var, eps, scratch, s.channels}, s.channels, where, op);
+    return;
+  }
+  run_chunks(ChunkMoments{ch, x, partials, s.channels * ch.chunks}, chunks, where, op);
+  for_each(ChannelMoments{ch, x, partials, eps, momentum, scratch, update_mean, update_var}, s.channels, where, op);
+}
+
 }  // namespace
+
+// stats (2 per channel), gradient totals (2), the chunks' partial sums (2 per chunk).
+int64_t batch_norm_scratch(int64_t channels, int64_t chunks) {
+  return channels * (4 + 2 * (chunks > 0 ? chunks : 1));
+}
 
 void batch_norm_forward(const NormShape& s, const float* x, float* running_mean, float* running_var,
                         const float* weight, const float* bias, bool training, double momentum, double eps, float* y,
-                        bool by_block, const Where& where) {
+                        int64_t chunks, double* scratch, const Where& where) {
   if (count(s) == 0) return;
-  if (training) {
-    reduce_segments(TrainForward{s, x, running_mean, running_var, weight, bias, momentum, eps, y, s.channels},
-                    by_block, where, "batch_norm");
-  } else {
-    for_each(EvalForward{s, x, running_mean, running_var, weight, bias, eps, y}, count(s) * s.channels, where,
-             "batch_norm");
-  }
+  channel_stats(s, x, running_mean, running_var, running_mean, running_var, training, momentum, eps, chunks, scratch,
+                where, "batch_norm");
+  for_each(Normalize{s, x, scratch, weight, bias, y}, count(s) * s.channels, where, "batch_norm");
 }
 
 void batch_norm_backward(const NormShape& s, const float* dy, const float* x, const float* running_mean,
                          const float* running_var, const float* weight, bool training, double eps, float* dx,
-                         float* grad_weight, float* grad_bias, double* scratch, bool by_block, const Where& where) {
+                         float* grad_weight, float* grad_bias, int64_t chunks, double* scratch, const Where& where) {
+  const char* op = "batch_norm_backward";
   // An empty batch still writes the parameter gradients: sums over nothing, zeros.
-  if (training && count(s) > 0) {
-    reduce_segments(BatchStats{s, x, eps, scratch, s.channels}, by_block, where, "batch_norm_backward");
+  if (count(s) > 0) {
+    channel_stats(s, x, running_mean, running_var, nullptr, nullptr, training, 0.0, eps, chunks, scratch, where, op);
   }
-  reduce_segments(Grad{s, dy, x, scratch, running_mean, running_var, weight, training, eps, dx, grad_weight, grad_bias,
-                       s.channels},
-                  by_block, where, "batch_norm_backward");
+  const Chunks ch{s, chunks > 0 ? chunks : 1};
+  double* totals = scratch + 2 * s.channels;
+  double* partials = scratch + 4 * s.channels;
+  run_chunks(ChunkGrad{ch, dy, x, scratch, partials, s.channels * ch.chunks}, chunks, where, op);
+  for_each(ChannelGrad{ch, partials, totals, grad_weight, grad_bias}, s.channels, where, op);
+  for_each(InputGrad{s, dy, x, scratch, totals, weight, training, dx}, count(s) * s.channels, where, op);
 }
 
 }  // namespace cnnkit::cuda

@@ -27,9 +27,16 @@ float* channel_array(const Where& where, py::handle a, const char* op, const cha
   return floats(d);
 }
 
+double* scratch_array(const Where& where, py::handle scratch, const char* op, int64_t channels, int64_t chunks) {
+  CNNKIT_CHECK(chunks >= 0, ErrorKind::Value, std::string(op) + ": chunks must be >= 0");
+  const DeviceArray d = array_arg(where, scratch, op, "scratch", "<f8", true);
+  expect_numel(d, batch_norm_scratch(channels, chunks), op, "scratch");
+  return static_cast<double*>(d.data);
+}
+
 void batch_norm(const Where& where, py::handle input, py::handle running_mean, py::handle running_var,
-                py::handle weight, py::handle bias, py::handle out, bool training, double momentum, double eps,
-                bool by_block) {
+                py::handle weight, py::handle bias, py::handle out, py::handle scratch, bool training, double momentum,
+                double eps, int64_t chunks) {
   const char* op = "batch_norm";
   const DeviceArray x = array_arg(where, input, op, "input", "<f4");
   const NormShape s = norm_shape(x, op);
@@ -45,14 +52,15 @@ void batch_norm(const Where& where, py::handle input, py::handle running_mean, p
                std::string(op) + ": expected more than 1 value per channel when training");
   const float* w = channel_array(where, weight, op, "weight", s.channels);
   const float* b = channel_array(where, bias, op, "bias", s.channels);
+  double* work = scratch_array(where, scratch, op, s.channels, chunks);
   DeviceScope scope(x.data, op, where);
   py::gil_scoped_release release;
-  batch_norm_forward(s, floats(x), rm, rv, w, b, training, momentum, eps, floats(y), by_block, where);
+  batch_norm_forward(s, floats(x), rm, rv, w, b, training, momentum, eps, floats(y), chunks, work, where);
 }
 
 void batch_norm_grad(const Where& where, py::handle grad_output, py::handle input, py::handle running_mean,
                      py::handle running_var, py::handle weight, py::handle grad_input, py::handle grad_weight,
-                     py::handle grad_bias, py::handle scratch, bool training, double eps, bool by_block) {
+                     py::handle grad_bias, py::handle scratch, bool training, double eps, int64_t chunks) {
   const char* op = "batch_norm_backward";
   const DeviceArray x = array_arg(where, input, op, "input", "<f4");
   const NormShape s = norm_shape(x, op);
@@ -64,18 +72,13 @@ void batch_norm_grad(const Where& where, py::handle grad_output, py::handle inpu
   const float* rv = training ? nullptr : channel_array(where, running_var, op, "running_var", s.channels);
   CNNKIT_CHECK(training || (rm != nullptr && rv != nullptr), ErrorKind::Value,
                std::string(op) + ": running_mean and running_var are required when training=False");
-  double* stats = nullptr;
-  if (training) {
-    const DeviceArray d = array_arg(where, scratch, op, "scratch", "<f8", true);
-    expect_numel(d, 2 * s.channels, op, "scratch");
-    stats = static_cast<double*>(d.data);
-  }
+  double* work = scratch_array(where, scratch, op, s.channels, chunks);
   const float* w = channel_array(where, weight, op, "weight", s.channels);
   float* gw = channel_array(where, grad_weight, op, "grad_weight", s.channels, true);
   float* gb = channel_array(where, grad_bias, op, "grad_bias", s.channels, true);
   DeviceScope scope(x.data, op, where);
   py::gil_scoped_release release;
-  batch_norm_backward(s, floats(dy), floats(x), rm, rv, w, training, eps, floats(dx), gw, gb, stats, by_block, where);
+  batch_norm_backward(s, floats(dy), floats(x), rm, rv, w, training, eps, floats(dx), gw, gb, chunks, work, where);
 }
 
 void check_lrn(int64_t size, const char* op) {
@@ -112,13 +115,15 @@ void lrn_grad(const Where& where, py::handle grad_output, py::handle input, py::
 }  // namespace
 
 void bind_norm(py::module_& m, py::module_& emulate) {
+  m.def("batch_norm_scratch", &batch_norm_scratch, py::arg("channels"), py::arg("chunks"),
+        "doubles of scratch batch_norm and batch_norm_backward take");
   def_op(m, emulate, "batch_norm", &batch_norm, py::arg("input"), py::arg("running_mean"), py::arg("running_var"),
-         py::arg("weight"), py::arg("bias"), py::arg("out"), py::arg("training"), py::arg("momentum"), py::arg("eps"),
-         py::arg("by_block"));
+         py::arg("weight"), py::arg("bias"), py::arg("out"), py::arg("scratch"), py::arg("training"),
+         py::arg("momentum"), py::arg("eps"), py::arg("chunks"));
   def_op(m, emulate, "batch_norm_backward", &batch_norm_grad, py::arg("grad_output"), py::arg("input"),
          py::arg("running_mean"), py::arg("running_var"), py::arg("weight"), py::arg("grad_input"),
          py::arg("grad_weight"), py::arg("grad_bias"), py::arg("scratch"), py::arg("training"), py::arg("eps"),
-         py::arg("by_block"));
+         py::arg("chunks"));
   def_op(m, emulate, "local_response_norm", &lrn, py::arg("input"), py::arg("out"), py::arg("size"), py::arg("alpha"),
          py::arg("beta"), py::arg("k"));
   def_op(m, emulate, "local_response_norm_backward", &lrn_grad, py::arg("grad_output"), py::arg("input"),

@@ -1,9 +1,10 @@
 """Batch normalisation and local response normalisation on CUDA arrays, with the signatures of
 their ``cnnkit.functional`` twins.
 
-Batch-norm statistics are reduced per channel in double around a shift, in a fixed order (one
-block per channel for long channels, one thread per channel for short ones, ``_by_block``); the
-running statistics are updated in place on the device with PyTorch's unbiased variance.
+Batch-norm statistics are reduced per channel in double around a shift, in a fixed order: long
+channels are cut into chunks folded by a block each, short ones folded by a thread each
+(``_chunks``); the running statistics are updated in place on the device with PyTorch's unbiased
+variance.
 """
 
 import numpy as np
@@ -11,7 +12,6 @@ import numpy as np
 from .. import _cuda
 from ..functional import _bn_eps, _flag, _float, _int
 from ._device import empty, stream_of
-from .ops_loss import _by_block
 
 __all__ = ["batch_norm", "batch_norm_backward", "local_response_norm", "local_response_norm_backward"]
 
@@ -23,11 +23,26 @@ def _bn_shape(input, op):
     return shape, int(np.prod(shape, dtype=np.int64)) // max(shape[1], 1)
 
 
+def _chunks(channels, per_channel):
+    """Chunks per channel: 0 (a thread per channel) for short channels, else about 8192 elements a
+    chunk, up to some 1024 blocks in all. A function of the shape alone, so that results do not
+    depend on the card."""
+    if per_channel < 256:
+        return 0
+    return max(1, min(per_channel // 8192, 1024 // max(channels, 1)))
+
+
+def _scratch(shape, per_channel, like):
+    chunks = _chunks(shape[1], per_channel)
+    return chunks, empty((_cuda.batch_norm_scratch(shape[1], chunks),), like, "float64")
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-    _, per_channel = _bn_shape(input, "batch_norm")
-    out = empty(input.shape, input)
-    _cuda.batch_norm(input, running_mean, running_var, weight, bias, out, _flag(training, "training"),
-                     _float(momentum, "momentum"), _bn_eps(eps), _by_block("auto", per_channel), stream_of(input))
+    shape, per_channel = _bn_shape(input, "batch_norm")
+    out = empty(shape, input)
+    chunks, scratch = _scratch(shape, per_channel, input)
+    _cuda.batch_norm(input, running_mean, running_var, weight, bias, out, scratch, _flag(training, "training"),
+                     _float(momentum, "momentum"), _bn_eps(eps), chunks, stream_of(input))
     return out
 
 
@@ -39,10 +54,10 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
     grad_weight = grad_bias = None
     if weight is not None:
         grad_weight, grad_bias = empty((shape[1],), input), empty((shape[1],), input)
-    scratch = empty((2 * shape[1],), input, "float64") if training else None
+    chunks, scratch = _scratch(shape, per_channel, input)
     _cuda.batch_norm_backward(grad_output, input, None if training else running_mean,
                               None if training else running_var, weight, grad_input, grad_weight, grad_bias, scratch,
-                              training, _bn_eps(eps), _by_block("auto", per_channel), stream_of(input))
+                              training, _bn_eps(eps), chunks, stream_of(input))
     return grad_input, grad_weight, grad_bias
 
 
