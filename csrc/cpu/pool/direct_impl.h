@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "cnnkit/pool.h"
+#include "cpu/pool/window.h"
 #include "core/parallel.h"
 #include "core/workspace.h"
 
@@ -146,21 +147,6 @@ void max_backward(const Pool2dShape& s, const float* grad_out, const int64_t* in
       for (int64_t o = 0; o < outputs; ++o) plane[idx[o]] += g[o];
     }
   });
-}
-
-// PyTorch's avg divisor rule; see reference.cpp. Clips [h0, h1) x [w0, w1) to the input.
-inline int64_t avg_window(const Pool2dShape& s, bool count_include_pad, int64_t oh, int64_t ow,
-                          int64_t& h0, int64_t& h1, int64_t& w0, int64_t& w1) {
-  h0 = oh * s.stride_h - s.pad_h;
-  w0 = ow * s.stride_w - s.pad_w;
-  h1 = min64(h0 + s.kernel_h, s.in_h + s.pad_h);
-  w1 = min64(w0 + s.kernel_w, s.in_w + s.pad_w);
-  const int64_t padded_size = (h1 - h0) * (w1 - w0);
-  h0 = max64(h0, 0);
-  w0 = max64(w0, 0);
-  h1 = min64(h1, s.in_h);
-  w1 = min64(w1, s.in_w);
-  return count_include_pad ? padded_size : (h1 - h0) * (w1 - w0);
 }
 
 template <int64_t kStride>

@@ -6,23 +6,10 @@
 
 #include "cnnkit/pool.h"
 #include "cpu/pool/kernels.h"
+#include "cpu/pool/window.h"
 
 namespace cnnkit {
 namespace {
-
-// Input rows (or columns) a window touches: [begin, end) in steps of dilation,
-// starting at the first tap that is not in the padding.
-struct Span {
-  int64_t begin, end;
-};
-
-Span window_span(int64_t o, int64_t in, int64_t kernel, int64_t stride, int64_t pad,
-                 int64_t dilation) {
-  int64_t begin = o * stride - pad;
-  const int64_t end = std::min(begin + (kernel - 1) * dilation + 1, in);
-  while (begin < 0) begin += dilation;
-  return {begin, end};
-}
 
 void max_forward(const Pool2dShape& s, const float* input, float* out, int64_t* indices) {
   for (int64_t p = 0; p < s.planes; ++p) {
@@ -60,23 +47,6 @@ void max_backward(const Pool2dShape& s, const float* grad_out, const int64_t* in
       grad_input[p * plane + indices[p * outputs + o]] += grad_out[p * outputs + o];
     }
   }
-}
-
-// PyTorch's avg divisor: the window clipped to the padded input (so a ceil_mode
-// overhang past the padding is not counted) or, without count_include_pad, to
-// the input itself. Returns the input window in [h0, h1) x [w0, w1).
-int64_t avg_window(const Pool2dShape& s, bool count_include_pad, int64_t oh, int64_t ow,
-                   int64_t& h0, int64_t& h1, int64_t& w0, int64_t& w1) {
-  h0 = oh * s.stride_h - s.pad_h;
-  w0 = ow * s.stride_w - s.pad_w;
-  h1 = std::min(h0 + s.kernel_h, s.in_h + s.pad_h);
-  w1 = std::min(w0 + s.kernel_w, s.in_w + s.pad_w);
-  const int64_t padded_size = (h1 - h0) * (w1 - w0);
-  h0 = std::max<int64_t>(h0, 0);
-  w0 = std::max<int64_t>(w0, 0);
-  h1 = std::min(h1, s.in_h);
-  w1 = std::min(w1, s.in_w);
-  return count_include_pad ? padded_size : (h1 - h0) * (w1 - w0);
 }
 
 void avg_forward(const Pool2dShape& s, bool count_include_pad, const float* input, float* out) {

@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "cnnkit/pool.h"
+#include "cpu/pool/window.h"
 #include "core/parallel.h"
 #include "core/workspace.h"
 

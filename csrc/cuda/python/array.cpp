@@ -1,6 +1,7 @@
 #include "cuda/python/array.h"
 
 #include <cuda_runtime_api.h>
+#include <pybind11/numpy.h>
 
 #include <string>
 
@@ -48,8 +49,31 @@ DeviceArray device_array(py::handle obj, const char* op, const char* name, const
   return a;
 }
 
-DeviceScope::DeviceScope(const void* pointer, const char* op) {
-  if (pointer == nullptr) return;
+DeviceArray host_array(py::handle obj, const char* op, const char* name, const char* typestr,
+                       bool writable) {
+  CNNKIT_CHECK(py::isinstance<py::array>(obj), ErrorKind::Type, where(op, name) + " must be a numpy.ndarray");
+  const py::array a = py::reinterpret_borrow<py::array>(obj);
+  const std::string type = py::str(a.dtype().attr("str"));
+  CNNKIT_CHECK(type == typestr, ErrorKind::Type, where(op, name) + " must have dtype " + typestr + ", got " + type);
+  CNNKIT_CHECK(a.flags() & py::array::c_style, ErrorKind::Value, where(op, name) + " must be C-contiguous");
+  CNNKIT_CHECK(!writable || a.writeable(), ErrorKind::Value, where(op, name) + " is read-only");
+  DeviceArray d;
+  d.data = const_cast<void*>(a.data());
+  d.readonly = !a.writeable();
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    d.shape.push_back(a.shape(i));
+    d.numel *= a.shape(i);
+  }
+  return d;
+}
+
+void expect_numel(const DeviceArray& a, int64_t n, const char* op, const char* name) {
+  CNNKIT_CHECK(a.numel == n, ErrorKind::Value,
+               where(op, name) + " has " + std::to_string(a.numel) + " elements, expected " + std::to_string(n));
+}
+
+DeviceScope::DeviceScope(const void* pointer, const char* op, const Where& where) {
+  if (pointer == nullptr || where.host) return;
   cudaPointerAttributes attributes{};
   check(op, cudaPointerGetAttributes(&attributes, pointer));
   CNNKIT_CHECK(attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged,

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "cuda/common/where.h"
+
 namespace cnnkit::cuda::python {
 
 namespace py = pybind11;
@@ -24,13 +26,29 @@ struct DeviceArray {
 DeviceArray device_array(py::handle obj, const char* op, const char* name, const char* typestr,
                          bool writable = false);
 
+// The same checks on a NumPy array (the emulators' inputs and outputs): host memory, read through
+// the buffer protocol, with the typestr spelled as NumPy's dtype.str.
+DeviceArray host_array(py::handle obj, const char* op, const char* name, const char* typestr,
+                       bool writable = false);
+
+// device_array on the GPU path, host_array on the emulator's (where.host).
+inline DeviceArray array_arg(const Where& where, py::handle obj, const char* op, const char* name,
+                             const char* typestr, bool writable = false) {
+  return where.host ? host_array(obj, op, name, typestr, writable) : device_array(obj, op, name, typestr, writable);
+}
+
+// Value error naming op and argument unless `a` has n elements.
+void expect_numel(const DeviceArray& a, int64_t n, const char* op, const char* name);
+
 inline float* floats(const DeviceArray& a) { return static_cast<float*>(a.data); }
+inline int64_t* int64s(const DeviceArray& a) { return static_cast<int64_t*>(a.data); }
 
 // Makes the device that owns `pointer` current for the scope of one op and restores the
-// caller's device afterwards, so a tensor on cuda:1 is processed on cuda:1.
+// caller's device afterwards, so a tensor on cuda:1 is processed on cuda:1. Does nothing for the
+// emulator (where.host), whose arrays are in host memory.
 class DeviceScope {
  public:
-  DeviceScope(const void* pointer, const char* op);
+  DeviceScope(const void* pointer, const char* op, const Where& where = Where{});
   ~DeviceScope();
   DeviceScope(const DeviceScope&) = delete;
   DeviceScope& operator=(const DeviceScope&) = delete;

@@ -79,4 +79,9 @@ PYBIND11_MODULE(_cuda, m) {
   py::module_ emulate = m.def_submodule(
       "emulate", "The kernels' per-thread work run over the whole grid on the host (tests without a GPU)");
   cnnkit::cuda::python::bind_act(m, emulate);
+  cnnkit::cuda::python::bind_loss(m, emulate);
+  cnnkit::cuda::python::bind_pool(m, emulate);
+  cnnkit::cuda::python::bind_norm(m, emulate);
+  cnnkit::cuda::python::bind_optim(m, emulate);
+  cnnkit::cuda::python::bind_dropout(m, emulate);
 }
