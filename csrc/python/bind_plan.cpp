@@ -123,6 +123,20 @@ void bind_plan(py::module_& m) {
           },
           py::arg("name"), py::arg("src"), py::arg("residual") = -1, py::arg("act") = "", py::arg("alpha") = 0.0f,
           py::arg("beta") = 1.0f, py::arg("threshold") = 20.0f)
+      .def(
+          "set_conv_choice",
+          [](InferencePlan& plan, const std::string& choice) {
+            if (choice == "measure") {
+              plan.set_conv_choice(PlanConvChoice::Measure);
+            } else if (choice == "kernel") {
+              plan.set_conv_choice(PlanConvChoice::Kernel);
+            } else if (choice == "gemm") {
+              plan.set_conv_choice(PlanConvChoice::Gemm);
+            } else {
+              fail(ErrorKind::Value, "conv_algo must be \"measure\", \"kernel\" or \"gemm\", got \"" + choice + "\"");
+            }
+          },
+          py::arg("choice"))
       .def("value_shape", [](const InferencePlan& plan, int v) { return shape_tuple(plan.value_shape(v)); },
            py::arg("value"))
       .def_property_readonly("output", &InferencePlan::output)
@@ -130,7 +144,7 @@ void bind_plan(py::module_& m) {
       .def("describe", &InferencePlan::describe)
       .def(
           "run",
-          [](InferencePlan& plan, FloatArray x, py::array out) {
+          [](InferencePlan& plan, FloatArray x, py::array out, bool profile) {
             const int64_t in_size = plan.value_shape(0).size();
             const int64_t out_size = plan.value_shape(plan.output()).size();
             CNNKIT_CHECK(x.ndim() >= 1 && x.size() == x.shape(0) * in_size, ErrorKind::Value,
@@ -141,10 +155,14 @@ void bind_plan(py::module_& m) {
                          "out must have " + std::to_string(batch * out_size) + " elements, got " +
                              std::to_string(out.size()));
             const float* px = x.data();
-            py::gil_scoped_release release;
-            plan.run(px, y, batch);
+            std::vector<double> seconds;
+            {
+              py::gil_scoped_release release;
+              plan.run(px, y, batch, profile ? &seconds : nullptr);
+            }
+            return seconds;
           },
-          py::arg("x"), py::arg("out"));
+          py::arg("x"), py::arg("out"), py::arg("profile") = false);
 }
 
 }  // namespace cnnkit::python

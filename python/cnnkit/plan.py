@@ -284,7 +284,7 @@ class InferencePlan:
     """A compiled model: ``plan(x)`` runs a batch (N, C, H, W) natively and returns a new array;
     ``plan(x, out=y)`` writes into ``y`` instead. See the module's documentation."""
 
-    def __init__(self, model, input_shape):
+    def __init__(self, model, input_shape, conv_algo="measure"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a cnnkit.nn.Module, got {type(model).__name__}")
         shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
@@ -295,6 +295,7 @@ class InferencePlan:
             raise ValueError(f"compile_inference needs a model in eval mode (call model.eval() first); "
                              f"in training mode: {', '.join(training[:5])}")
         b = _Builder(tuple(int(d) for d in shape))
+        b.plan.set_conv_choice(conv_algo)
         out = b.value(b.lower(model, "", 0))
         self._plan = b.plan
         self._flat_out = b.flat_values.get(out, False)
@@ -314,6 +315,15 @@ class InferencePlan:
                                    "compile_inference(): this plan holds the old weights; compile again")
 
     def __call__(self, x, out=None):
+        return self._run(x, out, False)[0]
+
+    def profile(self, x):
+        """Run ``x`` once and return ``[(op description, seconds), ...]``: each native op's wall
+        time, its epilogue included (for per-layer % of peak in a harness)."""
+        seconds = self._run(x, None, True)[1]
+        return list(zip(self._plan.describe().splitlines(), seconds))
+
+    def _run(self, x, out, profile):
         if not self._finalizer.alive:
             raise RuntimeError("this InferencePlan was released; compile the model again")
         self._check_sources()
@@ -327,8 +337,7 @@ class InferencePlan:
         elif not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != np.float32:
             raise ValueError(f"out must be a float32 ndarray of shape {shape}, got "
                              f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
-        self._plan.run(x, out)
-        return out
+        return out, self._plan.run(x, out, profile)
 
     def release(self):
         """Make the model's weights writeable again (unless another plan holds them); this plan
@@ -345,7 +354,12 @@ class InferencePlan:
         return self._plan.num_ops
 
 
-def compile_inference(model, input_shape):
+def compile_inference(model, input_shape, conv_algo="measure"):
     """Compile ``model`` (in eval mode) for inputs of shape (N, *input_shape); returns an
-    :class:`InferencePlan`."""
-    return InferencePlan(model, input_shape)
+    :class:`InferencePlan`. ``conv_algo`` is how each convolution runs: "kernel" (the kernel
+    ``algo="auto"`` picks, direct kernels with weights packed once; bias in the kernel, the
+    epilogue as a pass after it), "gemm" (im2col of a chunk of images side by side and one GEMM,
+    bias and epilogue fused into the pass that writes the GEMM's output back to NCHW) or
+    "measure" (the default: both timed on the first call of each batch size, ISA cap and thread
+    count, the faster kept; that first call costs a few times a normal one)."""
+    return InferencePlan(model, input_shape, conv_algo)

@@ -12,12 +12,14 @@
 #include "cnnkit/plan.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <mutex>
 #include <sstream>
 
 #include "cnnkit/errors.h"
+#include "cnnkit/gemm.h"
 #include "cnnkit/isa.h"
 #include "cnnkit/linear.h"
 #include "cnnkit/pool.h"
@@ -55,6 +57,8 @@ struct Op {
   Conv2dParams conv_batch;  // the prepared one
   std::string impl;         // the conv kernel chosen when prepared
   PackedCvecConv packed;    // when impl is a cvec/walk kernel
+  bool use_gemm = false;    // run as one GEMM over a chunk of images (conv_batched_gemm)
+  bool measured = false;    // the choice between the two is made (for this preparation)
   Pool2dShape pool{};       // planes = channels of one image
   bool count_include_pad = true;
   int64_t lrn_size = 0;
@@ -149,6 +153,55 @@ void lrn(const Op& op, const ValueShape& s, int64_t batch, const float* x, float
   });
 }
 
+
+// The column matrix of conv_batched_gemm holds at most this many floats
+// (64 MiB), so large batches run in chunks of images.
+constexpr int64_t kGemmColumnFloats = int64_t{16} << 20;
+
+// A convolution as one GEMM per group over a chunk of images: their im2col
+// columns side by side (small planes give a GEMM of kg x (images * plane)
+// instead of one too narrow to run at speed per image), then the GEMM's
+// output scattered back to NCHW with the bias and the epilogue applied in the
+// same pass, while each row is in cache.
+void conv_batched_gemm(const Op& op, const float* x, float* y, const float* residual, int64_t n,
+                       std::vector<float>& cols, std::vector<float>& prod) {
+  const Conv2dParams& p = op.conv_batch;
+  const int64_t plane = p.out_plane(), K = p.reduction(), kg = p.group_out_channels();
+  const int64_t cg = p.group_in_channels(), cout = p.out_channels;
+  const int64_t chunk = std::clamp<int64_t>(kGemmColumnFloats / std::max<int64_t>(K * plane, 1), 1, n);
+  cols.resize(static_cast<size_t>(K * chunk * plane));
+  prod.resize(static_cast<size_t>(kg * chunk * plane));
+  const float* bias = op.has_bias ? op.bias.data() : nullptr;
+  for (int64_t n0 = 0; n0 < n; n0 += chunk) {
+    const int64_t images = std::min(chunk, n - n0), ld = images * plane;
+    for (int64_t g = 0; g < p.groups; ++g) {
+      parallel_for(images, work_per_item(images, {K, plane}), [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const float* xg = x + ((n0 + i) * p.in_channels + g * cg) * p.in_plane();
+          im2col_columns(p, xg, 0, plane, cols.data() + i * plane, ld);
+        }
+      });
+      sgemm(false, false, kg, ld, K, 1.0f, op.weight.data() + g * kg * K, K, cols.data(), ld, 0.0f, prod.data(), ld);
+      parallel_for(kg * images, plane, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t k = r / images, i = r % images, channel = g * kg + k;
+          const float* src = prod.data() + k * ld + i * plane;
+          const int64_t offset = ((n0 + i) * cout + channel) * plane;
+          float* dst = y + offset;
+          const float b = bias != nullptr ? bias[channel] : 0.0f;
+          if (residual != nullptr) {
+            const float* res = residual + offset;
+            for (int64_t j = 0; j < plane; ++j) dst[j] = src[j] + b + res[j];
+          } else {
+            for (int64_t j = 0; j < plane; ++j) dst[j] = src[j] + b;
+          }
+          if (op.epilogue.has_act) activation_forward(op.epilogue.act, dst, dst, plane);
+        }
+      });
+    }
+  }
+}
+
 }  // namespace
 
 struct InferencePlan::Impl {
@@ -162,6 +215,8 @@ struct InferencePlan::Impl {
   std::vector<int64_t> slot_floats;      // per image
   std::vector<std::vector<float>> buffers;
   std::vector<float*> ptr;
+  std::vector<float> gemm_cols, gemm_prod;  // conv_batched_gemm's scratch
+  PlanConvChoice conv_choice = PlanConvChoice::Measure;
   std::mutex running;
 
   int add_value(ValueShape s) {
@@ -194,6 +249,8 @@ struct InferencePlan::Impl {
   void assign_buffers();
   void prepare(int64_t n);
   void run_op(Op& op, int64_t n);
+  void run_conv(Op& op, bool gemm, int64_t n);
+  void measure_conv(Op& op, int64_t n);
 };
 
 // Greedy: values in order of creation take a free slot (the smallest that is
@@ -257,6 +314,8 @@ void InferencePlan::Impl::prepare(int64_t n) {
     op.conv_batch = make_conv2d_params(n, c.in_channels, c.in_h, c.in_w, c.out_channels, c.group_in_channels(),
                                        c.kernel_h, c.kernel_w, c.groups, c.stride_h, c.stride_w, c.pad_top,
                                        c.pad_bottom, c.pad_left, c.pad_right, c.dilation_h, c.dilation_w);
+    op.measured = conv_choice != PlanConvChoice::Measure;
+    op.use_gemm = conv_choice == PlanConvChoice::Gemm;
     const std::string impl = conv2d_forward_implementation(op.conv_batch, ConvAlgo::Auto);
     if (impl == op.impl) continue;
     op.impl = impl;
@@ -269,6 +328,44 @@ void InferencePlan::Impl::prepare(int64_t n) {
   threads = nt;
 }
 
+void InferencePlan::Impl::run_conv(Op& op, bool gemm, int64_t n) {
+  const float* x = ptr[op.src];
+  float* y = ptr[op.dst];
+  const float* residual = op.epilogue.residual >= 0 ? ptr[op.epilogue.residual] : nullptr;
+  if (gemm) {
+    conv_batched_gemm(op, x, y, residual, n, gemm_cols, gemm_prod);
+    return;
+  }
+  if (op.packed.kernel != nullptr) {
+    run_packed_cvec_forward(op.conv_batch, op.packed, x, y);
+  } else {
+    conv2d_forward(op.conv_batch, x, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, y, ConvAlgo::Auto);
+  }
+  apply_epilogue(op.epilogue, y, residual, n * shapes[op.dst].size());
+}
+
+// The first run after a preparation times both ways on the real data: each
+// once to warm up (the GEMM's scratch is allocated then), then alternately
+// kMeasureRounds times, keeping each way's fastest run (interference from
+// other processes only ever adds time). Every run leaves a complete output;
+// the chosen way runs last, so a plan's results do not depend on the timing.
+constexpr int kMeasureRounds = 3;
+
+void InferencePlan::Impl::measure_conv(Op& op, int64_t n) {
+  double best[2] = {1e300, 1e300};
+  for (int round = 0; round <= kMeasureRounds; ++round) {
+    for (int way = 0; way < 2; ++way) {
+      const auto t0 = std::chrono::steady_clock::now();
+      run_conv(op, way == 1, n);
+      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (round > 0) best[way] = std::min(best[way], t);
+    }
+  }
+  op.use_gemm = best[1] < best[0];
+  op.measured = true;
+  if (!op.use_gemm) run_conv(op, false, n);
+}
+
 void InferencePlan::Impl::run_op(Op& op, int64_t n) {
   const float* x = ptr[op.src];
   float* y = ptr[op.dst];
@@ -276,13 +373,12 @@ void InferencePlan::Impl::run_op(Op& op, int64_t n) {
   const ValueShape& out = shapes[op.dst];
   switch (op.kind) {
     case OpKind::Conv:
-      if (op.packed.kernel != nullptr) {
-        run_packed_cvec_forward(op.conv_batch, op.packed, x, y);
+      if (op.measured) {
+        run_conv(op, op.use_gemm, n);
       } else {
-        conv2d_forward(op.conv_batch, x, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, y,
-                       ConvAlgo::Auto);
+        measure_conv(op, n);
       }
-      break;
+      return;
     case OpKind::Linear:
       linear_forward(x, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, y, n, in.size(), out.size());
       break;
@@ -316,6 +412,11 @@ InferencePlan::InferencePlan(ValueShape input) : impl_(std::make_unique<Impl>())
 }
 
 InferencePlan::~InferencePlan() = default;
+
+void InferencePlan::set_conv_choice(PlanConvChoice choice) {
+  impl_->conv_choice = choice;
+  impl_->batch = -1;
+}
 
 int InferencePlan::add_conv(const std::string& name, int src, int64_t out_channels, int64_t kernel_h,
                             int64_t kernel_w, int64_t groups, int64_t stride_h, int64_t stride_w,
@@ -454,7 +555,9 @@ std::string InferencePlan::describe() const {
   for (const Op& op : impl_->ops) {
     const ValueShape& s = impl_->shapes[op.dst];
     out << op.name << ": " << kind_name(op.kind);
-    if (op.kind == OpKind::Conv && !op.impl.empty()) out << " [" << op.impl << (op.packed.kernel ? ", packed" : "") << "]";
+    if (op.kind == OpKind::Conv && op.measured) {
+      out << " [" << (op.use_gemm ? "batched_gemm" : op.impl + (op.packed.kernel ? ", packed" : "")) << "]";
+    }
     if (op.has_bias) out << " +bias";
     if (op.epilogue.residual >= 0) out << " +residual(v" << op.epilogue.residual << ")";
     if (op.epilogue.has_act) out << " +act";
@@ -463,7 +566,7 @@ std::string InferencePlan::describe() const {
   return out.str();
 }
 
-void InferencePlan::run(const float* x, float* y, int64_t batch) {
+void InferencePlan::run(const float* x, float* y, int64_t batch, std::vector<double>* op_seconds) {
   CNNKIT_CHECK(batch >= 0, ErrorKind::Value, "batch must be >= 0");
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lock(m.running);
@@ -482,7 +585,16 @@ void InferencePlan::run(const float* x, float* y, int64_t batch) {
   // The input is only read: no op writes value 0.
   m.ptr[0] = const_cast<float*>(x);
   m.ptr[output()] = y;
-  for (Op& op : m.ops) m.run_op(op, batch);
+  if (op_seconds == nullptr) {
+    for (Op& op : m.ops) m.run_op(op, batch);
+    return;
+  }
+  op_seconds->clear();
+  for (Op& op : m.ops) {
+    const auto t0 = std::chrono::steady_clock::now();
+    m.run_op(op, batch);
+    op_seconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
 }
 
 }  // namespace cnnkit

@@ -29,6 +29,12 @@ struct ValueShape {
   int64_t size() const { return c * h * w; }
 };
 
+// How a plan runs each convolution: Kernel runs what conv2d_forward's "auto"
+// picks (direct kernels with their weights packed once), Gemm the plan's
+// own batched im2col + GEMM with the epilogue fused into its output pass,
+// Measure times both on the first run after each preparation and keeps the faster.
+enum class PlanConvChoice { Measure, Kernel, Gemm };
+
 class InferencePlan {
  public:
   // Value 0 is the input, one image of `input` shape.
@@ -64,6 +70,7 @@ class InferencePlan {
   // y = epilogue(x): an activation and/or a residual add that no op could take.
   int add_elementwise(const std::string& name, int src, const Epilogue& epilogue);
 
+  void set_conv_choice(PlanConvChoice choice);
   ValueShape value_shape(int value) const;
   // The value run() returns: the last one added (the input when there is no op).
   int output() const;
@@ -75,7 +82,9 @@ class InferencePlan {
   // Buffers are (re)allocated when the batch size changes, and kernels are
   // re-chosen (and weights re-packed) when the batch, ISA cap or thread count
   // changes. Calls on one plan are serialised (they share its buffers).
-  void run(const float* x, float* y, int64_t batch);
+  // With op_seconds, the wall time of each op (its epilogue included) is
+  // stored there, one entry per op.
+  void run(const float* x, float* y, int64_t batch, std::vector<double>* op_seconds = nullptr);
 
   struct Impl;
 

@@ -334,12 +334,12 @@ class Module(KerasMixin):
             return "\n".join(lines) + "\n)"
         return lines[0] + ")"
 
-    def compile_inference(self, input_shape):
+    def compile_inference(self, input_shape, conv_algo="measure"):
         """A native inference plan of this model (in eval mode) for batches of ``input_shape``
         (C, H, W): see :mod:`cnnkit.plan`. Its weights stay read-only while the plan lives."""
         from ..plan import compile_inference
 
-        return compile_inference(self, input_shape)
+        return compile_inference(self, input_shape, conv_algo)
 
     def flops(self, input_shape, output_shape):
         """Multiply-adds x 2 of one forward pass for these shapes (0 where negligible)."""
