@@ -303,6 +303,10 @@ class Module(KerasMixin):
                     f"this model has {current_array.shape}"
                 )
                 continue
+            if not current_array.flags.writeable:
+                errors.append(f"{key} is read-only (a compiled InferencePlan holds this model's weights: "
+                              "release it first, see cnnkit.plan)")
+                continue
             problem = _cast_problem(value, current_array.dtype)
             if problem:
                 errors.append(f"value change for {key}: {problem}")
