@@ -65,6 +65,15 @@ struct Op {
   double lrn_alpha = 0, lrn_beta = 0, lrn_k = 0;
 };
 
+Op new_op(OpKind kind, const std::string& name, int src, const Epilogue& epilogue = Epilogue{}) {
+  Op op{};
+  op.kind = kind;
+  op.name = name;
+  op.src = src;
+  op.epilogue = epilogue;
+  return op;
+}
+
 // Chunks of this many floats keep an epilogue's add and activation in L1.
 constexpr int64_t kEpilogueChunk = 4096;
 
@@ -427,11 +436,7 @@ int InferencePlan::add_conv(const std::string& name, int src, int64_t out_channe
   CNNKIT_CHECK(groups > 0 && in.c % groups == 0, ErrorKind::Value,
                name + ": groups=" + std::to_string(groups) + " must divide the input's " +
                    std::to_string(in.c) + " channels");
-  Op op{};
-  op.kind = OpKind::Conv;
-  op.name = name;
-  op.src = src;
-  op.epilogue = epilogue;
+  Op op = new_op(OpKind::Conv, name, src, epilogue);
   try {
     op.conv = make_conv2d_params(1, in.c, in.h, in.w, out_channels, in.c / groups, kernel_h, kernel_w, groups,
                                  stride_h, stride_w, pad_top, pad_bottom, pad_left, pad_right, dilation_h,
@@ -451,11 +456,7 @@ int InferencePlan::add_linear(const std::string& name, int src, int64_t out_feat
                               const float* bias, const Epilogue& epilogue) {
   const ValueShape in = impl_->shape(src, name);
   CNNKIT_CHECK(out_features > 0, ErrorKind::Value, name + ": out_features must be positive");
-  Op op{};
-  op.kind = OpKind::Linear;
-  op.name = name;
-  op.src = src;
-  op.epilogue = epilogue;
+  Op op = new_op(OpKind::Linear, name, src, epilogue);
   const ValueShape out{out_features, 1, 1};
   impl_->check_epilogue(epilogue, out, name);
   op.weight.assign(weight, weight + checked_mul(out_features, in.size(), "linear weight"));
@@ -468,10 +469,7 @@ int InferencePlan::add_max_pool(const std::string& name, int src, int64_t kernel
                                 int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
                                 int64_t dilation_h, int64_t dilation_w, bool ceil_mode) {
   const ValueShape in = impl_->shape(src, name);
-  Op op{};
-  op.kind = OpKind::MaxPool;
-  op.name = name;
-  op.src = src;
+  Op op = new_op(OpKind::MaxPool, name, src);
   op.pool = make_pool2d_shape(name.c_str(), in.c, in.h, in.w, kernel_h, kernel_w, stride_h, stride_w, pad_h,
                               pad_w, dilation_h, dilation_w, ceil_mode);
   const ValueShape out{in.c, op.pool.out_h, op.pool.out_w};
@@ -482,10 +480,7 @@ int InferencePlan::add_avg_pool(const std::string& name, int src, int64_t kernel
                                 int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, bool ceil_mode,
                                 bool count_include_pad) {
   const ValueShape in = impl_->shape(src, name);
-  Op op{};
-  op.kind = OpKind::AvgPool;
-  op.name = name;
-  op.src = src;
+  Op op = new_op(OpKind::AvgPool, name, src);
   op.count_include_pad = count_include_pad;
   op.pool = make_pool2d_shape(name.c_str(), in.c, in.h, in.w, kernel_h, kernel_w, stride_h, stride_w, pad_h,
                               pad_w, 1, 1, ceil_mode);
@@ -496,21 +491,14 @@ int InferencePlan::add_avg_pool(const std::string& name, int src, int64_t kernel
 int InferencePlan::add_adaptive_avg_pool(const std::string& name, int src, int64_t out_h, int64_t out_w) {
   const ValueShape in = impl_->shape(src, name);
   CNNKIT_CHECK(out_h > 0 && out_w > 0, ErrorKind::Value, name + ": output_size must be positive");
-  Op op{};
-  op.kind = OpKind::AdaptiveAvgPool;
-  op.name = name;
-  op.src = src;
+  Op op = new_op(OpKind::AdaptiveAvgPool, name, src);
   return impl_->push(std::move(op), ValueShape{in.c, out_h, out_w});
 }
 
 int InferencePlan::add_channel_affine(const std::string& name, int src, const float* scale, const float* shift,
                                       const Epilogue& epilogue) {
   const ValueShape in = impl_->shape(src, name);
-  Op op{};
-  op.kind = OpKind::ChannelAffine;
-  op.name = name;
-  op.src = src;
-  op.epilogue = epilogue;
+  Op op = new_op(OpKind::ChannelAffine, name, src, epilogue);
   impl_->check_epilogue(epilogue, in, name);
   op.weight.assign(scale, scale + in.c);
   op.bias.assign(shift, shift + in.c);
@@ -522,10 +510,7 @@ int InferencePlan::add_lrn(const std::string& name, int src, int64_t size, doubl
   CNNKIT_CHECK(size > 0, ErrorKind::Value, name + ": size must be positive, got " + std::to_string(size));
   CNNKIT_CHECK(std::isfinite(alpha) && std::isfinite(beta) && std::isfinite(k), ErrorKind::Value,
                name + ": alpha, beta and k must be finite");
-  Op op{};
-  op.kind = OpKind::Lrn;
-  op.name = name;
-  op.src = src;
+  Op op = new_op(OpKind::Lrn, name, src);
   op.lrn_size = size;
   op.lrn_alpha = alpha;
   op.lrn_beta = beta;
@@ -535,11 +520,7 @@ int InferencePlan::add_lrn(const std::string& name, int src, int64_t size, doubl
 
 int InferencePlan::add_elementwise(const std::string& name, int src, const Epilogue& epilogue) {
   const ValueShape in = impl_->shape(src, name);
-  Op op{};
-  op.kind = OpKind::Elementwise;
-  op.name = name;
-  op.src = src;
-  op.epilogue = epilogue;
+  Op op = new_op(OpKind::Elementwise, name, src, epilogue);
   impl_->check_epilogue(epilogue, in, name);
   return impl_->push(std::move(op), in);
 }
