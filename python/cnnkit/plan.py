@@ -8,17 +8,22 @@ walks the model once and builds a plan of native ops:
   becomes one per-channel scale-and-shift pass;
 - an activation (ReLU, LeakyReLU, ELU, ReLU6, Sigmoid, Tanh, Softplus) and the add of a
   ``Residual`` block are fused into the epilogue of the op before them: ``y = act(conv(x) + b +
-  shortcut)``. The bias is added by the convolution kernel itself; the add and the activation
-  run as one threaded pass over the op's output right after it, chunk by chunk while each chunk
-  is in cache (not inside the kernels' register tiles);
+  shortcut)``. Where a direct convolution kernel runs, it adds the bias itself and the add and
+  the activation run as one threaded pass over its output right after it, chunk by chunk while
+  each chunk is in cache (not inside the kernel's register tiles); where the plan's batched GEMM
+  runs, bias, add and activation are all applied in the pass that writes the GEMM's output;
 - pooling (max, average, adaptive average), local response normalisation, ``Flatten`` (a view)
   and ``Linear`` run natively; ``Dropout`` and ``Identity`` vanish.
 
 Every intermediate activation lives in buffers the plan allocates at its first call and reuses
 (values whose lifetimes do not overlap share one), reallocated only when the batch size changes.
-Kernels are chosen as ``algo="auto"`` chooses them (a layer's own ``algo`` applies to the
-layer-by-layer path only) and re-chosen when the batch size, the ISA cap or the thread count
-changes; the direct convolution kernels get their weights packed once instead of on every call.
+Each convolution runs one of two ways (``conv_algo``): the kernel ``algo="auto"`` picks (a
+layer's own ``algo`` applies to the layer-by-layer path only), the direct kernels with their
+weights packed once instead of on every call; or the plan's batched im2col + GEMM, whose
+epilogue is fused into the pass that writes the GEMM's result back to NCHW. By default both are
+timed on the first call after the batch size, the ISA cap or the thread count changed, and the
+faster is kept (:meth:`InferencePlan.describe` shows the choice). Activations stay NCHW between
+ops: no blocked (NCHW16c) layout is used yet.
 
 Layers a plan cannot run (any other module, ``Concat``, ``padding_mode`` other than "zeros",
 batch norm without running statistics, ...) are refused at compile time with a
@@ -26,8 +31,8 @@ batch norm without running statistics, ...) are refused at compile time with a
 
 **Weights are copied into the plan.** So that a plan can never run with stale weights, compiling
 makes every array it read (parameters and batch-norm statistics) read-only until the plan is
-released: an in-place change (an optimizer step, ``load_state_dict``, ``w[...] = 0``) raises
-NumPy's "read-only" ``ValueError``, and a plan whose model had a parameter or buffer replaced
+released: an in-place change (an optimizer step, ``w[...] = 0``) raises NumPy's "read-only"
+``ValueError``, ``load_state_dict`` a ``RuntimeError`` naming the read-only keys, and a plan whose model had a parameter or buffer replaced
 (``layer.weight.data = new``) raises ``RuntimeError`` when called. To train again, call
 ``plan.release()`` (or drop every reference to the plan) and compile a new plan afterwards.
 """
