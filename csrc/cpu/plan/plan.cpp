@@ -354,19 +354,25 @@ void InferencePlan::Impl::run_conv(Op& op, bool gemm, int64_t n) {
 }
 
 // The first run after a preparation times both ways on the real data: each
-// once to warm up (the GEMM's scratch is allocated then), then alternately
-// kMeasureRounds times, keeping each way's fastest run (interference from
-// other processes only ever adds time). Every run leaves a complete output;
-// the chosen way runs last, so a plan's results do not depend on the timing.
-constexpr int kMeasureRounds = 3;
+// once to warm up (the GEMM's scratch is allocated then), then alternately,
+// keeping each way's fastest run (interference from other processes only ever
+// adds time): at least kMinMeasureRounds rounds, and more, up to
+// kMaxMeasureRounds, while they take less than kMeasureSeconds in all, so
+// that small layers, where a single descheduling outweighs the difference,
+// get more samples. Every run leaves a complete output; the chosen way runs
+// last, so a plan's results do not depend on the timing.
+constexpr int kMinMeasureRounds = 3, kMaxMeasureRounds = 15;
+constexpr double kMeasureSeconds = 2e-3;
 
 void InferencePlan::Impl::measure_conv(Op& op, int64_t n) {
-  double best[2] = {1e300, 1e300};
-  for (int round = 0; round <= kMeasureRounds; ++round) {
+  double best[2] = {1e300, 1e300}, spent = 0;
+  for (int round = 0; round <= kMaxMeasureRounds; ++round) {
+    if (round > kMinMeasureRounds && spent > kMeasureSeconds) break;
     for (int way = 0; way < 2; ++way) {
       const auto t0 = std::chrono::steady_clock::now();
       run_conv(op, way == 1, n);
       const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      spent += t;
       if (round > 0) best[way] = std::min(best[way], t);
     }
   }
