@@ -17,15 +17,24 @@ def test_the_package_is_marked_typed():
     assert os.path.isfile(os.path.join(PACKAGE, "py.typed"))
 
 
-def stub_functions():
-    with open(os.path.join(PACKAGE, "_C.pyi")) as f:
-        tree = ast.parse(f.read())
+def _parameters(node):
+    args = node.args.args
+    defaults = [None] * (len(args) - len(node.args.defaults)) + [ast.literal_eval(d) for d in node.args.defaults]
+    return [(a.arg, d) for a, d in zip(args, defaults)]
+
+
+def stub_functions(body=None):
+    """name -> parameters of each function in the stub (or in a class's ``body``); a class maps
+    to the dict of its methods."""
+    if body is None:
+        with open(os.path.join(PACKAGE, "_C.pyi")) as f:
+            body = ast.parse(f.read()).body
     stubs = {}
-    for node in tree.body:
+    for node in body:
         if isinstance(node, ast.FunctionDef):
-            args = node.args.args
-            defaults = [None] * (len(args) - len(node.args.defaults)) + [ast.literal_eval(d) for d in node.args.defaults]
-            stubs[node.name] = [(a.arg, d) for a, d in zip(args, defaults)]
+            stubs[node.name] = _parameters(node)
+        elif isinstance(node, ast.ClassDef):
+            stubs[node.name] = stub_functions(node.body)
     return stubs
 
 
@@ -65,13 +74,27 @@ def test_the_stub_of_C_lists_every_binding_with_its_parameters():
     runtime = {n: getattr(_C, n) for n in dir(_C) if not n.startswith("_") and callable(getattr(_C, n))}
     assert sorted(stubs) == sorted(runtime), "the stub and the compiled module define different functions"
     for name, function in runtime.items():
-        assert stubs[name] == runtime_parameters(function), name
+        if isinstance(function, type):
+            check_class_stub(stubs[name], function)
+        else:
+            assert stubs[name] == runtime_parameters(function), name
+
+
+def check_class_stub(stub, cls):
+    """Every public method (and __init__) of a bound class has a stub with its parameters (self
+    first); properties have a stub too."""
+    names = [n for n in vars(cls) if not n.startswith("_") or n == "__init__"]
+    assert sorted(stub) == sorted(names), cls.__name__
+    for n in names:
+        member = getattr(cls, n)
+        if not isinstance(member, property):
+            assert stub[n] == runtime_parameters(member), f"{cls.__name__}.{n}"
 
 
 MODULES = ["cnnkit", "cnnkit.io", "cnnkit.data", "cnnkit.models", "cnnkit.train", "cnnkit.viz",
            "cnnkit.reference", "cnnkit.bench", "cnnkit.cli", "cnnkit._rng",
            "cnnkit.checkpoint", "cnnkit.keras", "cnnkit.distributed", "cnnkit.torch", "cnnkit.optim", "cnnkit.optim.optimizer",
-           "cnnkit.optim.lr_scheduler"]
+           "cnnkit.optim.lr_scheduler", "cnnkit.plan"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -5,7 +5,7 @@ import warnings as _warnings
 
 import numpy as _np
 
-from . import _C, data, functional, io, models, nn, optim, reference, train
+from . import _C, data, functional, io, models, nn, optim, plan, reference, train
 from .io import load, save
 from ._rng import manual_seed
 from .train import gradcheck
@@ -14,7 +14,7 @@ from . import checkpoint, keras
 __version__ = "0.1.0"
 
 __all__ = [
-    "data", "functional", "io", "models", "nn", "optim", "reference", "train", "checkpoint", "keras",
+    "data", "functional", "io", "models", "nn", "optim", "plan", "reference", "train", "checkpoint", "keras",
     "load", "save", "manual_seed", "gradcheck",
     "build_info", "set_num_threads", "get_num_threads", "set_max_isa", "get_max_isa",
     "use_deterministic_algorithms", "are_deterministic_algorithms_enabled",

@@ -404,6 +404,8 @@ def _torch_model(torch, ours):
             return t.Dropout(m.p)
         if isinstance(m, nn.Residual):
             return _torch_residual(torch)(convert(m.body), convert(m.shortcut))
+        if isinstance(m, nn.LocalResponseNorm):
+            return t.LocalResponseNorm(m.size, m.alpha, m.beta, m.k)
         simple = {nn.ReLU: t.ReLU, nn.Tanh: t.Tanh, nn.Sigmoid: t.Sigmoid, nn.Identity: t.Identity}
         if type(m) in simple:
             return simple[type(m)]()

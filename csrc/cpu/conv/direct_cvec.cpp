@@ -3,6 +3,7 @@
 // the baseline ISA so that the AVX2/AVX-512 builds of direct_cvec_impl.h share
 // no inline code with it.
 #include <algorithm>
+#include <string>
 
 #include "cnnkit/errors.h"
 #include "core/workspace.h"
@@ -28,21 +29,32 @@ inline void prefetch_floats(const float* p, int64_t floats) {
   for (int64_t b = 0; b < floats * static_cast<int64_t>(sizeof(float)); b += 64) __builtin_prefetch(bytes + b, kRw);
 }
 
-void forward_cvec(CvecFn kernel, int64_t lanes, int64_t max_vectors, const Conv2dParams& p, const float* x,
-                  const float* w, const float* bias, float* y, WeightOrder order = WeightOrder::Oihw) {
-  const int64_t cg = p.group_in_channels(), kg = p.group_out_channels(), taps = p.kernel_h * p.kernel_w;
-  // Balanced blocks: 96 channels in 16 lanes run as 2 blocks of 3 vectors, not 4 + 2.
+// How forward_cvec splits the output channels: balanced blocks (96 channels
+// in 16 lanes run as 2 blocks of 3 vectors, not 4 + 2).
+struct CvecLayout {
+  int64_t vectors, blocks, block_lanes, block_floats, weight_floats, bias_floats;
+  int64_t packed_floats() const { return weight_floats + bias_floats; }
+};
+
+CvecLayout cvec_layout(int64_t lanes, int64_t max_vectors, const Conv2dParams& p) {
+  const int64_t kg = p.group_out_channels(), taps = p.kernel_h * p.kernel_w;
+  CvecLayout l{};
   const int64_t total_vectors = (kg + lanes - 1) / lanes;
-  const int64_t blocks = (total_vectors + max_vectors - 1) / max_vectors;
-  const int64_t vectors = (total_vectors + blocks - 1) / blocks;
-  const int64_t block_lanes = vectors * lanes;
-  const int64_t block_floats = checked_mul(cg * taps, block_lanes, "conv2d packed weight");
-  const int64_t weight_floats = checked_mul(p.groups * blocks, block_floats, "conv2d packed weight");
-  // In the calling thread's workspace, not a fresh vector: 1.2 MB of weights
-  // (128 -> 256 channels 3x3) cost a page fault per 4 KiB on every call.
-  float* packed = thread_workspace(WorkspaceSlot::PackedWeights,
-                                   static_cast<size_t>(weight_floats + p.groups * blocks * block_lanes));
-  float* packed_bias = packed + weight_floats;
+  l.blocks = (total_vectors + max_vectors - 1) / max_vectors;
+  l.vectors = (total_vectors + l.blocks - 1) / l.blocks;
+  l.block_lanes = l.vectors * lanes;
+  l.block_floats = checked_mul(p.group_in_channels() * taps, l.block_lanes, "conv2d packed weight");
+  l.weight_floats = checked_mul(p.groups * l.blocks, l.block_floats, "conv2d packed weight");
+  l.bias_floats = p.groups * l.blocks * l.block_lanes;
+  return l;
+}
+
+// Writes l.packed_floats() floats: the weights, then the bias.
+void pack_cvec(const CvecLayout& l, const Conv2dParams& p, const float* w, const float* bias,
+               WeightOrder order, float* packed) {
+  const int64_t cg = p.group_in_channels(), kg = p.group_out_channels(), taps = p.kernel_h * p.kernel_w;
+  const int64_t blocks = l.blocks, block_lanes = l.block_lanes, block_floats = l.block_floats;
+  float* packed_bias = packed + l.weight_floats;
   // packed[g][blk][c][tap][lane] = weight (g*kg + blk*block_lanes + lane, c, tap),
   // zero past the group's channels; written in order, one (g, blk, c) run of
   // taps * block_lanes floats at a time.
@@ -88,15 +100,29 @@ void forward_cvec(CvecFn kernel, int64_t lanes, int64_t max_vectors, const Conv2
       }
     }
   });
+}
+
+CvecPlan cvec_plan(const Conv2dParams& p, int64_t vectors, int64_t blocks, const float* packed,
+                   int64_t weight_floats) {
   CvecPlan plan{};
   plan.vectors = vectors;
   plan.blocks = blocks;
   plan.padded_w = p.in_w + p.pad_left + p.pad_right;
   plan.plane = (p.in_h + p.pad_top + p.pad_bottom) * plan.padded_w;
-  plan.input_floats = cg * plan.plane;
+  plan.input_floats = p.group_in_channels() * plan.plane;
   plan.weights = packed;
-  plan.bias = packed_bias;
-  kernel(p, plan, x, y);
+  plan.bias = packed + weight_floats;
+  return plan;
+}
+
+void forward_cvec(CvecFn kernel, int64_t lanes, int64_t max_vectors, const Conv2dParams& p, const float* x,
+                  const float* w, const float* bias, float* y, WeightOrder order = WeightOrder::Oihw) {
+  const CvecLayout l = cvec_layout(lanes, max_vectors, p);
+  // In the calling thread's workspace, not a fresh vector: 1.2 MB of weights
+  // (128 -> 256 channels 3x3) cost a page fault per 4 KiB on every call.
+  float* packed = thread_workspace(WorkspaceSlot::PackedWeights, static_cast<size_t>(l.packed_floats()));
+  pack_cvec(l, p, w, bias, order, packed);
+  kernel(p, cvec_plan(p, l.vectors, l.blocks, packed, l.weight_floats), x, y);
 }
 
 // The AVX-512 walk's vectors per channel block: 2, or 1 where blocks of 2
@@ -161,6 +187,41 @@ CNNKIT_CONV2D_FLIPPED_SIGNATURE(conv2d_flipped_direct_walk_avx2) {
 
 CNNKIT_CONV2D_FLIPPED_SIGNATURE(conv2d_flipped_direct_walk_avx512) {
   forward_cvec(conv2d_walk_avx512, 16, walk_vectors_avx512(t), t, dy, w, nullptr, dx, WeightOrder::FlippedTransposed);
+}
+
+bool pack_cvec_forward(const char* impl, const Conv2dParams& p, const float* w, const float* bias,
+                       PackedCvecConv* out) {
+#ifdef CNNKIT_X86
+  struct Entry {
+    const char* name;
+    CvecFn kernel;
+    int64_t lanes, max_vectors;
+  };
+  const Entry entries[] = {
+      {"direct_walk_avx512", conv2d_walk_avx512, 16, walk_vectors_avx512(p)},
+      {"direct_walk_avx2", conv2d_walk_avx2, 8, kWalkMaxVectorsAvx2},
+      {"direct_cvec_avx512", conv2d_cvec_avx512, 16, kCvecMaxVectorsAvx512},
+      {"direct_cvec_avx2", conv2d_cvec_avx2, 8, kCvecMaxVectorsAvx2},
+  };
+  for (const Entry& e : entries) {
+    if (std::string(impl) != e.name) continue;
+    const CvecLayout l = cvec_layout(e.lanes, e.max_vectors, p);
+    out->kernel = e.kernel;
+    out->vectors = l.vectors;
+    out->blocks = l.blocks;
+    out->weight_floats = l.weight_floats;
+    out->packed.assign(static_cast<size_t>(l.packed_floats()), 0.0f);
+    pack_cvec(l, p, w, bias, WeightOrder::Oihw, out->packed.data());
+    return true;
+  }
+#else
+  (void)impl, (void)p, (void)w, (void)bias, (void)out;
+#endif
+  return false;
+}
+
+void run_packed_cvec_forward(const Conv2dParams& p, const PackedCvecConv& c, const float* x, float* y) {
+  c.kernel(p, cvec_plan(p, c.vectors, c.blocks, c.packed.data(), c.weight_floats), x, y);
 }
 
 }  // namespace cnnkit

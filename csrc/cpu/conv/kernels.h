@@ -3,6 +3,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "cnnkit/conv.h"
 #include "core/parallel.h"
@@ -150,6 +151,21 @@ constexpr int64_t kWalkMaxVectorsAvx2 = 1;
 constexpr int64_t kWalkMaxVectorsAvx512 = 2;
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_walk_avx2);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_direct_walk_avx512);
+
+// A direct_cvec or direct_walk forward whose weights are packed once and
+// reused call after call (inference plans): the per-call packing costs as
+// much as the convolution itself at batch 1 on layers with many weights.
+struct PackedCvecConv {
+  void (*kernel)(const Conv2dParams&, const CvecPlan&, const float*, float*) = nullptr;
+  int64_t vectors = 0, blocks = 0, weight_floats = 0;
+  std::vector<float> packed;  // weights, then bias
+};
+// Packs w and bias (may be null) for `impl`, a name conv2d_forward_implementation
+// returns; false (nothing done) when impl is not one of the four kernels above.
+bool pack_cvec_forward(const char* impl, const Conv2dParams& p, const float* w, const float* bias,
+                       PackedCvecConv* out);
+// Runs p (any batch; the other sizes as packed) with the packed weights.
+void run_packed_cvec_forward(const Conv2dParams& p, const PackedCvecConv& c, const float* x, float* y);
 
 // The stride-1 input gradient as the forward `t` (the transposed conv: dy in,
 // dx out) run by direct_cvec or direct_walk, which pack the layer's own

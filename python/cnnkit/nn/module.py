@@ -303,6 +303,10 @@ class Module(KerasMixin):
                     f"this model has {current_array.shape}"
                 )
                 continue
+            if not current_array.flags.writeable:
+                errors.append(f"{key} is read-only (a compiled InferencePlan holds this model's weights: "
+                              "release it first, see cnnkit.plan)")
+                continue
             problem = _cast_problem(value, current_array.dtype)
             if problem:
                 errors.append(f"value change for {key}: {problem}")
@@ -333,6 +337,13 @@ class Module(KerasMixin):
                 lines.append(f"  ({name}): {body}")
             return "\n".join(lines) + "\n)"
         return lines[0] + ")"
+
+    def compile_inference(self, input_shape, conv_algo="measure"):
+        """A native inference plan of this model (in eval mode) for batches of ``input_shape``
+        (C, H, W): see :mod:`cnnkit.plan`. Its weights stay read-only while the plan lives."""
+        from ..plan import compile_inference
+
+        return compile_inference(self, input_shape, conv_algo)
 
     def flops(self, input_shape, output_shape):
         """Multiply-adds x 2 of one forward pass for these shapes (0 where negligible)."""

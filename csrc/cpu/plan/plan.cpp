@@ -1,0 +1,587 @@
+// The inference plan: a list of ops over numbered values, each value one
+// buffer of batch * (c*h*w) floats. Buffers are shared between values whose
+// lifetimes do not overlap (a greedy assignment at the first run), allocated
+// once per batch size; the input is read in place and the last op writes the
+// caller's output array directly.
+//
+// Epilogues (residual add, activation) run as a threaded pass right after the
+// op that produced the output, chunk by chunk (the add and the activation of
+// a chunk back to back, while it is in L1): not inside the convolution
+// kernels' register tiles. The convolution's bias, and a batch norm folded
+// into it, are applied by the kernel itself.
+#include "cnnkit/plan.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <sstream>
+
+#include "cnnkit/errors.h"
+#include "cnnkit/gemm.h"
+#include "cnnkit/isa.h"
+#include "cnnkit/linear.h"
+#include "cnnkit/pool.h"
+#include "cnnkit/threads.h"
+#include "core/parallel.h"
+#include "cpu/conv/kernels.h"
+
+namespace cnnkit {
+namespace {
+
+enum class OpKind { Conv, Linear, MaxPool, AvgPool, AdaptiveAvgPool, ChannelAffine, Lrn, Elementwise };
+
+const char* kind_name(OpKind k) {
+  switch (k) {
+    case OpKind::Conv: return "conv2d";
+    case OpKind::Linear: return "linear";
+    case OpKind::MaxPool: return "max_pool2d";
+    case OpKind::AvgPool: return "avg_pool2d";
+    case OpKind::AdaptiveAvgPool: return "adaptive_avg_pool2d";
+    case OpKind::ChannelAffine: return "channel_affine";
+    case OpKind::Lrn: return "local_response_norm";
+    case OpKind::Elementwise: return "elementwise";
+  }
+  return "?";
+}
+
+struct Op {
+  OpKind kind;
+  std::string name;
+  int src = 0, dst = 0;
+  Epilogue epilogue;
+  std::vector<float> weight, bias;  // conv/linear parameters; scale/shift of ChannelAffine
+  bool has_bias = false;
+  Conv2dParams conv;        // batch 1; the batch is set when the plan is prepared
+  Conv2dParams conv_batch;  // the prepared one
+  std::string impl;         // the conv kernel chosen when prepared
+  PackedCvecConv packed;    // when impl is a cvec/walk kernel
+  bool use_gemm = false;    // run as one GEMM over a chunk of images (conv_batched_gemm)
+  bool measured = false;    // the choice between the two is made (for this preparation)
+  Pool2dShape pool{};       // planes = channels of one image
+  bool count_include_pad = true;
+  int64_t lrn_size = 0;
+  double lrn_alpha = 0, lrn_beta = 0, lrn_k = 0;
+};
+
+Op new_op(OpKind kind, const std::string& name, int src, const Epilogue& epilogue = Epilogue{}) {
+  Op op{};
+  op.kind = kind;
+  op.name = name;
+  op.src = src;
+  op.epilogue = epilogue;
+  return op;
+}
+
+// Chunks of this many floats keep an epilogue's add and activation in L1.
+constexpr int64_t kEpilogueChunk = 4096;
+
+void apply_epilogue(const Epilogue& e, float* y, const float* residual, int64_t n) {
+  if (residual == nullptr && !e.has_act) return;
+  const int64_t chunks = (n + kEpilogueChunk - 1) / kEpilogueChunk;
+  parallel_for(chunks, kEpilogueChunk, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t begin = c * kEpilogueChunk, len = std::min(kEpilogueChunk, n - begin);
+      float* yc = y + begin;
+      if (residual != nullptr) {
+        const float* rc = residual + begin;
+        for (int64_t i = 0; i < len; ++i) yc[i] += rc[i];
+      }
+      // Inside a parallel region activation_forward runs serially on this chunk.
+      if (e.has_act) activation_forward(e.act, yc, yc, len);
+    }
+  });
+}
+
+// PyTorch's adaptive window [floor(i*in/out), ceil((i+1)*in/out)).
+int64_t window_begin(int64_t i, int64_t in, int64_t out) { return i * in / out; }
+int64_t window_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+
+void adaptive_avg_pool(const ValueShape& in, int64_t oh, int64_t ow, int64_t planes, const float* x,
+                       float* y) {
+  parallel_for(planes, work_per_item(planes, {in.h, in.w}), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* xp = x + p * in.h * in.w;
+      float* yp = y + p * oh * ow;
+      for (int64_t i = 0; i < oh; ++i) {
+        const int64_t h0 = window_begin(i, in.h, oh), h1 = window_end(i, in.h, oh);
+        for (int64_t j = 0; j < ow; ++j) {
+          const int64_t w0 = window_begin(j, in.w, ow), w1 = window_end(j, in.w, ow);
+          double sum = 0;
+          for (int64_t h = h0; h < h1; ++h)
+            for (int64_t w = w0; w < w1; ++w) sum += xp[h * in.w + w];
+          yp[i * ow + j] = static_cast<float>(sum / static_cast<double>((h1 - h0) * (w1 - w0)));
+        }
+      }
+    }
+  });
+}
+
+void channel_affine(const Op& op, const ValueShape& s, int64_t batch, const float* x, float* y) {
+  const int64_t plane = s.h * s.w, planes = batch * s.c;
+  parallel_for(planes, plane, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const float a = op.weight[p % s.c], b = op.bias[p % s.c];
+      const float* xp = x + p * plane;
+      float* yp = y + p * plane;
+      for (int64_t i = 0; i < plane; ++i) yp[i] = xp[i] * a + b;
+    }
+  });
+}
+
+// Across channels: channel c's window is [c - size/2, c + (size-1)/2], PyTorch's.
+void lrn(const Op& op, const ValueShape& s, int64_t batch, const float* x, float* y) {
+  const int64_t plane = s.h * s.w, planes = batch * s.c, size = op.lrn_size;
+  const float coef = static_cast<float>(op.lrn_alpha / static_cast<double>(size));
+  const float k = static_cast<float>(op.lrn_k), beta = static_cast<float>(op.lrn_beta);
+  const bool three_quarters = op.lrn_beta == 0.75;
+  parallel_for(planes, work_per_item(planes, {plane, size + 4}), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t n = p / s.c, c = p % s.c;
+      const int64_t lo = std::max<int64_t>(0, c - size / 2), hi = std::min(s.c - 1, c + (size - 1) / 2);
+      const float* xi = x + n * s.c * plane;
+      float* yp = y + p * plane;
+      // yp first holds the sum of squares, then the result.
+      std::fill(yp, yp + plane, 0.0f);
+      for (int64_t j = lo; j <= hi; ++j) {
+        const float* xj = xi + j * plane;
+        for (int64_t i = 0; i < plane; ++i) yp[i] += xj[i] * xj[i];
+      }
+      const float* xp = xi + c * plane;
+      if (three_quarters) {
+        // s^-0.75 = 1 / (sqrt(s) * sqrt(sqrt(s))): square roots vectorise, pow does not.
+        for (int64_t i = 0; i < plane; ++i) {
+          const float t = k + coef * yp[i], r = std::sqrt(t);
+          yp[i] = xp[i] / (r * std::sqrt(r));
+        }
+      } else {
+        for (int64_t i = 0; i < plane; ++i) yp[i] = xp[i] * std::pow(k + coef * yp[i], -beta);
+      }
+    }
+  });
+}
+
+
+// The column matrix of conv_batched_gemm holds at most this many floats
+// (64 MiB), so large batches run in chunks of images.
+constexpr int64_t kGemmColumnFloats = int64_t{16} << 20;
+
+// A convolution as one GEMM per group over a chunk of images: their im2col
+// columns side by side (small planes give a GEMM of kg x (images * plane)
+// instead of one too narrow to run at speed per image), then the GEMM's
+// output scattered back to NCHW with the bias and the epilogue applied in the
+// same pass, while each row is in cache.
+void conv_batched_gemm(const Op& op, const float* x, float* y, const float* residual, int64_t n,
+                       std::vector<float>& cols, std::vector<float>& prod) {
+  const Conv2dParams& p = op.conv_batch;
+  const int64_t plane = p.out_plane(), K = p.reduction(), kg = p.group_out_channels();
+  const int64_t cg = p.group_in_channels(), cout = p.out_channels;
+  const int64_t chunk = std::clamp<int64_t>(kGemmColumnFloats / std::max<int64_t>(K * plane, 1), 1, n);
+  cols.resize(static_cast<size_t>(K * chunk * plane));
+  prod.resize(static_cast<size_t>(kg * chunk * plane));
+  const float* bias = op.has_bias ? op.bias.data() : nullptr;
+  for (int64_t n0 = 0; n0 < n; n0 += chunk) {
+    const int64_t images = std::min(chunk, n - n0), ld = images * plane;
+    for (int64_t g = 0; g < p.groups; ++g) {
+      parallel_for(images, work_per_item(images, {K, plane}), [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const float* xg = x + ((n0 + i) * p.in_channels + g * cg) * p.in_plane();
+          im2col_columns(p, xg, 0, plane, cols.data() + i * plane, ld);
+        }
+      });
+      sgemm(false, false, kg, ld, K, 1.0f, op.weight.data() + g * kg * K, K, cols.data(), ld, 0.0f, prod.data(), ld);
+      parallel_for(kg * images, plane, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t k = r / images, i = r % images, channel = g * kg + k;
+          const float* src = prod.data() + k * ld + i * plane;
+          const int64_t offset = ((n0 + i) * cout + channel) * plane;
+          float* dst = y + offset;
+          const float b = bias != nullptr ? bias[channel] : 0.0f;
+          if (residual != nullptr) {
+            const float* res = residual + offset;
+            for (int64_t j = 0; j < plane; ++j) dst[j] = src[j] + b + res[j];
+          } else {
+            for (int64_t j = 0; j < plane; ++j) dst[j] = src[j] + b;
+          }
+          if (op.epilogue.has_act) activation_forward(op.epilogue.act, dst, dst, plane);
+        }
+      });
+    }
+  }
+}
+
+}  // namespace
+
+struct InferencePlan::Impl {
+  std::vector<ValueShape> shapes;
+  std::vector<Op> ops;
+  // Prepared state: what run() last prepared for.
+  int64_t batch = -1;
+  Isa isa = Isa::Scalar;
+  int threads = 0;
+  std::vector<int> slot_of;              // value -> buffer slot (-1: input or output)
+  std::vector<int64_t> slot_floats;      // per image
+  std::vector<std::vector<float>> buffers;
+  std::vector<float*> ptr;
+  std::vector<float> gemm_cols, gemm_prod;  // conv_batched_gemm's scratch
+  PlanConvChoice conv_choice = PlanConvChoice::Measure;
+  std::mutex running;
+
+  int add_value(ValueShape s) {
+    shapes.push_back(s);
+    return static_cast<int>(shapes.size()) - 1;
+  }
+  const ValueShape& shape(int v, const std::string& name) const {
+    CNNKIT_CHECK(v >= 0 && v < static_cast<int>(shapes.size()), ErrorKind::Value,
+                 name + ": value " + std::to_string(v) + " does not exist in this plan");
+    return shapes[v];
+  }
+  void check_epilogue(const Epilogue& e, const ValueShape& out, const std::string& name) const {
+    if (e.has_act) validate(e.act);
+    if (e.residual < 0) return;
+    const ValueShape& r = shape(e.residual, name);
+    CNNKIT_CHECK(r.c == out.c && r.h == out.h && r.w == out.w, ErrorKind::Value,
+                 name + ": the residual has shape (" + std::to_string(r.c) + ", " + std::to_string(r.h) +
+                     ", " + std::to_string(r.w) + "), the output (" + std::to_string(out.c) + ", " +
+                     std::to_string(out.h) + ", " + std::to_string(out.w) + ")");
+  }
+  int push(Op op, ValueShape out) {
+    CNNKIT_CHECK(out.size() > 0, ErrorKind::Value, op.name + ": the output would have no elements");
+    checked_mul(out.c * out.h, out.w, "plan value size");
+    op.dst = add_value(out);
+    ops.push_back(std::move(op));
+    batch = -1;  // the buffer assignment must be redone
+    return ops.back().dst;
+  }
+
+  void assign_buffers();
+  void prepare(int64_t n);
+  void run_op(Op& op, int64_t n);
+  void run_conv(Op& op, bool gemm, int64_t n);
+  void measure_conv(Op& op, int64_t n);
+};
+
+// Greedy: values in order of creation take a free slot (the smallest that is
+// big enough, else the biggest, grown); a value's slot is freed after the last
+// op that reads it.
+void InferencePlan::Impl::assign_buffers() {
+  const int values = static_cast<int>(shapes.size());
+  std::vector<int> last_use(values, -1);
+  for (int i = 0; i < static_cast<int>(ops.size()); ++i) {
+    last_use[ops[i].src] = i;
+    if (ops[i].epilogue.residual >= 0) last_use[ops[i].epilogue.residual] = i;
+  }
+  slot_of.assign(values, -1);
+  slot_floats.clear();
+  std::vector<bool> busy;
+  const int output = ops.empty() ? 0 : ops.back().dst;
+  for (int i = 0; i < static_cast<int>(ops.size()); ++i) {
+    const int v = ops[i].dst;
+    if (v != output) {
+      const int64_t need = shapes[v].size();
+      int best = -1;
+      for (int s = 0; s < static_cast<int>(busy.size()); ++s) {
+        if (busy[s]) continue;
+        const bool fits = slot_floats[s] >= need;
+        if (best < 0) {
+          best = s;
+        } else if (fits ? slot_floats[best] < need || slot_floats[s] < slot_floats[best]
+                        : slot_floats[best] < need && slot_floats[s] > slot_floats[best]) {
+          best = s;
+        }
+      }
+      if (best < 0) {
+        best = static_cast<int>(busy.size());
+        busy.push_back(false);
+        slot_floats.push_back(0);
+      }
+      slot_floats[best] = std::max(slot_floats[best], need);
+      busy[best] = true;
+      slot_of[v] = best;
+    }
+    for (int u = 1; u < values; ++u) {
+      if (last_use[u] == i && slot_of[u] >= 0) busy[slot_of[u]] = false;
+    }
+  }
+}
+
+void InferencePlan::Impl::prepare(int64_t n) {
+  const Isa cap = max_isa();
+  const int nt = num_threads();
+  if (n == batch && cap == isa && nt == threads) return;
+  if (n != batch) {
+    assign_buffers();
+    buffers.assign(slot_floats.size(), {});
+    for (size_t s = 0; s < slot_floats.size(); ++s) {
+      buffers[s].resize(static_cast<size_t>(checked_mul(slot_floats[s], n, "plan buffer")));
+    }
+  }
+  for (Op& op : ops) {
+    if (op.kind != OpKind::Conv) continue;
+    const Conv2dParams& c = op.conv;
+    op.conv_batch = make_conv2d_params(n, c.in_channels, c.in_h, c.in_w, c.out_channels, c.group_in_channels(),
+                                       c.kernel_h, c.kernel_w, c.groups, c.stride_h, c.stride_w, c.pad_top,
+                                       c.pad_bottom, c.pad_left, c.pad_right, c.dilation_h, c.dilation_w);
+    op.measured = conv_choice != PlanConvChoice::Measure;
+    op.use_gemm = conv_choice == PlanConvChoice::Gemm;
+    const std::string impl = conv2d_forward_implementation(op.conv_batch, ConvAlgo::Auto);
+    if (impl == op.impl) continue;
+    op.impl = impl;
+    op.packed = PackedCvecConv{};
+    pack_cvec_forward(impl.c_str(), op.conv_batch, op.weight.data(), op.has_bias ? op.bias.data() : nullptr,
+                      &op.packed);
+  }
+  batch = n;
+  isa = cap;
+  threads = nt;
+}
+
+void InferencePlan::Impl::run_conv(Op& op, bool gemm, int64_t n) {
+  const float* x = ptr[op.src];
+  float* y = ptr[op.dst];
+  const float* residual = op.epilogue.residual >= 0 ? ptr[op.epilogue.residual] : nullptr;
+  if (gemm) {
+    conv_batched_gemm(op, x, y, residual, n, gemm_cols, gemm_prod);
+    return;
+  }
+  if (op.packed.kernel != nullptr) {
+    run_packed_cvec_forward(op.conv_batch, op.packed, x, y);
+  } else {
+    conv2d_forward(op.conv_batch, x, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, y, ConvAlgo::Auto);
+  }
+  apply_epilogue(op.epilogue, y, residual, n * shapes[op.dst].size());
+}
+
+// The first run after a preparation times both ways on the real data: each
+// once to warm up (the GEMM's scratch is allocated then), then alternately,
+// keeping each way's fastest run (interference from other processes only ever
+// adds time): at least kMinMeasureRounds rounds, and more, up to
+// kMaxMeasureRounds, while they take less than kMeasureSeconds in all, so
+// that small layers, where a single descheduling outweighs the difference,
+// get more samples. Every run leaves a complete output; the chosen way runs
+// last, so a plan's results do not depend on the timing.
+constexpr int kMinMeasureRounds = 3, kMaxMeasureRounds = 15;
+constexpr double kMeasureSeconds = 2e-3;
+
+void InferencePlan::Impl::measure_conv(Op& op, int64_t n) {
+  double best[2] = {1e300, 1e300}, spent = 0;
+  for (int round = 0; round <= kMaxMeasureRounds; ++round) {
+    if (round > kMinMeasureRounds && spent > kMeasureSeconds) break;
+    for (int way = 0; way < 2; ++way) {
+      const auto t0 = std::chrono::steady_clock::now();
+      run_conv(op, way == 1, n);
+      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      spent += t;
+      if (round > 0) best[way] = std::min(best[way], t);
+    }
+  }
+  op.use_gemm = best[1] < best[0];
+  op.measured = true;
+  if (!op.use_gemm) run_conv(op, false, n);
+}
+
+void InferencePlan::Impl::run_op(Op& op, int64_t n) {
+  const float* x = ptr[op.src];
+  float* y = ptr[op.dst];
+  const ValueShape& in = shapes[op.src];
+  const ValueShape& out = shapes[op.dst];
+  switch (op.kind) {
+    case OpKind::Conv:
+      if (op.measured) {
+        run_conv(op, op.use_gemm, n);
+      } else {
+        measure_conv(op, n);
+      }
+      return;
+    case OpKind::Linear:
+      linear_forward(x, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, y, n, in.size(), out.size());
+      break;
+    case OpKind::MaxPool: {
+      Pool2dShape s = op.pool;
+      s.planes = n * in.c;
+      max_pool2d(s, x, y, nullptr);
+      break;
+    }
+    case OpKind::AvgPool: {
+      Pool2dShape s = op.pool;
+      s.planes = n * in.c;
+      avg_pool2d(s, op.count_include_pad, x, y);
+      break;
+    }
+    case OpKind::AdaptiveAvgPool: adaptive_avg_pool(in, out.h, out.w, n * in.c, x, y); break;
+    case OpKind::ChannelAffine: channel_affine(op, in, n, x, y); break;
+    case OpKind::Lrn: lrn(op, in, n, x, y); break;
+    case OpKind::Elementwise: std::memcpy(y, x, static_cast<size_t>(n * in.size()) * sizeof(float)); break;
+  }
+  const float* residual = op.epilogue.residual >= 0 ? ptr[op.epilogue.residual] : nullptr;
+  apply_epilogue(op.epilogue, y, residual, n * out.size());
+}
+
+InferencePlan::InferencePlan(ValueShape input) : impl_(std::make_unique<Impl>()) {
+  CNNKIT_CHECK(input.c > 0 && input.h > 0 && input.w > 0, ErrorKind::Value,
+               "input_shape must be positive, got (" + std::to_string(input.c) + ", " + std::to_string(input.h) +
+                   ", " + std::to_string(input.w) + ")");
+  checked_mul(input.c * input.h, input.w, "input size");
+  impl_->add_value(input);
+}
+
+InferencePlan::~InferencePlan() = default;
+
+void InferencePlan::set_conv_choice(PlanConvChoice choice) {
+  impl_->conv_choice = choice;
+  impl_->batch = -1;
+}
+
+int InferencePlan::add_conv(const std::string& name, int src, int64_t out_channels, int64_t kernel_h,
+                            int64_t kernel_w, int64_t groups, int64_t stride_h, int64_t stride_w,
+                            int64_t pad_top, int64_t pad_bottom, int64_t pad_left, int64_t pad_right,
+                            int64_t dilation_h, int64_t dilation_w, const float* weight, const float* bias,
+                            const Epilogue& epilogue) {
+  const ValueShape in = impl_->shape(src, name);
+  CNNKIT_CHECK(groups > 0 && in.c % groups == 0, ErrorKind::Value,
+               name + ": groups=" + std::to_string(groups) + " must divide the input's " +
+                   std::to_string(in.c) + " channels");
+  Op op = new_op(OpKind::Conv, name, src, epilogue);
+  try {
+    op.conv = make_conv2d_params(1, in.c, in.h, in.w, out_channels, in.c / groups, kernel_h, kernel_w, groups,
+                                 stride_h, stride_w, pad_top, pad_bottom, pad_left, pad_right, dilation_h,
+                                 dilation_w);
+  } catch (const Error& e) {
+    fail(e.kind(), name + ": " + e.what());
+  }
+  const ValueShape out{out_channels, op.conv.out_h, op.conv.out_w};
+  impl_->check_epilogue(epilogue, out, name);
+  op.weight.assign(weight, weight + out_channels * op.conv.reduction());
+  op.has_bias = bias != nullptr;
+  if (op.has_bias) op.bias.assign(bias, bias + out_channels);
+  return impl_->push(std::move(op), out);
+}
+
+int InferencePlan::add_linear(const std::string& name, int src, int64_t out_features, const float* weight,
+                              const float* bias, const Epilogue& epilogue) {
+  const ValueShape in = impl_->shape(src, name);
+  CNNKIT_CHECK(out_features > 0, ErrorKind::Value, name + ": out_features must be positive");
+  Op op = new_op(OpKind::Linear, name, src, epilogue);
+  const ValueShape out{out_features, 1, 1};
+  impl_->check_epilogue(epilogue, out, name);
+  op.weight.assign(weight, weight + checked_mul(out_features, in.size(), "linear weight"));
+  op.has_bias = bias != nullptr;
+  if (op.has_bias) op.bias.assign(bias, bias + out_features);
+  return impl_->push(std::move(op), out);
+}
+
+int InferencePlan::add_max_pool(const std::string& name, int src, int64_t kernel_h, int64_t kernel_w,
+                                int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+                                int64_t dilation_h, int64_t dilation_w, bool ceil_mode) {
+  const ValueShape in = impl_->shape(src, name);
+  Op op = new_op(OpKind::MaxPool, name, src);
+  op.pool = make_pool2d_shape(name.c_str(), in.c, in.h, in.w, kernel_h, kernel_w, stride_h, stride_w, pad_h,
+                              pad_w, dilation_h, dilation_w, ceil_mode);
+  const ValueShape out{in.c, op.pool.out_h, op.pool.out_w};
+  return impl_->push(std::move(op), out);
+}
+
+int InferencePlan::add_avg_pool(const std::string& name, int src, int64_t kernel_h, int64_t kernel_w,
+                                int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, bool ceil_mode,
+                                bool count_include_pad) {
+  const ValueShape in = impl_->shape(src, name);
+  Op op = new_op(OpKind::AvgPool, name, src);
+  op.count_include_pad = count_include_pad;
+  op.pool = make_pool2d_shape(name.c_str(), in.c, in.h, in.w, kernel_h, kernel_w, stride_h, stride_w, pad_h,
+                              pad_w, 1, 1, ceil_mode);
+  const ValueShape out{in.c, op.pool.out_h, op.pool.out_w};
+  return impl_->push(std::move(op), out);
+}
+
+int InferencePlan::add_adaptive_avg_pool(const std::string& name, int src, int64_t out_h, int64_t out_w) {
+  const ValueShape in = impl_->shape(src, name);
+  CNNKIT_CHECK(out_h > 0 && out_w > 0, ErrorKind::Value, name + ": output_size must be positive");
+  Op op = new_op(OpKind::AdaptiveAvgPool, name, src);
+  return impl_->push(std::move(op), ValueShape{in.c, out_h, out_w});
+}
+
+int InferencePlan::add_channel_affine(const std::string& name, int src, const float* scale, const float* shift,
+                                      const Epilogue& epilogue) {
+  const ValueShape in = impl_->shape(src, name);
+  Op op = new_op(OpKind::ChannelAffine, name, src, epilogue);
+  impl_->check_epilogue(epilogue, in, name);
+  op.weight.assign(scale, scale + in.c);
+  op.bias.assign(shift, shift + in.c);
+  return impl_->push(std::move(op), in);
+}
+
+int InferencePlan::add_lrn(const std::string& name, int src, int64_t size, double alpha, double beta, double k) {
+  const ValueShape in = impl_->shape(src, name);
+  CNNKIT_CHECK(size > 0, ErrorKind::Value, name + ": size must be positive, got " + std::to_string(size));
+  CNNKIT_CHECK(std::isfinite(alpha) && std::isfinite(beta) && std::isfinite(k), ErrorKind::Value,
+               name + ": alpha, beta and k must be finite");
+  Op op = new_op(OpKind::Lrn, name, src);
+  op.lrn_size = size;
+  op.lrn_alpha = alpha;
+  op.lrn_beta = beta;
+  op.lrn_k = k;
+  return impl_->push(std::move(op), in);
+}
+
+int InferencePlan::add_elementwise(const std::string& name, int src, const Epilogue& epilogue) {
+  const ValueShape in = impl_->shape(src, name);
+  Op op = new_op(OpKind::Elementwise, name, src, epilogue);
+  impl_->check_epilogue(epilogue, in, name);
+  return impl_->push(std::move(op), in);
+}
+
+ValueShape InferencePlan::value_shape(int value) const { return impl_->shape(value, "value_shape"); }
+
+int InferencePlan::output() const { return impl_->ops.empty() ? 0 : impl_->ops.back().dst; }
+
+int64_t InferencePlan::num_ops() const { return static_cast<int64_t>(impl_->ops.size()); }
+
+std::string InferencePlan::describe() const {
+  std::ostringstream out;
+  for (const Op& op : impl_->ops) {
+    const ValueShape& s = impl_->shapes[op.dst];
+    out << op.name << ": " << kind_name(op.kind);
+    if (op.kind == OpKind::Conv && op.measured) {
+      out << " [" << (op.use_gemm ? "batched_gemm" : op.impl + (op.packed.kernel ? ", packed" : "")) << "]";
+    }
+    if (op.has_bias) out << " +bias";
+    if (op.epilogue.residual >= 0) out << " +residual(v" << op.epilogue.residual << ")";
+    if (op.epilogue.has_act) out << " +act";
+    out << " v" << op.src << " -> v" << op.dst << " (" << s.c << ", " << s.h << ", " << s.w << ")\n";
+  }
+  return out.str();
+}
+
+void InferencePlan::run(const float* x, float* y, int64_t batch, std::vector<double>* op_seconds) {
+  CNNKIT_CHECK(batch >= 0, ErrorKind::Value, "batch must be >= 0");
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.running);
+  const int64_t out_size = m.shapes[output()].size();
+  if (batch == 0) return;
+  checked_mul(batch, std::max(m.shapes[0].size(), out_size), "plan input size");
+  if (m.ops.empty()) {
+    std::memcpy(y, x, static_cast<size_t>(batch * out_size) * sizeof(float));
+    return;
+  }
+  m.prepare(batch);
+  m.ptr.assign(m.shapes.size(), nullptr);
+  for (size_t v = 0; v < m.shapes.size(); ++v) {
+    if (m.slot_of[v] >= 0) m.ptr[v] = m.buffers[m.slot_of[v]].data();
+  }
+  // The input is only read: no op writes value 0.
+  m.ptr[0] = const_cast<float*>(x);
+  m.ptr[output()] = y;
+  if (op_seconds == nullptr) {
+    for (Op& op : m.ops) m.run_op(op, batch);
+    return;
+  }
+  op_seconds->clear();
+  for (Op& op : m.ops) {
+    const auto t0 = std::chrono::steady_clock::now();
+    m.run_op(op, batch);
+    op_seconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+}
+
+}  // namespace cnnkit
