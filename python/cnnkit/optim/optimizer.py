@@ -26,6 +26,15 @@ float32 rounding. ``state_dict()`` has PyTorch's layout: ``{"state": {index:
 {...}}, "param_groups": [{..., "params": [index, ...]}]}`` with parameters
 numbered in group order, and ``load_state_dict`` accepts a PyTorch optimizer's
 state dict (tensors are converted to arrays).
+
+Parameters on a CUDA device (``model.to("cuda")``: CuPy arrays or PyTorch CUDA tensors) are
+updated by the same code, written against the array's namespace (NumPy, CuPy or PyTorch share the
+few functions it calls), so the rules cannot drift apart. Where ``cnnkit.cuda.ops_optim`` defines
+``<optimizer>_update`` (``sgd_update``, ``adam_update``, ...), a device parameter is updated by
+that fused kernel instead, one launch per parameter tensor: it has the contract of the class's
+``_update(p, grad, state, group)`` (update ``p.data`` in place, create and update ``state``'s
+entries under PyTorch's names). Optimizer state dicts are NumPy arrays whatever the device, and
+load back onto the parameters' device.
 """
 
 import numpy as np
@@ -37,6 +46,31 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta"
 # ----------------------------------------------------------------------------
 # optimizers
 # ----------------------------------------------------------------------------
+
+
+def _device():
+    from ..cuda import _device
+
+    return _device
+
+
+def _namespace(a):
+    """NumPy for NumPy arrays, else the array's own library (CuPy, PyTorch)."""
+    return np if type(a) is np.ndarray else _device().namespace(a)
+
+
+def _on_device(a):
+    return type(a) is not np.ndarray and _device().is_cuda_array(a)
+
+
+def _fused_update(optimizer, p):
+    """The CUDA fused update of ``optimizer``'s class for a device parameter, or None."""
+    if not _on_device(p.data):
+        return None
+    from .. import cuda
+
+    ops = cuda._ops()
+    return ops.get(f"{type(optimizer).__name__.lower()}_update")
 
 
 def _is_param(obj):
@@ -103,6 +137,10 @@ class Optimizer:
                 raise TypeError(
                     f"optimizers update objects with .data, .grad and .requires_grad, got {type(p).__name__}"
                 )
+            if _on_device(p.data):
+                if not _device().dtype_name(p.data).startswith("float"):
+                    raise TypeError(f"a parameter's .data must be a float array, got {_device().dtype_name(p.data)}")
+                continue
             if not isinstance(p.data, np.ndarray) or p.data.dtype.kind != "f":
                 raise TypeError(f"a parameter's .data must be a float ndarray, got {type(p.data).__name__}")
             if not p.data.flags.writeable:
@@ -147,13 +185,16 @@ class Optimizer:
                     grad = self._grad(p, index)
                     if group["l1_decay"] != 0:
                         # The subgradient of l1_decay * |p|; sign(0) = 0 leaves exact zeros at zero.
-                        grad = grad + group["l1_decay"] * np.sign(p.data)
-                    self._update(p, grad, self._state.setdefault(id(p), {}), group)
+                        grad = grad + group["l1_decay"] * _namespace(p.data).sign(p.data)
+                    update = _fused_update(self, p) or self._update
+                    update(p, grad, self._state.setdefault(id(p), {}), group)
                 index += 1
         return loss
 
     @staticmethod
     def _grad(p, index):
+        if _on_device(p.data):
+            return Optimizer._device_grad(p, index)
         grad = np.asarray(p.grad)
         if grad.dtype.kind not in "fiu":
             raise TypeError(f"the grad of parameter {index} must be a float array, got dtype {grad.dtype}")
@@ -161,10 +202,25 @@ class Optimizer:
             raise ValueError(f"the grad of parameter {index} has shape {grad.shape}, its data has shape {p.data.shape}")
         return grad.astype(p.data.dtype, copy=False)
 
+    @staticmethod
+    def _device_grad(p, index):
+        device = _device()
+        if not device.is_cuda_array(p.grad) or device.device_index(p.grad) != device.device_index(p.data):
+            raise ValueError(f"the grad of parameter {index} must be on its data's device, cuda:"
+                             f"{device.device_index(p.data)}")
+        if device.dtype_name(p.grad) != device.dtype_name(p.data):
+            raise TypeError(f"the grad of parameter {index} has dtype {device.dtype_name(p.grad)}, its data "
+                            f"{device.dtype_name(p.data)}")
+        if tuple(p.grad.shape) != tuple(p.data.shape):
+            raise ValueError(f"the grad of parameter {index} has shape {tuple(p.grad.shape)}, its data has shape "
+                             f"{tuple(p.data.shape)}")
+        return p.grad
+
     def state_dict(self):
         """``{"state": {index: {...}}, "param_groups": [...]}``, PyTorch's layout.
 
-        Arrays are copies: the result does not change as training goes on.
+        Arrays are NumPy copies, also of device state: the result does not change as training
+        goes on.
         """
         index = {}
         groups = []
@@ -175,7 +231,8 @@ class Optimizer:
         state = {}
         for key, i in index.items():
             if self._state.get(key):
-                state[i] = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self._state[key].items()}
+                state[i] = {k: (v if isinstance(v, (int, float)) or v is None else np.array(_device().to_host(v)))
+                            for k, v in self._state[key].items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
@@ -219,11 +276,15 @@ class Optimizer:
         if value is None:
             return None
         # asarray, then a copy: np.array(value, dtype=...) would warn on torch tensors.
-        array = np.asarray(value).astype(p.data.dtype)
+        dtype = p.data.dtype if type(p.data) is np.ndarray else _device().dtype_name(p.data)
+        array = np.asarray(_device().to_host(value)).astype(dtype)
         if array.shape != p.data.shape:
             raise ValueError(
                 f"loaded state {key!r} of parameter {index} has shape {array.shape}, the parameter has {p.data.shape}"
             )
+        if _on_device(p.data):
+            device = _device()
+            return device.to_device(array, device.device_index(p.data), device.library_of(p.data))
         return array
 
     def _check_common(self, group):
@@ -273,7 +334,8 @@ class SGD(Optimizer):
             if buf is None:
                 # np.array, not .copy(): arithmetic on 0-d arrays yields scalars,
                 # and the buffer must stay an array to be updated in place.
-                state["momentum_buffer"] = buf = np.array(grad, dtype=p.data.dtype)
+                buf = np.array(grad, dtype=p.data.dtype) if type(p.data) is np.ndarray else _device().copy(grad)
+                state["momentum_buffer"] = buf
             else:
                 buf *= momentum
                 buf += (1 - group["dampening"]) * grad
@@ -311,12 +373,13 @@ class Adam(Optimizer):
         return group
 
     def _update(self, p, grad, state, group):
+        xp = _namespace(p.data)
         if not state:
             state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
         lr, weight_decay = group["lr"], group["weight_decay"]
         beta1, beta2 = group["betas"]
         state["step"] += 1
@@ -335,9 +398,9 @@ class Adam(Optimizer):
         second = exp_avg_sq
         if group["amsgrad"]:
             # A missing buffer means amsgrad was switched on after the first step.
-            second = state.setdefault("max_exp_avg_sq", np.zeros_like(p.data))
-            np.maximum(second, exp_avg_sq, out=second)
-        denom = np.sqrt(second) / bias_correction2_sqrt
+            second = state.setdefault("max_exp_avg_sq", xp.zeros_like(p.data))
+            xp.maximum(second, exp_avg_sq, out=second)
+        denom = xp.sqrt(second) / bias_correction2_sqrt
         denom += group["eps"]
         p.data -= step_size * exp_avg / denom
 
@@ -377,13 +440,14 @@ class RMSprop(Optimizer):
         return group
 
     def _update(self, p, grad, state, group):
+        xp = _namespace(p.data)
         if not state:
             state["step"] = 0
-            state["square_avg"] = np.zeros_like(p.data)
+            state["square_avg"] = xp.zeros_like(p.data)
             if group["momentum"] > 0:
-                state["momentum_buffer"] = np.zeros_like(p.data)
+                state["momentum_buffer"] = xp.zeros_like(p.data)
             if group["centered"]:
-                state["grad_avg"] = np.zeros_like(p.data)
+                state["grad_avg"] = xp.zeros_like(p.data)
         alpha, momentum = group["alpha"], group["momentum"]
         state["step"] += 1
         if group["weight_decay"] != 0:
@@ -392,16 +456,17 @@ class RMSprop(Optimizer):
         square_avg *= alpha
         square_avg += (1 - alpha) * grad * grad
         if group["centered"]:
-            grad_avg = state.setdefault("grad_avg", np.zeros_like(p.data))
+            grad_avg = state.setdefault("grad_avg", xp.zeros_like(p.data))
             _lerp_(grad_avg, grad, 1 - alpha)
             # The variance estimate is >= 0 exactly but can round below zero once
             # the gradients are nearly constant; PyTorch would return NaN there.
-            avg = np.sqrt(np.maximum(square_avg - grad_avg * grad_avg, 0))
+            variance = square_avg - grad_avg * grad_avg
+            avg = xp.sqrt(xp.maximum(variance, xp.zeros_like(variance)))
         else:
-            avg = np.sqrt(square_avg)
+            avg = xp.sqrt(square_avg)
         avg += group["eps"]
         if momentum > 0:
-            buf = state.setdefault("momentum_buffer", np.zeros_like(p.data))
+            buf = state.setdefault("momentum_buffer", xp.zeros_like(p.data))
             buf *= momentum
             buf += grad / avg
             p.data -= group["lr"] * buf
@@ -438,15 +503,16 @@ class Adagrad(Optimizer):
         return group
 
     def _update(self, p, grad, state, group):
+        xp = _namespace(p.data)
         if not state:
             state["step"] = 0
-            state["sum"] = np.full_like(p.data, group["initial_accumulator_value"])
+            state["sum"] = xp.full_like(p.data, group["initial_accumulator_value"])
         state["step"] += 1
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * p.data
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
         state["sum"] += grad * grad
-        std = np.sqrt(state["sum"])
+        std = xp.sqrt(state["sum"])
         std += group["eps"]
         p.data -= clr * grad / std
 
@@ -471,10 +537,11 @@ class Adadelta(Optimizer):
         return group
 
     def _update(self, p, grad, state, group):
+        xp = _namespace(p.data)
         if not state:
             state["step"] = 0
-            state["square_avg"] = np.zeros_like(p.data)
-            state["acc_delta"] = np.zeros_like(p.data)
+            state["square_avg"] = xp.zeros_like(p.data)
+            state["acc_delta"] = xp.zeros_like(p.data)
         rho, eps = group["rho"], group["eps"]
         state["step"] += 1
         if group["weight_decay"] != 0:
@@ -482,8 +549,8 @@ class Adadelta(Optimizer):
         square_avg, acc_delta = state["square_avg"], state["acc_delta"]
         square_avg *= rho
         square_avg += (1 - rho) * grad * grad
-        delta = np.sqrt(acc_delta + eps)
-        delta /= np.sqrt(square_avg + eps)
+        delta = xp.sqrt(acc_delta + eps)
+        delta /= xp.sqrt(square_avg + eps)
         delta *= grad
         acc_delta *= rho
         acc_delta += (1 - rho) * delta * delta
