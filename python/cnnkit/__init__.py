@@ -14,7 +14,7 @@ from . import checkpoint, keras
 __version__ = "0.1.0"
 
 __all__ = [
-    "data", "functional", "io", "models", "nn", "optim", "reference", "train", "checkpoint", "keras",
+    "data", "functional", "io", "models", "nn", "optim", "reference", "train", "checkpoint", "keras", "cuda",
     "load", "save", "manual_seed", "gradcheck",
     "build_info", "set_num_threads", "get_num_threads", "set_max_isa", "get_max_isa",
     "use_deterministic_algorithms", "are_deterministic_algorithms_enabled",
@@ -28,6 +28,16 @@ if _os.environ.get("CNNKIT_MAX_ISA", "") not in ("", "scalar", "avx2", "avx512")
         RuntimeWarning,
         stacklevel=2,
     )
+
+
+def __getattr__(name):
+    # cnnkit.cuda is imported on first use: it loads the CUDA extension module, which a program
+    # that never asks for a GPU need not load.
+    if name == "cuda":
+        import importlib
+
+        return importlib.import_module(".cuda", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_info():
