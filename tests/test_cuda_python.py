@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cnnkit
-from cnnkit import cuda, nn, optim
+from cnnkit import _arrays, cuda, nn, optim
 from cnnkit import functional as F
 from cnnkit.cuda import _checks, _device
 
@@ -239,6 +239,11 @@ def standin(monkeypatch, fake_gpu):
         np.array(x, copy=True)))
     monkeypatch.setattr(cuda, "device_count", lambda: 1)
 
+    def on_device(value, op, name):
+        raise _arrays._OnCuda
+
+    monkeypatch.setitem(_arrays._KINDS, torch.Tensor, (on_device, None))  # the dispatch sees "CUDA" tensors
+
     def twin(op):
         def run(*args, **kwargs):
             plain = [a.numpy() if is_torch(a) else a for a in args]
@@ -375,3 +380,74 @@ def test_device_call_moves_arguments_and_results_and_writes_back_updates(standin
     np.testing.assert_array_equal(out, want)
     np.testing.assert_array_equal(rm, want_rm)
     np.testing.assert_array_equal(rv, want_rv)
+
+
+# -- cnnkit bench --device cuda ----------------------------------------------------------------
+
+
+@needs_no_gpu
+def test_cuda_bench_without_a_gpu_exits_with_the_reason():
+    from cnnkit import cli
+
+    with pytest.raises(SystemExit, match="cnnkit bench --device cuda: no usable CUDA device: "):
+        cli.main(["bench", "--device", "cuda"])
+    with pytest.raises(SystemExit, match="unknown CUDA suite 'pool'"):
+        cli.main(["bench", "--device", "cuda", "pool"])
+
+
+class _HostEvents:
+    """torch.cuda's Event API over the host clock, to check the CUDA timer's bookkeeping."""
+
+    class cuda:
+        class Event:
+            def __init__(self, enable_timing):
+                self.t = None
+
+            def record(self):
+                import time
+
+                self.t = time.perf_counter()
+
+            def synchronize(self):
+                pass
+
+            def elapsed_time(self, end):
+                return (end.t - self.t) * 1e3
+
+
+def test_cuda_timer_reports_medians_per_call():
+    import time
+
+    from cnnkit import bench_cuda
+
+    order = []
+
+    def slow():
+        order.append("slow")
+        time.sleep(0.002)
+
+    def fast():
+        order.append("fast")
+
+    times = bench_cuda.cuda_timings(_HostEvents, {"slow": slow, "fast": fast}, rounds=3, sample_time=0.01,
+                                    settle_time=0.0)
+    assert 0.002 <= times["slow"] < 0.02 and times["fast"] < 0.001
+    # Warm-up and one timed call each, then the rounds: several calls per sample for the fast one.
+    assert order.count("fast") > order.count("slow") > 3
+
+
+def test_cuda_bench_reports_a_missing_kernel_and_goes_on():
+    from cnnkit import bench_cuda
+
+    rows = bench_cuda._Rows(_HostEvents, 1, bandwidth=1e9)
+
+    def missing():
+        raise NotImplementedError("max_pool2d has no CUDA kernel in cnnkit yet")
+
+    row = rows.time("ops", "max_pool", missing, lambda: None)
+    assert row["missing"].startswith("max_pool2d has no CUDA kernel")
+    row = rows.time("ops", "copy", lambda: None, lambda: None, nbytes=1000)
+    assert row["ratio"] > 0 and "copy_fraction" in row
+    table = bench_cuda._targets_table(rows)
+    assert [t[0] for t in table] == [t[0] for t in bench_cuda.TARGETS]
+    assert table[2][3] == row["copy_fraction"]["cnnkit"] and table[0][3] is None

@@ -11,8 +11,9 @@ kind of the first such argument: ``torch.from_numpy`` for PyTorch tensors, the a
 they stay NumPy arrays. Python scalars (a reduced loss) stay Python scalars. Arrays inside lists
 or tuples are not converted: NumPy reads them, and results stay NumPy arrays.
 
-A call with any CUDA argument (a CuPy array, a PyTorch CUDA tensor: see
-``cnnkit.cuda._device.is_cuda_array``) goes to the op of the same name in ``cnnkit.cuda``'s
+A call with any CUDA argument (a CuPy array, a PyTorch CUDA tensor: an argument exporting
+``__dlpack__`` on a CUDA device, found by the same readers at no cost to the CPU path) goes to the
+op of the same name in ``cnnkit.cuda``'s
 ``ops_*`` modules instead (``cnnkit.cuda.supported_ops()``, collected on the first such call), after
 checking that no argument is on another device: a CPU array beside a CUDA one, or arrays on two
 CUDA devices, raise ``ValueError`` naming both. An op without a CUDA kernel raises
@@ -25,6 +26,7 @@ imports PyTorch or JAX.
 
 import functools
 import inspect
+import operator
 import sys
 
 import numpy as np
@@ -60,6 +62,8 @@ def _read_torch(value, op, name):
     # PyTorch's own NumPy bridge shares memory as DLPack does, at a fraction of the cost of
     # torch's Python-level __dlpack__ and __dlpack_device__.
     if value.device.type != "cpu":
+        if value.is_cuda:
+            raise _OnCuda
         _refuse_device(op, name, value.device)
     if value.requires_grad:
         value = value.detach()  # PyTorch exports no tensor that requires grad
@@ -71,6 +75,8 @@ def _read_torch(value, op, name):
 
 def _read_dlpack(value, op, name):
     device_type, device_id = value.__dlpack_device__()
+    if device_type == 2:  # kDLCUDA
+        raise _OnCuda
     if device_type not in _HOST_DEVICES:
         _refuse_device(op, name, f"{_DEVICE_NAMES.get(device_type, f'DLPack device type {device_type}')}:{device_id}")
     try:
@@ -79,12 +85,12 @@ def _read_dlpack(value, op, name):
         raise _unreadable(op, name, value, e) from e
 
 
-def _is_cuda(value):
-    if type(value) in _PLAIN or isinstance(value, np.ndarray):
-        return False
-    from .cuda._device import is_cuda_array
+class _OnCuda(Exception):
+    """Raised by a reader that finds its argument in CUDA memory: the call goes to the CUDA twin."""
 
-    return is_cuda_array(value)
+
+def _is_torch_type(cls):
+    return any(base.__module__.partition(".")[0] == "torch" for base in cls.__mro__)
 
 
 def _kind(value):
@@ -92,7 +98,7 @@ def _kind(value):
     cls = type(value)
     kind = _KINDS.get(cls)
     if kind is None:
-        if any(base.__module__.partition(".")[0] == "torch" for base in cls.__mro__):
+        if _is_torch_type(cls):
             kind = (_read_torch, sys.modules["torch"].from_numpy)
         elif hasattr(value, "__array_namespace__"):
             kind = (_read_dlpack, value.__array_namespace__().from_dlpack)
@@ -152,15 +158,21 @@ def _call_foreign(op, names, args, kwargs):
     """``op`` on foreign arrays: read them as NumPy arrays, hand the results back in the first one's
     kind; with a CUDA argument, the op's CUDA twin instead."""
     slots = [(i, names[i], args) for i in range(len(args))] + [(k, k, kwargs) for k in kwargs]
-    if any(_is_cuda(store[where]) for where, _, store in slots):
-        return _call_cuda(op, slots, args, kwargs)
-    exporters = []
+    exporters, read_so_far = [], []
     for where, name, store in slots:
         value = store[where]
         if _is_foreign(value):
             read, exporter = _kind(value)
             exporters.append(exporter)
-            store[where] = read(value, op.__name__, name)
+            try:
+                store[where] = read(value, op.__name__, name)
+            except _OnCuda:
+                # The readers find CUDA arrays at no extra cost on the CPU path; what they read
+                # before is put back as it came, for the twin and for its error messages.
+                for store_before, where_before, value_before in read_so_far:
+                    store_before[where_before] = value_before
+                return _call_cuda(op, slots, args, kwargs)
+            read_so_far.append((store, where, value))
     result = op(*args, **kwargs)
     return result if not exporters or exporters[0] is None else _export(result, exporters[0])
 

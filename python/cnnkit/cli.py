@@ -11,6 +11,7 @@ __all__ = ["main", "build_parser"]
 MODELS = ("lenet5", "mnist_cnn", "alexnet", "vgg", "resnet", "inception", "densenet")
 DATASETS = ("mnist", "cifar10")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+_BENCH_SUITES = ("targets", "gemm", "pool", "ops", "linear", "models")
 
 
 def _build_model(name, in_channels, image_size):
@@ -219,6 +220,16 @@ def _print_cuda(cuda):
 def cmd_bench(args):
     from . import bench
 
+    if args.device == "cuda":
+        from . import bench_cuda
+
+        # The CPU suites' default list means "every CUDA suite" here.
+        suites = bench_cuda.SUITES if args.suite == list(_BENCH_SUITES) else args.suite
+        try:
+            bench_cuda.run(suites, rounds=args.rounds, json_path=args.json)
+        except (RuntimeError, ValueError) as e:
+            raise SystemExit(f"cnnkit bench --device cuda: {e}") from None
+        return 0
     bench.run(args.suite, shapes=args.shapes, threads=args.threads, rounds=args.rounds,
               use_torch=not args.no_torch, json_path=args.json, isa=args.isa)
     return 0
@@ -268,15 +279,18 @@ def build_parser():
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="benchmark kernels and models against NumPy and PyTorch")
-    b.add_argument("suite", nargs="*", default=["targets", "gemm", "pool", "ops", "linear", "models"],
+    b.add_argument("suite", nargs="*", default=list(_BENCH_SUITES),
                    help="targets, conv, gemm, pool, ops, linear, models, torch, dist "
-                        "(default: all but conv, torch and dist)")
+                        "(default: all but conv, torch and dist); with --device cuda: gemm, targets, ops, "
+                        "models (default: all)")
     b.add_argument("--shapes", nargs="*", default=None, help="shape files (names or paths) for the conv suite")
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--isa", choices=("scalar", "avx2", "avx512"), default=None, help="cap cnnkit's ISA")
     b.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
     b.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch")
     b.add_argument("--json", default=None, help="also write the results to this JSON file")
+    b.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: the CUDA kernels and training steps against PyTorch CUDA (TF32 off)")
     b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="version, compiled and selected kernels, threads, CUDA")
