@@ -243,6 +243,9 @@ def standin(monkeypatch, fake_gpu):
         raise _arrays._OnCuda
 
     monkeypatch.setitem(_arrays._KINDS, torch.Tensor, (on_device, None))  # the dispatch sees "CUDA" tensors
+    # No real fused optimizer kernels on CPU tensors: the optimizers' namespace code runs instead.
+    monkeypatch.setitem(sys.modules, "cnnkit.cuda.ops_optim", None)
+    monkeypatch.delattr(cuda, "ops_optim", raising=False)
 
     def twin(op):
         def run(*args, **kwargs):
@@ -327,23 +330,67 @@ def test_evaluate_predict_and_state_dicts_of_a_device_model(standin):
     assert all(type(p.data) is np.ndarray for p in dev.parameters())
 
 
-def test_a_fused_update_in_ops_optim_replaces_the_namespace_code(standin, fake_gpu):
-    seen = []
+class _FusedSteps:
+    """A stand-in ``cnnkit.cuda.ops_optim`` that records its calls and applies plain SGD."""
 
-    def sgd_update(p, grad, state, group):
-        seen.append((p, group["lr"]))
-        p.data -= group["lr"] * grad
+    def __init__(self):
+        self.calls = []
 
-    fake_gpu["sgd_update"] = sgd_update
+    def _record(self, name, param, grad, *arrays, **options):
+        self.calls.append((name, param, arrays, options))
+        param -= options["lr"] * grad
+
+    def __getattr__(self, name):
+        if name.endswith("_step"):
+            return lambda *args, **kwargs: self._record(name, *args, **kwargs)
+        raise AttributeError(name)
+
+
+@pytest.mark.parametrize("make, step, arrays", [
+    (lambda p: optim.SGD(p, lr=0.5, momentum=0.9, nesterov=True, l1_decay=0.1), "sgd_step", 1),
+    (lambda p: optim.Adam(p, lr=0.5, amsgrad=True), "adam_step", 3),
+    (lambda p: optim.AdamW(p, lr=0.5), "adam_step", 2),
+    (lambda p: optim.RMSprop(p, lr=0.5, centered=True), "rmsprop_step", 2),
+    (lambda p: optim.Adagrad(p, lr=0.5, initial_accumulator_value=0.25), "adagrad_step", 1),
+], ids=["sgd", "adam", "adamw", "rmsprop", "adagrad"])
+def test_device_parameters_are_updated_by_the_fused_steps_of_ops_optim(standin, monkeypatch, make, step, arrays):
+    torch = standin
+    fused = _FusedSteps()
+    monkeypatch.setitem(sys.modules, "cnnkit.cuda.ops_optim", fused)
+    monkeypatch.setattr(cuda, "ops_optim", fused, raising=False)
     model = nn.Linear(3, 2).to("cuda")
-    opt = optim.SGD(model.parameters(), lr=0.5)
+    opt = make(model.parameters())
+    before = [p.data.clone() for p in model.parameters()]
+    for _ in range(2):
+        for p in model.parameters():
+            p.grad = torch.ones_like(p.data)
+        opt.step()
+    assert [c[0] for c in fused.calls] == [step] * 4
+    assert [c[1] for c in fused.calls[:2]] == [p.data for p in model.parameters()]
+    for p, b in zip(model.parameters(), before):  # the stand-in's update, and no other
+        np.testing.assert_allclose(p.data.numpy(), b.numpy() - 1.0, rtol=1e-6)
+    name, _, state_arrays, options = fused.calls[2]
+    given = [a for a in state_arrays if a is not None]
+    assert len(given) == arrays and all(isinstance(a, torch.Tensor) for a in given)
+    assert options["lr"] == 0.5 and options["l1_decay"] == opt.param_groups[0]["l1_decay"]
+    if step == "sgd_step":
+        assert fused.calls[0][3]["first"] and not options["first"] and options["nesterov"]
+    elif step == "adam_step":
+        assert options["step"] == 2 and options["decoupled"] is isinstance(opt, optim.AdamW)
+    elif step == "adagrad_step":
+        assert options["step"] == 2 and bool((state_arrays[0] == 0.25).all())  # the stand-in leaves it
+
+
+def test_without_fused_steps_the_namespace_code_updates_device_parameters(standin):
+    torch = standin
+    model = nn.Linear(3, 2).to("cuda")
+    opt = optim.Adadelta(model.parameters())
     for p in model.parameters():
-        p.grad = p.data * 0 + 1
+        p.grad = torch.ones_like(p.data)
     before = [p.data.clone() for p in model.parameters()]
     opt.step()
-    assert [s[0] for s in seen] == list(model.parameters()) and seen[0][1] == 0.5
-    for p, b in zip(model.parameters(), before):
-        np.testing.assert_allclose(p.data.numpy(), b.numpy() - 0.5)
+    assert all(isinstance(v, torch.Tensor) for v in opt._state[id(model.weight)].values() if not isinstance(v, int))
+    assert all(not torch.equal(p.data, b) for p, b in zip(model.parameters(), before))
 
 
 # -- the device-parametrised test pattern (tests/devices.py) on the stand-in device ------------

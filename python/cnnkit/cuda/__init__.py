@@ -48,14 +48,15 @@ _registry = None
 
 def _ops():
     """{name: function} of every public function of the ``ops_*`` modules: the CUDA twins of
-    ``cnnkit.functional``'s ops, collected (and their modules imported) on the first call."""
+    ``cnnkit.functional``'s ops, collected (and their modules imported) on the first call.
+    ``ops_optim`` is not among them: its fused optimizer steps are called by ``cnnkit.optim``."""
     global _registry
     if _registry is None:
         if _cuda is None:
             raise RuntimeError(_why_not_built)
         found = {}
         for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-            if not info.name.startswith("ops_"):
+            if not info.name.startswith("ops_") or info.name == "ops_optim":
                 continue
             module = importlib.import_module(f"{__name__}.{info.name}")
             for name, value in vars(module).items():

@@ -28,13 +28,13 @@ numbered in group order, and ``load_state_dict`` accepts a PyTorch optimizer's
 state dict (tensors are converted to arrays).
 
 Parameters on a CUDA device (``model.to("cuda")``: CuPy arrays or PyTorch CUDA tensors) are
-updated by the same code, written against the array's namespace (NumPy, CuPy or PyTorch share the
-few functions it calls), so the rules cannot drift apart. Where ``cnnkit.cuda.ops_optim`` defines
-``<optimizer>_update`` (``sgd_update``, ``adam_update``, ...), a device parameter is updated by
-that fused kernel instead, one launch per parameter tensor: it has the contract of the class's
-``_update(p, grad, state, group)`` (update ``p.data`` in place, create and update ``state``'s
-entries under PyTorch's names). Optimizer state dicts are NumPy arrays whatever the device, and
-load back onto the parameters' device.
+updated by one fused kernel per parameter tensor from ``cnnkit.cuda.ops_optim`` (``sgd_step``,
+``adam_step``, ``rmsprop_step``, ``adagrad_step``, with the arithmetic of the code here; that
+module documents their signatures), on state arrays created here as for the CPU. Where no such
+kernel exists (Adadelta, or a build without ``ops_optim``) the code here runs on the device
+arrays as they are: it is written against the array's namespace (NumPy, CuPy and PyTorch share
+the few functions it calls). Optimizer state dicts are NumPy arrays whatever the device, and load
+back onto the parameters' device.
 """
 
 import numpy as np
@@ -63,14 +63,15 @@ def _on_device(a):
     return type(a) is not np.ndarray and _device().is_cuda_array(a)
 
 
-def _fused_update(optimizer, p):
-    """The CUDA fused update of ``optimizer``'s class for a device parameter, or None."""
+def _fused_steps(p):
+    """``cnnkit.cuda.ops_optim`` for a parameter on a CUDA device where that module exists, else None."""
     if not _on_device(p.data):
         return None
-    from .. import cuda
-
-    ops = cuda._ops()
-    return ops.get(f"{type(optimizer).__name__.lower()}_update")
+    try:
+        from ..cuda import ops_optim
+    except ImportError:
+        return None
+    return ops_optim
 
 
 def _is_param(obj):
@@ -183,13 +184,20 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is not None and p.requires_grad:
                     grad = self._grad(p, index)
-                    if group["l1_decay"] != 0:
-                        # The subgradient of l1_decay * |p|; sign(0) = 0 leaves exact zeros at zero.
-                        grad = grad + group["l1_decay"] * _namespace(p.data).sign(p.data)
-                    update = _fused_update(self, p) or self._update
-                    update(p, grad, self._state.setdefault(id(p), {}), group)
+                    state = self._state.setdefault(id(p), {})
+                    fused = _fused_steps(p)
+                    if fused is None or not self._fused(fused, p, grad, state, group):
+                        if group["l1_decay"] != 0:
+                            # The subgradient of l1_decay * |p|; sign(0) = 0 leaves exact zeros at zero.
+                            grad = grad + group["l1_decay"] * _namespace(p.data).sign(p.data)
+                        self._update(p, grad, state, group)
                 index += 1
         return loss
+
+    def _fused(self, ops, p, grad, state, group):
+        """Update the device parameter ``p`` with ``ops`` (cnnkit.cuda.ops_optim), ``l1_decay``
+        included; False where this optimizer has no fused kernel there."""
+        return False
 
     @staticmethod
     def _grad(p, index):
@@ -325,6 +333,19 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         return group
 
+    def _fused(self, ops, p, grad, state, group):
+        buf = None
+        first = False
+        if group["momentum"] != 0:
+            buf = state.get("momentum_buffer")
+            first = buf is None
+            if first:  # the kernel sets it to the gradient
+                state["momentum_buffer"] = buf = _namespace(p.data).zeros_like(p.data)
+        ops.sgd_step(p.data, grad, buf, lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
+                     nesterov=group["nesterov"], first=first, weight_decay=group["weight_decay"],
+                     l1_decay=group["l1_decay"])
+        return True
+
     def _update(self, p, grad, state, group):
         momentum = group["momentum"]
         if group["weight_decay"] != 0:
@@ -372,17 +393,32 @@ class Adam(Optimizer):
         group["amsgrad"] = bool(group["amsgrad"])
         return group
 
-    def _update(self, p, grad, state, group):
-        xp = _namespace(p.data)
+    @staticmethod
+    def _state_of(p, state, group, xp):
+        """``state`` with its arrays, created on the first step; its step counter advanced."""
         if not state:
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p.data)
             state["exp_avg_sq"] = xp.zeros_like(p.data)
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+        if group["amsgrad"] and "max_exp_avg_sq" not in state:
+            # Also where amsgrad was switched on after the first step.
+            state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        return state
+
+    def _fused(self, ops, p, grad, state, group):
+        state = self._state_of(p, state, group, _namespace(p.data))
+        ops.adam_step(p.data, grad, state["exp_avg"], state["exp_avg_sq"],
+                      state["max_exp_avg_sq"] if group["amsgrad"] else None, step=state["step"], lr=group["lr"],
+                      betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"],
+                      decoupled=self._decoupled_weight_decay, l1_decay=group["l1_decay"])
+        return True
+
+    def _update(self, p, grad, state, group):
+        xp = _namespace(p.data)
+        self._state_of(p, state, group, xp)
         lr, weight_decay = group["lr"], group["weight_decay"]
         beta1, beta2 = group["betas"]
-        state["step"] += 1
         step = state["step"]
         if weight_decay != 0:
             if self._decoupled_weight_decay:
@@ -397,8 +433,7 @@ class Adam(Optimizer):
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         second = exp_avg_sq
         if group["amsgrad"]:
-            # A missing buffer means amsgrad was switched on after the first step.
-            second = state.setdefault("max_exp_avg_sq", xp.zeros_like(p.data))
+            second = state["max_exp_avg_sq"]
             xp.maximum(second, exp_avg_sq, out=second)
         denom = xp.sqrt(second) / bias_correction2_sqrt
         denom += group["eps"]
@@ -439,24 +474,38 @@ class RMSprop(Optimizer):
         group["centered"] = bool(group["centered"])
         return group
 
-    def _update(self, p, grad, state, group):
-        xp = _namespace(p.data)
+    @staticmethod
+    def _state_of(p, state, group, xp):
+        """``state`` with its arrays, created on the first step (or when momentum or centering is
+        switched on later); its step counter advanced."""
         if not state:
             state["step"] = 0
             state["square_avg"] = xp.zeros_like(p.data)
-            if group["momentum"] > 0:
-                state["momentum_buffer"] = xp.zeros_like(p.data)
-            if group["centered"]:
-                state["grad_avg"] = xp.zeros_like(p.data)
-        alpha, momentum = group["alpha"], group["momentum"]
+        for key, wanted in (("momentum_buffer", group["momentum"] > 0), ("grad_avg", group["centered"])):
+            if wanted and key not in state:
+                state[key] = xp.zeros_like(p.data)
         state["step"] += 1
+        return state
+
+    def _fused(self, ops, p, grad, state, group):
+        state = self._state_of(p, state, group, _namespace(p.data))
+        ops.rmsprop_step(p.data, grad, state["square_avg"], state.get("grad_avg") if group["centered"] else None,
+                         state.get("momentum_buffer") if group["momentum"] > 0 else None, lr=group["lr"],
+                         alpha=group["alpha"], eps=group["eps"], momentum=group["momentum"],
+                         weight_decay=group["weight_decay"], l1_decay=group["l1_decay"])
+        return True
+
+    def _update(self, p, grad, state, group):
+        xp = _namespace(p.data)
+        self._state_of(p, state, group, xp)
+        alpha, momentum = group["alpha"], group["momentum"]
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * p.data
         square_avg = state["square_avg"]
         square_avg *= alpha
         square_avg += (1 - alpha) * grad * grad
         if group["centered"]:
-            grad_avg = state.setdefault("grad_avg", xp.zeros_like(p.data))
+            grad_avg = state["grad_avg"]
             _lerp_(grad_avg, grad, 1 - alpha)
             # The variance estimate is >= 0 exactly but can round below zero once
             # the gradients are nearly constant; PyTorch would return NaN there.
@@ -466,7 +515,7 @@ class RMSprop(Optimizer):
             avg = xp.sqrt(square_avg)
         avg += group["eps"]
         if momentum > 0:
-            buf = state.setdefault("momentum_buffer", xp.zeros_like(p.data))
+            buf = state["momentum_buffer"]
             buf *= momentum
             buf += grad / avg
             p.data -= group["lr"] * buf
@@ -502,12 +551,23 @@ class Adagrad(Optimizer):
         group["eps"] = _at_least_zero(group["eps"], "epsilon value")
         return group
 
-    def _update(self, p, grad, state, group):
-        xp = _namespace(p.data)
+    @staticmethod
+    def _state_of(p, state, group, xp):
         if not state:
             state["step"] = 0
             state["sum"] = xp.full_like(p.data, group["initial_accumulator_value"])
         state["step"] += 1
+        return state
+
+    def _fused(self, ops, p, grad, state, group):
+        state = self._state_of(p, state, group, _namespace(p.data))
+        ops.adagrad_step(p.data, grad, state["sum"], step=state["step"], lr=group["lr"], lr_decay=group["lr_decay"],
+                         eps=group["eps"], weight_decay=group["weight_decay"], l1_decay=group["l1_decay"])
+        return True
+
+    def _update(self, p, grad, state, group):
+        xp = _namespace(p.data)
+        self._state_of(p, state, group, xp)
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * p.data
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
