@@ -49,7 +49,7 @@ note "cupy: $($PY -c 'import cupy; print(cupy.__version__)' 2>/dev/null || echo 
 
 # 1. Build and install (CUDA for this card only, all cores).
 export CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=$ARCH" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
-if ! step "build and install (CMAKE_CUDA_ARCHITECTURES=$ARCH)" 240 "$OUT/build.log" \
+if ! step "build and install (CMAKE_CUDA_ARCHITECTURES=$ARCH)" 220 "$OUT/build.log" \
         $PY -m pip install --no-build-isolation --no-deps --no-index -v .; then
     note "nothing else can run without a build"
     exit "$FAILED"
@@ -65,12 +65,14 @@ timeout 300 $PY -m cnnkit "${TRAIN_ARGS[@]}" --out "$OUT/run_cpu" >"$OUT/train_c
 CPU_TRAIN=$!
 
 # 3. The GPU tests: every test with a CUDA parameter (the device-parametrised oracle tests) and
-#    the CUDA test files, against the installed cnnkit (not the source tree).
-step "GPU tests" 150 "$OUT/tests.log" \
-    $PY -m pytest -q -p no:cacheprovider -rs tests -k cuda
+#    the CUDA test files (their emulator tests too), against the installed cnnkit (not the source
+#    tree), on 8 processes where pytest-xdist is installed.
+PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
+step "GPU tests" 180 "$OUT/tests.log" \
+    $PY -m pytest -q -p no:cacheprovider -rs --durations=15 $PARALLEL tests -k cuda
 
 # 4. The same recipe on the GPU; then both accuracies side by side.
-step "cnnkit train --device cuda (LeNet-5)" 100 "$OUT/train_cuda.log" \
+step "cnnkit train --device cuda (LeNet-5)" 80 "$OUT/train_cuda.log" \
     $PY -m cnnkit "${TRAIN_ARGS[@]}" --device cuda --out "$OUT/run_cuda"
 wait "$CPU_TRAIN" || { FAILED=$((FAILED + 1)); note "FAILED cnnkit train on the CPU; see train_cpu.log"; }
 $PY - "$OUT" <<'EOF' | tee -a "$SUMMARY"
@@ -93,7 +95,7 @@ EOF
 rm -rf "$OUT/run_cpu" "$OUT/run_cuda"
 
 # 5. The CUDA bench against PyTorch (TF32 off), with the issue's targets table at its end.
-step "cnnkit bench --device cuda" 100 "$OUT/bench.log" \
+step "cnnkit bench --device cuda" 90 "$OUT/bench.log" \
     $PY -m cnnkit bench --device cuda --json "$OUT/bench_cuda.json"
 sed -n '/^| workload/,$p' "$OUT/bench.log" >>"$SUMMARY"
 
