@@ -210,6 +210,8 @@ def test_bad_devices_are_refused():
         model.to("cuda:x")
     with pytest.raises(TypeError, match="device must be"):
         model.to(1.5)
+    with pytest.raises(ValueError, match="library='torch' chooses the array library of a CUDA device"):
+        model.to("cpu", library="torch")
     assert model.to("cpu") is model and model.cpu() is model
 
 

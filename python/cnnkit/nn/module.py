@@ -308,6 +308,9 @@ class Module(KerasMixin):
         """
         ordinal = _parse_device(device)
         if ordinal is None:
+            if library is not None:
+                raise ValueError(f"library={library!r} chooses the array library of a CUDA device, not of the CPU")
+
             def move(a):
                 return np.ascontiguousarray(_device().to_host(a)) if not _on_host(a) else a
         else:
