@@ -13,9 +13,8 @@ or tuples are not converted: NumPy reads them, and results stay NumPy arrays.
 
 A call with any CUDA argument (a CuPy array, a PyTorch CUDA tensor: an argument exporting
 ``__dlpack__`` on a CUDA device, found by the same readers at no cost to the CPU path) goes to the
-op of the same name in ``cnnkit.cuda``'s
-``ops_*`` modules instead (``cnnkit.cuda.supported_ops()``, collected on the first such call), after
-checking that no argument is on another device: a CPU array beside a CUDA one, or arrays on two
+op of the same name in ``cnnkit.cuda``'s ``ops_*`` modules instead (``cnnkit.cuda.supported_ops()``,
+collected on the first such call), after checking that no argument is on another device: a CPU array beside a CUDA one, or arrays on two
 CUDA devices, raise ``ValueError`` naming both. An op without a CUDA kernel raises
 ``NotImplementedError``; a CUDA argument where cnnkit cannot use the GPU raises ``RuntimeError``
 saying why (``cnnkit.cuda.unavailable_reason()``).
@@ -26,7 +25,6 @@ imports PyTorch or JAX.
 
 import functools
 import inspect
-import operator
 import sys
 
 import numpy as np
