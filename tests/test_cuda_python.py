@@ -308,6 +308,28 @@ def test_a_model_trains_on_the_device_as_on_the_cpu(standin, make):
                if not isinstance(v, int))
 
 
+def test_a_resnet_with_batch_norm_buffers_trains_on_the_device_as_on_the_cpu(standin):
+    torch = standin
+    cnnkit.manual_seed(5)
+    host = cnnkit.models.resnet(8, width=4)
+    dev = cnnkit.models.resnet(8, width=4)
+    dev.load_state_dict(host.state_dict())
+    dev.to("cuda")
+    assert all(isinstance(b, torch.Tensor) for _, b in dev.named_buffers())
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((16, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 16)
+    for model in (host, dev):
+        cnnkit.manual_seed(7)
+        cnnkit.train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+                         (x, y), epochs=1, batch_size=8, verbose=0)
+    assert all(isinstance(b, torch.Tensor) for _, b in dev.named_buffers())
+    state_host, state_dev = host.state_dict(), dev.state_dict()
+    assert state_dev["1.num_batches_tracked"] == 2
+    for key in state_host:
+        np.testing.assert_allclose(state_dev[key], state_host[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
 def test_evaluate_predict_and_state_dicts_of_a_device_model(standin):
     torch = standin
     host, dev = _lenet_pair()
