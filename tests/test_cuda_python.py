@@ -330,6 +330,28 @@ def test_a_resnet_with_batch_norm_buffers_trains_on_the_device_as_on_the_cpu(sta
         np.testing.assert_allclose(state_dev[key], state_host[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
+def test_concat_and_join_branches_run_on_the_device_as_on_the_cpu(standin):
+    torch = standin
+
+    def build():
+        cnnkit.manual_seed(8)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Concat(nn.Identity(), nn.Conv2d(4, 2, 3, padding=1)),
+                             nn.Join(nn.Conv2d(6, 3, 1), nn.Conv2d(6, 3, 1)), nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
+
+    host, dev = build(), build().to("cuda")
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    g = rng.standard_normal((2, 5)).astype(np.float32)
+    out_host, out_dev = host(x), dev(torch.from_numpy(x))
+    assert isinstance(out_dev, torch.Tensor)
+    np.testing.assert_allclose(out_dev.numpy(), out_host, rtol=1e-6, atol=1e-6)
+    dx_host, dx_dev = host.backward(g), dev.backward(torch.from_numpy(g))
+    assert isinstance(dx_dev, torch.Tensor)
+    np.testing.assert_allclose(dx_dev.numpy(), dx_host, rtol=1e-5, atol=1e-6)
+    for (name, p_host), p_dev in zip(host.named_parameters(), dev.parameters()):
+        np.testing.assert_allclose(p_dev.grad.numpy(), p_host.grad, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 def test_evaluate_predict_and_state_dicts_of_a_device_model(standin):
     torch = standin
     host, dev = _lenet_pair()

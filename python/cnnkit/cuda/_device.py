@@ -103,6 +103,20 @@ def copy(x):
     return x.copy() if hasattr(x, "copy") else np.array(x, copy=True)
 
 
+def concatenate(arrays, axis):
+    """The device arrays ``arrays`` (one library) joined along ``axis``."""
+    if _is_torch(arrays[0]):
+        return sys.modules["torch"].cat(arrays, dim=axis)
+    return namespace(arrays[0]).concatenate(arrays, axis=axis)
+
+
+def contiguous(x):
+    """``x``, or a C-contiguous copy where it is a strided view."""
+    if _is_torch(x):
+        return x.contiguous()
+    return namespace(x).ascontiguousarray(x)
+
+
 def to_host(x):
     """``x`` as a NumPy array (a copy of a device array; NumPy arrays and anything else
     ``np.asarray`` reads come back as they are)."""

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from . import init
-from .module import Module, Parameter, _on_host
+from .module import Module, Parameter, _device, _on_host
 
 __all__ = [
     "Identity", "Conv2d", "ConvTranspose2d", "Linear", "MaxPool2d", "AvgPool2d",
@@ -474,7 +474,9 @@ class SiLU(_Elementwise):
 
     def forward(self, x):
         # The backward needs the input, which an in-place forward overwrites.
-        self._input = np.array(x, dtype=np.float32) if self.inplace else x
+        self._input = x
+        if self.inplace:
+            self._input = np.array(x, dtype=np.float32) if _on_host(x) else _device().copy(x)
         return F.silu(x, self.inplace)
 
 
