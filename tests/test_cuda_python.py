@@ -4,6 +4,7 @@ functional calls with CUDA arguments (routing, mixed devices, missing kernels or
 models and optimizers on a stand-in device (PyTorch CPU tensors treated as CUDA arrays)."""
 
 import inspect
+import os
 import subprocess
 import sys
 
@@ -371,6 +372,9 @@ def test_evaluate_predict_and_state_dicts_of_a_device_model(standin):
     assert [id(p.data) for p in other.parameters()] == before
     for key, value in other.state_dict().items():
         np.testing.assert_array_equal(value, host.state_dict()[key])
+    with open(os.devnull, "w") as sink:
+        rows = dev.summary((1, 28, 28), file=sink)
+        assert [r[:4] for r in rows] == [r[:4] for r in host.summary((1, 28, 28), file=sink)]
     # And back: NumPy arrays again.
     dev.cpu()
     assert all(type(p.data) is np.ndarray for p in dev.parameters())

@@ -5,6 +5,7 @@ returns the gradient for the input and *accumulates* parameter gradients into
 ``param.grad``. There is no autograd tape: containers chain ``backward`` calls.
 """
 
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -80,7 +81,7 @@ class Parameter:
 
     def numel(self):
         """The number of elements, as ``torch.Tensor.numel``."""
-        return int(self.data.size)
+        return math.prod(self.data.shape)  # .size is a method of PyTorch tensors
 
     def requires_grad_(self, requires_grad=True):
         """Freeze (``False``) or unfreeze this parameter; returns it."""
@@ -444,15 +445,20 @@ class Module(KerasMixin):
         _summary_recorder[0] = rows
         was_training = self.training
         self.eval()
+        x = np.zeros((1, *input_shape), dtype=np.float32)
+        first = next(self.parameters(), None)
+        if first is not None and not _on_host(first.data):  # a model on a GPU gets its input there
+            device = _device()
+            x = device.to_device(x, device.device_index(first.data), device.library_of(first.data))
         try:
-            self(np.zeros((1, *input_shape), dtype=np.float32))
+            self(x)
         finally:
             _summary_recorder[0] = None
             self.train(was_training)
         names = {id(m): name for name, m in self.named_modules()}
         table = []
         for module, in_shape, out_shape in rows:
-            params = sum(p.data.size for p in module.parameters())
+            params = sum(p.numel() for p in module.parameters())
             table.append(
                 (names.get(id(module), "?"), type(module).__name__, tuple(out_shape[1:]), params,
                  module.flops(in_shape, out_shape))
@@ -461,8 +467,8 @@ class Module(KerasMixin):
         out = [header, "-" * len(header)]
         for name, kind, shape, params, flops in table:
             out.append(f"{name:<16}{kind:<20}{str(shape):<22}{params:>10,}{flops:>14,}")
-        total_params = sum(p.data.size for p in self.parameters())
-        trainable = sum(p.data.size for p in self.parameters() if p.requires_grad)
+        total_params = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         out.append("-" * len(header))
         out.append(f"total params: {total_params:,} (trainable {trainable:,}); "
                    f"FLOPs per image: {sum(r[4] for r in table):,}")
