@@ -548,3 +548,19 @@ def test_cuda_bench_reports_a_missing_kernel_and_goes_on():
     table = bench_cuda._targets_table(rows)
     assert [t[0] for t in table] == [t[0] for t in bench_cuda.TARGETS]
     assert table[2][3] == row["copy_fraction"]["cnnkit"] and table[0][3] is None
+
+
+def test_train_command_on_the_device_trains_saves_and_plots(standin, tmp_path, capsys):
+    import json
+
+    from cnnkit import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--device", "cuda", "--epochs", "1", "--quiet", "--lr-step", "0",
+                     "--out", str(out)]) == 0
+    assert "on cuda" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert run["args"]["device"] == "cuda" and run["test_accuracy"] > 0.5
+    weights = cnnkit.load(str(out / "weights.safetensors"))
+    assert weights.keys() == cnnkit.models.lenet5().state_dict().keys()
+    assert (out / "history.json").exists()
