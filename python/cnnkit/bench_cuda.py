@@ -11,7 +11,8 @@ bandwidth (bytes read plus written), counting the fewest bytes the op must move.
 
 The suites: ``gemm`` (SGEMM through ``linear``, square 1024 to 8192, against cuBLAS), ``targets``
 (conv forward + all three gradients over shapes/targets.txt at batch 64, against cuDNN), ``ops``
-(max pool, batch norm, ReLU, softmax, cross-entropy), ``models`` (LeNet-5 and ResNet-8 training
+(max pool, batch norm, ReLU, tanh, sigmoid, softmax, cross-entropy; also average pooling and an
+Adam step, shown but outside the targets), ``models`` (LeNet-5 and ResNet-8 training
 steps with SGD + momentum against PyTorch eager). An op without a CUDA kernel is reported as such
 and the suite goes on.
 """
@@ -97,9 +98,10 @@ class _Rows:
     def __init__(self, torch, rounds, bandwidth):
         self.torch, self.rounds, self.bandwidth, self.rows = torch, rounds, bandwidth, []
 
-    def time(self, suite, name, ours, theirs, flops=0.0, nbytes=0):
-        """One row: cnnkit's ``ours`` against PyTorch's ``theirs``; a missing kernel is a row too."""
-        row = {"suite": suite, "name": name}
+    def time(self, suite, name, ours, theirs, flops=0.0, nbytes=0, target=True):
+        """One row: cnnkit's ``ours`` against PyTorch's ``theirs``; a missing kernel is a row too.
+        ``target=False``: a row outside the issue's targets (reported, not judged)."""
+        row = {"suite": suite, "name": name, "target": target}
         try:
             times = cuda_timings(self.torch, {"cnnkit": ours, "torch": theirs}, self.rounds)
         except NotImplementedError as e:
@@ -121,7 +123,7 @@ class _Rows:
         return row
 
     def of(self, suite):
-        return [r for r in self.rows if r["suite"] == suite and "ratio" in r]
+        return [r for r in self.rows if r["suite"] == suite and "ratio" in r and r["target"]]
 
 
 def _randn(torch, *shape):
@@ -167,6 +169,13 @@ def bench_ops(rows):
     rows.time("ops", "relu 64x64x56x56", lambda: F.relu(x), lambda: torch.relu(x), nbytes=2 * size)
     rows.time("ops", "relu_backward 64x64x56x56", lambda: F.relu_backward(g, x),
               lambda: aten.threshold_backward(g, x, 0.0), nbytes=3 * size)
+    for name, theirs in (("tanh", lambda: aten.tanh_backward(g, torch.tanh(x))),
+                         ("sigmoid", lambda: aten.sigmoid_backward(g, torch.sigmoid(x)))):
+        fwd, bwd = getattr(F, name), getattr(F, name + "_backward")
+        rows.time("ops", f"{name} f+b 64x64x56x56", lambda fwd=fwd, bwd=bwd: (fwd(x), bwd(g, x)), theirs,
+                  nbytes=5 * size)
+    rows.time("ops", "avg_pool 2x2/2 64x64x56x56", lambda: F.avg_pool2d(x, 2, 2), lambda: tf.avg_pool2d(x, 2, 2),
+              nbytes=size + size // 4, target=False)
     c = x.shape[1]
     w, b = torch.rand(c, device="cuda") + 0.5, _randn(torch, c)
     rm, rv = torch.zeros(c, device="cuda"), torch.ones(c, device="cuda")
@@ -188,6 +197,21 @@ def bench_ops(rows):
     rows.time("ops", "cross_entropy f+b 65536x1000",
               lambda: (F.cross_entropy(logits, target), F.cross_entropy_backward(logits, target)), ce_theirs,
               nbytes=3 * lsize)
+    _bench_adam(rows, 1 << 24)
+
+
+def _bench_adam(rows, n):
+    """One Adam step on an n-element parameter: cnnkit's fused step against torch's fused Adam."""
+    from . import nn, optim
+
+    torch = rows.torch
+    ours = nn.Parameter(_randn(torch, n))
+    ours.grad = _randn(torch, n)
+    theirs = torch.nn.Parameter(ours.data.clone())
+    theirs.grad = ours.grad.clone()
+    opt, topt = optim.Adam([ours], lr=1e-3), torch.optim.Adam([theirs], lr=1e-3, fused=True)
+    # Reads parameter, gradient and both moments; writes parameter and moments.
+    rows.time("ops", f"adam step {n} floats", opt.step, topt.step, nbytes=7 * 4 * n, target=False)
 
 
 def bench_models(rows, cases=(("lenet5", 64), ("resnet8", 64))):
