@@ -4,6 +4,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import cnnkit
+from devices import Device, device_params
 from tolerance import worst_ratio
 
 # The isa and threads fixtures set process-wide state meant to hold for every
@@ -44,6 +45,24 @@ def threads(request):
     cnnkit.set_num_threads(request.param)
     yield request.param
     cnnkit.set_num_threads(previous)
+
+
+@pytest.fixture(params=device_params())
+def device(request):
+    """Run the test on the CPU and, where cnnkit can use one, on a CUDA GPU (tests/devices.py),
+    with every output the GPU ops allocate poisoned with NaN."""
+    if request.param == "cpu":
+        yield Device("cpu")
+        return
+    if "isa" in request.fixturenames and request.getfixturevalue("isa") != supported_isas()[-1]:
+        pytest.skip("the CPU's ISA cap does not change a CUDA run: it runs once, under the widest")
+    from cnnkit.cuda import _device
+
+    _device.poison_outputs(True)
+    try:
+        yield Device("cuda")
+    finally:
+        _device.poison_outputs(False)
 
 
 def pytest_terminal_summary(terminalreporter):

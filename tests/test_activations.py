@@ -11,6 +11,7 @@ import cnnkit
 import cnnkit.functional as F
 from cnnkit import _C
 from cnnkit import reference as R
+from devices import CPU
 from tolerance import U, assert_close, assert_exact
 
 # (op, keyword arguments): every activation, the parametrised ones with
@@ -64,8 +65,9 @@ def _check(name, kw, x, g, y, dx, floor=0.0):
     assert_close(dx, getattr(R, name + "_backward")(g, x, **kw), a_bwd + floor, 1, name + "_backward")
 
 
-def _run(name, kw, x, g):
-    return getattr(F, name)(x, **kw), getattr(F, name + "_backward")(g, x, **kw)
+def _run(name, kw, x, g, device=CPU):
+    return (device.call(getattr(F, name), x, **kw),
+            device.call(getattr(F, name + "_backward"), g, x, **kw))
 
 
 def _values(rng, shape, scale):
@@ -82,11 +84,11 @@ def _values(rng, shape, scale):
     scale=st.sampled_from([0.5, 3.0, 8.0]),
     seed=st.integers(0, 2**31),
 )
-def test_activation_matches_oracle(isa, name, kw, shape, scale, seed):
+def test_activation_matches_oracle(isa, device, name, kw, shape, scale, seed):
     rng = np.random.default_rng(seed)
     x = _values(rng, shape, scale)
     g = rng.standard_normal(shape).astype(np.float32)
-    y, dx = _run(name, kw, x, g)
+    y, dx = _run(name, kw, x, g, device)
     assert y.dtype == np.float32 and y.shape == x.shape and dx.shape == x.shape
     _check(name, kw, x, g, y, dx)
 

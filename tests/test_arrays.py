@@ -274,17 +274,17 @@ class CudaProducer(ReadOnlyProducer):
         return (2, 1)
 
 
-def test_an_array_on_a_gpu_is_refused_naming_the_argument_and_device():
+def test_a_gpu_array_beside_a_cpu_one_is_refused_naming_both():
     x = np.zeros((1, 1, 4, 4), np.float32)
-    with pytest.raises(ValueError, match="conv2d: weight is on device cuda:1; cnnkit runs on the CPU only"):
+    with pytest.raises(ValueError, match="conv2d: weight is on cuda:1 but input is a NumPy array on the CPU"):
         F.conv2d(x, CudaProducer(np.zeros((1, 1, 3, 3), np.float32)))
-    with pytest.raises(ValueError, match="batch_norm: running_var is on device cuda:1"):
+    with pytest.raises(ValueError, match="batch_norm: running_var is on cuda:1 but input is a NumPy array"):
         F.batch_norm(x, np.zeros(1, np.float32), running_var=CudaProducer(np.ones(1, np.float32)))
 
 
 def test_a_tensor_on_another_device_is_refused_naming_it():
     torch = pytest.importorskip("torch")
-    with pytest.raises(ValueError, match="linear: bias is on device meta; cnnkit runs on the CPU only"):
+    with pytest.raises(ValueError, match="linear: bias is on device meta; cnnkit runs on the CPU and on CUDA devices only"):
         F.linear(torch.zeros(2, 3), torch.zeros(4, 3), torch.zeros(4, device="meta"))
 
 

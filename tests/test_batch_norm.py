@@ -15,6 +15,7 @@ import cnnkit
 import cnnkit.functional as F
 import cnnkit.reference as R
 from cnnkit import _C, nn
+from devices import CPU
 from tolerance import assert_close
 
 
@@ -56,13 +57,13 @@ def _per_channel(x):
     return int(x.size // x.shape[1]) if x.shape[1] else 0
 
 
-def _check_forward(x, w, b, rm, rv, training, reference=False):
+def _check_forward(x, w, b, rm, rv, training, reference=False, device=CPU):
     eps, momentum = 1e-5, 0.1
     rm_run, rv_run = rm.copy(), rv.copy()
     if reference:
         out = _C.batch_norm(x, rm_run, rv_run, w, b, training, momentum, eps, True)
     else:
-        out = F.batch_norm(x, rm_run, rv_run, w, b, training, momentum, eps)
+        out = device.call(F.batch_norm, x, rm_run, rv_run, w, b, training, momentum, eps)
     expected, new_mean, new_var = R.batch_norm(x, rm, rv, w, b, training, momentum, eps)
     rows = _channel_rows(x)
     mean, var = (rows.mean(1), rows.var(1)) if training else (rm.astype(np.float64), rv.astype(np.float64))
@@ -73,14 +74,14 @@ def _check_forward(x, w, b, rm, rv, training, reference=False):
     assert_close(rv_run, new_var, np.abs(rv) + var * K / max(K - 1, 1), K, "batch_norm running_var")
 
 
-def _check_backward(x, w, rm, rv, training, rng, reference=False):
+def _check_backward(x, w, rm, rv, training, rng, reference=False, device=CPU):
     eps = 1e-5
     dy = rng.standard_normal(x.shape).astype(np.float32)
     if reference:
         got = _C.batch_norm_backward(dy, x, None if training else rm, None if training else rv, w,
                                      training, eps, True)
     else:
-        got = F.batch_norm_backward(dy, x, rm, rv, w, training, eps)
+        got = device.call(F.batch_norm_backward, dy, x, rm, rv, w, training, eps)
     expected = R.batch_norm_backward(dy, x, rm, rv, w, training, eps)
     dx_mag, dw_mag, db_mag, K = _backward_magnitudes(dy, x, rm, rv, w, training, eps)
     assert_close(got[0], expected[0], dx_mag, K, "batch_norm_backward dx")
@@ -110,16 +111,16 @@ def _backward_magnitudes(dy, x, rm, rv, w, training, eps):
 
 
 @given(case=bn_cases(), training=st.booleans())
-def test_forward_matches_oracle(isa, case, training):
+def test_forward_matches_oracle(isa, device, case, training):
     x, w, b, rm, rv, _ = case
-    _check_forward(x, w, b, rm, rv, training)
+    _check_forward(x, w, b, rm, rv, training, device=device)
     _check_forward(x, w, b, rm, rv, training, reference=True)
 
 
 @given(case=bn_cases(), training=st.booleans())
-def test_backward_matches_oracle(isa, case, training):
+def test_backward_matches_oracle(isa, device, case, training):
     x, w, _, rm, rv, rng = case
-    _check_backward(x, w, rm, rv, training, rng)
+    _check_backward(x, w, rm, rv, training, rng, device=device)
     _check_backward(x, w, rm, rv, training, rng, reference=True)
 
 

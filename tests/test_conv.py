@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import cnnkit
 from cnnkit import _C, reference
 from cnnkit import functional as F
+from devices import CPU
 from tolerance import assert_close, assert_exact
 
 ALGOS = ["direct", "im2col"]
@@ -34,18 +35,18 @@ def _normalise(kernel, stride, padding, dilation):
     return stride, pads, dilation
 
 
-def _check_against_oracle(x, w, b, stride, padding, dilation, groups, algo, rng):
-    """Forward and all three gradients of one call vs the oracle under the tolerance rule."""
+def _check_against_oracle(x, w, b, stride, padding, dilation, groups, algo, rng, device=CPU):
+    """Forward and all three gradients of one call on ``device`` vs the oracle under the tolerance rule."""
     kw_args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     norm = _normalise(w.shape[2:], stride, padding, dilation)
     n, out, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
-    y = F.conv2d(x, w, b, **kw_args, algo=algo)
+    y = device.call(F.conv2d, x, w, b, **kw_args, algo=algo)
     expected = reference.conv2d(x, w, b, *norm, groups)
     magnitude = reference.conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b), *norm, groups)
     assert_close(y, expected, magnitude, w.shape[1] * kh * kw + (b is not None), f"conv2d[{algo}]")
 
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    grads = F.conv2d_backward(dy, x, w, **kw_args, bias_grad=b is not None, algo=algo)
+    grads = device.call(F.conv2d_backward, dy, x, w, **kw_args, bias_grad=b is not None, algo=algo)
     want = reference.conv2d_backward(dy, x, w, *norm, groups)
     mags = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), *norm, groups)
     npos = n * y.shape[2] * y.shape[3]
@@ -120,10 +121,10 @@ def _backward_kernel(isa, w_shape, groups):
 
 
 @given(case=conv_cases(), seed=st.integers(0, 2**31))
-def test_conv2d_matches_oracle(isa, case, seed):
+def test_conv2d_matches_oracle(isa, device, case, seed):
     x, w, b, args = _case_arrays(case, seed)
     for algo in ALGOS:
-        _check_against_oracle(x, w, b, *args, algo, np.random.default_rng(seed))
+        _check_against_oracle(x, w, b, *args, algo, np.random.default_rng(seed), device)
 
 
 def _assert_integer_fill_exact(seed, x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, *,

@@ -9,6 +9,7 @@ import cnnkit
 import cnnkit.functional as F
 from cnnkit import _C
 from cnnkit import reference as R
+from devices import CPU
 from tolerance import assert_close, assert_exact
 
 # Probabilities below float32's range come out as 0 or subnormal; with this
@@ -23,9 +24,9 @@ SIZES = [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33]
 # ---------------------------------------------------------------------------
 
 
-def _check_linear(x, w, b, g):
-    y = F.linear(x, w, b)
-    dx, dw, db = F.linear_backward(g, x, w)
+def _check_linear(x, w, b, g, device=CPU):
+    y = device.call(F.linear, x, w, b)
+    dx, dw, db = device.call(F.linear_backward, g, x, w)
     ax, aw = np.abs(x.astype(np.float64)), np.abs(w.astype(np.float64))
     ab = None if b is None else np.abs(b.astype(np.float64))
     ag = np.abs(g.astype(np.float64))
@@ -46,13 +47,13 @@ def _check_linear(x, w, b, g):
     with_bias=st.booleans(),
     seed=st.integers(0, 2**31),
 )
-def test_linear_matches_oracle(isa, batch, in_features, out_features, with_bias, seed):
+def test_linear_matches_oracle(isa, device, batch, in_features, out_features, with_bias, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(tuple(batch) + (in_features,)).astype(np.float32)
     w = rng.standard_normal((out_features, in_features)).astype(np.float32)
     b = rng.standard_normal(out_features).astype(np.float32) if with_bias else None
     g = rng.standard_normal(tuple(batch) + (out_features,)).astype(np.float32)
-    _check_linear(x, w, b, g)
+    _check_linear(x, w, b, g, device)
 
 
 def test_linear_large_threaded(isa, threads):
@@ -180,14 +181,14 @@ def _softmax_magnitudes(log, y_ref, g):
     ) + SUBNORMAL_FLOOR
 
 
-def _check_softmax(x, g, dim, log, reference=False):
+def _check_softmax(x, g, dim, log, reference=False, device=CPU):
     name = "log_softmax" if log else "softmax"
     if reference:
         y = _C.softmax(x, dim, log, reference=True)
         dx = _C.softmax_backward(g, y, dim, log, reference=True)
     else:
-        y = getattr(F, name)(x, dim)
-        dx = getattr(F, name + "_backward")(g, y, dim)
+        y = device.call(getattr(F, name), x, dim)
+        dx = device.call(getattr(F, name + "_backward"), g, y, dim)
     y_ref = getattr(R, name)(x, dim)
     a_y, a_dx = _softmax_magnitudes(log, y_ref, g.astype(np.float64))
     K = x.shape[dim]
@@ -206,12 +207,12 @@ def _check_softmax(x, g, dim, log, reference=False):
     reference=st.booleans(),
     seed=st.integers(0, 2**31),
 )
-def test_softmax_matches_oracle(isa, shape, data, scale, log, reference, seed):
+def test_softmax_matches_oracle(isa, device, shape, data, scale, log, reference, seed):
     dim = data.draw(st.integers(-len(shape), len(shape) - 1), label="dim")
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal(shape) * scale).astype(np.float32)
     g = rng.standard_normal(shape).astype(np.float32)
-    _check_softmax(x, g, dim, log, reference)
+    _check_softmax(x, g, dim, log, reference and device.name == "cpu", device)
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
@@ -350,13 +351,14 @@ def _targets(rng, n, c, ignore_index, ignored_fraction):
     return t
 
 
-def _check_ce(x, t, reduction, ignore_index, grad_output, reference=False):
+def _check_ce(x, t, reduction, ignore_index, grad_output, reference=False, device=CPU):
     if reference:
         loss = _C.cross_entropy(x, t, reduction, ignore_index, reference=True)
         grad = _C.cross_entropy_backward(x, t, np.asarray(grad_output, np.float32), reduction, ignore_index, reference=True)
     else:
-        loss = F.cross_entropy(x, t, reduction=reduction, ignore_index=ignore_index)
-        grad = F.cross_entropy_backward(x, t, grad_output, reduction=reduction, ignore_index=ignore_index)
+        loss = device.call(F.cross_entropy, x, t, reduction=reduction, ignore_index=ignore_index)
+        grad = device.call(F.cross_entropy_backward, x, t, grad_output, reduction=reduction,
+                           ignore_index=ignore_index)
     a_loss, a_grad = _ce_magnitudes(x, t, reduction, ignore_index, grad_output)
     C = x.shape[1]
     assert_close(loss, R.cross_entropy(x, t, reduction, ignore_index), a_loss, C, "cross_entropy")
@@ -374,12 +376,13 @@ def _check_ce(x, t, reduction, ignore_index, grad_output, reference=False):
     reference=st.booleans(),
     seed=st.integers(0, 2**31),
 )
-def test_cross_entropy_matches_oracle(isa, n, c, scale, reduction, ignore_index, ignored_fraction, reference, seed):
+def test_cross_entropy_matches_oracle(isa, device, n, c, scale, reduction, ignore_index, ignored_fraction, reference,
+                                      seed):
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((n, c)) * scale).astype(np.float32)
     t = _targets(rng, n, c, ignore_index, ignored_fraction)
     g = rng.standard_normal(n).astype(np.float32) if reduction == "none" else float(rng.standard_normal())
-    _check_ce(x, t, reduction, ignore_index, g, reference)
+    _check_ce(x, t, reduction, ignore_index, g, reference and device.name == "cpu", device)
 
 
 def test_cross_entropy_large_threaded(isa, threads):

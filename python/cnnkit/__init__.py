@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "data", "functional", "io", "models", "nn", "optim", "plan", "reference", "train", "checkpoint", "keras",
+    "cuda",
     "load", "save", "manual_seed", "gradcheck",
     "build_info", "set_num_threads", "get_num_threads", "set_max_isa", "get_max_isa",
     "use_deterministic_algorithms", "are_deterministic_algorithms_enabled",
@@ -30,16 +31,32 @@ if _os.environ.get("CNNKIT_MAX_ISA", "") not in ("", "scalar", "avx2", "avx512")
     )
 
 
+def __getattr__(name):
+    # cnnkit.cuda is imported on first use: it loads the CUDA extension module, which a program
+    # that never asks for a GPU need not load.
+    if name == "cuda":
+        import importlib
+
+        return importlib.import_module(".cuda", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def build_info():
     """What this build compiled and what runs now.
 
     Returns a dict with ``compiled_isas``, ``detected_isa`` (the CPU's widest),
     ``max_isa`` (the cap from ``CNNKIT_MAX_ISA`` or :func:`set_max_isa`),
-    ``num_threads``, ``cuda``, ``version`` and ``kernels``: the implementation
-    each op family would pick now for a representative call.
+    ``num_threads``, ``version``, ``kernels``: the implementation each op family
+    would pick now for a representative call, and ``cuda``: the CUDA build
+    (:func:`cnnkit.cuda.build_info`: ``built``, ``available``, ``reason`` where no
+    device is usable, and with the module ``runtime_version``, ``driver_version``,
+    ``architectures``, ``devices`` and ``ops``, the functional ops with CUDA kernels).
     """
+    from . import cuda
+
     info = dict(_C.build_info())
     info["version"] = __version__
+    info["cuda"] = cuda.build_info()
     conv = {"lenet c1": ((64, 1, 28, 28), (6, 1, 5, 5), (0, 0, 0, 0), 1),
             "3x3 pad 1": ((8, 64, 56, 56), (64, 64, 3, 3), (1, 1, 1, 1), 1),
             "depthwise 3x3": ((8, 64, 56, 56), (64, 1, 3, 3), (1, 1, 1, 1), 64)}

@@ -11,6 +11,7 @@ __all__ = ["main", "build_parser"]
 MODELS = ("lenet5", "mnist_cnn", "alexnet", "vgg", "resnet", "inception", "densenet")
 DATASETS = ("mnist", "cifar10")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+_BENCH_SUITES = ("targets", "gemm", "pool", "ops", "linear", "models")
 
 
 def _build_model(name, in_channels, image_size):
@@ -97,6 +98,12 @@ def cmd_train(args):
     # Under mpiexec every rank trains its shard; rank 0 alone prints and writes the outputs.
     if args.sync_batchnorm:
         model = distributed.SyncBatchNorm.convert_sync_batchnorm(model)
+    device = getattr(args, "device", "cpu")  # checkpoints of runs before --device existed have none
+    if device != "cpu":
+        try:
+            model.to(device)
+        except (RuntimeError, ValueError) as e:
+            raise SystemExit(f"cnnkit: --device {device}: {e}") from None
     net = distributed.DistributedDataParallel(model) if distributed.world_size() > 1 else model
     criterion = nn.CrossEntropyLoss()
     optimizer = _make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.weight_decay)
@@ -108,7 +115,8 @@ def cmd_train(args):
     augment = _augmentation(args.augment, x_train.shape[2])
     if distributed.rank() == 0:
         print(f"training {args.model} on {description}: {len(x_train)} train / {len(x_test)} test images"
-              + (f" on {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
+              + (f" on {distributed.world_size()} processes" if distributed.world_size() > 1 else "")
+              + (f" on {device}" if device != "cpu" else ""))
         if args.resume:
             print(f"resuming from the checkpoint in {args.resume}")
     start = time.perf_counter()
@@ -124,6 +132,7 @@ def cmd_train(args):
     images_per_s = len(x_train) * history.epochs / max(elapsed, 1e-9)
     if distributed.rank() != 0:
         return 0
+    model.cpu()  # the weights file and the plots read host arrays
     os.makedirs(args.out, exist_ok=True)
     cnnkit.save(model, os.path.join(args.out, "weights.safetensors"))
     history.save_json(os.path.join(args.out, "history.json"))
@@ -189,13 +198,38 @@ def cmd_info(args):
     for op, kernel in info["kernels"].items():
         print(f"  {op:<28} {kernel}")
     print(f"threads: {info['num_threads']} (cnnkit.set_num_threads or OMP_NUM_THREADS)")
-    print(f"CUDA: {'available' if info['cuda'] else 'not built'}")
+    _print_cuda(info["cuda"])
     return 0
+
+
+def _print_cuda(cuda):
+    if not cuda["built"]:
+        print(f"CUDA: not built ({cuda['reason']})")
+        return
+    print(f"CUDA: built for {' '.join(cuda['architectures'])} with runtime {cuda['runtime_version']}; "
+          f"driver {cuda['driver_version']}")
+    for i, d in enumerate(cuda["devices"]):
+        major, minor = d["compute_capability"]
+        print(f"  cuda:{i} {d['name']}, sm_{major}{minor}, {d['multiprocessors']} SMs, "
+              f"{d['total_memory'] / 2**30:.1f} GiB")
+    if not cuda["available"]:
+        print(f"  no usable device: {cuda['reason']}")
+    print(f"  ops with CUDA kernels ({len(cuda['ops'])}): {', '.join(cuda['ops']) or 'none'}")
 
 
 def cmd_bench(args):
     from . import bench
 
+    if args.device == "cuda":
+        from . import bench_cuda
+
+        # The CPU suites' default list means "every CUDA suite" here.
+        suites = bench_cuda.SUITES if args.suite == list(_BENCH_SUITES) else args.suite
+        try:
+            bench_cuda.run(suites, rounds=args.rounds, json_path=args.json)
+        except (RuntimeError, ValueError) as e:
+            raise SystemExit(f"cnnkit bench --device cuda: {e}") from None
+        return 0
     bench.run(args.suite, shapes=args.shapes, threads=args.threads, rounds=args.rounds,
               use_torch=not args.no_torch, json_path=args.json, isa=args.isa)
     return 0
@@ -226,6 +260,8 @@ def build_parser():
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--sync-batchnorm", action="store_true",
                    help="under mpiexec, batch norm statistics over all processes' batches")
+    t.add_argument("--device", default="cpu",
+                   help="cpu, cuda or cuda:N (CUDA: CuPy arrays, else PyTorch CUDA tensors)")
     t.add_argument("--out", default="cnnkit-run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--checkpoint-every", type=int, default=50,
@@ -243,15 +279,18 @@ def build_parser():
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="benchmark kernels and models against NumPy and PyTorch")
-    b.add_argument("suite", nargs="*", default=["targets", "gemm", "pool", "ops", "linear", "models"],
+    b.add_argument("suite", nargs="*", default=list(_BENCH_SUITES),
                    help="targets, conv, gemm, pool, ops, linear, models, torch, dist "
-                        "(default: all but conv, torch and dist)")
+                        "(default: all but conv, torch and dist); with --device cuda: gemm, targets, ops, "
+                        "models (default: all)")
     b.add_argument("--shapes", nargs="*", default=None, help="shape files (names or paths) for the conv suite")
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--isa", choices=("scalar", "avx2", "avx512"), default=None, help="cap cnnkit's ISA")
     b.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
     b.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch")
     b.add_argument("--json", default=None, help="also write the results to this JSON file")
+    b.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: the CUDA kernels and training steps against PyTorch CUDA (TF32 off)")
     b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="version, compiled and selected kernels, threads, CUDA")

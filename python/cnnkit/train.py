@@ -47,6 +47,39 @@ def _check_data(data, name):
     return x, y
 
 
+def _placement(model):
+    """``(ordinal, library)`` of a model whose parameters live on a GPU (``model.to("cuda")``),
+    None for a model on the CPU: batches go where the parameters are."""
+    for p in model.parameters():
+        if type(p.data) is np.ndarray:
+            return None
+        from .cuda import _device
+
+        return (_device.device_index(p.data), _device.library_of(p.data)) if _device.is_cuda_array(p.data) else None
+    return None
+
+
+def _to_model(batch, placement):
+    if placement is None:
+        return batch
+    from .cuda import _device
+
+    return _device.to_device(batch, *placement)
+
+
+def _host(out):
+    if type(out) is np.ndarray:
+        return out
+    from .cuda import _device
+
+    return _device.to_host(out)
+
+
+def _correct(out, labels):
+    """How many rows of ``out`` (N, C) have their largest value at ``labels`` (N,)."""
+    return int((out.argmax(axis=1) == labels).sum()) if out.ndim == 2 and labels.ndim == 1 else 0
+
+
 # No rate field: it pushed the running loss and accuracy past the edge of an 80-column terminal.
 _BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]{postfix}"
 
@@ -91,6 +124,9 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
     the run; others start afresh on resume.
     ``checkpoint_info`` (JSON-serialisable) is stored in the checkpoint as ``"info"``.
 
+    A model moved to a GPU (``model.to("cuda")``) trains there: each batch is augmented on the
+    host, then copied to the parameters' device and library (CuPy or PyTorch).
+
     A :class:`cnnkit.distributed.DistributedDataParallel` model under several ranks trains
     data-parallel: each epoch every rank takes its shard of ``train``
     (:class:`cnnkit.data.DistributedSampler`, shuffled from a seed rank 0 draws from the
@@ -113,6 +149,7 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
     rng = generator or default_generator()
     own_rng = rng if rng is not default_generator() else None
     history = History()
+    placement = _placement(model)
     sampler = None
     if distributed._is_data_parallel(model):
         seed = distributed.broadcast(np.array(rng.integers(2**31)))
@@ -158,14 +195,14 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
             xb, yb = x[index], y[index]
             if augment is not None:
                 xb = augment(xb)
+            xb, yb = _to_model(xb, placement), _to_model(yb, placement)
             out = model(xb)
             batch_loss = loss(out, yb)
             optimizer.zero_grad()
             model.backward(loss.backward(), input_grad=False)
             optimizer.step()
             total_loss += batch_loss * len(index)
-            if out.ndim == 2 and yb.ndim == 1:
-                correct += int((out.argmax(axis=1) == yb).sum())
+            correct += _correct(out, yb)
             seen += len(index)
             if bar is not None:
                 bar.set_postfix_str(f"loss={total_loss / seen:.4f}, accuracy={correct / seen:.4f}", refresh=False)
@@ -203,10 +240,13 @@ def fit(model, loss, optimizer, train, epochs, batch_size, val=None, scheduler=N
 
 
 def predict(model, images, batch_size=256):
-    """The model's outputs for ``images`` in eval mode, batch by batch."""
+    """The model's outputs for ``images`` in eval mode, batch by batch, as a NumPy array (also for a
+    model on a GPU, to which each batch is copied)."""
     model.eval()
     images = np.asarray(images)
-    outs = [model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    placement = _placement(model)
+    outs = [_host(model(_to_model(images[i : i + batch_size], placement)))
+            for i in range(0, len(images), batch_size)]
     return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 
 
@@ -215,7 +255,7 @@ def evaluate(model, loss, data, batch_size=256):
 
     A :class:`cnnkit.distributed.DistributedDataParallel` model under several ranks makes this
     a collective: each rank evaluates its own slice of ``data`` and every rank returns the
-    metrics of the whole of it (exact counts, no padding).
+    metrics of the whole of it (exact counts, no padding). A model on a GPU is evaluated there.
     """
     x, y = _check_data(data, "data")
     count = len(x)
@@ -224,13 +264,13 @@ def evaluate(model, loss, data, batch_size=256):
         start, stop = distributed._slice_of(count)
         x, y = x[start:stop], y[start:stop]
     model.eval()
+    placement = _placement(model)
     total = correct = 0.0
     for i in range(0, len(x), batch_size):
-        out = model(x[i : i + batch_size])
-        yb = y[i : i + batch_size]
+        yb = _to_model(y[i : i + batch_size], placement)
+        out = model(_to_model(x[i : i + batch_size], placement))
         total += loss(out, yb) * len(yb)
-        if out.ndim == 2 and yb.ndim == 1:
-            correct += int((out.argmax(axis=1) == yb).sum())
+        correct += _correct(out, yb)
     if collective:
         total, correct = distributed._sum_over_ranks(total, correct)
     n = max(count, 1)

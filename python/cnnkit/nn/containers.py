@@ -20,7 +20,12 @@ the same children under the same names loads them unchanged.
 
 import numpy as np
 
-from .module import Module
+from .module import Module, _device, _on_host
+
+
+def _host_or_device(outs):
+    """The branch outputs as NumPy arrays, or as they are when they live on a CUDA device."""
+    return [np.asarray(o) if _on_host(o) else o for o in outs]
 
 
 def _check_module(module, what):
@@ -185,21 +190,28 @@ class Concat(_Branches):
         self.dim = int(dim)
 
     def forward(self, x):
-        outs = [np.asarray(branch(x)) for branch in self._modules.values()]
+        outs = _host_or_device([branch(x) for branch in self._modules.values()])
         ndim = outs[0].ndim
         if not -ndim <= self.dim < ndim:
             raise ValueError(f"Concat: dim={self.dim} is out of range for {ndim}-D branch outputs")
         axis = self.dim % ndim
-        shapes = [o.shape for o in outs]
+        shapes = [tuple(o.shape) for o in outs]
         if any(len(s) != ndim or s[:axis] + s[axis + 1:] != shapes[0][:axis] + shapes[0][axis + 1:] for s in shapes):
             raise ValueError(f"Concat: branch outputs must match except along dim {self.dim}, got shapes {shapes}")
         self._bounds = np.cumsum([s[axis] for s in shapes])[:-1]
-        return np.concatenate(outs, axis=axis)
+        if type(outs[0]) is np.ndarray:
+            return np.concatenate(outs, axis=axis)
+        return _device().concatenate(outs, axis)
 
     def backward(self, grad_output, input_grad=True):
-        grad_output = np.asarray(grad_output)
-        grads = np.split(grad_output, self._bounds, axis=self.dim % grad_output.ndim)
-        return self._backward_branches([np.ascontiguousarray(g) for g in grads], input_grad)
+        if _on_host(grad_output):
+            grad_output = np.asarray(grad_output)
+            grads = np.split(grad_output, self._bounds, axis=self.dim % grad_output.ndim)
+            return self._backward_branches([np.ascontiguousarray(g) for g in grads], input_grad)
+        axis = self.dim % grad_output.ndim
+        edges = [0, *self._bounds.tolist(), grad_output.shape[axis]]
+        grads = [grad_output[(slice(None),) * axis + (slice(a, b),)] for a, b in zip(edges, edges[1:])]
+        return self._backward_branches([_device().contiguous(g) for g in grads], input_grad)
 
     def extra_repr(self):
         return f"dim={self.dim}"
@@ -220,11 +232,12 @@ class Join(_Branches):
         self.reduction = reduction
 
     def forward(self, x):
-        outs = [np.asarray(branch(x)) for branch in self._modules.values()]
-        shapes = [o.shape for o in outs]
+        outs = _host_or_device([branch(x) for branch in self._modules.values()])
+        shapes = [tuple(o.shape) for o in outs]
         if any(s != shapes[0] for s in shapes):
             raise ValueError(f"Join: branch outputs must have one shape, got {shapes}")
-        total = outs[0].astype(np.float32, copy=True)
+        # On a device the branches' outputs are already float32 (the CUDA ops return nothing else).
+        total = outs[0].astype(np.float32, copy=True) if type(outs[0]) is np.ndarray else _device().copy(outs[0])
         for out in outs[1:]:
             total += out
         if self.reduction == "mean":
@@ -232,7 +245,7 @@ class Join(_Branches):
         return total
 
     def backward(self, grad_output, input_grad=True):
-        grad = np.asarray(grad_output, dtype=np.float32)
+        grad = np.asarray(grad_output, dtype=np.float32) if _on_host(grad_output) else grad_output
         if self.reduction == "mean":
             grad = grad * np.float32(1.0 / len(self))
         return self._backward_branches([grad] * len(self), input_grad)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, _device, _on_host
 
 __all__ = [
     "Identity", "Conv2d", "ConvTranspose2d", "Linear", "MaxPool2d", "AvgPool2d",
@@ -474,7 +474,9 @@ class SiLU(_Elementwise):
 
     def forward(self, x):
         # The backward needs the input, which an in-place forward overwrites.
-        self._input = np.array(x, dtype=np.float32) if self.inplace else x
+        self._input = x
+        if self.inplace:
+            self._input = np.array(x, dtype=np.float32) if _on_host(x) else _device().copy(x)
         return F.silu(x, self.inplace)
 
 
@@ -541,15 +543,19 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x):
-        x = np.asarray(x)
-        self._shape = x.shape
+        if _on_host(x):
+            x = np.asarray(x)
+        # The array's own reshape keeps a device array (CuPy, PyTorch CUDA) where it is.
+        self._shape = tuple(x.shape)
         ndim = x.ndim
-        start = self.start_dim % ndim
-        end = self.end_dim % ndim
-        return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:]) if ndim else x.reshape(1)
+        start = self.start_dim % ndim if ndim else 0
+        end = self.end_dim % ndim if ndim else 0
+        return x.reshape(self._shape[:start] + (-1,) + self._shape[end + 1:]) if ndim else x.reshape(1)
 
     def backward(self, grad_output, input_grad=True):
-        return np.reshape(grad_output, self._shape) if input_grad else None
+        if not input_grad:
+            return None
+        return np.reshape(grad_output, self._shape) if _on_host(grad_output) else grad_output.reshape(self._shape)
 
 
 class Dropout(Module):

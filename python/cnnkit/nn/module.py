@@ -5,6 +5,7 @@ returns the gradient for the input and *accumulates* parameter gradients into
 ``param.grad``. There is no autograd tape: containers chain ``backward`` calls.
 """
 
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -15,16 +16,61 @@ from ..keras import KerasMixin
 __all__ = ["Parameter", "Module"]
 
 
+def _device():
+    # Imported on first use: a model that stays on the CPU never loads cnnkit.cuda.
+    from ..cuda import _device
+
+    return _device
+
+
+def _on_host(a):
+    return type(a) is np.ndarray or not _device().is_cuda_array(a)
+
+
+def _host_copy(a):
+    """A NumPy copy of ``a``, wherever it lives."""
+    return np.array(a, copy=True) if _on_host(a) else _device().to_host(a)
+
+
+def _parse_device(device):
+    """None for the CPU, the CUDA ordinal for "cuda", "cuda:N", N or a torch.device."""
+    if isinstance(device, int) and not isinstance(device, bool):
+        text = f"cuda:{device}"
+    elif isinstance(device, str) or type(device).__name__ == "device":
+        text = str(device)
+    else:
+        raise TypeError(f"device must be 'cpu', 'cuda', 'cuda:N' or an int, got {type(device).__name__}")
+    kind, _, index = text.partition(":")
+    if kind == "cpu" and not index:
+        return None
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {text!r}")
+    from .. import cuda
+
+    if not cuda.is_available():
+        raise RuntimeError(f"cannot move to {text}: {cuda.unavailable_reason()}")
+    ordinal = int(index or 0)
+    if ordinal >= cuda.device_count():
+        raise ValueError(f"cannot move to {text}: there are {cuda.device_count()} CUDA devices")
+    return ordinal
+
+
 class Parameter:
     """A trainable array: ``data`` (float32), ``grad`` (None until a backward), ``requires_grad``.
 
     Frozen parameters (``requires_grad=False``) receive no gradient and optimizers skip them.
+    ``data`` is a NumPy array, or a CUDA array (CuPy, PyTorch) once its module moved to a GPU.
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_grad_hooks")
 
     def __init__(self, data, requires_grad=True):
-        self.data = np.ascontiguousarray(data, dtype=np.float32)
+        if _on_host(data):
+            self.data = np.ascontiguousarray(data, dtype=np.float32)
+        else:
+            from ..cuda import _checks
+
+            self.data = _checks.float32(data, "Parameter", "data")
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._grad_hooks = None
@@ -35,7 +81,7 @@ class Parameter:
 
     def numel(self):
         """The number of elements, as ``torch.Tensor.numel``."""
-        return int(self.data.size)
+        return math.prod(self.data.shape)  # .size is a method of PyTorch tensors
 
     def requires_grad_(self, requires_grad=True):
         """Freeze (``False``) or unfreeze this parameter; returns it."""
@@ -57,7 +103,8 @@ class Parameter:
         if not self.requires_grad or grad is None:
             return
         if self.grad is None:
-            self.grad = np.array(grad, dtype=np.float32, copy=True)
+            on_host = _on_host(grad)
+            self.grad = np.array(grad, dtype=np.float32, copy=True) if on_host else _device().copy(grad)
         else:
             self.grad += grad
         if self._grad_hooks:
@@ -250,6 +297,46 @@ class Module(KerasMixin):
             else:
                 p.grad.fill(0)
 
+    def to(self, device, *, library=None):
+        """Move every parameter, gradient and buffer to ``device`` in place; returns this module.
+
+        ``device`` is ``"cpu"``, ``"cuda"``, ``"cuda:N"``, an ordinal N or a ``torch.device``.
+        On a GPU the arrays become CuPy arrays (the ``cnnkit[cuda]`` extra) or, with
+        ``library="torch"`` or where CuPy is not installed, PyTorch CUDA tensors; the layers
+        and optimizers then run on them unchanged. Parameters stay the same objects, so an
+        optimizer made before the move keeps updating them. Without a usable GPU,
+        ``RuntimeError`` says why.
+        """
+        ordinal = _parse_device(device)
+        if ordinal is None:
+            if library is not None:
+                raise ValueError(f"library={library!r} chooses the array library of a CUDA device, not of the CPU")
+
+            def move(a):
+                return np.ascontiguousarray(_device().to_host(a)) if not _on_host(a) else a
+        else:
+            device_module, kind = _device(), _device().array_library(library)
+
+            def move(a):
+                return device_module.to_device(a, ordinal, kind)
+        for p in self.parameters():
+            p.data = move(p.data)
+            if p.grad is not None:
+                p.grad = move(p.grad)
+        for module in self.modules():
+            for name, b in module._buffers.items():
+                if b is not None:
+                    module._buffers[name] = move(b)
+        return self
+
+    def cuda(self, device=None, *, library=None):
+        """``to("cuda")`` (or ``to(f"cuda:{device}")``)."""
+        return self.to("cuda" if device is None else device, library=library)
+
+    def cpu(self):
+        """``to("cpu")``: parameters, gradients and buffers back to NumPy arrays."""
+        return self.to("cpu")
+
     def train(self, mode=True):
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
@@ -260,21 +347,23 @@ class Module(KerasMixin):
 
     # -- state --------------------------------------------------------------------
     def state_dict(self):
-        """Copies of every parameter and buffer, keyed like PyTorch (``0.weight``, ``1.running_mean``)."""
+        """Copies of every parameter and buffer, keyed like PyTorch (``0.weight``, ``1.running_mean``):
+        NumPy arrays, also for a module on a GPU."""
         state = OrderedDict()
         for prefix, module in self.named_modules(remove_duplicate=False):
             for name, p in module._parameters.items():
-                state[f"{prefix}.{name}" if prefix else name] = p.data.copy()
+                state[f"{prefix}.{name}" if prefix else name] = _host_copy(p.data)
             for name, b in module._buffers.items():
                 if b is not None:
-                    state[f"{prefix}.{name}" if prefix else name] = np.array(b, copy=True)
+                    state[f"{prefix}.{name}" if prefix else name] = _host_copy(b)
         return state
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into this module's parameters and buffers.
 
-        Values may be NumPy arrays or anything ``np.asarray`` reads (PyTorch CPU
-        tensors). Everything is checked before anything is written: on a key or
+        Values may be NumPy arrays, anything ``np.asarray`` reads (PyTorch CPU
+        tensors) or CUDA arrays; they are written into the module's arrays where these
+        live (a module on a GPU stays there). Everything is checked before anything is written: on a key or
         shape mismatch, or a value the cast to the module's dtype would change
         (float64 ``1e300`` into float32, ``2.5`` into an integer buffer), a
         ``RuntimeError`` lists every problem and the module is unchanged. Float64
@@ -295,19 +384,25 @@ class Module(KerasMixin):
             if key not in state_dict:
                 continue
             current = table[name]
-            current_array = current.data if isinstance(current, Parameter) else np.asarray(current)
-            value = np.asarray(state_dict[key])
-            if value.shape != current_array.shape:
+            current_array = current.data if isinstance(current, Parameter) else current
+            if _on_host(current_array):
+                current_array = np.asarray(current_array)
+                dtype = current_array.dtype
+            else:
+                dtype = np.dtype(_device().dtype_name(current_array))
+            value = state_dict[key]
+            value = np.asarray(value) if _on_host(value) else _device().to_host(value)
+            if value.shape != tuple(current_array.shape):
                 errors.append(
                     f"size mismatch for {key}: checkpoint has shape {value.shape}, "
-                    f"this model has {current_array.shape}"
+                    f"this model has {tuple(current_array.shape)}"
                 )
                 continue
-            if not current_array.flags.writeable:
+            if _on_host(current_array) and not current_array.flags.writeable:
                 errors.append(f"{key} is read-only (a compiled InferencePlan holds this model's weights: "
                               "release it first, see cnnkit.plan)")
                 continue
-            problem = _cast_problem(value, current_array.dtype)
+            problem = _cast_problem(value, dtype)
             if problem:
                 errors.append(f"value change for {key}: {problem}")
                 continue
@@ -322,7 +417,10 @@ class Module(KerasMixin):
                 f"Error(s) in loading state_dict for {type(self).__name__}:\n  " + "\n  ".join(errors)
             )
         for current, current_array, value in staged:
-            np.copyto(current_array, value, casting="unsafe")
+            if type(current_array) is np.ndarray:
+                np.copyto(current_array, value, casting="unsafe")
+            else:
+                _device().copy_from_host(current_array, value)
         return missing, unexpected
 
     # -- description ----------------------------------------------------------------
@@ -343,6 +441,9 @@ class Module(KerasMixin):
         (C, H, W): see :mod:`cnnkit.plan`. Its weights stay read-only while the plan lives."""
         from ..plan import compile_inference
 
+        if any(not _on_host(p.data) for p in self.parameters()):
+            raise ValueError("compile_inference: inference plans run on the CPU and this model is on a GPU; "
+                             "compile model.cpu() instead")
         return compile_inference(self, input_shape, conv_algo)
 
     def flops(self, input_shape, output_shape):
@@ -358,15 +459,20 @@ class Module(KerasMixin):
         _summary_recorder[0] = rows
         was_training = self.training
         self.eval()
+        x = np.zeros((1, *input_shape), dtype=np.float32)
+        first = next(self.parameters(), None)
+        if first is not None and not _on_host(first.data):  # a model on a GPU gets its input there
+            device = _device()
+            x = device.to_device(x, device.device_index(first.data), device.library_of(first.data))
         try:
-            self(np.zeros((1, *input_shape), dtype=np.float32))
+            self(x)
         finally:
             _summary_recorder[0] = None
             self.train(was_training)
         names = {id(m): name for name, m in self.named_modules()}
         table = []
         for module, in_shape, out_shape in rows:
-            params = sum(p.data.size for p in module.parameters())
+            params = sum(p.numel() for p in module.parameters())
             table.append(
                 (names.get(id(module), "?"), type(module).__name__, tuple(out_shape[1:]), params,
                  module.flops(in_shape, out_shape))
@@ -375,8 +481,8 @@ class Module(KerasMixin):
         out = [header, "-" * len(header)]
         for name, kind, shape, params, flops in table:
             out.append(f"{name:<16}{kind:<20}{str(shape):<22}{params:>10,}{flops:>14,}")
-        total_params = sum(p.data.size for p in self.parameters())
-        trainable = sum(p.data.size for p in self.parameters() if p.requires_grad)
+        total_params = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         out.append("-" * len(header))
         out.append(f"total params: {total_params:,} (trainable {trainable:,}); "
                    f"FLOPs per image: {sum(r[4] for r in table):,}")

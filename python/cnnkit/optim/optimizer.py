@@ -26,6 +26,15 @@ float32 rounding. ``state_dict()`` has PyTorch's layout: ``{"state": {index:
 {...}}, "param_groups": [{..., "params": [index, ...]}]}`` with parameters
 numbered in group order, and ``load_state_dict`` accepts a PyTorch optimizer's
 state dict (tensors are converted to arrays).
+
+Parameters on a CUDA device (``model.to("cuda")``: CuPy arrays or PyTorch CUDA tensors) are
+updated by one fused kernel per parameter tensor from ``cnnkit.cuda.ops_optim`` (``sgd_step``,
+``adam_step``, ``rmsprop_step``, ``adagrad_step``, with the arithmetic of the code here; that
+module documents their signatures), on state arrays created here as for the CPU. Where no such
+kernel exists (Adadelta, or a build without ``ops_optim``) the code here runs on the device
+arrays as they are: it is written against the array's namespace (NumPy, CuPy and PyTorch share
+the few functions it calls). Optimizer state dicts are NumPy arrays whatever the device, and load
+back onto the parameters' device.
 """
 
 import numpy as np
@@ -37,6 +46,32 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta"
 # ----------------------------------------------------------------------------
 # optimizers
 # ----------------------------------------------------------------------------
+
+
+def _device():
+    from ..cuda import _device
+
+    return _device
+
+
+def _namespace(a):
+    """NumPy for NumPy arrays, else the array's own library (CuPy, PyTorch)."""
+    return np if type(a) is np.ndarray else _device().namespace(a)
+
+
+def _on_device(a):
+    return type(a) is not np.ndarray and _device().is_cuda_array(a)
+
+
+def _fused_steps(p):
+    """``cnnkit.cuda.ops_optim`` for a parameter on a CUDA device where that module exists, else None."""
+    if not _on_device(p.data):
+        return None
+    try:
+        from ..cuda import ops_optim
+    except ImportError:
+        return None
+    return ops_optim
 
 
 def _is_param(obj):
@@ -103,6 +138,10 @@ class Optimizer:
                 raise TypeError(
                     f"optimizers update objects with .data, .grad and .requires_grad, got {type(p).__name__}"
                 )
+            if _on_device(p.data):
+                if not _device().dtype_name(p.data).startswith("float"):
+                    raise TypeError(f"a parameter's .data must be a float array, got {_device().dtype_name(p.data)}")
+                continue
             if not isinstance(p.data, np.ndarray) or p.data.dtype.kind != "f":
                 raise TypeError(f"a parameter's .data must be a float ndarray, got {type(p.data).__name__}")
             if not p.data.flags.writeable:
@@ -145,15 +184,25 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is not None and p.requires_grad:
                     grad = self._grad(p, index)
-                    if group["l1_decay"] != 0:
-                        # The subgradient of l1_decay * |p|; sign(0) = 0 leaves exact zeros at zero.
-                        grad = grad + group["l1_decay"] * np.sign(p.data)
-                    self._update(p, grad, self._state.setdefault(id(p), {}), group)
+                    state = self._state.setdefault(id(p), {})
+                    fused = _fused_steps(p)
+                    if fused is None or not self._fused(fused, p, grad, state, group):
+                        if group["l1_decay"] != 0:
+                            # The subgradient of l1_decay * |p|; sign(0) = 0 leaves exact zeros at zero.
+                            grad = grad + group["l1_decay"] * _namespace(p.data).sign(p.data)
+                        self._update(p, grad, state, group)
                 index += 1
         return loss
 
+    def _fused(self, ops, p, grad, state, group):
+        """Update the device parameter ``p`` with ``ops`` (cnnkit.cuda.ops_optim), ``l1_decay``
+        included; False where this optimizer has no fused kernel there."""
+        return False
+
     @staticmethod
     def _grad(p, index):
+        if _on_device(p.data):
+            return Optimizer._device_grad(p, index)
         grad = np.asarray(p.grad)
         if grad.dtype.kind not in "fiu":
             raise TypeError(f"the grad of parameter {index} must be a float array, got dtype {grad.dtype}")
@@ -161,10 +210,25 @@ class Optimizer:
             raise ValueError(f"the grad of parameter {index} has shape {grad.shape}, its data has shape {p.data.shape}")
         return grad.astype(p.data.dtype, copy=False)
 
+    @staticmethod
+    def _device_grad(p, index):
+        device = _device()
+        if not device.is_cuda_array(p.grad) or device.device_index(p.grad) != device.device_index(p.data):
+            raise ValueError(f"the grad of parameter {index} must be on its data's device, cuda:"
+                             f"{device.device_index(p.data)}")
+        if device.dtype_name(p.grad) != device.dtype_name(p.data):
+            raise TypeError(f"the grad of parameter {index} has dtype {device.dtype_name(p.grad)}, its data "
+                            f"{device.dtype_name(p.data)}")
+        if tuple(p.grad.shape) != tuple(p.data.shape):
+            raise ValueError(f"the grad of parameter {index} has shape {tuple(p.grad.shape)}, its data has shape "
+                             f"{tuple(p.data.shape)}")
+        return p.grad
+
     def state_dict(self):
         """``{"state": {index: {...}}, "param_groups": [...]}``, PyTorch's layout.
 
-        Arrays are copies: the result does not change as training goes on.
+        Arrays are NumPy copies, also of device state: the result does not change as training
+        goes on.
         """
         index = {}
         groups = []
@@ -175,7 +239,8 @@ class Optimizer:
         state = {}
         for key, i in index.items():
             if self._state.get(key):
-                state[i] = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self._state[key].items()}
+                state[i] = {k: (v if isinstance(v, (int, float)) or v is None else np.array(_device().to_host(v)))
+                            for k, v in self._state[key].items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
@@ -219,11 +284,15 @@ class Optimizer:
         if value is None:
             return None
         # asarray, then a copy: np.array(value, dtype=...) would warn on torch tensors.
-        array = np.asarray(value).astype(p.data.dtype)
+        dtype = p.data.dtype if type(p.data) is np.ndarray else _device().dtype_name(p.data)
+        array = np.asarray(_device().to_host(value)).astype(dtype)
         if array.shape != p.data.shape:
             raise ValueError(
                 f"loaded state {key!r} of parameter {index} has shape {array.shape}, the parameter has {p.data.shape}"
             )
+        if _on_device(p.data):
+            device = _device()
+            return device.to_device(array, device.device_index(p.data), device.library_of(p.data))
         return array
 
     def _check_common(self, group):
@@ -264,6 +333,19 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         return group
 
+    def _fused(self, ops, p, grad, state, group):
+        buf = None
+        first = False
+        if group["momentum"] != 0:
+            buf = state.get("momentum_buffer")
+            first = buf is None
+            if first:  # the kernel sets it to the gradient
+                state["momentum_buffer"] = buf = _namespace(p.data).zeros_like(p.data)
+        ops.sgd_step(p.data, grad, buf, lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
+                     nesterov=group["nesterov"], first=first, weight_decay=group["weight_decay"],
+                     l1_decay=group["l1_decay"])
+        return True
+
     def _update(self, p, grad, state, group):
         momentum = group["momentum"]
         if group["weight_decay"] != 0:
@@ -273,7 +355,8 @@ class SGD(Optimizer):
             if buf is None:
                 # np.array, not .copy(): arithmetic on 0-d arrays yields scalars,
                 # and the buffer must stay an array to be updated in place.
-                state["momentum_buffer"] = buf = np.array(grad, dtype=p.data.dtype)
+                buf = np.array(grad, dtype=p.data.dtype) if type(p.data) is np.ndarray else _device().copy(grad)
+                state["momentum_buffer"] = buf
             else:
                 buf *= momentum
                 buf += (1 - group["dampening"]) * grad
@@ -310,16 +393,32 @@ class Adam(Optimizer):
         group["amsgrad"] = bool(group["amsgrad"])
         return group
 
-    def _update(self, p, grad, state, group):
+    @staticmethod
+    def _state_of(p, state, group, xp):
+        """``state`` with its arrays, created on the first step; its step counter advanced."""
         if not state:
             state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+        if group["amsgrad"] and "max_exp_avg_sq" not in state:
+            # Also where amsgrad was switched on after the first step.
+            state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        return state
+
+    def _fused(self, ops, p, grad, state, group):
+        state = self._state_of(p, state, group, _namespace(p.data))
+        ops.adam_step(p.data, grad, state["exp_avg"], state["exp_avg_sq"],
+                      state["max_exp_avg_sq"] if group["amsgrad"] else None, step=state["step"], lr=group["lr"],
+                      betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"],
+                      decoupled=self._decoupled_weight_decay, l1_decay=group["l1_decay"])
+        return True
+
+    def _update(self, p, grad, state, group):
+        xp = _namespace(p.data)
+        self._state_of(p, state, group, xp)
         lr, weight_decay = group["lr"], group["weight_decay"]
         beta1, beta2 = group["betas"]
-        state["step"] += 1
         step = state["step"]
         if weight_decay != 0:
             if self._decoupled_weight_decay:
@@ -334,10 +433,9 @@ class Adam(Optimizer):
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         second = exp_avg_sq
         if group["amsgrad"]:
-            # A missing buffer means amsgrad was switched on after the first step.
-            second = state.setdefault("max_exp_avg_sq", np.zeros_like(p.data))
-            np.maximum(second, exp_avg_sq, out=second)
-        denom = np.sqrt(second) / bias_correction2_sqrt
+            second = state["max_exp_avg_sq"]
+            xp.maximum(second, exp_avg_sq, out=second)
+        denom = xp.sqrt(second) / bias_correction2_sqrt
         denom += group["eps"]
         p.data -= step_size * exp_avg / denom
 
@@ -376,32 +474,48 @@ class RMSprop(Optimizer):
         group["centered"] = bool(group["centered"])
         return group
 
-    def _update(self, p, grad, state, group):
+    @staticmethod
+    def _state_of(p, state, group, xp):
+        """``state`` with its arrays, created on the first step (or when momentum or centering is
+        switched on later); its step counter advanced."""
         if not state:
             state["step"] = 0
-            state["square_avg"] = np.zeros_like(p.data)
-            if group["momentum"] > 0:
-                state["momentum_buffer"] = np.zeros_like(p.data)
-            if group["centered"]:
-                state["grad_avg"] = np.zeros_like(p.data)
-        alpha, momentum = group["alpha"], group["momentum"]
+            state["square_avg"] = xp.zeros_like(p.data)
+        for key, wanted in (("momentum_buffer", group["momentum"] > 0), ("grad_avg", group["centered"])):
+            if wanted and key not in state:
+                state[key] = xp.zeros_like(p.data)
         state["step"] += 1
+        return state
+
+    def _fused(self, ops, p, grad, state, group):
+        state = self._state_of(p, state, group, _namespace(p.data))
+        ops.rmsprop_step(p.data, grad, state["square_avg"], state.get("grad_avg") if group["centered"] else None,
+                         state.get("momentum_buffer") if group["momentum"] > 0 else None, lr=group["lr"],
+                         alpha=group["alpha"], eps=group["eps"], momentum=group["momentum"],
+                         weight_decay=group["weight_decay"], l1_decay=group["l1_decay"])
+        return True
+
+    def _update(self, p, grad, state, group):
+        xp = _namespace(p.data)
+        self._state_of(p, state, group, xp)
+        alpha, momentum = group["alpha"], group["momentum"]
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * p.data
         square_avg = state["square_avg"]
         square_avg *= alpha
         square_avg += (1 - alpha) * grad * grad
         if group["centered"]:
-            grad_avg = state.setdefault("grad_avg", np.zeros_like(p.data))
+            grad_avg = state["grad_avg"]
             _lerp_(grad_avg, grad, 1 - alpha)
             # The variance estimate is >= 0 exactly but can round below zero once
             # the gradients are nearly constant; PyTorch would return NaN there.
-            avg = np.sqrt(np.maximum(square_avg - grad_avg * grad_avg, 0))
+            variance = square_avg - grad_avg * grad_avg
+            avg = xp.sqrt(xp.maximum(variance, xp.zeros_like(variance)))
         else:
-            avg = np.sqrt(square_avg)
+            avg = xp.sqrt(square_avg)
         avg += group["eps"]
         if momentum > 0:
-            buf = state.setdefault("momentum_buffer", np.zeros_like(p.data))
+            buf = state["momentum_buffer"]
             buf *= momentum
             buf += grad / avg
             p.data -= group["lr"] * buf
@@ -437,16 +551,28 @@ class Adagrad(Optimizer):
         group["eps"] = _at_least_zero(group["eps"], "epsilon value")
         return group
 
-    def _update(self, p, grad, state, group):
+    @staticmethod
+    def _state_of(p, state, group, xp):
         if not state:
             state["step"] = 0
-            state["sum"] = np.full_like(p.data, group["initial_accumulator_value"])
+            state["sum"] = xp.full_like(p.data, group["initial_accumulator_value"])
         state["step"] += 1
+        return state
+
+    def _fused(self, ops, p, grad, state, group):
+        state = self._state_of(p, state, group, _namespace(p.data))
+        ops.adagrad_step(p.data, grad, state["sum"], step=state["step"], lr=group["lr"], lr_decay=group["lr_decay"],
+                         eps=group["eps"], weight_decay=group["weight_decay"], l1_decay=group["l1_decay"])
+        return True
+
+    def _update(self, p, grad, state, group):
+        xp = _namespace(p.data)
+        self._state_of(p, state, group, xp)
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * p.data
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
         state["sum"] += grad * grad
-        std = np.sqrt(state["sum"])
+        std = xp.sqrt(state["sum"])
         std += group["eps"]
         p.data -= clr * grad / std
 
@@ -471,10 +597,11 @@ class Adadelta(Optimizer):
         return group
 
     def _update(self, p, grad, state, group):
+        xp = _namespace(p.data)
         if not state:
             state["step"] = 0
-            state["square_avg"] = np.zeros_like(p.data)
-            state["acc_delta"] = np.zeros_like(p.data)
+            state["square_avg"] = xp.zeros_like(p.data)
+            state["acc_delta"] = xp.zeros_like(p.data)
         rho, eps = group["rho"], group["eps"]
         state["step"] += 1
         if group["weight_decay"] != 0:
@@ -482,8 +609,8 @@ class Adadelta(Optimizer):
         square_avg, acc_delta = state["square_avg"], state["acc_delta"]
         square_avg *= rho
         square_avg += (1 - rho) * grad * grad
-        delta = np.sqrt(acc_delta + eps)
-        delta /= np.sqrt(square_avg + eps)
+        delta = xp.sqrt(acc_delta + eps)
+        delta /= xp.sqrt(square_avg + eps)
         delta *= grad
         acc_delta *= rho
         acc_delta += (1 - rho) * delta * delta
