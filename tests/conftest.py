@@ -1,4 +1,12 @@
 import os
+import tempfile
+
+# Kernel choices must not depend on timings in tests (nor should the tests
+# write the user's cache): the measured conv choice stays off unless a test
+# turns it on (the `autotune` fixture), and any cache goes to a private folder.
+# Set before cnnkit loads, and inherited by the processes tests start.
+os.environ["CNNKIT_AUTOTUNE"] = "0"
+os.environ["CNNKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnkit-test-cache-")
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -44,6 +52,17 @@ def threads(request):
     cnnkit.set_num_threads(request.param)
     yield request.param
     cnnkit.set_num_threads(previous)
+
+
+@pytest.fixture
+def autotune(tmp_path, monkeypatch):
+    """Measured conv choice on, with an empty cache in a folder of its own; off again afterwards."""
+    monkeypatch.setenv("CNNKIT_CACHE_DIR", str(tmp_path))
+    cnnkit.autotune.clear(disk=True)
+    cnnkit.autotune.set_enabled(True)
+    yield tmp_path
+    cnnkit.autotune.set_enabled(False)
+    cnnkit.autotune.clear(disk=True)
 
 
 def pytest_terminal_summary(terminalreporter):

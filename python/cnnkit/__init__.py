@@ -9,12 +9,12 @@ from . import _C, data, functional, io, models, nn, optim, reference, train
 from .io import load, save
 from ._rng import manual_seed
 from .train import gradcheck
-from . import checkpoint, keras
+from . import autotune, checkpoint, keras
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "data", "functional", "io", "models", "nn", "optim", "reference", "train", "checkpoint", "keras",
+    "autotune", "data", "functional", "io", "models", "nn", "optim", "reference", "train", "checkpoint", "keras",
     "load", "save", "manual_seed", "gradcheck",
     "build_info", "set_num_threads", "get_num_threads", "set_max_isa", "get_max_isa",
     "use_deterministic_algorithms", "are_deterministic_algorithms_enabled",
@@ -28,6 +28,12 @@ if _os.environ.get("CNNKIT_MAX_ISA", "") not in ("", "scalar", "avx2", "avx512")
         RuntimeWarning,
         stacklevel=2,
     )
+if _os.environ.get("CNNKIT_AUTOTUNE", "").lower() not in ("", "0", "1", "false", "true", "off", "on", "no", "yes"):
+    _warnings.warn(
+        f"CNNKIT_AUTOTUNE={_os.environ['CNNKIT_AUTOTUNE']!r} is neither 0 nor 1: autotuning stays on",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 def build_info():
@@ -35,11 +41,15 @@ def build_info():
 
     Returns a dict with ``compiled_isas``, ``detected_isa`` (the CPU's widest),
     ``max_isa`` (the cap from ``CNNKIT_MAX_ISA`` or :func:`set_max_isa`),
-    ``num_threads``, ``cuda``, ``version`` and ``kernels``: the implementation
-    each op family would pick now for a representative call.
+    ``num_threads``, ``cuda``, ``version``, ``kernels``: the implementation
+    each op family would pick now for a representative call (for conv2d the
+    measured choice once one is cached, see :mod:`cnnkit.autotune`), and
+    ``autotune``: whether it measures, its cache file and how many choices it holds.
     """
     info = dict(_C.build_info())
     info["version"] = __version__
+    info["autotune"] = {"enabled": autotune.enabled(), "cache_file": autotune.cache_file(),
+                        "entries": len(autotune.entries()), "signature": _C.autotune_signature()}
     conv = {"lenet c1": ((64, 1, 28, 28), (6, 1, 5, 5), (0, 0, 0, 0), 1),
             "3x3 pad 1": ((8, 64, 56, 56), (64, 64, 3, 3), (1, 1, 1, 1), 1),
             "depthwise 3x3": ((8, 64, 56, 56), (64, 1, 3, 3), (1, 1, 1, 1), 64)}
