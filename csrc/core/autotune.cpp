@@ -241,8 +241,9 @@ void autotune_clear(bool disk) {
   Memory& m = memory();
   std::lock_guard<std::mutex> guard(m.mutex);
   m.table.clear();
-  // Without `disk` the file is not merged again: every shape is measured anew.
-  m.merged_path = autotune_cache_file();
+  // Without `disk` the file is not merged again, so every shape is measured
+  // anew; with it, whatever file appears there next is read.
+  m.merged_path = disk ? std::string() : autotune_cache_file();
   if (disk) {
     const std::string path = autotune_cache_file();
     if (!path.empty()) {
