@@ -256,30 +256,31 @@ std::string call_key(const Conv2dParams& p, const char* direction) {
 }
 
 // Times run(impl) for each candidate and returns the fastest. Each is run once
-// untimed (first-touch of its workspace, packing caches), then timed up to three
-// times (the minimum counts) while its runs stay short; a candidate already
-// three times slower than the best stops at one timed run, and one whose warm
-// run took over kLongCall counts that run alone.
+// untimed (first touch of its workspace, packing), then timed at least three
+// and at most ten times while its runs add up to under kShortTotal; the
+// minimum counts, as load on the machine only ever adds time. A candidate
+// already three times slower than the best stops after one timed run, and one
+// whose warm run took over kLongCall counts that run alone.
 template <class Impl, class Run>
 const Impl* measure(const std::vector<const Impl*>& cands, Run run) {
   using Clock = std::chrono::steady_clock;
-  constexpr double kLongCall = 0.05, kShortTotal = 0.005;
+  constexpr double kLongCall = 0.05, kShortTotal = 0.02;
   const Impl* best = nullptr;
   double best_time = 0.0;
   for (const Impl* impl : cands) {
     auto t0 = Clock::now();
     run(*impl);
-    double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-    double time = elapsed;
-    if (elapsed <= kLongCall) {
+    double time = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (time <= kLongCall) {
       double spent = 0.0;
-      for (int rep = 0; rep < 3; ++rep) {
+      for (int rep = 0; rep < 10; ++rep) {
         t0 = Clock::now();
         run(*impl);
         const double t = std::chrono::duration<double>(Clock::now() - t0).count();
         time = rep == 0 ? t : std::min(time, t);
         spent += t;
-        if (spent > kShortTotal || (best != nullptr && time > 3 * best_time)) break;
+        if (best != nullptr && time > 3 * best_time) break;
+        if (rep >= 2 && spent > kShortTotal) break;
       }
     }
     if (best == nullptr || time < best_time) {
