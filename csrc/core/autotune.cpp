@@ -216,6 +216,11 @@ std::string autotune_signature() {
   return sig;
 }
 
+std::string autotune_context() {
+  const Isa isa = static_cast<Isa>(std::min(static_cast<int>(max_isa()), static_cast<int>(detected_isa())));
+  return std::string(" isa=") + isa_name(isa) + " threads=" + std::to_string(num_threads());
+}
+
 std::string autotune_lookup(const std::string& key) {
   Memory& m = memory();
   std::lock_guard<std::mutex> guard(m.mutex);

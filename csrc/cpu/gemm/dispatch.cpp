@@ -1,5 +1,6 @@
 // sgemm: the ordered list of implementations, widest ISA first, reference last.
 #include "cnnkit/gemm.h"
+#include "cnnkit/isa.h"
 #include "core/registry.h"
 #include "cpu/gemm/kernels.h"
 
@@ -10,8 +11,6 @@ struct GemmShape {
   int64_t M, N, K;
   bool trans_a, trans_b;
 };
-using SgemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                         const float*, int64_t, float, float*, int64_t);
 using SgemmImpl = KernelImpl<GemmShape, SgemmFn>;
 
 // Up to how many rows of C the unpacked small-M path beats the blocked one,
@@ -73,6 +72,19 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   }
   select_kernel(kSgemmImpls, GemmShape{M, N, K, trans_a, trans_b})
       .run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+std::vector<SgemmPath> sgemm_paths(int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b) {
+  const SgemmImpl& rule = select_kernel(kSgemmImpls, GemmShape{M, N, K, trans_a, trans_b});
+  std::vector<SgemmPath> paths{{rule.name, rule.run}};
+#ifdef CNNKIT_X86
+  // The widest enabled ISA's pair: entries 0-1 for AVX-512, 2-3 for AVX2.
+  const size_t pair = isa_enabled(Isa::Avx512) ? 0 : isa_enabled(Isa::Avx2) ? 2 : 4;
+  for (size_t i = pair; i < pair + 2 && i < 4; ++i) {
+    if (kSgemmImpls[i].run != rule.run) paths.push_back({kSgemmImpls[i].name, kSgemmImpls[i].run});
+  }
+#endif
+  return paths;
 }
 
 const char* sgemm_implementation(int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b) {

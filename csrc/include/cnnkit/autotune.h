@@ -24,6 +24,10 @@ std::string autotune_cache_file();
 // its widest ISA. A file written under another signature is ignored.
 std::string autotune_signature();
 
+// What every key ends with: the ISA cap in force (no wider than the CPU's)
+// and the thread count, " isa=avx2 threads=2".
+std::string autotune_context();
+
 // The remembered winner for `key` (a description of the call: op, shape,
 // direction, ISA cap, threads), "" when none. The file is merged into memory
 // the first time a lookup sees its path.
