@@ -21,7 +21,8 @@
 //    gradients), GEMMs over blocks of images for those with AVX-512, else as
 //    the forward, with one GEMM per image on small planes with long reductions;
 //  - otherwise im2col + GEMM when the GEMM is big enough to pay for its column
-//    matrix, the direct loops for tiny-channel layers.
+//    matrix (and for the backward of 1x1 layers), the direct loops for
+//    tiny-channel layers.
 //
 // Each list runs the first entry that accepts the call, the reference last.
 #include <algorithm>
@@ -141,6 +142,13 @@ bool gemm_pays(const Conv2dParams& p) {
   return p.reduction() >= 32 && p.group_out_channels() >= 4 && im2col_fits(p);
 }
 bool direct_worth_timing(const Conv2dParams& p) { return !gemm_pays(p); }
+// The backward of a 1x1 layer is two GEMMs over (a strided copy of) the input
+// even with few input channels: the direct loops' weight gradient, a scalar
+// reduction over every position per weight, loses by far more than the
+// forward's (benchmarks/results: ResNet-20's 16 -> 32 1x1 stride-2 shortcut).
+bool pointwise_gradient_pays(const Conv2dParams& p) {
+  return p.kernel_h == 1 && p.kernel_w == 1 && p.group_out_channels() >= 4 && im2col_fits(p);
+}
 bool kvec_fits_avx512(const Conv2dParams& p) { return weight_grad_kvec_fits(p, 16); }
 bool kvec_fits_avx2(const Conv2dParams& p) { return weight_grad_kvec_fits(p, 8); }
 
@@ -201,7 +209,7 @@ ConvCall resolve(const Conv2dParams& p, ConvAlgo algo, bool forward) {
     if (rows && (pointwise ? forward && rows_beat_pointwise_gemm(p) : isa_enabled(Isa::Avx2))) {
       return {&p, ConvAlgo::Direct, false};
     }
-    algo = gemm_pays(p) ? ConvAlgo::Im2col : ConvAlgo::Direct;
+    algo = gemm_pays(p) || (!forward && pointwise_gradient_pays(p)) ? ConvAlgo::Im2col : ConvAlgo::Direct;
   }
   return {&p, algo, forward && algo == ConvAlgo::Direct && prefers_cvec(p)};
 }
