@@ -82,8 +82,9 @@ def use_deterministic_algorithms(mode):
     """With ``True``, results no longer depend on the thread count, as with
     ``torch.use_deterministic_algorithms``: the conv weight gradients, which by
     default keep one partial sum per thread, sum a fixed number of shares of
-    the batch in a fixed order. Every other op gives the same bits with any
-    thread count either way."""
+    the batch in a fixed order. It also suspends the measured algorithm
+    choice (:mod:`cnnkit.autotune`), whose pick may differ between thread
+    counts. Every other op gives the same bits with any thread count either way."""
     if not isinstance(mode, bool):
         raise TypeError(f"use_deterministic_algorithms: mode must be a bool, got {type(mode).__name__}")
     _C.set_deterministic(mode)
