@@ -3,6 +3,8 @@
 #pragma once
 #include <algorithm>
 #include <chrono>
+#include <exception>
+#include <limits>
 #include <vector>
 
 namespace cnnkit {
@@ -21,9 +23,15 @@ template <class Impl, class Run>
 const Impl* measure_fastest(const std::vector<const Impl*>& cands, Run run) {
   using Clock = std::chrono::steady_clock;
   constexpr double kLongCall = 0.05, kShortTotal = 0.02, kClose = 1.3, kMargin = 0.95;
+  // A candidate that throws (a workspace it cannot get, say) never wins; if
+  // all do, the first is returned and the call itself reports the error.
   auto timed = [&](const Impl* impl) {
     const auto t0 = Clock::now();
-    run(*impl);
+    try {
+      run(*impl);
+    } catch (const std::exception&) {
+      return std::numeric_limits<double>::infinity();
+    }
     return std::chrono::duration<double>(Clock::now() - t0).count();
   };
   std::vector<double> times(cands.size());

@@ -275,8 +275,8 @@ const Impl& choose(const Impl (&list)[N], const Conv2dParams& p, const ConvCall&
   }
   if (!measure_now) return heuristic;
   const std::vector<const Impl*> cands = candidates(list, p, heuristic);
-  if (cands.size() == 1) return heuristic;
-  const Impl* best = measure_fastest(cands, run);
+  // A lone candidate is stored too, so later calls find it in memory at once.
+  const Impl* best = cands.size() == 1 ? cands[0] : measure_fastest(cands, run);
   autotune_store(key, best->name);
   return *best;
 }
