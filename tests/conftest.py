@@ -1,12 +1,15 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 # Kernel choices must not depend on timings in tests (nor should the tests
-# write the user's cache): the measured conv choice stays off unless a test
-# turns it on (the `autotune` fixture), and any cache goes to a private folder.
+# write the user's cache): the measured choice stays off unless a test turns
+# it on (the `autotune` fixture), and any cache goes to a private folder.
 # Set before cnnkit loads, and inherited by the processes tests start.
 os.environ["CNNKIT_AUTOTUNE"] = "0"
 os.environ["CNNKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnkit-test-cache-")
+atexit.register(shutil.rmtree, os.environ["CNNKIT_CACHE_DIR"], ignore_errors=True)
 
 import pytest
 from hypothesis import HealthCheck, settings
