@@ -317,6 +317,9 @@ def test_info_reports_autotune(autotune):
     assert "conv autotune: off" in out
 
 
+_LINEAR_PATHS = {"small_m_avx512", "blocked_avx512", "small_m_avx2", "blocked_avx2", "blocked_scalar", "transposed"}
+
+
 @settings(max_examples=25)
 @given(m=st.sampled_from([1, 2, 3, 5, 8, 9, 16, 17, 33, 64, 65]), fan_in=st.sampled_from(_AROUND_LANES + [31, 64, 300]),
        fan_out=st.sampled_from(_AROUND_LANES + [33, 130]), bias=st.booleans(), integers=st.booleans(),
@@ -341,7 +344,48 @@ def test_linear_measured_path_matches_the_oracle(isa, threads, autotune, m, fan_
     keys = [k for k in cnnkit.autotune.entries() if k.startswith("linear ")]
     assert {k.split()[1] for k in keys} <= {"forward", "input_grad", "weight_grad"}
     for key in keys:
-        assert cnnkit.autotune.entries()[key] in {"small_m_avx512", "blocked_avx512", "small_m_avx2", "blocked_avx2",
-                                                  "blocked_scalar"}
+        assert cnnkit.autotune.entries()[key] in _LINEAR_PATHS
     if isa == "scalar":
-        assert keys == []  # one path only: nothing to measure
+        assert {cnnkit.autotune.entries()[k] for k in keys} <= {"blocked_scalar", "transposed"}
+
+
+@settings(max_examples=15)
+@given(m=st.sampled_from([1, 2, 5, 8, 9, 16, 17, 33]), fan_in=st.sampled_from([1, 7, 16, 17, 100]),
+       fan_out=st.sampled_from([9, 16, 17, 40, 130]), bias=st.booleans(), integers=st.booleans(),
+       path=st.sampled_from(["transposed", "small_m", "blocked"]), seed=st.integers(0, 2**31))
+def test_every_linear_path_matches_the_oracle(isa, threads, autotune, m, fan_in, fan_out, bias, integers, path, seed):
+    """Each path forced through the cache file (as a cached winner is taken), every ISA cap."""
+    isa_now = cnnkit.build_info()["max_isa"]
+    if isa_now == "scalar" and path != "transposed":
+        path = "blocked_scalar"
+    elif path != "transposed":
+        path = f"{path}_{isa_now}"
+    products = {"forward": (m, fan_out, fan_in), "input_grad": (m, fan_in, fan_out), "weight_grad": (fan_out, fan_in, m)}
+    # The keys end as the dispatcher writes them (ISA cap, threads): read one off a measured call.
+    cnnkit.autotune.clear(disk=True)
+    F.linear(np.ones((2, 3), np.float32), np.ones((40, 3), np.float32))
+    suffix = next(iter(cnnkit.autotune.entries())).split(" isa=")[1]
+    cnnkit.autotune.clear(disk=True)
+    lines = [f"linear {what} {a} {b} {c} isa={suffix}\t{path}" for what, (a, b, c) in products.items()]
+    with open(cnnkit.autotune.cache_file(), "w") as f:
+        f.write(f"cnnkit-autotune 1\nsignature {_C.autotune_signature()}\n" + "\n".join(lines) + "\n")
+    rng = np.random.default_rng(seed)
+    draw = (lambda s: rng.integers(-3, 4, s).astype(np.float32)) if integers else (
+        lambda s: rng.standard_normal(s).astype(np.float32))
+    x, w, dy = draw((m, fan_in)), draw((fan_out, fan_in)), draw((m, fan_out))
+    b = draw((fan_out,)) if bias else None
+    got = [F.linear(x, w, b), *F.linear_backward(dy, x, w, bias_grad=False)[:2]]
+    want = [reference.linear(x, w, b), *reference.linear_backward(dy, x, w)[:2]]
+    mags = [reference.linear(np.abs(x), np.abs(w), None if b is None else np.abs(b)),
+            *reference.linear_backward(np.abs(dy), np.abs(x), np.abs(w))[:2]]
+    for g, e, a, k, op in zip(got, want, mags, [fan_in + bias, fan_out, m], products):
+        if integers:
+            assert_exact(g, e, f"linear {path} {op}")
+        else:
+            assert_close(g, e, a, k, f"linear {path} {op}")
+    # The forced entries were taken, not measured over (transposed only where
+    # the product has fewer rows than columns; elsewhere it is no candidate).
+    entries = cnnkit.autotune.entries()
+    for what, (a, b_, c) in products.items():
+        if path != "transposed" or a < b_:
+            assert entries[f"linear {what} {a} {b_} {c} isa={suffix}"] == path
