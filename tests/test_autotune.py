@@ -317,16 +317,8 @@ def test_info_reports_autotune(autotune):
     assert "conv autotune: off" in out
 
 
-_LINEAR_PATHS = {"small_m_avx512", "blocked_avx512", "small_m_avx2", "blocked_avx2", "blocked_scalar", "transposed"}
-
-
-@settings(max_examples=25)
-@given(m=st.sampled_from([1, 2, 3, 5, 8, 9, 16, 17, 33, 64, 65]), fan_in=st.sampled_from(_AROUND_LANES + [31, 64, 300]),
-       fan_out=st.sampled_from(_AROUND_LANES + [33, 130]), bias=st.booleans(), integers=st.booleans(),
-       seed=st.integers(0, 2**31))
-def test_linear_measured_path_matches_the_oracle(isa, threads, autotune, m, fan_in, fan_out, bias, integers, seed):
-    """Each product is run once per timing into the layer's own output, the bias
-    preloaded each time: the result must hold it once, whichever path wins."""
+def _check_linear(m, fan_in, fan_out, bias, integers, seed, label):
+    """Forward, input and weight gradient of one random linear layer against the oracle."""
     rng = np.random.default_rng(seed)
     draw = (lambda s: rng.integers(-3, 4, s).astype(np.float32)) if integers else (
         lambda s: rng.standard_normal(s).astype(np.float32))
@@ -338,9 +330,22 @@ def test_linear_measured_path_matches_the_oracle(isa, threads, autotune, m, fan_
             *reference.linear_backward(np.abs(dy), np.abs(x), np.abs(w))[:2]]
     for g, e, a, k, op in zip(got, want, mags, [fan_in + bias, fan_out, m], ["forward", "input_grad", "weight_grad"]):
         if integers:
-            assert_exact(g, e, f"linear measured {op}")
+            assert_exact(g, e, f"{label} {op}")
         else:
-            assert_close(g, e, a, k, f"linear measured {op}")
+            assert_close(g, e, a, k, f"{label} {op}")
+
+
+_LINEAR_PATHS = {"small_m_avx512", "blocked_avx512", "small_m_avx2", "blocked_avx2", "blocked_scalar", "transposed"}
+
+
+@settings(max_examples=25)
+@given(m=st.sampled_from([1, 2, 3, 5, 8, 9, 16, 17, 33, 64, 65]), fan_in=st.sampled_from(_AROUND_LANES + [31, 64, 300]),
+       fan_out=st.sampled_from(_AROUND_LANES + [33, 130]), bias=st.booleans(), integers=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_linear_measured_path_matches_the_oracle(isa, threads, autotune, m, fan_in, fan_out, bias, integers, seed):
+    """Each product is run once per timing into the layer's own output, the bias
+    preloaded each time: the result must hold it once, whichever path wins."""
+    _check_linear(m, fan_in, fan_out, bias, integers, seed, "linear measured")
     keys = [k for k in cnnkit.autotune.entries() if k.startswith("linear ")]
     assert {k.split()[1] for k in keys} <= {"forward", "input_grad", "weight_grad"}
     for key in keys:
@@ -369,20 +374,7 @@ def test_every_linear_path_matches_the_oracle(isa, threads, autotune, m, fan_in,
     lines = [f"linear {what} {a} {b} {c} isa={suffix}\t{path}" for what, (a, b, c) in products.items()]
     with open(cnnkit.autotune.cache_file(), "w") as f:
         f.write(f"cnnkit-autotune 1\nsignature {_C.autotune_signature()}\n" + "\n".join(lines) + "\n")
-    rng = np.random.default_rng(seed)
-    draw = (lambda s: rng.integers(-3, 4, s).astype(np.float32)) if integers else (
-        lambda s: rng.standard_normal(s).astype(np.float32))
-    x, w, dy = draw((m, fan_in)), draw((fan_out, fan_in)), draw((m, fan_out))
-    b = draw((fan_out,)) if bias else None
-    got = [F.linear(x, w, b), *F.linear_backward(dy, x, w, bias_grad=False)[:2]]
-    want = [reference.linear(x, w, b), *reference.linear_backward(dy, x, w)[:2]]
-    mags = [reference.linear(np.abs(x), np.abs(w), None if b is None else np.abs(b)),
-            *reference.linear_backward(np.abs(dy), np.abs(x), np.abs(w))[:2]]
-    for g, e, a, k, op in zip(got, want, mags, [fan_in + bias, fan_out, m], products):
-        if integers:
-            assert_exact(g, e, f"linear {path} {op}")
-        else:
-            assert_close(g, e, a, k, f"linear {path} {op}")
+    _check_linear(m, fan_in, fan_out, bias, integers, seed, f"linear {path}")
     # The forced entries were taken, not measured over (transposed only where
     # the product has fewer rows than columns; elsewhere it is no candidate).
     entries = cnnkit.autotune.entries()
