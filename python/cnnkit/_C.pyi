@@ -35,7 +35,8 @@ def sgemm(a: _Array, b: _Array, trans_a: bool = False, trans_b: bool = False, re
 def sgemm_implementation(m: int, n: int = 9223372036854775807, k: int = 9223372036854775807,
     trans_a: bool = False, trans_b: bool = False) -> str: ...
 
-# bind_conv.cpp: padding is (top, bottom, left, right).
+# bind_conv.cpp: padding is (top, bottom, left, right); algo is "auto", "direct", "im2col",
+# "reference" or one of conv2d_candidates(...) for the call, which runs that implementation alone.
 def conv2d(input: _Array, weight: _Array, bias: Optional[_Array], stride: Sequence[int],
     padding: Sequence[int], dilation: Sequence[int], groups: int, algo: str) -> _F32: ...
 def conv2d_backward(grad_output: _Array, input: _Array, weight: _Array, stride: Sequence[int],
