@@ -1,4 +1,15 @@
+import atexit
 import os
+import shutil
+import tempfile
+
+# Kernel choices must not depend on timings in tests (nor should the tests
+# write the user's cache): the measured choice stays off unless a test turns
+# it on (the `autotune` fixture), and any cache goes to a private folder.
+# Set before cnnkit loads, and inherited by the processes tests start.
+os.environ["CNNKIT_AUTOTUNE"] = "0"
+os.environ["CNNKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnkit-test-cache-")
+atexit.register(shutil.rmtree, os.environ["CNNKIT_CACHE_DIR"], ignore_errors=True)
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -63,6 +74,17 @@ def device(request):
         yield Device("cuda")
     finally:
         _device.poison_outputs(False)
+
+
+@pytest.fixture
+def autotune(tmp_path, monkeypatch):
+    """Measured conv choice on, with an empty cache in a folder of its own; off again afterwards."""
+    monkeypatch.setenv("CNNKIT_CACHE_DIR", str(tmp_path))
+    cnnkit.autotune.clear(disk=True)
+    cnnkit.autotune.set_enabled(True)
+    yield tmp_path
+    cnnkit.autotune.set_enabled(False)
+    cnnkit.autotune.clear(disk=True)
 
 
 def pytest_terminal_summary(terminalreporter):

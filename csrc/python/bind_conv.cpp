@@ -31,9 +31,17 @@ Conv2dParams params_for(const std::vector<int64_t>& x, const std::vector<int64_t
                             stride[1], pad[0], pad[1], pad[2], pad[3], dilation[0], dilation[1]);
 }
 
+// algo is "auto", "direct", "im2col" or "reference", or (for tests and
+// benchmarks, never through cnnkit.functional) the name of one of the call's
+// conv2d_candidates, which runs that implementation alone.
+bool names_an_algo(const std::string& name) {
+  return name == "auto" || name == "direct" || name == "im2col" || name == "reference";
+}
+
 FloatArray forward(FloatArray x, FloatArray w, std::optional<FloatArray> bias, Pair stride,
                    Pads pad, Pair dilation, int64_t groups, const std::string& algo_name) {
-  const ConvAlgo algo = parse_conv_algo(algo_name.c_str());
+  const bool named = !names_an_algo(algo_name);
+  const ConvAlgo algo = named ? ConvAlgo::Auto : parse_conv_algo(algo_name.c_str());
   const Conv2dParams p = params_for(shape_of(x), shape_of(w), stride, pad, dilation, groups);
   const float* pb = nullptr;
   if (bias) {
@@ -48,7 +56,11 @@ FloatArray forward(FloatArray x, FloatArray w, std::optional<FloatArray> bias, P
   float* py = y.mutable_data();
   {
     py::gil_scoped_release release;
-    conv2d_forward(p, px, pw, pb, py, algo);
+    if (named) {
+      conv2d_forward_candidate(p, algo_name.c_str(), px, pw, pb, py);
+    } else {
+      conv2d_forward(p, px, pw, pb, py, algo);
+    }
   }
   return y;
 }
@@ -56,7 +68,8 @@ FloatArray forward(FloatArray x, FloatArray w, std::optional<FloatArray> bias, P
 py::tuple backward(FloatArray dy, FloatArray x, FloatArray w, Pair stride, Pads pad, Pair dilation,
                    int64_t groups, bool input_grad, bool weight_grad, bool bias_grad,
                    const std::string& algo_name) {
-  const ConvAlgo algo = parse_conv_algo(algo_name.c_str());
+  const bool named = !names_an_algo(algo_name);
+  const ConvAlgo algo = named ? ConvAlgo::Auto : parse_conv_algo(algo_name.c_str());
   const Conv2dParams p = params_for(shape_of(x), shape_of(w), stride, pad, dilation, groups);
   const std::vector<int64_t> expected = {p.batch, p.out_channels, p.out_h, p.out_w};
   CNNKIT_CHECK(shape_of(dy) == expected, ErrorKind::Value,
@@ -74,7 +87,11 @@ py::tuple backward(FloatArray dy, FloatArray x, FloatArray w, Pair stride, Pads 
   float* pdb = db ? db->mutable_data() : nullptr;
   if (pdx != nullptr || pdw != nullptr || pdb != nullptr) {
     py::gil_scoped_release release;
-    conv2d_backward(p, pdy, px, pw, pdx, pdw, pdb, algo);
+    if (named) {
+      conv2d_backward_candidate(p, algo_name.c_str(), pdy, px, pw, pdx, pdw, pdb);
+    } else {
+      conv2d_backward(p, pdy, px, pw, pdx, pdw, pdb, algo);
+    }
   }
   auto or_none = [](std::optional<FloatArray>& a) -> py::object {
     return a ? py::object(*a) : py::object(py::none());
@@ -88,6 +105,11 @@ std::string implementation(const std::vector<int64_t>& x_shape, const std::vecto
   const ConvAlgo algo = parse_conv_algo(algo_name.c_str());
   const Conv2dParams p = params_for(x_shape, w_shape, stride, pad, dilation, groups);
   return backward ? conv2d_backward_implementation(p, algo) : conv2d_forward_implementation(p, algo);
+}
+
+std::vector<std::string> candidates(const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape,
+                                    Pair stride, Pads pad, Pair dilation, int64_t groups, bool backward) {
+  return conv2d_candidates(params_for(x_shape, w_shape, stride, pad, dilation, groups), backward);
 }
 
 }  // namespace
@@ -104,6 +126,10 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_implementation", &implementation, py::arg("input_shape"), py::arg("weight_shape"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("algo"), py::arg("backward") = false);
+  // The implementations algo="auto" chooses among (and times, when autotuning)
+  // for a call with these shapes, the heuristic's pick first.
+  m.def("conv2d_candidates", &candidates, py::arg("input_shape"), py::arg("weight_shape"), py::arg("stride"),
+        py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("backward") = false);
 }
 
 }  // namespace cnnkit::python

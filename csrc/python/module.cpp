@@ -2,6 +2,7 @@
 // cap, and the op families' bindings.
 #include <pybind11/stl.h>
 
+#include "cnnkit/autotune.h"
 #include "cnnkit/errors.h"
 #include "cnnkit/gemm.h"
 #include "cnnkit/isa.h"
@@ -67,6 +68,13 @@ PYBIND11_MODULE(_C, m) {
         return cnnkit::peak_gflops(threads, seconds);
       },
       py::arg("threads"), py::arg("seconds") = 0.3);
+  m.def("autotune_enabled", &cnnkit::autotune_enabled);
+  m.def("autotune_setting", &cnnkit::autotune_setting);
+  m.def("set_autotune", &cnnkit::set_autotune, py::arg("on"));
+  m.def("autotune_cache_file", &cnnkit::autotune_cache_file);
+  m.def("autotune_signature", &cnnkit::autotune_signature);
+  m.def("autotune_clear", &cnnkit::autotune_clear, py::arg("disk"));
+  m.def("autotune_entries", &cnnkit::autotune_entries);
   m.def("max_isa", [] { return std::string(cnnkit::isa_name(cnnkit::max_isa())); });
   m.def("set_max_isa",
         [](const std::string& name) { cnnkit::set_max_isa(cnnkit::parse_isa(name)); },

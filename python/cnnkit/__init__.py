@@ -9,13 +9,13 @@ from . import _C, data, functional, io, models, nn, optim, plan, reference, trai
 from .io import load, save
 from ._rng import manual_seed
 from .train import gradcheck
-from . import checkpoint, keras
+from . import autotune, checkpoint, keras
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "data", "functional", "io", "models", "nn", "optim", "plan", "reference", "train", "checkpoint", "keras",
-    "cuda",
+    "autotune", "data", "functional", "io", "models", "nn", "optim", "plan", "reference", "train", "checkpoint",
+    "keras", "cuda",
     "load", "save", "manual_seed", "gradcheck",
     "build_info", "set_num_threads", "get_num_threads", "set_max_isa", "get_max_isa",
     "use_deterministic_algorithms", "are_deterministic_algorithms_enabled",
@@ -26,6 +26,12 @@ if _os.environ.get("CNNKIT_MAX_ISA", "") not in ("", "scalar", "avx2", "avx512")
     _warnings.warn(
         f"CNNKIT_MAX_ISA={_os.environ['CNNKIT_MAX_ISA']!r} is not one of scalar, avx2, avx512: "
         "running the scalar kernels",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+if _os.environ.get("CNNKIT_AUTOTUNE", "").lower() not in ("", "0", "1", "false", "true", "off", "on", "no", "yes"):
+    _warnings.warn(
+        f"CNNKIT_AUTOTUNE={_os.environ['CNNKIT_AUTOTUNE']!r} is neither 0 nor 1: autotuning stays on",
         RuntimeWarning,
         stacklevel=2,
     )
@@ -47,7 +53,9 @@ def build_info():
     Returns a dict with ``compiled_isas``, ``detected_isa`` (the CPU's widest),
     ``max_isa`` (the cap from ``CNNKIT_MAX_ISA`` or :func:`set_max_isa`),
     ``num_threads``, ``version``, ``kernels``: the implementation each op family
-    would pick now for a representative call, and ``cuda``: the CUDA build
+    would pick now for a representative call (for conv2d the measured choice once
+    one is cached, see :mod:`cnnkit.autotune`), ``autotune``: whether it measures,
+    its cache file and how many choices it holds, and ``cuda``: the CUDA build
     (:func:`cnnkit.cuda.build_info`: ``built``, ``available``, ``reason`` where no
     device is usable, and with the module ``runtime_version``, ``driver_version``,
     ``architectures``, ``devices`` and ``ops``, the functional ops with CUDA kernels).
@@ -57,6 +65,8 @@ def build_info():
     info = dict(_C.build_info())
     info["version"] = __version__
     info["cuda"] = cuda.build_info()
+    info["autotune"] = {"enabled": autotune.enabled(), "cache_file": autotune.cache_file(),
+                        "entries": len(autotune.entries()), "signature": _C.autotune_signature()}
     conv = {"lenet c1": ((64, 1, 28, 28), (6, 1, 5, 5), (0, 0, 0, 0), 1),
             "3x3 pad 1": ((8, 64, 56, 56), (64, 64, 3, 3), (1, 1, 1, 1), 1),
             "depthwise 3x3": ((8, 64, 56, 56), (64, 1, 3, 3), (1, 1, 1, 1), 64)}
@@ -89,8 +99,9 @@ def use_deterministic_algorithms(mode):
     """With ``True``, results no longer depend on the thread count, as with
     ``torch.use_deterministic_algorithms``: the conv weight gradients, which by
     default keep one partial sum per thread, sum a fixed number of shares of
-    the batch in a fixed order. Every other op gives the same bits with any
-    thread count either way."""
+    the batch in a fixed order. It also suspends the measured algorithm
+    choice (:mod:`cnnkit.autotune`), whose pick may differ between thread
+    counts. Every other op gives the same bits with any thread count either way."""
     if not isinstance(mode, bool):
         raise TypeError(f"use_deterministic_algorithms: mode must be a bool, got {type(mode).__name__}")
     _C.set_deterministic(mode)

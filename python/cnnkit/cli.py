@@ -198,6 +198,10 @@ def cmd_info(args):
     for op, kernel in info["kernels"].items():
         print(f"  {op:<28} {kernel}")
     print(f"threads: {info['num_threads']} (cnnkit.set_num_threads or OMP_NUM_THREADS)")
+    tune = info["autotune"]
+    state = "on" if tune["enabled"] else "off (CNNKIT_AUTOTUNE=0, cnnkit.autotune.set_enabled or deterministic mode)"
+    print(f"conv autotune: {state}; cache {tune['cache_file'] or 'none (no cache folder)'}, "
+          f"{tune['entries']} choices for {tune['signature']}")
     _print_cuda(info["cuda"])
     return 0
 

@@ -826,8 +826,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     vectorised over output channels or over zero-padded rows, or for one
     input channel per group (depthwise) along output rows, else plain
     loops), ``"im2col"`` (column matrix + SGEMM, workspace bounded to 64 MiB
-    by processing chunks of output positions) or ``"auto"`` (per shape and
-    ISA, whichever measured faster; ``cnnkit.build_info()["kernels"]`` shows
+    by processing chunks of output positions) or ``"auto"`` (per shape, ISA
+    cap and thread count, the implementation that measured fastest on this
+    machine on the shape's first call, see :mod:`cnnkit.autotune`; a fixed
+    heuristic with autotuning off; ``cnnkit.build_info()["kernels"]`` shows
     the choices for common layers). All give the same result within float32
     rounding. NaN and Inf in the input propagate to every output that reads
     them. Taps that fall in the zero padding contribute exactly 0 in the

@@ -2,6 +2,8 @@
 // (out, in/groups, kh, kw), optional bias (out). Forward and backward.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "cnnkit/errors.h"
 
@@ -61,7 +63,19 @@ void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const
 void conv2d_backward(const Conv2dParams& p, const float* dy, const float* x, const float* w,
                      float* dx, float* dw, float* db, ConvAlgo algo);
 
-// Names of the implementations the two calls above would run now.
+// The implementations algo="auto" chooses among for this call (timed when
+// autotuning, autotune.h), the heuristic's pick first.
+std::vector<std::string> conv2d_candidates(const Conv2dParams& p, bool backward);
+// Runs the named candidate (one of conv2d_candidates); a Value error names the
+// candidates otherwise.
+void conv2d_forward_candidate(const Conv2dParams& p, const char* impl, const float* x, const float* w,
+                              const float* bias, float* y);
+void conv2d_backward_candidate(const Conv2dParams& p, const char* impl, const float* dy, const float* x,
+                               const float* w, float* dx, float* dw, float* db);
+
+// Names of the implementations conv2d_forward / conv2d_backward would run now
+// (for algo="auto": the cached winner, else the heuristic's pick; a backward
+// as a layer asks it, every gradient).
 const char* conv2d_forward_implementation(const Conv2dParams& p, ConvAlgo algo);
 const char* conv2d_backward_implementation(const Conv2dParams& p, ConvAlgo algo);
 
