@@ -1363,119 +1363,63 @@ def prelu_backward(grad_output, input, weight):
     return grad_input, grad_weight.reshape(w.shape)
 
 
-def _same_shape_grad(grad_output, x):
-    g = _as_float32(grad_output, "grad_output")
-    if g.shape != x.shape:
-        raise ValueError(f"grad_output shape {g.shape} must equal input shape {x.shape}")
-    return g
-
-
 def _hardtanh_bounds(min_val, max_val):
     lo, hi = _float(min_val, "min_val"), _float(max_val, "max_val")
     if not lo <= hi:
         raise ValueError(f"hardtanh: max_val ({hi}) must be >= min_val ({lo})")
-    return np.float32(lo), np.float32(hi)
+    return lo, hi
+
+
+def _activation_maybe_inplace(name, input, inplace, **params):
+    """The activation of ``input``, or written into ``input`` itself when ``inplace``: the input
+    must then be a writeable float32 C-contiguous array, never a converted copy the caller does
+    not see."""
+    if not _flag(inplace, "inplace"):
+        return _activation(name, input, **params)
+    x = _state_array(input, "input", np.shape(input))
+    return _C.activation(name, x, out=x, **params)
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """``x`` clipped to [min_val, max_val]; NaN stays NaN. ``inplace`` as in :func:`dropout`."""
     lo, hi = _hardtanh_bounds(min_val, max_val)
-    return _inplace_result(input, np.clip(_as_float32(input, "input"), lo, hi), inplace)
+    return _activation_maybe_inplace("hardtanh", input, inplace, min_val=lo, max_val=hi)
 
 
 def hardtanh_backward(grad_output, input, min_val=-1.0, max_val=1.0):
     """Gradient of :func:`hardtanh`: ``grad_output`` where ``min_val < x < max_val``, else 0 (at the
     bounds and for NaN too, like PyTorch)."""
     lo, hi = _hardtanh_bounds(min_val, max_val)
-    x = _as_float32(input, "input")
-    g = _same_shape_grad(grad_output, x)
-    return np.where((x > lo) & (x < hi), g, np.float32(0.0))
+    return _activation_backward("hardtanh", grad_output, input, min_val=lo, max_val=hi)
 
 
-def _erfc(z):
-    """erfc in float64 to a relative error below 1.2e-7 for every z (the Chebyshev fit of Press et
-    al., Numerical Recipes, section 6.2), about one float32 ulp: enough for float32 results, and
-    relative, so GELU's far negative tail stays accurate too. NumPy has no erf."""
-    a = np.abs(z)
-    t = 1.0 / (1.0 + 0.5 * a)
-    poly = 0.0
-    for c in (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
-              0.37409196, 1.00002368, -1.26551223):
-        poly = poly * t + c
-    r = t * np.exp(poly - a * a)
-    return np.where(z >= 0, r, 2.0 - r)
-
-
-_GELU_C = math.sqrt(2.0 / math.pi)
-_GELU_CUBIC = 0.044715
-# Elements per block of the float64 formulas: few enough that their temporaries stay in cache,
-# enough that NumPy's per-call overhead is spread thin.
-_BLOCK = 1 << 16
-
-
-def _blockwise(formula, *arrays):
-    """``formula`` on float64 blocks of the same-shape float32 ``arrays``; the result in float32."""
-    out = np.empty(arrays[0].shape, np.float32)
-    flat, dst = [a.reshape(-1) for a in arrays], out.reshape(-1)
-    with np.errstate(invalid="ignore", over="ignore", under="ignore"):  # NaN/inf propagate
-        for start in range(0, dst.size, _BLOCK):
-            dst[start : start + _BLOCK] = formula(*(a[start : start + _BLOCK].astype(np.float64) for a in flat))
-    return out
-
-
-def _gelu_cdf(x, approximate):
-    """The factor GELU multiplies x by: Phi(x), or the tanh form's (1 + tanh(u)) / 2 = sigmoid(2u),
-    which does not cancel for large negative x; with u for the tanh form's derivative."""
-    if approximate == "none":
-        return 0.5 * _erfc(-x / math.sqrt(2.0)), None
-    u = _GELU_C * (x + _GELU_CUBIC * x**3)
-    return 1.0 / (1.0 + np.exp(-2.0 * u)), u
-
-
-def _gelu_approximate(approximate):
+def _gelu_kind(approximate):
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return approximate
+    return "gelu" if approximate == "none" else "gelu_tanh"
 
 
 def gelu(input, approximate="none"):
     """Gaussian error linear unit: ``x * Phi(x)`` (Phi the standard normal CDF), or with
-    ``approximate="tanh"`` ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``. Computed in float64."""
-    approximate = _gelu_approximate(approximate)
-    return _blockwise(lambda x: x * _gelu_cdf(x, approximate)[0], _as_float32(input, "input"))
+    ``approximate="tanh"`` ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
+    return _activation(_gelu_kind(approximate), input)
 
 
 def gelu_backward(grad_output, input, approximate="none"):
     """Gradient of :func:`gelu`: ``grad_output * (Phi(x) + x phi(x))``, or the tanh form's
-    ``s + 2 x s (1 - s) u'(x)`` with s = sigmoid(2u) and 1 - s = sigmoid(-2u)."""
-    approximate = _gelu_approximate(approximate)
-    x = _as_float32(input, "input")
-
-    def formula(g, x):
-        cdf, u = _gelu_cdf(x, approximate)
-        if u is None:
-            return g * (cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
-        du = _GELU_C * (1.0 + 3.0 * _GELU_CUBIC * x * x)
-        return g * (cdf + 2.0 * x * cdf / (1.0 + np.exp(2.0 * u)) * du)
-
-    return _blockwise(formula, _same_shape_grad(grad_output, x), x)
+    ``s + 2 x s (1 - s) u'(x)`` with s = sigmoid(2u)."""
+    return _activation_backward(_gelu_kind(approximate), grad_output, input)
 
 
 def silu(input, inplace=False):
-    """``x * sigmoid(x)`` (swish), on the native sigmoid. ``inplace`` as in :func:`dropout`."""
-    x = _as_float32(input, "input")
-    with np.errstate(invalid="ignore"):  # -inf * 0: NaN, as PyTorch
-        return _inplace_result(input, x * sigmoid(x), inplace)
+    """``x * sigmoid(x)`` (swish); ``-inf`` gives NaN, as PyTorch. ``inplace`` as in :func:`dropout`."""
+    return _activation_maybe_inplace("silu", input, inplace)
 
 
 def silu_backward(grad_output, input):
-    """Gradient of :func:`silu`: ``grad_output * sigmoid(x) * (1 + x * sigmoid(-x))``; sigmoid(-x)
-    rather than 1 - sigmoid(x), which cancels for large x."""
-    x = _as_float32(input, "input")
-    g = _same_shape_grad(grad_output, x)
-    s, s_neg = sigmoid(x).astype(np.float64), sigmoid(-x).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        return (g * s * (1.0 + x * s_neg)).astype(np.float32)
+    """Gradient of :func:`silu`: ``grad_output * (s + x s (1 - s))``, s = sigmoid(x), with
+    s (1 - s) computed without the cancellation of 1 - s for large x."""
+    return _activation_backward("silu", grad_output, input)
 
 
 def _maxout_pieces(x, pool_size, dim):

@@ -646,36 +646,39 @@ def hardtanh_backward(grad_output, x, min_val=-1.0, max_val=1.0):
 
 
 def gelu(x, approximate="none"):
-    """x * Phi(x) with math.erf element by element, or the tanh formula."""
+    """x * Phi(x) with math.erf element by element, or the tanh formula; -inf * 0 is NaN, as in PyTorch."""
     x = _float64_array(x)
-    if approximate == "tanh":
-        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
-    # Phi(x) = erfc(-x / sqrt 2) / 2: no cancellation where Phi is tiny.
-    phi = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)))(x) if x.size else x
-    return x * phi
+    with np.errstate(invalid="ignore", over="ignore"):
+        if approximate == "tanh":
+            return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+        # Phi(x) = erfc(-x / sqrt 2) / 2: no cancellation where Phi is tiny.
+        phi = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)))(x) if x.size else x
+        return x * phi
 
 
 def gelu_backward(grad_output, x, approximate="none"):
     g, x = _float64_array(grad_output), _float64_array(x)
-    if approximate == "tanh":
-        k = np.sqrt(2.0 / np.pi)
-        inner = k * (x + 0.044715 * x**3)
-        with np.errstate(over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
+        if approximate == "tanh":
+            k = np.sqrt(2.0 / np.pi)
+            inner = k * (x + 0.044715 * x**3)
             sech2 = 1.0 / np.cosh(inner) ** 2
-        return g * (0.5 * (1.0 + np.tanh(inner)) + 0.5 * x * sech2 * k * (1.0 + 3 * 0.044715 * x**2))
-    cdf = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)))(x) if x.size else x
-    return g * (cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
+            return g * (0.5 * (1.0 + np.tanh(inner)) + 0.5 * x * sech2 * k * (1.0 + 3 * 0.044715 * x**2))
+        cdf = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)))(x) if x.size else x
+        return g * (cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
 
 
 def silu(x):
     x = _float64_array(x)
-    return x * sigmoid(x)
+    with np.errstate(invalid="ignore"):
+        return x * sigmoid(x)
 
 
 def silu_backward(grad_output, x):
     # d/dx x s(x) = s(x) + x s(x) (1 - s(x)), with 1 - s(x) = s(-x).
     g, x = _float64_array(grad_output), _float64_array(x)
-    return g * (sigmoid(x) + x * sigmoid(x) * sigmoid(-x))
+    with np.errstate(invalid="ignore"):
+        return g * (sigmoid(x) + x * sigmoid(x) * sigmoid(-x))
 
 
 # ----------------------------------------------------------------------------

@@ -60,6 +60,52 @@ inline float softplus_grad(float dy, float x, float beta, float threshold) {
   return t > threshold ? dy : dy * sigmoid(t);
 }
 
+// NaN fails both tests and passes through, as np.clip and PyTorch do.
+inline float hardtanh(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+inline float hardtanh_grad(float dy, float x, float lo, float hi) {
+  return (x > lo && x < hi) ? dy : 0.0f;
+}
+
+// GELU, SiLU: the few flops around the libm call run in double and round once.
+constexpr double kSqrtHalf = 0.70710678118654752440;
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+constexpr double kGeluTanhC = 0.79788456080286535588;  // sqrt(2 / pi)
+constexpr double kGeluCubic = 0.044715;
+
+// Phi(x) = erfc(-x / sqrt 2) / 2: no cancellation where Phi is tiny.
+inline double normal_cdf(double x) { return 0.5 * erfc(-x * kSqrtHalf); }
+inline float gelu(float x) { return static_cast<float>(x * normal_cdf(x)); }
+inline float gelu_grad(float dy, float x) {
+  const double v = x;
+  return static_cast<float>(dy * (normal_cdf(v) + v * kInvSqrt2Pi * exp(-0.5 * v * v)));
+}
+
+// sigmoid(t) and sigmoid(t) sigmoid(-t) from e = exp(-|t|): neither overflows.
+inline double sigmoid_double(double t) {
+  const double e = exp(-fabs(t));
+  return t >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+inline double sigmoid_slope(double t) {
+  const double e = exp(-fabs(t));
+  return e / ((1.0 + e) * (1.0 + e));
+}
+
+// 0.5 x (1 + tanh u) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3); the
+// derivative is s + 2 x s (1 - s) u'. In double x^3 cannot overflow.
+inline double gelu_tanh_u(double x) { return kGeluTanhC * (x + kGeluCubic * x * x * x); }
+inline float gelu_tanh(float x) { return static_cast<float>(x * sigmoid_double(2.0 * gelu_tanh_u(x))); }
+inline float gelu_tanh_grad(float dy, float x) {
+  const double v = x, t = 2.0 * gelu_tanh_u(v);
+  const double du = kGeluTanhC * (1.0 + 3.0 * kGeluCubic * v * v);
+  return static_cast<float>(dy * (sigmoid_double(t) + 2.0 * v * sigmoid_slope(t) * du));
+}
+
+// x sigmoid(x); the derivative s + x s (1 - s) with s (1 - s) from e, not 1 - s.
+inline float silu(float x) { return static_cast<float>(x * sigmoid_double(x)); }
+inline float silu_grad(float dy, float x) {
+  return static_cast<float>(dy * (sigmoid_double(x) + x * sigmoid_slope(x)));
+}
+
 inline float prelu(float x, float w) { return x > 0.0f ? x : w * x; }
 inline float prelu_grad(float dy, float x, float w) { return x > 0.0f ? dy : w * dy; }
 // Contribution of one element to d(weight).

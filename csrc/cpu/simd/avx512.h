@@ -11,6 +11,7 @@
 // uninitialised. The including file is AVX-512 code only.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // the same bug, where it is certain
 #endif
 
 namespace cnnkit {
