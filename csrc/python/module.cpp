@@ -77,4 +77,5 @@ PYBIND11_MODULE(_C, m) {
   cnnkit::python::bind_norm(m);
   cnnkit::python::bind_act(m);
   cnnkit::python::bind_loss(m);
+  cnnkit::python::bind_optim(m);
 }

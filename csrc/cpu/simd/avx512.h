@@ -41,6 +41,7 @@ struct Avx512 {
   // Like the instructions: when either operand is NaN the SECOND one is returned.
   static F min(F a, F b) { return _mm512_min_ps(a, b); }
   static F max(F a, F b) { return _mm512_max_ps(a, b); }
+  static F sqrt(F a) { return _mm512_sqrt_ps(a); }  // correctly rounded, as std::sqrt
   static F abs(F a) { return _mm512_abs_ps(a); }
   // |magnitude| with the sign bit of `sign`.
   static F copysign(F magnitude, F sign) {

@@ -22,7 +22,10 @@ command line and hand-written loops alike, and a group may set its own value.
 
 Updates are computed in the parameter's dtype (float32) in the same order of
 operations as PyTorch's single-tensor CPU implementation, so results agree to
-float32 rounding. ``state_dict()`` has PyTorch's layout: ``{"state": {index:
+float32 rounding. SGD, Adam, AdamW, RMSprop and Adagrad update all the float32
+parameters of a group in one native call (threaded, SIMD); it rounds every
+operation as the NumPy formula does, which still updates parameters of other
+dtypes, so both give the same bits. ``state_dict()`` has PyTorch's layout: ``{"state": {index:
 {...}}, "param_groups": [{..., "params": [index, ...]}]}`` with parameters
 numbered in group order, and ``load_state_dict`` accepts a PyTorch optimizer's
 state dict (tensors are converted to arrays).
@@ -30,6 +33,7 @@ state dict (tensors are converted to arrays).
 
 import numpy as np
 
+from .. import _C
 from ..functional import _float
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta"]
@@ -59,13 +63,24 @@ def _lerp_(start, end, weight):
         start[...] = end - (end - start) * (1.0 - weight)
 
 
+def _native_ready(a):
+    """Whether the native step can update ``a`` in place."""
+    return a.dtype == np.float32 and a.flags.c_contiguous and a.flags.writeable and a.flags.aligned
+
+
 class Optimizer:
     """Base class: parameter groups, per-parameter state, ``zero_grad``, state dicts.
 
     Subclasses define ``_check_options(group)``, which validates and returns a
     group's options, and ``_update(param, grad, state, group)``, which updates
-    one parameter in place.
+    one parameter in place. Those with a fused native step also set ``_native``
+    (its name for ``_C.optimizer_step``) and define ``_native_args(param, state,
+    group)``, which prepares the state as ``_update`` would and returns the state
+    buffers, the step number and whether the buffers are fresh, and
+    ``_native_options(group)``.
     """
+
+    _native = None
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
@@ -142,15 +157,37 @@ class Optimizer:
         loss = None if closure is None else closure()
         index = 0
         for group in self.param_groups:
+            fused = []
             for p in group["params"]:
                 if p.grad is not None and p.requires_grad:
                     grad = self._grad(p, index)
-                    if group["l1_decay"] != 0:
-                        # The subgradient of l1_decay * |p|; sign(0) = 0 leaves exact zeros at zero.
-                        grad = grad + group["l1_decay"] * np.sign(p.data)
-                    self._update(p, grad, self._state.setdefault(id(p), {}), group)
+                    state = self._state.setdefault(id(p), {})
+                    if self._native is not None and _native_ready(p.data):
+                        fused.append((p, grad, state))
+                    else:
+                        if group["l1_decay"] != 0:
+                            # The subgradient of l1_decay * |p|; sign(0) = 0 leaves exact zeros at zero.
+                            grad = grad + group["l1_decay"] * np.sign(p.data)
+                        self._update(p, grad, state, group)
                 index += 1
+            if fused:
+                self._native_step(fused, group)
         return loss
+
+    def _native_step(self, fused, group):
+        """One native call updating every (param, grad, state) of ``fused``, all in ``group``."""
+        states, steps, fresh = [], [], []
+        for p, _, state in fused:
+            keys, step, is_fresh = self._native_args(p, state, group)
+            for key in keys:
+                if key is not None and not _native_ready(state[key]):
+                    # A loaded state in another layout: our own C-contiguous copy from now on.
+                    state[key] = np.array(state[key], dtype=np.float32, order="C")
+            states.append([None if key is None else state[key] for key in keys])
+            steps.append(step)
+            fresh.append(is_fresh)
+        _C.optimizer_step(self._native, [p.data for p, _, _ in fused], [g for _, g, _ in fused], states, steps,
+                          fresh, **self._native_options(group))
 
     @staticmethod
     def _grad(p, index):
@@ -219,7 +256,7 @@ class Optimizer:
         if value is None:
             return None
         # asarray, then a copy: np.array(value, dtype=...) would warn on torch tensors.
-        array = np.asarray(value).astype(p.data.dtype)
+        array = np.asarray(value).astype(p.data.dtype, order="C")
         if array.shape != p.data.shape:
             raise ValueError(
                 f"loaded state {key!r} of parameter {index} has shape {array.shape}, the parameter has {p.data.shape}"
@@ -263,6 +300,19 @@ class SGD(Optimizer):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         return group
+
+    _native = "sgd"
+
+    def _native_args(self, p, state, group):
+        if group["momentum"] == 0:
+            return [], 1, False
+        fresh = state.get("momentum_buffer") is None
+        if fresh:  # the kernel sets it to the gradient
+            state["momentum_buffer"] = np.empty_like(p.data)
+        return ["momentum_buffer"], 1, fresh
+
+    def _native_options(self, group):
+        return {k: group[k] for k in ("lr", "weight_decay", "l1_decay", "momentum", "dampening", "nesterov")}
 
     def _update(self, p, grad, state, group):
         momentum = group["momentum"]
@@ -310,16 +360,32 @@ class Adam(Optimizer):
         group["amsgrad"] = bool(group["amsgrad"])
         return group
 
-    def _update(self, p, grad, state, group):
+    _native = "adam"
+
+    @staticmethod
+    def _prepare(p, state, group):
+        """The state on the first step (and the AMSGrad maximum when amsgrad is switched on later); count the step."""
         if not state:
             state["step"] = 0
             state["exp_avg"] = np.zeros_like(p.data)
             state["exp_avg_sq"] = np.zeros_like(p.data)
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+        if group["amsgrad"]:
+            state.setdefault("max_exp_avg_sq", np.zeros_like(p.data))
+        state["step"] += 1
+
+    def _native_args(self, p, state, group):
+        self._prepare(p, state, group)
+        return ["exp_avg", "exp_avg_sq", "max_exp_avg_sq" if group["amsgrad"] else None], state["step"], False
+
+    def _native_options(self, group):
+        beta1, beta2 = group["betas"]
+        return dict(lr=group["lr"], weight_decay=group["weight_decay"], l1_decay=group["l1_decay"], beta1=beta1,
+                    beta2=beta2, amsgrad=group["amsgrad"], decoupled=self._decoupled_weight_decay, eps=group["eps"])
+
+    def _update(self, p, grad, state, group):
+        self._prepare(p, state, group)
         lr, weight_decay = group["lr"], group["weight_decay"]
         beta1, beta2 = group["betas"]
-        state["step"] += 1
         step = state["step"]
         if weight_decay != 0:
             if self._decoupled_weight_decay:
@@ -334,8 +400,7 @@ class Adam(Optimizer):
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         second = exp_avg_sq
         if group["amsgrad"]:
-            # A missing buffer means amsgrad was switched on after the first step.
-            second = state.setdefault("max_exp_avg_sq", np.zeros_like(p.data))
+            second = state["max_exp_avg_sq"]
             np.maximum(second, exp_avg_sq, out=second)
         denom = np.sqrt(second) / bias_correction2_sqrt
         denom += group["eps"]
@@ -376,23 +441,39 @@ class RMSprop(Optimizer):
         group["centered"] = bool(group["centered"])
         return group
 
-    def _update(self, p, grad, state, group):
+    _native = "rmsprop"
+
+    @staticmethod
+    def _prepare(p, state, group):
+        """The state on the first step (and buffers an option switched on later needs); count the step."""
         if not state:
             state["step"] = 0
             state["square_avg"] = np.zeros_like(p.data)
-            if group["momentum"] > 0:
-                state["momentum_buffer"] = np.zeros_like(p.data)
-            if group["centered"]:
-                state["grad_avg"] = np.zeros_like(p.data)
-        alpha, momentum = group["alpha"], group["momentum"]
+        if group["momentum"] > 0:
+            state.setdefault("momentum_buffer", np.zeros_like(p.data))
+        if group["centered"]:
+            state.setdefault("grad_avg", np.zeros_like(p.data))
         state["step"] += 1
+
+    def _native_args(self, p, state, group):
+        self._prepare(p, state, group)
+        keys = ["square_avg", "momentum_buffer" if group["momentum"] > 0 else None,
+                "grad_avg" if group["centered"] else None]
+        return keys, state["step"], False
+
+    def _native_options(self, group):
+        return {k: group[k] for k in ("lr", "weight_decay", "l1_decay", "momentum", "eps", "alpha", "centered")}
+
+    def _update(self, p, grad, state, group):
+        self._prepare(p, state, group)
+        alpha, momentum = group["alpha"], group["momentum"]
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * p.data
         square_avg = state["square_avg"]
         square_avg *= alpha
         square_avg += (1 - alpha) * grad * grad
         if group["centered"]:
-            grad_avg = state.setdefault("grad_avg", np.zeros_like(p.data))
+            grad_avg = state["grad_avg"]
             _lerp_(grad_avg, grad, 1 - alpha)
             # The variance estimate is >= 0 exactly but can round below zero once
             # the gradients are nearly constant; PyTorch would return NaN there.
@@ -401,7 +482,7 @@ class RMSprop(Optimizer):
             avg = np.sqrt(square_avg)
         avg += group["eps"]
         if momentum > 0:
-            buf = state.setdefault("momentum_buffer", np.zeros_like(p.data))
+            buf = state["momentum_buffer"]
             buf *= momentum
             buf += grad / avg
             p.data -= group["lr"] * buf
@@ -437,11 +518,25 @@ class Adagrad(Optimizer):
         group["eps"] = _at_least_zero(group["eps"], "epsilon value")
         return group
 
-    def _update(self, p, grad, state, group):
+    _native = "adagrad"
+
+    @staticmethod
+    def _prepare(p, state, group):
+        """The state on the first step; count the step."""
         if not state:
             state["step"] = 0
             state["sum"] = np.full_like(p.data, group["initial_accumulator_value"])
         state["step"] += 1
+
+    def _native_args(self, p, state, group):
+        self._prepare(p, state, group)
+        return ["sum"], state["step"], False
+
+    def _native_options(self, group):
+        return {k: group[k] for k in ("lr", "weight_decay", "l1_decay", "eps", "lr_decay")}
+
+    def _update(self, p, grad, state, group):
+        self._prepare(p, state, group)
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * p.data
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
