@@ -80,7 +80,7 @@ void bind_optim(py::module_& m) {
                                                                 static_cast<int64_t>(count));
       },
       py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("states"), py::arg("steps"),
-      py::arg("fresh"), py::kw_only(), py::arg("lr"), py::arg("weight_decay") = 0.0,
+      py::arg("fresh"), py::arg("lr"), py::arg("weight_decay") = 0.0,
       py::arg("l1_decay") = 0.0, py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
       py::arg("nesterov") = false, py::arg("beta1") = 0.9, py::arg("beta2") = 0.999,
       py::arg("amsgrad") = false, py::arg("decoupled") = false, py::arg("eps") = 1e-8,

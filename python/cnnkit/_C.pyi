@@ -87,7 +87,7 @@ def cross_entropy_backward(input: _Array, target: npt.NDArray[np.integer], grad_
 # bind_optim.cpp: kind is "sgd", "adam", "rmsprop" or "adagrad"; params and states (per parameter,
 # up to 3 buffers in optim.h's order, None where unused) are float32 arrays updated in place.
 def optimizer_step(kind: str, params: Sequence[_F32], grads: Sequence[_Array],
-    states: Sequence[Sequence[Optional[_F32]]], steps: Sequence[int], fresh: Sequence[bool], *, lr: float,
+    states: Sequence[Sequence[Optional[_F32]]], steps: Sequence[int], fresh: Sequence[bool], lr: float,
     weight_decay: float = 0.0, l1_decay: float = 0.0, momentum: float = 0.0, dampening: float = 0.0,
     nesterov: bool = False, beta1: float = 0.9, beta2: float = 0.999, amsgrad: bool = False,
     decoupled: bool = False, eps: float = 1e-8, alpha: float = 0.99, centered: bool = False,
