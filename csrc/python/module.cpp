@@ -78,4 +78,5 @@ PYBIND11_MODULE(_C, m) {
   cnnkit::python::bind_act(m);
   cnnkit::python::bind_loss(m);
   cnnkit::python::bind_optim(m);
+  cnnkit::python::bind_dropout(m);
 }

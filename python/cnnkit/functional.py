@@ -238,34 +238,30 @@ def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75
     return dx.astype(np.float32)
 
 
-def _dropout_mask(shape, p, training, generator):
-    """0 with probability ``p``, else 1/(1-p), of ``shape`` (all ones when not training)."""
+def _dropout(input, p, training, inplace, generator, return_mask, channel):
+    """``input * mask`` and the mask: 0 with probability ``p``, else 1/(1-p); all ones when not
+    training. The native kernel draws the mask from a Philox stream whose key is one draw from
+    ``generator`` (or cnnkit's seeded default), so a seed fixes the mask whatever the thread count."""
     from ._rng import default_generator
 
     p = _float(p, "p")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    if not training or p == 0.0:
-        return np.ones(shape, np.float32)
-    if p == 1.0:
-        return np.zeros(shape, np.float32)
-    rng = generator or default_generator()
-    return (rng.random(shape, dtype=np.float32) >= p).astype(np.float32) * np.float32(1.0 / (1.0 - p))
-
-
-def _inplace_result(input, out, inplace):
-    """``out``, or ``out`` written into ``input`` when ``inplace``: the input must then be a
-    writeable float32 C-contiguous array, never a converted copy the caller does not see."""
-    if not _flag(inplace, "inplace"):
-        return out
-    x = _state_array(input, "input", np.shape(input))
-    np.copyto(x, out)
-    return x
-
-
-def _apply_mask(input, mask, inplace, return_mask):
-    """``input * mask`` (broadcast), written into ``input`` itself when ``inplace``."""
-    out = _inplace_result(input, _as_float32(input, "input") * mask, inplace)
+    inplace = _flag(inplace, "inplace")
+    x = _state_array(input, "input", np.shape(input)) if inplace else _as_float32(input, "input")
+    mask_shape = x.shape[:2] + (1,) * (x.ndim - 2) if channel else x.shape
+    if training and 0.0 < p < 1.0:
+        rng = generator or default_generator()
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"generator must be a numpy.random.Generator, got {type(rng).__name__}")
+        key = int(rng.integers(0, 2**64, dtype=np.uint64))
+        out, mask = _C.dropout(x, p, key, channel, out=x if inplace else None)
+    else:
+        mask = np.full(mask_shape, 0.0 if training and p == 1.0 else 1.0, np.float32)
+        out = x * mask
+        if inplace:
+            np.copyto(x, out)
+            out = x
     return (out, mask) if return_mask else out
 
 
@@ -278,8 +274,7 @@ def dropout(input, p=0.5, training=True, inplace=False, *, generator=None, retur
     ``TypeError``/``ValueError``). ``return_mask=True`` also returns the float32
     mask (0 or 1/(1-p)) that :func:`dropout_backward` takes.
     """
-    mask = _dropout_mask(np.shape(input), p, training, generator)
-    return _apply_mask(input, mask, inplace, return_mask)
+    return _dropout(input, p, training, inplace, generator, return_mask, channel=False)
 
 
 def dropout_backward(grad_output, mask, p=0.5):
@@ -306,8 +301,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False, *, generator=None, ret
     if ndim == 3:
         warnings.warn("dropout2d: a 3-D input is read as (N, C, L) and whole channels of length L "
                       "are dropped, as PyTorch does today", UserWarning, stacklevel=2)
-    mask = _dropout_mask(np.shape(input)[:2] + (1,) * (ndim - 2), p, training, generator)
-    return _apply_mask(input, mask, inplace, return_mask)
+    return _dropout(input, p, training, inplace, generator, return_mask, channel=True)
 
 
 def dropout2d_backward(grad_output, mask, p=0.5):
