@@ -137,14 +137,9 @@ def _state_array(a, name, shape):
 
 
 # ----------------------------------------------------------------------------
-# composite ops written in NumPy on top of the native ones (adaptive pooling,
-# local response norm, dropout, regression and margin losses)
+# adaptive pooling, local response norm and dropout (native kernels behind NumPy-side
+# argument handling), regression and margin losses (NumPy)
 # ----------------------------------------------------------------------------
-
-
-def _adaptive_windows(size, out):
-    """PyTorch's adaptive windows: [floor(i*size/out), ceil((i+1)*size/out))."""
-    return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
 
 
 def _adaptive_args(input, output_size):
@@ -171,10 +166,7 @@ def adaptive_avg_pool2d(input, output_size):
     """Average pooling of an (N, C, H, W) or (C, H, W) array to ``output_size`` (an int or a pair;
     None keeps that dimension's size); 1 = global average."""
     x, unbatched, oh, ow = _adaptive_args(input, output_size)
-    out = np.empty(x.shape[:2] + (oh, ow), np.float32)
-    for i, (h0, h1) in enumerate(_adaptive_windows(x.shape[2], oh)):
-        for j, (w0, w1) in enumerate(_adaptive_windows(x.shape[3], ow)):
-            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3), dtype=np.float64)
+    out = _C.adaptive_avg_pool2d(x, oh, ow)
     return out[0] if unbatched else out
 
 
@@ -187,10 +179,7 @@ def adaptive_avg_pool2d_backward(grad_output, input, output_size):
         raise ValueError(f"grad_output must have shape {want}, got {g.shape}")
     if unbatched:
         g = g[None]
-    dx = np.zeros(x.shape, np.float32)
-    for i, (h0, h1) in enumerate(_adaptive_windows(x.shape[2], oh)):
-        for j, (w0, w1) in enumerate(_adaptive_windows(x.shape[3], ow)):
-            dx[:, :, h0:h1, w0:w1] += (g[:, :, i, j] / ((h1 - h0) * (w1 - w0)))[:, :, None, None]
+    dx = _C.adaptive_avg_pool2d_backward(g, x.shape)
     return dx[0] if unbatched else dx
 
 
@@ -204,38 +193,19 @@ def _lrn_args(input, size, alpha, beta, k):
     return x, size, _float(alpha, "alpha"), _float(beta, "beta"), _float(k, "k")
 
 
-def _lrn_window_sum(v, size):
-    """Sum over channels [c - size//2, c + (size-1)//2] (PyTorch's window), zero outside."""
-    c = v.shape[1]
-    padded = np.zeros((v.shape[0], c + size - 1) + v.shape[2:], np.float64)
-    padded[:, size // 2 : size // 2 + c] = v
-    csum = np.cumsum(padded, axis=1)
-    csum = np.concatenate([np.zeros_like(csum[:, :1]), csum], axis=1)
-    return csum[:, size : size + c] - csum[:, :c]
-
-
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     """``x / (k + alpha/size * sum of x^2 over size neighbouring channels) ** beta``."""
     x, size, alpha, beta, k = _lrn_args(input, size, alpha, beta, k)
-    x64 = x.astype(np.float64)
-    scale = k + alpha / size * _lrn_window_sum(x64 * x64, size)
-    return (x64 * scale**-beta).astype(np.float32)
+    return _C.local_response_norm(x, size, alpha, beta, k)
 
 
 def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75, k=1.0):
     """Gradient of :func:`local_response_norm` with respect to its input."""
     x, size, alpha, beta, k = _lrn_args(input, size, alpha, beta, k)
-    g = _as_float32(grad_output, "grad_output").astype(np.float64)
+    g = _as_float32(grad_output, "grad_output")
     if g.shape != x.shape:
         raise ValueError(f"grad_output must have shape {x.shape}, got {g.shape}")
-    x64 = x.astype(np.float64)
-    scale = k + alpha / size * _lrn_window_sum(x64 * x64, size)
-    # Channel j feeds the windows of channels c in [j - (size-1)//2, j + size//2]:
-    # the transposed window, i.e. the same sum on the channel-reversed array.
-    inner = g * x64 * scale ** (-beta - 1)
-    spread = _lrn_window_sum(inner[:, ::-1], size)[:, ::-1]
-    dx = g * scale**-beta - 2.0 * alpha * beta / size * x64 * spread
-    return dx.astype(np.float32)
+    return _C.local_response_norm_backward(g, x, size, alpha, beta, k)
 
 
 def _dropout(input, p, training, inplace, generator, return_mask, channel):
