@@ -18,7 +18,7 @@ void check(const LrnShape& s, const LrnParams& p) {
   CNNKIT_CHECK(p.size >= 1, ErrorKind::Value,
                "local_response_norm: size must be >= 1, got " + std::to_string(p.size));
   checked_mul(checked_mul(s.batch, s.channels, "input size"), s.inner, "input size");
-  checked_mul(2 * s.channels + 1, kLrnBlock, "local_response_norm workspace");
+  checked_mul(2 * s.channels + 2, kLrnBlock, "local_response_norm workspace");
 }
 
 const KernelImpl<LrnShape, const LrnKernels*> kKernels[] = {
@@ -61,7 +61,7 @@ double window_sum(const LrnShape& s, const LrnParams& p, const float* x, int64_t
 void local_response_norm(const LrnShape& s, const LrnParams& p, const float* x, float* y) {
   check(s, p);
   const LrnKernels* k = select_kernel(kKernels, s).run;
-  for_units(s, 1, 8, [&](int64_t n, int64_t s0, int64_t len, double* work) {
+  for_units(s, 2, 8, [&](int64_t n, int64_t s0, int64_t len, double* work) {
     k->forward(s, p, x, y, n, s0, len, work);
   });
 }
@@ -70,7 +70,7 @@ void local_response_norm_backward(const LrnShape& s, const LrnParams& p, const f
                                   const float* x, float* grad_input) {
   check(s, p);
   const LrnKernels* k = select_kernel(kKernels, s).run;
-  for_units(s, 2 * s.channels + 1, 16, [&](int64_t n, int64_t s0, int64_t len, double* work) {
+  for_units(s, 2 * s.channels + 2, 16, [&](int64_t n, int64_t s0, int64_t len, double* work) {
     k->backward(s, p, grad_out, x, grad_input, n, s0, len, work);
   });
 }

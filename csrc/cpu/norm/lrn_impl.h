@@ -16,16 +16,26 @@ namespace {
 // Positions per unit: a few KB of double accumulators, in L1.
 constexpr int64_t kLrnBlock = 256;
 
-// scale^-beta, with the exponents of common models as square roots and
-// divisions (exact to double rounding, much cheaper than pow).
-inline double lrn_inverse_power(double scale, double beta) {
+// power[l] = scale^-beta with scale = k + coef * acc[l], one loop per case so
+// each vectorises: the exponents of common models as square roots and
+// divisions (exact to double rounding, much cheaper than pow), pow otherwise.
+// `scale` (may be null) receives the scales.
+inline void lrn_powers(const double* acc, int64_t len, double k, double coef, double beta,
+                       double* power, double* scale) {
+  for (int64_t l = 0; l < len; ++l) power[l] = k + coef * acc[l];
+  if (scale) std::copy(power, power + len, scale);
   if (beta == 0.75) {
-    const double r = std::sqrt(scale);
-    return 1.0 / (r * std::sqrt(r));
+    for (int64_t l = 0; l < len; ++l) {
+      const double r = std::sqrt(power[l]);
+      power[l] = 1.0 / (r * std::sqrt(r));
+    }
+  } else if (beta == 0.5) {
+    for (int64_t l = 0; l < len; ++l) power[l] = 1.0 / std::sqrt(power[l]);
+  } else if (beta == 1.0) {
+    for (int64_t l = 0; l < len; ++l) power[l] = 1.0 / power[l];
+  } else {
+    for (int64_t l = 0; l < len; ++l) power[l] = std::pow(power[l], -beta);
   }
-  if (beta == 0.5) return 1.0 / std::sqrt(scale);
-  if (beta == 1.0) return 1.0 / scale;
-  return std::pow(scale, -beta);
 }
 
 // acc[l] += sign * v[l]^2 for the inputs, sign * v[l] for the backward's terms; l < len.
@@ -76,9 +86,11 @@ struct LrnWindow {
   }
 };
 
-// y for image n, positions [s0, s0 + len); acc holds len doubles.
+// y for image n, positions [s0, s0 + len); work holds 2 len doubles.
 inline void lrn_forward_unit(const LrnShape& s, const LrnParams& p, const float* x, float* y,
-                             int64_t n, int64_t s0, int64_t len, double* acc) {
+                             int64_t n, int64_t s0, int64_t len, double* work) {
+  double* acc = work;
+  double* power = work + len;
   const int64_t C = s.channels, lo = p.size / 2, hi = (p.size - 1) / 2;
   const double coef = p.alpha / static_cast<double>(p.size);
   const float* xn = x + n * C * s.inner + s0;
@@ -89,14 +101,13 @@ inline void lrn_forward_unit(const LrnShape& s, const LrnParams& p, const float*
     window.enter(c);
     const float* xc = xn + c * s.inner;
     float* yc = yn + c * s.inner;
-    for (int64_t l = 0; l < len; ++l) {
-      yc[l] = static_cast<float>(xc[l] * lrn_inverse_power(p.k + coef * acc[l], p.beta));
-    }
+    lrn_powers(acc, len, p.k, coef, p.beta, power, nullptr);
+    for (int64_t l = 0; l < len; ++l) yc[l] = static_cast<float>(xc[l] * power[l]);
     window.leave(c);
   }
 }
 
-// grad_input for image n, positions [s0, s0 + len); work holds (2 C + 1) len doubles.
+// grad_input for image n, positions [s0, s0 + len); work holds (2 C + 2) len doubles.
 inline void lrn_backward_unit(const LrnShape& s, const LrnParams& p, const float* dy,
                               const float* x, float* dx, int64_t n, int64_t s0, int64_t len,
                               double* work) {
@@ -107,6 +118,7 @@ inline void lrn_backward_unit(const LrnShape& s, const LrnParams& p, const float
   double* acc = work;
   double* power = work + len;            // scale^-beta, per channel
   double* inner = work + (C + 1) * len;  // dy x scale^(-beta - 1), per channel
+  double* scale = work + (2 * C + 1) * len;
   LrnWindow<float> squares{acc, x + at, s.inner, len, C, lo, hi,
                            lrn_all_finite(x + at, s.inner, C, len)};
   squares.start();
@@ -116,11 +128,8 @@ inline void lrn_backward_unit(const LrnShape& s, const LrnParams& p, const float
     const float* gc = dy + at + c * s.inner;
     double* pc = power + c * len;
     double* ic = inner + c * len;
-    for (int64_t l = 0; l < len; ++l) {
-      const double scale = p.k + coef * acc[l];
-      pc[l] = lrn_inverse_power(scale, p.beta);
-      ic[l] = static_cast<double>(gc[l]) * xc[l] * pc[l] / scale;
-    }
+    lrn_powers(acc, len, p.k, coef, p.beta, pc, scale);
+    for (int64_t l = 0; l < len; ++l) ic[l] = static_cast<double>(gc[l]) * xc[l] * pc[l] / scale[l];
     squares.leave(c);
   }
   // Channel j is in the windows of channels [j - hi, j + lo]: the same slide, transposed.
