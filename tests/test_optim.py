@@ -227,8 +227,10 @@ def test_native_step_propagates_nan_and_inf_like_the_formula(isa, name, options)
     seed=st.integers(0, 2**32 - 1),
 )
 def test_native_step_random_options_match_float64_oracle(isa, kind, size, lr, momentum, weight_decay, seed):
+    # Not centered RMSprop: its sqrt(s - avg^2) cancels in a way the oracle's A (the rule on |g|, |p|)
+    # does not bound; the fixed CASES, the bit-for-bit test and torch cover it.
     options = {"SGD": dict(momentum=momentum, nesterov=momentum > 0),
-               "Adam": dict(amsgrad=momentum > 0.6), "RMSprop": dict(momentum=momentum, centered=momentum > 0.6),
+               "Adam": dict(amsgrad=momentum > 0.6), "RMSprop": dict(momentum=momentum),
                "Adagrad": dict(lr_decay=momentum)}[kind]
     run_against_oracle(kind, dict(lr=lr, weight_decay=weight_decay, **options), [(size,), (2, size)], steps=4,
                        rng=np.random.default_rng(seed))
@@ -293,6 +295,8 @@ def test_native_step_bad_arguments_raise_named_errors():
         _C.optimizer_step("adagrad", [p], [g], [[np.zeros(3, np.float32)]], [1], [False], lr=0.1)
     with pytest.raises(ValueError, match="step"):
         _C.optimizer_step("adagrad", [p], [g], [[np.zeros(4, np.float32)]], [0], [False], lr=0.1)
+    with pytest.raises(ValueError, match="fresh"):
+        _C.optimizer_step("adagrad", [p], [g], [[np.zeros(4, np.float32)]], [1], [True], lr=0.1)
     with pytest.raises(ValueError, match="learning rate"):
         _C.optimizer_step("sgd", [p], [g], [[]], [1], [False], lr=float("nan"))
     with pytest.raises(ValueError, match="beta"):

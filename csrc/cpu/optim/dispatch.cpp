@@ -80,6 +80,9 @@ void validate(const OptimizerOptions& o, const OptimizerTensor* tensors, int64_t
     CNNKIT_CHECK(t.n >= 0, ErrorKind::Value, "parameter " + std::to_string(k) + ": negative size");
     CNNKIT_CHECK(t.step >= 1, ErrorKind::Value,
                  "parameter " + std::to_string(k) + ": step must be >= 1");
+    CNNKIT_CHECK(!t.fresh || (o.kind == OptimizerKind::Sgd && o.momentum != 0), ErrorKind::Value,
+                 "parameter " + std::to_string(k) +
+                     ": fresh applies only to SGD's momentum buffer (momentum != 0)");
     if (t.n == 0) continue;
     CNNKIT_CHECK(t.param && t.grad, ErrorKind::Value,
                  "parameter " + std::to_string(k) + ": missing data or grad");
