@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cnnkit import optim
+from cnnkit import _C, optim
 from tolerance import assert_close
 
 
@@ -159,6 +159,156 @@ def test_sgd_random_options(lr, momentum, weight_decay, nesterov, seed):
 def test_adam_random_options(lr, beta1, beta2, amsgrad, decoupled, seed):
     options = dict(lr=lr, betas=(beta1, beta2), amsgrad=amsgrad, weight_decay=0.01)
     run_against_oracle("AdamW" if decoupled else "Adam", options, [(2, 3)], steps=5, rng=np.random.default_rng(seed))
+
+
+# ----------------------------------------------------------------------------
+# the fused native step against the NumPy formula it replaces
+# ----------------------------------------------------------------------------
+
+NATIVE_CASES = [(name, options) for name, options in CASES if name != "Adadelta"] + [
+    ("SGD", dict(lr=0.05, momentum=0.9, l1_decay=0.01)),
+    ("Adam", dict(lr=0.01, l1_decay=0.02, weight_decay=0.1, amsgrad=True)),
+    ("RMSprop", dict(lr=0.001, centered=True, momentum=0.5, weight_decay=0.1, l1_decay=0.01)),
+    ("Adagrad", dict(lr=0.1, l1_decay=0.05)),
+]
+# Sizes around the vector widths (8 and 16 floats), one over the native kernel's
+# per-thread piece (2^14) so a parameter is split, and a 0-d one.
+NATIVE_SHAPES = [(), (1,), (7,), (8,), (9,), (15,), (16,), (17,), (3, 11), (33,), (5, 3301)]
+
+
+def _step_pair(name, options, steps, rng, shapes=NATIVE_SHAPES, specials=False):
+    """The same random run through the native step and through the NumPy formula."""
+    start = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+    grads = [[rng.standard_normal(shape).astype(np.float32) for shape in shapes] for _ in range(steps)]
+    if specials:  # NaN and inf gradients propagate as in the formula, whichever path
+        for g in grads[steps // 2]:
+            g.reshape(-1)[:3] = np.array([np.nan, np.inf, -np.inf], np.float32)[: g.size]
+    runs = []
+    for native in (True, False):
+        params = [Param(p) for p in start]
+        opt = getattr(optim, name)(params, **options)
+        if not native:
+            opt._native = None  # the per-parameter NumPy path
+        for step_grads in grads:
+            for p, g in zip(params, step_grads):
+                p.grad = g
+            with np.errstate(invalid="ignore", over="ignore"):  # NumPy's warnings on NaN and inf
+                opt.step()
+        runs.append((params, opt))
+    return runs
+
+
+@pytest.mark.parametrize("name,options", NATIVE_CASES)
+def test_native_step_equals_numpy_formula_bit_for_bit(isa, threads, name, options):
+    (native, opt), (numpy_params, numpy_opt) = _step_pair(name, options, 4, np.random.default_rng(len(str(options))))
+    for a, b in zip(native, numpy_params):
+        np.testing.assert_array_equal(a.data, b.data)
+    for key, state in opt.state_dict()["state"].items():
+        want = numpy_opt.state_dict()["state"][key]
+        assert state.keys() == want.keys()
+        for k in state:
+            np.testing.assert_array_equal(state[k], want[k])
+
+
+@pytest.mark.parametrize("name,options", NATIVE_CASES[::3])
+def test_native_step_propagates_nan_and_inf_like_the_formula(isa, name, options):
+    (native, _), (numpy_params, _) = _step_pair(name, options, 3, np.random.default_rng(5), specials=True)
+    for a, b in zip(native, numpy_params):
+        np.testing.assert_array_equal(a.data, b.data)  # NaN positions included
+    assert any(np.isnan(p.data).any() for p in native)
+
+
+@given(
+    kind=st.sampled_from(["SGD", "Adam", "RMSprop", "Adagrad"]),
+    size=st.sampled_from([1, 7, 8, 9, 15, 16, 17, 31, 33]),
+    lr=st.floats(1e-4, 0.5),
+    momentum=st.sampled_from([0.0, 0.5, 0.9]),
+    weight_decay=st.sampled_from([0.0, 0.1]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_native_step_random_options_match_float64_oracle(isa, kind, size, lr, momentum, weight_decay, seed):
+    # Not centered RMSprop: its sqrt(s - avg^2) cancels in a way the oracle's A (the rule on |g|, |p|)
+    # does not bound; the fixed CASES, the bit-for-bit test and torch cover it.
+    options = {"SGD": dict(momentum=momentum, nesterov=momentum > 0),
+               "Adam": dict(amsgrad=momentum > 0.6), "RMSprop": dict(momentum=momentum),
+               "Adagrad": dict(lr_decay=momentum)}[kind]
+    run_against_oracle(kind, dict(lr=lr, weight_decay=weight_decay, **options), [(size,), (2, size)], steps=4,
+                       rng=np.random.default_rng(seed))
+
+
+def test_native_kernel_equals_reference_kernel(isa, threads):
+    rng = np.random.default_rng(3)
+    p0, g = rng.standard_normal(40001).astype(np.float32), rng.standard_normal(40001).astype(np.float32)
+    results = []
+    for reference in (False, True):
+        p, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+        for step in (1, 2, 3):
+            _C.optimizer_step("adam", [p], [g], [[m, v, None]], [step], [False], lr=0.01, weight_decay=0.1,
+                              decoupled=True, reference=reference)
+        results.append(p)
+    np.testing.assert_array_equal(*results)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "rmsprop", "adagrad"])
+def test_native_dispatch_picks_the_widest_enabled_kernel(isa, kind):
+    want = {"scalar": "threaded", "avx2": "vector_avx2", "avx512": "vector_avx512"}[isa]
+    assert _C.optimizer_implementation(kind) == want
+
+
+def test_float64_and_noncontiguous_parameters_take_the_numpy_path():
+    rng = np.random.default_rng(4)
+    wide = Param(np.zeros(3))
+    wide.data = rng.standard_normal(6)  # float64: updated in its own dtype
+    strided = Param(np.zeros(3))
+    strided.data = rng.standard_normal((4, 6)).astype(np.float32)[:, ::2]
+    plain = Param(rng.standard_normal(5))
+    for p in (wide, strided, plain):
+        p.grad = np.ones(p.data.shape, p.data.dtype)
+    before = [p.data.copy() for p in (wide, strided, plain)]
+    optim.Adam([wide, strided, plain], lr=0.1).step()
+    for p, b in zip((wide, strided, plain), before):
+        assert p.data.dtype == b.dtype
+        np.testing.assert_allclose(p.data, b - 0.1, rtol=1e-6, atol=1e-6)
+
+
+def test_loaded_state_in_another_layout_is_copied_not_refused():
+    params = [Param(np.ones((3, 4)))]
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    opt.load_state_dict({"state": {0: {"momentum_buffer": np.asfortranarray(np.ones((3, 4)))}},
+                         "param_groups": opt.state_dict()["param_groups"]})
+    params[0].grad = np.zeros((3, 4), np.float32)
+    opt.step()
+    np.testing.assert_allclose(params[0].data, 1 - 0.1 * 0.9)
+
+
+def test_native_step_bad_arguments_raise_named_errors():
+    p, g = np.zeros(4, np.float32), np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=r"grads\[0\]"):
+        _C.optimizer_step("sgd", [p], [np.zeros(5, np.float32)], [[]], [1], [False], lr=0.1)
+    with pytest.raises(TypeError, match=r"params\[0\]"):
+        _C.optimizer_step("sgd", [p.astype(np.float64)], [g], [[]], [1], [False], lr=0.1)
+    with pytest.raises(ValueError, match=r"params\[0\]"):
+        _C.optimizer_step("sgd", [p[::2]], [g[::2]], [[]], [1], [False], lr=0.1)
+    with pytest.raises(ValueError, match="state buffer 1"):
+        _C.optimizer_step("adam", [p], [g], [[np.zeros(4, np.float32)]], [1], [False], lr=0.1)
+    with pytest.raises(ValueError, match=r"states\[0\]\[0\]"):
+        _C.optimizer_step("adagrad", [p], [g], [[np.zeros(3, np.float32)]], [1], [False], lr=0.1)
+    with pytest.raises(ValueError, match="step"):
+        _C.optimizer_step("adagrad", [p], [g], [[np.zeros(4, np.float32)]], [0], [False], lr=0.1)
+    with pytest.raises(ValueError, match="fresh"):
+        _C.optimizer_step("adagrad", [p], [g], [[np.zeros(4, np.float32)]], [1], [True], lr=0.1)
+    with pytest.raises(ValueError, match="learning rate"):
+        _C.optimizer_step("sgd", [p], [g], [[]], [1], [False], lr=float("nan"))
+    with pytest.raises(ValueError, match="beta"):
+        _C.optimizer_step("adam", [p], [g], [[g.copy(), g.copy()]], [1], [False], lr=0.1, beta1=1.0)
+    with pytest.raises(ValueError, match="one entry per parameter"):
+        _C.optimizer_step("sgd", [p], [g, g], [[]], [1], [False], lr=0.1)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        _C.optimizer_step("lion", [p], [g], [[]], [1], [False], lr=0.1)
+    readonly = np.zeros(4, np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\[0\]"):
+        _C.optimizer_step("sgd", [readonly], [g], [[]], [1], [False], lr=0.1)
 
 
 # Values worked out by hand with p0 = 1 and a constant gradient 1 (2 steps).

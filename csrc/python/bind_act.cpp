@@ -1,6 +1,7 @@
 // Activations and PReLU. `reference=True` runs the serial reference kernels (for tests).
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -11,12 +12,15 @@
 namespace cnnkit::python {
 namespace {
 
-ActParams make_params(const std::string& name, float alpha, float beta, float threshold) {
+ActParams make_params(const std::string& name, float alpha, float beta, float threshold,
+                      float min_val, float max_val) {
   ActParams p;
   p.kind = parse_activation(name.c_str());
   p.alpha = alpha;
   p.beta = beta;
   p.threshold = threshold;
+  p.min_val = min_val;
+  p.max_val = max_val;
   validate(p);
   return p;
 }
@@ -49,11 +53,14 @@ void bind_act(py::module_& m) {
   m.def(
       "activation",
       [](const std::string& name, FloatArray x, float alpha, float beta, float threshold,
-         bool reference) {
-        const ActParams p = make_params(name, alpha, beta, threshold);
-        FloatArray y = new_float_array(shape_of(x));
+         float min_val, float max_val, std::optional<py::array> out, bool reference) {
+        const ActParams p = make_params(name, alpha, beta, threshold, min_val, max_val);
+        // `out` (which may be the input itself: the kernels allow y == x) is
+        // how the in-place forms write into the caller's array.
+        py::array y = out ? *out : py::array(new_float_array(shape_of(x)));
+        float* py_ = out ? writable_floats(y, "out") : static_cast<float*>(y.mutable_data());
+        CNNKIT_CHECK(shape_of(y) == shape_of(x), ErrorKind::Value, "out must have the input's shape");
         const float* px = x.data();
-        float* py_ = y.mutable_data();
         const int64_t n = x.size();
         {
           py::gil_scoped_release release;
@@ -62,13 +69,14 @@ void bind_act(py::module_& m) {
         return y;
       },
       py::arg("name"), py::arg("input"), py::arg("alpha") = 0.0f, py::arg("beta") = 1.0f,
-      py::arg("threshold") = 20.0f, py::arg("reference") = false);
+      py::arg("threshold") = 20.0f, py::arg("min_val") = -1.0f, py::arg("max_val") = 1.0f,
+      py::arg("out") = py::none(), py::arg("reference") = false);
 
   m.def(
       "activation_backward",
       [](const std::string& name, FloatArray grad_output, FloatArray x, float alpha, float beta,
-         float threshold, bool reference) {
-        const ActParams p = make_params(name, alpha, beta, threshold);
+         float threshold, float min_val, float max_val, bool reference) {
+        const ActParams p = make_params(name, alpha, beta, threshold, min_val, max_val);
         require_same_shape(grad_output, "grad_output", x, "input");
         FloatArray dx = new_float_array(shape_of(x));
         const float* pdy = grad_output.data();
@@ -82,12 +90,13 @@ void bind_act(py::module_& m) {
         return dx;
       },
       py::arg("name"), py::arg("grad_output"), py::arg("input"), py::arg("alpha") = 0.0f,
-      py::arg("beta") = 1.0f, py::arg("threshold") = 20.0f, py::arg("reference") = false);
+      py::arg("beta") = 1.0f, py::arg("threshold") = 20.0f, py::arg("min_val") = -1.0f,
+      py::arg("max_val") = 1.0f, py::arg("reference") = false);
 
   m.def(
       "activation_implementation",
       [](const std::string& name) {
-        return std::string(activation_implementation(make_params(name, 0.0f, 1.0f, 20.0f)));
+        return std::string(activation_implementation(make_params(name, 0.0f, 1.0f, 20.0f, -1.0f, 1.0f)));
       },
       py::arg("name"));
 

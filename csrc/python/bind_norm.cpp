@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <vector>
 
 #include "cnnkit/norm.h"
 #include "python/bindings.h"
@@ -124,6 +125,52 @@ py::tuple batch_norm_backward(FloatArray grad_output, FloatArray input, py::obje
   return py::make_tuple(grad_input, grad_weight, grad_bias);
 }
 
+LrnShape lrn_shape(const py::array& x) {
+  CNNKIT_CHECK(x.ndim() >= 3, ErrorKind::Value,
+               "local_response_norm: input must have at least 3 dimensions (N, C, ...)");
+  const std::vector<int64_t> shape = shape_of(x);
+  LrnShape s;
+  s.batch = shape[0];
+  s.channels = shape[1];
+  s.inner = 1;
+  for (size_t d = 2; d < shape.size(); ++d) s.inner *= shape[d];
+  return s;
+}
+
+LrnParams lrn_params(int64_t size, double alpha, double beta, double k) {
+  LrnParams p;
+  p.size = size, p.alpha = alpha, p.beta = beta, p.k = k;
+  return p;
+}
+
+FloatArray lrn_forward(FloatArray x, int64_t size, double alpha, double beta, double k,
+                       bool reference) {
+  const LrnShape s = lrn_shape(x);
+  const LrnParams p = lrn_params(size, alpha, beta, k);
+  FloatArray y = new_float_array(shape_of(x));
+  const float* px = x.data();
+  float* py_ = y.mutable_data();
+  py::gil_scoped_release release;
+  (reference ? local_response_norm_reference : local_response_norm)(s, p, px, py_);
+  return y;
+}
+
+FloatArray lrn_backward(FloatArray grad_output, FloatArray x, int64_t size, double alpha,
+                        double beta, double k, bool reference) {
+  const LrnShape s = lrn_shape(x);
+  const LrnParams p = lrn_params(size, alpha, beta, k);
+  CNNKIT_CHECK(shape_of(grad_output) == shape_of(x), ErrorKind::Value,
+               "local_response_norm_backward: grad_output must have the input's shape");
+  FloatArray dx = new_float_array(shape_of(x));
+  const float* pg = grad_output.data();
+  const float* px = x.data();
+  float* pdx = dx.mutable_data();
+  py::gil_scoped_release release;
+  (reference ? local_response_norm_backward_reference : local_response_norm_backward)(s, p, pg, px,
+                                                                                      pdx);
+  return dx;
+}
+
 }  // namespace
 
 void bind_norm(py::module_& m) {
@@ -134,6 +181,13 @@ void bind_norm(py::module_& m) {
         py::arg("running_mean"), py::arg("running_var"), py::arg("weight"), py::arg("training"),
         py::arg("eps"), py::arg("reference") = false);
   m.def("batch_norm_implementation", [] { return std::string(batch_norm_implementation()); });
+  m.def("local_response_norm", &lrn_forward, py::arg("input"), py::arg("size"), py::arg("alpha"),
+        py::arg("beta"), py::arg("k"), py::arg("reference") = false);
+  m.def("local_response_norm_backward", &lrn_backward, py::arg("grad_output"), py::arg("input"),
+        py::arg("size"), py::arg("alpha"), py::arg("beta"), py::arg("k"),
+        py::arg("reference") = false);
+  m.def("local_response_norm_implementation",
+        [] { return std::string(local_response_norm_implementation()); });
 }
 
 }  // namespace cnnkit::python

@@ -124,6 +124,48 @@ FloatArray avg_pool2d_backward(FloatArray grad_output, std::vector<int64_t> inpu
   return grad_input;
 }
 
+AdaptivePoolShape adaptive_shape(const std::vector<int64_t>& in_shape, int64_t out_h,
+                                 int64_t out_w) {
+  CNNKIT_CHECK(in_shape.size() == 4, ErrorKind::Value,
+               "adaptive_avg_pool2d: input must be 4-D (N, C, H, W)");
+  for (int64_t d : in_shape) {
+    CNNKIT_CHECK(d >= 0, ErrorKind::Value, "adaptive_avg_pool2d: negative size");
+  }
+  AdaptivePoolShape s;
+  s.planes = checked_mul(in_shape[0], in_shape[1], "input size");
+  checked_mul(checked_mul(s.planes, in_shape[2], "input size"), in_shape[3], "input size");
+  checked_mul(checked_mul(s.planes, out_h, "output size"), out_w, "output size");
+  s.in_h = in_shape[2], s.in_w = in_shape[3], s.out_h = out_h, s.out_w = out_w;
+  return s;
+}
+
+FloatArray adaptive_avg_pool2d(FloatArray input, int64_t out_h, int64_t out_w, bool reference) {
+  const std::vector<int64_t> in_shape = shape_of(input);
+  const AdaptivePoolShape s = adaptive_shape(in_shape, out_h, out_w);
+  FloatArray out = new_float_array({in_shape[0], in_shape[1], out_h, out_w});
+  const float* px = input.data();
+  float* py_ = out.mutable_data();
+  py::gil_scoped_release release;
+  (reference ? adaptive_avg_pool2d_reference : cnnkit::adaptive_avg_pool2d)(s, px, py_);
+  return out;
+}
+
+FloatArray adaptive_avg_pool2d_backward(FloatArray grad_output, const std::vector<int64_t>& in_shape,
+                                        bool reference) {
+  CNNKIT_CHECK(grad_output.ndim() == 4, ErrorKind::Value,
+               "adaptive_avg_pool2d_backward: grad_output must be 4-D");
+  const std::vector<int64_t> g_shape = shape_of(grad_output);
+  const AdaptivePoolShape s = adaptive_shape(in_shape, g_shape[2], g_shape[3]);
+  require_shape(grad_output, {in_shape[0], in_shape[1], g_shape[2], g_shape[3]},
+                "adaptive_avg_pool2d_backward", "grad_output");
+  FloatArray grad_input = new_float_array(in_shape);
+  const float* pg = grad_output.data();
+  float* pdx = grad_input.mutable_data();
+  py::gil_scoped_release release;
+  (reference ? adaptive_avg_pool2d_backward_reference : cnnkit::adaptive_avg_pool2d_backward)(s, pg, pdx);
+  return grad_input;
+}
+
 }  // namespace
 
 void bind_pool(py::module_& m) {
@@ -140,6 +182,12 @@ void bind_pool(py::module_& m) {
         py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
         py::arg("ceil_mode"), py::arg("count_include_pad"), py::arg("reference") = false);
   m.def("pool2d_implementation", [] { return std::string(pool2d_implementation()); });
+  m.def("adaptive_avg_pool2d", &adaptive_avg_pool2d, py::arg("input"), py::arg("out_h"),
+        py::arg("out_w"), py::arg("reference") = false);
+  m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward, py::arg("grad_output"),
+        py::arg("input_shape"), py::arg("reference") = false);
+  m.def("adaptive_pool2d_implementation",
+        [] { return std::string(adaptive_pool2d_implementation()); });
 }
 
 }  // namespace cnnkit::python

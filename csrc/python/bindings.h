@@ -11,5 +11,7 @@ void bind_norm(pybind11::module_& m);
 void bind_act(pybind11::module_& m);
 void bind_loss(pybind11::module_& m);
 void bind_plan(pybind11::module_& m);
+void bind_optim(pybind11::module_& m);
+void bind_dropout(pybind11::module_& m);
 
 }  // namespace cnnkit::python

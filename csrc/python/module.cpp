@@ -86,4 +86,6 @@ PYBIND11_MODULE(_C, m) {
   cnnkit::python::bind_act(m);
   cnnkit::python::bind_loss(m);
   cnnkit::python::bind_plan(m);
+  cnnkit::python::bind_optim(m);
+  cnnkit::python::bind_dropout(m);
 }

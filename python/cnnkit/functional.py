@@ -137,14 +137,9 @@ def _state_array(a, name, shape):
 
 
 # ----------------------------------------------------------------------------
-# composite ops written in NumPy on top of the native ones (adaptive pooling,
-# local response norm, dropout, regression and margin losses)
+# adaptive pooling, local response norm and dropout (native kernels behind NumPy-side
+# argument handling), regression and margin losses (NumPy)
 # ----------------------------------------------------------------------------
-
-
-def _adaptive_windows(size, out):
-    """PyTorch's adaptive windows: [floor(i*size/out), ceil((i+1)*size/out))."""
-    return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
 
 
 def _adaptive_args(input, output_size):
@@ -171,10 +166,7 @@ def adaptive_avg_pool2d(input, output_size):
     """Average pooling of an (N, C, H, W) or (C, H, W) array to ``output_size`` (an int or a pair;
     None keeps that dimension's size); 1 = global average."""
     x, unbatched, oh, ow = _adaptive_args(input, output_size)
-    out = np.empty(x.shape[:2] + (oh, ow), np.float32)
-    for i, (h0, h1) in enumerate(_adaptive_windows(x.shape[2], oh)):
-        for j, (w0, w1) in enumerate(_adaptive_windows(x.shape[3], ow)):
-            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3), dtype=np.float64)
+    out = _C.adaptive_avg_pool2d(x, oh, ow)
     return out[0] if unbatched else out
 
 
@@ -187,10 +179,7 @@ def adaptive_avg_pool2d_backward(grad_output, input, output_size):
         raise ValueError(f"grad_output must have shape {want}, got {g.shape}")
     if unbatched:
         g = g[None]
-    dx = np.zeros(x.shape, np.float32)
-    for i, (h0, h1) in enumerate(_adaptive_windows(x.shape[2], oh)):
-        for j, (w0, w1) in enumerate(_adaptive_windows(x.shape[3], ow)):
-            dx[:, :, h0:h1, w0:w1] += (g[:, :, i, j] / ((h1 - h0) * (w1 - w0)))[:, :, None, None]
+    dx = _C.adaptive_avg_pool2d_backward(g, x.shape)
     return dx[0] if unbatched else dx
 
 
@@ -204,68 +193,45 @@ def _lrn_args(input, size, alpha, beta, k):
     return x, size, _float(alpha, "alpha"), _float(beta, "beta"), _float(k, "k")
 
 
-def _lrn_window_sum(v, size):
-    """Sum over channels [c - size//2, c + (size-1)//2] (PyTorch's window), zero outside."""
-    c = v.shape[1]
-    padded = np.zeros((v.shape[0], c + size - 1) + v.shape[2:], np.float64)
-    padded[:, size // 2 : size // 2 + c] = v
-    csum = np.cumsum(padded, axis=1)
-    csum = np.concatenate([np.zeros_like(csum[:, :1]), csum], axis=1)
-    return csum[:, size : size + c] - csum[:, :c]
-
-
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     """``x / (k + alpha/size * sum of x^2 over size neighbouring channels) ** beta``."""
     x, size, alpha, beta, k = _lrn_args(input, size, alpha, beta, k)
-    x64 = x.astype(np.float64)
-    scale = k + alpha / size * _lrn_window_sum(x64 * x64, size)
-    return (x64 * scale**-beta).astype(np.float32)
+    return _C.local_response_norm(x, size, alpha, beta, k)
 
 
 def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75, k=1.0):
     """Gradient of :func:`local_response_norm` with respect to its input."""
     x, size, alpha, beta, k = _lrn_args(input, size, alpha, beta, k)
-    g = _as_float32(grad_output, "grad_output").astype(np.float64)
+    g = _as_float32(grad_output, "grad_output")
     if g.shape != x.shape:
         raise ValueError(f"grad_output must have shape {x.shape}, got {g.shape}")
-    x64 = x.astype(np.float64)
-    scale = k + alpha / size * _lrn_window_sum(x64 * x64, size)
-    # Channel j feeds the windows of channels c in [j - (size-1)//2, j + size//2]:
-    # the transposed window, i.e. the same sum on the channel-reversed array.
-    inner = g * x64 * scale ** (-beta - 1)
-    spread = _lrn_window_sum(inner[:, ::-1], size)[:, ::-1]
-    dx = g * scale**-beta - 2.0 * alpha * beta / size * x64 * spread
-    return dx.astype(np.float32)
+    return _C.local_response_norm_backward(g, x, size, alpha, beta, k)
 
 
-def _dropout_mask(shape, p, training, generator):
-    """0 with probability ``p``, else 1/(1-p), of ``shape`` (all ones when not training)."""
+def _dropout(input, p, training, inplace, generator, return_mask, channel):
+    """``input * mask`` and the mask: 0 with probability ``p``, else 1/(1-p); all ones when not
+    training. The native kernel draws the mask from a Philox stream whose key is one draw from
+    ``generator`` (or cnnkit's seeded default), so a seed fixes the mask whatever the thread count."""
     from ._rng import default_generator
 
     p = _float(p, "p")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    if not training or p == 0.0:
-        return np.ones(shape, np.float32)
-    if p == 1.0:
-        return np.zeros(shape, np.float32)
-    rng = generator or default_generator()
-    return (rng.random(shape, dtype=np.float32) >= p).astype(np.float32) * np.float32(1.0 / (1.0 - p))
-
-
-def _inplace_result(input, out, inplace):
-    """``out``, or ``out`` written into ``input`` when ``inplace``: the input must then be a
-    writeable float32 C-contiguous array, never a converted copy the caller does not see."""
-    if not _flag(inplace, "inplace"):
-        return out
-    x = _state_array(input, "input", np.shape(input))
-    np.copyto(x, out)
-    return x
-
-
-def _apply_mask(input, mask, inplace, return_mask):
-    """``input * mask`` (broadcast), written into ``input`` itself when ``inplace``."""
-    out = _inplace_result(input, _as_float32(input, "input") * mask, inplace)
+    inplace = _flag(inplace, "inplace")
+    x = _state_array(input, "input", np.shape(input)) if inplace else _as_float32(input, "input")
+    mask_shape = x.shape[:2] + (1,) * (x.ndim - 2) if channel else x.shape
+    if training and 0.0 < p < 1.0:
+        rng = generator or default_generator()
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"generator must be a numpy.random.Generator, got {type(rng).__name__}")
+        key = int(rng.integers(0, 2**64, dtype=np.uint64))
+        out, mask = _C.dropout(x, p, key, channel, out=x if inplace else None)
+    else:
+        mask = np.full(mask_shape, 0.0 if training and p == 1.0 else 1.0, np.float32)
+        out = x * mask
+        if inplace:
+            np.copyto(x, out)
+            out = x
     return (out, mask) if return_mask else out
 
 
@@ -278,8 +244,7 @@ def dropout(input, p=0.5, training=True, inplace=False, *, generator=None, retur
     ``TypeError``/``ValueError``). ``return_mask=True`` also returns the float32
     mask (0 or 1/(1-p)) that :func:`dropout_backward` takes.
     """
-    mask = _dropout_mask(np.shape(input), p, training, generator)
-    return _apply_mask(input, mask, inplace, return_mask)
+    return _dropout(input, p, training, inplace, generator, return_mask, channel=False)
 
 
 def dropout_backward(grad_output, mask, p=0.5):
@@ -306,8 +271,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False, *, generator=None, ret
     if ndim == 3:
         warnings.warn("dropout2d: a 3-D input is read as (N, C, L) and whole channels of length L "
                       "are dropped, as PyTorch does today", UserWarning, stacklevel=2)
-    mask = _dropout_mask(np.shape(input)[:2] + (1,) * (ndim - 2), p, training, generator)
-    return _apply_mask(input, mask, inplace, return_mask)
+    return _dropout(input, p, training, inplace, generator, return_mask, channel=True)
 
 
 def dropout2d_backward(grad_output, mask, p=0.5):
@@ -1365,119 +1329,63 @@ def prelu_backward(grad_output, input, weight):
     return grad_input, grad_weight.reshape(w.shape)
 
 
-def _same_shape_grad(grad_output, x):
-    g = _as_float32(grad_output, "grad_output")
-    if g.shape != x.shape:
-        raise ValueError(f"grad_output shape {g.shape} must equal input shape {x.shape}")
-    return g
-
-
 def _hardtanh_bounds(min_val, max_val):
     lo, hi = _float(min_val, "min_val"), _float(max_val, "max_val")
     if not lo <= hi:
         raise ValueError(f"hardtanh: max_val ({hi}) must be >= min_val ({lo})")
-    return np.float32(lo), np.float32(hi)
+    return lo, hi
+
+
+def _activation_maybe_inplace(name, input, inplace, **params):
+    """The activation of ``input``, or written into ``input`` itself when ``inplace``: the input
+    must then be a writeable float32 C-contiguous array, never a converted copy the caller does
+    not see."""
+    if not _flag(inplace, "inplace"):
+        return _activation(name, input, **params)
+    x = _state_array(input, "input", np.shape(input))
+    return _C.activation(name, x, out=x, **params)
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """``x`` clipped to [min_val, max_val]; NaN stays NaN. ``inplace`` as in :func:`dropout`."""
     lo, hi = _hardtanh_bounds(min_val, max_val)
-    return _inplace_result(input, np.clip(_as_float32(input, "input"), lo, hi), inplace)
+    return _activation_maybe_inplace("hardtanh", input, inplace, min_val=lo, max_val=hi)
 
 
 def hardtanh_backward(grad_output, input, min_val=-1.0, max_val=1.0):
     """Gradient of :func:`hardtanh`: ``grad_output`` where ``min_val < x < max_val``, else 0 (at the
     bounds and for NaN too, like PyTorch)."""
     lo, hi = _hardtanh_bounds(min_val, max_val)
-    x = _as_float32(input, "input")
-    g = _same_shape_grad(grad_output, x)
-    return np.where((x > lo) & (x < hi), g, np.float32(0.0))
+    return _activation_backward("hardtanh", grad_output, input, min_val=lo, max_val=hi)
 
 
-def _erfc(z):
-    """erfc in float64 to a relative error below 1.2e-7 for every z (the Chebyshev fit of Press et
-    al., Numerical Recipes, section 6.2), about one float32 ulp: enough for float32 results, and
-    relative, so GELU's far negative tail stays accurate too. NumPy has no erf."""
-    a = np.abs(z)
-    t = 1.0 / (1.0 + 0.5 * a)
-    poly = 0.0
-    for c in (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
-              0.37409196, 1.00002368, -1.26551223):
-        poly = poly * t + c
-    r = t * np.exp(poly - a * a)
-    return np.where(z >= 0, r, 2.0 - r)
-
-
-_GELU_C = math.sqrt(2.0 / math.pi)
-_GELU_CUBIC = 0.044715
-# Elements per block of the float64 formulas: few enough that their temporaries stay in cache,
-# enough that NumPy's per-call overhead is spread thin.
-_BLOCK = 1 << 16
-
-
-def _blockwise(formula, *arrays):
-    """``formula`` on float64 blocks of the same-shape float32 ``arrays``; the result in float32."""
-    out = np.empty(arrays[0].shape, np.float32)
-    flat, dst = [a.reshape(-1) for a in arrays], out.reshape(-1)
-    with np.errstate(invalid="ignore", over="ignore", under="ignore"):  # NaN/inf propagate
-        for start in range(0, dst.size, _BLOCK):
-            dst[start : start + _BLOCK] = formula(*(a[start : start + _BLOCK].astype(np.float64) for a in flat))
-    return out
-
-
-def _gelu_cdf(x, approximate):
-    """The factor GELU multiplies x by: Phi(x), or the tanh form's (1 + tanh(u)) / 2 = sigmoid(2u),
-    which does not cancel for large negative x; with u for the tanh form's derivative."""
-    if approximate == "none":
-        return 0.5 * _erfc(-x / math.sqrt(2.0)), None
-    u = _GELU_C * (x + _GELU_CUBIC * x**3)
-    return 1.0 / (1.0 + np.exp(-2.0 * u)), u
-
-
-def _gelu_approximate(approximate):
+def _gelu_kind(approximate):
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return approximate
+    return "gelu" if approximate == "none" else "gelu_tanh"
 
 
 def gelu(input, approximate="none"):
     """Gaussian error linear unit: ``x * Phi(x)`` (Phi the standard normal CDF), or with
-    ``approximate="tanh"`` ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``. Computed in float64."""
-    approximate = _gelu_approximate(approximate)
-    return _blockwise(lambda x: x * _gelu_cdf(x, approximate)[0], _as_float32(input, "input"))
+    ``approximate="tanh"`` ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
+    return _activation(_gelu_kind(approximate), input)
 
 
 def gelu_backward(grad_output, input, approximate="none"):
     """Gradient of :func:`gelu`: ``grad_output * (Phi(x) + x phi(x))``, or the tanh form's
-    ``s + 2 x s (1 - s) u'(x)`` with s = sigmoid(2u) and 1 - s = sigmoid(-2u)."""
-    approximate = _gelu_approximate(approximate)
-    x = _as_float32(input, "input")
-
-    def formula(g, x):
-        cdf, u = _gelu_cdf(x, approximate)
-        if u is None:
-            return g * (cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
-        du = _GELU_C * (1.0 + 3.0 * _GELU_CUBIC * x * x)
-        return g * (cdf + 2.0 * x * cdf / (1.0 + np.exp(2.0 * u)) * du)
-
-    return _blockwise(formula, _same_shape_grad(grad_output, x), x)
+    ``s + 2 x s (1 - s) u'(x)`` with s = sigmoid(2u)."""
+    return _activation_backward(_gelu_kind(approximate), grad_output, input)
 
 
 def silu(input, inplace=False):
-    """``x * sigmoid(x)`` (swish), on the native sigmoid. ``inplace`` as in :func:`dropout`."""
-    x = _as_float32(input, "input")
-    with np.errstate(invalid="ignore"):  # -inf * 0: NaN, as PyTorch
-        return _inplace_result(input, x * sigmoid(x), inplace)
+    """``x * sigmoid(x)`` (swish); ``-inf`` gives NaN, as PyTorch. ``inplace`` as in :func:`dropout`."""
+    return _activation_maybe_inplace("silu", input, inplace)
 
 
 def silu_backward(grad_output, input):
-    """Gradient of :func:`silu`: ``grad_output * sigmoid(x) * (1 + x * sigmoid(-x))``; sigmoid(-x)
-    rather than 1 - sigmoid(x), which cancels for large x."""
-    x = _as_float32(input, "input")
-    g = _same_shape_grad(grad_output, x)
-    s, s_neg = sigmoid(x).astype(np.float64), sigmoid(-x).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        return (g * s * (1.0 + x * s_neg)).astype(np.float32)
+    """Gradient of :func:`silu`: ``grad_output * (s + x s (1 - s))``, s = sigmoid(x), with
+    s (1 - s) computed without the cancellation of 1 - s for large x."""
+    return _activation_backward("silu", grad_output, input)
 
 
 def _maxout_pieces(x, pool_size, dim):

@@ -12,7 +12,8 @@ import math
 import numpy as np
 
 __all__ = [
-    "adaptive_avg_pool2d", "local_response_norm", "mse_loss", "l1_loss", "multi_margin_loss", "conv2d",
+    "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "local_response_norm", "local_response_norm_backward",
+    "mse_loss", "l1_loss", "multi_margin_loss", "conv2d",
     "conv2d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "batch_norm",
     "batch_norm_backward", "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu",
     "elu_backward", "relu6", "relu6_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
@@ -41,6 +42,20 @@ def adaptive_avg_pool2d(x, out_h, out_w):
     return y
 
 
+def adaptive_avg_pool2d_backward(grad_output, x_shape):
+    """Each output's gradient spread evenly over its window (windows may overlap)."""
+    g = np.asarray(grad_output, np.float64)
+    n, c, h, w = x_shape
+    out_h, out_w = g.shape[2:]
+    dx = np.zeros((n, c, h, w))
+    for i in range(out_h):
+        h0, h1 = int(np.floor(i * h / out_h)), int(np.ceil((i + 1) * h / out_h))
+        for j in range(out_w):
+            w0, w1 = int(np.floor(j * w / out_w)), int(np.ceil((j + 1) * w / out_w))
+            dx[:, :, h0:h1, w0:w1] += g[:, :, i, j, None, None] / ((h1 - h0) * (w1 - w0))
+    return dx
+
+
 def local_response_norm(x, size, alpha, beta, k):
     """b_c = a_c / (k + alpha/size * sum_{c' = c - size//2}^{c + (size-1)//2} a_c'^2) ** beta."""
     x = np.asarray(x, np.float64)
@@ -51,6 +66,23 @@ def local_response_norm(x, size, alpha, beta, k):
         s = (x[:, lo : hi + 1] ** 2).sum(axis=1)
         y[:, c] = x[:, c] / (k + alpha / size * s) ** beta
     return y
+
+
+def local_response_norm_backward(grad_output, x, size, alpha, beta, k):
+    """d/dx_j of sum_c g_c b_c: g_j s_j^-beta - 2 alpha beta / size x_j sum over the channels c whose
+    window holds j of g_c x_c s_c^(-beta - 1), s_c = k + alpha/size * (window sum of squares at c)."""
+    x, g = np.asarray(x, np.float64), np.asarray(grad_output, np.float64)
+    channels = x.shape[1]
+    scale = np.empty_like(x)
+    for c in range(channels):
+        lo, hi = max(0, c - size // 2), min(channels - 1, c + (size - 1) // 2)
+        scale[:, c] = k + alpha / size * (x[:, lo : hi + 1] ** 2).sum(axis=1)
+    dx = g * scale**-beta
+    for j in range(channels):
+        for c in range(channels):
+            if c - size // 2 <= j <= c + (size - 1) // 2:
+                dx[:, j] -= 2 * alpha * beta / size * x[:, j] * g[:, c] * x[:, c] * scale[:, c] ** (-beta - 1)
+    return dx
 
 
 def mse_loss(x, t, reduction):
@@ -646,36 +678,39 @@ def hardtanh_backward(grad_output, x, min_val=-1.0, max_val=1.0):
 
 
 def gelu(x, approximate="none"):
-    """x * Phi(x) with math.erf element by element, or the tanh formula."""
+    """x * Phi(x) with math.erf element by element, or the tanh formula; -inf * 0 is NaN, as in PyTorch."""
     x = _float64_array(x)
-    if approximate == "tanh":
-        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
-    # Phi(x) = erfc(-x / sqrt 2) / 2: no cancellation where Phi is tiny.
-    phi = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)))(x) if x.size else x
-    return x * phi
+    with np.errstate(invalid="ignore", over="ignore"):
+        if approximate == "tanh":
+            return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+        # Phi(x) = erfc(-x / sqrt 2) / 2: no cancellation where Phi is tiny.
+        phi = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)))(x) if x.size else x
+        return x * phi
 
 
 def gelu_backward(grad_output, x, approximate="none"):
     g, x = _float64_array(grad_output), _float64_array(x)
-    if approximate == "tanh":
-        k = np.sqrt(2.0 / np.pi)
-        inner = k * (x + 0.044715 * x**3)
-        with np.errstate(over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
+        if approximate == "tanh":
+            k = np.sqrt(2.0 / np.pi)
+            inner = k * (x + 0.044715 * x**3)
             sech2 = 1.0 / np.cosh(inner) ** 2
-        return g * (0.5 * (1.0 + np.tanh(inner)) + 0.5 * x * sech2 * k * (1.0 + 3 * 0.044715 * x**2))
-    cdf = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)))(x) if x.size else x
-    return g * (cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
+            return g * (0.5 * (1.0 + np.tanh(inner)) + 0.5 * x * sech2 * k * (1.0 + 3 * 0.044715 * x**2))
+        cdf = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)))(x) if x.size else x
+        return g * (cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
 
 
 def silu(x):
     x = _float64_array(x)
-    return x * sigmoid(x)
+    with np.errstate(invalid="ignore"):
+        return x * sigmoid(x)
 
 
 def silu_backward(grad_output, x):
     # d/dx x s(x) = s(x) + x s(x) (1 - s(x)), with 1 - s(x) = s(-x).
     g, x = _float64_array(grad_output), _float64_array(x)
-    return g * (sigmoid(x) + x * sigmoid(x) * sigmoid(-x))
+    with np.errstate(invalid="ignore"):
+        return g * (sigmoid(x) + x * sigmoid(x) * sigmoid(-x))
 
 
 # ----------------------------------------------------------------------------

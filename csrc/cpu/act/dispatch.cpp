@@ -68,7 +68,9 @@ Activation parse_activation(const char* name) {
       {"relu", Activation::Relu},       {"leaky_relu", Activation::LeakyRelu},
       {"elu", Activation::Elu},         {"relu6", Activation::Relu6},
       {"sigmoid", Activation::Sigmoid}, {"tanh", Activation::Tanh},
-      {"softplus", Activation::Softplus},
+      {"softplus", Activation::Softplus}, {"hardtanh", Activation::Hardtanh},
+      {"gelu", Activation::Gelu},       {"gelu_tanh", Activation::GeluTanh},
+      {"silu", Activation::Silu},
   };
   for (const Entry& e : kNames) {
     if (std::strcmp(e.name, name) == 0) return e.kind;
@@ -88,6 +90,12 @@ void validate(const ActParams& p) {
       CNNKIT_CHECK(std::isfinite(p.beta) && p.beta != 0.0f, ErrorKind::Value,
             "softplus: beta must be finite and non-zero, got " + std::to_string(p.beta));
       CNNKIT_CHECK(!std::isnan(p.threshold), ErrorKind::Value, "softplus: threshold must not be NaN");
+      break;
+    case Activation::Hardtanh:
+      // `!(lo <= hi)` also refuses NaN bounds.
+      CNNKIT_CHECK(p.min_val <= p.max_val, ErrorKind::Value,
+            "hardtanh: max_val (" + std::to_string(p.max_val) + ") must be >= min_val (" +
+                std::to_string(p.min_val) + ")");
       break;
     default: break;
   }

@@ -62,44 +62,56 @@ CNNKIT_HD float softplus_grad(float dy, float x, float beta, float threshold) {
   return t > threshold ? dy : dy * sigmoid(t);
 }
 
+// NaN fails both tests and passes through, as np.clip and PyTorch do.
+CNNKIT_HD float hardtanh(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+CNNKIT_HD float hardtanh_grad(float dy, float x, float lo, float hi) {
+  return (x > lo && x < hi) ? dy : 0.0f;
+}
+
+// GELU, SiLU: the few flops around the libm call run in double and round once.
+constexpr double kSqrtHalf = 0.70710678118654752440;
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+constexpr double kGeluTanhC = 0.79788456080286535588;  // sqrt(2 / pi)
+constexpr double kGeluCubic = 0.044715;
+
+// Phi(x) = erfc(-x / sqrt 2) / 2: no cancellation where Phi is tiny.
+CNNKIT_HD double normal_cdf(double x) { return 0.5 * erfc(-x * kSqrtHalf); }
+CNNKIT_HD float gelu(float x) { return static_cast<float>(x * normal_cdf(x)); }
+CNNKIT_HD float gelu_grad(float dy, float x) {
+  const double v = x;
+  return static_cast<float>(dy * (normal_cdf(v) + v * kInvSqrt2Pi * exp(-0.5 * v * v)));
+}
+
+// sigmoid(t) and sigmoid(t) sigmoid(-t) from e = exp(-|t|): neither overflows.
+CNNKIT_HD double sigmoid_double(double t) {
+  const double e = exp(-fabs(t));
+  return t >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+CNNKIT_HD double sigmoid_slope(double t) {
+  const double e = exp(-fabs(t));
+  return e / ((1.0 + e) * (1.0 + e));
+}
+
+// 0.5 x (1 + tanh u) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3); the
+// derivative is s + 2 x s (1 - s) u'. In double x^3 cannot overflow.
+CNNKIT_HD double gelu_tanh_u(double x) { return kGeluTanhC * (x + kGeluCubic * x * x * x); }
+CNNKIT_HD float gelu_tanh(float x) { return static_cast<float>(x * sigmoid_double(2.0 * gelu_tanh_u(x))); }
+CNNKIT_HD float gelu_tanh_grad(float dy, float x) {
+  const double v = x, t = 2.0 * gelu_tanh_u(v);
+  const double du = kGeluTanhC * (1.0 + 3.0 * kGeluCubic * v * v);
+  return static_cast<float>(dy * (sigmoid_double(t) + 2.0 * v * sigmoid_slope(t) * du));
+}
+
+// x sigmoid(x); the derivative s + x s (1 - s) with s (1 - s) from e, not 1 - s.
+CNNKIT_HD float silu(float x) { return static_cast<float>(x * sigmoid_double(x)); }
+CNNKIT_HD float silu_grad(float dy, float x) {
+  return static_cast<float>(dy * (sigmoid_double(x) + x * sigmoid_slope(x)));
+}
+
 CNNKIT_HD float prelu(float x, float w) { return x > 0.0f ? x : w * x; }
 CNNKIT_HD float prelu_grad(float dy, float x, float w) { return x > 0.0f ? dy : w * dy; }
 // Contribution of one element to d(weight).
 CNNKIT_HD float prelu_weight_grad(float dy, float x) { return x > 0.0f ? 0.0f : x * dy; }
-
-// NaN fails both tests and passes through; its gradient is 0, as at the bounds (PyTorch's).
-CNNKIT_HD float hardtanh(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
-CNNKIT_HD float hardtanh_grad(float dy, float x, float lo, float hi) { return (x > lo && x < hi) ? dy : 0.0f; }
-
-// GELU and SiLU in double, rounded once, as the CPU path computes them. Phi(x) = erfc(-x/sqrt 2)/2
-// has no cancellation where Phi is tiny; the tanh form's (1 + tanh u)/2 is written 1/(1 + e^-2u)
-// for the same reason.
-constexpr double kGeluTanhC = 0.7978845608028654;  // sqrt(2 / pi)
-constexpr double kGeluCubic = 0.044715;
-CNNKIT_HD float gelu(float x) { return static_cast<float>(x * (0.5 * erfc(-x * 0.7071067811865476))); }
-CNNKIT_HD float gelu_grad(float dy, float x) {
-  const double v = x;
-  return static_cast<float>(dy * (0.5 * erfc(-v * 0.7071067811865476) + v * exp(-0.5 * v * v) * 0.3989422804014327));
-}
-CNNKIT_HD float gelu_tanh(float x) {
-  const double v = x;
-  return static_cast<float>(v / (1.0 + exp(-2.0 * kGeluTanhC * (v + kGeluCubic * v * v * v))));
-}
-CNNKIT_HD float gelu_tanh_grad(float dy, float x) {
-  const double v = x;
-  const double u = kGeluTanhC * (v + kGeluCubic * v * v * v);
-  const double cdf = 1.0 / (1.0 + exp(-2.0 * u));
-  const double du = kGeluTanhC * (1.0 + 3.0 * kGeluCubic * v * v);
-  return static_cast<float>(dy * (cdf + 2.0 * v * cdf / (1.0 + exp(2.0 * u)) * du));
-}
-// -inf * sigmoid(-inf) = -inf * 0: NaN, as PyTorch.
-CNNKIT_HD float silu(float x) { return static_cast<float>(x / (1.0 + exp(-static_cast<double>(x)))); }
-// s (1 + x s(-x)) with s(-x) rather than 1 - s(x), which cancels for large x.
-CNNKIT_HD float silu_grad(float dy, float x) {
-  const double v = x;
-  const double s = 1.0 / (1.0 + exp(-v));
-  return static_cast<float>(dy * s * (1.0 + v / (1.0 + exp(v))));
-}
 
 }  // namespace act
 }  // namespace cnnkit

@@ -16,6 +16,10 @@ float forward_one(const ActParams& p, float x) {
     case Activation::Sigmoid: return act::sigmoid(x);
     case Activation::Tanh: return act::tanh(x);
     case Activation::Softplus: return act::softplus(x, p.beta, p.threshold);
+    case Activation::Hardtanh: return act::hardtanh(x, p.min_val, p.max_val);
+    case Activation::Gelu: return act::gelu(x);
+    case Activation::GeluTanh: return act::gelu_tanh(x);
+    case Activation::Silu: return act::silu(x);
   }
   fail(ErrorKind::Value, "unknown activation");
 }
@@ -29,6 +33,10 @@ float backward_one(const ActParams& p, float dy, float x) {
     case Activation::Sigmoid: return act::sigmoid_grad(dy, x);
     case Activation::Tanh: return act::tanh_grad(dy, x);
     case Activation::Softplus: return act::softplus_grad(dy, x, p.beta, p.threshold);
+    case Activation::Hardtanh: return act::hardtanh_grad(dy, x, p.min_val, p.max_val);
+    case Activation::Gelu: return act::gelu_grad(dy, x);
+    case Activation::GeluTanh: return act::gelu_tanh_grad(dy, x);
+    case Activation::Silu: return act::silu_grad(dy, x);
   }
   fail(ErrorKind::Value, "unknown activation");
 }

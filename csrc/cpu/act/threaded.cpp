@@ -33,7 +33,7 @@ void map2(const float* dy, const float* x, float* dx, int64_t n, int64_t cost, F
 }  // namespace
 
 void activation_forward_threaded(const ActParams& p, const float* x, float* y, int64_t n) {
-  const float a = p.alpha, b = p.beta, th = p.threshold;
+  const float a = p.alpha, b = p.beta, th = p.threshold, lo = p.min_val, hi = p.max_val;
   switch (p.kind) {
     case Activation::Relu: return map1(x, y, n, kCheap, [](float v) { return act::relu(v); });
     case Activation::LeakyRelu:
@@ -48,12 +48,20 @@ void activation_forward_threaded(const ActParams& p, const float* x, float* y, i
     case Activation::Softplus:
       return map1(x, y, n, 2 * kTranscendental,
                   [b, th](float v) { return act::softplus(v, b, th); });
+    case Activation::Hardtanh:
+      return map1(x, y, n, kCheap, [lo, hi](float v) { return act::hardtanh(v, lo, hi); });
+    case Activation::Gelu:
+      return map1(x, y, n, kTranscendental, [](float v) { return act::gelu(v); });
+    case Activation::GeluTanh:
+      return map1(x, y, n, kTranscendental, [](float v) { return act::gelu_tanh(v); });
+    case Activation::Silu:
+      return map1(x, y, n, kTranscendental, [](float v) { return act::silu(v); });
   }
 }
 
 void activation_backward_threaded(const ActParams& p, const float* dy, const float* x,
                                   float* dx, int64_t n) {
-  const float a = p.alpha, b = p.beta, th = p.threshold;
+  const float a = p.alpha, b = p.beta, th = p.threshold, lo = p.min_val, hi = p.max_val;
   switch (p.kind) {
     case Activation::Relu: return map2(dy, x, dx, n, kCheap,
                   [](float g, float v) { return act::relu_grad(g, v); });
@@ -72,6 +80,15 @@ void activation_backward_threaded(const ActParams& p, const float* dy, const flo
     case Activation::Softplus:
       return map2(dy, x, dx, n, kTranscendental,
                   [b, th](float g, float v) { return act::softplus_grad(g, v, b, th); });
+    case Activation::Hardtanh:
+      return map2(dy, x, dx, n, kCheap,
+                  [lo, hi](float g, float v) { return act::hardtanh_grad(g, v, lo, hi); });
+    case Activation::Gelu: return map2(dy, x, dx, n, 2 * kTranscendental,
+                  [](float g, float v) { return act::gelu_grad(g, v); });
+    case Activation::GeluTanh: return map2(dy, x, dx, n, kTranscendental,
+                  [](float g, float v) { return act::gelu_tanh_grad(g, v); });
+    case Activation::Silu: return map2(dy, x, dx, n, kTranscendental,
+                  [](float g, float v) { return act::silu_grad(g, v); });
   }
 }
 

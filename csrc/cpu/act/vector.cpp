@@ -13,7 +13,8 @@ int64_t element_cost(Activation kind) {
   switch (kind) {
     case Activation::Relu:
     case Activation::LeakyRelu:
-    case Activation::Relu6: return 1;
+    case Activation::Relu6:
+    case Activation::Hardtanh: return 1;
     default: return 4;
   }
 }

@@ -62,6 +62,44 @@ typename V::F tanh(typename V::F x) {
   return V::copysign(r, x);
 }
 
+// Phi(x) = erfc(-x / sqrt 2) / 2 and, in `density`, phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+// erfc(a) = t exp(P(t) - a^2), t = 1 / (1 + a/2), with the Chebyshev fit P of
+// Numerical Recipes (section 6.2, relative error < 1.2e-7 for every a >= 0).
+// a^2 = x^2 / 2 enters the exponent exactly (FMA residual, then TwoSum with
+// P), so the tail keeps its relative accuracy where erfc is tiny.
+template <class V>
+typename V::F normal_cdf(typename V::F x, typename V::F* density) {
+  using F = typename V::F;
+  static constexpr float kFit[] = {0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f,
+                                   0.27886807f, -0.18628806f, 0.09678418f, 0.37409196f,
+                                   1.00002368f, -1.26551223f};
+  const F half = V::set1(0.5f);
+  const F a = V::mul(V::abs(x), V::set1(0.70710678f));
+  const F t = V::div(V::set1(1.0f), V::fma(half, a, V::set1(1.0f)));
+  F poly = V::set1(kFit[0]);
+  for (int k = 1; k < 10; ++k) poly = V::fma(poly, t, V::set1(kFit[k]));
+  const F xx = V::mul(x, x);
+  const F sq_hi = V::mul(xx, half);  // x^2 / 2 rounded ...
+  // ... and minus its error, 0 where x^2 is inf (inf - inf would be NaN).
+  const F sq_lo = V::select(V::lt(xx, V::set1(__builtin_inff())),
+                            V::mul(V::fnma(x, x, xx), half), V::zero());
+  F lo = V::zero();
+  const F arg = vmath::difference<V>(poly, sq_hi, lo);
+  const F tail = V::mul(half, V::mul(t, vmath::exp_nonpositive<V>(arg, V::add(lo, sq_lo))));
+  if (density) {
+    *density = V::mul(V::set1(0.39894228f),
+                      vmath::exp_nonpositive<V>(V::sub(V::zero(), sq_hi), sq_lo));
+  }
+  return V::select(V::lt(x, V::zero()), tail, V::sub(V::set1(1.0f), tail));
+}
+
+// u = sqrt(2/pi) (x + 0.044715 x^3); GELU's tanh form is x sigmoid(2u).
+template <class V>
+typename V::F gelu_tanh_2u(typename V::F x) {
+  const typename V::F x3 = V::mul(V::mul(x, x), x);
+  return V::mul(V::set1(2.0f * 0.79788456f), V::fma(V::set1(0.044715f), x3, x));
+}
+
 template <class V>
 void forward_range(const ActParams& p, const float* x, float* y, int64_t n) {
   using F = typename V::F;
@@ -94,6 +132,17 @@ void forward_range(const ActParams& p, const float* x, float* y, int64_t n) {
         return V::select(V::gt(t, threshold), v, soft);
       });
     }
+    case Activation::Hardtanh: {
+      const F lo = V::set1(p.min_val), hi = V::set1(p.max_val);
+      return map1<V>(x, y, n, [&](F v) {
+        return V::select(V::lt(v, lo), lo, V::select(V::gt(v, hi), hi, v));
+      });
+    }
+    case Activation::Gelu:
+      return map1<V>(x, y, n, [](F v) { return V::mul(v, normal_cdf<V>(v, nullptr)); });
+    case Activation::GeluTanh:
+      return map1<V>(x, y, n, [](F v) { return V::mul(v, sigmoid<V>(gelu_tanh_2u<V>(v))); });
+    case Activation::Silu: return map1<V>(x, y, n, [](F v) { return V::mul(v, sigmoid<V>(v)); });
   }
 }
 
@@ -129,6 +178,34 @@ void backward_range(const ActParams& p, const float* dy, const float* x, float* 
         return V::select(V::gt(t, threshold), g, V::mul(g, sigmoid<V>(t)));
       });
     }
+    case Activation::Hardtanh: {
+      const F lo = V::set1(p.min_val), hi = V::set1(p.max_val);
+      return map2<V>(dy, x, dx, n, [&](F g, F v) {
+        return V::select(V::both(V::gt(v, lo), V::lt(v, hi)), g, zero);
+      });
+    }
+    case Activation::Gelu:
+      return map2<V>(dy, x, dx, n, [](F g, F v) {
+        F density = V::zero();
+        const F cdf = normal_cdf<V>(v, &density);
+        return V::mul(g, V::fma(v, density, cdf));
+      });
+    case Activation::GeluTanh:
+      return map2<V>(dy, x, dx, n, [&](F g, F v) {
+        const F t = gelu_tanh_2u<V>(v);
+        // 2 u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2); past |x| = 1e4 (x^2 may
+        // overflow) s (1 - s) is exactly 0 and so is the term, except at +-inf,
+        // where inf * 0 is NaN as in the formula (x - x: 0, or NaN for inf).
+        const F du2 = V::mul(V::set1(2.0f * 0.79788456f),
+                             V::fma(V::set1(3.0f * 0.044715f), V::mul(v, v), V::set1(1.0f)));
+        const F term = V::mul(V::mul(v, bell<V>(t, 1.0f)), du2);
+        const F safe = V::select(V::lt(V::abs(v), V::set1(1e4f)), term, V::sub(v, v));
+        return V::mul(g, V::add(sigmoid<V>(t), safe));
+      });
+    case Activation::Silu:
+      return map2<V>(dy, x, dx, n, [](F g, F v) {
+        return V::mul(g, V::fma(v, bell<V>(v, 1.0f), sigmoid<V>(v)));
+      });
   }
 }
 

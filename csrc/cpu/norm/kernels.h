@@ -44,4 +44,16 @@ struct BatchNormRangeKernels {
 extern const BatchNormRangeKernels batch_norm_range_avx2;
 extern const BatchNormRangeKernels batch_norm_range_avx512;
 
+// Local response norm on one (image, block of positions) unit, serially;
+// built per ISA from lrn_impl.h. `work`: 2 len doubles (forward) or (2 C + 2) len.
+struct LrnKernels {
+  void (*forward)(const LrnShape&, const LrnParams&, const float* x, float* y, int64_t n,
+                  int64_t s0, int64_t len, double* work);
+  void (*backward)(const LrnShape&, const LrnParams&, const float* dy, const float* x, float* dx,
+                   int64_t n, int64_t s0, int64_t len, double* work);
+};
+extern const LrnKernels lrn_scalar;
+extern const LrnKernels lrn_avx2;
+extern const LrnKernels lrn_avx512;
+
 }  // namespace cnnkit

@@ -25,4 +25,14 @@ extern const PoolKernels pool_reference;
 // Index error unless every index lies within its plane.
 void check_pool_indices(const Pool2dShape& s, const int64_t* indices);
 
+// Adaptive average pooling on planes [p0, p1), serially; built per ISA from adaptive_impl.h.
+struct AdaptivePoolKernels {
+  void (*forward)(const AdaptivePoolShape&, const float* input, float* out, int64_t p0, int64_t p1);
+  void (*backward)(const AdaptivePoolShape&, const float* grad_out, float* grad_input, int64_t p0,
+                   int64_t p1);
+};
+extern const AdaptivePoolKernels adaptive_pool_scalar;
+extern const AdaptivePoolKernels adaptive_pool_avx2;
+extern const AdaptivePoolKernels adaptive_pool_avx512;
+
 }  // namespace cnnkit

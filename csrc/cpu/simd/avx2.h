@@ -36,6 +36,7 @@ struct Avx2 {
   // Like the instructions: when either operand is NaN the SECOND one is returned.
   static F min(F a, F b) { return _mm256_min_ps(a, b); }
   static F max(F a, F b) { return _mm256_max_ps(a, b); }
+  static F sqrt(F a) { return _mm256_sqrt_ps(a); }  // correctly rounded, as std::sqrt
   static F abs(F a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
   // |magnitude| with the sign bit of `sign`.
   static F copysign(F magnitude, F sign) {

@@ -11,6 +11,7 @@
 // uninitialised. The including file is AVX-512 code only.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // the same bug, where it is certain
 #endif
 
 namespace cnnkit {
@@ -40,6 +41,7 @@ struct Avx512 {
   // Like the instructions: when either operand is NaN the SECOND one is returned.
   static F min(F a, F b) { return _mm512_min_ps(a, b); }
   static F max(F a, F b) { return _mm512_max_ps(a, b); }
+  static F sqrt(F a) { return _mm512_sqrt_ps(a); }  // correctly rounded, as std::sqrt
   static F abs(F a) { return _mm512_abs_ps(a); }
   // |magnitude| with the sign bit of `sign`.
   static F copysign(F magnitude, F sign) {

@@ -4,23 +4,30 @@
 
 namespace cnnkit {
 
-enum class Activation { Relu, LeakyRelu, Elu, Relu6, Sigmoid, Tanh, Softplus };
+enum class Activation {
+  Relu, LeakyRelu, Elu, Relu6, Sigmoid, Tanh, Softplus, Hardtanh, Gelu, GeluTanh, Silu
+};
 
 // `alpha` is negative_slope for LeakyRelu and alpha for Elu; `beta` and
-// `threshold` belong to Softplus (linear where beta * x > threshold). Unused
-// fields are ignored. Semantics, kinks and NaN handling follow PyTorch; every
+// `threshold` belong to Softplus (linear where beta * x > threshold);
+// `min_val` <= `max_val` are Hardtanh's bounds. Unused fields are ignored.
+// Semantics, kinks and NaN handling follow PyTorch; every
 // function is finite for finite input however large.
 struct ActParams {
   Activation kind = Activation::Relu;
   float alpha = 0.0f;
   float beta = 1.0f;
   float threshold = 20.0f;
+  float min_val = -1.0f;
+  float max_val = 1.0f;
 };
 
-// Parses "relu", "leaky_relu", "elu", "relu6", "sigmoid", "tanh", "softplus";
+// Parses "relu", "leaky_relu", "elu", "relu6", "sigmoid", "tanh", "softplus",
+// "hardtanh", "gelu" (exact, erf), "gelu_tanh" (tanh approximation), "silu";
 // Value error otherwise.
 Activation parse_activation(const char* name);
-// Value error for a Softplus beta of 0 or any non-finite parameter.
+// Value error for a Softplus beta of 0, Hardtanh bounds out of order or NaN,
+// or any non-finite parameter.
 void validate(const ActParams& p);
 
 // y[i] = f(x[i]) for i < n; y may alias x.

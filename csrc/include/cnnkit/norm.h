@@ -58,4 +58,26 @@ void batch_norm_backward_inference_reference(const BatchNormShape& s, const floa
 // Name of the implementation batch norm uses now (for build_info and tests).
 const char* batch_norm_implementation();
 
+// Local response normalisation across channels, as PyTorch's
+// local_response_norm: y = x / (k + alpha / size * S) ^ beta, S the sum of x^2
+// over channels [c - size/2, c + (size - 1)/2] (zero outside), per position
+// of the `inner` = H * W (or any trailing size) plane. Computed in double.
+struct LrnShape {
+  int64_t batch = 0, channels = 0, inner = 0;
+};
+struct LrnParams {
+  int64_t size = 1;  // >= 1
+  double alpha = 1e-4, beta = 0.75, k = 1.0;
+};
+void local_response_norm(const LrnShape& s, const LrnParams& p, const float* x, float* y);
+void local_response_norm_backward(const LrnShape& s, const LrnParams& p, const float* grad_out,
+                                  const float* x, float* grad_input);
+// The plain loops that define the two above (serial, each window summed anew; for tests).
+void local_response_norm_reference(const LrnShape& s, const LrnParams& p, const float* x, float* y);
+void local_response_norm_backward_reference(const LrnShape& s, const LrnParams& p,
+                                            const float* grad_out, const float* x,
+                                            float* grad_input);
+// Name of the implementation local_response_norm would use now.
+const char* local_response_norm_implementation();
+
 }  // namespace cnnkit

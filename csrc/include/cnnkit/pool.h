@@ -59,4 +59,23 @@ void avg_pool2d_backward_reference(const Pool2dShape& s, bool count_include_pad,
 // Name of the implementation the pooling ops use now (for build_info and tests).
 const char* pool2d_implementation();
 
+// Adaptive average pooling: output (i, j) is the mean of rows
+// [floor(i H / out_h), ceil((i + 1) H / out_h)) and the columns likewise, as
+// PyTorch's adaptive_avg_pool2d. Sums run in double. in_h, in_w, out_h, out_w >= 1.
+struct AdaptivePoolShape {
+  int64_t planes = 0;  // N * C
+  int64_t in_h = 1, in_w = 1;
+  int64_t out_h = 1, out_w = 1;
+};
+void adaptive_avg_pool2d(const AdaptivePoolShape& s, const float* input, float* out);
+// grad_input = the sum, over the windows holding each element, of grad_out / window size.
+void adaptive_avg_pool2d_backward(const AdaptivePoolShape& s, const float* grad_out,
+                                  float* grad_input);
+// The plain loops that define the two above (serial; for tests).
+void adaptive_avg_pool2d_reference(const AdaptivePoolShape& s, const float* input, float* out);
+void adaptive_avg_pool2d_backward_reference(const AdaptivePoolShape& s, const float* grad_out,
+                                            float* grad_input);
+// Name of the implementation adaptive_avg_pool2d would use now.
+const char* adaptive_pool2d_implementation();
+
 }  // namespace cnnkit

@@ -22,7 +22,10 @@ command line and hand-written loops alike, and a group may set its own value.
 
 Updates are computed in the parameter's dtype (float32) in the same order of
 operations as PyTorch's single-tensor CPU implementation, so results agree to
-float32 rounding. ``state_dict()`` has PyTorch's layout: ``{"state": {index:
+float32 rounding. SGD, Adam, AdamW, RMSprop and Adagrad update all the float32
+parameters of a group in one native call (threaded, SIMD); it rounds every
+operation as the NumPy formula does, which still updates parameters of other
+dtypes, so both give the same bits. ``state_dict()`` has PyTorch's layout: ``{"state": {index:
 {...}}, "param_groups": [{..., "params": [index, ...]}]}`` with parameters
 numbered in group order, and ``load_state_dict`` accepts a PyTorch optimizer's
 state dict (tensors are converted to arrays).
@@ -39,6 +42,7 @@ back onto the parameters' device.
 
 import numpy as np
 
+from .. import _C
 from ..functional import _float
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta"]
@@ -94,13 +98,24 @@ def _lerp_(start, end, weight):
         start[...] = end - (end - start) * (1.0 - weight)
 
 
+def _native_ready(a):
+    """Whether the native step can update ``a`` in place."""
+    return a.dtype == np.float32 and a.flags.c_contiguous and a.flags.writeable and a.flags.aligned
+
+
 class Optimizer:
     """Base class: parameter groups, per-parameter state, ``zero_grad``, state dicts.
 
     Subclasses define ``_check_options(group)``, which validates and returns a
     group's options, and ``_update(param, grad, state, group)``, which updates
-    one parameter in place.
+    one parameter in place. Those with a fused native step also set ``_native``
+    (its name for ``_C.optimizer_step``) and define ``_native_args(param, state,
+    group)``, which prepares the state as ``_update`` would and returns the state
+    buffers, the step number and whether the buffers are fresh, and
+    ``_native_options(group)``.
     """
+
+    _native = None
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
@@ -181,23 +196,45 @@ class Optimizer:
         loss = None if closure is None else closure()
         index = 0
         for group in self.param_groups:
+            native = []
             for p in group["params"]:
                 if p.grad is not None and p.requires_grad:
                     grad = self._grad(p, index)
                     state = self._state.setdefault(id(p), {})
-                    fused = _fused_steps(p)
-                    if fused is None or not self._fused(fused, p, grad, state, group):
+                    kernels = _fused_steps(p)  # a device parameter's fused kernels
+                    if kernels is not None and self._fused(kernels, p, grad, state, group):
+                        pass
+                    elif self._native is not None and _native_ready(p.data):
+                        native.append((p, grad, state))
+                    else:
                         if group["l1_decay"] != 0:
                             # The subgradient of l1_decay * |p|; sign(0) = 0 leaves exact zeros at zero.
                             grad = grad + group["l1_decay"] * _namespace(p.data).sign(p.data)
                         self._update(p, grad, state, group)
                 index += 1
+            if native:
+                self._native_step(native, group)
         return loss
 
     def _fused(self, ops, p, grad, state, group):
         """Update the device parameter ``p`` with ``ops`` (cnnkit.cuda.ops_optim), ``l1_decay``
         included; False where this optimizer has no fused kernel there."""
         return False
+
+    def _native_step(self, batch, group):
+        """One native call updating every (param, grad, state) of ``batch``, all in ``group``."""
+        states, steps, fresh = [], [], []
+        for p, _, state in batch:
+            keys, step, is_fresh = self._native_args(p, state, group)
+            for key in keys:
+                if key is not None and not _native_ready(state[key]):
+                    # A loaded state in another layout: our own C-contiguous copy from now on.
+                    state[key] = np.array(state[key], dtype=np.float32, order="C")
+            states.append([None if key is None else state[key] for key in keys])
+            steps.append(step)
+            fresh.append(is_fresh)
+        _C.optimizer_step(self._native, [p.data for p, _, _ in batch], [g for _, g, _ in batch], states, steps,
+                          fresh, **self._native_options(group))
 
     @staticmethod
     def _grad(p, index):
@@ -285,7 +322,7 @@ class Optimizer:
             return None
         # asarray, then a copy: np.array(value, dtype=...) would warn on torch tensors.
         dtype = p.data.dtype if type(p.data) is np.ndarray else _device().dtype_name(p.data)
-        array = np.asarray(_device().to_host(value)).astype(dtype)
+        array = np.asarray(_device().to_host(value)).astype(dtype, order="C")
         if array.shape != p.data.shape:
             raise ValueError(
                 f"loaded state {key!r} of parameter {index} has shape {array.shape}, the parameter has {p.data.shape}"
@@ -346,6 +383,19 @@ class SGD(Optimizer):
                      l1_decay=group["l1_decay"])
         return True
 
+    _native = "sgd"
+
+    def _native_args(self, p, state, group):
+        if group["momentum"] == 0:
+            return [], 1, False
+        fresh = state.get("momentum_buffer") is None
+        if fresh:  # the kernel sets it to the gradient
+            state["momentum_buffer"] = np.empty_like(p.data)
+        return ["momentum_buffer"], 1, fresh
+
+    def _native_options(self, group):
+        return {k: group[k] for k in ("lr", "weight_decay", "l1_decay", "momentum", "dampening", "nesterov")}
+
     def _update(self, p, grad, state, group):
         momentum = group["momentum"]
         if group["weight_decay"] != 0:
@@ -393,21 +443,31 @@ class Adam(Optimizer):
         group["amsgrad"] = bool(group["amsgrad"])
         return group
 
+    _native = "adam"
+
     @staticmethod
-    def _state_of(p, state, group, xp):
-        """``state`` with its arrays, created on the first step; its step counter advanced."""
+    def _prepare(p, state, group, xp=np):
+        """The state on the first step (and the AMSGrad maximum where amsgrad is switched on after
+        it), in the parameter's namespace ``xp``; count the step."""
         if not state:
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p.data)
             state["exp_avg_sq"] = xp.zeros_like(p.data)
         if group["amsgrad"] and "max_exp_avg_sq" not in state:
-            # Also where amsgrad was switched on after the first step.
             state["max_exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1
-        return state
+
+    def _native_args(self, p, state, group):
+        self._prepare(p, state, group)
+        return ["exp_avg", "exp_avg_sq", "max_exp_avg_sq" if group["amsgrad"] else None], state["step"], False
+
+    def _native_options(self, group):
+        beta1, beta2 = group["betas"]
+        return dict(lr=group["lr"], weight_decay=group["weight_decay"], l1_decay=group["l1_decay"], beta1=beta1,
+                    beta2=beta2, amsgrad=group["amsgrad"], decoupled=self._decoupled_weight_decay, eps=group["eps"])
 
     def _fused(self, ops, p, grad, state, group):
-        state = self._state_of(p, state, group, _namespace(p.data))
+        self._prepare(p, state, group, _namespace(p.data))
         ops.adam_step(p.data, grad, state["exp_avg"], state["exp_avg_sq"],
                       state["max_exp_avg_sq"] if group["amsgrad"] else None, step=state["step"], lr=group["lr"],
                       betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"],
@@ -416,7 +476,7 @@ class Adam(Optimizer):
 
     def _update(self, p, grad, state, group):
         xp = _namespace(p.data)
-        self._state_of(p, state, group, xp)
+        self._prepare(p, state, group, xp)
         lr, weight_decay = group["lr"], group["weight_decay"]
         beta1, beta2 = group["betas"]
         step = state["step"]
@@ -474,10 +534,12 @@ class RMSprop(Optimizer):
         group["centered"] = bool(group["centered"])
         return group
 
+    _native = "rmsprop"
+
     @staticmethod
-    def _state_of(p, state, group, xp):
-        """``state`` with its arrays, created on the first step (or when momentum or centering is
-        switched on later); its step counter advanced."""
+    def _prepare(p, state, group, xp=np):
+        """The state on the first step (and the buffers an option switched on later needs), in the
+        parameter's namespace ``xp``; count the step."""
         if not state:
             state["step"] = 0
             state["square_avg"] = xp.zeros_like(p.data)
@@ -485,10 +547,18 @@ class RMSprop(Optimizer):
             if wanted and key not in state:
                 state[key] = xp.zeros_like(p.data)
         state["step"] += 1
-        return state
+
+    def _native_args(self, p, state, group):
+        self._prepare(p, state, group)
+        keys = ["square_avg", "momentum_buffer" if group["momentum"] > 0 else None,
+                "grad_avg" if group["centered"] else None]
+        return keys, state["step"], False
+
+    def _native_options(self, group):
+        return {k: group[k] for k in ("lr", "weight_decay", "l1_decay", "momentum", "eps", "alpha", "centered")}
 
     def _fused(self, ops, p, grad, state, group):
-        state = self._state_of(p, state, group, _namespace(p.data))
+        self._prepare(p, state, group, _namespace(p.data))
         ops.rmsprop_step(p.data, grad, state["square_avg"], state.get("grad_avg") if group["centered"] else None,
                          state.get("momentum_buffer") if group["momentum"] > 0 else None, lr=group["lr"],
                          alpha=group["alpha"], eps=group["eps"], momentum=group["momentum"],
@@ -497,7 +567,7 @@ class RMSprop(Optimizer):
 
     def _update(self, p, grad, state, group):
         xp = _namespace(p.data)
-        self._state_of(p, state, group, xp)
+        self._prepare(p, state, group, xp)
         alpha, momentum = group["alpha"], group["momentum"]
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * p.data
@@ -551,23 +621,32 @@ class Adagrad(Optimizer):
         group["eps"] = _at_least_zero(group["eps"], "epsilon value")
         return group
 
+    _native = "adagrad"
+
     @staticmethod
-    def _state_of(p, state, group, xp):
+    def _prepare(p, state, group, xp=np):
+        """The state on the first step, in the parameter's namespace ``xp``; count the step."""
         if not state:
             state["step"] = 0
             state["sum"] = xp.full_like(p.data, group["initial_accumulator_value"])
         state["step"] += 1
-        return state
+
+    def _native_args(self, p, state, group):
+        self._prepare(p, state, group)
+        return ["sum"], state["step"], False
+
+    def _native_options(self, group):
+        return {k: group[k] for k in ("lr", "weight_decay", "l1_decay", "eps", "lr_decay")}
 
     def _fused(self, ops, p, grad, state, group):
-        state = self._state_of(p, state, group, _namespace(p.data))
+        self._prepare(p, state, group, _namespace(p.data))
         ops.adagrad_step(p.data, grad, state["sum"], step=state["step"], lr=group["lr"], lr_decay=group["lr_decay"],
                          eps=group["eps"], weight_decay=group["weight_decay"], l1_decay=group["l1_decay"])
         return True
 
     def _update(self, p, grad, state, group):
         xp = _namespace(p.data)
-        self._state_of(p, state, group, xp)
+        self._prepare(p, state, group, xp)
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * p.data
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
