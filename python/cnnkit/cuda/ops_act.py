@@ -7,7 +7,7 @@ on the caller's current stream; the per-element formulas are the CPU's (csrc/cpu
 import math
 
 from .. import _cuda
-from ..functional import _flag, _float, _gelu_approximate, _hardtanh_bounds
+from ..functional import _flag, _float, _gelu_kind, _hardtanh_bounds
 from ._device import empty, stream_of
 
 __all__ = [
@@ -104,16 +104,12 @@ def hardtanh_backward(grad_output, input, min_val=-1.0, max_val=1.0):
     return _backward("hardtanh", grad_output, input, float(lo), float(hi))
 
 
-def _gelu_name(approximate):
-    return "gelu" if _gelu_approximate(approximate) == "none" else "gelu_tanh"
-
-
 def gelu(input, approximate="none"):
-    return _forward(_gelu_name(approximate), input)
+    return _forward(_gelu_kind(approximate), input)
 
 
 def gelu_backward(grad_output, input, approximate="none"):
-    return _backward(_gelu_name(approximate), grad_output, input)
+    return _backward(_gelu_kind(approximate), grad_output, input)
 
 
 def silu(input, inplace=False):
