@@ -196,13 +196,17 @@ def cmd_info(args):
 def cmd_bench(args):
     from . import bench
 
-    bench.run(args.suite, shapes=args.shapes, threads=args.threads, rounds=args.rounds,
-              use_torch=not args.no_torch, json_path=args.json, isa=args.isa)
+    suites = list(args.suite)
+    if args.model is not None and "models" not in suites:
+        suites.append("models")
+    bench.run(suites, shapes=args.shapes, threads=args.threads, rounds=args.rounds,
+              use_torch=not args.no_torch, json_path=args.json, isa=args.isa, models=args.models,
+              layers_model=args.model, use_onnx=not args.no_onnx)
     return 0
 
 
 def build_parser():
-    from . import __version__
+    from . import __version__, bench
 
     p = argparse.ArgumentParser(prog="cnnkit", description="Train and evaluate CNNs with cnnkit.")
     p.add_argument("--version", action="version", version=f"cnnkit {__version__}")
@@ -250,7 +254,13 @@ def build_parser():
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--isa", choices=("scalar", "avx2", "avx512"), default=None, help="cap cnnkit's ISA")
     b.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
-    b.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch")
+    b.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch (nor ONNX Runtime, "
+                   "which runs the PyTorch twin's export)")
+    b.add_argument("--no-onnx", action="store_true", help="do not compare with ONNX Runtime")
+    b.add_argument("--models", nargs="+", choices=bench.ZOO_MODELS, default=None,
+                   help="the zoo models of the models suite (default: all)")
+    b.add_argument("--model", choices=bench.ZOO_MODELS, default=None,
+                   help="also time this model's layers one by one (forward + backward, %% of the peak)")
     b.add_argument("--json", default=None, help="also write the results to this JSON file")
     b.set_defaults(func=cmd_bench)
 
