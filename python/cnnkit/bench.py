@@ -157,6 +157,8 @@ class Report:
     def _print(self, row, ours, peer):
         t = row["seconds"]
         parts = [f"{row['suite']:<10}{row['name']:<28}"]
+        if len(row["name"]) >= 28:  # a model layer's long name: the times stay aligned on the next line
+            parts = [f"{row['suite']:<10}{row['name']}\n{'':<38}"]
         for k in t:
             mark = "!" if "gflops" in row and row["pct_peak"][k] > 100.0 else " "
             rate = f" {row['gflops'][k]:7.1f} GF/s {row['pct_peak'][k]:5.1f}%{mark}" if "gflops" in row else ""
@@ -420,8 +422,10 @@ def _onnx_session(torch, twin, x, threads):
     try:
         with warnings.catch_warnings():
             # The TorchScript exporter is deprecated in favour of torch.export's, which needs
-            # onnxscript and gives the same graph for these layers.
+            # onnxscript and gives the same graph for these layers; its notes on constant folding
+            # are about graphs ORT optimises again anyway.
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
             torch.onnx.export(twin, (torch.from_numpy(x),), buf, dynamo=False, input_names=["x"],
                               output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
     except Exception as e:  # an exporter failure skips this contender, not the benchmark
@@ -556,7 +560,25 @@ def bench_model_layers(report, torch, rounds, name, batch=64):
             c["torch"] = torch_layer
         row = report.add("layer", f"{name}.{lname} {type(m).__name__}", flops, interleaved(c, rounds),
                          peer="torch" if tm is not None else None)
-        row["output_shape"] = list(out_shape)
+        row.update(output_shape=list(out_shape), layer_type=type(m).__name__)
+    _summarize_layers(report, name)
+
+
+def _summarize_layers(report, model):
+    """The layer rows' seconds summed per layer type: which kind of layer a step spends its time
+    in, on each side. Into ``report.summary["layers"]`` and printed."""
+    totals = {}
+    for r in report.rows:
+        if r["suite"] == "layer" and r["name"].startswith(model + "."):
+            per_type = totals.setdefault(r["layer_type"], {})
+            for k, v in r["seconds"].items():
+                per_type[k] = per_type.get(k, 0.0) + v
+    everything = {k: sum(t.get(k, 0.0) for t in totals.values()) for k in ("cnnkit", "torch")}
+    for kind, t in sorted(totals.items(), key=lambda kv: -kv[1]["cnnkit"]):
+        share = 100.0 * t["cnnkit"] / everything["cnnkit"]
+        versus = f", torch {t['torch'] * 1e3:.2f} ms ({t['torch'] / t['cnnkit']:.2f}x)" if "torch" in t else ""
+        print(f"{model} {kind}: cnnkit {t['cnnkit'] * 1e3:.2f} ms ({share:.0f}% of its layer time){versus}")
+    report.summary.setdefault("layers", {})[model] = {"seconds_by_type": totals}
 
 
 def bench_torch(report, torch, rounds, batches=(("lenet5", 64), ("resnet8", 32))):
