@@ -205,3 +205,20 @@ def test_layers_suite_times_each_layer_of_one_model():
     # The first conv computes no input gradient (2 passes), the second all three.
     assert first["flops"] == 2 * 2 * (2 * 28 * 28 * 6 * 25) and second["flops"] == 3 * 2 * (2 * 10 * 10 * 16 * 150)
     assert all(set(r["seconds"]) == {"cnnkit", "torch"} and r["ratio"] > 0 for r in report.rows)
+
+
+def test_bench_models_command_runs_one_model_and_its_layers(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from cnnkit import cli
+
+    out = tmp_path / "models.json"
+    cli.main(["bench", "models", "--models", "lenet5", "--model", "lenet5", "--threads", "1", "--rounds", "1",
+              "--no-onnx", "--json", str(out)])
+    doc = json.loads(out.read_text())
+    suites = {r["suite"] for r in doc["rows"]}
+    assert suites == {"infer", "train", "layer"} and doc["threads"] == 1
+    assert {r["name"] for r in doc["rows"] if r["suite"] != "layer"} == {"lenet5 b1", "lenet5 b64"}
+    assert all(set(r["seconds"]) == {"cnnkit", "torch"} for r in doc["rows"])
+    assert set(doc["summary"]["models"]) == {"infer b1", "infer b64", "train b64"}
+    assert {"Conv2d", "Linear", "Tanh", "AvgPool2d"} <= set(doc["summary"]["layers"]["lenet5"]["seconds_by_type"])
+    assert "lenet5 Conv2d: cnnkit" in capsys.readouterr().out

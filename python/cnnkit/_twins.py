@@ -65,7 +65,9 @@ def torch_twin(torch, ours):
             return t.LocalResponseNorm(m.size, m.alpha, m.beta, m.k)
         if isinstance(m, nn.Flatten):
             return t.Flatten(m.start_dim, m.end_dim)
-        if isinstance(m, nn.Dropout) and not isinstance(m, nn.Dropout2d):
+        if isinstance(m, nn.Dropout2d):
+            return t.Dropout2d(m.p)
+        if isinstance(m, nn.Dropout):
             return t.Dropout(m.p)
         simple = {nn.ReLU: t.ReLU, nn.Tanh: t.Tanh, nn.Sigmoid: t.Sigmoid, nn.Identity: t.Identity}
         if type(m) in simple:
