@@ -222,3 +222,13 @@ def test_bench_models_command_runs_one_model_and_its_layers(tmp_path, capsys):
     assert set(doc["summary"]["models"]) == {"infer b1", "infer b64", "train b64"}
     assert {"Conv2d", "Linear", "Tanh", "AvgPool2d"} <= set(doc["summary"]["layers"]["lenet5"]["seconds_by_type"])
     assert "lenet5 Conv2d: cnnkit" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("load,warned", [(0.3, False), (7.5, True)])
+def test_a_loaded_machine_is_recorded_and_warned_about(monkeypatch, capsys, load, warned):
+    monkeypatch.setattr(bench.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    report = bench.Report(peak_gflops=1.0, threads=2)
+    bench._note_load(report, 2)
+    assert report.summary["load_average"] == load
+    assert ("load average 7.5 on 2 cores" in capsys.readouterr().out) == warned

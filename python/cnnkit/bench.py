@@ -744,6 +744,21 @@ def _summarize_models(report):
         report.summary["models"] = summary
 
 
+def _note_load(report, threads):
+    """Record the load average, and warn when more processes want to run than there are cores: a
+    library whose worker threads wait for each other at every parallel region then waits for a
+    descheduled one (PyTorch's OpenMP workers took 50-600x their time at 2 threads on a 2-core
+    machine with a load average of 11)."""
+    if not hasattr(os, "getloadavg"):
+        return
+    load = os.getloadavg()[0]
+    report.summary["load_average"] = load
+    cores = os.cpu_count() or 1
+    if load > cores:
+        print(f"note: load average {load:.1f} on {cores} cores: other processes hold the cores that "
+              f"{threads} thread(s) need, so the times are unreliable (multi-threaded peers most)")
+
+
 SUITES = ("targets", "conv", "gemm", "pool", "ops", "linear", "models", "torch", "dist")
 
 
@@ -778,6 +793,7 @@ def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=No
         print(f"cnnkit {info['version']}, ISA {info['max_isa']}, {threads} threads; "
               f"peer: {'torch ' + torch.__version__ if torch else 'none'}; measured peak {peak:.1f} GFLOP/s")
         report = Report(peak, threads)
+        _note_load(report, threads)
         for suite in suites:
             if suite == "targets":
                 bench_conv(report, load_shapes("targets"), torch, rounds)
