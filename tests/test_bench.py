@@ -229,6 +229,26 @@ def test_a_loaded_machine_is_recorded_and_warned_about(monkeypatch, capsys, load
     monkeypatch.setattr(bench.os, "getloadavg", lambda: (load, load, load))
     monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
     report = bench.Report(peak_gflops=1.0, threads=2)
-    bench._note_load(report, 2)
+    bench._note_load(report)
     assert report.summary["load_average"] == load
     assert ("load average 7.5 on 2 cores" in capsys.readouterr().out) == warned
+
+
+def test_cpu_clock_times_one_thread_and_is_restored_after_the_run(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="clock='cpu' needs threads=1"):
+        bench.run(["gemm"], threads=2, rounds=1, use_torch=False, clock="cpu")
+    with pytest.raises(ValueError, match="clock must be one of wall, cpu"):
+        bench.run(["gemm"], threads=1, rounds=1, use_torch=False, clock="cycles")
+    read = []
+
+    def process_time():
+        read.append(1)
+        return len(read) * 1e-3
+
+    monkeypatch.setitem(bench._CLOCKS, "cpu", process_time)
+    shapes = tmp_path / "tiny.txt"
+    shapes.write_text("tiny 2 3 8 8 4 3 3 1 1 1 1\n")
+    report = bench.run(["conv"], shapes=[str(shapes)], threads=1, rounds=1, use_torch=False, clock="cpu")
+    # Two rows of contenders, one sample each, two clock reads per sample.
+    assert len(read) == 2 * (3 + 1) and report.summary["clock"] == "cpu"
+    assert bench._sample_clock[0] is bench.time.perf_counter

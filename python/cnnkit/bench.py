@@ -58,6 +58,13 @@ def conv_flops(s):
     return 2.0 * s.N * s.K * ho * wo * (s.C // s.groups) * s.kh * s.kw
 
 
+# What ``interleaved`` times samples with: wall time, or with ``run(clock="cpu")`` the process's
+# CPU time, which on a machine whose cores other processes keep busy leaves out the time this one
+# waited for a core (one thread only: with more, workers spinning at a barrier count as work).
+_CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_sample_clock = [time.perf_counter]
+
+
 def interleaved(contenders, rounds=7, min_time=0.05, settle_time=0.1):
     """Median seconds per call of each callable in ``contenders`` (name -> fn).
 
@@ -68,7 +75,9 @@ def interleaved(contenders, rounds=7, min_time=0.05, settle_time=0.1):
     after its calls would otherwise slow down whichever contender is timed right
     after it (PyTorch's OpenMP workers spin for milliseconds, OpenBLAS's for
     60-100 ms; on 2 cores that halves the next contender's 2-thread speed).
+    Samples are wall time unless :func:`run` chose CPU time.
     """
+    clock = _sample_clock[0]
     names = list(contenders)
     reps = {}
     for name in names:
@@ -85,10 +94,10 @@ def interleaved(contenders, rounds=7, min_time=0.05, settle_time=0.1):
             settle_until = time.perf_counter() + settle_time
             while time.perf_counter() < settle_until:
                 fn()
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(n):
                 fn()
-            samples[name].append((time.perf_counter() - t0) / n)
+            samples[name].append((clock() - t0) / n)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
@@ -744,7 +753,7 @@ def _summarize_models(report):
         report.summary["models"] = summary
 
 
-def _note_load(report, threads):
+def _note_load(report):
     """Record the load average, and warn when more processes want to run than there are cores: a
     library whose worker threads wait for each other at every parallel region then waits for a
     descheduled one (PyTorch's OpenMP workers took 50-600x their time at 2 threads on a 2-core
@@ -755,31 +764,37 @@ def _note_load(report, threads):
     report.summary["load_average"] = load
     cores = os.cpu_count() or 1
     if load > cores:
-        print(f"note: load average {load:.1f} on {cores} cores: other processes hold the cores that "
-              f"{threads} thread(s) need, so the times are unreliable (multi-threaded peers most)")
+        print(f"note: load average {load:.1f} on {cores} cores: processes wait for a core, so wall times "
+              f"are unreliable, multi-threaded peers' most (--clock cpu --threads 1 leaves the waits out)")
 
 
 SUITES = ("targets", "conv", "gemm", "pool", "ops", "linear", "models", "torch", "dist")
 
 
 def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=None, threads=None, rounds=7,
-        use_torch=True, json_path=None, isa=None, models=None, layers_model=None, use_onnx=True):
+        use_torch=True, json_path=None, isa=None, models=None, layers_model=None, use_onnx=True, clock="wall"):
     """Run the chosen suites, print a table and return the :class:`Report`.
 
     ``targets`` runs the issue's target convolution shapes; ``conv`` every bundled
     network's shape file (or ``shapes``: names or paths of shape files). ``models`` runs
     the zoo models named in ``models`` (default :data:`ZOO_MODELS`) and, with
-    ``layers_model``, that model's layers one by one.
+    ``layers_model``, that model's layers one by one. ``clock="cpu"`` times samples in process CPU
+    time instead of wall time (one thread only).
     """
     import cnnkit
 
     for suite in suites:
         if suite not in SUITES:
             raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+    if clock not in _CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(_CLOCKS)}, got {clock!r}")
     previous_threads, previous_isa = cnnkit.get_num_threads(), cnnkit.get_max_isa()
+    threads = previous_threads if threads is None else threads
+    if clock == "cpu" and threads != 1:
+        raise ValueError(f"clock='cpu' needs threads=1 (got {threads}): CPU time sums over threads, "
+                         "so another thread's spinning at a barrier would count as work")
     if isa is not None:
         cnnkit.set_max_isa(isa)
-    threads = previous_threads if threads is None else threads
     cnnkit.set_num_threads(threads)
     blas_limit = None
     try:
@@ -793,7 +808,9 @@ def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=No
         print(f"cnnkit {info['version']}, ISA {info['max_isa']}, {threads} threads; "
               f"peer: {'torch ' + torch.__version__ if torch else 'none'}; measured peak {peak:.1f} GFLOP/s")
         report = Report(peak, threads)
-        _note_load(report, threads)
+        report.summary["clock"] = clock
+        _sample_clock[0] = _CLOCKS[clock]
+        _note_load(report)
         for suite in suites:
             if suite == "targets":
                 bench_conv(report, load_shapes("targets"), torch, rounds)
@@ -821,6 +838,7 @@ def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=No
             elif suite == "dist":
                 bench_dist(report, rounds)
     finally:
+        _sample_clock[0] = time.perf_counter
         cnnkit.set_num_threads(previous_threads)
         cnnkit.set_max_isa(previous_isa)
         if blas_limit is not None:

@@ -201,7 +201,7 @@ def cmd_bench(args):
         suites.append("models")
     bench.run(suites, shapes=args.shapes, threads=args.threads, rounds=args.rounds,
               use_torch=not args.no_torch, json_path=args.json, isa=args.isa, models=args.models,
-              layers_model=args.model, use_onnx=not args.no_onnx)
+              layers_model=args.model, use_onnx=not args.no_onnx, clock=args.clock)
     return 0
 
 
@@ -257,6 +257,9 @@ def build_parser():
     b.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch (nor ONNX Runtime, "
                    "which runs the PyTorch twin's export)")
     b.add_argument("--no-onnx", action="store_true", help="do not compare with ONNX Runtime")
+    b.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="time samples in wall time, or in process CPU time (with --threads 1 only): "
+                        "on a machine other processes keep busy, CPU time leaves out the waits for a core")
     b.add_argument("--models", nargs="+", choices=bench.ZOO_MODELS, default=None,
                    help="the zoo models of the models suite (default: all)")
     b.add_argument("--model", choices=bench.ZOO_MODELS, default=None,
