@@ -36,8 +36,11 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: process CPU time (use with --threads 1), as `cnnkit bench --clock cpu`")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    bench._sample_clock[0] = bench._CLOCKS[args.clock]
     import torch
 
     aten = torch.ops.aten
@@ -77,8 +80,8 @@ def main():
                       f"ratio {t['torch'] / t['cnnkit']:.2f}x", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": platform.machine(), "threads": args.threads, "peak_gflops": peak,
-                       "rows": rows}, f, indent=2)
+            json.dump({"machine": platform.machine(), "threads": args.threads, "clock": args.clock,
+                       "peak_gflops": peak, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -85,8 +85,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--profile-steps", type=int, default=3)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: process CPU time (use with --threads 1), as `cnnkit bench --clock cpu`")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    bench._sample_clock[0] = bench._CLOCKS[args.clock]
     import torch
 
     cnnkit.set_num_threads(args.threads)
@@ -112,8 +115,8 @@ def main():
               f"(torch/after {row['torch_over_after']:.2f}x); profiled step: {share}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": platform.machine(), "threads": args.threads, "rounds": args.rounds,
-                       "rows": rows}, f, indent=2)
+            json.dump({"machine": platform.machine(), "threads": args.threads, "clock": args.clock,
+                       "rounds": args.rounds, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,12 @@ def test_layer_gradients_adopted_without_copy_accumulate_as_copies_did(make, sha
     p.accumulate_grad(mine)
     mine[...] = 7
     np.testing.assert_array_equal(p.grad, np.ones(p.data.shape))
+    # A view is not adopted: its base would keep writing into the gradient.
+    p.grad = None
+    base = np.ones((2, *p.data.shape), np.float32)
+    p._accumulate_result(base[0])
+    base[...] = 5
+    np.testing.assert_array_equal(p.grad, np.ones(p.data.shape))
 
 
 def test_sequential_skips_first_input_gradient():

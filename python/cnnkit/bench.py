@@ -23,7 +23,8 @@ from . import functional as F
 
 __all__ = [
     "ConvShape", "SUITES", "shape_files", "load_shapes", "conv_flops", "interleaved", "measure_peak",
-    "Report", "bench_conv", "bench_gemm", "bench_pool", "bench_ops", "bench_linear", "bench_models", "bench_model_layers", "ZOO_MODELS", "bench_torch", "bench_dist", "run",
+    "Report", "bench_conv", "bench_gemm", "bench_pool", "bench_ops", "bench_linear", "bench_models",
+    "bench_model_layers", "ZOO_MODELS", "bench_torch", "bench_dist", "run",
 ]
 
 ConvShape = namedtuple("ConvShape", "name N C H W K kh kw stride pad dilation groups")

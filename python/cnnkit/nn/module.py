@@ -67,7 +67,8 @@ class Parameter:
         if not self.requires_grad or grad is None:
             return
         if self.grad is None:
-            owned = (adopt and type(grad) is np.ndarray and grad.dtype == np.float32
+            # Only an array with its own memory: a view would leave its base writing into the grad.
+            owned = (adopt and type(grad) is np.ndarray and grad.base is None and grad.dtype == np.float32
                      and grad.flags.c_contiguous and grad.flags.writeable and grad.shape == self.data.shape)
             self.grad = grad if owned else np.array(grad, dtype=np.float32, copy=True)
         else:
