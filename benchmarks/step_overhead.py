@@ -65,7 +65,7 @@ def make_step(name, batch, torch):
 def split(step, steps):
     """Seconds per step in native kernels, in the optimizer's update and in the rest."""
     step()
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(bench._sample_clock[0])
     profile.enable()
     for _ in range(steps):
         step()

@@ -130,29 +130,35 @@ def test_zoo_twins_match_cnnkit_in_outputs_and_gradients(name):
     cnnkit: forward, input and parameter gradients with the twin in float64; batch statistics in
     training mode, except for models with dropout, whose masks differ (eval mode there)."""
     torch = pytest.importorskip("torch")
+    import cnnkit
     from cnnkit import _twins, nn
 
+    cnnkit.manual_seed(0)
     ours = bench._zoo_model(name)
     has_dropout = any(isinstance(m, nn.Dropout) for m in ours.modules())
     ours.train(not has_dropout)
     theirs = _twins.torch_twin(torch, ours).double()
     assert theirs.training == ours.training
-    x = np.random.default_rng(1).standard_normal((2, *bench._MODEL_INPUTS[name])).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal((4, *bench._MODEL_INPUTS[name])).astype(np.float32)
     xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     expected = theirs(xt)
     out = ours(x)
     g = np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)
     expected.backward(torch.tensor(g, dtype=torch.float64))
     dx = ours.backward(g)
+    # The forward is continuous, so float32 stays close to float64 everywhere (as the DAG models'
+    # twin test). Gradients are not: a ReLU input or two max-pool candidates within float32
+    # rounding of each other send a whole element's gradient another way (seen: a ReLU input of
+    # 5e-7 in resnet20 moved its input gradient by 1.2% of its largest value, PyTorch's float32
+    # agreeing with float64 there). What a wrong twin would break -- a layer's weights, stride,
+    # padding or order -- moves them by far more than 2% of their largest value.
+    expected_out = expected.detach().numpy()
+    np.testing.assert_allclose(out, expected_out, rtol=1e-3, atol=1e-4 * np.abs(expected_out).max())
 
-    def close(a, b, what, scale=None):
-        # Absolute errors relative to the size of what is compared (as the DAG models' twin test).
-        b = np.asarray(b, dtype=np.float64)
-        scale = np.abs(b).max() if scale is None else scale
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale, err_msg=f"{name}: {what}")
+    def close(a, b, what, scale):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-2 * scale, err_msg=f"{name}: {what}")
 
-    close(out, expected.detach().numpy(), "output")
-    close(dx, xt.grad.numpy(), "input gradient")
+    close(dx, xt.grad.numpy(), "input gradient", np.abs(xt.grad.numpy()).max())
     tparams = dict(theirs.named_parameters())
     grad_scale = max(np.abs(t.grad.numpy()).max() for t in tparams.values())
     for pname, p in ours.named_parameters():
