@@ -258,3 +258,19 @@ def test_cpu_clock_times_one_thread_and_is_restored_after_the_run(tmp_path, monk
     # Two rows of contenders, one sample each, two clock reads per sample.
     assert len(read) == 2 * (3 + 1) and report.summary["clock"] == "cpu"
     assert bench._sample_clock[0] is bench.time.perf_counter
+
+
+@pytest.mark.parametrize("argv,suites", [
+    ([], ["targets", "gemm", "pool", "ops", "linear", "models"]),
+    (["gemm"], ["gemm"]),
+    (["--models", "vgg11"], ["models"]),
+    (["gemm", "--model", "resnet20"], ["gemm", "models"]),
+    (["models", "--models", "lenet5"], ["models"]),
+])
+def test_bench_command_runs_the_models_suite_when_its_options_are_given(monkeypatch, argv, suites):
+    from cnnkit import cli
+
+    seen = {}
+    monkeypatch.setattr(bench, "run", lambda s, **kw: seen.update(suites=s, **kw))
+    cli.main(["bench", *argv])
+    assert seen["suites"] == suites

@@ -193,12 +193,19 @@ def cmd_info(args):
     return 0
 
 
+_DEFAULT_BENCH_SUITES = ("targets", "gemm", "pool", "ops", "linear", "models")
+
+
 def cmd_bench(args):
     from . import bench
 
-    suites = list(args.suite)
-    if args.model is not None and "models" not in suites:
-        suites.append("models")
+    # --models and --model choose what the models suite runs, so they ask for it: alone they run
+    # only it, beside named suites they add it.
+    wants_models = args.model is not None or args.models is not None
+    if args.suite:
+        suites = list(args.suite) + (["models"] if wants_models and "models" not in args.suite else [])
+    else:
+        suites = ["models"] if wants_models else list(_DEFAULT_BENCH_SUITES)
     bench.run(suites, shapes=args.shapes, threads=args.threads, rounds=args.rounds,
               use_torch=not args.no_torch, json_path=args.json, isa=args.isa, models=args.models,
               layers_model=args.model, use_onnx=not args.no_onnx, clock=args.clock)
@@ -247,7 +254,7 @@ def build_parser():
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="benchmark kernels and models against NumPy and PyTorch")
-    b.add_argument("suite", nargs="*", default=["targets", "gemm", "pool", "ops", "linear", "models"],
+    b.add_argument("suite", nargs="*", default=[],
                    help="targets, conv, gemm, pool, ops, linear, models, torch, dist "
                         "(default: all but conv, torch and dist)")
     b.add_argument("--shapes", nargs="*", default=None, help="shape files (names or paths) for the conv suite")
