@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import cnnkit
-from cnnkit import bench, models, nn, optim
+from cnnkit import bench, models, optim
 from cnnkit import functional as F
 
 ROOT = Path(__file__).resolve().parent.parent

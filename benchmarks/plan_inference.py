@@ -21,7 +21,7 @@ import tempfile
 import numpy as np
 
 import cnnkit
-from cnnkit import bench, models, nn
+from cnnkit import _twins, bench, models, nn
 
 MODELS = {
     "lenet5": (models.lenet5, (1, 28, 28)),
@@ -70,7 +70,7 @@ def run_model(name, batches, threads, rounds, torch, peak, layer_by_layer=True, 
     randomize_batch_norm(model, rng)
     model.eval()
     flops = model_flops(model, input_shape)
-    twin = bench._torch_model(torch, model).eval()
+    twin = _twins.torch_twin(torch, model).eval()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         session = ort_session(torch, twin, input_shape, threads, os.path.join(tmp, f"{name}.onnx"))

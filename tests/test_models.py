@@ -139,13 +139,13 @@ def test_dag_models_match_a_torch_twin_in_outputs_and_gradients(name, make, twin
 
 @pytest.mark.parametrize("name", ["inception", "densenet"])
 def test_dag_models_are_registered_for_the_command_line_and_the_benchmark(name):
-    from cnnkit import bench, cli
+    from cnnkit import _twins, cli
 
     assert name in cli.MODELS
     model = cli._build_model(name, 1, 28)
     x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
     assert model.eval()(x).shape == (2, 10)
     torch = pytest.importorskip("torch")
-    twin = bench._torch_model(torch, model).eval()
+    twin = _twins.torch_twin(torch, model).eval()
     with torch.no_grad():
         np.testing.assert_allclose(model(x), twin(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)

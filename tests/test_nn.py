@@ -106,6 +106,58 @@ def test_gradients_accumulate_until_zero_grad():
     assert layer.weight.grad is None
 
 
+@pytest.mark.parametrize("make,shape", [
+    (lambda: nn.Conv2d(2, 3, 3, padding=1), (2, 2, 5, 5)),
+    (lambda: nn.ConvTranspose2d(2, 3, 3, stride=2), (2, 2, 4, 4)),
+    (lambda: nn.Linear(5, 4), (3, 5)),
+    (lambda: nn.BatchNorm2d(2), (3, 2, 4, 4)),
+], ids=["conv", "conv_transpose", "linear", "batch_norm"])
+def test_layer_gradients_adopted_without_copy_accumulate_as_copies_did(make, shape):
+    """The layers keep the gradient their backward op returned instead of a copy of it. Integer
+    fills make every sum exact: two backward calls give exactly twice one; a gradient the caller
+    kept from before zero_grad() is never written again; zero_grad(set_to_none=False) keeps
+    accumulating into the same array; the public accumulate_grad still copies its argument."""
+    layer = make()
+    rng = np.random.default_rng(0)
+    for p in layer.parameters():
+        p.data[...] = rng.integers(-2, 3, p.data.shape)
+    x = rng.integers(-2, 3, shape).astype(np.float32)
+    g = rng.integers(-2, 3, layer(x).shape).astype(np.float32)
+    layer.backward(g)
+    once = {name: p.grad.copy() for name, p in layer.named_parameters()}
+    kept = {name: p.grad for name, p in layer.named_parameters()}
+    layer.backward(g)
+    for name, p in layer.named_parameters():
+        np.testing.assert_array_equal(p.grad, 2 * once[name], err_msg=name)
+        assert p.grad.dtype == np.float32 and p.grad is kept[name]
+    twice = {name: p.grad.copy() for name, p in layer.named_parameters()}
+    layer.zero_grad()
+    layer(x)
+    layer.backward(g)
+    for name, p in layer.named_parameters():
+        np.testing.assert_array_equal(kept[name], twice[name], err_msg=name)
+        np.testing.assert_array_equal(p.grad, once[name], err_msg=name)
+        assert p.grad is not kept[name] and not np.shares_memory(p.grad, kept[name])
+    same = {name: p.grad for name, p in layer.named_parameters()}
+    layer.zero_grad(set_to_none=False)
+    layer.backward(g)
+    for name, p in layer.named_parameters():
+        assert p.grad is same[name]
+        np.testing.assert_array_equal(p.grad, once[name], err_msg=name)
+    p = next(iter(layer.parameters()))
+    p.grad = None
+    mine = np.ones(p.data.shape, np.float32)
+    p.accumulate_grad(mine)
+    mine[...] = 7
+    np.testing.assert_array_equal(p.grad, np.ones(p.data.shape))
+    # A view is not adopted: its base would keep writing into the gradient.
+    p.grad = None
+    base = np.ones((2, *p.data.shape), np.float32)
+    p._accumulate_result(base[0])
+    base[...] = 5
+    np.testing.assert_array_equal(p.grad, np.ones(p.data.shape))
+
+
 def test_sequential_skips_first_input_gradient():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
     model(_rand(1, 1, 5, 5))

@@ -14,6 +14,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 from collections import namedtuple
 
 import numpy as np
@@ -22,7 +23,8 @@ from . import functional as F
 
 __all__ = [
     "ConvShape", "SUITES", "shape_files", "load_shapes", "conv_flops", "interleaved", "measure_peak",
-    "Report", "bench_conv", "bench_gemm", "bench_pool", "bench_ops", "bench_linear", "bench_models", "bench_torch", "bench_dist", "run",
+    "Report", "bench_conv", "bench_gemm", "bench_pool", "bench_ops", "bench_linear", "bench_models",
+    "bench_model_layers", "ZOO_MODELS", "bench_torch", "bench_dist", "run",
 ]
 
 ConvShape = namedtuple("ConvShape", "name N C H W K kh kw stride pad dilation groups")
@@ -57,6 +59,13 @@ def conv_flops(s):
     return 2.0 * s.N * s.K * ho * wo * (s.C // s.groups) * s.kh * s.kw
 
 
+# What ``interleaved`` times samples with: wall time, or with ``run(clock="cpu")`` the process's
+# CPU time, which on a machine whose cores other processes keep busy leaves out the time this one
+# waited for a core (one thread only: with more, workers spinning at a barrier count as work).
+_CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_sample_clock = [time.perf_counter]
+
+
 def interleaved(contenders, rounds=7, min_time=0.05, settle_time=0.1):
     """Median seconds per call of each callable in ``contenders`` (name -> fn).
 
@@ -67,7 +76,9 @@ def interleaved(contenders, rounds=7, min_time=0.05, settle_time=0.1):
     after its calls would otherwise slow down whichever contender is timed right
     after it (PyTorch's OpenMP workers spin for milliseconds, OpenBLAS's for
     60-100 ms; on 2 cores that halves the next contender's 2-thread speed).
+    Samples are wall time unless :func:`run` chose CPU time.
     """
+    clock = _sample_clock[0]
     names = list(contenders)
     reps = {}
     for name in names:
@@ -84,10 +95,10 @@ def interleaved(contenders, rounds=7, min_time=0.05, settle_time=0.1):
             settle_until = time.perf_counter() + settle_time
             while time.perf_counter() < settle_until:
                 fn()
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(n):
                 fn()
-            samples[name].append((time.perf_counter() - t0) / n)
+            samples[name].append((clock() - t0) / n)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
@@ -137,6 +148,7 @@ class Report:
         self.peak = peak_gflops
         self.threads = threads
         self.rows = []
+        self.summary = {}
 
     def add(self, suite, name, flops, times, ours="cnnkit", peer=None):
         row = {"suite": suite, "name": name, "flops": flops,
@@ -155,6 +167,8 @@ class Report:
     def _print(self, row, ours, peer):
         t = row["seconds"]
         parts = [f"{row['suite']:<10}{row['name']:<28}"]
+        if len(row["name"]) >= 28:  # a model layer's long name: the times stay aligned on the next line
+            parts = [f"{row['suite']:<10}{row['name']}\n{'':<38}"]
         for k in t:
             mark = "!" if "gflops" in row and row["pct_peak"][k] > 100.0 else " "
             rate = f" {row['gflops'][k]:7.1f} GF/s {row['pct_peak'][k]:5.1f}%{mark}" if "gflops" in row else ""
@@ -175,7 +189,7 @@ class Report:
 
     def to_json(self, path):
         doc = {"machine": platform.machine(), "processor": platform.processor(), "threads": self.threads,
-               "peak_gflops": self.peak, "rows": self.rows}
+               "peak_gflops": self.peak, "rows": self.rows, "summary": self.summary}
         with open(path, "w") as f:
             json.dump(doc, f, indent=2)
 
@@ -347,132 +361,234 @@ def bench_linear(report, torch, rounds, layers=((3136, 1024), (400, 120), (84, 1
                        peer="torch" if torch is not None else None)
 
 
-def _torch_concat(torch, branches, dim):
-    """cnnkit.nn.Concat's torch twin: the same branches under the same names, outputs concatenated."""
-
-    class Concat(torch.nn.Module):
-        def forward(self, x):
-            return torch.cat([b(x) for b in self.children()], dim)
-
-    twin = Concat()
-    for i, b in enumerate(branches):
-        twin.add_module(str(i), b)
-    return twin
-
-
-def _torch_residual(torch):
-    """torch.nn's twin of cnnkit.nn.Residual (the same submodule names, so the same state_dict keys)."""
-
-    class Residual(torch.nn.Module):
-        def __init__(self, body, shortcut):
-            super().__init__()
-            self.body, self.shortcut = body, shortcut
-
-        def forward(self, x):
-            return self.body(x) + self.shortcut(x)
-
-    return Residual
-
-
-def _torch_model(torch, ours):
-    """The torch.nn twin of a cnnkit Sequential built from the same layer types."""
-    from . import nn
-
-    t = torch.nn
-
-    def convert(m):
-        if isinstance(m, nn.Sequential):
-            return t.Sequential(*[convert(c) for c in m])
-        if isinstance(m, nn.Concat):
-            return _torch_concat(torch, [convert(c) for c in m], m.dim)
-        if isinstance(m, nn.BatchNorm2d):
-            return t.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
-        if isinstance(m, nn.AdaptiveAvgPool2d):
-            return t.AdaptiveAvgPool2d(m.output_size)
-        if isinstance(m, nn.Conv2d):
-            return t.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                            m.groups, bias=m.bias is not None)
-        if isinstance(m, nn.Linear):
-            return t.Linear(m.in_features, m.out_features, bias=m.bias is not None)
-        if isinstance(m, nn.AvgPool2d):
-            return t.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad)
-        if isinstance(m, nn.MaxPool2d):
-            return t.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode)
-        if isinstance(m, nn.Flatten):
-            return t.Flatten(m.start_dim, m.end_dim)
-        if isinstance(m, nn.Dropout):
-            return t.Dropout(m.p)
-        if isinstance(m, nn.Residual):
-            return _torch_residual(torch)(convert(m.body), convert(m.shortcut))
-        if isinstance(m, nn.LocalResponseNorm):
-            return t.LocalResponseNorm(m.size, m.alpha, m.beta, m.k)
-        simple = {nn.ReLU: t.ReLU, nn.Tanh: t.Tanh, nn.Sigmoid: t.Sigmoid, nn.Identity: t.Identity}
-        if type(m) in simple:
-            return simple[type(m)]()
-        raise TypeError(f"no torch twin for {type(m).__name__}")
-
-    twin = convert(ours)
-    twin.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
-    return twin
-
-
 # The input each benchmarkable zoo model takes: MNIST digits or 32x32 colour images. The
 # Inception and DenseNet entries are not in the default run: one round of them at batch 64
 # takes minutes (most of it in PyTorch) on a small machine.
-_MODEL_INPUTS = {"lenet5": (1, 28, 28), "mnist_cnn": (1, 28, 28), "resnet": (3, 32, 32), "inception": (3, 32, 32),
-                 "densenet": (3, 32, 32)}
+_MODEL_INPUTS = {"lenet5": (1, 28, 28), "mnist_cnn": (1, 28, 28), "resnet": (3, 32, 32), "resnet20": (3, 32, 32),
+                 "vgg11": (3, 32, 32), "alexnet": (3, 32, 32), "inception": (3, 32, 32), "densenet": (3, 32, 32)}
+
+# The zoo models of ``bench models``, each built with the zoo's defaults.
+ZOO_MODELS = ("lenet5", "mnist_cnn", "resnet20", "vgg11", "alexnet")
 
 
-def bench_models(report, torch, rounds, batches=(1, 64, 256), names=("lenet5", "mnist_cnn")):
-    from . import models, nn, optim
+def _zoo_model(name):
+    from . import models
+
+    builders = {"resnet20": lambda: models.resnet(20), "vgg11": lambda: models.vgg("vgg11")}
+    if name in builders:
+        return builders[name]()
+    if name not in _MODEL_INPUTS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(ZOO_MODELS)}")
+    return getattr(models, name)()
+
+
+def _leaf_layers(model, x):
+    """(name, module, input shape, output shape) of every leaf layer that ``model(x)`` calls, in
+    call order (the recorder ``Module.summary`` uses)."""
+    from .nn import module as nn_module
+
+    rows = []
+    nn_module._summary_recorder[0] = rows
+    try:
+        model(x)
+    finally:
+        nn_module._summary_recorder[0] = None
+    names = {id(m): name for name, m in model.named_modules()}
+    return [(names.get(id(m), "?"), m, tuple(i), tuple(o)) for m, i, o in rows]
+
+
+def _dense_flops(layers):
+    """Conv and linear FLOPs of one forward pass over the recorded layers (their batch included),
+    and the first such layer's: the training step computes no input gradient for it."""
+    from . import nn
+
+    dense = [m.flops(i, o) * o[0] for _, m, i, o in layers if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return float(sum(dense)), float(dense[0] if dense else 0)
+
+
+def _inference_fn(model):
+    """What answers a batch in eval mode: the compiled inference plan where the model offers one
+    (``compile_inference``), else the layer-by-layer forward. Returns (callable, "plan"/"layers")."""
+    compile_inference = getattr(model, "compile_inference", None)
+    if compile_inference is None:
+        return model, "layers"
+    plan = compile_inference()
+    return (plan if callable(plan) else model), "plan"
+
+
+def _onnx_session(torch, twin, x, threads):
+    """An ONNX Runtime session running the twin's ONNX export (batch dimension dynamic), or None
+    with a printed reason when onnx/onnxruntime are missing or the export fails."""
+    import io
+
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export needs it)
+        import onnxruntime as ort
+    except ImportError as e:
+        print(f"note: ONNX Runtime is skipped ({e.name} is not installed); pip install \"cnnkit[bench]\"")
+        return None
+    buf = io.BytesIO()
+    twin.eval()
+    try:
+        with warnings.catch_warnings():
+            # The TorchScript exporter is deprecated in favour of torch.export's, which needs
+            # onnxscript and gives the same graph for these layers; its notes on constant folding
+            # are about graphs ORT optimises again anyway.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            torch.onnx.export(twin, (torch.from_numpy(x),), buf, dynamo=False, input_names=["x"],
+                              output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    except Exception as e:  # an exporter failure skips this contender, not the benchmark
+        print(f"note: ONNX Runtime is skipped: the ONNX export failed ({type(e).__name__}: {e})")
+        return None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+
+
+def _add_model_row(report, suite, name, flops, times):
+    """A model row, its ratio against PyTorch (``ratio``) and every peer (``ratios``)."""
+    peers = [p for p in ("torch", "onnxruntime") if p in times]
+    row = report.add(suite, name, flops, times, peer=peers[0] if peers else None)
+    row["ratios"] = {p: times[p] / times["cnnkit"] for p in peers}
+    if len(peers) > 1:
+        print(f"{'':<38}ratio onnxruntime/cnnkit: {row['ratios']['onnxruntime']:.2f}x")
+    return row
+
+
+def bench_models(report, torch, rounds, names=ZOO_MODELS, train_batch=64, infer_batches=(1, 64), threads=1,
+                 use_onnx=True):
+    """Whole zoo models against their weight-identical PyTorch twin and its ONNX export in ONNX
+    Runtime: a training step at ``train_batch`` (forward, cross-entropy, backward, SGD with momentum)
+    and inference at each of ``infer_batches``. Each row's rate counts the conv and linear FLOPs
+    (three passes for training, less the first layer's input gradient, which neither side computes)."""
+    from . import nn, optim
 
     for name in names:
-        model = getattr(models, name)()
-        twin = _torch_model(torch, model) if torch is not None else None
-        for batch in batches:
-            rng = np.random.default_rng(batch)
-            x = rng.standard_normal((batch, *_MODEL_INPUTS[name])).astype(np.float32)
-            y = rng.integers(0, 10, batch)
+        model = _zoo_model(name)
+        shape = _MODEL_INPUTS[name]
+        twin = None
+        if torch is not None:
+            from ._twins import torch_twin
+
+            twin = torch_twin(torch, model)
+        rng = np.random.default_rng(0)
+        session = None
+        for batch in infer_batches:
+            x = rng.standard_normal((batch, *shape)).astype(np.float32)
             model.eval()
-            c = {"cnnkit": lambda: model(x)}
+            fwd_flops, _ = _dense_flops(_leaf_layers(model, x))
+            infer, path = _inference_fn(model)
+            c = {"cnnkit": lambda infer=infer, x=x: infer(x)}
             if twin is not None:
                 twin.eval()
                 xt = torch.from_numpy(x)
 
-                def torch_infer():
-                    with torch.no_grad():
+                def torch_infer(xt=xt):
+                    with torch.inference_mode():
                         twin(xt)
 
                 c["torch"] = torch_infer
-            report.add("infer", f"{name} b{batch}", 0, interleaved(c, rounds),
-                       peer="torch" if twin is not None else None)
-            if batch == 1:
-                continue
-            model.train()
-            crit = nn.CrossEntropyLoss()
-            opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+                if use_onnx and session is None:
+                    session = _onnx_session(torch, twin, x, threads) or False
+                if session:
+                    c["onnxruntime"] = lambda x=x: session.run(None, {"x": x})
+            row = _add_model_row(report, "infer", f"{name} b{batch}", fwd_flops, interleaved(c, rounds))
+            row["cnnkit_path"] = path
+        x = rng.standard_normal((train_batch, *shape)).astype(np.float32)
+        y = rng.integers(0, 10, train_batch)
+        model.train()
+        fwd_flops, first = _dense_flops(_leaf_layers(model, x))
+        crit = nn.CrossEntropyLoss()
+        opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
-            def step():
-                out = model(x)
-                crit(out, y)
-                opt.zero_grad()
-                model.backward(crit.backward(), input_grad=False)
-                opt.step()
+        def step(x=x, y=y, crit=crit, opt=opt):
+            crit(model(x), y)
+            opt.zero_grad()
+            model.backward(crit.backward(), input_grad=False)
+            opt.step()
 
-            c = {"cnnkit": step}
-            if twin is not None:
-                twin.train()
-                topt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
-                yt = torch.from_numpy(y)
+        c = {"cnnkit": step}
+        if twin is not None:
+            twin.train()
+            topt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
+            xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
-                def torch_step():
-                    topt.zero_grad()
-                    torch.nn.functional.cross_entropy(twin(xt), yt).backward()
-                    topt.step()
+            def torch_step(xt=xt, yt=yt, topt=topt):
+                topt.zero_grad()
+                torch.nn.functional.cross_entropy(twin(xt), yt).backward()
+                topt.step()
 
-                c["torch"] = torch_step
-            report.add("train", f"{name} b{batch}", 0, interleaved(c, rounds),
-                       peer="torch" if twin is not None else None)
+            c["torch"] = torch_step
+        _add_model_row(report, "train", f"{name} b{train_batch}", 3 * fwd_flops - first,
+                       interleaved(c, rounds))
+
+
+def bench_model_layers(report, torch, rounds, name, batch=64):
+    """Each leaf layer of one zoo model at ``batch``, forward and backward (input and parameter
+    gradients) in training mode, against the same layer of the torch twin: where a training step's
+    time goes and at what % of the peak each conv and linear layer runs."""
+    from . import nn
+
+    model = _zoo_model(name).train()
+    x = np.random.default_rng(0).standard_normal((batch, *_MODEL_INPUTS[name])).astype(np.float32)
+    layers = _leaf_layers(model, x)
+    theirs = {}
+    if torch is not None:
+        from ._twins import torch_twin
+
+        theirs = dict(torch_twin(torch, model).train().named_modules())
+    rng = np.random.default_rng(1)
+    for i, (lname, m, in_shape, out_shape) in enumerate(layers):
+        if isinstance(m, (nn.Identity, nn.Flatten)):
+            continue
+        xi = rng.standard_normal(in_shape).astype(np.float32)
+        gi = rng.standard_normal(out_shape).astype(np.float32)
+        # The first layer's input gradient is skipped in a training step; so here.
+        need_dx = i > 0
+        dense = isinstance(m, (nn.Conv2d, nn.Linear))
+        flops = m.flops(in_shape, out_shape) * batch * (3 if need_dx else 2) if dense else 0
+
+        def ours(m=m, xi=xi, gi=gi, need_dx=need_dx):
+            m(xi)
+            m.backward(gi, input_grad=need_dx)
+
+        c = {"cnnkit": ours}
+        tm = theirs.get(lname)
+        if tm is not None:
+            txi = torch.from_numpy(xi).requires_grad_(need_dx)
+            tgi = torch.from_numpy(gi)
+
+            def torch_layer(tm=tm, txi=txi, tgi=tgi):
+                out = tm(txi)
+                if out.requires_grad:
+                    out.backward(tgi)
+
+            c["torch"] = torch_layer
+        row = report.add("layer", f"{name}.{lname} {type(m).__name__}", flops, interleaved(c, rounds),
+                         peer="torch" if tm is not None else None)
+        row.update(output_shape=list(out_shape), layer_type=type(m).__name__)
+    _summarize_layers(report, name)
+
+
+def _summarize_layers(report, model):
+    """The layer rows' seconds summed per layer type: which kind of layer a step spends its time
+    in, on each side. Into ``report.summary["layers"]`` and printed."""
+    totals = {}
+    for r in report.rows:
+        if r["suite"] == "layer" and r["name"].startswith(model + "."):
+            per_type = totals.setdefault(r["layer_type"], {})
+            for k, v in r["seconds"].items():
+                per_type[k] = per_type.get(k, 0.0) + v
+    everything = {k: sum(t.get(k, 0.0) for t in totals.values()) for k in ("cnnkit", "torch")}
+    for kind, t in sorted(totals.items(), key=lambda kv: -kv[1]["cnnkit"]):
+        share = 100.0 * t["cnnkit"] / everything["cnnkit"]
+        versus = f", torch {t['torch'] * 1e3:.2f} ms ({t['torch'] / t['cnnkit']:.2f}x)" if "torch" in t else ""
+        print(f"{model} {kind}: cnnkit {t['cnnkit'] * 1e3:.2f} ms ({share:.0f}% of its layer time){versus}")
+    report.summary.setdefault("layers", {})[model] = {"seconds_by_type": totals}
 
 
 def bench_torch(report, torch, rounds, batches=(("lenet5", 64), ("resnet8", 32))):
@@ -483,11 +599,12 @@ def bench_torch(report, torch, rounds, batches=(("lenet5", 64), ("resnet8", 32))
 
     from . import models
     from . import torch as ct
+    from ._twins import torch_twin
 
     for name, batch in batches:
         ours, shape = (models.lenet5(), _MODEL_INPUTS["lenet5"]) if name == "lenet5" else (
             models.resnet(8), _MODEL_INPUTS["resnet"])
-        plain = _torch_model(torch, ours)
+        plain = torch_twin(torch, ours)
         fast = ct.accelerate(copy.deepcopy(plain))
         rng = np.random.default_rng(batch)
         x = torch.from_numpy(rng.standard_normal((batch, *shape)).astype(np.float32))
@@ -616,25 +733,69 @@ def bench_dist(report, rounds, ranks=2):
         print(f"{'':<38}{row['images_per_s']:.0f} images/s, gradients {row['gradient_bytes'] / 2**20:.2f} MiB")
 
 
+def _summarize_models(report):
+    """Per workload (training step or inference at a batch) and peer, the geometric mean ratio
+    and the smallest, into ``report.summary["models"]`` and printed."""
+    groups = {}
+    for r in report.rows:
+        if r["suite"] in ("train", "infer") and "ratios" in r:
+            workload = f"{r['suite']} {r['name'].rsplit(' ', 1)[1]}"
+            for peer, ratio in r["ratios"].items():
+                groups.setdefault((workload, peer), []).append((r["name"].rsplit(" ", 1)[0], ratio))
+    summary = {}
+    for (workload, peer), pairs in groups.items():
+        ratios = [v for _, v in pairs]
+        geomean = float(np.exp(np.mean(np.log(ratios))))
+        worst = min(pairs, key=lambda p: p[1])
+        summary.setdefault(workload, {})[peer] = {"geomean_ratio": geomean, "min_ratio": worst[1],
+                                                  "min_model": worst[0]}
+        print(f"{workload} vs {peer}: geometric mean {geomean:.2f}x, lowest {worst[1]:.2f}x ({worst[0]})")
+    if summary:
+        report.summary["models"] = summary
+
+
+def _note_load(report):
+    """Record the load average, and warn when more processes want to run than there are cores: a
+    library whose worker threads wait for each other at every parallel region then waits for a
+    descheduled one (PyTorch's OpenMP workers took 50-600x their time at 2 threads on a 2-core
+    machine with a load average of 11)."""
+    if not hasattr(os, "getloadavg"):
+        return
+    load = os.getloadavg()[0]
+    report.summary["load_average"] = load
+    cores = os.cpu_count() or 1
+    if load > cores:
+        print(f"note: load average {load:.1f} on {cores} cores: processes wait for a core, so wall times "
+              f"are unreliable, multi-threaded peers' most (--clock cpu --threads 1 leaves the waits out)")
+
+
 SUITES = ("targets", "conv", "gemm", "pool", "ops", "linear", "models", "torch", "dist")
 
 
 def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=None, threads=None, rounds=7,
-        use_torch=True, json_path=None, isa=None):
+        use_torch=True, json_path=None, isa=None, models=None, layers_model=None, use_onnx=True, clock="wall"):
     """Run the chosen suites, print a table and return the :class:`Report`.
 
     ``targets`` runs the issue's target convolution shapes; ``conv`` every bundled
-    network's shape file (or ``shapes``: names or paths of shape files).
+    network's shape file (or ``shapes``: names or paths of shape files). ``models`` runs
+    the zoo models named in ``models`` (default :data:`ZOO_MODELS`) and, with
+    ``layers_model``, that model's layers one by one. ``clock="cpu"`` times samples in process CPU
+    time instead of wall time (one thread only).
     """
     import cnnkit
 
     for suite in suites:
         if suite not in SUITES:
             raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+    if clock not in _CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(_CLOCKS)}, got {clock!r}")
     previous_threads, previous_isa = cnnkit.get_num_threads(), cnnkit.get_max_isa()
+    threads = previous_threads if threads is None else threads
+    if clock == "cpu" and threads != 1:
+        raise ValueError(f"clock='cpu' needs threads=1 (got {threads}): CPU time sums over threads, "
+                         "so another thread's spinning at a barrier would count as work")
     if isa is not None:
         cnnkit.set_max_isa(isa)
-    threads = previous_threads if threads is None else threads
     cnnkit.set_num_threads(threads)
     blas_limit = None
     try:
@@ -648,6 +809,9 @@ def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=No
         print(f"cnnkit {info['version']}, ISA {info['max_isa']}, {threads} threads; "
               f"peer: {'torch ' + torch.__version__ if torch else 'none'}; measured peak {peak:.1f} GFLOP/s")
         report = Report(peak, threads)
+        report.summary["clock"] = clock
+        _sample_clock[0] = _CLOCKS[clock]
+        _note_load(report)
         for suite in suites:
             if suite == "targets":
                 bench_conv(report, load_shapes("targets"), torch, rounds)
@@ -663,7 +827,10 @@ def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=No
             elif suite == "linear":
                 bench_linear(report, torch, rounds)
             elif suite == "models":
-                bench_models(report, torch, rounds)
+                bench_models(report, torch, rounds, names=models or ZOO_MODELS, threads=threads,
+                             use_onnx=use_onnx)
+                if layers_model is not None:
+                    bench_model_layers(report, torch, rounds, layers_model)
             elif suite == "torch":
                 if torch is None:
                     print("note: the torch suite needs PyTorch; skipped")
@@ -672,6 +839,7 @@ def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=No
             elif suite == "dist":
                 bench_dist(report, rounds)
     finally:
+        _sample_clock[0] = time.perf_counter
         cnnkit.set_num_threads(previous_threads)
         cnnkit.set_max_isa(previous_isa)
         if blas_limit is not None:
@@ -681,6 +849,7 @@ def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=No
         g = report.geomean_ratio(suite)
         if g is not None:
             print(f"geometric mean ratio torch/cnnkit, {suite}: {g:.2f}x")
+    _summarize_models(report)
     if json_path:
         report.to_json(json_path)
         print(f"wrote {json_path}")

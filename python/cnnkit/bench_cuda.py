@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from . import bench
+from . import _twins, bench
 from . import functional as F
 
 __all__ = ["SUITES", "TARGETS", "cuda_timings", "copy_bandwidth", "run"]
@@ -221,7 +221,7 @@ def bench_models(rows, cases=(("lenet5", 64), ("resnet8", 64))):
     for name, batch in cases:
         ours, shape = (models.lenet5(), bench._MODEL_INPUTS["lenet5"]) if name == "lenet5" else (
             models.resnet(8), bench._MODEL_INPUTS["resnet"])
-        twin = bench._torch_model(torch, ours).cuda().train()
+        twin = _twins.torch_twin(torch, ours).cuda().train()
         ours.to("cuda", library="torch").train()
         x = _randn(torch, batch, *shape)
         y = torch.randint(0, 10, (batch,), device="cuda")

@@ -11,7 +11,6 @@ __all__ = ["main", "build_parser"]
 MODELS = ("lenet5", "mnist_cnn", "alexnet", "vgg", "resnet", "inception", "densenet")
 DATASETS = ("mnist", "cifar10")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
-_BENCH_SUITES = ("targets", "gemm", "pool", "ops", "linear", "models")
 
 
 def _build_model(name, in_channels, image_size):
@@ -221,26 +220,35 @@ def _print_cuda(cuda):
     print(f"  ops with CUDA kernels ({len(cuda['ops'])}): {', '.join(cuda['ops']) or 'none'}")
 
 
+_DEFAULT_BENCH_SUITES = ("targets", "gemm", "pool", "ops", "linear", "models")
+
+
 def cmd_bench(args):
     from . import bench
 
     if args.device == "cuda":
         from . import bench_cuda
 
-        # The CPU suites' default list means "every CUDA suite" here.
-        suites = bench_cuda.SUITES if args.suite == list(_BENCH_SUITES) else args.suite
         try:
-            bench_cuda.run(suites, rounds=args.rounds, json_path=args.json)
+            bench_cuda.run(args.suite or bench_cuda.SUITES, rounds=args.rounds, json_path=args.json)
         except (RuntimeError, ValueError) as e:
             raise SystemExit(f"cnnkit bench --device cuda: {e}") from None
         return 0
-    bench.run(args.suite, shapes=args.shapes, threads=args.threads, rounds=args.rounds,
-              use_torch=not args.no_torch, json_path=args.json, isa=args.isa)
+    # --models and --model choose what the models suite runs, so they ask for it: alone they run
+    # only it, beside named suites they add it.
+    wants_models = args.model is not None or args.models is not None
+    if args.suite:
+        suites = list(args.suite) + (["models"] if wants_models and "models" not in args.suite else [])
+    else:
+        suites = ["models"] if wants_models else list(_DEFAULT_BENCH_SUITES)
+    bench.run(suites, shapes=args.shapes, threads=args.threads, rounds=args.rounds,
+              use_torch=not args.no_torch, json_path=args.json, isa=args.isa, models=args.models,
+              layers_model=args.model, use_onnx=not args.no_onnx, clock=args.clock)
     return 0
 
 
 def build_parser():
-    from . import __version__
+    from . import __version__, bench
 
     p = argparse.ArgumentParser(prog="cnnkit", description="Train and evaluate CNNs with cnnkit.")
     p.add_argument("--version", action="version", version=f"cnnkit {__version__}")
@@ -283,7 +291,7 @@ def build_parser():
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="benchmark kernels and models against NumPy and PyTorch")
-    b.add_argument("suite", nargs="*", default=list(_BENCH_SUITES),
+    b.add_argument("suite", nargs="*", default=[],
                    help="targets, conv, gemm, pool, ops, linear, models, torch, dist "
                         "(default: all but conv, torch and dist); with --device cuda: gemm, targets, ops, "
                         "models (default: all)")
@@ -291,7 +299,16 @@ def build_parser():
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--isa", choices=("scalar", "avx2", "avx512"), default=None, help="cap cnnkit's ISA")
     b.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
-    b.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch")
+    b.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch (nor ONNX Runtime, "
+                   "which runs the PyTorch twin's export)")
+    b.add_argument("--no-onnx", action="store_true", help="do not compare with ONNX Runtime")
+    b.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="time samples in wall time, or in process CPU time (with --threads 1 only): "
+                        "on a machine other processes keep busy, CPU time leaves out the waits for a core")
+    b.add_argument("--models", nargs="+", choices=bench.ZOO_MODELS, default=None,
+                   help="the zoo models of the models suite (default: all)")
+    b.add_argument("--model", choices=bench.ZOO_MODELS, default=None,
+                   help="also time this model's layers one by one (forward + backward, %% of the peak)")
     b.add_argument("--json", default=None, help="also write the results to this JSON file")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cuda: the CUDA kernels and training steps against PyTorch CUDA (TF32 off)")

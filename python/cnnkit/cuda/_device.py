@@ -135,7 +135,7 @@ def array_library(library=None):
     for name in ((library,) if library else ("cupy", "torch")):
         if importlib.util.find_spec(name) is not None:
             return name
-    raise RuntimeError(f"no CUDA array library: install CuPy (pip install \"cnnkit[cuda]\")"
+    raise RuntimeError("no CUDA array library: install CuPy (pip install \"cnnkit[cuda]\")"
                        + (" or PyTorch with CUDA" if library is None else f" ({library} was asked for)"))
 
 

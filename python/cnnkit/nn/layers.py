@@ -66,9 +66,10 @@ class _ConvBase(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def _accumulate(self, grad_weight, grad_bias):
-        self.weight.accumulate_grad(grad_weight)
+        # Fresh arrays from the backward op, held by nothing else: adopted, not copied.
+        self.weight._accumulate_result(grad_weight)
         if self.bias is not None:
-            self.bias.accumulate_grad(grad_bias)
+            self.bias._accumulate_result(grad_bias)
 
 
 class Conv2d(_ConvBase):
@@ -201,9 +202,9 @@ class Linear(Module):
             grad_output, self._input, self.weight.data, input_grad=input_grad,
             weight_grad=self.weight.requires_grad, bias_grad=_needs(self.bias),
         )
-        self.weight.accumulate_grad(dw)
+        self.weight._accumulate_result(dw)
         if self.bias is not None:
-            self.bias.accumulate_grad(db)
+            self.bias._accumulate_result(db)
         return dx
 
     def flops(self, input_shape, output_shape):
@@ -327,8 +328,8 @@ class _BatchNorm(Module):
             self.weight.data if self.affine else None, training=self._batch_stats, eps=self.eps,
         )
         if self.affine:
-            self.weight.accumulate_grad(dw)
-            self.bias.accumulate_grad(db)
+            self.weight._accumulate_result(dw)
+            self.bias._accumulate_result(db)
         return dx if input_grad else None
 
     def extra_repr(self):

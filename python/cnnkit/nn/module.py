@@ -100,11 +100,26 @@ class Parameter:
 
     def accumulate_grad(self, grad):
         """Add ``grad`` into ``self.grad`` (allocating it on the first call)."""
+        self._accumulate(grad, False)
+
+    def _accumulate_result(self, grad):
+        """:meth:`accumulate_grad` for a gradient that an op has just returned to a layer and that
+        nothing else holds: the first one after ``zero_grad`` becomes ``grad`` itself instead of a
+        copy. Copying cost a pass over every weight once per training step (12 MB for
+        mnist_cnn's first linear layer)."""
+        self._accumulate(grad, True)
+
+    def _accumulate(self, grad, adopt):
         if not self.requires_grad or grad is None:
             return
         if self.grad is None:
-            on_host = _on_host(grad)
-            self.grad = np.array(grad, dtype=np.float32, copy=True) if on_host else _device().copy(grad)
+            if _on_host(grad):
+                # Only an array with its own memory: a view would leave its base writing into the grad.
+                owned = (adopt and type(grad) is np.ndarray and grad.base is None and grad.dtype == np.float32
+                         and grad.flags.c_contiguous and grad.flags.writeable and grad.shape == self.data.shape)
+                self.grad = grad if owned else np.array(grad, dtype=np.float32, copy=True)
+            else:
+                self.grad = _device().copy(grad)
         else:
             self.grad += grad
         if self._grad_hooks:
