@@ -564,3 +564,13 @@ def test_train_command_on_the_device_trains_saves_and_plots(standin, tmp_path, c
     weights = cnnkit.load(str(out / "weights.safetensors"))
     assert weights.keys() == cnnkit.models.lenet5().state_dict().keys()
     assert (out / "history.json").exists()
+
+
+def test_a_model_on_the_device_is_refused_by_compile_inference_and_compiles_back_on_the_cpu(standin):
+    host, dev = _lenet_pair()
+    dev.to("cuda").eval()
+    with pytest.raises(ValueError, match="compile_inference: .* on a GPU"):
+        dev.compile_inference((1, 28, 28))
+    plan = dev.cpu().compile_inference((1, 28, 28))
+    x = np.random.default_rng(4).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    np.testing.assert_allclose(plan(x), host.eval()(x), rtol=1e-4, atol=1e-5)

@@ -406,14 +406,14 @@ def _dense_flops(layers):
     return float(sum(dense)), float(dense[0] if dense else 0)
 
 
-def _inference_fn(model):
-    """What answers a batch in eval mode: the compiled inference plan where the model offers one
-    (``compile_inference``), else the layer-by-layer forward. Returns (callable, "plan"/"layers")."""
+def _inference_fn(model, input_shape):
+    """What answers a batch of ``input_shape`` images in eval mode: the compiled inference plan
+    where the model offers one (``compile_inference``), else the layer-by-layer forward. Returns
+    (callable, "plan"/"layers"); a plan keeps the model's weights read-only until it is released."""
     compile_inference = getattr(model, "compile_inference", None)
     if compile_inference is None:
         return model, "layers"
-    plan = compile_inference()
-    return (plan if callable(plan) else model), "plan"
+    return compile_inference(input_shape), "plan"
 
 
 def _onnx_session(torch, twin, x, threads):
@@ -481,7 +481,7 @@ def bench_models(report, torch, rounds, names=ZOO_MODELS, train_batch=64, infer_
             x = rng.standard_normal((batch, *shape)).astype(np.float32)
             model.eval()
             fwd_flops, _ = _dense_flops(_leaf_layers(model, x))
-            infer, path = _inference_fn(model)
+            infer, path = _inference_fn(model, shape)
             c = {"cnnkit": lambda infer=infer, x=x: infer(x)}
             if twin is not None:
                 twin.eval()
@@ -498,6 +498,8 @@ def bench_models(report, torch, rounds, names=ZOO_MODELS, train_batch=64, infer_
                     c["onnxruntime"] = lambda x=x: session.run(None, {"x": x})
             row = _add_model_row(report, "infer", f"{name} b{batch}", fwd_flops, interleaved(c, rounds))
             row["cnnkit_path"] = path
+            if path == "plan":
+                infer.release()  # the training step below updates the weights
         x = rng.standard_normal((train_batch, *shape)).astype(np.float32)
         y = rng.integers(0, 10, train_batch)
         model.train()
