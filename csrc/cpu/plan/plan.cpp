@@ -22,6 +22,7 @@
 #include "cnnkit/gemm.h"
 #include "cnnkit/isa.h"
 #include "cnnkit/linear.h"
+#include "cnnkit/norm.h"
 #include "cnnkit/pool.h"
 #include "cnnkit/threads.h"
 #include "core/parallel.h"
@@ -130,38 +131,15 @@ void channel_affine(const Op& op, const ValueShape& s, int64_t batch, const floa
   });
 }
 
-// Across channels: channel c's window is [c - size/2, c + (size-1)/2], PyTorch's.
+// The library's threaded LRN (cpu/norm/lrn.cpp) over the value's channels and planes.
 void lrn(const Op& op, const ValueShape& s, int64_t batch, const float* x, float* y) {
-  const int64_t plane = s.h * s.w, planes = batch * s.c, size = op.lrn_size;
-  const float coef = static_cast<float>(op.lrn_alpha / static_cast<double>(size));
-  const float k = static_cast<float>(op.lrn_k), beta = static_cast<float>(op.lrn_beta);
-  const bool three_quarters = op.lrn_beta == 0.75;
-  parallel_for(planes, work_per_item(planes, {plane, size + 4}), [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t n = p / s.c, c = p % s.c;
-      const int64_t lo = std::max<int64_t>(0, c - size / 2), hi = std::min(s.c - 1, c + (size - 1) / 2);
-      const float* xi = x + n * s.c * plane;
-      float* yp = y + p * plane;
-      // yp first holds the sum of squares, then the result.
-      std::fill(yp, yp + plane, 0.0f);
-      for (int64_t j = lo; j <= hi; ++j) {
-        const float* xj = xi + j * plane;
-        for (int64_t i = 0; i < plane; ++i) yp[i] += xj[i] * xj[i];
-      }
-      const float* xp = xi + c * plane;
-      if (three_quarters) {
-        // s^-0.75 = 1 / (sqrt(s) * sqrt(sqrt(s))): square roots vectorise, pow does not.
-        for (int64_t i = 0; i < plane; ++i) {
-          const float t = k + coef * yp[i], r = std::sqrt(t);
-          yp[i] = xp[i] / (r * std::sqrt(r));
-        }
-      } else {
-        for (int64_t i = 0; i < plane; ++i) yp[i] = xp[i] * std::pow(k + coef * yp[i], -beta);
-      }
-    }
-  });
+  LrnParams params;
+  params.size = op.lrn_size;
+  params.alpha = op.lrn_alpha;
+  params.beta = op.lrn_beta;
+  params.k = op.lrn_k;
+  local_response_norm(LrnShape{batch, s.c, s.h * s.w}, params, x, y);
 }
-
 
 // The column matrix of conv_batched_gemm holds at most this many floats
 // (64 MiB), so large batches run in chunks of images.
