@@ -19,5 +19,8 @@ namespace cnnkit::cuda::python {
 inline cudaStream_t as_stream(uintptr_t handle) { return reinterpret_cast<cudaStream_t>(handle); }
 
 void bind_act(pybind11::module_& m, pybind11::module_& emulate);
+void bind_gemm(pybind11::module_& m, pybind11::module_& emulate);
+void bind_conv(pybind11::module_& m, pybind11::module_& emulate);
+void bind_linear(pybind11::module_& m, pybind11::module_& emulate);
 
 }  // namespace cnnkit::cuda::python

@@ -79,4 +79,7 @@ PYBIND11_MODULE(_cuda, m) {
   py::module_ emulate = m.def_submodule(
       "emulate", "The kernels' per-thread work run over the whole grid on the host (tests without a GPU)");
   cnnkit::cuda::python::bind_act(m, emulate);
+  cnnkit::cuda::python::bind_gemm(m, emulate);
+  cnnkit::cuda::python::bind_conv(m, emulate);
+  cnnkit::cuda::python::bind_linear(m, emulate);
 }

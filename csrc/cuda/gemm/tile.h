@@ -1,0 +1,246 @@
+// The tiled SGEMM's per-thread work, shared by every GEMM-shaped kernel of the CUDA module
+// (sgemm, linear, conv2d by im2col and by implicit GEMM): C[m, n] = sum_k A(m, k) * B(n, k).
+//
+// Both operands are read as "row x depth" matrices (A: M x K, B: N x K), so a transpose is only a
+// swap of strides and an implicit-GEMM operand is a gather function of (row, depth). A block owns
+// a BM x BN tile of C; per step of BK along the depth its threads copy the two operand tiles into
+// shared memory (depth-major, so the inner product reads rows contiguously), then each thread
+// accumulates its TM x TN micro-tile in registers. The steps run in the same order for every
+// tile shape, so the result does not depend on which shape was chosen.
+//
+// Everything here is CNNKIT_HD: the GPU kernel (common/device_exec.cuh) and the host emulator
+// (common/host_exec.h) run the same functions, the emulator looping over the threads of a block
+// phase by phase.
+#pragma once
+
+#include <vector_types.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "cuda/common/hd.h"
+
+#ifdef __CUDACC__
+#define CNNKIT_UNROLL _Pragma("unroll")
+#else
+#define CNNKIT_UNROLL
+#endif
+
+namespace cnnkit::cuda::gemm {
+
+template <int BM_, int BN_, int BK_, int TM_, int TN_>
+struct TileConfig {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_;
+  static constexpr int kThreads = (BM / TM) * (BN / TN);
+  // One float4 of padding per depth row: the depth-contiguous loads write a tile column by
+  // column, and the padding spreads a warp's stores over all 32 banks.
+  static constexpr int LDA = BM + 4, LDB = BN + 4;
+  static_assert(BM % TM == 0 && BN % TN == 0, "the micro-tiles must cover the tile");
+  static_assert((BM * BK) % (4 * kThreads) == 0 && (BN * BK) % (4 * kThreads) == 0,
+                "each thread copies whole float4s of both operand tiles");
+  static_assert(BK % 4 == 0 && BM % 4 == 0 && BN % 4 == 0, "operand tiles are copied as float4s");
+};
+
+// 128 x 128 tiles for large products (64 accumulators a thread), 64 x 64 where the large tiles
+// would leave most multiprocessors idle.
+using LargeTile = TileConfig<128, 128, 8, 8, 8>;
+using SmallTile = TileConfig<64, 64, 16, 4, 4>;
+
+// Split-K chunks are multiples of this, so that every tile shape's depth steps fit a chunk.
+constexpr int64_t kDepthQuantum = 16;
+
+// The whole product: C is M x N with depth K, `batches` independent products (conv groups, a
+// batched sgemm) each cut into `splits` chunks of depth `k_chunk` (splits > 1 only with a store
+// that writes partial sums).
+struct TileGrid {
+  int64_t M = 0, N = 0, K = 0;
+  int64_t batches = 1, splits = 1, k_chunk = 0;
+};
+
+// What one block computes.
+struct TileJob {
+  int64_t batch, split, m0, n0, k_begin, k_end;
+};
+
+template <class Cfg>
+CNNKIT_HD TileJob tile_job(const TileGrid& g, int64_t bx, int64_t by, int64_t bz) {
+  TileJob job;
+  job.batch = bz % g.batches;
+  job.split = bz / g.batches;
+  job.m0 = by * Cfg::BM;
+  job.n0 = bx * Cfg::BN;
+  job.k_begin = job.split * g.k_chunk;
+  const int64_t end = job.k_begin + g.k_chunk;
+  job.k_end = end < g.K ? end : g.K;
+  return job;
+}
+
+// A plain strided matrix: element (r, k) at p[r * sr + k * sk], batch z at p + z * batch_stride.
+// A row-major M x K matrix is {K, 1}; its transpose read as rows of the depth is {1, M}.
+struct Strided {
+  const float* p = nullptr;
+  int64_t sr = 0, sk = 0, batch_stride = 0;
+
+  CNNKIT_HD Strided batch(int64_t z) const { return {p + z * batch_stride, sr, sk, batch_stride}; }
+  CNNKIT_HD bool k_contiguous() const { return sk == 1; }
+  CNNKIT_HD float at(int64_t r, int64_t k) const { return p[r * sr + k * sk]; }
+  // Four consecutive elements along the contiguous axis from (r, k): one 16-byte load where all
+  // four exist and the address is aligned, else element by element, 0 past the edges.
+  CNNKIT_HD void load4(int64_t r, int64_t k, int64_t rows, int64_t k_end, float v[4]) const;
+};
+
+// Four consecutive elements of any operand along its contiguous axis, 0 past (rows, k_end).
+template <class Op>
+CNNKIT_HD void gather4(const Op& op, int64_t r, int64_t k, int64_t rows, int64_t k_end, float v[4]) {
+  const bool along_k = op.k_contiguous();
+  for (int j = 0; j < 4; ++j) {
+    const int64_t rj = along_k ? r : r + j, kj = along_k ? k + j : k;
+    v[j] = rj < rows && kj < k_end ? op.at(rj, kj) : 0.0f;
+  }
+}
+
+CNNKIT_HD void Strided::load4(int64_t r, int64_t k, int64_t rows, int64_t k_end, float v[4]) const {
+  const bool along_k = sk == 1;
+  const bool inside = along_k ? (r < rows && k + 3 < k_end) : (k < k_end && r + 3 < rows);
+  const float* first = p + r * sr + k * sk;
+  if (inside && (along_k || sr == 1) && (reinterpret_cast<uintptr_t>(first) & 15) == 0) {
+    const float4 q = *reinterpret_cast<const float4*>(first);
+    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+    return;
+  }
+  gather4(*this, r, k, rows, k_end, v);
+}
+
+// An operand read with rows and depth exchanged (the weight gradient reads the image columns
+// of the forward pass this way).
+template <class Op>
+struct Transposed {
+  Op inner;
+  CNNKIT_HD Transposed batch(int64_t z) const { return {inner.batch(z)}; }
+  CNNKIT_HD bool k_contiguous() const { return !inner.k_contiguous(); }
+  CNNKIT_HD float at(int64_t r, int64_t k) const { return inner.at(k, r); }
+  CNNKIT_HD void load4(int64_t r, int64_t k, int64_t rows, int64_t k_end, float v[4]) const {
+    gather4(*this, r, k, rows, k_end, v);
+  }
+};
+
+// Thread `tid`'s share of copying the ROWS x BK operand tile at (r0, k0) into `tile`, stored
+// depth-major with leading dimension LD. Threads take consecutive float4s along the operand's
+// contiguous axis, so a warp's loads are coalesced in either orientation.
+template <int ROWS, int BK, int THREADS, int LD, class Op>
+CNNKIT_HD void load_tile(const Op& op, int64_t r0, int64_t k0, int64_t rows, int64_t k_end, int tid,
+                         float* tile) {
+  constexpr int kVectors = ROWS * BK / (4 * THREADS);
+  const bool along_k = op.k_contiguous();
+  CNNKIT_UNROLL
+  for (int v = 0; v < kVectors; ++v) {
+    const int i = tid + v * THREADS;
+    float x[4];
+    if (along_k) {
+      const int r = i / (BK / 4), k = (i % (BK / 4)) * 4;
+      op.load4(r0 + r, k0 + k, rows, k_end, x);
+      CNNKIT_UNROLL
+      for (int j = 0; j < 4; ++j) tile[(k + j) * LD + r] = x[j];
+    } else {
+      const int k = i / (ROWS / 4), r = (i % (ROWS / 4)) * 4;
+      op.load4(r0 + r, k0 + k, rows, k_end, x);
+      CNNKIT_UNROLL
+      for (int j = 0; j < 4; ++j) tile[k * LD + r + j] = x[j];
+    }
+  }
+}
+
+// Thread `tid`'s micro-tile: rows ty*TM.., columns tx*TN.. of the block's tile, accumulated over
+// one BK step with fused multiply-adds (acc is TM x TN, row-major).
+template <class Cfg>
+CNNKIT_HD void multiply_tile(const float* a_tile, const float* b_tile, int tid, float* acc) {
+  const int ty = tid / (Cfg::BN / Cfg::TN), tx = tid % (Cfg::BN / Cfg::TN);
+  CNNKIT_UNROLL
+  for (int k = 0; k < Cfg::BK; ++k) {
+    float a[Cfg::TM], b[Cfg::TN];
+    CNNKIT_UNROLL
+    for (int i = 0; i < Cfg::TM; ++i) a[i] = a_tile[k * Cfg::LDA + ty * Cfg::TM + i];
+    CNNKIT_UNROLL
+    for (int j = 0; j < Cfg::TN; ++j) b[j] = b_tile[k * Cfg::LDB + tx * Cfg::TN + j];
+    CNNKIT_UNROLL
+    for (int i = 0; i < Cfg::TM; ++i) {
+      CNNKIT_UNROLL
+      for (int j = 0; j < Cfg::TN; ++j) acc[i * Cfg::TN + j] = fmaf(a[i], b[j], acc[i * Cfg::TN + j]);
+    }
+  }
+}
+
+// Thread `tid` hands its micro-tile to the store (which applies alpha, beta, a bias, or a layout).
+template <class Cfg, class Store>
+CNNKIT_HD void store_tile(const Store& s, const TileJob& job, const TileGrid& g, int tid, const float* acc) {
+  const int ty = tid / (Cfg::BN / Cfg::TN), tx = tid % (Cfg::BN / Cfg::TN);
+  for (int i = 0; i < Cfg::TM; ++i) {
+    const int64_t m = job.m0 + ty * Cfg::TM + i;
+    if (m >= g.M) break;
+    for (int j = 0; j < Cfg::TN; ++j) {
+      const int64_t n = job.n0 + tx * Cfg::TN + j;
+      if (n < g.N) s.store(job.batch, job.split, m, n, acc[i * Cfg::TN + j]);
+    }
+  }
+}
+
+// C = alpha * product + beta * C (+ bias along rows or columns), C row-major with leading
+// dimension ldc, batch z at c + z * batch_stride. beta == 0 never reads C (it may hold NaN).
+struct MatrixStore {
+  float* c = nullptr;
+  int64_t ldc = 0, batch_stride = 0;
+  float alpha = 1.0f, beta = 0.0f;
+  const float* bias = nullptr;
+  int64_t bias_batch_stride = 0;
+  bool bias_per_row = false;
+
+  CNNKIT_HD void store(int64_t z, int64_t, int64_t m, int64_t n, float v) const {
+    float* out = c + z * batch_stride + m * ldc + n;
+    float r = alpha * v;
+    if (beta != 0.0f) r = fmaf(beta, *out, r);
+    if (bias != nullptr) r += bias[z * bias_batch_stride + (bias_per_row ? m : n)];
+    *out = r;
+  }
+};
+
+// Split-K partial sums: split s of batch z at scratch[((s * batches + z) * M + m) * N + n];
+// SumSplits adds them in split order, so the result is the same on every run.
+struct PartialStore {
+  float* scratch = nullptr;
+  int64_t M = 0, N = 0, batches = 1;
+  CNNKIT_HD void store(int64_t z, int64_t split, int64_t m, int64_t n, float v) const {
+    scratch[((split * batches + z) * M + m) * N + n] = v;
+  }
+};
+
+// Element i of the batches x M x N result (row-major), summed over the splits, into out[i].
+struct SumSplits {
+  const float* scratch = nullptr;
+  float* out = nullptr;
+  int64_t count = 0, splits = 1;
+  CNNKIT_HD void operator()(int64_t i) const {
+    float sum = 0.0f;
+    for (int64_t s = 0; s < splits; ++s) sum += scratch[s * count + i];
+    out[i] = sum;
+  }
+};
+
+// The plain kernel, the definition the tiled one is tested against: one thread per element of
+// C, the whole depth in one loop.
+template <class A, class B, class Store>
+struct ReferenceProduct {
+  A a;
+  B b;
+  Store s;
+  TileGrid g;
+  CNNKIT_HD void operator()(int64_t i) const {
+    const int64_t n = i % g.N, m = (i / g.N) % g.M, z = i / (g.N * g.M);
+    const A az = a.batch(z);
+    const B bz = b.batch(z);
+    float acc = 0.0f;
+    for (int64_t k = 0; k < g.K; ++k) acc = fmaf(az.at(m, k), bz.at(n, k), acc);
+    s.store(z, 0, m, n, acc);
+  }
+};
+
+}  // namespace cnnkit::cuda::gemm

@@ -1,0 +1,40 @@
+// Argument checks shared by the GEMM-shaped bindings (conv2d, linear): optional arrays and
+// exact shapes, each failure a Python exception naming the op and the argument.
+#pragma once
+#include <pybind11/numpy.h>
+
+#include <string>
+#include <vector>
+
+#include "cnnkit/errors.h"
+#include "cuda/python/array.h"
+
+namespace cnnkit::cuda::python {
+
+// A float32 device array, or {} (data null) for None.
+inline DeviceArray optional_floats(py::handle obj, const char* op, const char* name, bool writable = false) {
+  return obj.is_none() ? DeviceArray{} : device_array(obj, op, name, "<f4", writable);
+}
+
+inline std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+inline void expect_shape(const std::vector<int64_t>& got, const std::vector<int64_t>& want, const char* op,
+                         const char* name) {
+  CNNKIT_CHECK(got == want, ErrorKind::Value,
+               std::string(op) + ": " + name + " must have shape " + shape_text(want) + ", got " + shape_text(got));
+}
+
+// The emulators' NumPy arrays.
+using HostFloats = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+inline std::vector<int64_t> shape_of(const HostFloats& a) { return std::vector<int64_t>(a.shape(), a.shape() + a.ndim()); }
+
+inline HostFloats host_empty(const std::vector<int64_t>& shape) {
+  return HostFloats(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+}  // namespace cnnkit::cuda::python
