@@ -93,6 +93,7 @@ struct Strided {
 template <class Op>
 CNNKIT_HD void gather4(const Op& op, int64_t r, int64_t k, int64_t rows, int64_t k_end, float v[4]) {
   const bool along_k = op.k_contiguous();
+  CNNKIT_UNROLL
   for (int j = 0; j < 4; ++j) {
     const int64_t rj = along_k ? r : r + j, kj = along_k ? k + j : k;
     v[j] = rj < rows && kj < k_end ? op.at(rj, kj) : 0.0f;
@@ -171,15 +172,17 @@ CNNKIT_HD void multiply_tile(const float* a_tile, const float* b_tile, int tid, 
 }
 
 // Thread `tid` hands its micro-tile to the store (which applies alpha, beta, a bias, or a layout).
+// Both loops unroll, so that acc is indexed by constants and stays in registers.
 template <class Cfg, class Store>
 CNNKIT_HD void store_tile(const Store& s, const TileJob& job, const TileGrid& g, int tid, const float* acc) {
   const int ty = tid / (Cfg::BN / Cfg::TN), tx = tid % (Cfg::BN / Cfg::TN);
+  CNNKIT_UNROLL
   for (int i = 0; i < Cfg::TM; ++i) {
     const int64_t m = job.m0 + ty * Cfg::TM + i;
-    if (m >= g.M) break;
+    CNNKIT_UNROLL
     for (int j = 0; j < Cfg::TN; ++j) {
       const int64_t n = job.n0 + tx * Cfg::TN + j;
-      if (n < g.N) s.store(job.batch, job.split, m, n, acc[i * Cfg::TN + j]);
+      if (m < g.M && n < g.N) s.store(job.batch, job.split, m, n, acc[i * Cfg::TN + j]);
     }
   }
 }

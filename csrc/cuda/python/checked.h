@@ -11,9 +11,12 @@
 
 namespace cnnkit::cuda::python {
 
-// A float32 device array, or {} (data null) for None.
+// A float32 device array, or an empty one (no elements, data null) for None.
 inline DeviceArray optional_floats(py::handle obj, const char* op, const char* name, bool writable = false) {
-  return obj.is_none() ? DeviceArray{} : device_array(obj, op, name, "<f4", writable);
+  if (!obj.is_none()) return device_array(obj, op, name, "<f4", writable);
+  DeviceArray none;
+  none.numel = 0;
+  return none;
 }
 
 inline std::string shape_text(const std::vector<int64_t>& shape) {
