@@ -37,22 +37,23 @@ __global__ void __launch_bounds__(kReduceThreads) row_sums(F f, float* out) {
   if (tid == 0) out[blockIdx.x] = shares[0];
 }
 
+// Two blocks per multiprocessor: caps the 128 x 128 tile's registers at 128 a thread.
 template <class Cfg, class A, class B, class Store>
-__global__ void __launch_bounds__(Cfg::kThreads) tiled(A a, B b, Store s, gemm::TileGrid g) {
-  __shared__ __align__(16) float a_tile[Cfg::BK * Cfg::LDA];
-  __shared__ __align__(16) float b_tile[Cfg::BK * Cfg::LDB];
+__global__ void __launch_bounds__(Cfg::kThreads, 2) tiled(A a, B b, Store s, gemm::TileGrid g) {
+  __shared__ __align__(16) float a_tiles[2][Cfg::BK * Cfg::LDA];
+  __shared__ __align__(16) float b_tiles[2][Cfg::BK * Cfg::LDB];
   const gemm::TileJob job = gemm::tile_job<Cfg>(g, blockIdx.x, blockIdx.y, blockIdx.z);
   const A az = a.batch(job.batch);
   const B bz = b.batch(job.batch);
-  float acc[Cfg::TM * Cfg::TN] = {};
-  for (int64_t k0 = job.k_begin; k0 < job.k_end; k0 += Cfg::BK) {
-    gemm::load_tile<Cfg::BM, Cfg::BK, Cfg::kThreads, Cfg::LDA>(az, job.m0, k0, g.M, job.k_end, threadIdx.x, a_tile);
-    gemm::load_tile<Cfg::BN, Cfg::BK, Cfg::kThreads, Cfg::LDB>(bz, job.n0, k0, g.N, job.k_end, threadIdx.x, b_tile);
-    __syncthreads();
-    gemm::multiply_tile<Cfg>(a_tile, b_tile, threadIdx.x, acc);
+  gemm::TileThread<Cfg, A, B> t;
+  t.prologue(az, bz, job, g, threadIdx.x, a_tiles[0], b_tiles[0]);
+  __syncthreads();
+  int buf = 0;
+  for (int64_t k0 = job.k_begin; k0 < job.k_end; k0 += Cfg::BK, buf ^= 1) {
+    t.step(az, bz, job, g, k0, threadIdx.x, a_tiles[buf], b_tiles[buf], a_tiles[buf ^ 1], b_tiles[buf ^ 1]);
     __syncthreads();
   }
-  gemm::store_tile<Cfg>(s, job, g, threadIdx.x, acc);
+  gemm::store_tile<Cfg>(s, job, g, threadIdx.x, t.acc);
 }
 
 }  // namespace device_kernels

@@ -34,8 +34,9 @@ struct HostExec {
 
   template <class Cfg, class A, class B, class Store>
   void tiled(const A& a, const B& b, const Store& s, const gemm::TileGrid& g) {
-    std::vector<float> a_tile(Cfg::BK * Cfg::LDA), b_tile(Cfg::BK * Cfg::LDB);
-    std::vector<float> acc(size_t(Cfg::kThreads) * Cfg::TM * Cfg::TN);
+    std::vector<float> a_tiles[2] = {std::vector<float>(Cfg::BK * Cfg::LDA), std::vector<float>(Cfg::BK * Cfg::LDA)};
+    std::vector<float> b_tiles[2] = {std::vector<float>(Cfg::BK * Cfg::LDB), std::vector<float>(Cfg::BK * Cfg::LDB)};
+    std::vector<gemm::TileThread<Cfg, A, B>> threads(Cfg::kThreads);
     const int64_t grid_x = (g.N + Cfg::BN - 1) / Cfg::BN, grid_y = (g.M + Cfg::BM - 1) / Cfg::BM;
     for (int64_t bz = 0; bz < g.batches * g.splits; ++bz) {
       for (int64_t by = 0; by < grid_y; ++by) {
@@ -43,21 +44,17 @@ struct HostExec {
           const gemm::TileJob job = gemm::tile_job<Cfg>(g, bx, by, bz);
           const A az = a.batch(job.batch);
           const B bz_op = b.batch(job.batch);
-          std::fill(acc.begin(), acc.end(), 0.0f);
-          for (int64_t k0 = job.k_begin; k0 < job.k_end; k0 += Cfg::BK) {
-            for (int tid = 0; tid < Cfg::kThreads; ++tid) {
-              gemm::load_tile<Cfg::BM, Cfg::BK, Cfg::kThreads, Cfg::LDA>(az, job.m0, k0, g.M, job.k_end, tid,
-                                                                        a_tile.data());
-              gemm::load_tile<Cfg::BN, Cfg::BK, Cfg::kThreads, Cfg::LDB>(bz_op, job.n0, k0, g.N, job.k_end, tid,
-                                                                        b_tile.data());
-            }
-            for (int tid = 0; tid < Cfg::kThreads; ++tid) {
-              gemm::multiply_tile<Cfg>(a_tile.data(), b_tile.data(), tid, &acc[size_t(tid) * Cfg::TM * Cfg::TN]);
-            }
-          }
           for (int tid = 0; tid < Cfg::kThreads; ++tid) {
-            gemm::store_tile<Cfg>(s, job, g, tid, &acc[size_t(tid) * Cfg::TM * Cfg::TN]);
+            threads[tid].prologue(az, bz_op, job, g, tid, a_tiles[0].data(), b_tiles[0].data());
           }
+          int buf = 0;
+          for (int64_t k0 = job.k_begin; k0 < job.k_end; k0 += Cfg::BK, buf ^= 1) {
+            for (int tid = 0; tid < Cfg::kThreads; ++tid) {
+              threads[tid].step(az, bz_op, job, g, k0, tid, a_tiles[buf].data(), b_tiles[buf].data(),
+                                a_tiles[buf ^ 1].data(), b_tiles[buf ^ 1].data());
+            }
+          }
+          for (int tid = 0; tid < Cfg::kThreads; ++tid) gemm::store_tile<Cfg>(s, job, g, tid, threads[tid].acc);
         }
       }
     }

@@ -5,7 +5,9 @@
 // swap of strides and an implicit-GEMM operand is a gather function of (row, depth). A block owns
 // a BM x BN tile of C; per step of BK along the depth its threads copy the two operand tiles into
 // shared memory (depth-major, so the inner product reads rows contiguously), then each thread
-// accumulates its TM x TN micro-tile in registers. The steps run in the same order for every
+// accumulates its TM x TN micro-tile in registers. The tiles are double-buffered: while one pair
+// is multiplied, the next pair's loads are in flight in registers, and one barrier per step
+// separates the two. The steps run in the same order for every
 // tile shape, so the result does not depend on which shape was chosen.
 //
 // Everything here is CNNKIT_HD: the GPU kernel (common/device_exec.cuh) and the host emulator
@@ -125,28 +127,43 @@ struct Transposed {
   }
 };
 
-// Thread `tid`'s share of copying the ROWS x BK operand tile at (r0, k0) into `tile`, stored
-// depth-major with leading dimension LD. Threads take consecutive float4s along the operand's
-// contiguous axis, so a warp's loads are coalesced in either orientation.
-template <int ROWS, int BK, int THREADS, int LD, class Op>
-CNNKIT_HD void load_tile(const Op& op, int64_t r0, int64_t k0, int64_t rows, int64_t k_end, int tid,
-                         float* tile) {
-  constexpr int kVectors = ROWS * BK / (4 * THREADS);
+// Copying a ROWS x BK operand tile into shared memory, in two halves so that the next tile's
+// global loads are in flight while the current one is multiplied: fetch_tile reads thread
+// `tid`'s share into registers, stash_tile writes them into the tile, stored depth-major with
+// leading dimension LD. Threads take consecutive float4s along the operand's contiguous axis, so
+// a warp's loads are coalesced in either orientation.
+template <int ROWS, int BK, int THREADS>
+struct TileShare {
+  static constexpr int kVectors = ROWS * BK / (4 * THREADS);
+  static constexpr int kFloats = 4 * kVectors;
+};
+
+template <int ROWS, int BK, int THREADS, class Op>
+CNNKIT_HD void fetch_tile(const Op& op, int64_t r0, int64_t k0, int64_t rows, int64_t k_end, int tid, float* regs) {
   const bool along_k = op.k_contiguous();
   CNNKIT_UNROLL
-  for (int v = 0; v < kVectors; ++v) {
+  for (int v = 0; v < TileShare<ROWS, BK, THREADS>::kVectors; ++v) {
     const int i = tid + v * THREADS;
-    float x[4];
     if (along_k) {
-      const int r = i / (BK / 4), k = (i % (BK / 4)) * 4;
-      op.load4(r0 + r, k0 + k, rows, k_end, x);
-      CNNKIT_UNROLL
-      for (int j = 0; j < 4; ++j) tile[(k + j) * LD + r] = x[j];
+      op.load4(r0 + i / (BK / 4), k0 + (i % (BK / 4)) * 4, rows, k_end, regs + 4 * v);
     } else {
-      const int k = i / (ROWS / 4), r = (i % (ROWS / 4)) * 4;
-      op.load4(r0 + r, k0 + k, rows, k_end, x);
-      CNNKIT_UNROLL
-      for (int j = 0; j < 4; ++j) tile[k * LD + r + j] = x[j];
+      op.load4(r0 + (i % (ROWS / 4)) * 4, k0 + i / (ROWS / 4), rows, k_end, regs + 4 * v);
+    }
+  }
+}
+
+template <int ROWS, int BK, int THREADS, int LD>
+CNNKIT_HD void stash_tile(bool along_k, const float* regs, int tid, float* tile) {
+  CNNKIT_UNROLL
+  for (int v = 0; v < TileShare<ROWS, BK, THREADS>::kVectors; ++v) {
+    const int i = tid + v * THREADS;
+    CNNKIT_UNROLL
+    for (int j = 0; j < 4; ++j) {
+      if (along_k) {
+        tile[((i % (BK / 4)) * 4 + j) * LD + i / (BK / 4)] = regs[4 * v + j];
+      } else {
+        tile[(i / (ROWS / 4)) * LD + (i % (ROWS / 4)) * 4 + j] = regs[4 * v + j];
+      }
     }
   }
 }
@@ -186,6 +203,49 @@ CNNKIT_HD void store_tile(const Store& s, const TileJob& job, const TileGrid& g,
     }
   }
 }
+
+// One thread of a block, between barriers: its registers (the next tiles' share, the
+// accumulators) and its part of each phase. The GPU kernel runs the phases with a barrier after
+// each; the emulator runs each phase for every thread in turn.
+template <class Cfg, class A, class B>
+struct TileThread {
+  using ShareA = TileShare<Cfg::BM, Cfg::BK, Cfg::kThreads>;
+  using ShareB = TileShare<Cfg::BN, Cfg::BK, Cfg::kThreads>;
+  float a_regs[ShareA::kFloats];
+  float b_regs[ShareB::kFloats];
+  float acc[Cfg::TM * Cfg::TN];
+
+  // Before the loop: zero accumulators, and the first tiles (at job.k_begin) into buffer 0.
+  CNNKIT_HD void prologue(const A& a, const B& b, const TileJob& job, const TileGrid& g, int tid, float* a_tile,
+                          float* b_tile) {
+    CNNKIT_UNROLL
+    for (int i = 0; i < Cfg::TM * Cfg::TN; ++i) acc[i] = 0.0f;
+    if (job.k_begin >= job.k_end) return;
+    fetch(a, b, job, g, job.k_begin, tid);
+    stash(a, b, tid, a_tile, b_tile);
+  }
+
+  // The step at depth k0: start loading the tiles at k0 + BK, multiply the current ones, and put
+  // the next ones into the other buffer (which every thread finished reading before the last
+  // barrier).
+  CNNKIT_HD void step(const A& a, const B& b, const TileJob& job, const TileGrid& g, int64_t k0, int tid,
+                      const float* a_tile, const float* b_tile, float* a_next, float* b_next) {
+    const bool more = k0 + Cfg::BK < job.k_end;
+    if (more) fetch(a, b, job, g, k0 + Cfg::BK, tid);
+    multiply_tile<Cfg>(a_tile, b_tile, tid, acc);
+    if (more) stash(a, b, tid, a_next, b_next);
+  }
+
+ private:
+  CNNKIT_HD void fetch(const A& a, const B& b, const TileJob& job, const TileGrid& g, int64_t k0, int tid) {
+    fetch_tile<Cfg::BM, Cfg::BK, Cfg::kThreads>(a, job.m0, k0, g.M, job.k_end, tid, a_regs);
+    fetch_tile<Cfg::BN, Cfg::BK, Cfg::kThreads>(b, job.n0, k0, g.N, job.k_end, tid, b_regs);
+  }
+  CNNKIT_HD void stash(const A& a, const B& b, int tid, float* a_tile, float* b_tile) const {
+    stash_tile<Cfg::BM, Cfg::BK, Cfg::kThreads, Cfg::LDA>(a.k_contiguous(), a_regs, tid, a_tile);
+    stash_tile<Cfg::BN, Cfg::BK, Cfg::kThreads, Cfg::LDB>(b.k_contiguous(), b_regs, tid, b_tile);
+  }
+};
 
 // C = alpha * product + beta * C (+ bias along rows or columns), C row-major with leading
 // dimension ldc, batch z at c + z * batch_stride. beta == 0 never reads C (it may hold NaN).
