@@ -15,6 +15,24 @@
 
 namespace cnnkit::cuda::conv {
 
+// q = a / b, r = a % b for a >= 0, b > 0: in 32-bit arithmetic where both fit, since a 64-bit
+// division costs the GPU several times as many instructions, and the gathers below divide for
+// every element they load.
+CNNKIT_HD void divmod(int64_t a, int64_t b, int64_t& q, int64_t& r) {
+  if (((a | b) >> 32) == 0) {
+    q = uint32_t(a) / uint32_t(b);
+    r = uint32_t(a) - uint32_t(q) * uint32_t(b);
+  } else {
+    q = a / b;
+    r = a - q * b;
+  }
+}
+
+// Steps a (outer, inner) position to the next inner index, carrying into outer at `size`.
+CNNKIT_HD void advance(int64_t& outer, int64_t& inner, int64_t size) {
+  if (++inner == size) inner = 0, ++outer;
+}
+
 struct ConvGeom {
   int64_t N = 0, C = 0, H = 0, W = 0;  // input
   int64_t K = 0, kh = 1, kw = 1;       // output channels, kernel
@@ -175,11 +193,23 @@ struct ImageColumns {
   CNNKIT_HD ImageColumns batch(int64_t z) const { return {g, x, z}; }
   CNNKIT_HD bool k_contiguous() const { return false; }
   CNNKIT_HD float at(int64_t j, int64_t t) const {
-    const int64_t p = j % g.out_plane(), n = j / g.out_plane(), rs = t % g.kernel();
-    return g.input_tap(x, n, group * g.Cg() + t / g.kernel(), rs / g.kw, rs % g.kw, p / g.Wo, p % g.Wo);
+    float v[4];
+    load4(j, t, j + 1, t + 1, v);
+    return v[0];
   }
-  CNNKIT_HD void load4(int64_t r, int64_t k, int64_t rows, int64_t k_end, float v[4]) const {
-    gemm::gather4(*this, r, k, rows, k_end, v);
+  // Rows j..j+3 at tap t: one decomposition of j and t, then steps along the output row.
+  CNNKIT_HD void load4(int64_t j, int64_t t, int64_t rows, int64_t k_end, float v[4]) const {
+    int64_t c, rs, r, s, n, p, oh, ow;
+    divmod(t, g.kernel(), c, rs);
+    divmod(rs, g.kw, r, s);
+    divmod(j, g.out_plane(), n, p);
+    divmod(p, g.Wo, oh, ow);
+    CNNKIT_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      v[i] = j + i < rows && t < k_end ? g.input_tap(x, n, group * g.Cg() + c, r, s, oh, ow) : 0.0f;
+      advance(oh, ow, g.Wo);
+      if (oh == g.Ho) oh = 0, ++n;
+    }
   }
 };
 
@@ -203,10 +233,19 @@ struct WeightColumns {
   CNNKIT_HD WeightColumns batch(int64_t z) const { return {g, w, z}; }
   CNNKIT_HD bool k_contiguous() const { return true; }
   CNNKIT_HD float at(int64_t c, int64_t t) const {
-    return w[((group * g.Kg() + t / g.kernel()) * g.Cg() + c) * g.kernel() + t % g.kernel()];
+    float v[4];
+    load4(c, t, c + 1, t + 1, v);
+    return v[0];
   }
-  CNNKIT_HD void load4(int64_t r, int64_t k, int64_t rows, int64_t k_end, float v[4]) const {
-    gemm::gather4(*this, r, k, rows, k_end, v);
+  // Taps t..t+3 of input channel c: one decomposition of t, then steps through the kernel.
+  CNNKIT_HD void load4(int64_t c, int64_t t, int64_t rows, int64_t k_end, float v[4]) const {
+    int64_t m, rs;
+    divmod(t, g.kernel(), m, rs);
+    CNNKIT_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      v[i] = c < rows && t + i < k_end ? w[((group * g.Kg() + m) * g.Cg() + c) * g.kernel() + rs] : 0.0f;
+      advance(m, rs, g.kernel());
+    }
   }
 };
 
@@ -219,13 +258,25 @@ struct OutputGradTaps {
   CNNKIT_HD OutputGradTaps batch(int64_t z) const { return {g, dy, z}; }
   CNNKIT_HD bool k_contiguous() const { return false; }
   CNNKIT_HD float at(int64_t j, int64_t t) const {
-    const int64_t w = j % g.W, h = (j / g.W) % g.H, n = j / g.in_plane();
-    const int64_t rs = t % g.kernel(), m = group * g.Kg() + t / g.kernel();
-    const int64_t oh = g.out_row(h, rs / g.kw), ow = g.out_col(w, rs % g.kw);
-    return oh >= 0 && ow >= 0 ? dy[((n * g.K + m) * g.Ho + oh) * g.Wo + ow] : 0.0f;
+    float v[4];
+    load4(j, t, j + 1, t + 1, v);
+    return v[0];
   }
-  CNNKIT_HD void load4(int64_t r, int64_t k, int64_t rows, int64_t k_end, float v[4]) const {
-    gemm::gather4(*this, r, k, rows, k_end, v);
+  // Input elements j..j+3 at tap t: one decomposition of j and t, then steps along the input row.
+  CNNKIT_HD void load4(int64_t j, int64_t t, int64_t rows, int64_t k_end, float v[4]) const {
+    int64_t m, rs, r, s, n, hw, h, w;
+    divmod(t, g.kernel(), m, rs);
+    divmod(rs, g.kw, r, s);
+    divmod(j, g.in_plane(), n, hw);
+    divmod(hw, g.W, h, w);
+    m += group * g.Kg();
+    CNNKIT_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      const int64_t oh = g.out_row(h, r), ow = g.out_col(w, s);
+      v[i] = j + i < rows && t < k_end && oh >= 0 && ow >= 0 ? dy[((n * g.K + m) * g.Ho + oh) * g.Wo + ow] : 0.0f;
+      advance(h, w, g.W);
+      if (h == g.H) h = 0, ++n;
+    }
   }
 };
 
@@ -247,10 +298,19 @@ struct OutputGradRows {
   CNNKIT_HD OutputGradRows batch(int64_t z) const { return {g, dy, z}; }
   CNNKIT_HD bool k_contiguous() const { return true; }
   CNNKIT_HD float at(int64_t m, int64_t j) const {
-    return dy[((j / g.out_plane()) * g.K + group * g.Kg() + m) * g.out_plane() + j % g.out_plane()];
+    float v[4];
+    load4(m, j, m + 1, j + 1, v);
+    return v[0];
   }
-  CNNKIT_HD void load4(int64_t r, int64_t k, int64_t rows, int64_t k_end, float v[4]) const {
-    gemm::gather4(*this, r, k, rows, k_end, v);
+  // Positions j..j+3 of output channel m: one decomposition of j, then steps along the plane.
+  CNNKIT_HD void load4(int64_t m, int64_t j, int64_t rows, int64_t k_end, float v[4]) const {
+    int64_t n, p;
+    divmod(j, g.out_plane(), n, p);
+    CNNKIT_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      v[i] = m < rows && j + i < k_end ? dy[(n * g.K + group * g.Kg() + m) * g.out_plane() + p] : 0.0f;
+      advance(n, p, g.out_plane());
+    }
   }
 };
 

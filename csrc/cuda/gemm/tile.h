@@ -122,8 +122,9 @@ struct Transposed {
   CNNKIT_HD Transposed batch(int64_t z) const { return {inner.batch(z)}; }
   CNNKIT_HD bool k_contiguous() const { return !inner.k_contiguous(); }
   CNNKIT_HD float at(int64_t r, int64_t k) const { return inner.at(k, r); }
+  // Four along this operand's contiguous axis are four along the inner one's.
   CNNKIT_HD void load4(int64_t r, int64_t k, int64_t rows, int64_t k_end, float v[4]) const {
-    gather4(*this, r, k, rows, k_end, v);
+    inner.load4(k, r, k_end, rows, v);
   }
 };
 
