@@ -27,11 +27,14 @@ inline int64_t tiles(int64_t M, int64_t N, int64_t batches, int bm, int bn) {
   return ((M + bm - 1) / bm) * ((N + bn - 1) / bn) * batches;
 }
 
-// The tiled product with the tile shape that suits its size: 128 x 128 where that still gives a
-// full grid, else 64 x 64. The result is the same with either (see tile.h).
+// The tiled product with the tile shape that suits its size: 128 x 128 where both sides fill
+// more than half of it and the grid is still full, else 64 x 64 (a conv layer of 64 output
+// channels would leave half of each large tile idle). The result is the same with either (see
+// tile.h).
 template <class Exec, class A, class B, class Store>
 void product(Exec& ex, const A& a, const B& b, const Store& s, const TileGrid& g) {
-  if (tiles(g.M, g.N, g.batches * g.splits, LargeTile::BM, LargeTile::BN) >= kFullGrid) {
+  if (g.M > SmallTile::BM && g.N > SmallTile::BN &&
+      tiles(g.M, g.N, g.batches * g.splits, LargeTile::BM, LargeTile::BN) >= kFullGrid) {
     ex.template tiled<LargeTile>(a, b, s, g);
   } else {
     ex.template tiled<SmallTile>(a, b, s, g);

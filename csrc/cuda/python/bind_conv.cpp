@@ -116,7 +116,7 @@ void bind_conv(py::module_& m, py::module_& emulate) {
         if (!bias.is_none()) expect_shape(b.shape, {g.K}, op, "bias");
         expect_shape(y.shape, {g.N, g.K, g.Ho, g.Wo}, op, "out");
         float* scratch = scratch_of(ws, conv::workspace(g, a, false, false, false), op);
-        DeviceScope scope(y.data, op);
+        DeviceScope scope(any_data({&y, &x, &w}), op);
         py::gil_scoped_release release;
         conv::conv2d_forward(g, a, floats(x), floats(w), floats(b), floats(y), scratch, as_stream(stream));
       },
@@ -144,7 +144,7 @@ void bind_conv(py::module_& m, py::module_& emulate) {
         if (!grad_bias.is_none()) expect_shape(db.shape, {g.K}, op, "grad_bias");
         const int64_t need = conv::workspace(g, a, true, !grad_input.is_none(), !grad_weight.is_none());
         float* scratch = scratch_of(ws, need, op);
-        DeviceScope scope(dy.data, op);
+        DeviceScope scope(any_data({&dy, &x, &w, &dx, &dw, &db}), op);
         py::gil_scoped_release release;
         conv::conv2d_backward(g, a, floats(dy), floats(x), floats(w), floats(dx), floats(dw), floats(db), scratch,
                               as_stream(stream));

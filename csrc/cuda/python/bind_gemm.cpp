@@ -1,5 +1,4 @@
-#include <pybind11/numpy.h>
-
+#include <algorithm>
 #include <string>
 
 #include "cnnkit/errors.h"
@@ -7,6 +6,7 @@
 #include "cuda/gemm/gemm.h"
 #include "cuda/python/array.h"
 #include "cuda/python/bindings.h"
+#include "cuda/python/checked.h"
 
 namespace cnnkit::cuda::python {
 
@@ -50,22 +50,20 @@ void bind_gemm(py::module_& m, py::module_& emulate) {
         const DeviceArray dc = device_array(out, "sgemm", "out", "<f4", true);
         gemm::SgemmArgs p = sgemm_shapes(da.shape, db.shape, dc.shape, trans_a, trans_b);
         p.a = floats(da), p.b = floats(db), p.c = floats(dc), p.alpha = alpha, p.beta = beta;
-        DeviceScope scope(dc.data, "sgemm");
+        DeviceScope scope(any_data({&dc, &da, &db}), "sgemm");
         py::gil_scoped_release release;
         gemm::sgemm(p, reference, as_stream(stream));
       },
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a") = false, py::arg("trans_b") = false,
       py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f, py::arg("algo") = "tiled", py::arg("stream") = 0);
 
-  using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
   emulate.def(
       "sgemm",
-      [](Floats a, Floats b, Floats c, bool trans_a, bool trans_b, float alpha, float beta, const std::string& algo) {
+      [](HostFloats a, HostFloats b, HostFloats c, bool trans_a, bool trans_b, float alpha, float beta, const std::string& algo) {
         const bool reference = is_reference(algo);
-        auto shape = [](const Floats& x) { return std::vector<int64_t>(x.shape(), x.shape() + x.ndim()); };
-        Floats out(std::vector<py::ssize_t>(c.shape(), c.shape() + c.ndim()));
+        gemm::SgemmArgs p = sgemm_shapes(shape_of(a), shape_of(b), shape_of(c), trans_a, trans_b);
+        HostFloats out = host_empty(shape_of(c));
         std::copy(c.data(), c.data() + c.size(), out.mutable_data());
-        gemm::SgemmArgs p = sgemm_shapes(shape(a), shape(b), shape(c), trans_a, trans_b);
         p.a = a.data(), p.b = b.data(), p.c = out.mutable_data(), p.alpha = alpha, p.beta = beta;
         HostExec ex;
         gemm::sgemm(ex, p, reference);

@@ -36,7 +36,7 @@ void bind_linear(py::module_& m, py::module_& emulate) {
         const linear::LinearShape d = linear_shape(x.shape, w.shape, op);
         if (!bias.is_none()) expect_shape(b.shape, {d.out}, op, "bias");
         expect_shape(y.shape, {d.rows, d.out}, op, "out");
-        DeviceScope scope(y.data, op);
+        DeviceScope scope(any_data({&y, &x, &w}), op);
         py::gil_scoped_release release;
         linear::linear_forward(d, floats(x), floats(w), floats(b), floats(y), as_stream(stream));
       },
@@ -58,7 +58,7 @@ void bind_linear(py::module_& m, py::module_& emulate) {
         if (!grad_input.is_none()) expect_shape(dx.shape, x.shape, op, "grad_input");
         if (!grad_weight.is_none()) expect_shape(dw.shape, w.shape, op, "grad_weight");
         if (!grad_bias.is_none()) expect_shape(db.shape, {d.out}, op, "grad_bias");
-        DeviceScope scope(dy.data, op);
+        DeviceScope scope(any_data({&dy, &x, &w, &dx, &dw, &db}), op);
         py::gil_scoped_release release;
         linear::linear_backward(d, floats(dy), floats(x), floats(w), floats(dx), floats(dw), floats(db),
                                 as_stream(stream));

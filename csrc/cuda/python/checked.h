@@ -3,6 +3,7 @@
 #pragma once
 #include <pybind11/numpy.h>
 
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,15 @@ inline DeviceArray optional_floats(py::handle obj, const char* op, const char* n
   DeviceArray none;
   none.numel = 0;
   return none;
+}
+
+// The first non-null pointer among an op's arrays: the device to run on, even where the array
+// the op is named after is empty (a weight gradient over an empty batch still writes zeros).
+inline const void* any_data(std::initializer_list<const DeviceArray*> arrays) {
+  for (const DeviceArray* a : arrays) {
+    if (a->data != nullptr) return a->data;
+  }
+  return nullptr;
 }
 
 inline std::string shape_text(const std::vector<int64_t>& shape) {
