@@ -82,7 +82,7 @@ void forward(Exec& ex, const ConvGeom& g, ConvAlgo algo, const float* x, const f
       ex.each(g.N * g.K * P, DirectForward{g, x, w, bias, y});
       return;
     case ConvAlgo::ImplicitGemm:
-      gemm::product(ex, weight_rows(g, w), ImageColumns{g, x}, OutputStore{g, y, bias},
+      gemm::product(ex, weight_rows(g, w), ImageColumns{{g, x}}, OutputStore{g, y, bias},
                     gemm::whole(g.Kg(), g.N * P, g.taps(), g.groups));
       return;
     default:
@@ -127,14 +127,14 @@ void backward(Exec& ex, const ConvGeom& g, ConvAlgo algo, const float* dy, const
   }
   if (dx_algo == ConvAlgo::Direct) ex.each(g.N * g.C * g.in_plane(), DirectInputGrad{g, dy, w, dx});
   if (dx_algo == ConvAlgo::ImplicitGemm) {
-    gemm::product(ex, WeightColumns{g, w}, OutputGradTaps{g, dy}, InputGradStore{g, dx},
+    gemm::product(ex, weight_columns(g, w), OutputGradTaps{{g, dy}}, InputGradStore{g, dx},
                   gemm::whole(g.Cg(), g.N * g.in_plane(), g.Kg() * g.kernel(), g.groups));
   }
   if (dw_algo == ConvAlgo::Direct) ex.each(g.K * g.taps(), DirectWeightGrad{g, dy, x, dw});
   if (dw_algo == ConvAlgo::ImplicitGemm) {
     const gemm::TileGrid grid = weight_grad_grid(g);
-    const OutputGradRows a{g, dy};
-    const gemm::Transposed<ImageColumns> b{ImageColumns{g, x}};
+    const TwoLevelDepth a = output_grad_rows(g, dy);
+    const gemm::Transposed<ImageColumns> b{ImageColumns{{g, x}}};
     if (grid.splits == 1) {
       gemm::MatrixStore s;
       s.c = dw, s.ldc = g.taps(), s.batch_stride = g.Kg() * g.taps();

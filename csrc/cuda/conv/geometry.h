@@ -33,6 +33,21 @@ CNNKIT_HD void advance(int64_t& outer, int64_t& inner, int64_t size) {
   if (++inner == size) inner = 0, ++outer;
 }
 
+// A position (n, row, col) in a batch of height x width planes, from its flat index, stepped one
+// column at a time. A GEMM depth index t is one too: (channel, r, s) in the kh x kw kernels.
+struct PlaneCursor {
+  int64_t n = 0, row = 0, col = 0;
+  CNNKIT_HD PlaneCursor(int64_t j, int64_t height, int64_t width) {
+    int64_t p;
+    divmod(j, height * width, n, p);
+    divmod(p, width, row, col);
+  }
+  CNNKIT_HD void next(int64_t height, int64_t width) {
+    advance(row, col, width);
+    if (row == height) row = 0, ++n;
+  }
+};
+
 struct ConvGeom {
   int64_t N = 0, C = 0, H = 0, W = 0;  // input
   int64_t K = 0, kh = 1, kw = 1;       // output channels, kernel
@@ -183,35 +198,45 @@ struct Col2im {
 
 // ---- implicit GEMM operands (see gemm/tile.h for the operand interface) ----------------------
 
-// Forward B: the column matrix of the whole batch, read from x. Rows j = n * Ho * Wo + p, depth
-// t = one tap of group `group`. Consecutive rows are consecutive output columns, which read
-// consecutive input columns at stride 1, so tiles are copied along the rows.
-struct ImageColumns {
-  ConvGeom g;
-  const float* x;
+// An operand around a gather: the gather's load4(group, r, k, rows, k_end, v) reads four
+// consecutive elements along its contiguous axis (kAlongK: the depth, else the rows) for group
+// `group`; batch z of the product is group z.
+template <class Gather>
+struct GatherOperand {
+  Gather gather;
   int64_t group = 0;
-  CNNKIT_HD ImageColumns batch(int64_t z) const { return {g, x, z}; }
-  CNNKIT_HD bool k_contiguous() const { return false; }
-  CNNKIT_HD float at(int64_t j, int64_t t) const {
+  CNNKIT_HD GatherOperand batch(int64_t z) const { return {gather, z}; }
+  CNNKIT_HD bool k_contiguous() const { return Gather::kAlongK; }
+  CNNKIT_HD float at(int64_t r, int64_t k) const {
     float v[4];
-    load4(j, t, j + 1, t + 1, v);
+    gather.load4(group, r, k, r + 1, k + 1, v);
     return v[0];
   }
-  // Rows j..j+3 at tap t: one decomposition of j and t, then steps along the output row.
-  CNNKIT_HD void load4(int64_t j, int64_t t, int64_t rows, int64_t k_end, float v[4]) const {
-    int64_t c, rs, r, s, n, p, oh, ow;
-    divmod(t, g.kernel(), c, rs);
-    divmod(rs, g.kw, r, s);
-    divmod(j, g.out_plane(), n, p);
-    divmod(p, g.Wo, oh, ow);
+  CNNKIT_HD void load4(int64_t r, int64_t k, int64_t rows, int64_t k_end, float v[4]) const {
+    gather.load4(group, r, k, rows, k_end, v);
+  }
+};
+
+// Forward B: the column matrix of the whole batch, read from x. Rows j = n * Ho * Wo + p, depth
+// t = one tap of the group. Consecutive rows are consecutive output columns, which read
+// consecutive input columns at stride 1, so tiles are copied along the rows: four rows at one
+// tap from one decomposition of j and t, then steps along the output row.
+struct ImageColumnsGather {
+  static constexpr bool kAlongK = false;
+  ConvGeom g;
+  const float* x;
+  CNNKIT_HD void load4(int64_t group, int64_t j, int64_t t, int64_t rows, int64_t k_end, float v[4]) const {
+    const PlaneCursor tap(t, g.kh, g.kw);
+    PlaneCursor out(j, g.Ho, g.Wo);
     CNNKIT_UNROLL
-    for (int i = 0; i < 4; ++i) {
-      v[i] = j + i < rows && t < k_end ? g.input_tap(x, n, group * g.Cg() + c, r, s, oh, ow) : 0.0f;
-      advance(oh, ow, g.Wo);
-      if (oh == g.Ho) oh = 0, ++n;
+    for (int i = 0; i < 4; ++i, out.next(g.Ho, g.Wo)) {
+      v[i] = j + i < rows && t < k_end
+                 ? g.input_tap(x, out.n, group * g.Cg() + tap.n, tap.row, tap.col, out.row, out.col)
+                 : 0.0f;
     }
   }
 };
+using ImageColumns = GatherOperand<ImageColumnsGather>;
 
 // Forward C: row m of group z is output channel z * Kg + m; column j is (n, p).
 struct OutputStore {
@@ -224,61 +249,51 @@ struct OutputStore {
   }
 };
 
-// Input gradient A: rows c (a group's input channels), depth t = (m, r, s) over the group's
-// output channels and the kernel: w[z * Kg + m, c, r, s].
-struct WeightColumns {
-  ConvGeom g;
-  const float* w;
-  int64_t group = 0;
-  CNNKIT_HD WeightColumns batch(int64_t z) const { return {g, w, z}; }
-  CNNKIT_HD bool k_contiguous() const { return true; }
-  CNNKIT_HD float at(int64_t c, int64_t t) const {
-    float v[4];
-    load4(c, t, c + 1, t + 1, v);
-    return v[0];
-  }
-  // Taps t..t+3 of input channel c: one decomposition of t, then steps through the kernel.
-  CNNKIT_HD void load4(int64_t c, int64_t t, int64_t rows, int64_t k_end, float v[4]) const {
-    int64_t m, rs;
-    divmod(t, g.kernel(), m, rs);
+// A gradient pass's A operand read from a 4-D array whose GEMM depth has two levels: element
+// (r, k), k = outer * inner_size + inner, at p[group * group_stride + r * row_stride + outer *
+// outer_stride + inner]; four along the depth from one decomposition, with carries.
+struct TwoLevelDepthGather {
+  static constexpr bool kAlongK = true;
+  const float* p;
+  int64_t row_stride, outer_stride, inner_size, group_stride;
+  CNNKIT_HD void load4(int64_t group, int64_t r, int64_t k, int64_t rows, int64_t k_end, float v[4]) const {
+    int64_t outer, inner;
+    divmod(k, inner_size, outer, inner);
     CNNKIT_UNROLL
     for (int i = 0; i < 4; ++i) {
-      v[i] = c < rows && t + i < k_end ? w[((group * g.Kg() + m) * g.Cg() + c) * g.kernel() + rs] : 0.0f;
-      advance(m, rs, g.kernel());
+      v[i] = r < rows && k + i < k_end ? p[group * group_stride + r * row_stride + outer * outer_stride + inner] : 0.0f;
+      advance(outer, inner, inner_size);
     }
   }
 };
+using TwoLevelDepth = GatherOperand<TwoLevelDepthGather>;
+
+// Input gradient A: rows c (a group's input channels), depth t = (m, r, s) over the group's
+// output channels and the kernel: w[group * Kg + m, c, r, s].
+inline TwoLevelDepth weight_columns(const ConvGeom& g, const float* w) {
+  return {{w, g.kernel(), g.Cg() * g.kernel(), g.kernel(), g.Kg() * g.Cg() * g.kernel()}};
+}
 
 // Input gradient B: rows j = (n, h, w) of the input, depth t = (m, r, s): the output gradient
-// that input element receives through tap (r, s) of output channel m, 0 where none.
-struct OutputGradTaps {
+// that input element receives through tap (r, s) of output channel m, 0 where none. Four rows
+// from one decomposition, then steps along the input row.
+struct OutputGradTapsGather {
+  static constexpr bool kAlongK = false;
   ConvGeom g;
   const float* dy;
-  int64_t group = 0;
-  CNNKIT_HD OutputGradTaps batch(int64_t z) const { return {g, dy, z}; }
-  CNNKIT_HD bool k_contiguous() const { return false; }
-  CNNKIT_HD float at(int64_t j, int64_t t) const {
-    float v[4];
-    load4(j, t, j + 1, t + 1, v);
-    return v[0];
-  }
-  // Input elements j..j+3 at tap t: one decomposition of j and t, then steps along the input row.
-  CNNKIT_HD void load4(int64_t j, int64_t t, int64_t rows, int64_t k_end, float v[4]) const {
-    int64_t m, rs, r, s, n, hw, h, w;
-    divmod(t, g.kernel(), m, rs);
-    divmod(rs, g.kw, r, s);
-    divmod(j, g.in_plane(), n, hw);
-    divmod(hw, g.W, h, w);
-    m += group * g.Kg();
+  CNNKIT_HD void load4(int64_t group, int64_t j, int64_t t, int64_t rows, int64_t k_end, float v[4]) const {
+    const PlaneCursor tap(t, g.kh, g.kw);
+    const int64_t m = group * g.Kg() + tap.n;
+    PlaneCursor in(j, g.H, g.W);
     CNNKIT_UNROLL
-    for (int i = 0; i < 4; ++i) {
-      const int64_t oh = g.out_row(h, r), ow = g.out_col(w, s);
-      v[i] = j + i < rows && t < k_end && oh >= 0 && ow >= 0 ? dy[((n * g.K + m) * g.Ho + oh) * g.Wo + ow] : 0.0f;
-      advance(h, w, g.W);
-      if (h == g.H) h = 0, ++n;
+    for (int i = 0; i < 4; ++i, in.next(g.H, g.W)) {
+      const int64_t oh = g.out_row(in.row, tap.row), ow = g.out_col(in.col, tap.col);
+      const bool inside = j + i < rows && t < k_end && oh >= 0 && ow >= 0;
+      v[i] = inside ? dy[((in.n * g.K + m) * g.Ho + oh) * g.Wo + ow] : 0.0f;
     }
   }
 };
+using OutputGradTaps = GatherOperand<OutputGradTapsGather>;
 
 // Input gradient C: row c of group z, column j = (n, h, w).
 struct InputGradStore {
@@ -290,28 +305,9 @@ struct InputGradStore {
 };
 
 // Weight gradient A: rows m (a group's output channels), depth j = (n, p) over the batch's
-// output positions.
-struct OutputGradRows {
-  ConvGeom g;
-  const float* dy;
-  int64_t group = 0;
-  CNNKIT_HD OutputGradRows batch(int64_t z) const { return {g, dy, z}; }
-  CNNKIT_HD bool k_contiguous() const { return true; }
-  CNNKIT_HD float at(int64_t m, int64_t j) const {
-    float v[4];
-    load4(m, j, m + 1, j + 1, v);
-    return v[0];
-  }
-  // Positions j..j+3 of output channel m: one decomposition of j, then steps along the plane.
-  CNNKIT_HD void load4(int64_t m, int64_t j, int64_t rows, int64_t k_end, float v[4]) const {
-    int64_t n, p;
-    divmod(j, g.out_plane(), n, p);
-    CNNKIT_UNROLL
-    for (int i = 0; i < 4; ++i) {
-      v[i] = m < rows && j + i < k_end ? dy[(n * g.K + group * g.Kg() + m) * g.out_plane() + p] : 0.0f;
-      advance(n, p, g.out_plane());
-    }
-  }
-};
+// output positions: dy[n, group * Kg + m, p].
+inline TwoLevelDepth output_grad_rows(const ConvGeom& g, const float* dy) {
+  return {{dy, g.out_plane(), g.K * g.out_plane(), g.out_plane(), g.Kg() * g.out_plane()}};
+}
 
 }  // namespace cnnkit::cuda::conv

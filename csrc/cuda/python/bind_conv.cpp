@@ -130,24 +130,16 @@ void bind_conv(py::module_& m, py::module_& emulate) {
          int64_t groups, const std::string& algo, uintptr_t stream) {
         const char* op = "conv2d_backward";
         const conv::ConvAlgo a = parse_algo(algo, op);
-        const DeviceArray dy = device_array(grad_output, op, "grad_output", "<f4");
-        const DeviceArray x = device_array(input, op, "input", "<f4");
-        const DeviceArray w = device_array(weight, op, "weight", "<f4");
-        const DeviceArray dx = optional_floats(grad_input, op, "grad_input", true);
-        const DeviceArray dw = optional_floats(grad_weight, op, "grad_weight", true);
-        const DeviceArray db = optional_floats(grad_bias, op, "grad_bias", true);
+        const BackwardArrays b = backward_arrays(grad_output, input, weight, grad_input, grad_weight, grad_bias, op);
         const DeviceArray ws = optional_floats(workspace, op, "workspace", true);
-        const conv::ConvGeom g = geometry(x.shape, w.shape, stride, padding, dilation, groups, op);
-        expect_shape(dy.shape, {g.N, g.K, g.Ho, g.Wo}, op, "grad_output");
-        if (!grad_input.is_none()) expect_shape(dx.shape, x.shape, op, "grad_input");
-        if (!grad_weight.is_none()) expect_shape(dw.shape, w.shape, op, "grad_weight");
-        if (!grad_bias.is_none()) expect_shape(db.shape, {g.K}, op, "grad_bias");
-        const int64_t need = conv::workspace(g, a, true, !grad_input.is_none(), !grad_weight.is_none());
-        float* scratch = scratch_of(ws, need, op);
-        DeviceScope scope(any_data({&dy, &x, &w, &dx, &dw, &db}), op);
+        const conv::ConvGeom g = geometry(b.x.shape, b.w.shape, stride, padding, dilation, groups, op);
+        expect_shape(b.dy.shape, {g.N, g.K, g.Ho, g.Wo}, op, "grad_output");
+        b.check_gradients({g.K}, op);
+        float* scratch = scratch_of(ws, conv::workspace(g, a, true, b.input_grad, b.weight_grad), op);
+        DeviceScope scope(b.device_data(), op);
         py::gil_scoped_release release;
-        conv::conv2d_backward(g, a, floats(dy), floats(x), floats(w), floats(dx), floats(dw), floats(db), scratch,
-                              as_stream(stream));
+        conv::conv2d_backward(g, a, floats(b.dy), floats(b.x), floats(b.w), floats(b.dx), floats(b.dw), floats(b.db),
+                              scratch, as_stream(stream));
       },
       py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("grad_input"), py::arg("grad_weight"),
       py::arg("grad_bias"), py::arg("workspace"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),

@@ -47,20 +47,13 @@ void bind_linear(py::module_& m, py::module_& emulate) {
       [](py::handle grad_output, py::handle input, py::handle weight, py::handle grad_input, py::handle grad_weight,
          py::handle grad_bias, uintptr_t stream) {
         const char* op = "linear_backward";
-        const DeviceArray dy = device_array(grad_output, op, "grad_output", "<f4");
-        const DeviceArray x = device_array(input, op, "input", "<f4");
-        const DeviceArray w = device_array(weight, op, "weight", "<f4");
-        const DeviceArray dx = optional_floats(grad_input, op, "grad_input", true);
-        const DeviceArray dw = optional_floats(grad_weight, op, "grad_weight", true);
-        const DeviceArray db = optional_floats(grad_bias, op, "grad_bias", true);
-        const linear::LinearShape d = linear_shape(x.shape, w.shape, op);
-        expect_shape(dy.shape, {d.rows, d.out}, op, "grad_output");
-        if (!grad_input.is_none()) expect_shape(dx.shape, x.shape, op, "grad_input");
-        if (!grad_weight.is_none()) expect_shape(dw.shape, w.shape, op, "grad_weight");
-        if (!grad_bias.is_none()) expect_shape(db.shape, {d.out}, op, "grad_bias");
-        DeviceScope scope(any_data({&dy, &x, &w, &dx, &dw, &db}), op);
+        const BackwardArrays b = backward_arrays(grad_output, input, weight, grad_input, grad_weight, grad_bias, op);
+        const linear::LinearShape d = linear_shape(b.x.shape, b.w.shape, op);
+        expect_shape(b.dy.shape, {d.rows, d.out}, op, "grad_output");
+        b.check_gradients({d.out}, op);
+        DeviceScope scope(b.device_data(), op);
         py::gil_scoped_release release;
-        linear::linear_backward(d, floats(dy), floats(x), floats(w), floats(dx), floats(dw), floats(db),
+        linear::linear_backward(d, floats(b.dy), floats(b.x), floats(b.w), floats(b.dx), floats(b.dw), floats(b.db),
                                 as_stream(stream));
       },
       py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("grad_input"), py::arg("grad_weight"),

@@ -41,6 +41,35 @@ inline void expect_shape(const std::vector<int64_t>& got, const std::vector<int6
                std::string(op) + ": " + name + " must have shape " + shape_text(want) + ", got " + shape_text(got));
 }
 
+// The arrays of a backward binding: grad_output, input and weight, and the gradients asked for
+// (each None or an output array).
+struct BackwardArrays {
+  DeviceArray dy, x, w, dx, dw, db;
+  bool input_grad = false, weight_grad = false, bias_grad = false;
+
+  // Once the op's geometry is known: each gradient given has the shape of what it differentiates.
+  void check_gradients(const std::vector<int64_t>& bias_shape, const char* op) const {
+    if (input_grad) expect_shape(dx.shape, x.shape, op, "grad_input");
+    if (weight_grad) expect_shape(dw.shape, w.shape, op, "grad_weight");
+    if (bias_grad) expect_shape(db.shape, bias_shape, op, "grad_bias");
+  }
+  const void* device_data() const { return any_data({&dy, &x, &w, &dx, &dw, &db}); }
+};
+
+inline BackwardArrays backward_arrays(py::handle grad_output, py::handle input, py::handle weight,
+                                      py::handle grad_input, py::handle grad_weight, py::handle grad_bias,
+                                      const char* op) {
+  BackwardArrays a;
+  a.dy = device_array(grad_output, op, "grad_output", "<f4");
+  a.x = device_array(input, op, "input", "<f4");
+  a.w = device_array(weight, op, "weight", "<f4");
+  a.dx = optional_floats(grad_input, op, "grad_input", true);
+  a.dw = optional_floats(grad_weight, op, "grad_weight", true);
+  a.db = optional_floats(grad_bias, op, "grad_bias", true);
+  a.input_grad = !grad_input.is_none(), a.weight_grad = !grad_weight.is_none(), a.bias_grad = !grad_bias.is_none();
+  return a;
+}
+
 // The emulators' NumPy arrays.
 using HostFloats = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
