@@ -12,6 +12,7 @@ Three layers of tests:
 """
 
 import contextlib
+import inspect
 import math
 import types
 from unittest import mock
@@ -22,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnkit
+from cnnkit import functional as F
 from cnnkit import reference
 from test_conv import _normalise, conv_cases
 from tolerance import assert_close, assert_exact
@@ -252,6 +254,13 @@ X, W = fake(2, 4, 8, 8), fake(6, 2, 3, 3)  # a valid grouped conv: groups=2
 def test_ops_refuse_bad_arguments_before_any_kernel(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("module, name", [(ops_conv, "conv2d"), (ops_conv, "conv2d_backward"),
+                                          (ops_linear, "linear"), (ops_linear, "linear_backward")])
+def test_ops_have_the_signatures_of_their_functional_twins(module, name):
+    assert name in module.__all__
+    assert inspect.signature(getattr(module, name)) == inspect.signature(getattr(F, name))
 
 
 CONV_PARAMS = ((1, 1), (0, 0, 0, 0), (1, 1), 2)
