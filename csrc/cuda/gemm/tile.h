@@ -41,6 +41,7 @@ struct TileConfig {
   static_assert((BM * BK) % (4 * kThreads) == 0 && (BN * BK) % (4 * kThreads) == 0,
                 "each thread copies whole float4s of both operand tiles");
   static_assert(BK % 4 == 0 && BM % 4 == 0 && BN % 4 == 0, "operand tiles are copied as float4s");
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "micro-tiles are runs of 4 (see micro_index)");
 };
 
 // 128 x 128 tiles for large products (64 accumulators a thread), 64 x 64 where the large tiles
@@ -169,8 +170,17 @@ CNNKIT_HD void stash_tile(bool along_k, const float* regs, int tid, float* tile)
   }
 }
 
-// Thread `tid`'s micro-tile: rows ty*TM.., columns tx*TN.. of the block's tile, accumulated over
-// one BK step with fused multiply-adds (acc is TM x TN, row-major).
+// Which row (column) of the block's tile is entry i of a thread's micro-tile, for the thread at
+// `t` along that side: runs of 4 at t*4, one run in each of the TILE / (T/4) wide strips. With
+// TM = 8 a thread's rows are t*4.. and 64 + t*4..: a warp's float4 reads of a tile row then
+// cover consecutive addresses (no bank conflicts), and its stores are 256-byte runs.
+template <int TILE, int T>
+CNNKIT_HD int micro_index(int t, int i) {
+  return (i / 4) * (TILE * 4 / T) + t * 4 + i % 4;
+}
+
+// Thread `tid`'s micro-tile, accumulated over one BK step with fused multiply-adds (acc is
+// TM x TN, row-major).
 template <class Cfg>
 CNNKIT_HD void multiply_tile(const float* a_tile, const float* b_tile, int tid, float* acc) {
   const int ty = tid / (Cfg::BN / Cfg::TN), tx = tid % (Cfg::BN / Cfg::TN);
@@ -178,9 +188,9 @@ CNNKIT_HD void multiply_tile(const float* a_tile, const float* b_tile, int tid, 
   for (int k = 0; k < Cfg::BK; ++k) {
     float a[Cfg::TM], b[Cfg::TN];
     CNNKIT_UNROLL
-    for (int i = 0; i < Cfg::TM; ++i) a[i] = a_tile[k * Cfg::LDA + ty * Cfg::TM + i];
+    for (int i = 0; i < Cfg::TM; ++i) a[i] = a_tile[k * Cfg::LDA + micro_index<Cfg::BM, Cfg::TM>(ty, i)];
     CNNKIT_UNROLL
-    for (int j = 0; j < Cfg::TN; ++j) b[j] = b_tile[k * Cfg::LDB + tx * Cfg::TN + j];
+    for (int j = 0; j < Cfg::TN; ++j) b[j] = b_tile[k * Cfg::LDB + micro_index<Cfg::BN, Cfg::TN>(tx, j)];
     CNNKIT_UNROLL
     for (int i = 0; i < Cfg::TM; ++i) {
       CNNKIT_UNROLL
@@ -196,10 +206,10 @@ CNNKIT_HD void store_tile(const Store& s, const TileJob& job, const TileGrid& g,
   const int ty = tid / (Cfg::BN / Cfg::TN), tx = tid % (Cfg::BN / Cfg::TN);
   CNNKIT_UNROLL
   for (int i = 0; i < Cfg::TM; ++i) {
-    const int64_t m = job.m0 + ty * Cfg::TM + i;
+    const int64_t m = job.m0 + micro_index<Cfg::BM, Cfg::TM>(ty, i);
     CNNKIT_UNROLL
     for (int j = 0; j < Cfg::TN; ++j) {
-      const int64_t n = job.n0 + tx * Cfg::TN + j;
+      const int64_t n = job.n0 + micro_index<Cfg::BN, Cfg::TN>(tx, j);
       if (m < g.M && n < g.N) s.store(job.batch, job.split, m, n, acc[i * Cfg::TN + j]);
     }
   }
