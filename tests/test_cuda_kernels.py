@@ -305,6 +305,97 @@ def test_the_workspace_query_names_the_sizes_an_algorithm_needs():
 
 
 # ---------------------------------------------------------------------------------------------
+# the Python ops end to end on the host: NumPy arrays stand in for device arrays and the
+# emulator for the bindings (no GPU needed)
+# ---------------------------------------------------------------------------------------------
+
+
+class EmulatedBindings:
+    """The bindings the ops call, run by the emulator on NumPy arrays, writing into the outputs
+    the ops allocated (poisoned with NaN) as the GPU kernels would."""
+
+    conv2d_workspace = staticmethod(_cuda.conv2d_workspace)
+
+    @staticmethod
+    def conv2d(x, w, b, out, workspace, stride, padding, dilation, groups, algo, stream):
+        out[...] = emulate.conv2d(x, w, b, stride, padding, dilation, groups, algo)
+
+    @staticmethod
+    def conv2d_backward(dy, x, w, dx, dw, db, workspace, stride, padding, dilation, groups, algo, stream):
+        grads = emulate.conv2d_backward(dy, x, w, stride, padding, dilation, groups, algo, dx is not None,
+                                        dw is not None, db is not None)
+        for out, grad in zip((dx, dw, db), grads):
+            if out is not None:
+                out[...] = grad
+
+    @staticmethod
+    def linear(x, w, b, out, stream):
+        out[...] = emulate.linear(x, w, b)
+
+    @staticmethod
+    def linear_backward(dy, x, w, dx, dw, db, stream):
+        for out, grad in zip((dx, dw, db), emulate.linear_backward(dy, x, w)):
+            if out is not None:
+                out[...] = grad
+
+
+@contextlib.contextmanager
+def _host_ops():
+    def poisoned(shape, like, dtype="float32"):
+        return np.full(shape, np.nan, dtype)
+
+    patches = [(ops_conv, "_cuda", EmulatedBindings), (ops_linear, "_cuda", EmulatedBindings),
+               (ops_conv, "is_cuda_array", lambda x: isinstance(x, np.ndarray)),
+               (ops_conv, "device_index", lambda x: 0), (ops_conv, "stream_of", lambda x: 0),
+               (ops_linear, "stream_of", lambda x: 0), (ops_conv, "empty", poisoned), (ops_linear, "empty", poisoned),
+               (ops_conv, "_contiguous", np.ascontiguousarray), (ops_linear, "_contiguous", np.ascontiguousarray)]
+    with contextlib.ExitStack() as stack:
+        for module, name, value in patches:
+            stack.enter_context(mock.patch.object(module, name, value))
+        yield
+
+
+@given(case=conv_cases(), seed=st.integers(0, 2**31), unbatched=st.booleans(),
+       flags=st.tuples(st.booleans(), st.booleans(), st.booleans()), algo=st.sampled_from(CONV_ALGOS))
+def test_conv_ops_on_the_host_match_the_cpu_path(case, seed, unbatched, flags, algo):
+    rng, x, w, b, _ = _conv_case_arrays(case, seed, True)
+    if unbatched:
+        x = x[0]
+    args = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    y = F.conv2d(x, w, b, *args)
+    dy = _fill(rng, y.shape, True)
+    want = F.conv2d_backward(dy, x, w, *args, input_grad=flags[0], weight_grad=flags[1], bias_grad=flags[2])
+    with _host_ops():
+        got_y = ops_conv.conv2d(x, w, b, *args, algo=algo)
+        got = ops_conv.conv2d_backward(dy, x, w, *args, input_grad=flags[0], weight_grad=flags[1],
+                                       bias_grad=flags[2], algo=algo)
+    # Small-integer fills: both paths are exact, whatever their summation order.
+    np.testing.assert_array_equal(got_y, y)
+    for g, wg in zip(got, want):
+        assert (g is None) == (wg is None)
+        if g is not None:
+            np.testing.assert_array_equal(g, wg)
+
+
+@given(lead=st.lists(st.integers(0, 4), max_size=3), features=st.integers(1, 20), out=st.integers(0, 20),
+       bias=st.booleans(), flags=st.tuples(st.booleans(), st.booleans(), st.booleans()), seed=st.integers(0, 2**31))
+def test_linear_ops_on_the_host_match_the_cpu_path(lead, features, out, bias, flags, seed):
+    rng = np.random.default_rng(seed)
+    x, w = _fill(rng, (*lead, features), True), _fill(rng, (out, features), True)
+    b = _fill(rng, (out,), True) if bias else None
+    dy = _fill(rng, (*lead, out), True)
+    kw = dict(input_grad=flags[0], weight_grad=flags[1], bias_grad=flags[2])
+    with _host_ops():
+        got_y = ops_linear.linear(x, w, b)
+        got = ops_linear.linear_backward(dy, x, w, **kw)
+    np.testing.assert_array_equal(got_y, F.linear(x, w, b))
+    for g, wg in zip(got, F.linear_backward(dy, x, w, **kw)):
+        assert (g is None) == (wg is None)
+        if g is not None:
+            np.testing.assert_array_equal(g, wg)
+
+
+# ---------------------------------------------------------------------------------------------
 # on a GPU (skipped without one)
 # ---------------------------------------------------------------------------------------------
 

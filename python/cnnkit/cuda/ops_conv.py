@@ -90,6 +90,13 @@ def _conv_args(input, weight, other, stride, padding, dilation, groups, algo, ba
     return x, _contiguous(w), extra, unbatched, params, workspace
 
 
+def _output_shape(x, w, params):
+    (sh, sw), (top, bottom, left, right), (dh, dw), _ = params
+    n, _, h, wd = x.shape
+    k, _, kh, kw = w.shape
+    return (n, k, (h + top + bottom - dh * (kh - 1) - 1) // sh + 1, (wd + left + right - dw * (kw - 1) - 1) // sw + 1)
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
     """:func:`cnnkit.functional.conv2d` on CUDA arrays: the output is a new array of the input's
     kind, computed on the caller's current stream."""

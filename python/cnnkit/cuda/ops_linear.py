@@ -1,6 +1,8 @@
 """linear on CUDA arrays, with the signatures of its ``cnnkit.functional`` twins: cnnkit's tiled
 SGEMM in float32 arithmetic (no TF32), the bias gradient summed without atomics."""
 
+import math
+
 from .. import _cuda
 from ._device import empty, stream_of
 from .ops_conv import _contiguous, _device_operand
@@ -18,12 +20,13 @@ def _linear_args(input, weight, grad_output=None):
     if x.shape[-1] != w.shape[1]:
         raise ValueError(f"input has {x.shape[-1]} features (last dimension), weight expects {w.shape[1]}")
     lead = tuple(x.shape[:-1])
+    rows = math.prod(lead)  # explicit: reshape(-1, 0) is ambiguous
     if grad_output is not None:
         dy = _device_operand(grad_output, "grad_output", None, "", like=x)
         if tuple(dy.shape) != lead + (w.shape[0],):
             raise ValueError(f"grad_output must have shape {lead + (w.shape[0],)}, got {tuple(dy.shape)}")
-        grad_output = _contiguous(dy).reshape(-1, w.shape[0])
-    return _contiguous(x).reshape(-1, x.shape[-1]), _contiguous(w), lead, grad_output
+        grad_output = _contiguous(dy).reshape(rows, w.shape[0])
+    return _contiguous(x).reshape(rows, x.shape[-1]), _contiguous(w), lead, grad_output
 
 
 def linear(input, weight, bias=None):
