@@ -239,6 +239,8 @@ X, W = fake(2, 4, 8, 8), fake(6, 2, 3, 3)  # a valid grouped conv: groups=2
     (lambda: ops_conv.conv2d(X, W, padding=-1, groups=2), ValueError, "padding must be >= 0"),
     (lambda: ops_conv.conv2d(X, W, padding="same", stride=2, groups=2), ValueError, "padding='same'"),
     (lambda: ops_conv.conv2d(X, W, padding=2**40, groups=2), OverflowError, "padding"),
+    (lambda: ops_conv.conv2d(X, W, padding=2**70, groups=2), OverflowError, "padding"),
+    (lambda: ops_conv.conv2d(X, W, stride=(1, 2**64), groups=2), OverflowError, "stride"),
     (lambda: ops_conv.conv2d(X, fake(6, 2, 9, 9), groups=2), ValueError, "smaller than the dilated kernel"),
     (lambda: ops_conv.conv2d(X, W, groups=2, algo="winograd"), ValueError, "algo must be one of"),
     (lambda: ops_conv.conv2d_backward(fake(2, 6, 6), X, W, groups=2), ValueError, "grad_output must be 4-D"),

@@ -18,7 +18,7 @@ the GEMM forms, as on the CPU.
 import sys
 
 from .. import _cuda
-from ..functional import _conv_padding, _int, _pair
+from ..functional import _check_int64, _conv_padding, _int, _pair
 from ._device import _is_torch, device_index, empty, is_cuda_array, stream_of
 
 __all__ = ["conv2d", "conv2d_backward"]
@@ -78,6 +78,7 @@ def _conv_args(input, weight, other, stride, padding, dilation, groups, algo, ba
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups}")
     params = (stride, _conv_padding(padding, tuple(w.shape[2:]), stride, dilation), dilation, groups)
+    _check_int64(stride=stride, padding=params[1], dilation=dilation, groups=(groups,))
     _algo(algo)
     unbatched = x.ndim == 3
     x_shape = (1, *x.shape) if unbatched else tuple(x.shape)
