@@ -7,8 +7,8 @@
 // shared memory (depth-major, so the inner product reads rows contiguously), then each thread
 // accumulates its TM x TN micro-tile in registers. The tiles are double-buffered: while one pair
 // is multiplied, the next pair's loads are in flight in registers, and one barrier per step
-// separates the two. The steps run in the same order for every
-// tile shape, so the result does not depend on which shape was chosen.
+// separates the two. The depth is added in the same order for every tile shape, so the result
+// does not depend on which shape was chosen.
 //
 // Everything here is CNNKIT_HD: the GPU kernel (common/device_exec.cuh) and the host emulator
 // (common/host_exec.h) run the same functions, the emulator looping over the threads of a block
@@ -171,9 +171,10 @@ CNNKIT_HD void stash_tile(bool along_k, const float* regs, int tid, float* tile)
 }
 
 // Which row (column) of the block's tile is entry i of a thread's micro-tile, for the thread at
-// `t` along that side: runs of 4 at t*4, one run in each of the TILE / (T/4) wide strips. With
-// TM = 8 a thread's rows are t*4.. and 64 + t*4..: a warp's float4 reads of a tile row then
-// cover consecutive addresses (no bank conflicts), and its stores are 256-byte runs.
+// `t` along that side: the tile is cut into T/4 strips, and the thread takes the 4 entries at
+// t*4 of each strip. With TM = 8 a thread's rows are t*4.. and 64 + t*4..: a warp's float4
+// reads of a tile row then cover consecutive addresses (no bank conflicts), and its stores are
+// 256-byte runs.
 template <int TILE, int T>
 CNNKIT_HD int micro_index(int t, int i) {
   return (i / 4) * (TILE * 4 / T) + t * 4 + i % 4;
