@@ -162,6 +162,18 @@ def test_emulated_weight_gradient_split_over_the_batch(algo):
 
 
 @pytest.mark.parametrize("algo", CONV_ALGOS)
+def test_emulated_pointwise_conv2d_multiplies_the_images_directly(algo):
+    rng = np.random.default_rng(5)
+    x, w, b = _fill(rng, (3, 6, 5, 7), False), _fill(rng, (4, 3, 1, 1), False), _fill(rng, (4,), False)
+    params = ((1, 1), (0, 0, 0, 0), (1, 1), 2)
+    # No column matrix: the images are the GEMM's operands as they are.
+    assert _cuda.conv2d_workspace(x.shape, w.shape, *params, "im2col", True) == 0
+    dy = _fill(rng, (3, 4, 5, 7), False)
+    results = [emulate.conv2d(x, w, b, *params, algo), *emulate.conv2d_backward(dy, x, w, *params, algo)]
+    _check_conv(results, x, w, b, dy, params, algo, False, "emulated")
+
+
+@pytest.mark.parametrize("algo", CONV_ALGOS)
 def test_emulated_conv2d_of_an_empty_batch(algo):
     x = np.zeros((0, 4, 5, 5), np.float32)
     w = np.ones((6, 2, 3, 3), np.float32)

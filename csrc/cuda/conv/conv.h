@@ -5,8 +5,8 @@
 // Algorithms ("algo"):
 //  - direct: one output element per thread (geometry.h), the definition; depthwise layers use it
 //    under "auto" for the forward pass and the input gradient;
-//  - im2col: per image, the column matrix into the caller's scratch, then the tiled SGEMM
-//    (groups as its batch); the input gradient is the transposed product into the scratch and a
+//  - im2col: per image, the column matrix into the caller's scratch (a pointwise layer's image is
+//    its own), then the tiled SGEMM (groups as its batch); the input gradient is the transposed product into the scratch and a
 //    col2im gather; the weight gradient accumulates image by image (beta = 1), in batch order;
 //  - implicit_gemm: the tiled SGEMM with operands that gather from x and dy directly (no column
 //    matrix); the weight gradient splits the batch's depth into chunks whose partial sums land in
@@ -27,11 +27,19 @@ namespace cnnkit::cuda::conv {
 
 enum class ConvAlgo { Auto, Direct, Im2col, ImplicitGemm };
 
+// A 1 x 1 convolution at stride 1 without padding: each image is its own column matrix, so the
+// im2col algorithm multiplies it directly (no copy, no scratch).
+inline bool pointwise(const ConvGeom& g) {
+  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.Ho == g.H && g.Wo == g.W;
+}
+
 // "auto" for the forward pass and the input gradient: direct for depthwise-like layers (one input
-// channel per group: a GEMM with a depth of kh*kw wastes its tiles), the implicit GEMM otherwise.
+// channel per group: a GEMM with a depth of kh*kw wastes its tiles), im2col for pointwise layers
+// (plain strided products), the implicit GEMM otherwise.
 inline ConvAlgo data_algo(ConvAlgo algo, const ConvGeom& g) {
   if (algo != ConvAlgo::Auto) return algo;
-  return g.Cg() == 1 ? ConvAlgo::Direct : ConvAlgo::ImplicitGemm;
+  if (g.Cg() == 1) return ConvAlgo::Direct;
+  return pointwise(g) ? ConvAlgo::Im2col : ConvAlgo::ImplicitGemm;
 }
 
 // "auto" for the weight gradient: the implicit GEMM with split-K, even for depthwise layers,
@@ -52,10 +60,10 @@ inline gemm::TileGrid weight_grad_grid(const ConvGeom& g) {
   return grid;
 }
 
-// Floats of scratch an algorithm needs: one image's column matrix for im2col, the partial sums
-// of a split weight gradient.
+// Floats of scratch an algorithm needs: one image's column matrix for im2col (none for a
+// pointwise layer), the partial sums of a split weight gradient.
 inline int64_t workspace(const ConvGeom& g, ConvAlgo algo, bool backward, bool input_grad, bool weight_grad) {
-  const int64_t columns = g.C * g.kernel() * g.out_plane();
+  const int64_t columns = pointwise(g) ? 0 : g.C * g.kernel() * g.out_plane();
   if (!backward) return data_algo(algo, g) == ConvAlgo::Im2col ? columns : 0;
   int64_t need = 0;
   if ((input_grad && data_algo(algo, g) == ConvAlgo::Im2col) || (weight_grad && weight_algo(algo) == ConvAlgo::Im2col)) {
@@ -73,6 +81,15 @@ inline gemm::Strided weight_rows(const ConvGeom& g, const float* w) {
   return {w, g.taps(), 1, g.Kg() * g.taps()};
 }
 
+// Image n's column matrix: the image itself for a pointwise layer, else im2col into the scratch.
+template <class Exec>
+const float* columns(Exec& ex, const ConvGeom& g, const float* x, int64_t n, float* scratch) {
+  const float* image = x + n * g.C * g.in_plane();
+  if (pointwise(g)) return image;
+  ex.each(g.C * g.kernel() * g.out_plane(), Im2col{g, image, scratch});
+  return scratch;
+}
+
 template <class Exec>
 void forward(Exec& ex, const ConvGeom& g, ConvAlgo algo, const float* x, const float* w, const float* bias, float* y,
              float* scratch) {
@@ -87,11 +104,10 @@ void forward(Exec& ex, const ConvGeom& g, ConvAlgo algo, const float* x, const f
       return;
     default:
       for (int64_t n = 0; n < g.N; ++n) {
-        ex.each(g.C * g.kernel() * P, Im2col{g, x + n * g.C * g.in_plane(), scratch});
         gemm::MatrixStore s;
         s.c = y + n * g.K * P, s.ldc = P, s.batch_stride = g.Kg() * P;
         s.bias = bias, s.bias_batch_stride = g.Kg(), s.bias_per_row = true;
-        gemm::product(ex, weight_rows(g, w), gemm::Strided{scratch, 1, P, g.taps() * P}, s,
+        gemm::product(ex, weight_rows(g, w), gemm::Strided{columns(ex, g, x, n, scratch), 1, P, g.taps() * P}, s,
                       gemm::whole(g.Kg(), P, g.taps(), g.groups));
       }
   }
@@ -110,18 +126,20 @@ void backward(Exec& ex, const ConvGeom& g, ConvAlgo algo, const float* dy, const
     for (int64_t n = 0; n < g.N; ++n) {
       const float* dy_n = dy + n * g.K * P;
       if (dw_algo == ConvAlgo::Im2col) {
-        ex.each(g.C * g.kernel() * P, Im2col{g, x + n * g.C * g.in_plane(), scratch});
         gemm::MatrixStore s;
         s.c = dw, s.ldc = g.taps(), s.batch_stride = g.Kg() * g.taps(), s.beta = n > 0 ? 1.0f : 0.0f;
-        gemm::product(ex, gemm::Strided{dy_n, P, 1, g.Kg() * P}, gemm::Strided{scratch, P, 1, g.taps() * P}, s,
+        gemm::product(ex, gemm::Strided{dy_n, P, 1, g.Kg() * P},
+                      gemm::Strided{columns(ex, g, x, n, scratch), P, 1, g.taps() * P}, s,
                       gemm::whole(g.Kg(), g.taps(), P, g.groups));
       }
       if (dx_algo == ConvAlgo::Im2col) {
+        // The column-matrix gradient, straight into dx for a pointwise layer.
+        float* dx_n = dx + n * g.C * g.in_plane();
         gemm::MatrixStore s;
-        s.c = scratch, s.ldc = P, s.batch_stride = g.taps() * P;
+        s.c = pointwise(g) ? dx_n : scratch, s.ldc = P, s.batch_stride = g.taps() * P;
         gemm::product(ex, gemm::Strided{w, 1, g.taps(), g.Kg() * g.taps()}, gemm::Strided{dy_n, 1, P, g.Kg() * P}, s,
                       gemm::whole(g.taps(), P, g.Kg(), g.groups));
-        ex.each(g.C * g.in_plane(), Col2im{g, scratch, dx + n * g.C * g.in_plane()});
+        if (!pointwise(g)) ex.each(g.C * g.in_plane(), Col2im{g, scratch, dx_n});
       }
     }
   }

@@ -4,11 +4,12 @@
 
 - ``"direct"``: one output element per thread (the definition the others are tested against);
 - ``"im2col"``: per image, the column matrix in scratch from the caller's allocator, then
-  cnnkit's tiled SGEMM;
+  cnnkit's tiled SGEMM (a 1x1 layer at stride 1 without padding multiplies its input directly);
 - ``"implicit_gemm"``: the tiled SGEMM reading the column matrix straight from the input (no
   scratch); the CPU path has no such kernel and refuses the name;
-- ``"auto"``: direct for the forward pass and input gradient of layers with one input channel per
-  group (depthwise), the implicit GEMM otherwise (untimed rules: no GPU has measured them yet).
+- ``"auto"``: for the forward pass and the input gradient, direct for layers with one input
+  channel per group (depthwise), im2col for those 1x1 layers, the implicit GEMM otherwise; the
+  implicit GEMM for the weight gradient (untimed rules: no GPU has measured them yet).
 
 All of them use float32 arithmetic only (no TF32) and no atomics: a result is the same on every
 run. Taps that fall in the zero padding contribute exactly 0 in the direct kernels and 0*w in
