@@ -38,5 +38,8 @@ void bind_norm(pybind11::module_& m, pybind11::module_& emulate);
 void bind_loss(pybind11::module_& m, pybind11::module_& emulate);
 void bind_dropout(pybind11::module_& m, pybind11::module_& emulate);
 void bind_optim(pybind11::module_& m, pybind11::module_& emulate);
+void bind_gemm(pybind11::module_& m, pybind11::module_& emulate);
+void bind_conv(pybind11::module_& m, pybind11::module_& emulate);
+void bind_linear(pybind11::module_& m, pybind11::module_& emulate);
 
 }  // namespace cnnkit::cuda::python

@@ -84,4 +84,7 @@ PYBIND11_MODULE(_cuda, m) {
   cnnkit::cuda::python::bind_norm(m, emulate);
   cnnkit::cuda::python::bind_optim(m, emulate);
   cnnkit::cuda::python::bind_dropout(m, emulate);
+  cnnkit::cuda::python::bind_gemm(m, emulate);
+  cnnkit::cuda::python::bind_conv(m, emulate);
+  cnnkit::cuda::python::bind_linear(m, emulate);
 }
