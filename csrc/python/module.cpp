@@ -10,28 +10,11 @@
 #include "cnnkit/threads.h"
 #include "python/bindings.h"
 #include "python/common.h"
+#include "python/translate_errors.h"
 
 namespace py = pybind11;
 
 namespace {
-
-void translate_errors() {
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const cnnkit::Error& e) {
-      PyObject* type = PyExc_ValueError;
-      switch (e.kind()) {
-        case cnnkit::ErrorKind::Value: type = PyExc_ValueError; break;
-        case cnnkit::ErrorKind::Type: type = PyExc_TypeError; break;
-        case cnnkit::ErrorKind::Index: type = PyExc_IndexError; break;
-        case cnnkit::ErrorKind::Overflow: type = PyExc_OverflowError; break;
-        case cnnkit::ErrorKind::Memory: type = PyExc_MemoryError; break;
-      }
-      PyErr_SetString(type, e.what());
-    }
-  });
-}
 
 py::dict build_info() {
   using cnnkit::Isa;
@@ -53,7 +36,7 @@ py::dict build_info() {
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "cnnkit native core (private: use cnnkit.functional)";
-  translate_errors();
+  cnnkit::python::translate_errors();
   m.def("build_info", &build_info);
   m.def("num_threads", &cnnkit::num_threads);
   m.def("set_num_threads", &cnnkit::set_num_threads, py::arg("n"));

@@ -2,7 +2,6 @@
 // element. Mirrors PyTorch's CPU loops so edge cases (NaN, -inf, ceil_mode
 // overhang, the avg divisor) have exactly its behaviour.
 #include <algorithm>
-#include <limits>
 
 #include "cnnkit/pool.h"
 #include "cpu/pool/kernels.h"
@@ -15,22 +14,10 @@ void max_forward(const Pool2dShape& s, const float* input, float* out, int64_t* 
   for (int64_t p = 0; p < s.planes; ++p) {
     const float* plane = input + p * s.in_h * s.in_w;
     for (int64_t oh = 0; oh < s.out_h; ++oh) {
-      const Span hs = window_span(oh, s.in_h, s.kernel_h, s.stride_h, s.pad_h, s.dilation_h);
       for (int64_t ow = 0; ow < s.out_w; ++ow) {
-        const Span ws = window_span(ow, s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
-        float best = -std::numeric_limits<float>::infinity();
-        int64_t best_index = hs.begin * s.in_w + ws.begin;
-        for (int64_t h = hs.begin; h < hs.end; h += s.dilation_h) {
-          for (int64_t w = ws.begin; w < ws.end; w += s.dilation_w) {
-            const float v = plane[h * s.in_w + w];
-            if (v > best || v != v) {
-              best = v;
-              best_index = h * s.in_w + w;
-            }
-          }
-        }
+        int64_t best_index = 0;
         const int64_t o = (p * s.out_h + oh) * s.out_w + ow;
-        out[o] = best;
+        out[o] = window_max(s, plane, oh, ow, best_index);
         if (indices != nullptr) indices[o] = best_index;
       }
     }

@@ -28,21 +28,8 @@ struct MaxForward {
   int64_t* indices;
   CNNKIT_HD void operator()(int64_t o) const {
     const int64_t ow = o % s.out_w, oh = (o / s.out_w) % s.out_h, p = o / (s.out_w * s.out_h);
-    const float* plane = x + p * s.in_h * s.in_w;
-    const Span hs = window_span(oh, s.in_h, s.kernel_h, s.stride_h, s.pad_h, s.dilation_h);
-    const Span ws = window_span(ow, s.in_w, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w);
-    float best = -INFINITY;
-    int64_t best_index = hs.begin * s.in_w + ws.begin;
-    for (int64_t h = hs.begin; h < hs.end; h += s.dilation_h) {
-      for (int64_t w = ws.begin; w < ws.end; w += s.dilation_w) {
-        const float v = plane[h * s.in_w + w];
-        if (v > best || v != v) {
-          best = v;
-          best_index = h * s.in_w + w;
-        }
-      }
-    }
-    y[o] = best;
+    int64_t best_index = 0;
+    y[o] = window_max(s, x + p * s.in_h * s.in_w, oh, ow, best_index);
     if (indices) indices[o] = best_index;
   }
 };

@@ -10,28 +10,11 @@
 #include "cnnkit/errors.h"
 #include "cuda/common/check.h"
 #include "cuda/python/bindings.h"
+#include "python/translate_errors.h"
 
 namespace py = pybind11;
 
 namespace {
-
-void translate_errors() {
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const cnnkit::Error& e) {
-      PyObject* type = PyExc_ValueError;
-      switch (e.kind()) {
-        case cnnkit::ErrorKind::Value: type = PyExc_ValueError; break;
-        case cnnkit::ErrorKind::Type: type = PyExc_TypeError; break;
-        case cnnkit::ErrorKind::Index: type = PyExc_IndexError; break;
-        case cnnkit::ErrorKind::Overflow: type = PyExc_OverflowError; break;
-        case cnnkit::ErrorKind::Memory: type = PyExc_MemoryError; break;
-      }
-      PyErr_SetString(type, e.what());
-    }
-  });
-}
 
 // (number of usable devices, why there are none: "" when there are some)
 std::pair<int, std::string> device_count() {
@@ -69,7 +52,7 @@ int version_of(cudaError_t (*query)(int*)) {
 
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "cnnkit CUDA kernels (private: use cnnkit.functional with CuPy or PyTorch CUDA arrays)";
-  translate_errors();
+  cnnkit::python::translate_errors();
   m.def("device_count", &device_count);
   m.def("device_properties", &device_properties, py::arg("device"));
   m.def("runtime_version", [] { return version_of(&cudaRuntimeGetVersion); });
