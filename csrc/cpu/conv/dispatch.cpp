@@ -349,7 +349,7 @@ ConvAlgo parse_conv_algo(const char* name) {
   if (std::strcmp(name, "direct") == 0) return ConvAlgo::Direct;
   if (std::strcmp(name, "im2col") == 0) return ConvAlgo::Im2col;
   if (std::strcmp(name, "reference") == 0) return ConvAlgo::Reference;
-  fail(ErrorKind::Value, std::string("conv2d: algo must be \"auto\", \"direct\" or \"im2col\", got \"") +
+  fail(ErrorKind::Value, std::string("conv2d: algo must be \"auto\", \"direct\", \"im2col\" or \"reference\", got \"") +
                              name + "\"");
 }
 
