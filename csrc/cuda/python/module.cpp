@@ -22,7 +22,13 @@ std::pair<int, std::string> device_count() {
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
     cudaGetLastError();  // a missing driver is an answer here, not a sticky error for later calls
-    return {0, std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status)};
+    const std::string error = std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
+    int driver = 0;
+    // Without any driver the runtime reports an "insufficient" one; say what is really missing.
+    if (status == cudaErrorInsufficientDriver && cudaDriverGetVersion(&driver) == cudaSuccess && driver == 0) {
+      return {0, "no NVIDIA driver is installed (" + error + ")"};
+    }
+    return {0, error};
   }
   return {count, count == 0 ? "no CUDA device found" : ""};
 }
