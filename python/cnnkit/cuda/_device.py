@@ -11,12 +11,13 @@ import sys
 
 import numpy as np
 
+from .._arrays import _is_torch_type
+
 _FLOAT32 = "float32"
 
 
 def _is_torch(x):
-    return type(x).__module__.partition(".")[0] == "torch" or any(
-        base.__module__.partition(".")[0] == "torch" for base in type(x).__mro__)
+    return _is_torch_type(type(x))
 
 
 def is_cuda_array(x):
