@@ -64,6 +64,30 @@ def test_adaptive_avg_pool2d_matches_oracle(isa, n, c, h, w, oh, ow, seed):
                  R.adaptive_avg_pool2d_backward(np.abs(g), x.shape), 4, "adaptive_avg_pool2d_backward reference")
 
 
+@given(n=st.integers(0, 3), c=st.integers(0, 40), h=st.integers(1, 19), w=st.sampled_from(WIDTHS),
+       integers=st.booleans(), seed=st.integers(0, 2**31))
+def test_global_adaptive_avg_pool2d_matches_oracle(isa, n, c, h, w, integers, seed):
+    """Output 1x1 takes its own loops (one sum per plane, eight running sums from 8 inputs on):
+    planes on both sides of 8 floats, and integer fills whose sums and shares are exact."""
+    rng = np.random.default_rng(seed)
+    if integers:
+        x = rng.integers(-8, 9, (n, c, h, w)).astype(np.float32)
+        g = (rng.integers(-8, 9, (n, c, 1, 1)) * h * w).astype(np.float32)
+    else:
+        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+        g = rng.standard_normal((n, c, 1, 1)).astype(np.float32)
+    y = F.adaptive_avg_pool2d(x, 1)
+    dx = F.adaptive_avg_pool2d_backward(g, x, 1)
+    want_y, want_dx = R.adaptive_avg_pool2d(x, 1, 1), R.adaptive_avg_pool2d_backward(g, x.shape)
+    if integers and h * w in (1, 2, 4, 8, 16):
+        np.testing.assert_array_equal(y, want_y.astype(np.float32))
+    if integers:
+        np.testing.assert_array_equal(dx, want_dx.astype(np.float32))
+    assert_close(y, want_y, R.adaptive_avg_pool2d(np.abs(x), 1, 1), h * w, "global adaptive_avg_pool2d")
+    assert_close(dx, want_dx, R.adaptive_avg_pool2d_backward(np.abs(g), x.shape), 1,
+                 "global adaptive_avg_pool2d_backward")
+
+
 def _lrn_scale(x, size, alpha, k):
     """k + alpha/size * the sum of squares over channel c's window, for every c."""
     squares = np.zeros_like(x)
