@@ -123,6 +123,32 @@ def test_local_response_norm_matches_oracle(isa, n, c, inner, size, alpha, beta,
                  "local_response_norm_backward reference")
 
 
+@given(size=st.integers(1, 7), beta=st.sampled_from([0.75, 0.5, 1.0]), huge_at=st.integers(0, 299),
+       tiny=st.booleans(), seed=st.integers(0, 2**31))
+def test_local_response_norm_scales_beyond_float_range(isa, size, beta, huge_at, tiny, seed):
+    """The common exponents run in float while every scale of a block is a normal float; a block
+    holding an input near 1e20 (its square beyond float) or, with k = 0, near-zero inputs
+    (subnormal scales) runs in double, and must match the oracle like the others."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((1, 6, 300)).astype(np.float32)
+    k = 1.0
+    if tiny:
+        # Scales near 1e-40 (subnormal in float); beta = 1 would put the gradient beyond float.
+        x[0, :, huge_at] *= np.float32(3e-20)
+        k = 0.0
+        beta = min(beta, 0.75)
+    else:
+        x[0, 3, huge_at] = np.float32(3e20)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    want_y = R.local_response_norm(x, size, 0.5, beta, k)
+    want_dx = R.local_response_norm_backward(g, x, size, 0.5, beta, k)
+    x64, g64 = np.abs(x.astype(np.float64)), np.abs(g.astype(np.float64))
+    a_dx = 2 * g64 * _lrn_scale(x64, size, 0.5, k) ** -beta - R.local_response_norm_backward(g64, x64, size, 0.5, beta, k)
+    assert_close(F.local_response_norm(x, size, 0.5, beta, k), want_y, np.abs(want_y), size, "local_response_norm")
+    assert_close(F.local_response_norm_backward(g, x, size, 0.5, beta, k), want_dx, a_dx, 2 * size,
+                 "local_response_norm_backward")
+
+
 def test_threads_give_the_same_bits(isa):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 16, 23, 29)).astype(np.float32)
