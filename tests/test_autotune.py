@@ -284,11 +284,14 @@ def test_bad_lines_are_skipped_and_stale_choices_measured_again(autotune):
     assert cnnkit.autotune.entries()[key] in _C.conv2d_candidates(x.shape, w.shape, (1, 1), (0,) * 4, (1, 1), 1)
 
 
-@pytest.mark.parametrize("field", ["version", "cpu", "isa"])
-def test_a_file_from_another_version_or_cpu_is_ignored(autotune, field):
-    version, cpu, isa = _C.autotune_signature().split(" | ")
-    foreign = {"version": f"{version}.dev9 | {cpu} | {isa}", "cpu": f"{version} | Other CPU | {isa}",
-               "isa": f"{version} | {cpu} | {'avx2' if isa != 'avx2' else 'avx512'}"}[field]
+@pytest.mark.parametrize("field", ["version", "build", "cpu", "isa"])
+def test_a_file_from_another_version_build_or_cpu_is_ignored(autotune, field):
+    version, build, cpu, isa = _C.autotune_signature().split(" | ")
+    assert build.startswith("build ")
+    foreign = {"version": f"{version}.dev9 | {build} | {cpu} | {isa}",
+               "build": f"{version} | build 1@2 | {cpu} | {isa}",
+               "cpu": f"{version} | {build} | Other CPU | {isa}",
+               "isa": f"{version} | {build} | {cpu} | {'avx2' if isa != 'avx2' else 'avx512'}"}[field]
     x, w = np.ones((1, 4, 9, 9), np.float32), np.ones((8, 4, 3, 3), np.float32)
     F.conv2d(x, w)
     (key, impl), = cnnkit.autotune.entries().items()

@@ -15,8 +15,10 @@
 #include "cnnkit/threads.h"
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #define CNNKIT_HAVE_FLOCK 1
 #endif
@@ -210,9 +212,31 @@ std::string autotune_cache_file() {
   return (dir / "autotune.txt").string();
 }
 
+namespace {
+
+// The build of the library holding this code: the size and modification time
+// of its file (the Python module or a shared cnnkit). A rebuild with new or
+// changed kernels keeps the version string, and its winners must be measured
+// anew, not read from what the previous build measured. "static" where no
+// file can be found (a static library linked into an executable).
+std::string build_identity() {
+#ifdef CNNKIT_HAVE_FLOCK
+  Dl_info info;
+  struct stat st;
+  if (dladdr(reinterpret_cast<void*>(&build_identity), &info) != 0 && info.dli_fname != nullptr &&
+      stat(info.dli_fname, &st) == 0) {
+    return "build " + std::to_string(static_cast<long long>(st.st_size)) + "@" +
+           std::to_string(static_cast<long long>(st.st_mtime));
+  }
+#endif
+  return "build static";
+}
+
+}  // namespace
+
 std::string autotune_signature() {
-  static const std::string sig =
-      std::string(CNNKIT_VERSION_STRING) + " | " + cpu_model() + " | " + isa_name(detected_isa());
+  static const std::string sig = std::string(CNNKIT_VERSION_STRING) + " | " + build_identity() + " | " +
+                                 cpu_model() + " | " + isa_name(detected_isa());
   return sig;
 }
 

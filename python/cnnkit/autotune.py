@@ -7,7 +7,7 @@ The choice is per (shape, direction and gradients asked for, ISA cap, thread
 count). The cache file lives in ``$CNNKIT_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/cnnkit``, else ``~/.cache/cnnkit``; it is replaced
 atomically under a lock, and ignored when it was written by another cnnkit
-version or on another CPU. Autotuning is on by default; ``CNNKIT_AUTOTUNE=0``
+version or build (a rebuilt module may hold new kernels) or on another CPU. Autotuning is on by default; ``CNNKIT_AUTOTUNE=0``
 or :func:`set_enabled` turn it off, and
 :func:`cnnkit.use_deterministic_algorithms` suspends it: then a fixed
 heuristic picks, and results never depend on a timing.

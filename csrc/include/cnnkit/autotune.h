@@ -20,8 +20,9 @@ void set_autotune(bool on);
 // ~/.cache/cnnkit, then autotune.txt; read from the environment at each use.
 // Empty when none of them is set.
 std::string autotune_cache_file();
-// What makes a cache file ours: the library version, the CPU's model string and
-// its widest ISA. A file written under another signature is ignored.
+// What makes a cache file ours: the library version, its build (the size and
+// modification time of the file holding the code), the CPU's model string
+// and its widest ISA. A file written under another signature is ignored.
 std::string autotune_signature();
 
 // What every key ends with: the ISA cap in force (no wider than the CPU's)
