@@ -167,7 +167,7 @@ void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int
   });
 }
 
-void col2im_columns(const Conv2dParams& p, const float* col, int64_t p0, int64_t p1, float* dx_group) {
+void col2im_columns(const Conv2dParams& p, const float* col, int64_t ld, int64_t p0, int64_t p1, float* dx_group) {
   const int64_t R = p.kernel_h, S = p.kernel_w, cols = p1 - p0, sw = p.stride_w;
   // Channels are independent: each thread owns whole dx planes.
   parallel_for(p.group_in_channels(), work_per_item(p.group_in_channels(), {R, S, cols}), [&](int64_t c_begin, int64_t c_end) {
@@ -175,7 +175,7 @@ void col2im_columns(const Conv2dParams& p, const float* col, int64_t p0, int64_t
       float* dxc = dx_group + c * p.in_plane();
       for (int64_t r = 0; r < R; ++r) {
         for (int64_t s = 0; s < S; ++s) {
-          const float* row = col + ((c * R + r) * S + s) * cols;
+          const float* row = col + ((c * R + r) * S + s) * ld;
           for_tap_segments(
               p, r, s, p0, p1,
               [&](int64_t base, int64_t lo, int64_t hi, int64_t x0) {
