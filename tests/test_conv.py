@@ -220,10 +220,11 @@ def test_im2col_short_rows_in_chunks(threads):
 
 
 # im2col and col2im move stride-2 rows four floats at a time and stop before
-# the last group of each row segment: rows of 1 to 21 outputs, with and
+# the last group of each row segment: rows of 1 to 36 outputs (up to 32
+# through a zero-padded plane, longer ones by the tap-segment walk), with and
 # without padding (segments that start and end inside the row), the last
 # segment ending at the end of the input array. Integer fills: exact.
-@pytest.mark.parametrize("width, padding", [(3, 1), (9, 0), (10, 1), (12, 1), (41, 1), (42, 0)])
+@pytest.mark.parametrize("width, padding", [(3, 1), (9, 0), (10, 1), (12, 1), (41, 1), (42, 0), (69, 0), (70, 1)])
 def test_im2col_stride_2_rows_integer_fill_is_exact(threads, width, padding):
     _assert_integer_fill_exact(32, (2, 3, 5, width), (4, 3, 3, 3), 2, padding, bias=False, algo="im2col",
                                label="im2col stride 2")
