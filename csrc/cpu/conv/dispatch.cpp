@@ -7,10 +7,10 @@
 // when autotuning is off (CNNKIT_AUTOTUNE=0, cnnkit.autotune.set_enabled(False),
 // deterministic mode) and orders the candidates; benchmarks/results holds the
 // measurements. Its reasoning, per layer kind:
-//  - planes of at most 8x8 with long reductions (backward: at most 4x4, or
-//    small planes with huge weight gradients): GEMMs over blocks of images
-//    (image_blocks), whose columns side by side make a GEMM wide enough to
-//    run at speed where one image's would be narrower than its tile;
+//  - planes of at most 4x4 with long reductions (backward also small planes
+//    with huge weight gradients): GEMMs over blocks of images (image_blocks),
+//    whose columns side by side make a GEMM wide enough to run at speed
+//    where one image's would be narrower than its tile;
 //  - one input channel per group: the depthwise kernels (any stride), unless
 //    several output channels per input channel let direct_rows reuse each load;
 //  - strided, or stride 1 with many output channels and short rows or a 3/5/7
@@ -84,23 +84,23 @@ bool depthwise_pays(const Conv2dParams& p, bool rows_fit) {
 bool small_plane_huge_weight_grad(const Conv2dParams& p) {
   return p.out_plane() <= 256 && p.group_out_channels() * p.reduction() >= (int64_t{2} << 20);
 }
-// A GEMM per image on a plane of at most 8x8 is too narrow to run at speed
-// (16 positions fill half of a 32-wide micro-kernel tile) and packs all of
-// the weights for each image; with a long reduction those weights are large.
-// One GEMM over a block of images' columns avoids both.
+// A GEMM per image on a plane of at most 4x4 is narrower than the GEMM's
+// micro-kernel tile (16 positions fill half of a 32-wide one) and packs all
+// of the weights for 2 * out_plane flops per packed float; with a long
+// reduction those weights are large. One GEMM over a block of images'
+// columns avoids both. (On 8x8 planes the direct kernels measure as fast.)
 bool small_plane_long_reduction(const Conv2dParams& p) {
-  return p.out_plane() <= 64 && p.reduction() >= 1152 && p.group_out_channels() >= 32;
+  return p.out_plane() <= 16 && p.reduction() >= 1152 && p.group_out_channels() >= 32;
 }
 bool wants_image_blocks_forward(const Conv2dParams& p) {
   return small_plane_long_reduction(p) && image_blocks_fits(p);
 }
-// Backward on planes of at most 4x4 too: there kvec keeps a partial weight
-// gradient per slot of images and each image adds only a few positions to
-// it. And with a huge weight gradient on larger small planes that traffic
-// dominates kvec (and AVX2 leaves those to the GEMMs anyway).
+// Backward also on larger small planes with a huge weight gradient: kvec
+// keeps a partial weight gradient per slot of images and each image adds
+// only a small plane's positions to it, and that traffic dominates (AVX2
+// leaves those layers to the GEMMs anyway).
 bool wants_image_blocks_backward(const Conv2dParams& p) {
-  const bool tiny_plane = p.out_plane() <= 16 && small_plane_long_reduction(p);
-  return (tiny_plane || small_plane_huge_weight_grad(p)) && image_blocks_fits(p);
+  return (small_plane_long_reduction(p) || small_plane_huge_weight_grad(p)) && image_blocks_fits(p);
 }
 bool accepts_image_blocks(const ConvCall& c) { return c.image_blocks; }
 bool accepts_depthwise(const ConvCall& c) {
