@@ -106,10 +106,12 @@ void for_image_blocks(const Conv2dParams& p, Fn&& fn) {
 
 }  // namespace
 
+// One image's columns and output rows within the im2col bound (divided, not
+// multiplied: absurd shapes reach here when the candidates are listed).
 bool image_blocks_fits(const Conv2dParams& p) {
-  const int64_t K = p.reduction(), P = p.out_plane();
-  return p.batch > 0 && P > 0 && K > 0 && im2col_fits(p) && P <= kIm2colBudgetFloats / K &&
-         p.group_out_channels() * P <= kIm2colBudgetFloats;
+  const int64_t K = p.reduction(), P = p.out_plane(), kg = p.group_out_channels();
+  return p.batch > 0 && P > 0 && K > 0 && kg > 0 && im2col_fits(p) && P <= kIm2colBudgetFloats / K &&
+         P <= kIm2colBudgetFloats / kg;
 }
 
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_image_blocks) {
