@@ -551,6 +551,17 @@ def test_image_blocks_several_blocks_match_oracle(isa, threads, case, seed, inte
     _check_image_blocks(case, seed, integers)
 
 
+@pytest.mark.parametrize("integers", [True, False])
+def test_image_blocks_weight_grad_blocks_are_512_positions_or_more(isa, threads, integers):
+    """A reduction of 2304 on 4x4 planes: 28 images fit the column bound, but
+    the backward's weight gradient takes blocks of at least 512 positions (32
+    images): 40 images run as 2 x 20 both ways."""
+    case = dict(x_shape=(40, 256, 4, 4), w_shape=(8, 256, 3, 3), args=((1, 1), (1, 1, 1, 1), (1, 1), 1),
+                bias=True)
+    assert _BLOCK_COLUMN_FLOATS // (256 * 9 * 16) == 28
+    _check_image_blocks(case, 43, integers)
+
+
 @pytest.mark.parametrize("x_shape, stride", [((5, 16, 40, 40), 1), ((3, 8, 33, 90), 2)])
 def test_image_blocks_do_not_depend_on_threads_in_deterministic_mode(isa, x_shape, stride):
     """The blocks run one after another and every GEMM sums in a fixed order:

@@ -23,14 +23,22 @@ namespace {
 // A block's column matrix stays within this many floats (4 MiB), so that the
 // GEMM reads back from cache what the unrolling just wrote; on small planes
 // that is still several of the GEMM's packed panels of B wide. A plane whose
-// columns alone exceed it runs one image per block.
+// columns alone exceed it runs one image per block (in the forward).
 constexpr int64_t kBlockColumnFloats = int64_t{1} << 20;
 
-// The fewest blocks within the bound, as even as possible: 64 images of
-// which 56 fit run as 32 + 32, not as 56 + a narrow block of 8.
-int64_t images_per_block(const Conv2dParams& p) {
-  const int64_t per_image = std::max<int64_t>(p.reduction() * p.out_plane(), 1);
-  const int64_t most = std::clamp<int64_t>(kBlockColumnFloats / per_image, 1, p.batch);
+// The weight gradient's GEMM reads and writes all of dw per block for a depth
+// of the block's positions: blocks of at least this many positions keep that
+// traffic small next to the multiply, even past kBlockColumnFloats (within
+// the im2col bound).
+constexpr int64_t kWeightGradBlockPositions = 512;
+
+// Images per block: the fewest blocks within the bound, and with at least
+// min_positions output positions, as even as possible (64 images of which
+// 56 fit run as 32 + 32, not as 56 + a narrow block of 8).
+int64_t images_per_block(const Conv2dParams& p, int64_t min_positions) {
+  const int64_t P = p.out_plane(), per_image = std::max<int64_t>(p.reduction() * P, 1);
+  const int64_t wanted = std::max(kBlockColumnFloats / per_image, (min_positions + P - 1) / P);
+  const int64_t most = std::clamp<int64_t>(std::min(wanted, kIm2colBudgetFloats / per_image), 1, p.batch);
   const int64_t blocks = (p.batch + most - 1) / most;
   return (p.batch + blocks - 1) / blocks;
 }
@@ -92,11 +100,11 @@ void block_col2im(const Conv2dParams& p, const float* dcol, int64_t n0, int64_t 
 }
 
 // fn(n0, nb, g, col, rows) for every block of images n0 .. n0+nb and group
-// g, in order: col (K x nb*P) and rows (kg x nb*P) are the calling thread's
+// g (blocks of at least min_positions positions), in order: col (K x nb*P) and rows (kg x nb*P) are the calling thread's
 // scratch for the block's columns and its output-plane rows.
 template <class Fn>
-void for_image_blocks(const Conv2dParams& p, Fn&& fn) {
-  const int64_t K = p.reduction(), P = p.out_plane(), block = images_per_block(p);
+void for_image_blocks(const Conv2dParams& p, int64_t min_positions, Fn&& fn) {
+  const int64_t K = p.reduction(), P = p.out_plane(), block = images_per_block(p, min_positions);
   float* col = thread_workspace(WorkspaceSlot::Im2col, static_cast<size_t>(K * block * P));
   float* rows = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(p.group_out_channels() * block * P));
   for (int64_t n0 = 0; n0 < p.batch; n0 += block) {
@@ -116,7 +124,7 @@ bool image_blocks_fits(const Conv2dParams& p) {
 
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_image_blocks) {
   const int64_t kg = p.group_out_channels(), K = p.reduction(), P = p.out_plane();
-  for_image_blocks(p, [&](int64_t n0, int64_t nb, int64_t g, float* col, float* prod) {
+  for_image_blocks(p, 0, [&](int64_t n0, int64_t nb, int64_t g, float* col, float* prod) {
     const int64_t width = nb * P;
     block_columns(p, x, n0, nb, g, col);
     sgemm(false, false, kg, width, K, 1.0f, w + g * kg * K, K, col, width, 0.0f, prod, width);
@@ -134,7 +142,8 @@ CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_image_blocks) {
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_image_blocks) {
   const int64_t kg = p.group_out_channels(), K = p.reduction(), P = p.out_plane();
   if (dx != nullptr || dw != nullptr) {
-    for_image_blocks(p, [&](int64_t n0, int64_t nb, int64_t g, float* col, float* dyb) {
+    const int64_t min_positions = dw != nullptr ? kWeightGradBlockPositions : 0;
+    for_image_blocks(p, min_positions, [&](int64_t n0, int64_t nb, int64_t g, float* col, float* dyb) {
       const int64_t width = nb * P;
       const float* wg = w + g * kg * K;
       gather_block(p, dy, n0, nb, g, dyb);
