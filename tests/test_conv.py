@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import cnnkit
@@ -220,10 +220,11 @@ def test_im2col_short_rows_in_chunks(threads):
 
 
 # im2col and col2im move stride-2 rows four floats at a time and stop before
-# the last group of each row segment: rows of 1 to 21 outputs, with and
+# the last group of each row segment: rows of 1 to 36 outputs (up to 32
+# through a zero-padded plane, longer ones by the tap-segment walk), with and
 # without padding (segments that start and end inside the row), the last
 # segment ending at the end of the input array. Integer fills: exact.
-@pytest.mark.parametrize("width, padding", [(3, 1), (9, 0), (10, 1), (12, 1), (41, 1), (42, 0)])
+@pytest.mark.parametrize("width, padding", [(3, 1), (9, 0), (10, 1), (12, 1), (41, 1), (42, 0), (69, 0), (70, 1)])
 def test_im2col_stride_2_rows_integer_fill_is_exact(threads, width, padding):
     _assert_integer_fill_exact(32, (2, 3, 5, width), (4, 3, 3, 3), 2, padding, bias=False, algo="im2col",
                                label="im2col stride 2")
@@ -247,11 +248,15 @@ def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(i
         # with 16 or more output channels, direct_rows otherwise.
         assert impl((1, 64, 56, 56), (64, 64, 3, 3), *args, 1, "auto") == (kvec if backward else walk)
         assert impl((1, 64, 56, 56), (64, 64, 4, 4), *args, 1, "auto") == (kvec if backward else rows)
-        # Small planes with many channels: kvec; with 2M+ weight floats, one GEMM
-        # over a block of images (AVX-512) or per image (AVX2) for the weight gradient.
+        # Small planes with many channels: kvec; with 2M+ weight floats, GEMMs
+        # over blocks of images backward. Planes of at most 4x4 with long
+        # reductions: GEMMs over blocks of images both ways.
         assert impl((8, 256, 14, 14), (256, 256, 3, 3), *args, 1, "auto") == (kvec if backward else walk)
-        huge = {"avx512": "image_blocks", "avx2": "im2col"}.get(isa, "im2col")
-        assert impl((8, 512, 7, 7), (512, 512, 3, 3), *args, 1, "auto") == (huge if backward else walk)
+        assert impl((8, 512, 14, 14), (512, 512, 3, 3), *args, 1, "auto") == ("image_blocks" if backward else walk)
+        assert impl((8, 512, 7, 7), (512, 512, 3, 3), *args, 1, "auto") == ("image_blocks" if backward else walk)
+        assert impl((8, 256, 8, 8), (256, 256, 3, 3), *args, 1, "auto") == (kvec if backward else walk)
+        assert impl((8, 128, 4, 4), (256, 128, 3, 3), *args, 1, "auto") == "image_blocks"
+        assert impl((8, 64, 4, 4), (64, 64, 3, 3), *args, 1, "auto") == (kvec if backward else walk)
         # 8 output channels: one AVX2 vector (kvec backward), half an AVX-512 one.
         assert impl((1, 64, 56, 56), (8, 64, 3, 3), *args, 1, "auto") == (
             kvec if backward and isa == "avx2" else rows)
@@ -452,18 +457,148 @@ def test_depthwise_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride,
                                label="depthwise")
 
 
-# Small planes with 512 x 512 3x3 weights: with AVX-512 the weight gradient is
-# one GEMM over the columns of a block of images (image_blocks), strided too
-# (its dx then runs im2col); small-integer fills, so every sum is exact.
+# image_blocks (image_blocks.cpp): the forward and both gradients as GEMMs over
+# blocks of images, as many per block as keep their columns within
+# kBlockColumnFloats (1M floats), the blocks one after another.
+_BLOCK_COLUMN_FLOATS = 1 << 20
+
+
+def _out_size(size, kernel, stride, pad_before, pad_after, dilation):
+    return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@st.composite
+def image_block_cases(draw, several_blocks):
+    """Conv calls for image_blocks: small planes (every image in one block, batch
+    1 too) or, with several_blocks, planes whose columns let only 1-3 images into
+    a block and a batch that needs 2 or 3 blocks, the last one often partial.
+    Channels and widths around the 8 and 16 float lanes; strided, dilated,
+    asymmetrically padded, grouped."""
+    groups = draw(st.integers(1, 2 if several_blocks else 3))
+    cg = draw(st.sampled_from([2, 3, 8, 15, 16, 17] if several_blocks else [1, 2, 3, 8, 15, 16, 17]))
+    kg = draw(st.sampled_from([1, 2, 5, 8, 15, 16, 17]))
+    low = 2 if several_blocks else 1  # columns of at least 8 floats keep integer sums exact
+    kernel = (draw(st.integers(low, 3)), draw(st.integers(low, 3)))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    reduction = cg * kernel[0] * kernel[1]
+    if several_blocks:
+        per_block = draw(st.integers(1, 3))
+        out_w = draw(st.sampled_from([7, 15, 16, 17, 33]))
+        out_h = _BLOCK_COLUMN_FLOATS // (reduction * per_block * out_w)
+        batch = draw(st.integers(per_block + 1, 2 * per_block + 1))
+    else:
+        out_h, out_w = draw(st.integers(1, 5)), draw(st.sampled_from([1, 2, 3, 4, 7, 8, 9, 15, 16, 17]))
+        batch = draw(st.integers(1, 4))
+    in_h = max(1, (out_h - 1) * stride[0] + dilation[0] * (kernel[0] - 1) + 1 - pads[0] - pads[1])
+    in_w = max(1, (out_w - 1) * stride[1] + dilation[1] * (kernel[1] - 1) + 1 - pads[2] - pads[3])
+    out_h = _out_size(in_h, kernel[0], stride[0], pads[0], pads[1], dilation[0])
+    out_w = _out_size(in_w, kernel[1], stride[1], pads[2], pads[3], dilation[1])
+    assume(out_h >= 1 and out_w >= 1)
+    return dict(x_shape=(batch, groups * cg, in_h, in_w), w_shape=(groups * kg, cg, *kernel),
+                args=(stride, pads, dilation, groups), bias=draw(st.booleans()),
+                images_per_block=_BLOCK_COLUMN_FLOATS // (reduction * out_h * out_w))
+
+
+def _check_image_blocks(case, seed, integers):
+    """image_blocks' forward and gradients (all three, then dw alone as for a
+    first layer) against the oracle: exactly with small-integer fills."""
+    rng = np.random.default_rng(seed)
+
+    def fill(shape):
+        return (rng.integers(-2, 3, shape) if integers else rng.standard_normal(shape)).astype(np.float32)
+
+    x, w = fill(case["x_shape"]), fill(case["w_shape"])
+    b = fill(case["w_shape"][:1]) if case["bias"] else None
+    args = case["args"]
+    groups = args[3]
+
+    def check(got, want, magnitude, terms, op):
+        if integers:
+            assert_exact(got, want, op)
+        else:
+            assert_close(got, want, magnitude, terms, op)
+
+    y = _C.conv2d(x, w, b, *args, "image_blocks")
+    magnitude = reference.conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b), *args)
+    check(y, reference.conv2d(x, w, b, *args), magnitude, int(np.prod(w.shape[1:])) + (b is not None),
+          "conv2d[image_blocks]")
+    dy = fill(y.shape)
+    want = reference.conv2d_backward(dy, x, w, *args)
+    mags = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), *args)
+    positions = y.shape[0] * y.shape[2] * y.shape[3]
+    terms = [w.shape[0] // groups * w.shape[2] * w.shape[3], positions, positions]
+    for wanted in ((True, True, b is not None), (False, True, False)):
+        grads = _C.conv2d_backward(dy, x, w, *args, *wanted, "image_blocks")
+        for got, exp, mag, k, name, asked in zip(grads, want, mags, terms, ["dx", "dw", "db"], wanted):
+            if not asked:
+                assert got is None
+                continue
+            check(got, exp, mag, k, f"conv2d_backward {name}[image_blocks]")
+
+
+@given(case=image_block_cases(several_blocks=False), seed=st.integers(0, 2**31), integers=st.booleans())
+def test_image_blocks_small_planes_match_oracle(isa, threads, case, seed, integers):
+    assert case["images_per_block"] >= case["x_shape"][0]  # one block
+    _check_image_blocks(case, seed, integers)
+
+
+@settings(max_examples=8)
+@given(case=image_block_cases(several_blocks=True), seed=st.integers(0, 2**31), integers=st.booleans())
+def test_image_blocks_several_blocks_match_oracle(isa, threads, case, seed, integers):
+    assert case["x_shape"][0] > case["images_per_block"]  # two or more blocks
+    _check_image_blocks(case, seed, integers)
+
+
+@pytest.mark.parametrize("integers", [True, False])
+def test_image_blocks_weight_grad_blocks_are_512_positions_or_more(isa, threads, integers):
+    """A reduction of 2304 on 4x4 planes: 28 images fit the column bound, but
+    the backward's weight gradient takes blocks of at least 512 positions (32
+    images): 40 images run as 2 x 20 both ways."""
+    case = dict(x_shape=(40, 256, 4, 4), w_shape=(8, 256, 3, 3), args=((1, 1), (1, 1, 1, 1), (1, 1), 1),
+                bias=True)
+    assert _BLOCK_COLUMN_FLOATS // (256 * 9 * 16) == 28
+    _check_image_blocks(case, 43, integers)
+
+
+@pytest.mark.parametrize("x_shape, stride", [((5, 16, 40, 40), 1), ((3, 8, 33, 90), 2)])
+def test_image_blocks_do_not_depend_on_threads_in_deterministic_mode(isa, x_shape, stride):
+    """The blocks run one after another and every GEMM sums in a fixed order:
+    the thread count changes no bit of any output."""
+    rng = np.random.default_rng(41)
+    w = rng.standard_normal((24, x_shape[1], 3, 3)).astype(np.float32)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    args = ((stride, stride), (1, 0, 2, 1), (1, 1), 1)
+    previous = cnnkit.get_num_threads(), cnnkit.are_deterministic_algorithms_enabled()
+    runs = []
+    try:
+        cnnkit.use_deterministic_algorithms(True)
+        for n in (1, 2, 1):
+            cnnkit.set_num_threads(n)
+            y = _C.conv2d(x, w, None, *args, "image_blocks")
+            dy = np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
+            runs.append((y, *_C.conv2d_backward(dy, x, w, *args, True, True, True, "image_blocks")))
+    finally:
+        cnnkit.set_num_threads(previous[0])
+        cnnkit.use_deterministic_algorithms(previous[1])
+    for later in runs[1:]:
+        for a, b in zip(runs[0], later):
+            np.testing.assert_array_equal(a, b)
+
+
+# Planes of at most 4x4 with 512 x 512 3x3 weights: auto (the heuristic, as
+# autotuning is off in the tests) runs them as image_blocks; small-integer
+# fills, so every sum is exact. Strided too, and a 1-image batch.
 @pytest.mark.parametrize(
     "x_shape, stride, padding",
-    [((2, 512, 4, 4), 1, 1), ((3, 512, 5, 3), 2, 1), ((1, 512, 7, 7), 1, 0)],
+    [((2, 512, 4, 4), 1, 1), ((3, 512, 5, 3), 2, 1), ((1, 512, 4, 4), 1, 0), ((3, 512, 2, 2), 1, 1)],
 )
-def test_image_blocks_weight_grad_integer_fill_is_exact(isa, threads, x_shape, stride, padding):
+def test_image_blocks_integer_fill_is_exact(isa, threads, x_shape, stride, padding):
     w_shape = (512, 512, 3, 3)
     norm = _normalise((3, 3), stride, padding, 1)
-    impl = _C.conv2d_implementation(x_shape, w_shape, norm[0], norm[1], (1, 1), 1, "auto", backward=True)
-    if isa == "avx512":
+    for backward in (False, True):
+        impl = _C.conv2d_implementation(x_shape, w_shape, norm[0], norm[1], (1, 1), 1, "auto", backward=backward)
         assert impl == "image_blocks"
     _assert_integer_fill_exact(35, x_shape, w_shape, stride, padding, label="image_blocks")
 

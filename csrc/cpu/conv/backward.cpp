@@ -38,7 +38,7 @@ void input_grad_im2col(const Conv2dParams& p, const ColumnPlan& plan, const floa
             sgemm(true, false, K, p1 - p0, kg, 1.0f, w + g * kg * K, K, dyg + p0, P, 0.0f, dxg + p0, P);
           } else {
             sgemm(true, false, K, p1 - p0, kg, 1.0f, w + g * kg * K, K, dyg + p0, P, 0.0f, dcol, p1 - p0);
-            col2im_columns(p, dcol, p0, p1, dxg);
+            col2im_columns(p, dcol, p1 - p0, p0, p1, dxg);
           }
         }
       }
@@ -92,36 +92,6 @@ void weight_grad_im2col(const Conv2dParams& p, const ColumnPlan& plan, const flo
   }
 }
 
-// dW_g = sum over images of dY_g(n) . col(n)^T, as GEMMs whose depth runs
-// over the output positions of a block of images at once: their columns and
-// dy rows side by side. A per-image GEMM on a small plane has a depth of only
-// out_plane and reads and writes all of dw (kg x reduction) per image.
-void weight_grad_image_blocks(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
-  const int64_t cg = p.group_in_channels(), kg = p.group_out_channels();
-  const int64_t K = p.reduction(), P = p.out_plane();
-  // Images per block: their columns within the im2col budget (at least one image).
-  const int64_t block = std::clamp<int64_t>(kIm2colBudgetFloats / std::max<int64_t>(K * P, 1), 1, p.batch);
-  float* col = thread_workspace(WorkspaceSlot::Im2col, static_cast<size_t>(K * block * P));
-  float* dyb = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(kg * block * P));
-  for (int64_t n0 = 0; n0 < p.batch; n0 += block) {
-    const int64_t nb = std::min(block, p.batch - n0), width = nb * P;
-    for (int64_t g = 0; g < p.groups; ++g) {
-      for (int64_t i = 0; i < nb; ++i) {
-        im2col_columns(p, x + ((n0 + i) * p.in_channels + g * cg) * p.in_plane(), 0, P, col + i * P, width);
-      }
-      parallel_for(kg, work_per_item(kg, {width}), [&](int64_t k_begin, int64_t k_end) {
-        for (int64_t k = k_begin; k < k_end; ++k) {
-          for (int64_t i = 0; i < nb; ++i) {
-            const float* src = dy + ((n0 + i) * p.out_channels + g * kg + k) * P;
-            std::copy(src, src + P, dyb + k * width + i * P);
-          }
-        }
-      });
-      sgemm(false, true, kg, K, width, 1.0f, dyb, width, col, width, n0 == 0 ? 0.0f : 1.0f, dw + g * kg * K, K);
-    }
-  }
-}
-
 }  // namespace
 
 void conv2d_weight_grad(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
@@ -168,14 +138,9 @@ void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db) {
   });
 }
 
-bool weight_grad_image_blocks_fits(const Conv2dParams& p) {
-  return p.batch > 0 && p.out_plane() > 0 && !columns_are_input(p) && im2col_fits(p) &&
-         p.group_out_channels() * p.out_plane() <= kIm2colBudgetFloats;
-}
-
 namespace {
 
-// dw by the given kernel (kvec, image blocks); dx by the direct kernels run on
+// dw by the given kernel (kvec); dx by the direct kernels run on
 // the transposed shape where they can (stride 1), else im2col.
 void backward_with_weight_grad(void (*weight_grad)(const Conv2dParams&, const float*, const float*, float*),
                                const Conv2dParams& p, const float* dy, const float* x, const float* w, float* dx,
@@ -192,10 +157,6 @@ void backward_with_weight_grad(void (*weight_grad)(const Conv2dParams&, const fl
 }
 
 }  // namespace
-
-CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_image_blocks) {
-  backward_with_weight_grad(weight_grad_image_blocks, p, dy, x, w, dx, dw, db);
-}
 
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_im2col) {
   const ColumnPlan plan = plan_columns(p);

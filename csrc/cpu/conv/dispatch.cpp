@@ -7,6 +7,10 @@
 // when autotuning is off (CNNKIT_AUTOTUNE=0, cnnkit.autotune.set_enabled(False),
 // deterministic mode) and orders the candidates; benchmarks/results holds the
 // measurements. Its reasoning, per layer kind:
+//  - planes of at most 4x4 with long reductions (backward also small planes
+//    with huge weight gradients): GEMMs over blocks of images (image_blocks),
+//    whose columns side by side make a GEMM wide enough to run at speed
+//    where one image's would be narrower than its tile;
 //  - one input channel per group: the depthwise kernels (any stride), unless
 //    several output channels per input channel let direct_rows reuse each load;
 //  - strided, or stride 1 with many output channels and short rows or a 3/5/7
@@ -18,8 +22,8 @@
 //    a pointwise layer's columns are its input);
 //  - backward: the kvec weight gradient with a full vector of output channels
 //    per group (not 1x1; with 8 lanes not on small planes with huge weight
-//    gradients), GEMMs over blocks of images for those with AVX-512, else as
-//    the forward, with one GEMM per image on small planes with long reductions;
+//    gradients), else as the forward, with one GEMM per image on small planes
+//    with long reductions;
 //  - otherwise im2col + GEMM when the GEMM is big enough to pay for its column
 //    matrix (and for the backward of 1x1 layers), the direct loops for
 //    tiny-channel layers.
@@ -45,7 +49,7 @@ struct ConvCall {
   const Conv2dParams* p;
   ConvAlgo algo;  // resolved: never Auto
   bool channel_vectors;  // a direct forward prefers direct_cvec to direct_rows
-  bool image_blocks = false;  // an auto backward chose image_blocks (wants_image_blocks)
+  bool image_blocks = false;  // auto chose image_blocks (wants_image_blocks_*)
 };
 
 // direct_cvec fills its vectors with output channels, so it needs a few per
@@ -80,11 +84,23 @@ bool depthwise_pays(const Conv2dParams& p, bool rows_fit) {
 bool small_plane_huge_weight_grad(const Conv2dParams& p) {
   return p.out_plane() <= 256 && p.group_out_channels() * p.reduction() >= (int64_t{2} << 20);
 }
-// kvec keeps a partial weight gradient per slot of images and each image adds
-// only a small plane's positions to it: with a huge weight gradient that
-// traffic dominates, and one GEMM over a block of images' columns is cheaper.
-bool wants_image_blocks(const Conv2dParams& p) {
-  return isa_enabled(Isa::Avx512) && small_plane_huge_weight_grad(p) && weight_grad_image_blocks_fits(p);
+// A GEMM per image on a plane of at most 4x4 is narrower than the GEMM's
+// micro-kernel tile (16 positions fill half of a 32-wide one) and packs all
+// of the weights for 2 * out_plane flops per packed float; with a long
+// reduction those weights are large. One GEMM over a block of images'
+// columns avoids both. (On 8x8 planes the direct kernels measure as fast.)
+bool small_plane_long_reduction(const Conv2dParams& p) {
+  return p.out_plane() <= 16 && p.reduction() >= 1152 && p.group_out_channels() >= 32;
+}
+bool wants_image_blocks_forward(const Conv2dParams& p) {
+  return small_plane_long_reduction(p) && image_blocks_fits(p);
+}
+// Backward also on larger small planes with a huge weight gradient: kvec
+// keeps a partial weight gradient per slot of images and each image adds
+// only a small plane's positions to it, and that traffic dominates (AVX2
+// leaves those layers to the GEMMs anyway).
+bool wants_image_blocks_backward(const Conv2dParams& p) {
+  return (small_plane_long_reduction(p) || small_plane_huge_weight_grad(p)) && image_blocks_fits(p);
 }
 bool accepts_image_blocks(const ConvCall& c) { return c.image_blocks; }
 bool accepts_depthwise(const ConvCall& c) {
@@ -166,6 +182,7 @@ using BackwardFn = void (*)(const Conv2dParams&, const float*, const float*, con
                             float*, float*);
 
 const ConvImpl<ForwardFn> kForwardImpls[] = {
+    {"image_blocks", Isa::Scalar, accepts_image_blocks, image_blocks_fits, conv2d_forward_image_blocks},
 #ifdef CNNKIT_X86
     {"direct_walk_avx512", Isa::Avx512, accepts_direct_walk, direct_walk_fits, conv2d_forward_direct_walk_avx512},
     {"direct_walk_avx2", Isa::Avx2, accepts_direct_walk, direct_walk_fits, conv2d_forward_direct_walk_avx2},
@@ -182,7 +199,7 @@ const ConvImpl<ForwardFn> kForwardImpls[] = {
 };
 
 const ConvImpl<BackwardFn> kBackwardImpls[] = {
-    {"image_blocks", Isa::Scalar, accepts_image_blocks, weight_grad_image_blocks_fits, conv2d_backward_image_blocks},
+    {"image_blocks", Isa::Scalar, accepts_image_blocks, image_blocks_fits, conv2d_backward_image_blocks},
 #ifdef CNNKIT_X86
     {"kvec_avx512", Isa::Avx512, accepts_kvec, kvec_fits_avx512, conv2d_backward_kvec_avx512},
     {"kvec_avx2", Isa::Avx2, accepts_kvec, kvec_fits_avx2, conv2d_backward_kvec_avx2},
@@ -200,7 +217,9 @@ const ConvImpl<BackwardFn> kBackwardImpls[] = {
 
 ConvCall resolve(const Conv2dParams& p, ConvAlgo algo, bool forward) {
   if (algo == ConvAlgo::Auto) {
-    if (!forward && wants_image_blocks(p)) return {&p, ConvAlgo::Direct, false, true};
+    if (forward ? wants_image_blocks_forward(p) : wants_image_blocks_backward(p)) {
+      return {&p, ConvAlgo::Direct, false, true};
+    }
     if (!forward && kvec_lanes() > 0 && wants_kvec(p, kvec_lanes())) return {&p, ConvAlgo::Direct, false};
     if (forward && prefers_cvec(p) && cvec_beats_gemm(p)) return {&p, ConvAlgo::Direct, true};
     const bool rows =

@@ -17,9 +17,17 @@ namespace cnnkit {
 namespace {
 
 // im2col_columns copies channels into a zero-padded plane first for output
-// rows of at most this many floats, planes within the bound (256 KiB).
+// rows of at most this many floats, planes within the bound (256 KiB), and
+// col2im_columns adds into one.
 constexpr int64_t kIm2colShortRow = 32;
 constexpr int64_t kIm2colPaddedPlaneFloats = int64_t{1} << 16;
+
+// Short output rows: the tap-segment walk spends more on its bounds than on
+// moving a few floats per row (7x7 planes: 4 cycles a float). There each
+// channel goes through a zero-padded plane, whose taps' rows are plain runs.
+bool via_padded_plane(const Conv2dParams& p) {
+  return p.out_w > 0 && p.out_w <= kIm2colShortRow && p.padded_plane() <= kIm2colPaddedPlaneFloats;
+}
 
 // Walks the flattened output positions [p0, p1) of tap (r, s) one output-row
 // segment at a time: inside(base, lo, hi, x0) covers the run whose column
@@ -57,20 +65,23 @@ void for_tap_segments(const Conv2dParams& p, int64_t r, int64_t s, int64_t p0, i
   }
 }
 
-//   dst[2i] += src[i] for i < n. The odd elements in between get + 0.0f,
-//   which changes none: dx starts from +0.0f, so no sum is ever -0.0f.
-void scatter_add_stride2(const float* src, float* dst, int64_t n) {
+// dst[i * stride] += src[i] for i < n, the adjoint of gather_strided. With
+// stride 2 (SSE2) the odd elements in between get + 0.0f, which changes none:
+// dx and the padded planes start from +0.0f, so no sum is ever -0.0f.
+void scatter_add_strided(const float* src, int64_t stride, float* dst, int64_t n) {
   int64_t i = 0;
 #ifdef __SSE2__
-  const __m128 zero = _mm_setzero_ps();
-  for (; i + 4 < n; i += 4) {
-    const __m128 v = _mm_loadu_ps(src + i);
-    float* d = dst + 2 * i;
-    _mm_storeu_ps(d, _mm_add_ps(_mm_loadu_ps(d), _mm_unpacklo_ps(v, zero)));
-    _mm_storeu_ps(d + 4, _mm_add_ps(_mm_loadu_ps(d + 4), _mm_unpackhi_ps(v, zero)));
+  if (stride == 2) {
+    const __m128 zero = _mm_setzero_ps();
+    for (; i + 4 < n; i += 4) {
+      const __m128 v = _mm_loadu_ps(src + i);
+      float* d = dst + 2 * i;
+      _mm_storeu_ps(d, _mm_add_ps(_mm_loadu_ps(d), _mm_unpacklo_ps(v, zero)));
+      _mm_storeu_ps(d + 4, _mm_add_ps(_mm_loadu_ps(d + 4), _mm_unpackhi_ps(v, zero)));
+    }
   }
 #endif
-  for (; i < n; ++i) dst[2 * i] += src[i];
+  for (; i < n; ++i) dst[i * stride] += src[i];
 }
 
 // Column entries [p0, p1) of one tap from a zero-padded plane (rows Wp
@@ -83,6 +94,19 @@ void copy_tap_rows(const Conv2dParams& p, const float* tap, int64_t Wp, int64_t 
     const int64_t n = std::min(Wo - ow0, p1 - pos);
     gather_strided(tap + oh * p.stride_h * Wp + ow0 * sw, sw, dst, n);
     dst += n;
+    pos += n;
+  }
+}
+
+// The adjoint of copy_tap_rows: adds column entries [p0, p1) of one tap
+// where copy_tap_rows read them.
+void add_tap_rows(const Conv2dParams& p, const float* src, int64_t Wp, int64_t p0, int64_t p1, float* tap) {
+  const int64_t Wo = p.out_w, sw = p.stride_w;
+  int64_t oh = p0 / Wo, ow0 = p0 % Wo;
+  for (int64_t pos = p0; pos < p1; ++oh, ow0 = 0) {
+    const int64_t n = std::min(Wo - ow0, p1 - pos);
+    scatter_add_strided(src, sw, tap + oh * p.stride_h * Wp + ow0 * sw, n);
+    src += n;
     pos += n;
   }
 }
@@ -132,13 +156,8 @@ ColumnBlock column_block(const Conv2dParams& p, const float* x_group, int64_t p0
 
 void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int64_t p1, float* col, int64_t ld) {
   const int64_t R = p.kernel_h, S = p.kernel_w, cols = p1 - p0, sw = p.stride_w;
-  // Short output rows: the tap-segment walk below spends more on its bounds
-  // than on copying a few floats per row (7x7 planes: 4 cycles a float).
-  // There each channel is first copied into a zero-padded plane, from which
-  // every tap's rows are plain copies.
   const int64_t Wp = p.padded_w(), Hp = p.padded_h();
-  const bool via_padded =
-      p.out_w > 0 && p.out_w <= kIm2colShortRow && p.padded_plane() <= kIm2colPaddedPlaneFloats;
+  const bool via_padded = via_padded_plane(p);
   parallel_for(p.group_in_channels(), work_per_item(p.group_in_channels(), {R, S, cols}), [&](int64_t c_begin, int64_t c_end) {
     float* xp = nullptr;
     if (via_padded) {
@@ -167,26 +186,37 @@ void im2col_columns(const Conv2dParams& p, const float* x_group, int64_t p0, int
   });
 }
 
-void col2im_columns(const Conv2dParams& p, const float* col, int64_t p0, int64_t p1, float* dx_group) {
+void col2im_columns(const Conv2dParams& p, const float* col, int64_t ld, int64_t p0, int64_t p1, float* dx_group) {
   const int64_t R = p.kernel_h, S = p.kernel_w, cols = p1 - p0, sw = p.stride_w;
+  const int64_t Wp = p.padded_w(), Hp = p.padded_h();
+  const bool via_padded = via_padded_plane(p);
   // Channels are independent: each thread owns whole dx planes.
   parallel_for(p.group_in_channels(), work_per_item(p.group_in_channels(), {R, S, cols}), [&](int64_t c_begin, int64_t c_end) {
+    float* xp = via_padded ? thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(Hp * Wp)) : nullptr;
     for (int64_t c = c_begin; c < c_end; ++c) {
       float* dxc = dx_group + c * p.in_plane();
+      if (via_padded) std::fill(xp, xp + Hp * Wp, 0.0f);
       for (int64_t r = 0; r < R; ++r) {
         for (int64_t s = 0; s < S; ++s) {
-          const float* row = col + ((c * R + r) * S + s) * cols;
+          const float* row = col + ((c * R + r) * S + s) * ld;
+          if (via_padded) {
+            add_tap_rows(p, row, Wp, p0, p1, xp + r * p.dilation_h * Wp + s * p.dilation_w);
+            continue;
+          }
           for_tap_segments(
               p, r, s, p0, p1,
               [&](int64_t base, int64_t lo, int64_t hi, int64_t x0) {
-                if (sw == 2) {
-                  scatter_add_stride2(row + base + lo, dxc + (x0 + lo * 2), hi - lo);
-                } else {
-                  for (int64_t ow = lo; ow < hi; ++ow) dxc[x0 + ow * sw] += row[base + ow];
-                }
+                scatter_add_strided(row + base + lo, sw, dxc + (x0 + lo * sw), hi - lo);
               },
               [](int64_t, int64_t) {});
         }
+      }
+      if (!via_padded) continue;
+      // The sums that landed in the padding belong to no input element.
+      for (int64_t ih = 0; ih < p.in_h; ++ih) {
+        const float* src = xp + (ih + p.pad_top) * Wp + p.pad_left;
+        float* dst = dxc + ih * p.in_w;
+        for (int64_t iw = 0; iw < p.in_w; ++iw) dst[iw] += src[iw];
       }
     }
   });

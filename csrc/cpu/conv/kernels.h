@@ -63,10 +63,11 @@ CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_depthwise_avx512);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx2);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx512);
 
-// The backward with dw as GEMMs over blocks of images (their columns side by
-// side, so the depth is a block's output positions rather than one image's),
-// dx as the direct transposed forward for stride 1, else im2col.
-bool weight_grad_image_blocks_fits(const Conv2dParams& p);
+// GEMMs over blocks of images, their columns side by side (image_blocks.cpp):
+// the forward and both gradients of small planes, whose per-image GEMMs are
+// too narrow to run at speed.
+bool image_blocks_fits(const Conv2dParams& p);
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_image_blocks);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_image_blocks);
 
 // db[o] = sum of dy over batch and positions; shared by the fast backward kernels.
@@ -227,8 +228,9 @@ ColumnBlock column_block(const Conv2dParams& p, const float* x_group, int64_t p0
 // dst[i] = src[i * stride] for i < n, reading nothing past src[(n - 1) * stride]:
 // im2col's and the depthwise kernels' strided rows (stride 2 vectorised).
 void gather_strided(const float* src, int64_t stride, float* dst, int64_t n);
-// The adjoint: adds every column entry back into dx_group at the position it was read from.
-void col2im_columns(const Conv2dParams& p, const float* col, int64_t p0, int64_t p1, float* dx_group);
+// The adjoint: adds every column entry back into dx_group at the position it
+// was read from; col's rows are ld floats apart.
+void col2im_columns(const Conv2dParams& p, const float* col, int64_t ld, int64_t p0, int64_t p1, float* dx_group);
 
 // The output positions o in [lo, hi) whose tap o*stride + offset lands inside
 // [0, in_size); offset = kernel_index*dilation - pad_before. Hoisting this out

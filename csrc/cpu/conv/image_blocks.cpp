@@ -1,0 +1,163 @@
+// conv2d as GEMMs over blocks of images: the im2col columns of nb images side
+// by side, K x nb*P, so that every GEMM is as wide as a block rather than one
+// image's plane. On small planes a per-image GEMM is narrower than the
+// micro-kernel's tile (P = 16 fills half of a 32-wide one, P = 4 an eighth)
+// and repacks the whole weight matrix for 2*P flops per packed float.
+//   forward:         Y_blk = W_g . col_blk, then scattered into y's planes with the bias;
+//   input gradient:  dcol_blk = W_g^T . dY_blk, then col2im per image;
+//   weight gradient: dW_g += dY_blk . col_blk^T, the blocks one after another
+//                    (a fixed order, so deterministic whatever the threads).
+// dY_blk and Y_blk are kg x nb*P: the block's output planes, image after image
+// within each channel's row.
+#include <algorithm>
+
+#include "cnnkit/gemm.h"
+#include "cnnkit/threads.h"
+#include "core/parallel.h"
+#include "core/workspace.h"
+#include "cpu/conv/kernels.h"
+
+namespace cnnkit {
+namespace {
+
+// A block's column matrix stays within this many floats (4 MiB), so that the
+// GEMM reads back from cache what the unrolling just wrote; on small planes
+// that is still several of the GEMM's packed panels of B wide. A plane whose
+// columns alone exceed it runs one image per block (in the forward).
+constexpr int64_t kBlockColumnFloats = int64_t{1} << 20;
+
+// The weight gradient's GEMM reads and writes all of dw per block for a depth
+// of the block's positions: blocks of at least this many positions keep that
+// traffic small next to the multiply, even past kBlockColumnFloats (within
+// the im2col bound).
+constexpr int64_t kWeightGradBlockPositions = 512;
+
+// Images per block: the fewest blocks within the bound, and with at least
+// min_positions output positions, as even as possible (64 images of which
+// 56 fit run as 32 + 32, not as 56 + a narrow block of 8).
+int64_t images_per_block(const Conv2dParams& p, int64_t min_positions) {
+  const int64_t P = p.out_plane(), per_image = std::max<int64_t>(p.reduction() * P, 1);
+  const int64_t wanted = std::max(kBlockColumnFloats / per_image, (min_positions + P - 1) / P);
+  const int64_t most = std::clamp<int64_t>(std::min(wanted, kIm2colBudgetFloats / per_image), 1, p.batch);
+  const int64_t blocks = (p.batch + most - 1) / most;
+  return (p.batch + blocks - 1) / blocks;
+}
+
+// fn(i) for each image i < nb of a block. With as many images as threads
+// each thread takes whole images; else the images go one after another and
+// the kernel inside (im2col, col2im) spreads each one's channels over the threads.
+template <class Fn>
+void for_block_images(const Conv2dParams& p, int64_t nb, Fn&& fn) {
+  if (nb >= num_threads()) {
+    parallel_for(nb, work_per_item(nb, {p.reduction(), p.out_plane()}), [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) fn(i);
+    });
+  } else {
+    for (int64_t i = 0; i < nb; ++i) fn(i);
+  }
+}
+
+// The columns of images n0 .. n0+nb of group g, side by side (leading dimension nb*P).
+void block_columns(const Conv2dParams& p, const float* x, int64_t n0, int64_t nb, int64_t g, float* col) {
+  const int64_t P = p.out_plane();
+  for_block_images(p, nb, [&](int64_t i) {
+    const float* xg = x + ((n0 + i) * p.in_channels + g * p.group_in_channels()) * p.in_plane();
+    im2col_columns(p, xg, 0, P, col + i * P, nb * P);
+  });
+}
+
+// fn(plane, row) for every output plane of the block and group: plane is
+// that plane's offset in an NCHW output tensor, row its offset in the block's
+// kg x nb*P matrix.
+template <class Fn>
+void for_block_planes(const Conv2dParams& p, int64_t n0, int64_t nb, int64_t g, Fn&& fn) {
+  const int64_t P = p.out_plane(), kg = p.group_out_channels();
+  parallel_for(kg * nb, work_per_item(kg * nb, {P}), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t k = r / nb, i = r % nb;
+      fn(((n0 + i) * p.out_channels + g * kg + k) * P, (k * nb + i) * P);
+    }
+  });
+}
+
+// dY_blk of images n0 .. n0+nb, group g.
+void gather_block(const Conv2dParams& p, const float* dy, int64_t n0, int64_t nb, int64_t g, float* dyb) {
+  const int64_t P = p.out_plane();
+  for_block_planes(p, n0, nb, g, [&](int64_t plane, int64_t row) {
+    std::copy(dy + plane, dy + plane + P, dyb + row);
+  });
+}
+
+// dx of images n0 .. n0+nb, group g, from the block's column gradient (zeroed
+// first: col2im adds).
+void block_col2im(const Conv2dParams& p, const float* dcol, int64_t n0, int64_t nb, int64_t g, float* dx) {
+  const int64_t P = p.out_plane(), cg = p.group_in_channels();
+  for_block_images(p, nb, [&](int64_t i) {
+    float* dxg = dx + ((n0 + i) * p.in_channels + g * cg) * p.in_plane();
+    std::fill(dxg, dxg + cg * p.in_plane(), 0.0f);
+    col2im_columns(p, dcol + i * P, nb * P, 0, P, dxg);
+  });
+}
+
+// fn(n0, nb, g, col, rows) for every block of images n0 .. n0+nb and group
+// g (blocks of at least min_positions positions), in order: col (K x nb*P) and rows (kg x nb*P) are the calling thread's
+// scratch for the block's columns and its output-plane rows.
+template <class Fn>
+void for_image_blocks(const Conv2dParams& p, int64_t min_positions, Fn&& fn) {
+  const int64_t K = p.reduction(), P = p.out_plane(), block = images_per_block(p, min_positions);
+  float* col = thread_workspace(WorkspaceSlot::Im2col, static_cast<size_t>(K * block * P));
+  float* rows = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(p.group_out_channels() * block * P));
+  for (int64_t n0 = 0; n0 < p.batch; n0 += block) {
+    for (int64_t g = 0; g < p.groups; ++g) fn(n0, std::min(block, p.batch - n0), g, col, rows);
+  }
+}
+
+}  // namespace
+
+// One image's columns and output rows within the im2col bound (divided, not
+// multiplied: absurd shapes reach here when the candidates are listed).
+bool image_blocks_fits(const Conv2dParams& p) {
+  const int64_t K = p.reduction(), P = p.out_plane(), kg = p.group_out_channels();
+  return p.batch > 0 && P > 0 && K > 0 && kg > 0 && im2col_fits(p) && P <= kIm2colBudgetFloats / K &&
+         P <= kIm2colBudgetFloats / kg;
+}
+
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_image_blocks) {
+  const int64_t kg = p.group_out_channels(), K = p.reduction(), P = p.out_plane();
+  for_image_blocks(p, 0, [&](int64_t n0, int64_t nb, int64_t g, float* col, float* prod) {
+    const int64_t width = nb * P;
+    block_columns(p, x, n0, nb, g, col);
+    sgemm(false, false, kg, width, K, 1.0f, w + g * kg * K, K, col, width, 0.0f, prod, width);
+    for_block_planes(p, n0, nb, g, [&](int64_t plane, int64_t row) {
+      const float b = bias != nullptr ? bias[(plane / P) % p.out_channels] : 0.0f;
+      const float* src = prod + row;
+      float* dst = y + plane;
+      for (int64_t j = 0; j < P; ++j) dst[j] = src[j] + b;
+    });
+  });
+}
+
+// dY_blk is gathered once per block and group and serves both gradients; dx
+// goes first, so that dw's columns can reuse the column gradient's buffer.
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_image_blocks) {
+  const int64_t kg = p.group_out_channels(), K = p.reduction(), P = p.out_plane();
+  if (dx != nullptr || dw != nullptr) {
+    const int64_t min_positions = dw != nullptr ? kWeightGradBlockPositions : 0;
+    for_image_blocks(p, min_positions, [&](int64_t n0, int64_t nb, int64_t g, float* col, float* dyb) {
+      const int64_t width = nb * P;
+      const float* wg = w + g * kg * K;
+      gather_block(p, dy, n0, nb, g, dyb);
+      if (dx != nullptr) {
+        sgemm(true, false, K, width, kg, 1.0f, wg, K, dyb, width, 0.0f, col, width);
+        block_col2im(p, col, n0, nb, g, dx);
+      }
+      if (dw != nullptr) {
+        block_columns(p, x, n0, nb, g, col);
+        sgemm(false, true, kg, K, width, 1.0f, dyb, width, col, width, n0 == 0 ? 0.0f : 1.0f, dw + g * kg * K, K);
+      }
+    });
+  }
+  if (db != nullptr) conv2d_bias_grad(p, dy, db);
+}
+
+}  // namespace cnnkit
