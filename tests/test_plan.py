@@ -11,7 +11,7 @@ from cnnkit import reference as ref
 from cnnkit import functional as F
 from tolerance import assert_close, assert_exact
 
-ALGOS = ["kernel", "gemm", "measure"]
+ALGOS = ["kernel", "gemm", "direct", "measure"]
 
 
 # -- the oracle: the model in float64, and the same model on |x| with |parameters| ------------
