@@ -20,25 +20,15 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <type_traits>
-#include <utility>
 
 #include "core/parallel.h"
 #include "core/workspace.h"
+#include "cpu/conv/direct_walk_impl.h"  // walk_unroll
 #include "cpu/conv/tile_size.h"
 #include "cpu/plan/plan_direct.h"
 
 namespace cnnkit {
 namespace {
-
-template <class F, int... I>
-__attribute__((always_inline)) inline void plan_unroll(F&& f, std::integer_sequence<int, I...>) {
-  (f(std::integral_constant<int, I>{}), ...);
-}
-template <int N, class F>
-__attribute__((always_inline)) inline void plan_unroll(F&& f) {
-  plan_unroll(f, std::make_integer_sequence<int, N>{});
-}
 
 // Input column iw of a tile feeds position j = (iw - s) / SW through kernel
 // column s when that division is exact and j is in the tile.
@@ -80,13 +70,13 @@ void plan_direct_tile(const PlanTileArgs& a, const float* x0, const float* wb, c
       if constexpr (kWeightsInRegisters) {
         for (int s = 0; s < KW; ++s) wv[s] = Vec::load(w + s * L);
       }
-      plan_unroll<(NB - 1) * SW + KW>([&](auto iw_c) __attribute__((always_inline)) {
+      walk_unroll<(NB - 1) * SW + KW>([&](auto iw_c) __attribute__((always_inline)) {
         constexpr int iw = decltype(iw_c)::value;
         if constexpr (column_used<KW, SW, NB>(iw)) {
-          plan_unroll<ROWS>([&](auto q_c) __attribute__((always_inline)) {
+          walk_unroll<ROWS>([&](auto q_c) __attribute__((always_inline)) {
             constexpr int q = decltype(q_c)::value;
             const V xb = Vec::broadcast(xrow[q] + iw);
-            plan_unroll<KW>([&](auto s_c) __attribute__((always_inline)) {
+            walk_unroll<KW>([&](auto s_c) __attribute__((always_inline)) {
               constexpr int s = decltype(s_c)::value, d = iw - s;
               if constexpr (d >= 0 && d % SW == 0 && d / SW < NB) {
                 const V weight = kWeightsInRegisters ? wv[s] : Vec::load(w + s * L);
