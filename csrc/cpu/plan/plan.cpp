@@ -309,9 +309,12 @@ void InferencePlan::Impl::prepare(int64_t n) {
     op.conv_batch = make_conv2d_params(n, c.in_channels, c.in_h, c.in_w, c.out_channels, c.group_in_channels(),
                                        c.kernel_h, c.kernel_w, c.groups, c.stride_h, c.stride_w, c.pad_top,
                                        c.pad_bottom, c.pad_left, c.pad_right, c.dilation_h, c.dilation_w);
-    // Packed again for every preparation: the ISA cap may have changed.
+    // Packed again for every preparation (the ISA cap may have changed), and
+    // only where the plan's direct kernel may run.
     op.direct = PlanDirectConv{};
-    pack_plan_direct(op.conv_batch, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, &op.direct);
+    if (conv_choice == PlanConvChoice::Measure || conv_choice == PlanConvChoice::Direct) {
+      pack_plan_direct(op.conv_batch, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, &op.direct);
+    }
     op.measured = conv_choice != PlanConvChoice::Measure;
     op.way = conv_choice == PlanConvChoice::Gemm ? ConvWay::Gemm : ConvWay::Kernel;
     // "direct" where the plan's kernel runs this layer (and this ISA), the kernel elsewhere.
