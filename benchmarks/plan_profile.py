@@ -21,7 +21,7 @@ def profile(name, batch, calls, seed=0):
     rng = np.random.default_rng(seed)
     model = build()
     randomize_batch_norm(model, rng)
-    plan = model.compile_inference(input_shape)
+    plan = model.eval().compile_inference(input_shape)
     x = rng.standard_normal((batch, *input_shape)).astype(np.float32)
     try:
         for _ in range(10):
