@@ -12,8 +12,9 @@ walks the model once and builds a plan of native ops:
   and the activation run as one threaded pass over its output right after it, chunk by chunk
   while each chunk is in cache (not inside the kernel's register tiles); where the plan's batched
   GEMM runs, bias, add and activation are all applied in the pass that writes the GEMM's output;
-  where the plan's own direct kernel runs, the thread that wrote a band of output rows adds the
-  residual and applies the activation to it right away;
+  where the plan's own direct kernel runs, it applies a ReLU to its register tiles before
+  storing them, and otherwise the thread that wrote a band of output rows adds the residual and
+  applies the activation to it right away;
 - pooling (max, average, adaptive average), local response normalisation, ``Flatten`` (a view)
   and ``Linear`` run natively; ``Dropout`` and ``Identity`` vanish.
 

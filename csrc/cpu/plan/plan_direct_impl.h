@@ -11,13 +11,14 @@
 // single image is split by bands: 16 bands of a 32-row image, times the
 // channel blocks. Each thread makes a zero-padded copy of only the input rows
 // its bands of an image read (none without padding: it reads in place).
-// After the tiles of an item, the same thread adds the residual and applies
-// the activation to the rows it just wrote.
+// A ReLU without a residual is applied to the accumulators before the store;
+// otherwise, after the tiles of an item, the same thread adds the residual
+// and applies the activation to the rows it just wrote.
 //
 // Padded taps are read as 0*w, as im2col and the other direct kernels do.
 //
-// Vec must provide: kWidth, kRegisters, type F, load, store, broadcast, fma
-// and store_transposed (dst[k * stride + j] = lane k of rows[j], j < n).
+// Vec must provide: kWidth, kRegisters, type F, load, store, load_partial,
+// store_partial, zero, add, lt, select, broadcast, fma and store_transposed (dst[k * stride + j] = lane k of rows[j], j < n).
 #pragma once
 #include <algorithm>
 #include <cstdint>
