@@ -18,7 +18,8 @@
 // Padded taps are read as 0*w, as im2col and the other direct kernels do.
 //
 // Vec must provide: kWidth, kRegisters, type F, load, store, load_partial,
-// store_partial, zero, add, lt, select, broadcast, fma and store_transposed (dst[k * stride + j] = lane k of rows[j], j < n).
+// store_partial, zero, add, lt, select, broadcast, fma and store_transposed
+// (dst[k * stride + j] = lane k of rows[j], j < n).
 #pragma once
 #include <algorithm>
 #include <cstdint>
