@@ -380,6 +380,8 @@ void InferencePlan::Impl::measure_conv(Op& op, int64_t n) {
   const int fastest = static_cast<int>(std::min_element(best, best + ways) - best);
   op.way = static_cast<ConvWay>(fastest);
   op.measured = true;
+  // A copy of the weights the plan no longer needs (until the next preparation).
+  if (op.way != ConvWay::PlanDirect) op.direct = PlanDirectConv{};
   if (fastest != ways - 1) run_conv(op, op.way, n);
 }
 
