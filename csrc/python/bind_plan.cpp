@@ -132,8 +132,11 @@ void bind_plan(py::module_& m) {
               plan.set_conv_choice(PlanConvChoice::Kernel);
             } else if (choice == "gemm") {
               plan.set_conv_choice(PlanConvChoice::Gemm);
+            } else if (choice == "direct") {
+              plan.set_conv_choice(PlanConvChoice::Direct);
             } else {
-              fail(ErrorKind::Value, "conv_algo must be \"measure\", \"kernel\" or \"gemm\", got \"" + choice + "\"");
+              fail(ErrorKind::Value,
+                   "conv_algo must be \"measure\", \"kernel\", \"gemm\" or \"direct\", got \"" + choice + "\"");
             }
           },
           py::arg("choice"))

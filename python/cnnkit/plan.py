@@ -8,22 +8,28 @@ walks the model once and builds a plan of native ops:
   becomes one per-channel scale-and-shift pass;
 - an activation (ReLU, LeakyReLU, ELU, ReLU6, Sigmoid, Tanh, Softplus) and the add of a
   ``Residual`` block are fused into the epilogue of the op before them: ``y = act(conv(x) + b +
-  shortcut)``. Where a direct convolution kernel runs, it adds the bias itself and the add and
-  the activation run as one threaded pass over its output right after it, chunk by chunk while
-  each chunk is in cache (not inside the kernel's register tiles); where the plan's batched GEMM
-  runs, bias, add and activation are all applied in the pass that writes the GEMM's output;
+  shortcut)``. Where one of conv2d's direct kernels runs, it adds the bias itself and the add
+  and the activation run as one threaded pass over its output right after it, chunk by chunk
+  while each chunk is in cache (not inside the kernel's register tiles); where the plan's batched
+  GEMM runs, bias, add and activation are all applied in the pass that writes the GEMM's output;
+  where the plan's own direct kernel runs, it applies a ReLU to its register tiles before
+  storing them, and otherwise the thread that wrote a band of output rows adds the residual and
+  applies the activation to it right away;
 - pooling (max, average, adaptive average), local response normalisation, ``Flatten`` (a view)
   and ``Linear`` run natively; ``Dropout`` and ``Identity`` vanish.
 
 Every intermediate activation lives in buffers the plan allocates at its first call and reuses
 (values whose lifetimes do not overlap share one), reallocated only when the batch size changes.
-Each convolution runs one of two ways (``conv_algo``): the kernel ``algo="auto"`` picks (a
+Each convolution runs one of three ways (``conv_algo``): the kernel ``algo="auto"`` picks (a
 layer's own ``algo`` applies to the layer-by-layer path only), the direct kernels with their
-weights packed once instead of on every call; or the plan's batched im2col + GEMM, whose
-epilogue is fused into the pass that writes the GEMM's result back to NCHW. By default both are
-timed on the first call after the batch size, the ISA cap or the thread count changed, and the
-faster is kept (:meth:`InferencePlan.describe` shows the choice). Activations stay NCHW between
-ops: no blocked (NCHW16c) layout is used yet.
+weights packed once instead of on every call; the plan's batched im2col + GEMM, whose epilogue
+is fused into the pass that writes the GEMM's result back to NCHW; or the plan's own direct
+kernel (``plan_direct``: one group, kernel width 1, 3 or 5 with horizontal stride 1, or 1 or 3
+with stride 2, AVX2 or AVX-512), which puts output channels across the vector lanes and splits
+even a single image across threads by bands of output rows. By default every way that can run a
+layer is timed on the first call after the batch size, the ISA cap or the thread count changed,
+and the fastest is kept (:meth:`InferencePlan.describe` shows the choice). Activations stay NCHW
+between ops: no blocked (NCHW16c) layout is used yet.
 
 Layers a plan cannot run (any other module, ``Concat``, ``padding_mode`` other than "zeros",
 batch norm without running statistics, ...) are refused at compile time with a
@@ -364,7 +370,9 @@ def compile_inference(model, input_shape, conv_algo="measure"):
     :class:`InferencePlan`. ``conv_algo`` is how each convolution runs: "kernel" (the kernel
     ``algo="auto"`` picks, direct kernels with weights packed once; bias in the kernel, the
     epilogue as a pass after it), "gemm" (im2col of a chunk of images side by side and one GEMM,
-    bias and epilogue fused into the pass that writes the GEMM's output back to NCHW) or
-    "measure" (the default: both timed on the first call of each batch size, ISA cap and thread
-    count, the faster kept; that first call costs a few times a normal one)."""
+    bias and epilogue fused into the pass that writes the GEMM's output back to NCHW), "direct"
+    (the plan's own direct kernel, epilogue fused, for the layers it runs under the ISA cap;
+    "kernel" for the others) or "measure" (the default: every way that can run a layer timed on
+    the first call of each batch size, ISA cap and thread count, the fastest kept; that first
+    call costs a few times a normal one)."""
     return InferencePlan(model, input_shape, conv_algo)

@@ -6,9 +6,10 @@
 //
 // Epilogues (residual add, activation) run as a threaded pass right after the
 // op that produced the output, chunk by chunk (the add and the activation of
-// a chunk back to back, while it is in L1): not inside the convolution
-// kernels' register tiles. The convolution's bias, and a batch norm folded
-// into it, are applied by the kernel itself.
+// a chunk back to back, while it is in L1), except where the plan's own
+// direct convolution (cpu/plan/plan_direct.h) runs: it applies them itself,
+// band by band, in the thread that wrote each band. The convolution's bias,
+// and a batch norm folded into it, are applied by the kernel itself.
 #include "cnnkit/plan.h"
 
 #include <algorithm>
@@ -27,9 +28,15 @@
 #include "cnnkit/threads.h"
 #include "core/parallel.h"
 #include "cpu/conv/kernels.h"
+#include "cpu/plan/plan_direct.h"
 
 namespace cnnkit {
 namespace {
+
+// How a convolution runs: the kernel conv2d's dispatch picks (packed where it
+// is direct_cvec/direct_walk), the batched GEMM, or the plan's direct kernel.
+enum class ConvWay { Kernel, Gemm, PlanDirect };
+constexpr int kConvWays = 3;
 
 enum class OpKind { Conv, Linear, MaxPool, AvgPool, AdaptiveAvgPool, ChannelAffine, Lrn, Elementwise };
 
@@ -58,8 +65,9 @@ struct Op {
   Conv2dParams conv_batch;  // the prepared one
   std::string impl;         // the conv kernel chosen when prepared
   PackedCvecConv packed;    // when impl is a cvec/walk kernel
-  bool use_gemm = false;    // run as one GEMM over a chunk of images (conv_batched_gemm)
-  bool measured = false;    // the choice between the two is made (for this preparation)
+  PlanDirectConv direct;    // packed for the ISA cap of the preparation; kernel null where it does not fit
+  ConvWay way = ConvWay::Kernel;
+  bool measured = false;    // the choice among the ways is made (for this preparation)
   Pool2dShape pool{};       // planes = channels of one image
   bool count_include_pad = true;
   int64_t lrn_size = 0;
@@ -236,7 +244,7 @@ struct InferencePlan::Impl {
   void assign_buffers();
   void prepare(int64_t n);
   void run_op(Op& op, int64_t n);
-  void run_conv(Op& op, bool gemm, int64_t n);
+  void run_conv(Op& op, ConvWay way, int64_t n);
   void measure_conv(Op& op, int64_t n);
 };
 
@@ -301,8 +309,16 @@ void InferencePlan::Impl::prepare(int64_t n) {
     op.conv_batch = make_conv2d_params(n, c.in_channels, c.in_h, c.in_w, c.out_channels, c.group_in_channels(),
                                        c.kernel_h, c.kernel_w, c.groups, c.stride_h, c.stride_w, c.pad_top,
                                        c.pad_bottom, c.pad_left, c.pad_right, c.dilation_h, c.dilation_w);
+    // Packed again for every preparation (the ISA cap may have changed), and
+    // only where the plan's direct kernel may run.
+    op.direct = PlanDirectConv{};
+    if (conv_choice == PlanConvChoice::Measure || conv_choice == PlanConvChoice::Direct) {
+      pack_plan_direct(op.conv_batch, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, &op.direct);
+    }
     op.measured = conv_choice != PlanConvChoice::Measure;
-    op.use_gemm = conv_choice == PlanConvChoice::Gemm;
+    op.way = conv_choice == PlanConvChoice::Gemm ? ConvWay::Gemm : ConvWay::Kernel;
+    // "direct" where the plan's kernel runs this layer (and this ISA), the kernel elsewhere.
+    if (conv_choice == PlanConvChoice::Direct && op.direct.kernel != nullptr) op.way = ConvWay::PlanDirect;
     const std::string impl = conv2d_forward_implementation(op.conv_batch, ConvAlgo::Auto);
     if (impl == op.impl) continue;
     op.impl = impl;
@@ -315,12 +331,17 @@ void InferencePlan::Impl::prepare(int64_t n) {
   threads = nt;
 }
 
-void InferencePlan::Impl::run_conv(Op& op, bool gemm, int64_t n) {
+void InferencePlan::Impl::run_conv(Op& op, ConvWay way, int64_t n) {
   const float* x = ptr[op.src];
   float* y = ptr[op.dst];
   const float* residual = op.epilogue.residual >= 0 ? ptr[op.epilogue.residual] : nullptr;
-  if (gemm) {
+  if (way == ConvWay::Gemm) {
     conv_batched_gemm(op, x, y, residual, n, gemm_cols, gemm_prod);
+    return;
+  }
+  if (way == ConvWay::PlanDirect) {
+    const PlanDirectEpilogue e{residual, op.epilogue.has_act ? &op.epilogue.act : nullptr};
+    op.direct.kernel(op.conv_batch, op.direct, x, e, y);
     return;
   }
   if (op.packed.kernel != nullptr) {
@@ -331,7 +352,8 @@ void InferencePlan::Impl::run_conv(Op& op, bool gemm, int64_t n) {
   apply_epilogue(op.epilogue, y, residual, n * shapes[op.dst].size());
 }
 
-// The first run after a preparation times both ways on the real data: each
+// The first run after a preparation times every way that can run the layer
+// (the plan's direct kernel only where it fits) on the real data: each
 // once to warm up (the GEMM's scratch is allocated then), then alternately,
 // keeping each way's fastest run (interference from other processes only ever
 // adds time): at least kMinMeasureRounds rounds, and more, up to
@@ -343,20 +365,24 @@ constexpr int kMinMeasureRounds = 3, kMaxMeasureRounds = 15;
 constexpr double kMeasureSeconds = 2e-3;
 
 void InferencePlan::Impl::measure_conv(Op& op, int64_t n) {
-  double best[2] = {1e300, 1e300}, spent = 0;
+  const int ways = op.direct.kernel != nullptr ? kConvWays : 2;
+  double best[kConvWays] = {1e300, 1e300, 1e300}, spent = 0;
   for (int round = 0; round <= kMaxMeasureRounds; ++round) {
     if (round > kMinMeasureRounds && spent > kMeasureSeconds) break;
-    for (int way = 0; way < 2; ++way) {
+    for (int way = 0; way < ways; ++way) {
       const auto t0 = std::chrono::steady_clock::now();
-      run_conv(op, way == 1, n);
+      run_conv(op, static_cast<ConvWay>(way), n);
       const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       spent += t;
       if (round > 0) best[way] = std::min(best[way], t);
     }
   }
-  op.use_gemm = best[1] < best[0];
+  const int fastest = static_cast<int>(std::min_element(best, best + ways) - best);
+  op.way = static_cast<ConvWay>(fastest);
   op.measured = true;
-  if (!op.use_gemm) run_conv(op, false, n);
+  // A copy of the weights the plan no longer needs (until the next preparation).
+  if (op.way != ConvWay::PlanDirect) op.direct = PlanDirectConv{};
+  if (fastest != ways - 1) run_conv(op, op.way, n);
 }
 
 void InferencePlan::Impl::run_op(Op& op, int64_t n) {
@@ -367,7 +393,7 @@ void InferencePlan::Impl::run_op(Op& op, int64_t n) {
   switch (op.kind) {
     case OpKind::Conv:
       if (op.measured) {
-        run_conv(op, op.use_gemm, n);
+        run_conv(op, op.way, n);
       } else {
         measure_conv(op, n);
       }
@@ -521,7 +547,13 @@ std::string InferencePlan::describe() const {
     const ValueShape& s = impl_->shapes[op.dst];
     out << op.name << ": " << kind_name(op.kind);
     if (op.kind == OpKind::Conv && op.measured) {
-      out << " [" << (op.use_gemm ? "batched_gemm" : op.impl + (op.packed.kernel ? ", packed" : "")) << "]";
+      out << " [";
+      switch (op.way) {
+        case ConvWay::Kernel: out << op.impl << (op.packed.kernel ? ", packed" : ""); break;
+        case ConvWay::Gemm: out << "batched_gemm"; break;
+        case ConvWay::PlanDirect: out << op.direct.name; break;
+      }
+      out << "]";
     }
     if (op.has_bias) out << " +bias";
     if (op.epilogue.residual >= 0) out << " +residual(v" << op.epilogue.residual << ")";

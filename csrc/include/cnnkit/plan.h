@@ -32,8 +32,11 @@ struct ValueShape {
 // How a plan runs each convolution: Kernel runs what conv2d_forward's "auto"
 // picks (direct kernels with their weights packed once), Gemm the plan's
 // own batched im2col + GEMM with the epilogue fused into its output pass,
-// Measure times both on the first run after each preparation and keeps the faster.
-enum class PlanConvChoice { Measure, Kernel, Gemm };
+// Direct the plan's own direct kernel (cpu/plan/plan_direct.h, epilogue
+// fused) where it runs the layer under the ISA cap, else as Kernel; Measure
+// times every way that can run the layer on the first run after each
+// preparation and keeps the fastest.
+enum class PlanConvChoice { Measure, Kernel, Gemm, Direct };
 
 class InferencePlan {
  public:

@@ -1,0 +1,56 @@
+// The inference plan's own direct convolution for small images and few
+// channels at small batches (resnet20's 16/32/64-channel layers, LeNet's and
+// mnist_cnn's): output channels across the vector lanes, weights packed once
+// when the plan is prepared, threads splitting one image by bands of output
+// rows (and channel blocks), ReLU applied to the accumulators before they are
+// stored, and a residual add (then the activation) applied by the thread that
+// wrote each band, right after it.
+//
+// Layout stays NCHW at both ends: the kernel reads the input through a
+// per-thread zero-padded copy of only the input rows its bands need (in place
+// when the layer has no padding) and writes the output rows transposed from
+// its channel vectors.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "cnnkit/act.h"
+#include "cnnkit/conv.h"
+
+namespace cnnkit {
+
+struct PlanDirectConv;
+
+// What the kernel adds after the convolution and its bias: a residual of the
+// output's shape (may be null) and an activation (when act is non-null).
+struct PlanDirectEpilogue {
+  const float* residual = nullptr;
+  const ActParams* act = nullptr;
+};
+
+using PlanDirectKernel = void (*)(const Conv2dParams& p, const PlanDirectConv& c, const float* x,
+                                  const PlanDirectEpilogue& e, float* y);
+
+struct PlanDirectConv {
+  PlanDirectKernel kernel = nullptr;
+  const char* name = "";
+  int64_t lanes = 0, blocks = 0, weight_floats = 0;
+  // packed[blk][c][r][s][lane] = w[blk*lanes + lane, c, r, s], zero past the
+  // output channels; then the bias, [blk][lane].
+  std::vector<float> packed;
+};
+
+// One group, horizontal dilation 1, kernel width 1, 3 or 5 with horizontal
+// stride 1, or width 1 or 3 with horizontal stride 2; anything vertically;
+// bounded sizes as for direct_cvec.
+bool plan_direct_fits(const Conv2dParams& p);
+// Packs w and bias (may be null) for the widest ISA enabled now; false
+// (nothing done) when p does not fit or no vector ISA is enabled.
+bool pack_plan_direct(const Conv2dParams& p, const float* w, const float* bias, PlanDirectConv* out);
+
+#define CNNKIT_PLAN_DIRECT_SIGNATURE(name) \
+  void name(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e, float* y)
+CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx2);
+CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx512);
+
+}  // namespace cnnkit

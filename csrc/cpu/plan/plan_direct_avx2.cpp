@@ -1,0 +1,10 @@
+// The plan's direct convolution with AVX2: 8 output channels x 1 row x up to
+// 8 positions (8 accumulators, up to 5 weights and a broadcast in the 16 ymm).
+#include "cpu/plan/plan_direct_impl.h"
+#include "cpu/simd/avx2.h"
+
+namespace cnnkit {
+
+CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx2) { plan_direct_dispatch<Avx2, 8, 1>(p, c, x, e, y); }
+
+}  // namespace cnnkit

@@ -1,0 +1,272 @@
+// The plan's direct convolution (plan_direct.h), included by one file per ISA.
+//
+// A register tile holds one vector of output channels (the lanes) for NB
+// positions of each of ROWS output rows. For every input channel and kernel
+// row, the KW weight vectors are loaded once; then each input column the
+// tile reads is broadcast once per row and feeds every accumulator it
+// contributes to (up to KW with horizontal stride 1, fewer with stride 2):
+// one broadcast per several FMAs. Everything is unrolled at compile time.
+//
+// Threads take (image, band of ROWS output rows, channel block) items, so a
+// single image is split by bands: 16 bands of a 32-row image, times the
+// channel blocks. Each thread makes a zero-padded copy of only the input rows
+// its bands of an image read (none without padding: it reads in place).
+// A ReLU without a residual is applied to the accumulators before the store;
+// otherwise, after the tiles of an item, the same thread adds the residual
+// and applies the activation to the rows it just wrote.
+//
+// Padded taps are read as 0*w, as im2col and the other direct kernels do.
+//
+// Vec must provide: kWidth, kRegisters, type F, load, store, load_partial,
+// store_partial, zero, add, lt, select, broadcast, fma and store_transposed
+// (dst[k * stride + j] = lane k of rows[j], j < n).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "core/parallel.h"
+#include "core/workspace.h"
+#include "cpu/conv/direct_walk_impl.h"  // walk_unroll
+#include "cpu/conv/tile_size.h"
+#include "cpu/plan/plan_direct.h"
+
+namespace cnnkit {
+namespace {
+
+// Input column iw of a tile feeds position j = (iw - s) / SW through kernel
+// column s when that division is exact and j is in the tile.
+template <int KW, int SW, int NB>
+constexpr bool column_used(int iw) {
+  for (int s = 0; s < KW; ++s) {
+    const int d = iw - s;
+    if (d >= 0 && d % SW == 0 && d / SW < NB) return true;
+  }
+  return false;
+}
+
+struct PlanTileArgs {
+  int64_t channels, kernel_h;
+  int64_t plane, row_step, out_row_step;  // input plane, next kernel row, next output row
+  int64_t out_w, channel_stride, kb;      // output row, output plane, channels to store
+  bool relu;                              // max(0, .) before the store
+};
+
+// One tile: row q's first tap is x0 + q * out_row_step; its outputs go to
+// y + q * out_w, channel k at k * channel_stride.
+template <class Vec, int KW, int SW, int NB, int ROWS>
+void plan_direct_tile(const PlanTileArgs& a, const float* x0, const float* wb, const float* bb, float* y) {
+  using V = typename Vec::F;
+  constexpr int L = Vec::kWidth;
+  V acc[ROWS][NB];
+  const V b = Vec::load(bb);
+  for (int q = 0; q < ROWS; ++q)
+    for (int j = 0; j < NB; ++j) acc[q][j] = b;
+  // Weights from L1 as memory operands where they do not fit beside the
+  // accumulators and a broadcast.
+  constexpr bool kWeightsInRegisters = ROWS * NB + KW + 1 <= Vec::kRegisters;
+  const float* w = wb;
+  for (int64_t c = 0; c < a.channels; ++c) {
+    // One pointer per row: every broadcast is then pointer + constant.
+    const float* xrow[ROWS];
+    for (int q = 0; q < ROWS; ++q) xrow[q] = x0 + c * a.plane + q * a.out_row_step;
+    for (int64_t r = 0; r < a.kernel_h; ++r, w += KW * L) {
+      V wv[KW];
+      if constexpr (kWeightsInRegisters) {
+        for (int s = 0; s < KW; ++s) wv[s] = Vec::load(w + s * L);
+      }
+      walk_unroll<(NB - 1) * SW + KW>([&](auto iw_c) __attribute__((always_inline)) {
+        constexpr int iw = decltype(iw_c)::value;
+        if constexpr (column_used<KW, SW, NB>(iw)) {
+          walk_unroll<ROWS>([&](auto q_c) __attribute__((always_inline)) {
+            constexpr int q = decltype(q_c)::value;
+            const V xb = Vec::broadcast(xrow[q] + iw);
+            walk_unroll<KW>([&](auto s_c) __attribute__((always_inline)) {
+              constexpr int s = decltype(s_c)::value, d = iw - s;
+              if constexpr (d >= 0 && d % SW == 0 && d / SW < NB) {
+                const V weight = kWeightsInRegisters ? wv[s] : Vec::load(w + s * L);
+                acc[q][d / SW] = Vec::fma(weight, xb, acc[q][d / SW]);
+              }
+            });
+          });
+        }
+      });
+      for (int q = 0; q < ROWS; ++q) xrow[q] += a.row_step;
+    }
+  }
+  if (a.relu) {
+    const V zero = Vec::zero();
+    for (int q = 0; q < ROWS; ++q)
+      for (int j = 0; j < NB; ++j) acc[q][j] = Vec::select(Vec::lt(acc[q][j], zero), zero, acc[q][j]);
+  }
+  for (int q = 0; q < ROWS; ++q) {
+    float* yq = y + q * a.out_w;
+    if (a.kb == L) {
+      Vec::store_transposed(acc[q], NB, yq, a.channel_stride);
+    } else {
+      float t[L * NB];
+      for (int j = 0; j < NB; ++j) Vec::store(t + j * L, acc[q][j]);
+      for (int64_t k = 0; k < a.kb; ++k)
+        for (int j = 0; j < NB; ++j) yq[k * a.channel_stride + j] = t[j * L + k];
+    }
+  }
+}
+
+// dst[i] = src[i] (or 0 where src is null) for i < n, by vectors: rows of
+// 32 floats and pads of 1, where a memcpy and two memsets per row (GCC turns
+// zeroing loops into memset calls) took 15% of resnet20's 16-channel layers.
+template <class Vec>
+inline void copy_row(const float* src, float* dst, int64_t n) {
+  constexpr int64_t L = Vec::kWidth;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) Vec::store(dst + i, src != nullptr ? Vec::load(src + i) : Vec::zero());
+  if (i < n) Vec::store_partial(dst + i, src != nullptr ? Vec::load_partial(src + i, n - i) : Vec::zero(), n - i);
+}
+
+template <class Vec>
+void fill_padded_rows(const Conv2dParams& p, const float* xn, int64_t plane, int64_t wp, int64_t r0, int64_t r1,
+                      float* xp) {
+  for (int64_t c = 0; c < p.in_channels; ++c) {
+    for (int64_t pr = r0; pr < r1; ++pr) {
+      float* dst = xp + c * plane + pr * wp;
+      const int64_t ih = pr - p.pad_top;
+      if (ih < 0 || ih >= p.in_h) {
+        copy_row<Vec>(nullptr, dst, wp);
+        continue;
+      }
+      copy_row<Vec>(nullptr, dst, p.pad_left);
+      copy_row<Vec>(xn + (c * p.in_h + ih) * p.in_w, dst + p.pad_left, p.in_w);
+      copy_row<Vec>(nullptr, dst + p.pad_left + p.in_w, p.pad_right);
+    }
+  }
+}
+
+// The output rows of one item: `channels` runs of `run` floats, `stride`
+// apart, at y (residual at the same offsets from r).
+struct EpilogueRows {
+  float* y = nullptr;
+  const float* r = nullptr;
+  int64_t channels = 0, run = 0;
+};
+
+// y = act(y + residual) on an item's rows, right after its tiles. ReLU
+// inline, the flags hoisted out of the loops (a call per channel cost 20% of
+// a 16-channel 32x32 layer); other activations by activation_forward per
+// channel.
+template <class Vec, bool kResidual, bool kRelu>
+void epilogue_rows(const EpilogueRows& o, int64_t stride) {
+  using V = typename Vec::F;
+  constexpr int64_t L = Vec::kWidth;
+  const V zero = Vec::zero();
+  for (int64_t k = 0; k < o.channels; ++k) {
+    float* y = o.y + k * stride;
+    const float* r = kResidual ? o.r + k * stride : nullptr;
+    int64_t i = 0;
+    for (; i + L <= o.run; i += L) {
+      V v = Vec::load(y + i);
+      if constexpr (kResidual) v = Vec::add(v, Vec::load(r + i));
+      if constexpr (kRelu) v = Vec::select(Vec::lt(v, zero), zero, v);
+      Vec::store(y + i, v);
+    }
+    if (i < o.run) {
+      const int64_t m = o.run - i;
+      V v = Vec::load_partial(y + i, m);
+      if constexpr (kResidual) v = Vec::add(v, Vec::load_partial(r + i, m));
+      if constexpr (kRelu) v = Vec::select(Vec::lt(v, zero), zero, v);
+      Vec::store_partial(y + i, v, m);
+    }
+  }
+}
+
+template <class Vec>
+void apply_epilogue(const PlanDirectEpilogue& e, const EpilogueRows& o, int64_t stride) {
+  const bool relu = e.act != nullptr && e.act->kind == Activation::Relu;
+  if (e.residual != nullptr) {
+    relu ? epilogue_rows<Vec, true, true>(o, stride) : epilogue_rows<Vec, true, false>(o, stride);
+  } else if (relu) {
+    epilogue_rows<Vec, false, true>(o, stride);
+  }
+  if (e.act == nullptr || relu) return;
+  for (int64_t k = 0; k < o.channels; ++k) activation_forward(*e.act, o.y + k * stride, o.y + k * stride, o.run);
+}
+
+template <class Vec, int KW, int SW, int NB, int ROWS>
+void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e,
+                     float* y) {
+  constexpr int64_t L = Vec::kWidth;
+  const int64_t C = p.in_channels, K = p.out_channels, Ho = p.out_h, Wo = p.out_w, KH = p.kernel_h;
+  const bool in_place = p.pad_top == 0 && p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0;
+  const int64_t wp = p.in_w + p.pad_left + p.pad_right, plane = p.padded_plane();
+  const int64_t bands = (Ho + ROWS - 1) / ROWS, blocks = c.blocks, items = p.batch * bands * blocks;
+  const int64_t row_tiles = (Wo + NB - 1) / NB, nb_size = (Wo + row_tiles - 1) / row_tiles;
+  const int64_t block_floats = C * KH * KW * L;
+  // Without a residual, ReLU is applied to the accumulators before they are
+  // stored: a pass over the rows just stored cost 10% of a 16-channel 32x32
+  // layer (its channels' rows lie 4 KiB apart and evict each other from L1).
+  const bool tile_relu = e.residual == nullptr && e.act != nullptr && e.act->kind == Activation::Relu;
+  PlanTileArgs args{C, KH, plane, p.dilation_h * wp, p.stride_h * wp, Wo, Ho * Wo, L, tile_relu};
+  parallel_for(items, work_per_item(items, {ROWS * Wo, L, C, KH * KW}), [&](int64_t begin, int64_t end) {
+    float* xp = in_place ? nullptr : thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(C * plane));
+    int64_t held = -1;  // the image whose rows xp holds
+    PlanTileArgs t = args;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t blk = item % blocks, band = item / blocks % bands, n = item / (blocks * bands);
+      const int64_t oh = band * ROWS, rows = Ho - oh < ROWS ? Ho - oh : ROWS;
+      const float* xn = x + n * C * p.in_h * p.in_w;
+      const float* src = xn;
+      if (!in_place) {
+        if (n != held) {
+          // Every row this thread's items of image n read, filled before any
+          // tile reads them (filled band by band, just ahead of the tiles,
+          // 64 channels on 8x8 ran 10% slower).
+          const int64_t last = std::min(end, (n + 1) * bands * blocks) - 1;
+          const int64_t last_oh = last / blocks % bands * ROWS;
+          const int64_t last_rows = std::min<int64_t>(ROWS, Ho - last_oh);
+          const int64_t r0 = oh * p.stride_h;
+          const int64_t r1 = (last_oh + last_rows - 1) * p.stride_h + (KH - 1) * p.dilation_h + 1;
+          fill_padded_rows<Vec>(p, xn, plane, wp, r0, r1, xp);
+          held = n;
+        }
+        src = xp;
+      }
+      const int64_t k0 = blk * L;
+      t.kb = K - k0 < L ? K - k0 : L;
+      const float* wb = c.packed.data() + blk * block_floats;
+      const float* bb = c.packed.data() + c.weight_floats + blk * L;
+      float* yb = y + ((n * K + k0) * Ho + oh) * Wo;
+      for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
+        const int nb = static_cast<int>(Wo - ow0 < nb_size ? Wo - ow0 : nb_size);
+        const float* x0 = src + oh * t.out_row_step + ow0 * SW;
+        with_tile_size<ROWS>(static_cast<int>(rows), [&](auto q) {
+          with_tile_size<NB>(nb, [&](auto j) {
+            plan_direct_tile<Vec, KW, SW, decltype(j)::value, decltype(q)::value>(t, x0, wb, bb, yb + ow0);
+          });
+        });
+      }
+      // Rows oh .. oh + rows of a channel are one run of rows * Wo floats.
+      if (!t.relu && (e.residual != nullptr || e.act != nullptr)) {
+        apply_epilogue<Vec>(e, {yb, e.residual != nullptr ? e.residual + (yb - y) : nullptr, t.kb, rows * Wo}, Ho * Wo);
+      }
+    }
+  });
+}
+
+// Runs the instance for the layer's kernel width and horizontal stride
+// (plan_direct_fits lists them).
+template <class Vec, int NB, int ROWS>
+void plan_direct_dispatch(const Conv2dParams& p, const PlanDirectConv& c, const float* x,
+                          const PlanDirectEpilogue& e, float* y) {
+  if (p.stride_w == 1) {
+    switch (p.kernel_w) {
+      case 1: plan_direct_run<Vec, 1, 1, NB, ROWS>(p, c, x, e, y); break;
+      case 3: plan_direct_run<Vec, 3, 1, NB, ROWS>(p, c, x, e, y); break;
+      default: plan_direct_run<Vec, 5, 1, NB, ROWS>(p, c, x, e, y); break;
+    }
+  } else if (p.kernel_w == 1) {
+    plan_direct_run<Vec, 1, 2, NB, ROWS>(p, c, x, e, y);
+  } else {
+    plan_direct_run<Vec, 3, 2, NB, ROWS>(p, c, x, e, y);
+  }
+}
+
+}  // namespace
+}  // namespace cnnkit

@@ -1,0 +1,132 @@
+"""The inference plan's own direct convolution (conv_algo="direct", cpu/plan/plan_direct.h): single
+layers around the vector width, against the float64 oracle and the layer-by-layer path."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cnnkit
+from cnnkit import nn
+from conftest import supported_isas
+from tolerance import assert_close, assert_exact
+from test_plan import check_against_oracle, oracle, randomize, reductions
+
+CHANNELS = [1, 6, 15, 16, 17, 33]
+
+
+def _fits(k, stride_w):
+    """The kernel widths and horizontal strides plan_direct_fits accepts (one group, no dilation
+    along the rows)."""
+    return k in (1, 3, 5) if stride_w == 1 else k in (1, 3)
+
+
+@st.composite
+def layers(draw, allow_bn=True, acts=(None, nn.ReLU, nn.Tanh)):
+    """A conv (bias or a folded batch norm; strides and dilation down the columns), maybe an
+    activation, maybe inside a Residual whose shortcut is the identity or a 1x1 projection: the
+    epilogues the kernel fuses."""
+    c = draw(st.sampled_from(CHANNELS))
+    out = draw(st.sampled_from(CHANNELS))
+    k = draw(st.sampled_from([1, 3, 5]))
+    sh, sw = draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 2]))
+    dh = draw(st.sampled_from([1, 1, 2]))  # dilation down the columns only: the kernel runs it
+    pad = draw(st.integers(0, k // 2))
+    h = draw(st.integers(dh * (k - 1) + 1, 19))
+    w = draw(st.integers(k, 27))
+    conv = nn.Conv2d(c, out, k, stride=(sh, sw), padding=pad, dilation=(dh, 1), bias=draw(st.booleans()))
+    body = [conv] + ([nn.BatchNorm2d(out)] if allow_bn and draw(st.booleans()) else [])
+    act = draw(st.sampled_from(acts))
+    oh, ow = (h + 2 * pad - dh * (k - 1) - 1) // sh + 1, (w + 2 * pad - k) // sw + 1
+    model = body
+    if draw(st.booleans()):
+        # The residual needs the body's output shape: the identity where the conv keeps the shape,
+        # else a 1x1 projection where its output matches.
+        if (c, h, w) == (out, oh, ow) and draw(st.booleans()):
+            model = [nn.Residual(nn.Sequential(*body), None)]
+        elif ((h - 1) // sh + 1, (w - 1) // sw + 1) == (oh, ow):
+            model = [nn.Residual(nn.Sequential(*body), nn.Conv2d(c, out, 1, stride=(sh, sw)))]
+    if act is not None:
+        model.append(act())
+    return nn.Sequential(*model), (c, h, w), _fits(k, sw)
+
+
+@given(layer=layers(), batch=st.sampled_from([1, 2, 3]), seed=st.integers(0, 2**31 - 1))
+def test_direct_matches_the_oracle_and_the_layers(isa, threads, layer, batch, seed):
+    model, shape, fits = layer
+    rng = np.random.default_rng(seed)
+    randomize(model, rng)
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
+    layers_out = model(x)
+    plan = model.compile_inference(shape, conv_algo="direct")
+    try:
+        got = plan(x)
+        # The plan's kernel for this ISA runs every conv it fits (a 1x1 shortcut always) under a
+        # vector ISA cap, and no other.
+        for line in plan.describe().splitlines():
+            if "conv2d" in line:
+                runs = fits or ".shortcut" in line.split(":")[0]
+                assert (f"[plan_direct_{isa}]" in line) == (runs and isa != "scalar"), line
+        check_against_oracle(model, x, got, "plan direct")
+        x64 = np.abs(np.asarray(x, np.float64))
+        assert_close(got, layers_out, oracle(model, x64, absolute=True), reductions(model), "direct vs layers", c=16)
+        np.testing.assert_array_equal(plan(x), got)
+    finally:
+        plan.release()
+
+
+# A folded batch norm and tanh round; ReLU keeps integers exact.
+@given(layer=layers(allow_bn=False, acts=(None, nn.ReLU)), batch=st.sampled_from([1, 2]),
+       seed=st.integers(0, 2**31 - 1))
+def test_direct_integer_fills_are_exact(isa, threads, layer, batch, seed):
+    model, shape, _ = layer
+    rng = np.random.default_rng(seed)
+    randomize(model, rng, integer=True)
+    x = rng.integers(-3, 4, (batch, *shape)).astype(np.float32)
+    expected = oracle(model, np.asarray(x, np.float64))
+    plan = model.compile_inference(shape, conv_algo="direct")
+    try:
+        assert_exact(plan(x), expected, "plan direct integer fill")
+    finally:
+        plan.release()
+
+
+@pytest.mark.parametrize("c, out, size, k, stride, pad", [
+    (16, 16, 32, 3, 1, 1),   # resnet20's first stage
+    (16, 32, 32, 3, 2, 1),   # its stride-2 3x3
+    (16, 32, 32, 1, 2, 0),   # and its 1x1 shortcut
+    (64, 64, 8, 3, 1, 1),    # its last stage: 4 channel blocks
+    (1, 6, 28, 5, 1, 2),     # lenet5 c1: 6 of 16 lanes
+    (6, 16, 14, 5, 1, 0),    # lenet5 c2: read in place
+])
+def test_direct_runs_the_zoo_shapes(isa, threads, c, out, size, k, stride, pad):
+    model = randomize(nn.Sequential(nn.Conv2d(c, out, k, stride=stride, padding=pad), nn.ReLU()),
+                      np.random.default_rng(k))
+    x = np.random.default_rng(size).standard_normal((1, c, size, size)).astype(np.float32)
+    plan = model.compile_inference((c, size, size), conv_algo="direct")
+    try:
+        got = plan(x)
+        assert ("plan_direct" in plan.describe()) == (isa != "scalar")
+        check_against_oracle(model, x, got, "plan direct")
+    finally:
+        plan.release()
+
+
+def test_direct_follows_an_isa_cap_changed_between_calls():
+    model = randomize(nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU()), np.random.default_rng(3))
+    x = np.random.default_rng(4).standard_normal((2, 16, 9, 9)).astype(np.float32)
+    plan = model.compile_inference((16, 9, 9), conv_algo="direct")
+    previous = cnnkit.get_max_isa()
+    try:
+        for isa in supported_isas()[::-1] + ["avx512"]:
+            if isa not in supported_isas():
+                continue
+            cnnkit.set_max_isa(isa)
+            got = plan(x)
+            # Repacked for the cap at each preparation: that ISA's kernel, none under scalar.
+            text = plan.describe()
+            assert ("plan_direct" in text) == (isa != "scalar") and (isa == "scalar" or f"plan_direct_{isa}" in text)
+            check_against_oracle(model, x, got, f"plan direct under {isa}")
+    finally:
+        cnnkit.set_max_isa(previous)
+        plan.release()
