@@ -20,7 +20,9 @@ Every intermediate activation lives in buffers the plan allocates at its first c
 Each convolution runs one of two ways (``conv_algo``): the kernel ``algo="auto"`` picks (a
 layer's own ``algo`` applies to the layer-by-layer path only), the direct kernels with their
 weights packed once instead of on every call; or the plan's batched im2col + GEMM, whose
-epilogue is fused into the pass that writes the GEMM's result back to NCHW. By default both are
+epilogue is fused into the pass that writes the GEMM's result back to NCHW, with the weights
+packed once for the GEMM kernel (``_C.PackedMatrix``). ``Linear`` layers likewise run
+``linear`` ("kernel") or a GEMM with their weights packed once ("gemm"). By default both are
 timed on the first call after the batch size, the ISA cap or the thread count changed, and the
 faster is kept (:meth:`InferencePlan.describe` shows the choice). Activations stay NCHW between
 ops: no blocked (NCHW16c) layout is used yet.
@@ -366,5 +368,6 @@ def compile_inference(model, input_shape, conv_algo="measure"):
     epilogue as a pass after it), "gemm" (im2col of a chunk of images side by side and one GEMM,
     bias and epilogue fused into the pass that writes the GEMM's output back to NCHW) or
     "measure" (the default: both timed on the first call of each batch size, ISA cap and thread
-    count, the faster kept; that first call costs a few times a normal one)."""
+    count, the faster kept; that first call costs a few times a normal one). Linear layers follow
+    the same choice: "kernel" runs the library's linear, "gemm" their weights packed once."""
     return InferencePlan(model, input_shape, conv_algo)

@@ -58,8 +58,11 @@ struct Op {
   Conv2dParams conv_batch;  // the prepared one
   std::string impl;         // the conv kernel chosen when prepared
   PackedCvecConv packed;    // when impl is a cvec/walk kernel
-  bool use_gemm = false;    // run as one GEMM over a chunk of images (conv_batched_gemm)
+  bool use_gemm = false;    // conv: one GEMM over a chunk of images (conv_batched_gemm); linear: packed weights
   bool measured = false;    // the choice between the two is made (for this preparation)
+  // The weights packed for the GEMM kernels (one per group; linear: one),
+  // packed at preparation unless the choice is Kernel, again after an ISA cap change.
+  std::vector<PackedMatrix> packed_weights;
   Pool2dShape pool{};       // planes = channels of one image
   bool count_include_pad = true;
   int64_t lrn_size = 0;
@@ -168,7 +171,7 @@ void conv_batched_gemm(const Op& op, const float* x, float* y, const float* resi
           im2col_columns(p, xg, 0, plane, cols.data() + i * plane, ld);
         }
       });
-      sgemm(false, false, kg, ld, K, 1.0f, op.weight.data() + g * kg * K, K, cols.data(), ld, 0.0f, prod.data(), ld);
+      sgemm_packed(op.packed_weights[g], false, ld, 1.0f, cols.data(), ld, 0.0f, prod.data(), ld);
       parallel_for(kg * images, plane, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t k = r / images, i = r % images, channel = g * kg + k;
@@ -186,6 +189,28 @@ void conv_batched_gemm(const Op& op, const float* x, float* y, const float* resi
         }
       });
     }
+  }
+}
+
+// Packs a conv or linear op's weights (its output of shape `out`) for
+// sgemm_packed where they may be used (`wanted`)
+// and are not packed for the kernel the ISA cap selects now; frees them where
+// they will not be used.
+void pack_gemm_weights(Op& op, bool wanted, const ValueShape& out) {
+  if (!wanted) {
+    op.packed_weights.clear();
+    return;
+  }
+  if (!op.packed_weights.empty() && op.packed_weights[0].usable()) return;
+  op.packed_weights.clear();
+  if (op.kind == OpKind::Linear) {
+    const int64_t in = static_cast<int64_t>(op.weight.size()) / out.c;
+    op.packed_weights.emplace_back(false, out.c, in, op.weight.data(), in);
+    return;
+  }
+  const int64_t K = op.conv.reduction(), kg = op.conv.group_out_channels();
+  for (int64_t g = 0; g < op.conv.groups; ++g) {
+    op.packed_weights.emplace_back(false, kg, K, op.weight.data() + g * kg * K, K);
   }
 }
 
@@ -237,7 +262,9 @@ struct InferencePlan::Impl {
   void prepare(int64_t n);
   void run_op(Op& op, int64_t n);
   void run_conv(Op& op, bool gemm, int64_t n);
-  void measure_conv(Op& op, int64_t n);
+  void run_linear(Op& op, bool packed, int64_t n);
+  void run_way(Op& op, bool alternative, int64_t n);
+  void measure(Op& op, int64_t n);
 };
 
 // Greedy: values in order of creation take a free slot (the smallest that is
@@ -296,7 +323,13 @@ void InferencePlan::Impl::prepare(int64_t n) {
     }
   }
   for (Op& op : ops) {
-    if (op.kind != OpKind::Conv) continue;
+    if (op.kind != OpKind::Conv && op.kind != OpKind::Linear) continue;
+    pack_gemm_weights(op, conv_choice != PlanConvChoice::Kernel, shapes[op.dst]);
+    if (op.kind == OpKind::Linear) {
+      op.measured = conv_choice != PlanConvChoice::Measure;
+      op.use_gemm = conv_choice == PlanConvChoice::Gemm;
+      continue;
+    }
     const Conv2dParams& c = op.conv;
     op.conv_batch = make_conv2d_params(n, c.in_channels, c.in_h, c.in_w, c.out_channels, c.group_in_channels(),
                                        c.kernel_h, c.kernel_w, c.groups, c.stride_h, c.stride_w, c.pad_top,
@@ -331,7 +364,8 @@ void InferencePlan::Impl::run_conv(Op& op, bool gemm, int64_t n) {
   apply_epilogue(op.epilogue, y, residual, n * shapes[op.dst].size());
 }
 
-// The first run after a preparation times both ways on the real data: each
+// The first run after a preparation times both ways of a conv (its kernel or
+// conv_batched_gemm) or linear op (linear_forward or the packed weights) on the real data: each
 // once to warm up (the GEMM's scratch is allocated then), then alternately,
 // keeping each way's fastest run (interference from other processes only ever
 // adds time): at least kMinMeasureRounds rounds, and more, up to
@@ -342,13 +376,36 @@ void InferencePlan::Impl::run_conv(Op& op, bool gemm, int64_t n) {
 constexpr int kMinMeasureRounds = 3, kMaxMeasureRounds = 15;
 constexpr double kMeasureSeconds = 2e-3;
 
-void InferencePlan::Impl::measure_conv(Op& op, int64_t n) {
+void InferencePlan::Impl::run_linear(Op& op, bool packed, int64_t n) {
+  const float* x = ptr[op.src];
+  float* y = ptr[op.dst];
+  const float* bias = op.has_bias ? op.bias.data() : nullptr;
+  if (packed) {
+    linear_forward_packed(x, op.packed_weights[0], bias, y, n);
+  } else {
+    linear_forward(x, op.weight.data(), bias, y, n, shapes[op.src].size(), shapes[op.dst].size());
+  }
+  const float* residual = op.epilogue.residual >= 0 ? ptr[op.epilogue.residual] : nullptr;
+  apply_epilogue(op.epilogue, y, residual, n * shapes[op.dst].size());
+}
+
+// Runs a conv or linear op the way `alternative` says: conv_batched_gemm or
+// the packed weights instead of the op's kernel.
+void InferencePlan::Impl::run_way(Op& op, bool alternative, int64_t n) {
+  if (op.kind == OpKind::Conv) {
+    run_conv(op, alternative, n);
+  } else {
+    run_linear(op, alternative, n);
+  }
+}
+
+void InferencePlan::Impl::measure(Op& op, int64_t n) {
   double best[2] = {1e300, 1e300}, spent = 0;
   for (int round = 0; round <= kMaxMeasureRounds; ++round) {
     if (round > kMinMeasureRounds && spent > kMeasureSeconds) break;
     for (int way = 0; way < 2; ++way) {
       const auto t0 = std::chrono::steady_clock::now();
-      run_conv(op, way == 1, n);
+      run_way(op, way == 1, n);
       const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       spent += t;
       if (round > 0) best[way] = std::min(best[way], t);
@@ -356,7 +413,7 @@ void InferencePlan::Impl::measure_conv(Op& op, int64_t n) {
   }
   op.use_gemm = best[1] < best[0];
   op.measured = true;
-  if (!op.use_gemm) run_conv(op, false, n);
+  if (!op.use_gemm) run_way(op, false, n);
 }
 
 void InferencePlan::Impl::run_op(Op& op, int64_t n) {
@@ -366,15 +423,13 @@ void InferencePlan::Impl::run_op(Op& op, int64_t n) {
   const ValueShape& out = shapes[op.dst];
   switch (op.kind) {
     case OpKind::Conv:
+    case OpKind::Linear:
       if (op.measured) {
-        run_conv(op, op.use_gemm, n);
+        run_way(op, op.use_gemm, n);
       } else {
-        measure_conv(op, n);
+        measure(op, n);
       }
       return;
-    case OpKind::Linear:
-      linear_forward(x, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, y, n, in.size(), out.size());
-      break;
     case OpKind::MaxPool: {
       Pool2dShape s = op.pool;
       s.planes = n * in.c;
@@ -523,6 +578,7 @@ std::string InferencePlan::describe() const {
     if (op.kind == OpKind::Conv && op.measured) {
       out << " [" << (op.use_gemm ? "batched_gemm" : op.impl + (op.packed.kernel ? ", packed" : "")) << "]";
     }
+    if (op.kind == OpKind::Linear && op.measured) out << (op.use_gemm ? " [packed_gemm]" : " [linear_forward]");
     if (op.has_bias) out << " +bias";
     if (op.epilogue.residual >= 0) out << " +residual(v" << op.epilogue.residual << ")";
     if (op.epilogue.has_act) out << " +act";

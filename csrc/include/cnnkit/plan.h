@@ -33,6 +33,8 @@ struct ValueShape {
 // picks (direct kernels with their weights packed once), Gemm the plan's
 // own batched im2col + GEMM with the epilogue fused into its output pass,
 // Measure times both on the first run after each preparation and keeps the faster.
+// Linear ops follow the same choice: Kernel runs linear_forward, Gemm the
+// weights packed once for sgemm_packed (as conv_batched_gemm's are).
 enum class PlanConvChoice { Measure, Kernel, Gemm };
 
 class InferencePlan {
