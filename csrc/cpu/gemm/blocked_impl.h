@@ -112,20 +112,24 @@ struct GemmPlan {
     return m_tiles * weight / (2 * tall + short_blocks);
   }
 
+  // Unit u of panel q packs a share of the panel's (strip, depth block)
+  // pieces, strip-major: a panel of one or two strips (the few columns of a
+  // batch-1 conv on a small plane) still splits over the threads by depth.
   void pack_unit(int64_t q, int64_t u) const {
     constexpr int NR = Kernel::NR;
     const int64_t jc = q * nc_max;
     const int64_t strips = ceil_div(min64(nc_max, N - jc), NR);
-    const int64_t s0 = strips * u / pack_units;
-    const int64_t s1 = strips * (u + 1) / pack_units;
-    if (s0 >= s1) return;
-    const int64_t c0 = jc + s0 * NR;
-    const int64_t cols = min64(jc + s1 * NR, N) - c0;
-    for (int64_t pc = 0; pc < K; pc += kc_max) {
+    const int64_t depths = ceil_div(K, kc_max);
+    const int64_t p0 = strips * depths * u / pack_units;
+    const int64_t p1 = strips * depths * (u + 1) / pack_units;
+    for (int64_t piece = p0; piece < p1; ++piece) {
+      const int64_t s = piece / depths;
+      const int64_t pc = piece % depths * kc_max;
       const int64_t kc = min64(kc_max, K - pc);
-      // op(B)[pc .. pc+kc, c0 .. c0+cols) in NR-column strips.
-      pack_strips<Kernel, NR>(!trans_b, B, ldb, c0, cols, pc, kc,
-                              bpack[q % 2] + pc * strips_max * NR + s0 * NR * kc);
+      const int64_t c0 = jc + s * NR;
+      // op(B)[pc .. pc+kc, c0 .. c0+NR) as one NR-column strip.
+      pack_strips<Kernel, NR>(!trans_b, B, ldb, c0, min64(NR, N - c0), pc, kc,
+                              bpack[q % 2] + pc * strips_max * NR + s * NR * kc);
     }
   }
 
@@ -264,7 +268,7 @@ void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   for (int64_t rb = 0; rb < plan.row_blocks; ++rb) {
     plan.mc_max = max64(plan.mc_max, (plan.row_tile(rb + 1) - plan.row_tile(rb)) * MR);
   }
-  plan.pack_units = min64(plan.strips_max, 2 * threads);
+  plan.pack_units = min64(plan.strips_max * ceil_div(K, plan.kc_max), 2 * threads);
   plan.compute_units = plan.row_blocks * plan.col_blocks;
   const int64_t panel_floats = K * plan.strips_max * NR;
   const int64_t buffers = plan.panels > 1 ? 2 : 1;

@@ -119,11 +119,12 @@ void sgemm_packed(const PackedMatrix& a, bool trans_b, int64_t N, float alpha, c
   CNNKIT_CHECK(a.usable(), ErrorKind::Value,
                a.kernel_ == nullptr
                    ? std::string("sgemm_packed: the matrix was never packed")
-                   : std::string("sgemm_packed: the matrix was packed for ") + a.kernel() + ", but the ISA cap now selects " +
-                         packed_kernel_now().name + ": pack it again");
+                   : std::string("sgemm_packed: the matrix was packed for ") + a.kernel() +
+                         ", but the ISA cap now selects " + packed_kernel_now().name + ": pack it again");
   if (a.M_ <= 0 || N <= 0) return;
   if (a.K_ <= 0 || alpha == 0.0f) return scale_only(a.M_, N, beta, C, ldc);
-  static_cast<const PackedSgemmKernel*>(a.kernel_)->run(a.data_.data(), trans_b, a.M_, N, a.K_, alpha, B, ldb, beta, C, ldc);
+  const auto* kernel = static_cast<const PackedSgemmKernel*>(a.kernel_);
+  kernel->run(a.data_.data(), trans_b, a.M_, N, a.K_, alpha, B, ldb, beta, C, ldc);
 }
 
 }  // namespace cnnkit

@@ -43,7 +43,7 @@ class PackedMatrix {
  private:
   friend void sgemm_packed(const PackedMatrix& a, bool trans_b, int64_t N, float alpha, const float* B,
                            int64_t ldb, float beta, float* C, int64_t ldc);
-  const void* kernel_ = nullptr;
+  const void* kernel_ = nullptr;  // the PackedSgemmKernel (cpu/gemm/kernels.h) that packed it
   int64_t M_ = 0, K_ = 0;
   std::vector<float> data_;
 };
