@@ -61,7 +61,8 @@ struct Op {
   bool use_gemm = false;    // conv: one GEMM over a chunk of images (conv_batched_gemm); linear: packed weights
   bool measured = false;    // the choice between the two is made (for this preparation)
   // The weights packed for the GEMM kernels (one per group; linear: one),
-  // packed at preparation unless the choice is Kernel, again after an ISA cap change.
+  // packed at preparation unless the choice is Kernel (freed where the measurement picks
+  // the other way), again after an ISA cap change.
   std::vector<PackedMatrix> packed_weights;
   Pool2dShape pool{};       // planes = channels of one image
   bool count_include_pad = true;
@@ -413,7 +414,10 @@ void InferencePlan::Impl::measure(Op& op, int64_t n) {
   }
   op.use_gemm = best[1] < best[0];
   op.measured = true;
-  if (!op.use_gemm) run_way(op, false, n);
+  if (op.use_gemm) return;
+  run_way(op, false, n);
+  // Not needed until the next preparation measures again (which packs them again).
+  op.packed_weights.clear();
 }
 
 void InferencePlan::Impl::run_op(Op& op, int64_t n) {
