@@ -297,6 +297,14 @@ def test_small_planes_with_packed_weights_match_the_oracle(isa, threads, algo, b
         assert text.count("[") == 4  # every conv and linear op shows its measured choice
 
 
+# conv_batched_gemm's column matrix holds at most 2**20 floats: a 64-channel 3x3 conv on 16x16
+# takes 576 * 256 floats an image, so a batch of 9 runs as chunks of 7 and 2 images.
+def test_a_large_batch_runs_the_gemm_in_chunks_of_images(isa):
+    model = nn.Sequential(nn.Conv2d(64, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 5, 3))
+    text = _run(model, (64, 16, 16), batch=9, algo="gemm")
+    assert text.count("[batched_gemm]") == 2
+
+
 @pytest.mark.parametrize("algo", ["kernel", "gemm"])
 def test_linear_layers_follow_the_choice_and_are_exact(isa, algo):
     rng = np.random.default_rng(5)

@@ -146,8 +146,10 @@ void lrn(const Op& op, const ValueShape& s, int64_t batch, const float* x, float
 }
 
 // The column matrix of conv_batched_gemm holds at most this many floats
-// (64 MiB), so large batches run in chunks of images.
-constexpr int64_t kGemmColumnFloats = int64_t{16} << 20;
+// (4 MiB), so large batches run in chunks of images: the GEMM then packs
+// columns that im2col has just written while they are still in cache, and
+// with the weights pre-packed a chunk costs no repacking of A.
+constexpr int64_t kGemmColumnFloats = int64_t{1} << 20;
 
 // A convolution as one GEMM per group over a chunk of images: their im2col
 // columns side by side (small planes give a GEMM of kg x (images * plane)
@@ -194,9 +196,8 @@ void conv_batched_gemm(const Op& op, const float* x, float* y, const float* resi
 }
 
 // Packs a conv or linear op's weights (its output of shape `out`) for
-// sgemm_packed where they may be used (`wanted`)
-// and are not packed for the kernel the ISA cap selects now; frees them where
-// they will not be used.
+// sgemm_packed where they may be used (`wanted`) and are not packed for the
+// kernel the ISA cap selects now; frees them where they will not be used.
 void pack_gemm_weights(Op& op, bool wanted, const ValueShape& out) {
   if (!wanted) {
     op.packed_weights.clear();
@@ -365,18 +366,6 @@ void InferencePlan::Impl::run_conv(Op& op, bool gemm, int64_t n) {
   apply_epilogue(op.epilogue, y, residual, n * shapes[op.dst].size());
 }
 
-// The first run after a preparation times both ways of a conv (its kernel or
-// conv_batched_gemm) or linear op (linear_forward or the packed weights) on the real data: each
-// once to warm up (the GEMM's scratch is allocated then), then alternately,
-// keeping each way's fastest run (interference from other processes only ever
-// adds time): at least kMinMeasureRounds rounds, and more, up to
-// kMaxMeasureRounds, while they take less than kMeasureSeconds in all, so
-// that small layers, where a single descheduling outweighs the difference,
-// get more samples. Every run leaves a complete output; the chosen way runs
-// last, so a plan's results do not depend on the timing.
-constexpr int kMinMeasureRounds = 3, kMaxMeasureRounds = 15;
-constexpr double kMeasureSeconds = 2e-3;
-
 void InferencePlan::Impl::run_linear(Op& op, bool packed, int64_t n) {
   const float* x = ptr[op.src];
   float* y = ptr[op.dst];
@@ -399,6 +388,18 @@ void InferencePlan::Impl::run_way(Op& op, bool alternative, int64_t n) {
     run_linear(op, alternative, n);
   }
 }
+
+// The first run after a preparation times both ways of a conv (its kernel or
+// conv_batched_gemm) or linear op (linear_forward or the packed weights) on
+// the real data: each once to warm up (the GEMM's scratch is allocated then),
+// then alternately, keeping each way's fastest run (interference from other
+// processes only ever adds time): at least kMinMeasureRounds rounds, and more, up to
+// kMaxMeasureRounds, while they take less than kMeasureSeconds in all, so
+// that small layers, where a single descheduling outweighs the difference,
+// get more samples. Every run leaves a complete output; the chosen way runs
+// last, so a plan's results do not depend on the timing.
+constexpr int kMinMeasureRounds = 3, kMaxMeasureRounds = 15;
+constexpr double kMeasureSeconds = 2e-3;
 
 void InferencePlan::Impl::measure(Op& op, int64_t n) {
   double best[2] = {1e300, 1e300}, spent = 0;
