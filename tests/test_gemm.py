@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import cnnkit
 from cnnkit import _C
+from conftest import supported_isas
 from tolerance import assert_close, assert_exact
 
 
@@ -294,3 +295,103 @@ def test_small_m_result_does_not_depend_on_thread_count(isa, trans_b):
         cnnkit.set_num_threads(previous)
     np.testing.assert_array_equal(results[0], results[1])
     np.testing.assert_array_equal(results[0], results[2])
+
+
+# ---------------------------------------------------------------------------
+# pre-packed A (PackedMatrix + sgemm_packed): a layer's weights packed once
+# by the blocked kernel the ISA cap selects, multiplied against many op(B)
+# ---------------------------------------------------------------------------
+
+@given(m=_dims, n=_dims, k=_dims, trans_a=st.booleans(), trans_b=st.booleans(),
+       alpha=st.sampled_from([1.0, -0.5, 2.0]), beta=st.sampled_from([0.0, 1.0, -0.5]), seed=st.integers(0, 2**31))
+def test_sgemm_packed_matches_oracle(isa, threads, m, n, k, trans_a, trans_b, alpha, beta, seed):
+    rng = np.random.default_rng(seed)
+    a, b = _operands(rng, m, n, k, trans_a, trans_b, integer=False)
+    packed = _C.PackedMatrix(a, trans_a)
+    assert (packed.rows, packed.depth) == (m, k)
+    assert packed.kernel == f"blocked_{isa}" and packed.usable()
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    out = c0.copy()
+    product, magnitude = _oracle(a, b, trans_a, trans_b)
+    expected = alpha * product + beta * c0.astype(np.float64)
+    bound = abs(alpha) * magnitude + abs(beta) * np.abs(c0.astype(np.float64))
+    assert _C.sgemm_packed(packed, b, trans_b, alpha=alpha, beta=beta, out=out) is out
+    assert_close(out, expected, bound, k + 1, "sgemm_packed")
+    assert_close(_C.sgemm_packed(packed, b, trans_b), product, magnitude, k, "sgemm_packed new array")
+
+
+# Weight-shaped products: many rows against the few columns of a batch-1 conv
+# on a small plane (N = 1, 4, 9, 16) or a small batch, K over several depth
+# blocks; plus rows-left counts of every tile height.
+@pytest.mark.parametrize("m,n,k", [(512, 4, 1200), (71, 16, 513), (29, 9, 300), (100, 1, 257), (45, 64, 70),
+                                   (14, 33, 256), (13, 200, 31)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True), (False, True)])
+def test_sgemm_packed_integer_fill_is_exact(isa, threads, m, n, k, trans_a, trans_b):
+    rng = np.random.default_rng(m * n + k)
+    a, b = _operands(rng, m, n, k, trans_a, trans_b, integer=True)
+    packed = _C.PackedMatrix(a, trans_a)
+    expected = _oracle(a, b, trans_a, trans_b)[0]
+    assert_exact(_C.sgemm_packed(packed, b, trans_b), expected, "sgemm_packed")
+    # The same packed copy again, into a column slice of a wider array with beta.
+    wide = rng.integers(-8, 9, size=(m, n + 5)).astype(np.float32)
+    before = wide.copy()
+    _C.sgemm_packed(packed, b, trans_b, alpha=2.0, beta=-1.0, out=wide[:, 2 : 2 + n])
+    assert_exact(wide[:, 2 : 2 + n], 2.0 * expected - before[:, 2 : 2 + n], "sgemm_packed alpha/beta")
+    np.testing.assert_array_equal(wide[:, :2], before[:, :2])
+    np.testing.assert_array_equal(wide[:, 2 + n :], before[:, 2 + n :])
+
+
+def test_sgemm_packed_layout_does_not_depend_on_the_thread_count(isa):
+    a, b = _operands(np.random.default_rng(9), 300, 50, 700, False, False, integer=True)
+    previous = cnnkit.get_num_threads()
+    try:
+        cnnkit.set_num_threads(1)
+        packed = _C.PackedMatrix(a)
+        for n_threads in (2, 3, 1):
+            cnnkit.set_num_threads(n_threads)
+            assert_exact(_C.sgemm_packed(packed, b), _oracle(a, b, False, False)[0], "sgemm_packed")
+    finally:
+        cnnkit.set_num_threads(previous)
+
+
+def test_sgemm_packed_refuses_a_copy_packed_under_another_isa_cap():
+    isas = supported_isas()
+    if len(isas) < 2:
+        pytest.skip("one ISA only: the cap cannot change the kernel")
+    a, b = _operands(np.random.default_rng(10), 20, 8, 30, False, False, integer=True)
+    previous = cnnkit.get_max_isa()
+    try:
+        cnnkit.set_max_isa(isas[-1])
+        packed = _C.PackedMatrix(a)
+        cnnkit.set_max_isa(isas[0])
+        assert not packed.usable()
+        with pytest.raises(ValueError, match=f"packed for blocked_{isas[-1]}.*pack it again"):
+            _C.sgemm_packed(packed, b)
+        cnnkit.set_max_isa(isas[-1])
+        assert packed.usable()
+        assert_exact(_C.sgemm_packed(packed, b), _oracle(a, b, False, False)[0], "sgemm_packed")
+    finally:
+        cnnkit.set_max_isa(previous)
+
+
+def test_sgemm_packed_empty_and_zero_depth():
+    assert _C.sgemm_packed(_C.PackedMatrix(np.zeros((0, 3), np.float32)), np.zeros((3, 4), np.float32)).shape == (0, 4)
+    packed = _C.PackedMatrix(np.zeros((2, 0), np.float32))
+    np.testing.assert_array_equal(_C.sgemm_packed(packed, np.zeros((0, 4), np.float32)), np.zeros((2, 4)))
+    out = np.full((2, 4), 3.0, np.float32)
+    _C.sgemm_packed(packed, np.zeros((0, 4), np.float32), beta=0.5, out=out)
+    np.testing.assert_array_equal(out, np.full((2, 4), 1.5))
+
+
+def test_sgemm_packed_rejects_bad_operands():
+    packed = _C.PackedMatrix(np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match="inner dimensions"):
+        _C.sgemm_packed(packed, np.ones((5, 2), np.float32))
+    with pytest.raises(ValueError, match="b must have 2 dimensions"):
+        _C.sgemm_packed(packed, np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        _C.sgemm_packed(packed, np.ones((4, 5), np.float32), out=np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="a must have 2 dimensions"):
+        _C.PackedMatrix(np.ones((2, 3, 4), np.float32))
+    with pytest.raises(TypeError):
+        _C.sgemm_packed(np.ones((3, 4), np.float32), np.ones((4, 5), np.float32))

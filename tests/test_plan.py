@@ -282,6 +282,43 @@ def test_pools_lrn_and_linear_layers_run_natively():
     _run(nn.Sequential(nn.LocalResponseNorm(4, alpha=0.5, beta=0.5, k=2.0)), (6, 3, 3))
 
 
+# VGG's last blocks at batch 1: many channels on 4x4 and 2x2 planes, a GEMM of many weight rows
+# against a few columns (the packed weights' case), then the classifier's linear layers.
+@pytest.mark.parametrize("algo", ["gemm", "measure"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_small_planes_with_packed_weights_match_the_oracle(isa, threads, algo, batch):
+    model = nn.Sequential(nn.Conv2d(40, 48, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(48, 33, 3, padding=1), nn.BatchNorm2d(33), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(33 * 4, 29), nn.ReLU(), nn.Linear(29, 10))
+    text = _run(model, (40, 4, 4), batch=batch, algo=algo)
+    if algo == "gemm":
+        assert text.count("[batched_gemm]") == 2 and text.count("[packed_gemm]") == 2
+    else:
+        assert text.count("[") == 4  # every conv and linear op shows its measured choice
+
+
+# conv_batched_gemm's column matrix holds at most 2**20 floats: a 64-channel 3x3 conv on 16x16
+# takes 576 * 256 floats an image, so a batch of 9 runs as chunks of 7 and 2 images.
+def test_a_large_batch_runs_the_gemm_in_chunks_of_images(isa):
+    model = nn.Sequential(nn.Conv2d(64, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 5, 3))
+    text = _run(model, (64, 16, 16), batch=9, algo="gemm")
+    assert text.count("[batched_gemm]") == 2
+
+
+@pytest.mark.parametrize("algo", ["kernel", "gemm"])
+def test_linear_layers_follow_the_choice_and_are_exact(isa, algo):
+    rng = np.random.default_rng(5)
+    model = randomize(nn.Sequential(nn.Flatten(), nn.Linear(70, 37), nn.ReLU(), nn.Linear(37, 15)), rng, integer=True)
+    for batch in (1, 4):
+        x = rng.integers(-3, 4, (batch, 7, 2, 5)).astype(np.float32)
+        plan = model.compile_inference((7, 2, 5), conv_algo=algo)
+        try:
+            assert_exact(plan(x), oracle(model, np.asarray(x, np.float64)), "plan linear")
+            assert plan.describe().count("[packed_gemm]" if algo == "gemm" else "[linear_forward]") == 2
+        finally:
+            plan.release()
+
+
 # -- the zoo --------------------------------------------------------------------------------
 ZOO = {
     "lenet5": (models.lenet5, (1, 28, 28)),
@@ -343,6 +380,22 @@ def test_an_isa_cap_set_after_compiling_is_honoured():
         text = plan.describe()
         assert "direct_walk" not in text and "cvec" not in text and "plan_direct" not in text
         check_against_oracle(model, x, got)
+    finally:
+        cnnkit.set_max_isa(previous)
+        plan.release()
+
+
+def test_packed_weights_are_packed_again_after_an_isa_cap_change():
+    # The GEMM path's weights are packed for the kernel of the cap at the first
+    # call; a later cap selects another kernel, whose layout differs.
+    model = _small()
+    plan = model.compile_inference((2, 4, 4), conv_algo="gemm")
+    x = np.random.default_rng(3).standard_normal((2, 2, 4, 4)).astype(np.float32)
+    previous = cnnkit.get_max_isa()
+    try:
+        for cap in [previous, "scalar", previous]:
+            cnnkit.set_max_isa(cap)
+            check_against_oracle(model, x, plan(x))
     finally:
         cnnkit.set_max_isa(previous)
         plan.release()

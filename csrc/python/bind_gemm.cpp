@@ -33,6 +33,20 @@ int64_t output_row_stride(py::array& out, int64_t M, int64_t N) {
   return M <= 1 ? N : row_stride / item;
 }
 
+// The product's C: `out` checked as output_row_stride does (setting ldc), or
+// a new (M, N) array, for which beta becomes 0.
+py::array output_or_new(const py::object& out, int64_t M, int64_t N, float& beta, int64_t& ldc) {
+  if (out.is_none()) {
+    beta = 0.0f;
+    ldc = N;
+    return new_float_array({M, N});
+  }
+  CNNKIT_CHECK(py::isinstance<py::array>(out), ErrorKind::Type, "out must be a float32 array");
+  py::array c = py::reinterpret_borrow<py::array>(out);
+  ldc = output_row_stride(c, M, N);
+  return c;
+}
+
 }  // namespace
 
 // sgemm(a, b, trans_a, trans_b, reference, alpha, beta, out): exposed for tests and benchmarks.
@@ -53,16 +67,8 @@ void bind_gemm(py::module_& m) {
         CNNKIT_CHECK(K == Kb, ErrorKind::Value,
               "sgemm: inner dimensions differ: a gives " + std::to_string(K) + ", b gives " +
                   std::to_string(Kb));
-        py::array c;
         int64_t ldc = N;
-        if (!out.is_none()) {
-          CNNKIT_CHECK(py::isinstance<py::array>(out), ErrorKind::Type, "out must be a float32 array");
-          c = py::reinterpret_borrow<py::array>(out);
-          ldc = output_row_stride(c, M, N);
-        } else {
-          c = new_float_array({M, N});
-          beta = 0.0f;
-        }
+        py::array c = output_or_new(out, M, N, beta, ldc);
         const float* pa = a.data();
         const float* pb = b.data();
         float* pc = static_cast<float*>(c.mutable_data());
@@ -84,6 +90,44 @@ void bind_gemm(py::module_& m) {
       },
       py::arg("m"), py::arg("n") = INT64_MAX, py::arg("k") = INT64_MAX, py::arg("trans_a") = false,
       py::arg("trans_b") = false);
+  // A matrix packed once for many products (a layer's weights), by the kernel
+  // the ISA cap selects now; see cnnkit/gemm.h.
+  py::class_<PackedMatrix>(m, "PackedMatrix")
+      .def(py::init([](FloatArray a, bool trans_a) {
+             require_ndim(a, 2, "a");
+             const int64_t M = trans_a ? a.shape(1) : a.shape(0);
+             const int64_t K = trans_a ? a.shape(0) : a.shape(1);
+             const float* pa = a.data();
+             py::gil_scoped_release release;
+             return new PackedMatrix(trans_a, M, K, pa, a.shape(1));
+           }),
+           py::arg("a"), py::arg("trans_a") = false)
+      .def_property_readonly("rows", &PackedMatrix::rows)
+      .def_property_readonly("depth", &PackedMatrix::depth)
+      .def_property_readonly("kernel", [](const PackedMatrix& p) { return std::string(p.kernel()); })
+      .def("usable", &PackedMatrix::usable);
+  // sgemm_packed(a, b, trans_b, alpha, beta, out): sgemm's contract with op(A) the packed matrix.
+  m.def(
+      "sgemm_packed",
+      [](const PackedMatrix& a, FloatArray b, bool trans_b, float alpha, float beta, py::object out) -> py::object {
+        require_ndim(b, 2, "b");
+        const int64_t Kb = trans_b ? b.shape(1) : b.shape(0);
+        const int64_t N = trans_b ? b.shape(0) : b.shape(1);
+        CNNKIT_CHECK(a.depth() == Kb, ErrorKind::Value,
+                     "sgemm_packed: inner dimensions differ: a gives " + std::to_string(a.depth()) + ", b gives " +
+                         std::to_string(Kb));
+        int64_t ldc = N;
+        py::array c = output_or_new(out, a.rows(), N, beta, ldc);
+        const float* pb = b.data();
+        float* pc = static_cast<float*>(c.mutable_data());
+        {
+          py::gil_scoped_release release;
+          sgemm_packed(a, trans_b, N, alpha, pb, b.shape(1), beta, pc, ldc);
+        }
+        return c;
+      },
+      py::arg("a"), py::arg("b"), py::arg("trans_b") = false, py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
+      py::arg("out") = py::none());
 }
 
 }  // namespace cnnkit::python

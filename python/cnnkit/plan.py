@@ -23,12 +23,14 @@ Every intermediate activation lives in buffers the plan allocates at its first c
 Each convolution runs one of three ways (``conv_algo``): the kernel ``algo="auto"`` picks (a
 layer's own ``algo`` applies to the layer-by-layer path only), the direct kernels with their
 weights packed once instead of on every call; the plan's batched im2col + GEMM, whose epilogue
-is fused into the pass that writes the GEMM's result back to NCHW; or the plan's own direct
-kernel (``plan_direct``: one group, kernel width 1, 3 or 5 with horizontal stride 1, or 1 or 3
-with stride 2, AVX2 or AVX-512), which puts output channels across the vector lanes and splits
-even a single image across threads by bands of output rows. By default every way that can run a
-layer is timed on the first call after the batch size, the ISA cap or the thread count changed,
-and the fastest is kept (:meth:`InferencePlan.describe` shows the choice). Activations stay NCHW
+is fused into the pass that writes the GEMM's result back to NCHW, with the weights packed once
+for the GEMM kernel (``_C.PackedMatrix``); or the plan's own direct kernel (``plan_direct``: one
+group, kernel width 1, 3 or 5 with horizontal stride 1, or 1 or 3 with stride 2, AVX2 or
+AVX-512), which puts output channels across the vector lanes and splits even a single image
+across threads by bands of output rows. ``Linear`` layers likewise run ``linear`` ("kernel") or
+a GEMM with their weights packed once ("gemm"). By default every way that can run a layer is
+timed on the first call after the batch size, the ISA cap or the thread count changed, and the
+fastest is kept (:meth:`InferencePlan.describe` shows the choice). Activations stay NCHW
 between ops: no blocked (NCHW16c) layout is used yet.
 
 Layers a plan cannot run (any other module, ``Concat``, ``padding_mode`` other than "zeros",
@@ -374,5 +376,6 @@ def compile_inference(model, input_shape, conv_algo="measure"):
     (the plan's own direct kernel, epilogue fused, for the layers it runs under the ISA cap;
     "kernel" for the others) or "measure" (the default: every way that can run a layer timed on
     the first call of each batch size, ISA cap and thread count, the fastest kept; that first
-    call costs a few times a normal one)."""
+    call costs a few times a normal one). Linear layers follow the same choice: "kernel" runs
+    the library's linear ("direct" too), "gemm" their weights packed once."""
     return InferencePlan(model, input_shape, conv_algo)

@@ -18,6 +18,9 @@ struct Avx2Kernel {
   static constexpr int64_t KC = 256;
   static constexpr int64_t MC = 144;
   static constexpr int64_t NC = 4096;
+  // How far ahead (floats) the tiles prefetch A, as in the AVX-512 kernel:
+  // pre-packed weights stream from memory. (Past A's end is harmless.)
+  static constexpr int64_t kPrefetchA = 64 * MR;
 
   template <int W>
   static void pack_copy(const float* src, int64_t ld, int64_t kc, int64_t valid, float* dst) {
@@ -50,6 +53,7 @@ struct Avx2Kernel {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int64_t k = 0; k < kc; ++k) {
+      _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchA), _MM_HINT_T0);
       const __m256 b0 = _mm256_load_ps(b);
       const __m256 b1 = NV > 1 ? _mm256_load_ps(b + 8) : b0;
       fma_row<NV>(a, b0, b1, c00, c01);
@@ -114,5 +118,12 @@ void sgemm_blocked_avx2(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
                         float* C, int64_t ldc) {
   sgemm_blocked<Avx2Kernel>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+const PackedSgemmKernel kPackedSgemmAvx2 = {
+    "blocked_avx2", Isa::Avx2, packed_a_floats<Avx2Kernel>, pack_a_blocked<Avx2Kernel>,
+    [](const float* a_packed, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* B,
+       int64_t ldb, float beta, float* C, int64_t ldc) {
+      sgemm_blocked<Avx2Kernel>(false, trans_b, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc, a_packed);
+    }};
 
 }  // namespace cnnkit

@@ -23,6 +23,11 @@ struct Avx512Kernel {
   static constexpr int64_t KC = 256;
   static constexpr int64_t MC = 336;
   static constexpr int64_t NC = 4096;
+  // How far ahead (floats) the tiles prefetch A: a pre-packed weight matrix
+  // streams from memory rather than L2, and with a few columns of B there
+  // is too little work per line for the hardware prefetcher to keep ahead.
+  // (Prefetches past the end of A are harmless: they never fault.)
+  static constexpr int64_t kPrefetchA = 64 * MR;
 
   template <int W>
   static void pack_copy(const float* src, int64_t ld, int64_t kc, int64_t valid, float* dst) {
@@ -46,6 +51,7 @@ struct Avx512Kernel {
     }
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; ++k) {
+      _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchA), _MM_HINT_T0);
       __m512 bv[NV];
       for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
       for (int r = 0; r < R; ++r) {
@@ -100,6 +106,7 @@ struct Avx512Kernel {
       b += NR;
     }
     for (int64_t k = kc % 2; k < kc; k += 2, a += 2 * MR, b += 2 * NR) {
+      _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchA), _MM_HINT_T0);
       const __m512 a0 = _mm512_maskz_loadu_ps(kRows, a), a1 = _mm512_maskz_loadu_ps(kRows, a + MR);
 #pragma GCC unroll 8
       for (int j = 0; j < COLS; ++j) {
@@ -169,5 +176,12 @@ void sgemm_blocked_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int6
                           float* C, int64_t ldc) {
   sgemm_blocked<Avx512Kernel>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+const PackedSgemmKernel kPackedSgemmAvx512 = {
+    "blocked_avx512", Isa::Avx512, packed_a_floats<Avx512Kernel>, pack_a_blocked<Avx512Kernel>,
+    [](const float* a_packed, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* B,
+       int64_t ldb, float beta, float* C, int64_t ldc) {
+      sgemm_blocked<Avx512Kernel>(false, trans_b, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc, a_packed);
+    }};
 
 }  // namespace cnnkit

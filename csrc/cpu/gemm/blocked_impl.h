@@ -7,6 +7,10 @@
 // take the units on demand (see GemmPlan), so a slowed thread does not hold
 // up the call.
 //
+// With a pre-packed op(A) (pack_a_blocked, below) the units skip packing A and
+// read the rows straight from that buffer: a weight matrix used by many calls
+// is then packed once, not once per call.
+//
 // A `Kernel` supplies the tile sizes, the blocking, two packing routines and
 // the micro-kernel. Included by one file per ISA, each compiled with its own
 // flags; everything here has internal linkage so the linker can never mix
@@ -86,6 +90,7 @@ struct GemmPlan {
   int64_t ldb;
   float* C;
   int64_t ldc;
+  const float* a_packed;  // op(A) in pack_a_blocked's layout, or nullptr: pack per unit
 
   int64_t kc_max = 0, nc_max = 0, strips_max = 0, panels = 0;
   int64_t m_tiles = 0, row_blocks = 0, col_blocks = 0, mc_max = 0;
@@ -107,20 +112,24 @@ struct GemmPlan {
     return m_tiles * weight / (2 * tall + short_blocks);
   }
 
+  // Unit u of panel q packs a share of the panel's (strip, depth block)
+  // pieces, strip-major: a panel of one or two strips (the few columns of a
+  // batch-1 conv on a small plane) still splits over the threads by depth.
   void pack_unit(int64_t q, int64_t u) const {
     constexpr int NR = Kernel::NR;
     const int64_t jc = q * nc_max;
     const int64_t strips = ceil_div(min64(nc_max, N - jc), NR);
-    const int64_t s0 = strips * u / pack_units;
-    const int64_t s1 = strips * (u + 1) / pack_units;
-    if (s0 >= s1) return;
-    const int64_t c0 = jc + s0 * NR;
-    const int64_t cols = min64(jc + s1 * NR, N) - c0;
-    for (int64_t pc = 0; pc < K; pc += kc_max) {
+    const int64_t depths = ceil_div(K, kc_max);
+    const int64_t p0 = strips * depths * u / pack_units;
+    const int64_t p1 = strips * depths * (u + 1) / pack_units;
+    for (int64_t piece = p0; piece < p1; ++piece) {
+      const int64_t s = piece / depths;
+      const int64_t pc = piece % depths * kc_max;
       const int64_t kc = min64(kc_max, K - pc);
-      // op(B)[pc .. pc+kc, c0 .. c0+cols) in NR-column strips.
-      pack_strips<Kernel, NR>(!trans_b, B, ldb, c0, cols, pc, kc,
-                              bpack[q % 2] + pc * strips_max * NR + s0 * NR * kc);
+      const int64_t c0 = jc + s * NR;
+      // op(B)[pc .. pc+kc, c0 .. c0+NR) as one NR-column strip.
+      pack_strips<Kernel, NR>(!trans_b, B, ldb, c0, min64(NR, N - c0), pc, kc,
+                              bpack[q % 2] + pc * strips_max * NR + s * NR * kc);
     }
   }
 
@@ -142,13 +151,18 @@ struct GemmPlan {
       // Later depth blocks add onto what the first one wrote.
       const float beta_pc = pc == 0 ? beta : 1.0f;
       // op(A)[i0 .. i0+mc, pc .. pc+kc) in MR-row strips.
-      pack_strips<Kernel, MR>(trans_a, A, lda, i0, mc, pc, kc, ap);
+      const float* as = ap;
+      if (a_packed != nullptr) {
+        as = a_packed + pc * m_tiles * MR + i0 * kc;
+      } else {
+        pack_strips<Kernel, MR>(trans_a, A, lda, i0, mc, pc, kc, ap);
+      }
       const float* bp = bpack[q % 2] + pc * strips_max * NR;
       for (int64_t s = s0; s < s1; ++s) {
         const int64_t j = jc + s * NR;
         const int64_t cols = min64(NR, N - j);
         for (int64_t ir = 0; ir < mc; ir += MR) {
-          Kernel::tile(kc, ap + ir * kc, bp + s * NR * kc, alpha, beta_pc, C + (i0 + ir) * ldc + j,
+          Kernel::tile(kc, as + ir * kc, bp + s * NR * kc, alpha, beta_pc, C + (i0 + ir) * ldc + j,
                        ldc, min64(MR, mc - ir), cols);
         }
       }
@@ -159,7 +173,9 @@ struct GemmPlan {
   // only on units with earlier tickets, so some thread can always proceed
   // (a lone thread simply runs them all in order).
   void work() {
-    float* ap = thread_workspace(WorkspaceSlot::GemmPackA, static_cast<size_t>(mc_max * kc_max));
+    float* ap = a_packed != nullptr
+                    ? nullptr
+                    : thread_workspace(WorkspaceSlot::GemmPackA, static_cast<size_t>(mc_max * kc_max));
     const int64_t per_panel = pack_units + compute_units;
     for (int64_t t = __atomic_fetch_add(&next_ticket, 1, __ATOMIC_RELAXED); t < tickets();
          t = __atomic_fetch_add(&next_ticket, 1, __ATOMIC_RELAXED)) {
@@ -180,10 +196,48 @@ struct GemmPlan {
   }
 };
 
+// The depth of each block of A that the driver packs for a K-deep product:
+// pack_a_blocked must cut K the same way.
+template <class Kernel>
+int64_t depth_block(int64_t K) {
+  return balanced_block(K, Kernel::KC, 1);
+}
+
+// Floats of pack_a_blocked's buffer for op(A) of M x K: rows padded to whole tiles.
+template <class Kernel>
+int64_t packed_a_floats(int64_t M, int64_t K) {
+  return ceil_div(M, Kernel::MR) * Kernel::MR * K;
+}
+
+// Packs all of op(A) as the driver's units would, once: the depth block at
+// pc (of depth_block(K) depth, the last one shorter) starts at pc * Mpad
+// (Mpad = M rounded up to MR), and within it each MR-row strip of that depth
+// follows the previous one, zero padded. The layout depends on the kernel and
+// K only, never on N or the thread count.
+template <class Kernel>
+void pack_a_blocked(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda, float* dst) {
+  constexpr int MR = Kernel::MR;
+  const int64_t kc_max = depth_block<Kernel>(K);
+  const int64_t m_pad = ceil_div(M, MR) * MR;
+  const int64_t tiles = ceil_div(M, MR);
+  // Tiles of rows at a time, every depth block of each: the work items are
+  // independent and each thread writes its own part of dst.
+  parallel_for(tiles, MR * K, [&](int64_t t0, int64_t t1) {
+    for (int64_t pc = 0; pc < K; pc += kc_max) {
+      const int64_t kc = min64(kc_max, K - pc);
+      const int64_t i0 = t0 * MR;
+      pack_strips<Kernel, MR>(trans_a, A, lda, i0, min64(t1 * MR, M) - i0, pc, kc, dst + pc * m_pad + i0 * kc);
+    }
+  });
+}
+
+// C = alpha * op(A) * op(B) + beta * C, with op(A) either packed here unit by
+// unit (a_packed == nullptr) or read from pack_a_blocked's buffer (then A,
+// lda and trans_a are not used).
 template <class Kernel>
 void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                   int64_t ldc) {
+                   int64_t ldc, const float* a_packed = nullptr) {
   constexpr int MR = Kernel::MR;
   constexpr int NR = Kernel::NR;
   // Below ~1 MFLOP per thread, waking a thread costs more than it saves.
@@ -191,8 +245,8 @@ void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   int64_t threads = in_parallel_region() ? 1 : num_threads();
   if (flops < 1e15) threads = min64(threads, 1 + static_cast<int64_t>(flops / (1 << 20)));
-  GemmPlan<Kernel> plan{trans_a, trans_b, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
-  plan.kc_max = balanced_block(K, Kernel::KC, 1);
+  GemmPlan<Kernel> plan{trans_a, trans_b, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, a_packed};
+  plan.kc_max = depth_block<Kernel>(K);
   // The shared panel holds all of K, within the kernel's KC x NC budget (sized
   // for the last-level cache), and is at least one strip wide.
   const int64_t width = min64(Kernel::NC, (Kernel::KC * Kernel::NC / K) / NR * NR);
@@ -214,7 +268,7 @@ void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   for (int64_t rb = 0; rb < plan.row_blocks; ++rb) {
     plan.mc_max = max64(plan.mc_max, (plan.row_tile(rb + 1) - plan.row_tile(rb)) * MR);
   }
-  plan.pack_units = min64(plan.strips_max, 2 * threads);
+  plan.pack_units = min64(plan.strips_max * ceil_div(K, plan.kc_max), 2 * threads);
   plan.compute_units = plan.row_blocks * plan.col_blocks;
   const int64_t panel_floats = K * plan.strips_max * NR;
   const int64_t buffers = plan.panels > 1 ? 2 : 1;

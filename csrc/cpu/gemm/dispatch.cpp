@@ -1,4 +1,6 @@
 // sgemm: the ordered list of implementations, widest ISA first, reference last.
+#include <string>
+
 #include "cnnkit/gemm.h"
 #include "cnnkit/isa.h"
 #include "core/registry.h"
@@ -43,21 +45,38 @@ const SgemmImpl kSgemmImpls[] = {
     {"reference", Isa::Scalar, nullptr, sgemm_reference},
 };
 
+// The blocked kernels with a pre-packed A, widest ISA first.
+const PackedSgemmKernel* const kPackedKernels[] = {
+#ifdef CNNKIT_X86
+    &kPackedSgemmAvx512,
+    &kPackedSgemmAvx2,
+#endif
+    &kPackedSgemmScalar,
+};
+
+const PackedSgemmKernel& packed_kernel_now() {
+  for (const PackedSgemmKernel* k : kPackedKernels) {
+    if (isa_enabled(k->isa)) return *k;
+  }
+  return kPackedSgemmScalar;
+}
+
+// No product to form: C = beta * C, with beta == 0 writing zeros (NaN in C
+// does not survive), here once for every kernel, which may then assume
+// M, N, K >= 1 and alpha != 0.
+void scale_only(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+  }
+}
+
 }  // namespace
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc) {
-  // No product to form: C = beta * C, with beta == 0 writing zeros (NaN in C
-  // does not survive), here once for every kernel, which may then assume
-  // M, N, K >= 1 and alpha != 0.
   if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.0f) {
-    for (int64_t i = 0; i < M; ++i) {
-      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-    }
-    return;
-  }
+  if (K <= 0 || alpha == 0.0f) return scale_only(M, N, beta, C, ldc);
   select_kernel(kSgemmImpls, GemmShape{M, N, K, trans_a, trans_b})
       .run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -77,6 +96,35 @@ std::vector<SgemmPath> sgemm_paths(int64_t M, int64_t N, int64_t K, bool trans_a
 
 const char* sgemm_implementation(int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b) {
   return select_kernel(kSgemmImpls, GemmShape{M, N, K, trans_a, trans_b}).name;
+}
+
+PackedMatrix::PackedMatrix(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) : M_(M), K_(K) {
+  CNNKIT_CHECK(M >= 0 && K >= 0, ErrorKind::Value,
+               "PackedMatrix: M and K must be >= 0, got " + std::to_string(M) + " and " + std::to_string(K));
+  const PackedSgemmKernel& k = packed_kernel_now();
+  kernel_ = &k;
+  if (M == 0 || K == 0) return;
+  data_.resize(static_cast<size_t>(k.floats(M, K)));
+  k.pack(trans_a, M, K, A, lda, data_.data());
+}
+
+const char* PackedMatrix::kernel() const {
+  return kernel_ != nullptr ? static_cast<const PackedSgemmKernel*>(kernel_)->name : "";
+}
+
+bool PackedMatrix::usable() const { return kernel_ != nullptr && kernel_ == &packed_kernel_now(); }
+
+void sgemm_packed(const PackedMatrix& a, bool trans_b, int64_t N, float alpha, const float* B, int64_t ldb,
+                  float beta, float* C, int64_t ldc) {
+  CNNKIT_CHECK(a.usable(), ErrorKind::Value,
+               a.kernel_ == nullptr
+                   ? std::string("sgemm_packed: the matrix was never packed")
+                   : std::string("sgemm_packed: the matrix was packed for ") + a.kernel() +
+                         ", but the ISA cap now selects " + packed_kernel_now().name + ": pack it again");
+  if (a.M_ <= 0 || N <= 0) return;
+  if (a.K_ <= 0 || alpha == 0.0f) return scale_only(a.M_, N, beta, C, ldc);
+  const auto* kernel = static_cast<const PackedSgemmKernel*>(a.kernel_);
+  kernel->run(a.data_.data(), trans_b, a.M_, N, a.K_, alpha, B, ldb, beta, C, ldc);
 }
 
 }  // namespace cnnkit

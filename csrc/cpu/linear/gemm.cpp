@@ -113,6 +113,20 @@ void linear_forward(const float* x, const float* weight, const float* bias, floa
       });
 }
 
+void linear_forward_packed(const float* x, const PackedMatrix& weight, const float* bias, float* y, int64_t M) {
+  const int64_t out = weight.rows(), in = weight.depth();
+  if (M <= 0 || out <= 0) return;
+  if (M == 1) {
+    // y^T is y: the bias goes in first and the product adds onto it.
+    for (int64_t j = 0; j < out; ++j) y[j] = bias != nullptr ? bias[j] : 0.0f;
+    sgemm_packed(weight, true, 1, 1.0f, x, in, 1.0f, y, 1);
+    return;
+  }
+  float* yt = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(M * out));
+  sgemm_packed(weight, true, M, 1.0f, x, in, 0.0f, yt, M);
+  transpose_into(yt, M, out, bias, y);
+}
+
 void linear_backward(const float* dy, const float* x, const float* weight, int64_t M, int64_t in,
                      int64_t out, float* dx, float* dweight, float* dbias) {
   if (dx != nullptr) {

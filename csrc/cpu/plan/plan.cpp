@@ -35,6 +35,7 @@ namespace {
 
 // How a convolution runs: the kernel conv2d's dispatch picks (packed where it
 // is direct_cvec/direct_walk), the batched GEMM, or the plan's direct kernel.
+// A linear op runs linear_forward (Kernel) or its packed weights (Gemm).
 enum class ConvWay { Kernel, Gemm, PlanDirect };
 constexpr int kConvWays = 3;
 
@@ -66,8 +67,13 @@ struct Op {
   std::string impl;         // the conv kernel chosen when prepared
   PackedCvecConv packed;    // when impl is a cvec/walk kernel
   PlanDirectConv direct;    // packed for the ISA cap of the preparation; kernel null where it does not fit
+  // conv: how it runs; linear: Kernel (linear_forward) or Gemm (the packed weights)
   ConvWay way = ConvWay::Kernel;
   bool measured = false;    // the choice among the ways is made (for this preparation)
+  // The weights packed for the GEMM kernels (one per group; linear: one),
+  // packed at preparation where the choice may take the GEMM (freed where the
+  // measurement picks another way), again after an ISA cap change.
+  std::vector<PackedMatrix> packed_weights;
   Pool2dShape pool{};       // planes = channels of one image
   bool count_include_pad = true;
   int64_t lrn_size = 0;
@@ -150,8 +156,10 @@ void lrn(const Op& op, const ValueShape& s, int64_t batch, const float* x, float
 }
 
 // The column matrix of conv_batched_gemm holds at most this many floats
-// (64 MiB), so large batches run in chunks of images.
-constexpr int64_t kGemmColumnFloats = int64_t{16} << 20;
+// (4 MiB), so large batches run in chunks of images: the GEMM then packs
+// columns that im2col has just written while they are still in cache, and
+// with the weights pre-packed a chunk costs no repacking of A.
+constexpr int64_t kGemmColumnFloats = int64_t{1} << 20;
 
 // A convolution as one GEMM per group over a chunk of images: their im2col
 // columns side by side (small planes give a GEMM of kg x (images * plane)
@@ -176,7 +184,7 @@ void conv_batched_gemm(const Op& op, const float* x, float* y, const float* resi
           im2col_columns(p, xg, 0, plane, cols.data() + i * plane, ld);
         }
       });
-      sgemm(false, false, kg, ld, K, 1.0f, op.weight.data() + g * kg * K, K, cols.data(), ld, 0.0f, prod.data(), ld);
+      sgemm_packed(op.packed_weights[g], false, ld, 1.0f, cols.data(), ld, 0.0f, prod.data(), ld);
       parallel_for(kg * images, plane, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t k = r / images, i = r % images, channel = g * kg + k;
@@ -194,6 +202,27 @@ void conv_batched_gemm(const Op& op, const float* x, float* y, const float* resi
         }
       });
     }
+  }
+}
+
+// Packs a conv or linear op's weights (its output of shape `out`) for
+// sgemm_packed where they may be used (`wanted`) and are not packed for the
+// kernel the ISA cap selects now; frees them where they will not be used.
+void pack_gemm_weights(Op& op, bool wanted, const ValueShape& out) {
+  if (!wanted) {
+    op.packed_weights.clear();
+    return;
+  }
+  if (!op.packed_weights.empty() && op.packed_weights[0].usable()) return;
+  op.packed_weights.clear();
+  if (op.kind == OpKind::Linear) {
+    const int64_t in = static_cast<int64_t>(op.weight.size()) / out.c;
+    op.packed_weights.emplace_back(false, out.c, in, op.weight.data(), in);
+    return;
+  }
+  const int64_t K = op.conv.reduction(), kg = op.conv.group_out_channels();
+  for (int64_t g = 0; g < op.conv.groups; ++g) {
+    op.packed_weights.emplace_back(false, kg, K, op.weight.data() + g * kg * K, K);
   }
 }
 
@@ -245,7 +274,9 @@ struct InferencePlan::Impl {
   void prepare(int64_t n);
   void run_op(Op& op, int64_t n);
   void run_conv(Op& op, ConvWay way, int64_t n);
-  void measure_conv(Op& op, int64_t n);
+  void run_linear(Op& op, bool packed, int64_t n);
+  void run_way(Op& op, ConvWay way, int64_t n);
+  void measure(Op& op, int64_t n);
 };
 
 // Greedy: values in order of creation take a free slot (the smallest that is
@@ -304,7 +335,15 @@ void InferencePlan::Impl::prepare(int64_t n) {
     }
   }
   for (Op& op : ops) {
-    if (op.kind != OpKind::Conv) continue;
+    if (op.kind != OpKind::Conv && op.kind != OpKind::Linear) continue;
+    pack_gemm_weights(op, conv_choice == PlanConvChoice::Measure || conv_choice == PlanConvChoice::Gemm,
+                      shapes[op.dst]);
+    if (op.kind == OpKind::Linear) {
+      // "direct" has no linear kernel of its own: linear_forward, as "kernel".
+      op.measured = conv_choice != PlanConvChoice::Measure;
+      op.way = conv_choice == PlanConvChoice::Gemm ? ConvWay::Gemm : ConvWay::Kernel;
+      continue;
+    }
     const Conv2dParams& c = op.conv;
     op.conv_batch = make_conv2d_params(n, c.in_channels, c.in_h, c.in_w, c.out_channels, c.group_in_channels(),
                                        c.kernel_h, c.kernel_w, c.groups, c.stride_h, c.stride_w, c.pad_top,
@@ -352,11 +391,34 @@ void InferencePlan::Impl::run_conv(Op& op, ConvWay way, int64_t n) {
   apply_epilogue(op.epilogue, y, residual, n * shapes[op.dst].size());
 }
 
-// The first run after a preparation times every way that can run the layer
-// (the plan's direct kernel only where it fits) on the real data: each
-// once to warm up (the GEMM's scratch is allocated then), then alternately,
-// keeping each way's fastest run (interference from other processes only ever
-// adds time): at least kMinMeasureRounds rounds, and more, up to
+void InferencePlan::Impl::run_linear(Op& op, bool packed, int64_t n) {
+  const float* x = ptr[op.src];
+  float* y = ptr[op.dst];
+  const float* bias = op.has_bias ? op.bias.data() : nullptr;
+  if (packed) {
+    linear_forward_packed(x, op.packed_weights[0], bias, y, n);
+  } else {
+    linear_forward(x, op.weight.data(), bias, y, n, shapes[op.src].size(), shapes[op.dst].size());
+  }
+  const float* residual = op.epilogue.residual >= 0 ? ptr[op.epilogue.residual] : nullptr;
+  apply_epilogue(op.epilogue, y, residual, n * shapes[op.dst].size());
+}
+
+// Runs a conv op `way`, or a linear op with its packed weights (Gemm) or linear_forward.
+void InferencePlan::Impl::run_way(Op& op, ConvWay way, int64_t n) {
+  if (op.kind == OpKind::Conv) {
+    run_conv(op, way, n);
+  } else {
+    run_linear(op, way == ConvWay::Gemm, n);
+  }
+}
+
+// The first run after a preparation times every way that can run the op (a
+// conv's kernel, conv_batched_gemm and, where it fits, the plan's direct
+// kernel; a linear op's linear_forward and its packed weights) on the real
+// data: each once to warm up (the GEMM's scratch is allocated then), then
+// alternately, keeping each way's fastest run (interference from other
+// processes only ever adds time): at least kMinMeasureRounds rounds, and more, up to
 // kMaxMeasureRounds, while they take less than kMeasureSeconds in all, so
 // that small layers, where a single descheduling outweighs the difference,
 // get more samples. Every run leaves a complete output; the chosen way runs
@@ -364,14 +426,14 @@ void InferencePlan::Impl::run_conv(Op& op, ConvWay way, int64_t n) {
 constexpr int kMinMeasureRounds = 3, kMaxMeasureRounds = 15;
 constexpr double kMeasureSeconds = 2e-3;
 
-void InferencePlan::Impl::measure_conv(Op& op, int64_t n) {
-  const int ways = op.direct.kernel != nullptr ? kConvWays : 2;
+void InferencePlan::Impl::measure(Op& op, int64_t n) {
+  const int ways = op.kind == OpKind::Conv && op.direct.kernel != nullptr ? kConvWays : 2;
   double best[kConvWays] = {1e300, 1e300, 1e300}, spent = 0;
   for (int round = 0; round <= kMaxMeasureRounds; ++round) {
     if (round > kMinMeasureRounds && spent > kMeasureSeconds) break;
     for (int way = 0; way < ways; ++way) {
       const auto t0 = std::chrono::steady_clock::now();
-      run_conv(op, static_cast<ConvWay>(way), n);
+      run_way(op, static_cast<ConvWay>(way), n);
       const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       spent += t;
       if (round > 0) best[way] = std::min(best[way], t);
@@ -380,9 +442,10 @@ void InferencePlan::Impl::measure_conv(Op& op, int64_t n) {
   const int fastest = static_cast<int>(std::min_element(best, best + ways) - best);
   op.way = static_cast<ConvWay>(fastest);
   op.measured = true;
-  // A copy of the weights the plan no longer needs (until the next preparation).
+  // Copies of the weights the plan no longer needs (until the next preparation).
   if (op.way != ConvWay::PlanDirect) op.direct = PlanDirectConv{};
-  if (fastest != ways - 1) run_conv(op, op.way, n);
+  if (op.way != ConvWay::Gemm) op.packed_weights.clear();
+  if (fastest != ways - 1) run_way(op, op.way, n);
 }
 
 void InferencePlan::Impl::run_op(Op& op, int64_t n) {
@@ -392,15 +455,13 @@ void InferencePlan::Impl::run_op(Op& op, int64_t n) {
   const ValueShape& out = shapes[op.dst];
   switch (op.kind) {
     case OpKind::Conv:
+    case OpKind::Linear:
       if (op.measured) {
-        run_conv(op, op.way, n);
+        run_way(op, op.way, n);
       } else {
-        measure_conv(op, n);
+        measure(op, n);
       }
       return;
-    case OpKind::Linear:
-      linear_forward(x, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, y, n, in.size(), out.size());
-      break;
     case OpKind::MaxPool: {
       Pool2dShape s = op.pool;
       s.planes = n * in.c;
@@ -554,6 +615,9 @@ std::string InferencePlan::describe() const {
         case ConvWay::PlanDirect: out << op.direct.name; break;
       }
       out << "]";
+    }
+    if (op.kind == OpKind::Linear && op.measured) {
+      out << (op.way == ConvWay::Gemm ? " [packed_gemm]" : " [linear_forward]");
     }
     if (op.has_bias) out << " +bias";
     if (op.epilogue.residual >= 0) out << " +residual(v" << op.epilogue.residual << ")";

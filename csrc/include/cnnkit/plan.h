@@ -35,7 +35,9 @@ struct ValueShape {
 // Direct the plan's own direct kernel (cpu/plan/plan_direct.h, epilogue
 // fused) where it runs the layer under the ISA cap, else as Kernel; Measure
 // times every way that can run the layer on the first run after each
-// preparation and keeps the fastest.
+// preparation and keeps the fastest. Linear ops follow the same choice:
+// Kernel (and Direct) runs linear_forward, Gemm the weights packed once for
+// sgemm_packed (as conv_batched_gemm's are).
 enum class PlanConvChoice { Measure, Kernel, Gemm, Direct };
 
 class InferencePlan {
