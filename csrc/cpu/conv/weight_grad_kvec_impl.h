@@ -51,10 +51,15 @@ struct KvecBand {
 
 // One tile: RB (channel, kernel row) pairs x SB taps x NV channel vectors.
 // Pair q's input row starts at x_rows[q] (the band's first row) and its
-// partial sums at acc_rows[q].
-template <class Vec, int NV, int RB, int SB>
-__attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const float* const (&x_rows)[RB],
-                                                     float* const (&acc_rows)[RB]) {
+// partial sums at acc_rows[q]. With U > 1 (stride and dilation 1 across,
+// where position u's tap s reads input u + s) a step covers U positions: the
+// U + SB - 1 inputs of a row are broadcast once for U * SB * NV FMAs, where
+// one position at a time broadcasts SB of them for SB * NV. With one vector
+// of channels that took the loads per FMA from 7/6 to 4/9. Each sum still
+// adds its positions in order, so U changes no bits.
+template <class Vec, int NV, int RB, int SB, int U>
+__attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const float* const* x_rows,
+                                                     float* const* acc_rows) {
   using V = typename Vec::F;
   constexpr int64_t L = Vec::kWidth;
   const int64_t kpad = b.kpad, dy_row = b.out_w * kpad, x_row = b.stride_h * b.padded_w;
@@ -66,7 +71,23 @@ __attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const fl
     const float* d = b.dy + row * dy_row;
     const float* xr[RB];
     for (int q = 0; q < RB; ++q) xr[q] = x_rows[q] + row * x_row;
-    for (int64_t ow = 0; ow < b.out_w; ++ow, d += kpad) {
+    int64_t ow = 0;
+    if constexpr (U > 1) {
+      for (; ow + U <= b.out_w; ow += U, d += U * kpad) {
+        V dv[U][NV];
+        for (int u = 0; u < U; ++u)
+          for (int v = 0; v < NV; ++v) dv[u][v] = Vec::load(d + u * kpad + v * L);
+        for (int q = 0; q < RB; ++q) {
+          V xb[U + SB - 1];
+          for (int j = 0; j < U + SB - 1; ++j) xb[j] = Vec::broadcast(xr[q] + j);
+          for (int u = 0; u < U; ++u)
+            for (int s = 0; s < SB; ++s)
+              for (int v = 0; v < NV; ++v) acc[q][s][v] = Vec::fma(dv[u][v], xb[u + s], acc[q][s][v]);
+          xr[q] += U;
+        }
+      }
+    }
+    for (; ow < b.out_w; ++ow, d += kpad) {
       V dv[NV];
       for (int v = 0; v < NV; ++v) dv[v] = Vec::load(d + v * L);
       for (int q = 0; q < RB; ++q) {
@@ -83,40 +104,53 @@ __attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const fl
       for (int v = 0; v < NV; ++v) Vec::store(acc_rows[q] + s * kpad + v * L, acc[q][s][v]);
 }
 
-// Every (c, r) of the band, two at a time when the tap block is at most 3
-// wide (2 x 3 taps x NV vectors: more FMAs per dy load and per pass over the
-// band): kernel rows in pairs, and an odd last row paired with the next
-// channel's (one row alone ran at 61% of the FMA peak in L1, pairs at 93%;
-// 3x3 kernels left a third of their rows alone). Not inlined into the image
-// loop: there it ran 5-9% slower (64x32x14x14 k64 5x5).
+// A tile's (channel, kernel row) pairs and positions per step for NV vectors
+// x SB taps: as many pairs (up to 4) as keep the accumulators within 3/4 of
+// the registers, so that one vector of channels still has 8+ independent
+// sums in flight (two FMA ports, 4 cycles each; 6 ran at 61% of the FMA peak
+// in L1), then the most positions per step whose dy vectors and broadcasts
+// fit in the rest.
+template <class Vec, int NV, int SB>
+struct KvecTileShape {
+  static constexpr int kMaxAccumulators = Vec::kRegisters * 3 / 4;
+  static constexpr int kRows = std::clamp(kMaxAccumulators / (SB * NV), 1, 4);
+  static constexpr int fits(int u) { return kRows * SB * NV + u * NV + u + SB - 1 <= Vec::kRegisters; }
+  static constexpr int kPositions = fits(4) ? 4 : fits(2) ? 2 : 1;
+};
+
+// One tile of RB (channel, kernel row) pairs of the band from pair `first`
+// (pair i is channel i / R, kernel row i % R).
+template <class Vec, int NV, int SB, int RB>
+__attribute__((always_inline)) inline void kvec_pairs(const KvecBand& b, int64_t first, bool unit_steps) {
+  const int64_t x_tap_row = b.dilation_h * b.padded_w, taps_row = b.S * b.kpad;
+  const float* x_rows[RB];
+  float* acc_rows[RB];
+  for (int q = 0; q < RB; ++q) {
+    const int64_t c = (first + q) / b.R, r = (first + q) % b.R;
+    x_rows[q] = b.x + c * b.plane + r * x_tap_row;
+    acc_rows[q] = b.partial + (c * b.R + r) * taps_row;
+  }
+  constexpr int U = KvecTileShape<Vec, NV, SB>::kPositions;
+  if (U > 1 && unit_steps) {
+    kvec_tile<Vec, NV, RB, SB, U>(b, x_rows, acc_rows);
+  } else {
+    kvec_tile<Vec, NV, RB, SB, 1>(b, x_rows, acc_rows);
+  }
+}
+
+// Every (c, r) of the band, a tile shape's pairs at a time. Not inlined into
+// the image loop: there it ran 5-9% slower (64x32x14x14 k64 5x5).
 template <class Vec, int NV, int SB>
 __attribute__((noinline)) void kvec_band(const KvecBand& b) {
-  constexpr int RB = SB <= 3 ? 2 : 1;
-  const int64_t x_tap_row = b.dilation_h * b.padded_w, taps_row = b.S * b.kpad;
-  const auto x_at = [&](int64_t c, int64_t r) { return b.x + c * b.plane + r * x_tap_row; };
-  const auto acc_at = [&](int64_t c, int64_t r) { return b.partial + (c * b.R + r) * taps_row; };
-  for (int64_t c = 0; c < b.channels; ++c) {
-    if constexpr (RB == 1) {
-      for (int64_t r = 0; r < b.R; ++r) kvec_tile<Vec, NV, 1, SB>(b, {x_at(c, r)}, {acc_at(c, r)});
-    } else {
-      int64_t r = 0;
-      for (; r + 2 <= b.R; r += 2) {
-        kvec_tile<Vec, NV, 2, SB>(b, {x_at(c, r), x_at(c, r + 1)}, {acc_at(c, r), acc_at(c, r + 1)});
-      }
-      if (r < b.R) {
-        // The last row of c, with the last row of c + 1 when there is one;
-        // c + 1's pairs then follow, and its last row is done.
-        if (c + 1 < b.channels) {
-          kvec_tile<Vec, NV, 2, SB>(b, {x_at(c, r), x_at(c + 1, r)}, {acc_at(c, r), acc_at(c + 1, r)});
-          ++c;
-          for (int64_t q = 0; q + 2 <= b.R; q += 2) {
-            kvec_tile<Vec, NV, 2, SB>(b, {x_at(c, q), x_at(c, q + 1)}, {acc_at(c, q), acc_at(c, q + 1)});
-          }
-        } else {
-          kvec_tile<Vec, NV, 1, SB>(b, {x_at(c, r)}, {acc_at(c, r)});
-        }
-      }
-    }
+  constexpr int RB = KvecTileShape<Vec, NV, SB>::kRows;
+  const bool unit_steps = b.stride_w == 1 && b.dilation_w == 1;
+  const int64_t pairs = b.channels * b.R;
+  int64_t i = 0;
+  for (; i + RB <= pairs; i += RB) kvec_pairs<Vec, NV, SB, RB>(b, i, unit_steps);
+  if (i < pairs) {
+    with_tile_size<RB>(static_cast<int>(pairs - i), [&](auto rb) {
+      kvec_pairs<Vec, NV, SB, decltype(rb)::value>(b, i, unit_steps);
+    });
   }
 }
 
