@@ -55,11 +55,12 @@ struct KvecBand {
 // where position u's tap s reads input u + s) a step covers U positions: the
 // U + SB - 1 inputs of a row are broadcast once for U * SB * NV FMAs, where
 // one position at a time broadcasts SB of them for SB * NV. With one vector
-// of channels that took the loads per FMA from 7/6 to 4/9. Each sum still
+// of channels and 3 taps that took the loads per FMA from 7/6 to 7/12 (4 dy
+// vectors and 24 broadcasts for 48 FMAs; 4 kernel rows). Each sum still
 // adds its positions in order, so U changes no bits.
 template <class Vec, int NV, int RB, int SB, int U>
-__attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const float* const* x_rows,
-                                                     float* const* acc_rows) {
+__attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const float* const (&x_rows)[RB],
+                                                     float* const (&acc_rows)[RB]) {
   using V = typename Vec::F;
   constexpr int64_t L = Vec::kWidth;
   const int64_t kpad = b.kpad, dy_row = b.out_w * kpad, x_row = b.stride_h * b.padded_w;
@@ -71,9 +72,9 @@ __attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const fl
     const float* d = b.dy + row * dy_row;
     const float* xr[RB];
     for (int q = 0; q < RB; ++q) xr[q] = x_rows[q] + row * x_row;
-    int64_t ow = 0;
+    const int64_t steps_end = U > 1 ? b.out_w / U * U : 0;
     if constexpr (U > 1) {
-      for (; ow + U <= b.out_w; ow += U, d += U * kpad) {
+      for (int64_t ow = 0; ow < steps_end; ow += U, d += U * kpad) {
         V dv[U][NV];
         for (int u = 0; u < U; ++u)
           for (int v = 0; v < NV; ++v) dv[u][v] = Vec::load(d + u * kpad + v * L);
@@ -87,7 +88,7 @@ __attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const fl
         }
       }
     }
-    for (; ow < b.out_w; ++ow, d += kpad) {
+    for (int64_t ow = steps_end; ow < b.out_w; ++ow, d += kpad) {
       V dv[NV];
       for (int v = 0; v < NV; ++v) dv[v] = Vec::load(d + v * L);
       for (int q = 0; q < RB; ++q) {
@@ -105,17 +106,17 @@ __attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const fl
 }
 
 // A tile's (channel, kernel row) pairs and positions per step for NV vectors
-// x SB taps: as many pairs (up to 4) as keep the accumulators within 3/4 of
-// the registers, so that one vector of channels still has 8+ independent
-// sums in flight (two FMA ports, 4 cycles each; 6 ran at 61% of the FMA peak
-// in L1), then the most positions per step whose dy vectors and broadcasts
-// fit in the rest.
+// x SB taps. Several vectors of channels: two kernel rows for blocks of at
+// most 3 taps, else one; one position per step. One vector: pairs for about
+// 3/8 of the registers in sums (12 on AVX-512: 4 rows of 3 taps, 2 of 5),
+// and the most positions per step whose dy vectors and broadcasts fit in the
+// rest, two registers spare. Larger tiles or steps (all 24 sums of the
+// several-vector tiles with one vector) made GCC keep sums on the stack.
 template <class Vec, int NV, int SB>
 struct KvecTileShape {
-  static constexpr int kMaxAccumulators = Vec::kRegisters * 3 / 4;
-  static constexpr int kRows = std::clamp(kMaxAccumulators / (SB * NV), 1, 4);
-  static constexpr int fits(int u) { return kRows * SB * NV + u * NV + u + SB - 1 <= Vec::kRegisters; }
-  static constexpr int kPositions = fits(4) ? 4 : fits(2) ? 2 : 1;
+  static constexpr int kRows = NV > 1 ? (SB <= 3 ? 2 : 1) : std::clamp(Vec::kRegisters * 3 / 8 / SB, 1, 4);
+  static constexpr bool fits(int u) { return kRows * SB + u + (u + SB - 1) <= Vec::kRegisters - 2; }
+  static constexpr int kPositions = NV > 1 ? 1 : fits(4) ? 4 : fits(2) ? 2 : 1;
 };
 
 // One tile of RB (channel, kernel row) pairs of the band from pair `first`
@@ -131,11 +132,10 @@ __attribute__((always_inline)) inline void kvec_pairs(const KvecBand& b, int64_t
     acc_rows[q] = b.partial + (c * b.R + r) * taps_row;
   }
   constexpr int U = KvecTileShape<Vec, NV, SB>::kPositions;
-  if (U > 1 && unit_steps) {
-    kvec_tile<Vec, NV, RB, SB, U>(b, x_rows, acc_rows);
-  } else {
-    kvec_tile<Vec, NV, RB, SB, 1>(b, x_rows, acc_rows);
+  if constexpr (U > 1) {
+    if (unit_steps) return kvec_tile<Vec, NV, RB, SB, U>(b, x_rows, acc_rows);
   }
+  kvec_tile<Vec, NV, RB, SB, 1>(b, x_rows, acc_rows);
 }
 
 // Every (c, r) of the band in as few tiles as the shape allows, of even
@@ -150,7 +150,9 @@ __attribute__((noinline)) void kvec_band(const KvecBand& b) {
   const int64_t pairs = b.channels * b.R, tiles = (pairs + RB - 1) / RB;
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t first = pairs * t / tiles, size = pairs * (t + 1) / tiles - first;
-    with_tile_size<RB>(static_cast<int>(size), [&](auto rb) {
+    // Inlined: as functions of their own, the tiles stored their sums to the
+    // stack at every position (AVX2, 2 vectors x 3 taps: 20% slower).
+    with_tile_size<RB>(static_cast<int>(size), [&](auto rb) __attribute__((always_inline)) {
       kvec_pairs<Vec, NV, SB, decltype(rb)::value>(b, first, unit_steps);
     });
   }
