@@ -4,15 +4,15 @@
 //   dw[k][c][r][s] = sum over images n and output positions (oh, ow) of
 //                    dy[n][k][oh][ow] * x[n][c][oh*sh + r*dh - pt][ow*sw + s*dw - pl]
 //
-// Per image and group, dy is packed channels-last ([oh][ow][k], k padded with
-// zeros to whole vectors) and x into zero-padded planes. A register tile
-// holds NV vectors of output channels x SB taps (s) of one or two kernel rows
-// r of one input channel c; for every output position it loads the NV dy
-// vectors once and broadcasts the inputs they meet: NV*SB (or 2*NV*SB) FMAs
-// for NV + SB (2*SB) loads. The tile's sums live in a channels-last partial
-// dw ([g][c][r][s][k]) between bands of output rows: the slice of a band's
-// packed dy that one channel block reads (about 32 KiB) stays in L1 while
-// every (c, r, s) tile runs over it.
+// Per image, group and block of output channels, that block of dy is packed
+// channels-last ([oh][ow][k], k padded with zeros to whole vectors) and x
+// into zero-padded planes. A register tile holds NV vectors of output
+// channels x SB taps (s) of a few (input channel c, kernel row r) pairs; for
+// every output position (or few, with stride 1) it loads the NV dy vectors
+// once and broadcasts the inputs they meet. The tile's sums live in a
+// channels-last partial dw ([g][c][r][s][k]) between bands of output rows:
+// the slice of a band's packed dy that one channel block reads (about 32 KiB)
+// stays in L1 while every (c, r, s) tile runs over it.
 //
 // Threads: the batch is cut into fixed image ranges ("slots", one per thread
 // while there are images, within a memory bound), each summed into its own
@@ -42,9 +42,10 @@ namespace {
 // partial[c][r][s][k] (`kpad` floats per tap).
 struct KvecBand {
   float* partial;          // the group's partial dw at channel c0
-  const float* dy;         // packed dy of the band's first row, at channel vector v0
+  const float* dy;         // packed dy of the band's first row (the channel block's slice)
   const float* x;          // padded input at channel c0, the band's first row, tap s0
   int64_t channels, R, S, kpad, plane, padded_w;
+  int64_t dy_step;         // floats per position of packed dy
   int64_t rows, out_w;     // the band's output rows and positions per row
   int64_t stride_h, stride_w, dilation_h, dilation_w;
 };
@@ -63,7 +64,7 @@ __attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const fl
                                                      float* const (&acc_rows)[RB]) {
   using V = typename Vec::F;
   constexpr int64_t L = Vec::kWidth;
-  const int64_t kpad = b.kpad, dy_row = b.out_w * kpad, x_row = b.stride_h * b.padded_w;
+  const int64_t kpad = b.kpad, step = b.dy_step, dy_row = b.out_w * step, x_row = b.stride_h * b.padded_w;
   V acc[RB][SB][NV];
   for (int q = 0; q < RB; ++q)
     for (int s = 0; s < SB; ++s)
@@ -74,10 +75,10 @@ __attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const fl
     for (int q = 0; q < RB; ++q) xr[q] = x_rows[q] + row * x_row;
     const int64_t steps_end = U > 1 ? b.out_w / U * U : 0;
     if constexpr (U > 1) {
-      for (int64_t ow = 0; ow < steps_end; ow += U, d += U * kpad) {
+      for (int64_t ow = 0; ow < steps_end; ow += U, d += U * step) {
         V dv[U][NV];
         for (int u = 0; u < U; ++u)
-          for (int v = 0; v < NV; ++v) dv[u][v] = Vec::load(d + u * kpad + v * L);
+          for (int v = 0; v < NV; ++v) dv[u][v] = Vec::load(d + u * step + v * L);
         for (int q = 0; q < RB; ++q) {
           V xb[U + SB - 1];
           for (int j = 0; j < U + SB - 1; ++j) xb[j] = Vec::broadcast(xr[q] + j);
@@ -88,7 +89,7 @@ __attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const fl
         }
       }
     }
-    for (int64_t ow = steps_end; ow < b.out_w; ++ow, d += kpad) {
+    for (int64_t ow = steps_end; ow < b.out_w; ++ow, d += step) {
       V dv[NV];
       for (int v = 0; v < NV; ++v) dv[v] = Vec::load(d + v * L);
       for (int q = 0; q < RB; ++q) {
@@ -186,6 +187,10 @@ void pack_dy_channels_last(const float* dy_group, int64_t kg, int64_t P, int64_t
   }
 }
 
+// The padded inputs of a group of images that kvec runs each channel block
+// over in turn, in floats (512 KiB: a quarter of L2).
+constexpr int64_t kKvecGroupInputFloats = int64_t{1} << 17;
+
 // All slots' partial sums together, in floats (64 MiB).
 constexpr int64_t kKvecPartialsBudgetFloats = int64_t{16} << 20;
 
@@ -232,32 +237,46 @@ void conv2d_weight_grad_kvec(const Conv2dParams& p, const float* dy, const float
       for (int64_t g = 0; g < G; ++g) {
         std::fill(partial + (g * cg + c0) * R * S * kpad, partial + (g * cg + c1) * R * S * kpad, 0.0f);
       }
-      float* xp = thread_workspace(WorkspaceSlot::Im2col, static_cast<size_t>((c1 - c0) * plane));
+      // Images in groups whose padded inputs (about kKvecGroupInputFloats)
+      // stay in L2, and channel blocks outside a group's images: the partial
+      // sums one block touches (cg*R*S*NV vectors) stay in L2 over the
+      // group's images, where all of them might not over one image's (128 ->
+      // 256 channels 3x3: 1.2 MB). Each image packs only the block's dy.
+      const int64_t n_begin = p.batch * slot / slots, n_end = p.batch * (slot + 1) / slots;
+      const int64_t input_floats = (c1 - c0) * plane;
+      const int64_t group_images =
+          k_blocks == 1 ? 1 : std::clamp<int64_t>(kKvecGroupInputFloats / input_floats, 1, n_end - n_begin);
+      float* xp = thread_workspace(WorkspaceSlot::Im2col, static_cast<size_t>(group_images * input_floats));
       float* dyp = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>((P + L) * kpad));
-      std::fill(xp, xp + (c1 - c0) * plane, 0.0f);  // the padding; copy_into_padded writes the rest
-      for (int64_t n = p.batch * slot / slots; n < p.batch * (slot + 1) / slots; ++n) {
-        for (int64_t g = 0; g < G; ++g) {
-          pack_dy_channels_last<Vec>(dy + (n * p.out_channels + g * kg) * P, kg, P, kpad, dyp);
-          copy_into_padded(p, x + (n * p.in_channels + g * cg + c0) * H * W, c1 - c0, xp, plane, Wp);
-          // Channel blocks outermost: the partial sums one block touches
-          // (cg*R*S*NV vectors) stay in L2 over the image's bands, where all
-          // of them might not (128 -> 256 channels 3x3: 1.2 MB).
+      std::fill(xp, xp + group_images * input_floats, 0.0f);  // the padding; copy_into_padded writes the rest
+      for (int64_t g = 0; g < G; ++g) {
+        for (int64_t n0 = n_begin; n0 < n_end; n0 += group_images) {
+          const int64_t n1 = std::min(n_end, n0 + group_images);
+          for (int64_t n = n0; n < n1; ++n) {
+            copy_into_padded(p, x + (n * p.in_channels + g * cg + c0) * H * W, c1 - c0, xp + (n - n0) * input_floats,
+                             plane, Wp);
+          }
           for (int64_t kb = 0; kb < k_blocks; ++kb) {
             const int64_t v0 = vectors * kb / k_blocks, v1 = vectors * (kb + 1) / k_blocks;
-            for (int64_t oh0 = 0; oh0 < Ho; oh0 += band) {
-              for (int64_t sb = 0; sb < s_blocks; ++sb) {
-                const int64_t s0 = S * sb / s_blocks, s1 = S * (sb + 1) / s_blocks;
-                const KvecBand b{partial + (g * cg + c0) * R * S * kpad + s0 * kpad + v0 * L,
-                                 dyp + oh0 * Wo * kpad + v0 * L,
-                                 xp + oh0 * p.stride_h * Wp + s0 * p.dilation_w,
-                                 c1 - c0, R, S, kpad, plane, Wp,
-                                 std::min(band, Ho - oh0), Wo,
-                                 p.stride_h, p.stride_w, p.dilation_h, p.dilation_w};
-                with_tile_size<NVMax>(static_cast<int>(v1 - v0), [&](auto nv) {
-                  with_tile_size<SBMax>(static_cast<int>(s1 - s0), [&](auto sb) {
-                    kvec_band<Vec, decltype(nv)::value, decltype(sb)::value>(b);
+            const int64_t k_lo = v0 * L, k_step = (v1 - v0) * L;
+            for (int64_t n = n0; n < n1; ++n) {
+              pack_dy_channels_last<Vec>(dy + (n * p.out_channels + g * kg + k_lo) * P, std::min(kg, v1 * L) - k_lo,
+                                         P, k_step, dyp);
+              for (int64_t oh0 = 0; oh0 < Ho; oh0 += band) {
+                for (int64_t sb = 0; sb < s_blocks; ++sb) {
+                  const int64_t s0 = S * sb / s_blocks, s1 = S * (sb + 1) / s_blocks;
+                  const KvecBand b{partial + (g * cg + c0) * R * S * kpad + s0 * kpad + k_lo,
+                                   dyp + oh0 * Wo * k_step,
+                                   xp + (n - n0) * input_floats + oh0 * p.stride_h * Wp + s0 * p.dilation_w,
+                                   c1 - c0, R, S, kpad, plane, Wp, k_step,
+                                   std::min(band, Ho - oh0), Wo,
+                                   p.stride_h, p.stride_w, p.dilation_h, p.dilation_w};
+                  with_tile_size<NVMax>(static_cast<int>(v1 - v0), [&](auto nv) {
+                    with_tile_size<SBMax>(static_cast<int>(s1 - s0), [&](auto sb) {
+                      kvec_band<Vec, decltype(nv)::value, decltype(sb)::value>(b);
+                    });
                   });
-                });
+                }
               }
             }
           }
