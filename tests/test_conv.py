@@ -1213,6 +1213,13 @@ def test_kvec_backward_matches_oracle(isa, threads, case, seed):
         # 32+ input channels per part: with threads, each slot's channels in several parts.
         ((2, 96, 9, 9), (48, 96, 3, 3), 1, 1, 1),
         ((3, 128, 7, 6), (64, 64, 3, 3), 2, 1, 2),
+        # One vector of channels (16: AVX-512, 8: AVX2), stride 1: tiles of
+        # several kernel rows, 4 positions per step and a tail of 1 (13 wide);
+        # 3 channels x 3 rows as 3 + 3 + 3 pairs; 5 taps x 2 rows.
+        ((3, 16, 11, 13), (16, 16, 3, 3), 1, 1, 1),
+        ((2, 3, 9, 10), (16, 3, 3, 3), 1, 1, 1),
+        ((2, 5, 10, 14), (8, 5, 5, 5), 1, 2, 1),
+        ((2, 4, 12, 9), (16, 4, 2, 5), 1, (1, 2), 1),
     ],
 )
 def test_kvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padding, groups):
@@ -1221,6 +1228,43 @@ def test_kvec_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride, padd
     if isa != "scalar" and _takes_kvec(isa, w_shape, groups):
         assert impl == f"kvec_{isa}"
     _assert_integer_fill_exact(29, x_shape, w_shape, stride, padding, 1, groups, bias=False, label=impl)
+
+
+@st.composite
+def kvec_one_vector_cases(draw):
+    """Backward shapes whose output channels per group are one vector of the
+    drawn ISA (16 under AVX-512, 8 under AVX2): kvec's tiles of up to 4
+    (channel, kernel row) pairs evened out over 1-6 channels and 1-5 rows, and
+    with stride and dilation 1 across, several positions per step; output
+    widths 1-14 around those steps (and their tails), the other strides and
+    dilations (one position per step), groups and 1-3 images."""
+    groups = draw(st.sampled_from([1, 1, 2]))
+    cg = draw(st.integers(1, 6))
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    if kernel == (1, 1):
+        kernel = (1, 2)
+    stride = (draw(st.integers(1, 2)), draw(st.sampled_from([1, 1, 1, 2])))
+    dilation = (draw(st.integers(1, 2)), draw(st.sampled_from([1, 1, 1, 2])))
+    pads = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    span = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    h = draw(st.integers(max(1, span[0] - 2 * pads[0]), span[0] + 4))
+    out_w = draw(st.integers(1, 14))
+    w = max(1, span[1] - 2 * pads[1] + (out_w - 1) * stride[1])
+    return dict(x_shape=(draw(st.integers(1, 3)), groups * cg, h, w), kernel=kernel, bias=draw(st.booleans()),
+                stride=stride, padding=pads, dilation=dilation, groups=groups)
+
+
+@given(case=kvec_one_vector_cases(), seed=st.integers(0, 2**31))
+def test_kvec_one_vector_matches_oracle(isa, threads, case, seed):
+    lanes = {"avx512": 16, "avx2": 8}.get(isa, 16)
+    case = dict(case, w_shape=(case["groups"] * lanes, case["x_shape"][1] // case["groups"], *case["kernel"]))
+    x, w, b, args = _case_arrays(case, seed)
+    _, pads, _ = _normalise(case["w_shape"][2:], *args[:3])
+    impl = _C.conv2d_implementation(case["x_shape"], case["w_shape"], _as_pair(case["stride"]), pads,
+                                    _as_pair(case["dilation"]), case["groups"], "auto", backward=True)
+    if isa != "scalar":
+        assert impl == f"kvec_{isa}"
+    _check_against_oracle(x, w, b, *args, "auto", np.random.default_rng(seed + 1))
 
 
 @pytest.mark.parametrize("threads_used", [2, 8])

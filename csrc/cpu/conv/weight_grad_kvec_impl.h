@@ -4,15 +4,15 @@
 //   dw[k][c][r][s] = sum over images n and output positions (oh, ow) of
 //                    dy[n][k][oh][ow] * x[n][c][oh*sh + r*dh - pt][ow*sw + s*dw - pl]
 //
-// Per image and group, dy is packed channels-last ([oh][ow][k], k padded with
-// zeros to whole vectors) and x into zero-padded planes. A register tile
-// holds NV vectors of output channels x SB taps (s) of one or two kernel rows
-// r of one input channel c; for every output position it loads the NV dy
-// vectors once and broadcasts the inputs they meet: NV*SB (or 2*NV*SB) FMAs
-// for NV + SB (2*SB) loads. The tile's sums live in a channels-last partial
-// dw ([g][c][r][s][k]) between bands of output rows: the slice of a band's
-// packed dy that one channel block reads (about 32 KiB) stays in L1 while
-// every (c, r, s) tile runs over it.
+// Per image, group and block of output channels, that block of dy is packed
+// channels-last ([oh][ow][k], k padded with zeros to whole vectors) and x
+// into zero-padded planes. A register tile holds NV vectors of output
+// channels x SB taps (s) of a few (input channel c, kernel row r) pairs; for
+// every output position (or few, with stride 1) it loads the NV dy vectors
+// once and broadcasts the inputs they meet. The tile's sums live in a
+// channels-last partial dw ([g][c][r][s][k]) between bands of output rows:
+// the slice of a band's packed dy that one channel block reads (about 32 KiB)
+// stays in L1 while every (c, r, s) tile runs over it.
 //
 // Threads: the batch is cut into fixed image ranges ("slots", one per thread
 // while there are images, within a memory bound), each summed into its own
@@ -42,22 +42,29 @@ namespace {
 // partial[c][r][s][k] (`kpad` floats per tap).
 struct KvecBand {
   float* partial;          // the group's partial dw at channel c0
-  const float* dy;         // packed dy of the band's first row, at channel vector v0
+  const float* dy;         // packed dy of the band's first row (the channel block's slice)
   const float* x;          // padded input at channel c0, the band's first row, tap s0
   int64_t channels, R, S, kpad, plane, padded_w;
+  int64_t dy_step;         // floats per position of packed dy
   int64_t rows, out_w;     // the band's output rows and positions per row
   int64_t stride_h, stride_w, dilation_h, dilation_w;
 };
 
 // One tile: RB (channel, kernel row) pairs x SB taps x NV channel vectors.
 // Pair q's input row starts at x_rows[q] (the band's first row) and its
-// partial sums at acc_rows[q].
-template <class Vec, int NV, int RB, int SB>
+// partial sums at acc_rows[q]. With U > 1 (stride and dilation 1 across,
+// where position u's tap s reads input u + s) a step covers U positions: the
+// U + SB - 1 inputs of a row are broadcast once for U * SB * NV FMAs, where
+// one position at a time broadcasts SB of them for SB * NV. With one vector
+// of channels and 3 taps that took the loads per FMA from 7/6 to 7/12 (4 dy
+// vectors and 24 broadcasts for 48 FMAs; 4 kernel rows). Each sum still
+// adds its positions in order, so U changes no bits.
+template <class Vec, int NV, int RB, int SB, int U>
 __attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const float* const (&x_rows)[RB],
                                                      float* const (&acc_rows)[RB]) {
   using V = typename Vec::F;
   constexpr int64_t L = Vec::kWidth;
-  const int64_t kpad = b.kpad, dy_row = b.out_w * kpad, x_row = b.stride_h * b.padded_w;
+  const int64_t kpad = b.kpad, step = b.dy_step, dy_row = b.out_w * step, x_row = b.stride_h * b.padded_w;
   V acc[RB][SB][NV];
   for (int q = 0; q < RB; ++q)
     for (int s = 0; s < SB; ++s)
@@ -66,7 +73,23 @@ __attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const fl
     const float* d = b.dy + row * dy_row;
     const float* xr[RB];
     for (int q = 0; q < RB; ++q) xr[q] = x_rows[q] + row * x_row;
-    for (int64_t ow = 0; ow < b.out_w; ++ow, d += kpad) {
+    const int64_t steps_end = U > 1 ? b.out_w / U * U : 0;
+    if constexpr (U > 1) {
+      for (int64_t ow = 0; ow < steps_end; ow += U, d += U * step) {
+        V dv[U][NV];
+        for (int u = 0; u < U; ++u)
+          for (int v = 0; v < NV; ++v) dv[u][v] = Vec::load(d + u * step + v * L);
+        for (int q = 0; q < RB; ++q) {
+          V xb[U + SB - 1];
+          for (int j = 0; j < U + SB - 1; ++j) xb[j] = Vec::broadcast(xr[q] + j);
+          for (int u = 0; u < U; ++u)
+            for (int s = 0; s < SB; ++s)
+              for (int v = 0; v < NV; ++v) acc[q][s][v] = Vec::fma(dv[u][v], xb[u + s], acc[q][s][v]);
+          xr[q] += U;
+        }
+      }
+    }
+    for (int64_t ow = steps_end; ow < b.out_w; ++ow, d += step) {
       V dv[NV];
       for (int v = 0; v < NV; ++v) dv[v] = Vec::load(d + v * L);
       for (int q = 0; q < RB; ++q) {
@@ -83,40 +106,56 @@ __attribute__((always_inline)) inline void kvec_tile(const KvecBand& b, const fl
       for (int v = 0; v < NV; ++v) Vec::store(acc_rows[q] + s * kpad + v * L, acc[q][s][v]);
 }
 
-// Every (c, r) of the band, two at a time when the tap block is at most 3
-// wide (2 x 3 taps x NV vectors: more FMAs per dy load and per pass over the
-// band): kernel rows in pairs, and an odd last row paired with the next
-// channel's (one row alone ran at 61% of the FMA peak in L1, pairs at 93%;
-// 3x3 kernels left a third of their rows alone). Not inlined into the image
-// loop: there it ran 5-9% slower (64x32x14x14 k64 5x5).
+// A tile's (channel, kernel row) pairs and positions per step for NV vectors
+// x SB taps. Several vectors of channels: two kernel rows for blocks of at
+// most 3 taps, else one; one position per step. One vector: pairs for about
+// 3/8 of the registers in sums (12 on AVX-512: 4 rows of 3 taps, 2 of 5),
+// and the most positions per step whose dy vectors and broadcasts fit in the
+// rest, two registers spare. Larger tiles or steps (all 24 sums of the
+// several-vector tiles with one vector) made GCC keep sums on the stack.
+template <class Vec, int NV, int SB>
+struct KvecTileShape {
+  static constexpr int kRows = NV > 1 ? (SB <= 3 ? 2 : 1) : std::clamp(Vec::kRegisters * 3 / 8 / SB, 1, 4);
+  static constexpr bool fits(int u) { return kRows * SB + u + (u + SB - 1) <= Vec::kRegisters - 2; }
+  static constexpr int kPositions = NV > 1 ? 1 : fits(4) ? 4 : fits(2) ? 2 : 1;
+};
+
+// One tile of RB (channel, kernel row) pairs of the band from pair `first`
+// (pair i is channel i / R, kernel row i % R).
+template <class Vec, int NV, int SB, int RB>
+__attribute__((always_inline)) inline void kvec_pairs(const KvecBand& b, int64_t first, bool unit_steps) {
+  const int64_t x_tap_row = b.dilation_h * b.padded_w, taps_row = b.S * b.kpad;
+  const float* x_rows[RB];
+  float* acc_rows[RB];
+  for (int q = 0; q < RB; ++q) {
+    const int64_t c = (first + q) / b.R, r = (first + q) % b.R;
+    x_rows[q] = b.x + c * b.plane + r * x_tap_row;
+    acc_rows[q] = b.partial + (c * b.R + r) * taps_row;
+  }
+  constexpr int U = KvecTileShape<Vec, NV, SB>::kPositions;
+  if constexpr (U > 1) {
+    if (unit_steps) return kvec_tile<Vec, NV, RB, SB, U>(b, x_rows, acc_rows);
+  }
+  kvec_tile<Vec, NV, RB, SB, 1>(b, x_rows, acc_rows);
+}
+
+// Every (c, r) of the band in as few tiles as the shape allows, of even
+// sizes: 3 channels x 3 rows in 4 + 4 + 1 pairs ran the last one at the
+// FMA latency (3 sums in flight), in 3 + 3 + 3 every tile keeps 9. Not
+// inlined into the image loop: there it ran 5-9% slower (64x32x14x14 k64
+// 5x5).
 template <class Vec, int NV, int SB>
 __attribute__((noinline)) void kvec_band(const KvecBand& b) {
-  constexpr int RB = SB <= 3 ? 2 : 1;
-  const int64_t x_tap_row = b.dilation_h * b.padded_w, taps_row = b.S * b.kpad;
-  const auto x_at = [&](int64_t c, int64_t r) { return b.x + c * b.plane + r * x_tap_row; };
-  const auto acc_at = [&](int64_t c, int64_t r) { return b.partial + (c * b.R + r) * taps_row; };
-  for (int64_t c = 0; c < b.channels; ++c) {
-    if constexpr (RB == 1) {
-      for (int64_t r = 0; r < b.R; ++r) kvec_tile<Vec, NV, 1, SB>(b, {x_at(c, r)}, {acc_at(c, r)});
-    } else {
-      int64_t r = 0;
-      for (; r + 2 <= b.R; r += 2) {
-        kvec_tile<Vec, NV, 2, SB>(b, {x_at(c, r), x_at(c, r + 1)}, {acc_at(c, r), acc_at(c, r + 1)});
-      }
-      if (r < b.R) {
-        // The last row of c, with the last row of c + 1 when there is one;
-        // c + 1's pairs then follow, and its last row is done.
-        if (c + 1 < b.channels) {
-          kvec_tile<Vec, NV, 2, SB>(b, {x_at(c, r), x_at(c + 1, r)}, {acc_at(c, r), acc_at(c + 1, r)});
-          ++c;
-          for (int64_t q = 0; q + 2 <= b.R; q += 2) {
-            kvec_tile<Vec, NV, 2, SB>(b, {x_at(c, q), x_at(c, q + 1)}, {acc_at(c, q), acc_at(c, q + 1)});
-          }
-        } else {
-          kvec_tile<Vec, NV, 1, SB>(b, {x_at(c, r)}, {acc_at(c, r)});
-        }
-      }
-    }
+  constexpr int RB = KvecTileShape<Vec, NV, SB>::kRows;
+  const bool unit_steps = b.stride_w == 1 && b.dilation_w == 1;
+  const int64_t pairs = b.channels * b.R, tiles = (pairs + RB - 1) / RB;
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t first = pairs * t / tiles, size = pairs * (t + 1) / tiles - first;
+    // Inlined: as functions of their own, the tiles stored their sums to the
+    // stack at every position (AVX2, 2 vectors x 3 taps: 20% slower).
+    with_tile_size<RB>(static_cast<int>(size), [&](auto rb) __attribute__((always_inline)) {
+      kvec_pairs<Vec, NV, SB, decltype(rb)::value>(b, first, unit_steps);
+    });
   }
 }
 
@@ -147,6 +186,10 @@ void pack_dy_channels_last(const float* dy_group, int64_t kg, int64_t P, int64_t
     }
   }
 }
+
+// The padded inputs of a group of images that kvec runs each channel block
+// over in turn, in floats (512 KiB: a quarter of L2).
+constexpr int64_t kKvecGroupInputFloats = int64_t{1} << 17;
 
 // All slots' partial sums together, in floats (64 MiB).
 constexpr int64_t kKvecPartialsBudgetFloats = int64_t{16} << 20;
@@ -194,32 +237,46 @@ void conv2d_weight_grad_kvec(const Conv2dParams& p, const float* dy, const float
       for (int64_t g = 0; g < G; ++g) {
         std::fill(partial + (g * cg + c0) * R * S * kpad, partial + (g * cg + c1) * R * S * kpad, 0.0f);
       }
-      float* xp = thread_workspace(WorkspaceSlot::Im2col, static_cast<size_t>((c1 - c0) * plane));
+      // Images in groups whose padded inputs (about kKvecGroupInputFloats)
+      // stay in L2, and channel blocks outside a group's images: the partial
+      // sums one block touches (cg*R*S*NV vectors) stay in L2 over the
+      // group's images, where all of them might not over one image's (128 ->
+      // 256 channels 3x3: 1.2 MB). Each image packs only the block's dy.
+      const int64_t n_begin = p.batch * slot / slots, n_end = p.batch * (slot + 1) / slots;
+      const int64_t input_floats = (c1 - c0) * plane;
+      const int64_t group_images =
+          k_blocks == 1 ? 1 : std::clamp<int64_t>(kKvecGroupInputFloats / input_floats, 1, n_end - n_begin);
+      float* xp = thread_workspace(WorkspaceSlot::Im2col, static_cast<size_t>(group_images * input_floats));
       float* dyp = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>((P + L) * kpad));
-      std::fill(xp, xp + (c1 - c0) * plane, 0.0f);  // the padding; copy_into_padded writes the rest
-      for (int64_t n = p.batch * slot / slots; n < p.batch * (slot + 1) / slots; ++n) {
-        for (int64_t g = 0; g < G; ++g) {
-          pack_dy_channels_last<Vec>(dy + (n * p.out_channels + g * kg) * P, kg, P, kpad, dyp);
-          copy_into_padded(p, x + (n * p.in_channels + g * cg + c0) * H * W, c1 - c0, xp, plane, Wp);
-          // Channel blocks outermost: the partial sums one block touches
-          // (cg*R*S*NV vectors) stay in L2 over the image's bands, where all
-          // of them might not (128 -> 256 channels 3x3: 1.2 MB).
+      std::fill(xp, xp + group_images * input_floats, 0.0f);  // the padding; copy_into_padded writes the rest
+      for (int64_t g = 0; g < G; ++g) {
+        for (int64_t n0 = n_begin; n0 < n_end; n0 += group_images) {
+          const int64_t n1 = std::min(n_end, n0 + group_images);
+          for (int64_t n = n0; n < n1; ++n) {
+            copy_into_padded(p, x + (n * p.in_channels + g * cg + c0) * H * W, c1 - c0, xp + (n - n0) * input_floats,
+                             plane, Wp);
+          }
           for (int64_t kb = 0; kb < k_blocks; ++kb) {
             const int64_t v0 = vectors * kb / k_blocks, v1 = vectors * (kb + 1) / k_blocks;
-            for (int64_t oh0 = 0; oh0 < Ho; oh0 += band) {
-              for (int64_t sb = 0; sb < s_blocks; ++sb) {
-                const int64_t s0 = S * sb / s_blocks, s1 = S * (sb + 1) / s_blocks;
-                const KvecBand b{partial + (g * cg + c0) * R * S * kpad + s0 * kpad + v0 * L,
-                                 dyp + oh0 * Wo * kpad + v0 * L,
-                                 xp + oh0 * p.stride_h * Wp + s0 * p.dilation_w,
-                                 c1 - c0, R, S, kpad, plane, Wp,
-                                 std::min(band, Ho - oh0), Wo,
-                                 p.stride_h, p.stride_w, p.dilation_h, p.dilation_w};
-                with_tile_size<NVMax>(static_cast<int>(v1 - v0), [&](auto nv) {
-                  with_tile_size<SBMax>(static_cast<int>(s1 - s0), [&](auto sb) {
-                    kvec_band<Vec, decltype(nv)::value, decltype(sb)::value>(b);
+            const int64_t k_lo = v0 * L, k_step = (v1 - v0) * L;
+            for (int64_t n = n0; n < n1; ++n) {
+              pack_dy_channels_last<Vec>(dy + (n * p.out_channels + g * kg + k_lo) * P, std::min(kg, v1 * L) - k_lo,
+                                         P, k_step, dyp);
+              for (int64_t oh0 = 0; oh0 < Ho; oh0 += band) {
+                for (int64_t sb = 0; sb < s_blocks; ++sb) {
+                  const int64_t s0 = S * sb / s_blocks, s1 = S * (sb + 1) / s_blocks;
+                  const KvecBand b{partial + (g * cg + c0) * R * S * kpad + s0 * kpad + k_lo,
+                                   dyp + oh0 * Wo * k_step,
+                                   xp + (n - n0) * input_floats + oh0 * p.stride_h * Wp + s0 * p.dilation_w,
+                                   c1 - c0, R, S, kpad, plane, Wp, k_step,
+                                   std::min(band, Ho - oh0), Wo,
+                                   p.stride_h, p.stride_w, p.dilation_h, p.dilation_w};
+                  with_tile_size<NVMax>(static_cast<int>(v1 - v0), [&](auto nv) {
+                    with_tile_size<SBMax>(static_cast<int>(s1 - s0), [&](auto sb) {
+                      kvec_band<Vec, decltype(nv)::value, decltype(sb)::value>(b);
+                    });
                   });
-                });
+                }
               }
             }
           }
