@@ -1,8 +1,9 @@
 // Local response normalisation on one unit (an image's channels at a block of
 // positions), as plain loops over the block that the *_avx2.cpp / *_avx512.cpp
-// builds vectorise. The forward's window sum of squares slides where that is
-// safe (see lrn_slides_safely): each channel enters once and leaves once, in
-// double, so a window costs O(1) instead of O(size).
+// builds vectorise. The channel window's sum of squares (forward, and the
+// backward's first pass) slides where that is safe (see lrn_slides_safely):
+// each channel enters once and leaves once, in double, so a window costs O(1)
+// instead of O(size).
 #pragma once
 #include <algorithm>
 #include <cmath>
