@@ -121,9 +121,6 @@ void sgemm_blocked_avx2(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
 
 const PackedSgemmKernel kPackedSgemmAvx2 = {
     "blocked_avx2", Isa::Avx2, packed_a_floats<Avx2Kernel>, pack_a_blocked<Avx2Kernel>,
-    [](const float* a_packed, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* B,
-       int64_t ldb, float beta, float* C, int64_t ldc) {
-      sgemm_blocked<Avx2Kernel>(false, trans_b, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc, a_packed);
-    }};
+    sgemm_blocked_packed<Avx2Kernel>};
 
 }  // namespace cnnkit

@@ -179,9 +179,6 @@ void sgemm_blocked_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int6
 
 const PackedSgemmKernel kPackedSgemmAvx512 = {
     "blocked_avx512", Isa::Avx512, packed_a_floats<Avx512Kernel>, pack_a_blocked<Avx512Kernel>,
-    [](const float* a_packed, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* B,
-       int64_t ldb, float beta, float* C, int64_t ldc) {
-      sgemm_blocked<Avx512Kernel>(false, trans_b, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc, a_packed);
-    }};
+    sgemm_blocked_packed<Avx512Kernel>};
 
 }  // namespace cnnkit

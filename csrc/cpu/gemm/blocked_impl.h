@@ -282,6 +282,14 @@ void sgemm_blocked(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   });
 }
 
+// sgemm_blocked with op(A) read from pack_a_blocked's buffer: a
+// PackedSgemmKernel's run (cpu/gemm/kernels.h) for each ISA build.
+template <class Kernel>
+void sgemm_blocked_packed(const float* a_packed, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  sgemm_blocked<Kernel>(false, trans_b, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc, a_packed);
+}
+
 // The portable kernel: plain loops that the compiler vectorises for whatever
 // the including file is built for. Used by the scalar build.
 template <int MR_, int NR_>

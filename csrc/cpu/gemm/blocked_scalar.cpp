@@ -12,9 +12,6 @@ void sgemm_blocked_scalar(bool trans_a, bool trans_b, int64_t M, int64_t N, int6
 
 const PackedSgemmKernel kPackedSgemmScalar = {
     "blocked_scalar", Isa::Scalar, packed_a_floats<GenericKernel<4, 8>>, pack_a_blocked<GenericKernel<4, 8>>,
-    [](const float* a_packed, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* B,
-       int64_t ldb, float beta, float* C, int64_t ldc) {
-      sgemm_blocked<GenericKernel<4, 8>>(false, trans_b, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc, a_packed);
-    }};
+    sgemm_blocked_packed<GenericKernel<4, 8>>};
 
 }  // namespace cnnkit
