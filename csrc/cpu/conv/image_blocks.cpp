@@ -122,19 +122,32 @@ bool image_blocks_fits(const Conv2dParams& p) {
          P <= kIm2colBudgetFloats / kg;
 }
 
-CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_image_blocks) {
-  const int64_t kg = p.group_out_channels(), K = p.reduction(), P = p.out_plane();
+void conv2d_forward_blocks(
+    const Conv2dParams& p, const float* x,
+    const std::function<void(int64_t g, const float* col, int64_t width, float* prod)>& multiply,
+    const std::function<void(int64_t offset, int64_t channel, const float* row)>& store) {
+  const int64_t P = p.out_plane();
   for_image_blocks(p, 0, [&](int64_t n0, int64_t nb, int64_t g, float* col, float* prod) {
-    const int64_t width = nb * P;
     block_columns(p, x, n0, nb, g, col);
-    sgemm(false, false, kg, width, K, 1.0f, w + g * kg * K, K, col, width, 0.0f, prod, width);
+    multiply(g, col, nb * P, prod);
     for_block_planes(p, n0, nb, g, [&](int64_t plane, int64_t row) {
-      const float b = bias != nullptr ? bias[(plane / P) % p.out_channels] : 0.0f;
-      const float* src = prod + row;
-      float* dst = y + plane;
-      for (int64_t j = 0; j < P; ++j) dst[j] = src[j] + b;
+      store(plane, (plane / P) % p.out_channels, prod + row);
     });
   });
+}
+
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_image_blocks) {
+  const int64_t kg = p.group_out_channels(), K = p.reduction(), P = p.out_plane();
+  conv2d_forward_blocks(
+      p, x,
+      [&](int64_t g, const float* col, int64_t width, float* prod) {
+        sgemm(false, false, kg, width, K, 1.0f, w + g * kg * K, K, col, width, 0.0f, prod, width);
+      },
+      [&](int64_t offset, int64_t channel, const float* row) {
+        const float b = bias != nullptr ? bias[channel] : 0.0f;
+        float* dst = y + offset;
+        for (int64_t j = 0; j < P; ++j) dst[j] = row[j] + b;
+      });
 }
 
 // dY_blk is gathered once per block and group and serves both gradients; dx

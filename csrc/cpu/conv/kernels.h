@@ -1,6 +1,7 @@
 // Every conv2d implementation, declared once for the dispatcher and the tests,
 // and the index helpers they share.
 #pragma once
+#include <functional>
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -68,6 +69,16 @@ CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx512);
 // too narrow to run at speed.
 bool image_blocks_fits(const Conv2dParams& p);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_image_blocks);
+// That forward's passes with the product and the output pass supplied (the
+// inference plan runs it with pre-packed weights and its fused epilogue):
+// for each block of images and group g, multiply(g, col, width, prod) forms
+// prod (kg x width) = W_g . col (K x width, the block's columns side by side),
+// then store(offset, channel, row) writes each output plane of the block,
+// y[offset .. offset + out_plane), of `channel` from its P floats of prod.
+void conv2d_forward_blocks(
+    const Conv2dParams& p, const float* x,
+    const std::function<void(int64_t g, const float* col, int64_t width, float* prod)>& multiply,
+    const std::function<void(int64_t offset, int64_t channel, const float* row)>& store);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_image_blocks);
 
 // db[o] = sum of dy over batch and positions; shared by the fast backward kernels.

@@ -155,54 +155,32 @@ void lrn(const Op& op, const ValueShape& s, int64_t batch, const float* x, float
   local_response_norm(LrnShape{batch, s.c, s.h * s.w}, params, x, y);
 }
 
-// The column matrix of conv_batched_gemm holds at most this many floats
-// (4 MiB), so large batches run in chunks of images: the GEMM then packs
-// columns that im2col has just written while they are still in cache, and
-// with the weights pre-packed a chunk costs no repacking of A.
-constexpr int64_t kGemmColumnFloats = int64_t{1} << 20;
-
-// A convolution as one GEMM per group over a chunk of images: their im2col
-// columns side by side (small planes give a GEMM of kg x (images * plane)
-// instead of one too narrow to run at speed per image), then the GEMM's
-// output scattered back to NCHW with the bias and the epilogue applied in the
-// same pass, while each row is in cache.
-void conv_batched_gemm(const Op& op, const float* x, float* y, const float* residual, int64_t n,
-                       std::vector<float>& cols, std::vector<float>& prod) {
+// A convolution as one GEMM per group over a block of images
+// (conv2d_forward_blocks: their im2col columns side by side, so small planes
+// give a GEMM of kg x (images * plane) instead of one too narrow to run at
+// speed per image), with the weights pre-packed, then the GEMM's output
+// scattered back to NCHW with the bias and the epilogue applied in the same
+// pass, while each row is in cache.
+void conv_batched_gemm(const Op& op, const float* x, float* y, const float* residual) {
   const Conv2dParams& p = op.conv_batch;
-  const int64_t plane = p.out_plane(), K = p.reduction(), kg = p.group_out_channels();
-  const int64_t cg = p.group_in_channels(), cout = p.out_channels;
-  const int64_t chunk = std::clamp<int64_t>(kGemmColumnFloats / std::max<int64_t>(K * plane, 1), 1, n);
-  cols.resize(static_cast<size_t>(K * chunk * plane));
-  prod.resize(static_cast<size_t>(kg * chunk * plane));
+  const int64_t plane = p.out_plane();
   const float* bias = op.has_bias ? op.bias.data() : nullptr;
-  for (int64_t n0 = 0; n0 < n; n0 += chunk) {
-    const int64_t images = std::min(chunk, n - n0), ld = images * plane;
-    for (int64_t g = 0; g < p.groups; ++g) {
-      parallel_for(images, work_per_item(images, {K, plane}), [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-          const float* xg = x + ((n0 + i) * p.in_channels + g * cg) * p.in_plane();
-          im2col_columns(p, xg, 0, plane, cols.data() + i * plane, ld);
+  conv2d_forward_blocks(
+      p, x,
+      [&](int64_t g, const float* col, int64_t width, float* prod) {
+        sgemm_packed(op.packed_weights[g], false, width, 1.0f, col, width, 0.0f, prod, width);
+      },
+      [&](int64_t offset, int64_t channel, const float* src) {
+        float* dst = y + offset;
+        const float b = bias != nullptr ? bias[channel] : 0.0f;
+        if (residual != nullptr) {
+          const float* res = residual + offset;
+          for (int64_t j = 0; j < plane; ++j) dst[j] = src[j] + b + res[j];
+        } else {
+          for (int64_t j = 0; j < plane; ++j) dst[j] = src[j] + b;
         }
+        if (op.epilogue.has_act) activation_forward(op.epilogue.act, dst, dst, plane);
       });
-      sgemm_packed(op.packed_weights[g], false, ld, 1.0f, cols.data(), ld, 0.0f, prod.data(), ld);
-      parallel_for(kg * images, plane, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const int64_t k = r / images, i = r % images, channel = g * kg + k;
-          const float* src = prod.data() + k * ld + i * plane;
-          const int64_t offset = ((n0 + i) * cout + channel) * plane;
-          float* dst = y + offset;
-          const float b = bias != nullptr ? bias[channel] : 0.0f;
-          if (residual != nullptr) {
-            const float* res = residual + offset;
-            for (int64_t j = 0; j < plane; ++j) dst[j] = src[j] + b + res[j];
-          } else {
-            for (int64_t j = 0; j < plane; ++j) dst[j] = src[j] + b;
-          }
-          if (op.epilogue.has_act) activation_forward(op.epilogue.act, dst, dst, plane);
-        }
-      });
-    }
-  }
 }
 
 // Packs a conv or linear op's weights (its output of shape `out`) for
@@ -239,7 +217,6 @@ struct InferencePlan::Impl {
   std::vector<int64_t> slot_floats;      // per image
   std::vector<std::vector<float>> buffers;
   std::vector<float*> ptr;
-  std::vector<float> gemm_cols, gemm_prod;  // conv_batched_gemm's scratch
   PlanConvChoice conv_choice = PlanConvChoice::Measure;
   std::mutex running;
 
@@ -375,7 +352,7 @@ void InferencePlan::Impl::run_conv(Op& op, ConvWay way, int64_t n) {
   float* y = ptr[op.dst];
   const float* residual = op.epilogue.residual >= 0 ? ptr[op.epilogue.residual] : nullptr;
   if (way == ConvWay::Gemm) {
-    conv_batched_gemm(op, x, y, residual, n, gemm_cols, gemm_prod);
+    conv_batched_gemm(op, x, y, residual);
     return;
   }
   if (way == ConvWay::PlanDirect) {
