@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #define CNNKIT_HAVE_FLOCK 1
+#define CNNKIT_HAVE_DLADDR 1
 #endif
 #if defined(CNNKIT_X86) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
@@ -63,6 +64,24 @@ std::string cpu_model() {
   }
 #endif
   return "unknown";
+}
+
+// The build of the library holding this code: the size and modification time
+// of its file (the Python module or a shared cnnkit). A rebuild with new or
+// changed kernels keeps the version string, and its winners must be measured
+// anew, not read from what the previous build measured. "static" where no
+// file can be found (a static library linked into an executable).
+std::string build_identity() {
+#ifdef CNNKIT_HAVE_DLADDR
+  Dl_info info;
+  struct stat st;
+  if (dladdr(reinterpret_cast<void*>(&build_identity), &info) != 0 && info.dli_fname != nullptr &&
+      stat(info.dli_fname, &st) == 0) {
+    return "build " + std::to_string(static_cast<long long>(st.st_size)) + "@" +
+           std::to_string(static_cast<long long>(st.st_mtime));
+  }
+#endif
+  return "build static";
 }
 
 // A line of the file is "key<TAB>implementation"; names are ours, so anything
@@ -211,28 +230,6 @@ std::string autotune_cache_file() {
   }
   return (dir / "autotune.txt").string();
 }
-
-namespace {
-
-// The build of the library holding this code: the size and modification time
-// of its file (the Python module or a shared cnnkit). A rebuild with new or
-// changed kernels keeps the version string, and its winners must be measured
-// anew, not read from what the previous build measured. "static" where no
-// file can be found (a static library linked into an executable).
-std::string build_identity() {
-#ifdef CNNKIT_HAVE_FLOCK
-  Dl_info info;
-  struct stat st;
-  if (dladdr(reinterpret_cast<void*>(&build_identity), &info) != 0 && info.dli_fname != nullptr &&
-      stat(info.dli_fname, &st) == 0) {
-    return "build " + std::to_string(static_cast<long long>(st.st_size)) + "@" +
-           std::to_string(static_cast<long long>(st.st_mtime));
-  }
-#endif
-  return "build static";
-}
-
-}  // namespace
 
 std::string autotune_signature() {
   static const std::string sig = std::string(CNNKIT_VERSION_STRING) + " | " + build_identity() + " | " +
