@@ -2,9 +2,9 @@
 // channels at small batches (resnet20's 16/32/64-channel layers, LeNet's and
 // mnist_cnn's): output channels across the vector lanes, weights packed once
 // when the plan is prepared, threads splitting one image by bands of output
-// rows (and channel blocks), ReLU applied to the accumulators before they are
-// stored, and a residual add (then the activation) applied by the thread that
-// wrote each band, right after it.
+// rows (and channel blocks), a residual add and a ReLU applied to the outputs
+// in registers as they are stored (another activation by the thread that
+// wrote each band, right after it).
 //
 // Layout stays NCHW at both ends: the kernel reads the input through a
 // per-thread zero-padded copy of only the input rows its bands need (in place

@@ -11,9 +11,9 @@
 // single image is split by bands: 16 bands of a 32-row image, times the
 // channel blocks. Each thread makes a zero-padded copy of only the input rows
 // its bands of an image read (none without padding: it reads in place).
-// A ReLU without a residual is applied to the accumulators before the store;
-// otherwise, after the tiles of an item, the same thread adds the residual
-// and applies the activation to the rows it just wrote.
+// The residual and a ReLU are applied to each tile's outputs as they are
+// stored; another activation, after the tiles of an item, by the same thread
+// to the rows it just wrote.
 //
 // Padded taps are read as 0*w, as im2col and the other direct kernels do.
 //
@@ -48,13 +48,15 @@ struct PlanTileArgs {
   int64_t channels, kernel_h;
   int64_t plane, row_step, out_row_step;  // input plane, next kernel row, next output row
   int64_t out_w, channel_stride, kb;      // output row, output plane, channels to store
-  bool relu;                              // max(0, .) before the store
+  bool relu;                              // max(0, .) on each value stored (after the residual)
 };
 
 // One tile: row q's first tap is x0 + q * out_row_step; its outputs go to
-// y + q * out_w, channel k at k * channel_stride.
+// y + q * out_w, channel k at k * channel_stride, plus the residual at the
+// same offsets from r (when r is not null).
 template <class Vec, int KW, int SW, int NB, int ROWS>
-void plan_direct_tile(const PlanTileArgs& a, const float* x0, const float* wb, const float* bb, float* y) {
+void plan_direct_tile(const PlanTileArgs& a, const float* x0, const float* wb, const float* bb, float* y,
+                      const float* r) {
   using V = typename Vec::F;
   constexpr int L = Vec::kWidth;
   V acc[ROWS][NB];
@@ -93,20 +95,35 @@ void plan_direct_tile(const PlanTileArgs& a, const float* x0, const float* wb, c
       for (int q = 0; q < ROWS; ++q) xrow[q] += a.row_step;
     }
   }
-  if (a.relu) {
+  // Without a residual, ReLU costs fewer instructions on the accumulators
+  // than on the transposed rows.
+  const bool relu_in_store = a.relu && r != nullptr;
+  if (a.relu && r == nullptr) {
     const V zero = Vec::zero();
     for (int q = 0; q < ROWS; ++q)
       for (int j = 0; j < NB; ++j) acc[q][j] = Vec::select(Vec::lt(acc[q][j], zero), zero, acc[q][j]);
   }
   for (int q = 0; q < ROWS; ++q) {
     float* yq = y + q * a.out_w;
+    const float* rq = r != nullptr ? r + q * a.out_w : nullptr;
     if (a.kb == L) {
-      Vec::store_transposed(acc[q], NB, yq, a.channel_stride);
+      if (relu_in_store) {
+        Vec::template store_transposed<true, true>(acc[q], NB, yq, a.channel_stride, rq);
+      } else if (rq != nullptr) {
+        Vec::template store_transposed<true, false>(acc[q], NB, yq, a.channel_stride, rq);
+      } else {
+        Vec::store_transposed(acc[q], NB, yq, a.channel_stride);
+      }
     } else {
       float t[L * NB];
       for (int j = 0; j < NB; ++j) Vec::store(t + j * L, acc[q][j]);
-      for (int64_t k = 0; k < a.kb; ++k)
-        for (int j = 0; j < NB; ++j) yq[k * a.channel_stride + j] = t[j * L + k];
+      for (int64_t k = 0; k < a.kb; ++k) {
+        for (int j = 0; j < NB; ++j) {
+          const int64_t o = k * a.channel_stride + j;
+          float v = t[j * L + k] + (rq != nullptr ? rq[o] : 0.0f);
+          yq[o] = a.relu && v < 0.0f ? 0.0f : v;
+        }
+      }
     }
   }
 }
@@ -140,55 +157,6 @@ void fill_padded_rows(const Conv2dParams& p, const float* xn, int64_t plane, int
   }
 }
 
-// The output rows of one item: `channels` runs of `run` floats, `stride`
-// apart, at y (residual at the same offsets from r).
-struct EpilogueRows {
-  float* y = nullptr;
-  const float* r = nullptr;
-  int64_t channels = 0, run = 0;
-};
-
-// y = act(y + residual) on an item's rows, right after its tiles. ReLU
-// inline, the flags hoisted out of the loops (a call per channel cost 20% of
-// a 16-channel 32x32 layer); other activations by activation_forward per
-// channel.
-template <class Vec, bool kResidual, bool kRelu>
-void epilogue_rows(const EpilogueRows& o, int64_t stride) {
-  using V = typename Vec::F;
-  constexpr int64_t L = Vec::kWidth;
-  const V zero = Vec::zero();
-  for (int64_t k = 0; k < o.channels; ++k) {
-    float* y = o.y + k * stride;
-    const float* r = kResidual ? o.r + k * stride : nullptr;
-    int64_t i = 0;
-    for (; i + L <= o.run; i += L) {
-      V v = Vec::load(y + i);
-      if constexpr (kResidual) v = Vec::add(v, Vec::load(r + i));
-      if constexpr (kRelu) v = Vec::select(Vec::lt(v, zero), zero, v);
-      Vec::store(y + i, v);
-    }
-    if (i < o.run) {
-      const int64_t m = o.run - i;
-      V v = Vec::load_partial(y + i, m);
-      if constexpr (kResidual) v = Vec::add(v, Vec::load_partial(r + i, m));
-      if constexpr (kRelu) v = Vec::select(Vec::lt(v, zero), zero, v);
-      Vec::store_partial(y + i, v, m);
-    }
-  }
-}
-
-template <class Vec>
-void apply_epilogue(const PlanDirectEpilogue& e, const EpilogueRows& o, int64_t stride) {
-  const bool relu = e.act != nullptr && e.act->kind == Activation::Relu;
-  if (e.residual != nullptr) {
-    relu ? epilogue_rows<Vec, true, true>(o, stride) : epilogue_rows<Vec, true, false>(o, stride);
-  } else if (relu) {
-    epilogue_rows<Vec, false, true>(o, stride);
-  }
-  if (e.act == nullptr || relu) return;
-  for (int64_t k = 0; k < o.channels; ++k) activation_forward(*e.act, o.y + k * stride, o.y + k * stride, o.run);
-}
-
 template <class Vec, int KW, int SW, int NB, int ROWS>
 void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e,
                      float* y) {
@@ -199,11 +167,13 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
   const int64_t bands = (Ho + ROWS - 1) / ROWS, blocks = c.blocks, items = p.batch * bands * blocks;
   const int64_t row_tiles = (Wo + NB - 1) / NB, nb_size = (Wo + row_tiles - 1) / row_tiles;
   const int64_t block_floats = C * KH * KW * L;
-  // Without a residual, ReLU is applied to the accumulators before they are
-  // stored: a pass over the rows just stored cost 10% of a 16-channel 32x32
-  // layer (its channels' rows lie 4 KiB apart and evict each other from L1).
-  const bool tile_relu = e.residual == nullptr && e.act != nullptr && e.act->kind == Activation::Relu;
-  PlanTileArgs args{C, KH, plane, p.dilation_h * wp, p.stride_h * wp, Wo, Ho * Wo, L, tile_relu};
+  // The residual and a ReLU are applied to the transposed rows in registers
+  // as they are stored: a pass over the rows just stored cost 10% of a
+  // 16-channel 32x32 layer, 13% with a residual (its channels' rows lie 4 KiB
+  // apart and evict each other from L1). Other activations take that pass.
+  const bool relu = e.act != nullptr && e.act->kind == Activation::Relu;
+  const bool act_pass = e.act != nullptr && !relu;
+  PlanTileArgs args{C, KH, plane, p.dilation_h * wp, p.stride_h * wp, Wo, Ho * Wo, L, relu};
   parallel_for(items, work_per_item(items, {ROWS * Wo, L, C, KH * KW}), [&](int64_t begin, int64_t end) {
     float* xp = in_place ? nullptr : thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(C * plane));
     int64_t held = -1;  // the image whose rows xp holds
@@ -233,18 +203,20 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
       const float* wb = c.packed.data() + blk * block_floats;
       const float* bb = c.packed.data() + c.weight_floats + blk * L;
       float* yb = y + ((n * K + k0) * Ho + oh) * Wo;
+      const float* rb = e.residual != nullptr ? e.residual + (yb - y) : nullptr;
       for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
         const int nb = static_cast<int>(Wo - ow0 < nb_size ? Wo - ow0 : nb_size);
         const float* x0 = src + oh * t.out_row_step + ow0 * SW;
         with_tile_size<ROWS>(static_cast<int>(rows), [&](auto q) {
           with_tile_size<NB>(nb, [&](auto j) {
-            plan_direct_tile<Vec, KW, SW, decltype(j)::value, decltype(q)::value>(t, x0, wb, bb, yb + ow0);
+            plan_direct_tile<Vec, KW, SW, decltype(j)::value, decltype(q)::value>(
+                t, x0, wb, bb, yb + ow0, rb != nullptr ? rb + ow0 : nullptr);
           });
         });
       }
       // Rows oh .. oh + rows of a channel are one run of rows * Wo floats.
-      if (!t.relu && (e.residual != nullptr || e.act != nullptr)) {
-        apply_epilogue<Vec>(e, {yb, e.residual != nullptr ? e.residual + (yb - y) : nullptr, t.kb, rows * Wo}, Ho * Wo);
+      if (act_pass) {
+        for (int64_t k = 0; k < t.kb; ++k) activation_forward(*e.act, yb + k * Ho * Wo, yb + k * Ho * Wo, rows * Wo);
       }
     }
   });

@@ -89,8 +89,10 @@ struct Avx2 {
   // One float from memory in every lane.
   static F broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   // dst[k * stride + j] = lane k of rows[j], j < n: 8x8 transposes in
-  // registers (missing rows zero), each output row a masked store.
-  static void store_transposed(const F* rows, int n, float* dst, int64_t stride) {
+  // registers (missing rows zero), each output row a masked store; the
+  // residual and relu as Avx512::store_transposed's.
+  template <bool kResidual = false, bool kRelu = false>
+  static void store_transposed(const F* rows, int n, float* dst, int64_t stride, const float* residual = nullptr) {
     for (int j0 = 0; j0 < n; j0 += 8) {
       const int m = n - j0 < 8 ? n - j0 : 8;
       F r[8], t[8], u[8];
@@ -108,9 +110,15 @@ struct Avx2 {
       }
       const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
       for (int e = 0; e < 4; ++e) {
-        float* d = dst + j0 + e * stride;
-        _mm256_maskstore_ps(d, mask, _mm256_permute2f128_ps(u[e], u[4 + e], 0x20));
-        _mm256_maskstore_ps(d + 4 * stride, mask, _mm256_permute2f128_ps(u[e], u[4 + e], 0x31));
+        const int64_t at = j0 + e * stride;
+        const F out[2] = {_mm256_permute2f128_ps(u[e], u[4 + e], 0x20), _mm256_permute2f128_ps(u[e], u[4 + e], 0x31)};
+        for (int i = 0; i < 2; ++i) {
+          const int64_t o = at + 4 * i * stride;
+          F v = out[i];
+          if constexpr (kResidual) v = add(v, _mm256_maskload_ps(residual + o, mask));
+          if constexpr (kRelu) v = select(lt(v, zero()), zero(), v);
+          _mm256_maskstore_ps(dst + o, mask, v);
+        }
       }
     }
   }

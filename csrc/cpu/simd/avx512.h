@@ -95,8 +95,13 @@ struct Avx512 {
   // One float from memory in every lane.
   static F broadcast(const float* p) { return _mm512_set1_ps(*p); }
   // dst[k * stride + j] = lane k of rows[j], j < n: 16x16 transposes in
-  // registers (missing rows zero), each output row a masked store.
-  static void store_transposed(const F* rows, int n, float* dst, int64_t stride) {
+  // registers (missing rows zero), each output row a masked store. With
+  // kResidual, residual[k * stride + j] is added to each value first, and
+  // with kRelu, negatives become 0 (NaN stays NaN): the epilogue of a
+  // convolution whose residual is laid out like dst, done on the transposed
+  // rows in registers instead of by a pass that reads dst back.
+  template <bool kResidual = false, bool kRelu = false>
+  static void store_transposed(const F* rows, int n, float* dst, int64_t stride, const float* residual = nullptr) {
     // The all-lanes maskz forms compile to the plain instructions; the plain
     // intrinsics pass GCC 12 an undefined vector it warns about.
     constexpr __mmask16 kAll = 0xFFFF;
@@ -121,11 +126,16 @@ struct Avx512 {
         const F a1 = _mm512_maskz_shuffle_f32x4(kAll, u[e], u[4 + e], 0xDD);
         const F b0 = _mm512_maskz_shuffle_f32x4(kAll, u[8 + e], u[12 + e], 0x88);
         const F b1 = _mm512_maskz_shuffle_f32x4(kAll, u[8 + e], u[12 + e], 0xDD);
-        float* d = dst + j0 + e * stride;
-        _mm512_mask_storeu_ps(d, mask, _mm512_maskz_shuffle_f32x4(kAll, a0, b0, 0x88));
-        _mm512_mask_storeu_ps(d + 4 * stride, mask, _mm512_maskz_shuffle_f32x4(kAll, a1, b1, 0x88));
-        _mm512_mask_storeu_ps(d + 8 * stride, mask, _mm512_maskz_shuffle_f32x4(kAll, a0, b0, 0xDD));
-        _mm512_mask_storeu_ps(d + 12 * stride, mask, _mm512_maskz_shuffle_f32x4(kAll, a1, b1, 0xDD));
+        const int64_t at = j0 + e * stride;
+        const F out[4] = {_mm512_maskz_shuffle_f32x4(kAll, a0, b0, 0x88), _mm512_maskz_shuffle_f32x4(kAll, a1, b1, 0x88),
+                          _mm512_maskz_shuffle_f32x4(kAll, a0, b0, 0xDD), _mm512_maskz_shuffle_f32x4(kAll, a1, b1, 0xDD)};
+        for (int i = 0; i < 4; ++i) {
+          const int64_t o = at + 4 * i * stride;
+          F v = out[i];
+          if constexpr (kResidual) v = add(v, _mm512_maskz_loadu_ps(mask, residual + o));
+          if constexpr (kRelu) v = select(lt(v, zero()), zero(), v);
+          _mm512_mask_storeu_ps(dst + o, mask, v);
+        }
       }
     }
   }
