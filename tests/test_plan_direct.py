@@ -1,5 +1,6 @@
-"""The inference plan's own direct convolution (conv_algo="direct", cpu/plan/plan_direct.h): single
-layers around the vector width, against the float64 oracle and the layer-by-layer path."""
+"""The inference plan's own direct convolution (conv_algo="direct" and "direct_block_major",
+cpu/plan/plan_direct.h): single layers around the vector width, against the float64 oracle and the
+layer-by-layer path."""
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from tolerance import assert_close, assert_exact
 from test_plan import check_against_oracle, oracle, randomize, reductions
 
 CHANNELS = [1, 6, 15, 16, 17, 33]
+# The two orders of an image's work: band by band, channel block by channel block.
+ORDERS = {"direct": "", "direct_block_major": ", block-major"}
 
 
 def _fits(k, stride_w):
@@ -51,14 +54,15 @@ def layers(draw, allow_bn=True, acts=(None, nn.ReLU, nn.Tanh)):
     return nn.Sequential(*model), (c, h, w), _fits(k, sw)
 
 
-@given(layer=layers(), batch=st.sampled_from([1, 2, 3]), seed=st.integers(0, 2**31 - 1))
-def test_direct_matches_the_oracle_and_the_layers(isa, threads, layer, batch, seed):
+@given(layer=layers(), batch=st.sampled_from([1, 2, 3]), order=st.sampled_from(sorted(ORDERS)),
+       seed=st.integers(0, 2**31 - 1))
+def test_direct_matches_the_oracle_and_the_layers(isa, threads, layer, batch, order, seed):
     model, shape, fits = layer
     rng = np.random.default_rng(seed)
     randomize(model, rng)
     x = rng.standard_normal((batch, *shape)).astype(np.float32)
     layers_out = model(x)
-    plan = model.compile_inference(shape, conv_algo="direct")
+    plan = model.compile_inference(shape, conv_algo=order)
     try:
         got = plan(x)
         # The plan's kernel for this ISA runs every conv it fits (a 1x1 shortcut always) under a
@@ -66,7 +70,7 @@ def test_direct_matches_the_oracle_and_the_layers(isa, threads, layer, batch, se
         for line in plan.describe().splitlines():
             if "conv2d" in line:
                 runs = fits or ".shortcut" in line.split(":")[0]
-                assert (f"[plan_direct_{isa}]" in line) == (runs and isa != "scalar"), line
+                assert (f"[plan_direct_{isa}{ORDERS[order]}]" in line) == (runs and isa != "scalar"), line
         check_against_oracle(model, x, got, "plan direct")
         x64 = np.abs(np.asarray(x, np.float64))
         assert_close(got, layers_out, oracle(model, x64, absolute=True), reductions(model), "direct vs layers", c=16)
@@ -77,14 +81,14 @@ def test_direct_matches_the_oracle_and_the_layers(isa, threads, layer, batch, se
 
 # A folded batch norm and tanh round; ReLU keeps integers exact.
 @given(layer=layers(allow_bn=False, acts=(None, nn.ReLU)), batch=st.sampled_from([1, 2]),
-       seed=st.integers(0, 2**31 - 1))
-def test_direct_integer_fills_are_exact(isa, threads, layer, batch, seed):
+       order=st.sampled_from(sorted(ORDERS)), seed=st.integers(0, 2**31 - 1))
+def test_direct_integer_fills_are_exact(isa, threads, layer, batch, order, seed):
     model, shape, _ = layer
     rng = np.random.default_rng(seed)
     randomize(model, rng, integer=True)
     x = rng.integers(-3, 4, (batch, *shape)).astype(np.float32)
     expected = oracle(model, np.asarray(x, np.float64))
-    plan = model.compile_inference(shape, conv_algo="direct")
+    plan = model.compile_inference(shape, conv_algo=order)
     try:
         assert_exact(plan(x), expected, "plan direct integer fill")
     finally:
@@ -98,15 +102,17 @@ def test_direct_integer_fills_are_exact(isa, threads, layer, batch, seed):
     (64, 64, 8, 3, 1, 1),    # its last stage: 4 channel blocks
     (1, 6, 28, 5, 1, 2),     # lenet5 c1: 6 of 16 lanes
     (6, 16, 14, 5, 1, 0),    # lenet5 c2: read in place
+    (256, 512, 4, 3, 1, 1),  # vgg11's first 512-channel layer at batch 1: block-major's case
 ])
-def test_direct_runs_the_zoo_shapes(isa, threads, c, out, size, k, stride, pad):
+@pytest.mark.parametrize("order", sorted(ORDERS))
+def test_direct_runs_the_zoo_shapes(isa, threads, c, out, size, k, stride, pad, order):
     model = randomize(nn.Sequential(nn.Conv2d(c, out, k, stride=stride, padding=pad), nn.ReLU()),
                       np.random.default_rng(k))
     x = np.random.default_rng(size).standard_normal((1, c, size, size)).astype(np.float32)
-    plan = model.compile_inference((c, size, size), conv_algo="direct")
+    plan = model.compile_inference((c, size, size), conv_algo=order)
     try:
         got = plan(x)
-        assert ("plan_direct" in plan.describe()) == (isa != "scalar")
+        assert (f"plan_direct_{isa}{ORDERS[order]}]" in plan.describe()) == (isa != "scalar")
         check_against_oracle(model, x, got, "plan direct")
     finally:
         plan.release()

@@ -134,9 +134,11 @@ void bind_plan(py::module_& m) {
               plan.set_conv_choice(PlanConvChoice::Gemm);
             } else if (choice == "direct") {
               plan.set_conv_choice(PlanConvChoice::Direct);
+            } else if (choice == "direct_block_major") {
+              plan.set_conv_choice(PlanConvChoice::DirectBlockMajor);
             } else {
-              fail(ErrorKind::Value,
-                   "conv_algo must be \"measure\", \"kernel\", \"gemm\" or \"direct\", got \"" + choice + "\"");
+              fail(ErrorKind::Value, "conv_algo must be \"measure\", \"kernel\", \"gemm\", \"direct\" or "
+                                     "\"direct_block_major\", got \"" + choice + "\"");
             }
           },
           py::arg("choice"))

@@ -374,8 +374,11 @@ def compile_inference(model, input_shape, conv_algo="measure"):
     epilogue as a pass after it), "gemm" (im2col of a chunk of images side by side and one GEMM,
     bias and epilogue fused into the pass that writes the GEMM's output back to NCHW), "direct"
     (the plan's own direct kernel, epilogue fused, for the layers it runs under the ISA cap;
-    "kernel" for the others) or "measure" (the default: every way that can run a layer timed on
-    the first call of each batch size, ISA cap and thread count, the fastest kept; that first
-    call costs a few times a normal one). Linear layers follow the same choice: "kernel" runs
-    the library's linear ("direct" too), "gemm" their weights packed once."""
+    "kernel" for the others), "direct_block_major" (the same, each image's work ordered by
+    output-channel block, so that weights larger than the L2 cache are read once per image
+    rather than once per band of rows) or "measure" (the default: every way that can run a
+    layer timed on the first call of each batch size, ISA cap and thread count, the fastest
+    kept; that first call costs a few times a normal one). Linear layers follow the same
+    choice: "kernel" runs the library's linear (both "direct" choices too), "gemm" their
+    weights packed once."""
     return InferencePlan(model, input_shape, conv_algo)

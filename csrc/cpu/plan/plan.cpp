@@ -34,10 +34,13 @@ namespace cnnkit {
 namespace {
 
 // How a convolution runs: the kernel conv2d's dispatch picks (packed where it
-// is direct_cvec/direct_walk), the batched GEMM, or the plan's direct kernel.
+// is direct_cvec/direct_walk), the batched GEMM, or the plan's direct kernel
+// with its items band by band or block by block (PlanDirectConv::block_major).
 // A linear op runs linear_forward (Kernel) or its packed weights (Gemm).
-enum class ConvWay { Kernel, Gemm, PlanDirect };
-constexpr int kConvWays = 3;
+enum class ConvWay { Kernel, Gemm, PlanDirect, PlanDirectBlockMajor };
+constexpr int kConvWays = 4;
+
+bool is_plan_direct(ConvWay way) { return way == ConvWay::PlanDirect || way == ConvWay::PlanDirectBlockMajor; }
 
 enum class OpKind { Conv, Linear, MaxPool, AvgPool, AdaptiveAvgPool, ChannelAffine, Lrn, Elementwise };
 
@@ -328,13 +331,16 @@ void InferencePlan::Impl::prepare(int64_t n) {
     // Packed again for every preparation (the ISA cap may have changed), and
     // only where the plan's direct kernel may run.
     op.direct = PlanDirectConv{};
-    if (conv_choice == PlanConvChoice::Measure || conv_choice == PlanConvChoice::Direct) {
+    const bool direct = conv_choice == PlanConvChoice::Direct || conv_choice == PlanConvChoice::DirectBlockMajor;
+    if (conv_choice == PlanConvChoice::Measure || direct) {
       pack_plan_direct(op.conv_batch, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, &op.direct);
     }
     op.measured = conv_choice != PlanConvChoice::Measure;
     op.way = conv_choice == PlanConvChoice::Gemm ? ConvWay::Gemm : ConvWay::Kernel;
     // "direct" where the plan's kernel runs this layer (and this ISA), the kernel elsewhere.
-    if (conv_choice == PlanConvChoice::Direct && op.direct.kernel != nullptr) op.way = ConvWay::PlanDirect;
+    if (direct && op.direct.kernel != nullptr) {
+      op.way = conv_choice == PlanConvChoice::Direct ? ConvWay::PlanDirect : ConvWay::PlanDirectBlockMajor;
+    }
     const std::string impl = conv2d_forward_implementation(op.conv_batch, ConvAlgo::Auto);
     if (impl == op.impl) continue;
     op.impl = impl;
@@ -355,8 +361,9 @@ void InferencePlan::Impl::run_conv(Op& op, ConvWay way, int64_t n) {
     conv_batched_gemm(op, x, y, residual);
     return;
   }
-  if (way == ConvWay::PlanDirect) {
+  if (is_plan_direct(way)) {
     const PlanDirectEpilogue e{residual, op.epilogue.has_act ? &op.epilogue.act : nullptr};
+    op.direct.block_major = way == ConvWay::PlanDirectBlockMajor;
     op.direct.kernel(op.conv_batch, op.direct, x, e, y);
     return;
   }
@@ -392,7 +399,7 @@ void InferencePlan::Impl::run_way(Op& op, ConvWay way, int64_t n) {
 
 // The first run after a preparation times every way that can run the op (a
 // conv's kernel, conv_batched_gemm and, where it fits, the plan's direct
-// kernel; a linear op's linear_forward and its packed weights) on the real
+// kernel in both orders; a linear op's linear_forward and its packed weights) on the real
 // data: each once to warm up (the GEMM's scratch is allocated then), then
 // alternately, keeping each way's fastest run (interference from other
 // processes only ever adds time): at least kMinMeasureRounds rounds, and more, up to
@@ -405,7 +412,7 @@ constexpr double kMeasureSeconds = 2e-3;
 
 void InferencePlan::Impl::measure(Op& op, int64_t n) {
   const int ways = op.kind == OpKind::Conv && op.direct.kernel != nullptr ? kConvWays : 2;
-  double best[kConvWays] = {1e300, 1e300, 1e300}, spent = 0;
+  double best[kConvWays] = {1e300, 1e300, 1e300, 1e300}, spent = 0;
   for (int round = 0; round <= kMaxMeasureRounds; ++round) {
     if (round > kMinMeasureRounds && spent > kMeasureSeconds) break;
     for (int way = 0; way < ways; ++way) {
@@ -420,7 +427,7 @@ void InferencePlan::Impl::measure(Op& op, int64_t n) {
   op.way = static_cast<ConvWay>(fastest);
   op.measured = true;
   // Copies of the weights the plan no longer needs (until the next preparation).
-  if (op.way != ConvWay::PlanDirect) op.direct = PlanDirectConv{};
+  if (!is_plan_direct(op.way)) op.direct = PlanDirectConv{};
   if (op.way != ConvWay::Gemm) op.packed_weights.clear();
   if (fastest != ways - 1) run_way(op, op.way, n);
 }
@@ -590,6 +597,7 @@ std::string InferencePlan::describe() const {
         case ConvWay::Kernel: out << op.impl << (op.packed.kernel ? ", packed" : ""); break;
         case ConvWay::Gemm: out << "batched_gemm"; break;
         case ConvWay::PlanDirect: out << op.direct.name; break;
+        case ConvWay::PlanDirectBlockMajor: out << op.direct.name << ", block-major"; break;
       }
       out << "]";
     }

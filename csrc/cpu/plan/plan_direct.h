@@ -35,6 +35,9 @@ struct PlanDirectConv {
   PlanDirectKernel kernel = nullptr;
   const char* name = "";
   int64_t lanes = 0, blocks = 0, weight_floats = 0;
+  // The order of an image's items: channel block by block rather than band
+  // by band (plan_direct_impl.h); the plan measures both.
+  bool block_major = false;
   // packed[blk][c][r][s][lane] = w[blk*lanes + lane, c, r, s], zero past the
   // output channels; then the bias, [blk][lane].
   std::vector<float> packed;

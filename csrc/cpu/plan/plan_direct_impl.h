@@ -9,7 +9,10 @@
 //
 // Threads take (image, band of ROWS output rows, channel block) items, so a
 // single image is split by bands: 16 bands of a 32-row image, times the
-// channel blocks. Each thread makes a zero-padded copy of only the input rows
+// channel blocks. Within an image the items go band by band (a band's input
+// rows serve every channel block while they are in L1) or, block_major,
+// block by block (a block's weights serve every band while they are in L1/L2:
+// large weight blocks, which otherwise stream from L3 once per band). Each thread makes a zero-padded copy of only the input rows
 // its bands of an image read (none without padding: it reads in place).
 // The residual and a ReLU are applied to each tile's outputs as they are
 // stored; another activation, after the tiles of an item, by the same thread
@@ -174,12 +177,15 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
   const bool relu = e.act != nullptr && e.act->kind == Activation::Relu;
   const bool act_pass = e.act != nullptr && !relu;
   PlanTileArgs args{C, KH, plane, p.dilation_h * wp, p.stride_h * wp, Wo, Ho * Wo, L, relu};
+  const bool bands_inner = c.block_major;
   parallel_for(items, work_per_item(items, {ROWS * Wo, L, C, KH * KW}), [&](int64_t begin, int64_t end) {
     float* xp = in_place ? nullptr : thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(C * plane));
     int64_t held = -1;  // the image whose rows xp holds
     PlanTileArgs t = args;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t blk = item % blocks, band = item / blocks % bands, n = item / (blocks * bands);
+      const int64_t n = item / (blocks * bands);
+      const int64_t blk = bands_inner ? item / bands % blocks : item % blocks;
+      const int64_t band = bands_inner ? item % bands : item / blocks % bands;
       const int64_t oh = band * ROWS, rows = Ho - oh < ROWS ? Ho - oh : ROWS;
       const float* xn = x + n * C * p.in_h * p.in_w;
       const float* src = xn;
@@ -189,9 +195,12 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
           // tile reads them (filled band by band, just ahead of the tiles,
           // 64 channels on 8x8 ran 10% slower).
           const int64_t last = std::min(end, (n + 1) * bands * blocks) - 1;
-          const int64_t last_oh = last / blocks % bands * ROWS;
+          // With bands innermost, items of two channel blocks read every band.
+          const bool one_block = !bands_inner || last / bands == item / bands;
+          const int64_t first_oh = one_block ? oh : 0;
+          const int64_t last_oh = (!one_block ? bands - 1 : bands_inner ? last % bands : last / blocks % bands) * ROWS;
           const int64_t last_rows = std::min<int64_t>(ROWS, Ho - last_oh);
-          const int64_t r0 = oh * p.stride_h;
+          const int64_t r0 = first_oh * p.stride_h;
           const int64_t r1 = (last_oh + last_rows - 1) * p.stride_h + (KH - 1) * p.dilation_h + 1;
           fill_padded_rows<Vec>(p, xn, plane, wp, r0, r1, xp);
           held = n;

@@ -33,12 +33,15 @@ struct ValueShape {
 // picks (direct kernels with their weights packed once), Gemm the plan's
 // own batched im2col + GEMM with the epilogue fused into its output pass,
 // Direct the plan's own direct kernel (cpu/plan/plan_direct.h, epilogue
-// fused) where it runs the layer under the ISA cap, else as Kernel; Measure
+// fused) where it runs the layer under the ISA cap, else as Kernel;
+// DirectBlockMajor the same with each image's work ordered by channel block
+// (for weights too large for the L2: each block's weights are read once per
+// image rather than once per band of rows); Measure
 // times every way that can run the layer on the first run after each
 // preparation and keeps the fastest. Linear ops follow the same choice:
 // Kernel (and Direct) runs linear_forward, Gemm the weights packed once for
 // sgemm_packed (as conv_batched_gemm's are).
-enum class PlanConvChoice { Measure, Kernel, Gemm, Direct };
+enum class PlanConvChoice { Measure, Kernel, Gemm, Direct, DirectBlockMajor };
 
 class InferencePlan {
  public:
