@@ -12,8 +12,10 @@
 // channel blocks. Within an image the items go band by band (a band's input
 // rows serve every channel block while they are in L1) or, block_major,
 // block by block (a block's weights serve every band while they are in L1/L2:
-// large weight blocks, which otherwise stream from L3 once per band). Each thread makes a zero-padded copy of only the input rows
-// its bands of an image read (none without padding: it reads in place).
+// large weight blocks, which otherwise stream from L3 once per band). Each
+// thread makes a zero-padded copy of only the input rows its items of an
+// image read, kept across its chunks of a call (none without padding: it
+// reads in place).
 // The residual and a ReLU are applied to each tile's outputs as they are
 // stored; another activation, after the tiles of an item, by the same thread
 // to the rows it just wrote.
@@ -25,6 +27,7 @@
 // (dst[k * stride + j] = lane k of rows[j], j < n).
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "core/parallel.h"
@@ -160,6 +163,40 @@ void fill_padded_rows(const Conv2dParams& p, const float* xn, int64_t plane, int
   }
 }
 
+// What a thread's padded copy of an input image holds: rows [lo, hi) of
+// image n, filled during call number `call` into `buffer`. A thread keeps it
+// across its chunks of one call: at batch 1 each of its 4 chunks would
+// otherwise fill its rows again (64 channels on 8x8, 2 threads: a quarter of
+// the layer's time).
+struct PaddedRows {
+  uint64_t call = 0;
+  const float* buffer = nullptr;
+  int64_t n = -1, lo = 0, hi = 0;
+};
+thread_local PaddedRows t_padded;
+std::atomic<uint64_t> g_plan_direct_calls{0};
+
+// Makes rows [r0, r1) of image n (and any rows between them and those
+// already held) present in xp.
+template <class Vec>
+void hold_padded_rows(const Conv2dParams& p, uint64_t call, int64_t n, const float* xn, int64_t plane, int64_t wp,
+                      int64_t r0, int64_t r1, float* xp) {
+  PaddedRows& f = t_padded;
+  if (f.call != call || f.buffer != xp || f.n != n) {
+    fill_padded_rows<Vec>(p, xn, plane, wp, r0, r1, xp);
+    f = PaddedRows{call, xp, n, r0, r1};
+    return;
+  }
+  if (r0 < f.lo) {
+    fill_padded_rows<Vec>(p, xn, plane, wp, r0, f.lo, xp);
+    f.lo = r0;
+  }
+  if (r1 > f.hi) {
+    fill_padded_rows<Vec>(p, xn, plane, wp, f.hi, r1, xp);
+    f.hi = r1;
+  }
+}
+
 template <class Vec, int KW, int SW, int NB, int ROWS>
 void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e,
                      float* y) {
@@ -178,6 +215,7 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
   const bool act_pass = e.act != nullptr && !relu;
   PlanTileArgs args{C, KH, plane, p.dilation_h * wp, p.stride_h * wp, Wo, Ho * Wo, L, relu};
   const bool bands_inner = c.block_major;
+  const uint64_t call = g_plan_direct_calls.fetch_add(1, std::memory_order_relaxed) + 1;
   parallel_for(items, work_per_item(items, {ROWS * Wo, L, C, KH * KW}), [&](int64_t begin, int64_t end) {
     float* xp = in_place ? nullptr : thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(C * plane));
     int64_t held = -1;  // the image whose rows xp holds
@@ -202,7 +240,7 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
           const int64_t last_rows = std::min<int64_t>(ROWS, Ho - last_oh);
           const int64_t r0 = first_oh * p.stride_h;
           const int64_t r1 = (last_oh + last_rows - 1) * p.stride_h + (KH - 1) * p.dilation_h + 1;
-          fill_padded_rows<Vec>(p, xn, plane, wp, r0, r1, xp);
+          hold_padded_rows<Vec>(p, call, n, xn, plane, wp, r0, r1, xp);
           held = n;
         }
         src = xp;
