@@ -205,6 +205,10 @@ Pool& pool() {
 
 bool in_parallel_region() { return t_in_region; }
 
+SerialRegion::SerialRegion() : was_in_region_(t_in_region) { t_in_region = true; }
+
+SerialRegion::~SerialRegion() { t_in_region = was_in_region_; }
+
 void run_chunks(int64_t chunks, int64_t threads, ChunkFn fn, void* context) {
   if (chunks <= 0) return;
   const int64_t helpers = (threads < chunks ? threads : chunks) - 1;

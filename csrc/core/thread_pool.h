@@ -15,7 +15,21 @@ using ChunkFn = void (*)(void* context, int64_t chunk);
 // caller's job, or from inside a chunk, runs every chunk on the calling thread.
 void run_chunks(int64_t chunks, int64_t threads, ChunkFn fn, void* context);
 
-// Whether the calling thread is executing a chunk (nested regions run serially).
+// Whether the calling thread is executing a chunk (nested regions run
+// serially) or is inside a SerialRegion.
 bool in_parallel_region();
+
+// While one lives, the regions its thread starts run on that thread alone,
+// as nested ones do: for work too small to pay for waking the others.
+class SerialRegion {
+ public:
+  SerialRegion();
+  ~SerialRegion();
+  SerialRegion(const SerialRegion&) = delete;
+  SerialRegion& operator=(const SerialRegion&) = delete;
+
+ private:
+  bool was_in_region_;
+};
 
 }  // namespace cnnkit

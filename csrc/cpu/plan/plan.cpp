@@ -73,6 +73,7 @@ struct Op {
   // conv: how it runs; linear: Kernel (linear_forward) or Gemm (the packed weights)
   ConvWay way = ConvWay::Kernel;
   bool measured = false;    // the choice among the ways is made (for this preparation)
+  bool serial = false;      // measured faster on the calling thread alone than on all threads
   // The weights packed for the GEMM kernels (one per group; linear: one),
   // packed at preparation where the choice may take the GEMM (freed where the
   // measurement picks another way), again after an ISA cap change.
@@ -256,6 +257,7 @@ struct InferencePlan::Impl {
   void run_conv(Op& op, ConvWay way, int64_t n);
   void run_linear(Op& op, bool packed, int64_t n);
   void run_way(Op& op, ConvWay way, int64_t n);
+  void run_serial_or_not(Op& op, ConvWay way, bool serial, int64_t n);
   void measure(Op& op, int64_t n);
 };
 
@@ -321,6 +323,7 @@ void InferencePlan::Impl::prepare(int64_t n) {
     if (op.kind == OpKind::Linear) {
       // "direct" has no linear kernel of its own: linear_forward, as "kernel".
       op.measured = conv_choice != PlanConvChoice::Measure;
+      op.serial = false;
       op.way = conv_choice == PlanConvChoice::Gemm ? ConvWay::Gemm : ConvWay::Kernel;
       continue;
     }
@@ -336,6 +339,7 @@ void InferencePlan::Impl::prepare(int64_t n) {
       pack_plan_direct(op.conv_batch, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, &op.direct);
     }
     op.measured = conv_choice != PlanConvChoice::Measure;
+    op.serial = false;
     op.way = conv_choice == PlanConvChoice::Gemm ? ConvWay::Gemm : ConvWay::Kernel;
     // "direct" where the plan's kernel runs this layer (and this ISA), the kernel elsewhere.
     if (direct && op.direct.kernel != nullptr) {
@@ -405,31 +409,52 @@ void InferencePlan::Impl::run_way(Op& op, ConvWay way, int64_t n) {
 // processes only ever adds time): at least kMinMeasureRounds rounds, and more, up to
 // kMaxMeasureRounds, while they take less than kMeasureSeconds in all, so
 // that small layers, where a single descheduling outweighs the difference,
-// get more samples. Every run leaves a complete output; the chosen way runs
-// last, so a plan's results do not depend on the timing.
+// get more samples. With several threads each way is also timed on the
+// calling thread alone: a layer of a few microseconds at batch 1 (resnet20's
+// 1x1 shortcuts) runs faster there than it pays for waking the others. Every
+// run leaves a complete output; the chosen way runs last, so a plan's results
+// do not depend on the timing.
 constexpr int kMinMeasureRounds = 3, kMaxMeasureRounds = 15;
 constexpr double kMeasureSeconds = 2e-3;
 
 void InferencePlan::Impl::measure(Op& op, int64_t n) {
   const int ways = op.kind == OpKind::Conv && op.direct.kernel != nullptr ? kConvWays : 2;
-  double best[kConvWays] = {1e300, 1e300, 1e300, 1e300}, spent = 0;
+  const int thread_choices = threads > 1 ? 2 : 1;  // all threads, then (1) the calling thread alone
+  double best[kConvWays][2] = {{1e300, 1e300}, {1e300, 1e300}, {1e300, 1e300}, {1e300, 1e300}}, spent = 0;
   for (int round = 0; round <= kMaxMeasureRounds; ++round) {
     if (round > kMinMeasureRounds && spent > kMeasureSeconds) break;
     for (int way = 0; way < ways; ++way) {
-      const auto t0 = std::chrono::steady_clock::now();
-      run_way(op, static_cast<ConvWay>(way), n);
-      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      spent += t;
-      if (round > 0) best[way] = std::min(best[way], t);
+      for (int serial = 0; serial < thread_choices; ++serial) {
+        const auto t0 = std::chrono::steady_clock::now();
+        run_serial_or_not(op, static_cast<ConvWay>(way), serial != 0, n);
+        const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        spent += t;
+        if (round > 0) best[way][serial] = std::min(best[way][serial], t);
+      }
     }
   }
-  const int fastest = static_cast<int>(std::min_element(best, best + ways) - best);
+  int fastest = 0, fastest_serial = 0;
+  for (int way = 0; way < ways; ++way) {
+    for (int serial = 0; serial < thread_choices; ++serial) {
+      if (best[way][serial] < best[fastest][fastest_serial]) fastest = way, fastest_serial = serial;
+    }
+  }
   op.way = static_cast<ConvWay>(fastest);
+  op.serial = fastest_serial != 0;
   op.measured = true;
   // Copies of the weights the plan no longer needs (until the next preparation).
   if (!is_plan_direct(op.way)) op.direct = PlanDirectConv{};
   if (op.way != ConvWay::Gemm) op.packed_weights.clear();
-  if (fastest != ways - 1) run_way(op, op.way, n);
+  if (fastest != ways - 1 || fastest_serial != thread_choices - 1) run_serial_or_not(op, op.way, op.serial, n);
+}
+
+void InferencePlan::Impl::run_serial_or_not(Op& op, ConvWay way, bool serial, int64_t n) {
+  if (serial) {
+    SerialRegion alone;
+    run_way(op, way, n);
+  } else {
+    run_way(op, way, n);
+  }
 }
 
 void InferencePlan::Impl::run_op(Op& op, int64_t n) {
@@ -441,7 +466,7 @@ void InferencePlan::Impl::run_op(Op& op, int64_t n) {
     case OpKind::Conv:
     case OpKind::Linear:
       if (op.measured) {
-        run_way(op, op.way, n);
+        run_serial_or_not(op, op.way, op.serial, n);
       } else {
         measure(op, n);
       }
@@ -599,10 +624,10 @@ std::string InferencePlan::describe() const {
         case ConvWay::PlanDirect: out << op.direct.name; break;
         case ConvWay::PlanDirectBlockMajor: out << op.direct.name << ", block-major"; break;
       }
-      out << "]";
+      out << (op.serial ? ", 1 thread]" : "]");
     }
     if (op.kind == OpKind::Linear && op.measured) {
-      out << (op.way == ConvWay::Gemm ? " [packed_gemm]" : " [linear_forward]");
+      out << (op.way == ConvWay::Gemm ? " [packed_gemm" : " [linear_forward") << (op.serial ? ", 1 thread]" : "]");
     }
     if (op.has_bias) out << " +bias";
     if (op.epilogue.residual >= 0) out << " +residual(v" << op.epilogue.residual << ")";
