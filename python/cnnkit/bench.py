@@ -70,7 +70,10 @@ def interleaved(contenders, rounds=7, min_time=0.05, settle_time=0.1):
     """Median seconds per call of each callable in ``contenders`` (name -> fn).
 
     Each callable is first warmed up and its calls-per-sample chosen so one
-    sample takes about ``min_time``; then every round times one sample of each,
+    sample takes about ``min_time``; its first call comes after a pause of twice
+    ``settle_time``, when no other library's threads still spin, because it may
+    time its own choices (cnnkit's inference plans and conv autotuning measure
+    on their first call, and keep what they chose); then every round times one sample of each,
     in an order that alternates between rounds. Before each sample the callable
     runs untimed for ``settle_time``: a library whose idle threads keep spinning
     after its calls would otherwise slow down whichever contender is timed right
@@ -83,6 +86,7 @@ def interleaved(contenders, rounds=7, min_time=0.05, settle_time=0.1):
     reps = {}
     for name in names:
         fn = contenders[name]
+        time.sleep(2 * settle_time)
         fn()
         t0 = time.perf_counter()
         fn()
