@@ -113,30 +113,6 @@ void apply_epilogue(const Epilogue& e, float* y, const float* residual, int64_t 
   });
 }
 
-// PyTorch's adaptive window [floor(i*in/out), ceil((i+1)*in/out)).
-int64_t window_begin(int64_t i, int64_t in, int64_t out) { return i * in / out; }
-int64_t window_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
-
-void adaptive_avg_pool(const ValueShape& in, int64_t oh, int64_t ow, int64_t planes, const float* x,
-                       float* y) {
-  parallel_for(planes, work_per_item(planes, {in.h, in.w}), [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const float* xp = x + p * in.h * in.w;
-      float* yp = y + p * oh * ow;
-      for (int64_t i = 0; i < oh; ++i) {
-        const int64_t h0 = window_begin(i, in.h, oh), h1 = window_end(i, in.h, oh);
-        for (int64_t j = 0; j < ow; ++j) {
-          const int64_t w0 = window_begin(j, in.w, ow), w1 = window_end(j, in.w, ow);
-          double sum = 0;
-          for (int64_t h = h0; h < h1; ++h)
-            for (int64_t w = w0; w < w1; ++w) sum += xp[h * in.w + w];
-          yp[i * ow + j] = static_cast<float>(sum / static_cast<double>((h1 - h0) * (w1 - w0)));
-        }
-      }
-    }
-  });
-}
-
 void channel_affine(const Op& op, const ValueShape& s, int64_t batch, const float* x, float* y) {
   const int64_t plane = s.h * s.w, planes = batch * s.c;
   parallel_for(planes, plane, [&](int64_t p0, int64_t p1) {
@@ -483,7 +459,7 @@ void InferencePlan::Impl::run_op(Op& op, int64_t n) {
       avg_pool2d(s, op.count_include_pad, x, y);
       break;
     }
-    case OpKind::AdaptiveAvgPool: adaptive_avg_pool(in, out.h, out.w, n * in.c, x, y); break;
+    case OpKind::AdaptiveAvgPool: adaptive_avg_pool2d({n * in.c, in.h, in.w, out.h, out.w}, x, y); break;
     case OpKind::ChannelAffine: channel_affine(op, in, n, x, y); break;
     case OpKind::Lrn: lrn(op, in, n, x, y); break;
     case OpKind::Elementwise: std::memcpy(y, x, static_cast<size_t>(n * in.size()) * sizeof(float)); break;

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "cnnkit/pool.h"
@@ -39,6 +40,10 @@ struct AxisWindows {
 inline void global_forward_planes(const AdaptivePoolShape& s, const float* input, float* out, int64_t p0,
                                   int64_t p1) {
   const int64_t plane = s.in_h * s.in_w;
+  if (plane == 1) {  // each mean is its one value (vgg11's 1x1 maps): a copy, not a division per plane
+    std::memcpy(out + p0, input + p0, static_cast<size_t>(p1 - p0) * sizeof(float));
+    return;
+  }
   const double count = static_cast<double>(plane);
   for (int64_t p = p0; p < p1; ++p) {
     const float* x = input + p * plane;
