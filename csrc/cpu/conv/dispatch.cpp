@@ -166,6 +166,9 @@ bool pointwise_gradient_pays(const Conv2dParams& p) {
   return p.kernel_h == 1 && p.kernel_w == 1 && p.group_out_channels() >= 4 && im2col_fits(p);
 }
 bool kvec_fits_avx512(const Conv2dParams& p) { return weight_grad_kvec_fits(p, 16); }
+// Entries no heuristic picks: they run when autotuning measures them fastest
+// (or a test names them).
+bool only_measured(const ConvCall&) { return false; }
 bool kvec_fits_avx2(const Conv2dParams& p) { return weight_grad_kvec_fits(p, 8); }
 
 template <class Fn>
@@ -192,6 +195,9 @@ const ConvImpl<ForwardFn> kForwardImpls[] = {
     {"depthwise_avx2", Isa::Avx2, accepts_depthwise, depthwise_fits, conv2d_forward_depthwise_avx2},
     {"direct_rows_avx512", Isa::Avx512, accepts_direct_rows, direct_rows_fits, conv2d_forward_direct_rows_avx512},
     {"direct_rows_avx2", Isa::Avx2, accepts_direct_rows, direct_rows_fits, conv2d_forward_direct_rows_avx2},
+    {"plan_direct", Isa::Avx2, only_measured, plan_direct_forward_fits, conv2d_forward_plan_direct},
+    {"plan_direct_block_major", Isa::Avx2, only_measured, plan_direct_forward_fits,
+     conv2d_forward_plan_direct_block_major},
 #endif
     {"im2col", Isa::Scalar, accepts_im2col, im2col_fits, conv2d_forward_im2col},
     {"direct", Isa::Scalar, accepts_direct, direct_worth_timing, conv2d_forward_direct},

@@ -64,6 +64,14 @@ CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_depthwise_avx512);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx2);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx512);
 
+// The inference plan's direct kernel (cpu/plan/plan_direct.h) as a forward
+// of its own, the weights packed on each call; items band by band or channel
+// block by block. Only autotuning picks it: it fits what plan_direct_fits
+// accepts, under an AVX2 or AVX-512 cap.
+bool plan_direct_forward_fits(const Conv2dParams& p);
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct);
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct_block_major);
+
 // GEMMs over blocks of images, their columns side by side (image_blocks.cpp):
 // the forward and both gradients of small planes, whose per-image GEMMs are
 // too narrow to run at speed.

@@ -6,6 +6,7 @@
 
 #include "cnnkit/errors.h"
 #include "cnnkit/isa.h"
+#include "core/parallel.h"
 #include "cpu/conv/kernels.h"
 
 namespace cnnkit {
@@ -19,7 +20,7 @@ bool plan_direct_fits(const Conv2dParams& p) {
 bool pack_plan_direct(const Conv2dParams& p, const float* w, const float* bias, PlanDirectConv* out) {
 #ifdef CNNKIT_X86
   if (!plan_direct_fits(p)) return false;
-  PlanDirectConv c;
+  PlanDirectConv& c = *out;
   if (isa_enabled(Isa::Avx512)) {
     c.kernel = plan_direct_avx512;
     c.name = "plan_direct_avx512";
@@ -34,18 +35,49 @@ bool pack_plan_direct(const Conv2dParams& p, const float* w, const float* bias, 
   const int64_t K = p.out_channels, red = p.reduction(), L = c.lanes;
   c.blocks = (K + L - 1) / L;
   c.weight_floats = checked_mul(c.blocks * red, L, "conv2d packed weight");
+  c.block_major = false;
+  // assign keeps the capacity: conv2d_forward_plan_direct packs into the same buffer every call.
   c.packed.assign(static_cast<size_t>(c.weight_floats + c.blocks * L), 0.0f);
-  for (int64_t k = 0; k < K; ++k) {
-    float* dst = c.packed.data() + (k / L) * red * L + k % L;
-    for (int64_t i = 0; i < red; ++i) dst[i * L] = w[k * red + i];
-    if (bias != nullptr) c.packed[static_cast<size_t>(c.weight_floats + k)] = bias[k];
-  }
-  *out = std::move(c);
+  parallel_for(c.blocks, red * L, [&](int64_t b0, int64_t b1) {
+    for (int64_t k = b0 * L; k < std::min(K, b1 * L); ++k) {
+      float* dst = c.packed.data() + (k / L) * red * L + k % L;
+      for (int64_t i = 0; i < red; ++i) dst[i * L] = w[k * red + i];
+      if (bias != nullptr) c.packed[static_cast<size_t>(c.weight_floats + k)] = bias[k];
+    }
+  });
   return true;
 #else
   (void)p, (void)w, (void)bias, (void)out;
   return false;
 #endif
+}
+
+bool plan_direct_forward_fits(const Conv2dParams& p) {
+  return plan_direct_fits(p) && (isa_enabled(Isa::Avx2) || isa_enabled(Isa::Avx512));
+}
+
+namespace {
+
+// The weights packed for the calls of this thread (kept between calls, so
+// that a training step's forward reuses the buffer instead of faulting in a
+// fresh one).
+thread_local PlanDirectConv t_forward_packing;
+
+void forward_plan_direct(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                         bool block_major) {
+  PlanDirectConv& c = t_forward_packing;
+  CNNKIT_CHECK(pack_plan_direct(p, w, bias, &c), ErrorKind::Value,
+               "conv2d: the plan_direct kernel does not run this layer under the ISA cap");
+  c.block_major = block_major;
+  c.kernel(p, c, x, PlanDirectEpilogue{}, y);
+}
+
+}  // namespace
+
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct) { forward_plan_direct(p, x, w, bias, y, false); }
+
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct_block_major) {
+  forward_plan_direct(p, x, w, bias, y, true);
 }
 
 }  // namespace cnnkit
