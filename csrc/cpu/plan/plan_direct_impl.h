@@ -145,9 +145,15 @@ inline void copy_row(const float* src, float* dst, int64_t n) {
   if (i < n) Vec::store_partial(dst + i, src != nullptr ? Vec::load_partial(src + i, n - i) : Vec::zero(), n - i);
 }
 
+// Rows [r0, r1) of every channel's padded plane: each vector of a padded
+// row is one load of the input lanes it covers (zero in the padding) and one
+// store, rather than three copies per row (left padding, row, right
+// padding), which on small planes are a few floats each.
 template <class Vec>
 void fill_padded_rows(const Conv2dParams& p, const float* xn, int64_t plane, int64_t wp, int64_t r0, int64_t r1,
                       float* xp) {
+  constexpr int64_t L = Vec::kWidth;
+  const int64_t pl = p.pad_left, w = p.in_w;
   for (int64_t c = 0; c < p.in_channels; ++c) {
     for (int64_t pr = r0; pr < r1; ++pr) {
       float* dst = xp + c * plane + pr * wp;
@@ -156,9 +162,17 @@ void fill_padded_rows(const Conv2dParams& p, const float* xn, int64_t plane, int
         copy_row<Vec>(nullptr, dst, wp);
         continue;
       }
-      copy_row<Vec>(nullptr, dst, p.pad_left);
-      copy_row<Vec>(xn + (c * p.in_h + ih) * p.in_w, dst + p.pad_left, p.in_w);
-      copy_row<Vec>(nullptr, dst + p.pad_left + p.in_w, p.pad_right);
+      // Padded column j holds input column j - pl where 0 <= j - pl < w.
+      const float* src = xn + (c * p.in_h + ih) * w - pl;
+      for (int64_t j0 = 0; j0 < wp; j0 += L) {
+        const int64_t lo = std::clamp<int64_t>(pl - j0, 0, L), hi = std::clamp<int64_t>(pl + w - j0, lo, L);
+        const typename Vec::F v = lo < hi ? Vec::load_lanes(src + j0, lo, hi) : Vec::zero();
+        if (wp - j0 >= L) {
+          Vec::store(dst + j0, v);
+        } else {
+          Vec::store_partial(dst + j0, v, wp - j0);
+        }
+      }
     }
   }
 }

@@ -31,6 +31,12 @@ struct Avx512 {
   static __mmask16 tail(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
   static F load_partial(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(tail(n), p); }
   static void store_partial(float* p, F v, int64_t n) { _mm512_mask_storeu_ps(p, tail(n), v); }
+  // Lane l = p[l] for lo <= l < hi (0 <= lo <= hi <= kWidth), 0 elsewhere; the
+  // other lanes' addresses are never read (p may point before an array).
+  static F load_lanes(const float* p, int64_t lo, int64_t hi) {
+    const unsigned below_hi = hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>(below_hi & ~((1u << lo) - 1u)), p);
+  }
 
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
   static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
