@@ -134,15 +134,14 @@ void plan_direct_tile(const PlanTileArgs& a, const float* x0, const float* wb, c
   }
 }
 
-// dst[i] = src[i] (or 0 where src is null) for i < n, by vectors: rows of
-// 32 floats and pads of 1, where a memcpy and two memsets per row (GCC turns
-// zeroing loops into memset calls) took 15% of resnet20's 16-channel layers.
+// dst[i] = 0 for i < n, by vectors: short rows, where a memset call per row
+// (GCC turns zeroing loops into memset calls) costs more than the stores.
 template <class Vec>
-inline void copy_row(const float* src, float* dst, int64_t n) {
+inline void zero_row(float* dst, int64_t n) {
   constexpr int64_t L = Vec::kWidth;
   int64_t i = 0;
-  for (; i + L <= n; i += L) Vec::store(dst + i, src != nullptr ? Vec::load(src + i) : Vec::zero());
-  if (i < n) Vec::store_partial(dst + i, src != nullptr ? Vec::load_partial(src + i, n - i) : Vec::zero(), n - i);
+  for (; i + L <= n; i += L) Vec::store(dst + i, Vec::zero());
+  if (i < n) Vec::store_partial(dst + i, Vec::zero(), n - i);
 }
 
 // Rows [r0, r1) of every channel's padded plane: each vector of a padded
@@ -159,7 +158,7 @@ void fill_padded_rows(const Conv2dParams& p, const float* xn, int64_t plane, int
       float* dst = xp + c * plane + pr * wp;
       const int64_t ih = pr - p.pad_top;
       if (ih < 0 || ih >= p.in_h) {
-        copy_row<Vec>(nullptr, dst, wp);
+        zero_row<Vec>(dst, wp);
         continue;
       }
       // Padded column j holds input column j - pl where 0 <= j - pl < w.
