@@ -10,11 +10,7 @@
 #include "cpu/conv/kernels.h"
 
 namespace cnnkit {
-namespace {
 
-// The stride-1 conv whose output is dx: input dy (channels out), output
-// channels in, paddings dilation*(k-1) - pad. Only valid for stride 1 and
-// paddings no larger than dilation*(k-1).
 Conv2dParams transposed_params(const Conv2dParams& p) {
   Conv2dParams t = p;
   t.in_channels = p.out_channels;
@@ -30,6 +26,8 @@ Conv2dParams transposed_params(const Conv2dParams& p) {
   t.out_w = p.in_w;
   return t;
 }
+
+namespace {
 
 using WeightGradFn = void (*)(const Conv2dParams&, const WeightGradRowsChunk&, float*, bool);
 

@@ -215,6 +215,11 @@ const ConvImpl<BackwardFn> kBackwardImpls[] = {
      conv2d_backward_direct_rows_avx512},
     {"direct_rows_avx2", Isa::Avx2, accepts_direct_rows_backward, direct_rows_backward_fits,
      conv2d_backward_direct_rows_avx2},
+    {"kvec_plan_dx_avx512", Isa::Avx512, only_measured, kvec_plan_dx_fits_avx512,
+     conv2d_backward_kvec_plan_dx_avx512},
+    {"kvec_plan_dx_avx2", Isa::Avx2, only_measured, kvec_plan_dx_fits_avx2, conv2d_backward_kvec_plan_dx_avx2},
+    {"image_blocks_plan_dx", Isa::Avx2, only_measured, image_blocks_plan_dx_fits,
+     conv2d_backward_image_blocks_plan_dx},
 #endif
     {"im2col", Isa::Scalar, accepts_im2col, im2col_fits, conv2d_backward_im2col},
     {"direct", Isa::Scalar, accepts_direct, direct_worth_timing, conv2d_backward_direct},

@@ -71,6 +71,17 @@ CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx512);
 bool plan_direct_forward_fits(const Conv2dParams& p);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct_block_major);
+// Backwards whose input gradient is that kernel run block-major over dy on
+// the transposed layer (transposed_params; stride 1, one group), its weights
+// packed flipped on each call; the weight and bias gradients by kvec or
+// image_blocks. Only autotuning picks them.
+bool plan_direct_input_grad_fits(const Conv2dParams& p);
+bool kvec_plan_dx_fits_avx512(const Conv2dParams& p);
+bool kvec_plan_dx_fits_avx2(const Conv2dParams& p);
+bool image_blocks_plan_dx_fits(const Conv2dParams& p);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_kvec_plan_dx_avx512);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_kvec_plan_dx_avx2);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_image_blocks_plan_dx);
 
 // GEMMs over blocks of images, their columns side by side (image_blocks.cpp):
 // the forward and both gradients of small planes, whose per-image GEMMs are
@@ -119,6 +130,9 @@ struct DirectRowsPlan {
 // flipped, transposed kernel and padding dilation*(k-1) - pad on each side:
 // direct_rows runs it when those paddings are >= 0 and the shape fits.
 bool direct_rows_backward_fits(const Conv2dParams& p);
+// That conv's parameters (input dy, output dx); valid for stride 1 and
+// paddings no larger than dilation*(k-1).
+Conv2dParams transposed_params(const Conv2dParams& p);
 DirectRowsPlan plan_direct_rows(const Conv2dParams& p, int64_t tile_floats);
 
 // The direct_rows weight gradient of stride-1 layers (direct_rows_impl.h):

@@ -17,7 +17,13 @@ bool plan_direct_fits(const Conv2dParams& p) {
   return p.stride_w == 2 && (p.kernel_w == 1 || p.kernel_w == 3);
 }
 
-bool pack_plan_direct(const Conv2dParams& p, const float* w, const float* bias, PlanDirectConv* out) {
+namespace {
+
+// Packs p's weights for the widest ISA enabled now, weight(k, i) being output
+// channel k's i-th reduction term; false (nothing done) when p does not fit
+// or no vector ISA is enabled.
+template <class Weight>
+bool pack_weights(const Conv2dParams& p, Weight weight, const float* bias, PlanDirectConv* out) {
 #ifdef CNNKIT_X86
   if (!plan_direct_fits(p)) return false;
   PlanDirectConv& c = *out;
@@ -41,15 +47,22 @@ bool pack_plan_direct(const Conv2dParams& p, const float* w, const float* bias, 
   parallel_for(c.blocks, red * L, [&](int64_t b0, int64_t b1) {
     for (int64_t k = b0 * L; k < std::min(K, b1 * L); ++k) {
       float* dst = c.packed.data() + (k / L) * red * L + k % L;
-      for (int64_t i = 0; i < red; ++i) dst[i * L] = w[k * red + i];
+      for (int64_t i = 0; i < red; ++i) dst[i * L] = weight(k, i);
       if (bias != nullptr) c.packed[static_cast<size_t>(c.weight_floats + k)] = bias[k];
     }
   });
   return true;
 #else
-  (void)p, (void)w, (void)bias, (void)out;
+  (void)p, (void)weight, (void)bias, (void)out;
   return false;
 #endif
+}
+
+}  // namespace
+
+bool pack_plan_direct(const Conv2dParams& p, const float* w, const float* bias, PlanDirectConv* out) {
+  const int64_t red = p.reduction();
+  return pack_weights(p, [&](int64_t k, int64_t i) { return w[k * red + i]; }, bias, out);
 }
 
 bool plan_direct_forward_fits(const Conv2dParams& p) {
@@ -78,6 +91,60 @@ CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct) { forward_plan_direc
 
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct_block_major) {
   forward_plan_direct(p, x, w, bias, y, true);
+}
+
+bool plan_direct_input_grad_fits(const Conv2dParams& p) {
+  return p.groups == 1 && direct_rows_backward_fits(p) && plan_direct_forward_fits(transposed_params(p));
+}
+
+bool kvec_plan_dx_fits_avx512(const Conv2dParams& p) {
+  return weight_grad_kvec_fits(p, 16) && plan_direct_input_grad_fits(p);
+}
+
+bool kvec_plan_dx_fits_avx2(const Conv2dParams& p) {
+  return weight_grad_kvec_fits(p, 8) && plan_direct_input_grad_fits(p);
+}
+
+bool image_blocks_plan_dx_fits(const Conv2dParams& p) { return image_blocks_fits(p) && plan_direct_input_grad_fits(p); }
+
+namespace {
+
+thread_local PlanDirectConv t_input_grad_packing;
+
+// dx of p as the block-major kernel over dy on the transposed layer: its
+// output channel c (p's input channel) reduces over p's output channels k and
+// the flipped taps, weight w[k][c][R-1-r][S-1-s].
+void input_grad_plan_direct(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  const Conv2dParams t = transposed_params(p);
+  const int64_t C = p.in_channels, R = p.kernel_h, S = p.kernel_w;
+  PlanDirectConv& c = t_input_grad_packing;
+  const bool packed = pack_weights(
+      t,
+      [&](int64_t ci, int64_t i) {
+        const int64_t k = i / (R * S), r = i / S % R, s = i % S;
+        return w[((k * C + ci) * R + (R - 1 - r)) * S + (S - 1 - s)];
+      },
+      nullptr, &c);
+  CNNKIT_CHECK(packed, ErrorKind::Value, "conv2d_backward: the plan_direct kernel does not run this input gradient");
+  c.block_major = true;
+  c.kernel(t, c, dy, PlanDirectEpilogue{}, dx);
+}
+
+}  // namespace
+
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_kvec_plan_dx_avx512) {
+  if (dw != nullptr || db != nullptr) conv2d_backward_kvec_avx512(p, dy, x, w, nullptr, dw, db);
+  if (dx != nullptr) input_grad_plan_direct(p, dy, w, dx);
+}
+
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_kvec_plan_dx_avx2) {
+  if (dw != nullptr || db != nullptr) conv2d_backward_kvec_avx2(p, dy, x, w, nullptr, dw, db);
+  if (dx != nullptr) input_grad_plan_direct(p, dy, w, dx);
+}
+
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_image_blocks_plan_dx) {
+  if (dw != nullptr || db != nullptr) conv2d_backward_image_blocks(p, dy, x, w, nullptr, dw, db);
+  if (dx != nullptr) input_grad_plan_direct(p, dy, w, dx);
 }
 
 }  // namespace cnnkit
