@@ -73,8 +73,8 @@ def interleaved(contenders, rounds=7, min_time=0.05, settle_time=0.1):
     sample takes about ``min_time``; its first call comes after a pause of twice
     ``settle_time``, when no other library's threads still spin, because it may
     time its own choices (cnnkit's inference plans and conv autotuning measure
-    on their first call, and keep what they chose); then every round times one sample of each,
-    in an order that alternates between rounds. Before each sample the callable
+    on their first call, and keep what they chose); then every round times one
+    sample of each, in an order that alternates between rounds. Before each sample the callable
     runs untimed for ``settle_time``: a library whose idle threads keep spinning
     after its calls would otherwise slow down whichever contender is timed right
     after it (PyTorch's OpenMP workers spin for milliseconds, OpenBLAS's for

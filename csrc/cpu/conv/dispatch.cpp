@@ -166,10 +166,10 @@ bool pointwise_gradient_pays(const Conv2dParams& p) {
   return p.kernel_h == 1 && p.kernel_w == 1 && p.group_out_channels() >= 4 && im2col_fits(p);
 }
 bool kvec_fits_avx512(const Conv2dParams& p) { return weight_grad_kvec_fits(p, 16); }
+bool kvec_fits_avx2(const Conv2dParams& p) { return weight_grad_kvec_fits(p, 8); }
 // Entries no heuristic picks: they run when autotuning measures them fastest
 // (or a test names them).
 bool only_measured(const ConvCall&) { return false; }
-bool kvec_fits_avx2(const Conv2dParams& p) { return weight_grad_kvec_fits(p, 8); }
 
 template <class Fn>
 struct ConvImpl {

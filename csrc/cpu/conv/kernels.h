@@ -1,9 +1,9 @@
 // Every conv2d implementation, declared once for the dispatcher and the tests,
 // and the index helpers they share.
 #pragma once
-#include <functional>
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "cnnkit/conv.h"

@@ -294,12 +294,12 @@ void InferencePlan::Impl::prepare(int64_t n) {
   }
   for (Op& op : ops) {
     if (op.kind != OpKind::Conv && op.kind != OpKind::Linear) continue;
+    op.serial = false;
     pack_gemm_weights(op, conv_choice == PlanConvChoice::Measure || conv_choice == PlanConvChoice::Gemm,
                       shapes[op.dst]);
     if (op.kind == OpKind::Linear) {
       // "direct" has no linear kernel of its own: linear_forward, as "kernel".
       op.measured = conv_choice != PlanConvChoice::Measure;
-      op.serial = false;
       op.way = conv_choice == PlanConvChoice::Gemm ? ConvWay::Gemm : ConvWay::Kernel;
       continue;
     }
@@ -315,7 +315,6 @@ void InferencePlan::Impl::prepare(int64_t n) {
       pack_plan_direct(op.conv_batch, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, &op.direct);
     }
     op.measured = conv_choice != PlanConvChoice::Measure;
-    op.serial = false;
     op.way = conv_choice == PlanConvChoice::Gemm ? ConvWay::Gemm : ConvWay::Kernel;
     // "direct" where the plan's kernel runs this layer (and this ISA), the kernel elsewhere.
     if (direct && op.direct.kernel != nullptr) {

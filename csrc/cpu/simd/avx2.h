@@ -26,9 +26,9 @@ struct Avx2 {
   }
   static F load_partial(const float* p, int64_t n) { return _mm256_maskload_ps(p, tail(n)); }
   static void store_partial(float* p, F v, int64_t n) { _mm256_maskstore_ps(p, tail(n), v); }
+  static constexpr bool kExpandLoad = false;  // no expanding load (Avx512::expand_load)
   // Lane l = p[l] for lo <= l < hi (0 <= lo <= hi <= kWidth), 0 elsewhere; the
   // other lanes' addresses are never read (p may point before an array).
-  static constexpr bool kExpandLoad = false;  // no expanding load (Avx512::expand_load)
   static F load_lanes(const float* p, int64_t lo, int64_t hi) {
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i in = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lo)), lanes),
