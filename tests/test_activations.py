@@ -464,3 +464,33 @@ def test_relative_error_over_dense_sweep(isa, name):
             f"{op} under {isa}: {rel[worst]:.2f} u at x = {x[judged][worst]!r}"
         )
         assert_close(got, want, np.abs(want) + SUBNORMAL_FLOOR, 1, op)
+
+
+@given(n=st.sampled_from(SIZES + [1000, 40000]), ints=st.booleans(), seed=st.integers(0, 2**31))
+def test_add_and_add_relu_are_exact(isa, threads, n, ints, seed):
+    """add and add_relu against NumPy's float32 sum (one rounding, so exact), add_relu with
+    relu's formula (-0 and NaN kept), in the production kernels and the reference, in place too."""
+    rng = np.random.default_rng(seed)
+    if ints:
+        a, b = (rng.integers(-50, 50, n).astype(np.float32) for _ in range(2))
+    else:
+        a, b = (rng.standard_normal(n).astype(np.float32) * 10 for _ in range(2))
+    if n > 20:
+        a[:3] = np.nan
+    total = (a.astype(np.float64) + b).astype(np.float32)  # the float64 sum, rounded once
+    assert_exact(F.add(a, b), total, "add")
+    assert_exact(F.add_relu(a, b), np.where(total < 0, np.float32(0), total), "add_relu")
+    for relu in (False, True):
+        expected = _C.add(a, b, relu=relu)
+        assert_exact(_C.add(a, b, relu=relu, reference=True), expected, "add reference")
+        in_place = a.copy()
+        assert _C.add(in_place, b, relu=relu, out=in_place) is in_place
+        assert_exact(in_place, expected, "add in place")
+
+
+def test_add_refuses_mismatched_shapes():
+    a = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"add_relu: input and other must have one shape, got \(2, 3\) and \(3, 2\)"):
+        F.add_relu(a, a.T)
+    with pytest.raises(ValueError, match="out must have the input's shape"):
+        _C.add(a, a, out=np.ones(5, np.float32))

@@ -431,3 +431,65 @@ def test_row_chunks_give_the_same_result_for_any_thread_count(isa):
         np.testing.assert_array_equal(a, c)
     _check_forward(x, w, b, np.zeros(2, np.float32), np.ones(2, np.float32), True)
     _check_backward(x, w, np.zeros(2, np.float32), np.ones(2, np.float32), True, rng)
+
+
+def _relu_of(y):
+    """relu's formula on an array: 0 where y < 0, y elsewhere (NaN and -0 kept)."""
+    return np.where(y < 0, np.float32(0), y)
+
+
+@given(case=bn_cases(), training=st.booleans())
+def test_fused_relu_is_batch_norm_then_relu_bit_for_bit(isa, threads, case, training):
+    """batch_norm_relu writes exactly relu(batch_norm(...)) and updates the running statistics
+    alike; its backward, given that output, exactly batch_norm_backward of relu_backward's
+    gradient: in the production kernels under each ISA cap and in the reference."""
+    x, w, b, rm, rv, rng = case
+    eps, momentum = 1e-5, 0.1
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    stats = (None, None) if training else (rm, rv)
+    for reference in (False, True):
+        fused_m, fused_v, plain_m, plain_v = rm.copy(), rv.copy(), rm.copy(), rv.copy()
+        fused = _C.batch_norm(x, fused_m, fused_v, w, b, training, momentum, eps, reference, relu=True)
+        plain = _C.batch_norm(x, plain_m, plain_v, w, b, training, momentum, eps, reference)
+        np.testing.assert_array_equal(fused, _relu_of(plain))
+        np.testing.assert_array_equal(fused_m, plain_m)
+        np.testing.assert_array_equal(fused_v, plain_v)
+        got = _C.batch_norm_backward(dy, x, *stats, w, training, eps, reference, relu_output=fused)
+        want = _C.batch_norm_backward(np.where(fused <= 0, np.float32(0), dy), x, *stats, w, training, eps,
+                                      reference)
+        for g, e in zip(got, want):
+            np.testing.assert_array_equal(g, e)
+
+
+@given(case=bn_cases(), training=st.booleans())
+def test_fused_relu_matches_oracle(isa, case, training):
+    """The fused forward against relu of the float64 batch norm, and its backward against the
+    oracle's backward of the gradient masked where the fused output is <= 0."""
+    x, w, b, rm, rv, rng = case
+    eps, momentum = 1e-5, 0.1
+    out = F.batch_norm_relu(x, rm.copy(), rv.copy(), w, b, training, momentum, eps)
+    expected, _, _ = R.batch_norm(x, rm, rv, w, b, training, momentum, eps)
+    rows = _channel_rows(x)
+    mean, var = (rows.mean(1), rows.var(1)) if training else (rm.astype(np.float64), rv.astype(np.float64))
+    magnitude, _, _ = _magnitudes(x, w, b, mean, var, eps)
+    K = _per_channel(x)
+    assert_close(out, np.maximum(expected, 0.0), magnitude, K, "batch_norm_relu")
+    dy = np.where(out > 0, rng.standard_normal(x.shape), 0.0).astype(np.float32)
+    noise = rng.standard_normal(x.shape).astype(np.float32)
+    # The gradient where the output is 0 must not matter: pass noise there.
+    got = F.batch_norm_relu_backward(np.where(out > 0, dy, noise), x, out, rm, rv, w, training, eps)
+    expected = R.batch_norm_backward(dy, x, rm, rv, w, training, eps)
+    dx_mag, dw_mag, db_mag, K = _backward_magnitudes(dy, x, rm, rv, w, training, eps)
+    assert_close(got[0], expected[0], dx_mag, K, "batch_norm_relu_backward dx")
+    if w is not None:
+        assert_close(got[1], expected[1], dw_mag, K, "batch_norm_relu_backward dw")
+        assert_close(got[2], expected[2], db_mag, K, "batch_norm_relu_backward db")
+
+
+def test_fused_relu_backward_checks_the_output():
+    x = np.ones((2, 3, 4), np.float32)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="output must have the input's shape"):
+        F.batch_norm_relu_backward(x, x, x[:, :2], rm, rv)
+    with pytest.raises(ValueError, match="relu_output must have the input's shape"):
+        _C.batch_norm_backward(x, x, None, None, None, True, 1e-5, relu_output=x[:1])

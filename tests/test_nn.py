@@ -165,6 +165,67 @@ def test_sequential_skips_first_input_gradient():
     assert model[0].weight.grad is not None
 
 
+def _fusable_model():
+    """Every pairing Sequential fuses (batch norm then ReLU, a residual sum then ReLU, 1-D and
+    2-D batch norm, eval and training) and a batch norm whose ReLU is not next to it."""
+    block = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4))
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Sequential(nn.Residual(block), nn.ReLU()),
+                         nn.BatchNorm2d(4), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 4 * 4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+
+
+def _layer_by_layer(model, x, grad):
+    """Forward and backward one layer at a time (Sequential's loops, unfused), recursing into
+    nested Sequentials."""
+    def run(seq, x):
+        for m in seq:
+            x = run(m, x) if type(m) is nn.Sequential else m(x)
+        return x
+
+    def back(seq, g):
+        for m in reversed(list(seq)):
+            g = back(m, g) if type(m) is nn.Sequential else m.backward(g)
+        return g
+    return run(model, x), back(model, grad)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_sequential_fused_relus_match_layer_by_layer_bit_for_bit(training):
+    x = _rand(5, 3, 8, 8)
+    grad = _rand(5, 3, seed=1)
+    results = []
+    for fused in (True, False):
+        cnnkit.manual_seed(0)
+        model = _fusable_model().train(training)
+        if fused:
+            out = model(x)
+            dx = model.backward(grad)
+        else:
+            out, dx = _layer_by_layer(model, x, grad)
+        results.append((out, dx, [p.grad for p in model.parameters()],
+                        [b for b in model.state_dict().values()]))
+    (out, dx, grads, state), (out2, dx2, grads2, state2) = results
+    np.testing.assert_array_equal(out, out2)
+    np.testing.assert_array_equal(dx, dx2)
+    for a, b in zip(grads + state, grads2 + state2):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fused_batch_norm_relu_falls_back_when_the_relu_ran_alone():
+    """After a fused forward, a ReLU called on its own keeps its own input: Sequential's backward
+    must then take the two layers' own backwards, as it would unfused."""
+    model = nn.Sequential(nn.BatchNorm2d(2), nn.ReLU())
+    x = _rand(3, 2, 4, 4)
+    model(x)
+    other = _rand(3, 2, 4, 4, seed=2)
+    model[1](other)  # the ReLU now holds `other`
+    grad = _rand(3, 2, 4, 4, seed=3)
+    expected = model[0].backward(model[1].backward(grad))
+    np.testing.assert_array_equal(model.backward(grad), expected)
+
+
 def test_state_dict_keys_and_layouts_follow_pytorch():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
     sd = model.state_dict()

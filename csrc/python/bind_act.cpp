@@ -94,6 +94,26 @@ void bind_act(py::module_& m) {
       py::arg("max_val") = 1.0f, py::arg("reference") = false);
 
   m.def(
+      "add",
+      [](FloatArray a, FloatArray b, bool relu, std::optional<py::array> out, bool reference) {
+        require_same_shape(a, "input", b, "other");
+        // `out` may be either input (the kernels allow it): the in-place form.
+        py::array y = out ? *out : py::array(new_float_array(shape_of(a)));
+        float* py_ = out ? writable_floats(y, "out") : static_cast<float*>(y.mutable_data());
+        CNNKIT_CHECK(shape_of(y) == shape_of(a), ErrorKind::Value, "out must have the input's shape");
+        const float* pa = a.data();
+        const float* pb = b.data();
+        const int64_t n = a.size();
+        {
+          py::gil_scoped_release release;
+          (reference ? elementwise_add_reference : elementwise_add)(pa, pb, py_, n, relu);
+        }
+        return y;
+      },
+      py::arg("input"), py::arg("other"), py::arg("relu") = false, py::arg("out") = py::none(),
+      py::arg("reference") = false);
+
+  m.def(
       "activation_implementation",
       [](const std::string& name) {
         return std::string(activation_implementation(make_params(name, 0.0f, 1.0f, 20.0f, -1.0f, 1.0f)));

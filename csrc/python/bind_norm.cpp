@@ -44,9 +44,18 @@ FloatArray read_stat(const py::object& obj, int64_t channels, const char* op, co
   return a;
 }
 
+// A fused ReLU's output, given to a backward: the input's shape.
+const float* relu_output_data(const std::optional<FloatArray>& relu_output, const py::array& input,
+                              const char* op) {
+  if (!relu_output) return nullptr;
+  CNNKIT_CHECK(shape_of(*relu_output) == shape_of(input), ErrorKind::Value,
+               std::string(op) + ": relu_output must have the input's shape");
+  return relu_output->data();
+}
+
 FloatArray batch_norm(FloatArray input, py::object running_mean, py::object running_var,
                       std::optional<FloatArray> weight, std::optional<FloatArray> bias,
-                      bool training, double momentum, double eps, bool reference) {
+                      bool training, double momentum, double eps, bool reference, bool relu) {
   const char* op = "batch_norm";
   const BatchNormShape s = norm_shape(input, op);
   const float* w = optional_data(weight, s.channels, op, "weight");
@@ -73,7 +82,7 @@ FloatArray batch_norm(FloatArray input, py::object running_mean, py::object runn
     }
     py::gil_scoped_release release;
     (reference ? batch_norm_training_reference : batch_norm_training)(s, x, w, b, rm, rv, momentum,
-                                                                      eps, y);
+                                                                      eps, y, relu);
   } else {
     FloatArray rm = read_stat(running_mean, s.channels, op, "running_mean");
     FloatArray rv = read_stat(running_var, s.channels, op, "running_var");
@@ -81,18 +90,20 @@ FloatArray batch_norm(FloatArray input, py::object running_mean, py::object runn
     const float* pv = rv.data();
     py::gil_scoped_release release;
     (reference ? batch_norm_inference_reference : batch_norm_inference)(s, x, pm, pv, w, b, eps,
-                                                                        y);
+                                                                        y, relu);
   }
   return out;
 }
 
 py::tuple batch_norm_backward(FloatArray grad_output, FloatArray input, py::object running_mean,
                               py::object running_var, std::optional<FloatArray> weight,
-                              bool training, double eps, bool reference) {
+                              bool training, double eps, bool reference,
+                              std::optional<FloatArray> relu_output) {
   const char* op = "batch_norm_backward";
   const BatchNormShape s = norm_shape(input, op);
   CNNKIT_CHECK(shape_of(grad_output) == shape_of(input), ErrorKind::Value,
         "batch_norm_backward: grad_output must have the input's shape");
+  const float* mask = relu_output_data(relu_output, input, op);
   const float* w = optional_data(weight, s.channels, op, "weight");
   FloatArray grad_input = new_float_array(shape_of(input));
   py::object grad_weight = py::none(), grad_bias = py::none();
@@ -112,7 +123,7 @@ py::tuple batch_norm_backward(FloatArray grad_output, FloatArray input, py::obje
   if (training) {
     py::gil_scoped_release release;
     (reference ? batch_norm_backward_training_reference : batch_norm_backward_training)(
-        s, dy, x, w, eps, dx, gw, gb);
+        s, dy, x, w, eps, dx, gw, gb, mask);
   } else {
     FloatArray rm = read_stat(running_mean, s.channels, op, "running_mean");
     FloatArray rv = read_stat(running_var, s.channels, op, "running_var");
@@ -120,7 +131,7 @@ py::tuple batch_norm_backward(FloatArray grad_output, FloatArray input, py::obje
     const float* pv = rv.data();
     py::gil_scoped_release release;
     (reference ? batch_norm_backward_inference_reference : batch_norm_backward_inference)(
-        s, dy, x, pm, pv, w, eps, dx, gw, gb);
+        s, dy, x, pm, pv, w, eps, dx, gw, gb, mask);
   }
   return py::make_tuple(grad_input, grad_weight, grad_bias);
 }
@@ -176,10 +187,10 @@ FloatArray lrn_backward(FloatArray grad_output, FloatArray x, int64_t size, doub
 void bind_norm(py::module_& m) {
   m.def("batch_norm", &batch_norm, py::arg("input"), py::arg("running_mean"),
         py::arg("running_var"), py::arg("weight"), py::arg("bias"), py::arg("training"),
-        py::arg("momentum"), py::arg("eps"), py::arg("reference") = false);
+        py::arg("momentum"), py::arg("eps"), py::arg("reference") = false, py::arg("relu") = false);
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("running_mean"), py::arg("running_var"), py::arg("weight"), py::arg("training"),
-        py::arg("eps"), py::arg("reference") = false);
+        py::arg("eps"), py::arg("reference") = false, py::arg("relu_output") = py::none());
   m.def("batch_norm_implementation", [] { return std::string(batch_norm_implementation()); });
   m.def("local_response_norm", &lrn_forward, py::arg("input"), py::arg("size"), py::arg("alpha"),
         py::arg("beta"), py::arg("k"), py::arg("reference") = false);

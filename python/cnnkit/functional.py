@@ -33,10 +33,11 @@ __all__ = [
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
     # normalisation and dropout
-    "batch_norm", "batch_norm_backward", "local_response_norm", "local_response_norm_backward",
+    "batch_norm", "batch_norm_backward", "batch_norm_relu", "batch_norm_relu_backward",
+    "local_response_norm", "local_response_norm_backward",
     "dropout", "dropout_backward", "dropout2d", "dropout2d_backward",
     # activations
-    "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
+    "add", "add_relu", "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
     "relu6", "relu6_backward", "hardtanh", "hardtanh_backward", "sigmoid", "sigmoid_backward",
     "tanh", "tanh_backward", "softplus", "softplus_backward", "prelu", "prelu_backward",
     "gelu", "gelu_backward", "silu", "silu_backward", "maxout", "maxout_backward",
@@ -1155,6 +1156,19 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     shift, so inputs with large means (1e7) normalise accurately; constant input gives ``bias``.
     Backward: :func:`batch_norm_backward`.
     """
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, False)
+
+
+def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False,
+                    momentum=0.1, eps=1e-5):
+    """``relu(batch_norm(...))`` in one pass over the data (the arguments are
+    :func:`batch_norm`'s): the normalised values are clamped as they are written, with
+    :func:`relu`'s formula, instead of in a second pass. Backward:
+    :func:`batch_norm_relu_backward`, given this call's output."""
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, True)
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
     x = _bn_input(input, "batch_norm")
     channels = x.shape[1]
     training = _flag(training, "training")
@@ -1173,7 +1187,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             raise ValueError("running_mean and running_var are required when training=False")
         running_mean = _bn_param(running_mean, "running_mean", channels)
         running_var = _bn_param(running_var, "running_var", channels)
-    return _C.batch_norm(x, running_mean, running_var, w, b, training, momentum, eps)
+    return _C.batch_norm(x, running_mean, running_var, w, b, training, momentum, eps, relu=relu)
 
 
 def batch_norm_backward(grad_output, input, running_mean, running_var, weight=None, training=True,
@@ -1187,12 +1201,31 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
     (they may be ``None``). With ``training=False`` the running statistics are constants of the
     forward and are required.
     """
-    op = "batch_norm_backward"
+    return _batch_norm_backward(grad_output, input, None, running_mean, running_var, weight, training,
+                                eps, "batch_norm_backward")
+
+
+def batch_norm_relu_backward(grad_output, input, output, running_mean, running_var, weight=None,
+                             training=True, eps=1e-5):
+    """Gradients of :func:`batch_norm_relu`, ``(grad_input, grad_weight, grad_bias)``, from its
+    ``input`` and its ``output``: ``grad_output`` is taken through the ReLU (0 where ``output``
+    is <= 0, as :func:`relu_backward`) within batch norm's own passes. Otherwise as
+    :func:`batch_norm_backward`."""
+    return _batch_norm_backward(grad_output, input, output, running_mean, running_var, weight,
+                                training, eps, "batch_norm_relu_backward")
+
+
+def _batch_norm_backward(grad_output, input, output, running_mean, running_var, weight, training, eps,
+                         op):
     x = _bn_input(input, op)
     channels = x.shape[1]
     g = _as_float32(grad_output, "grad_output")
     if g.shape != x.shape:
         raise ValueError(f"{op}: grad_output must have the input's shape {x.shape}, got {g.shape}")
+    if output is not None:
+        output = _as_float32(output, "output")
+        if output.shape != x.shape:
+            raise ValueError(f"{op}: output must have the input's shape {x.shape}, got {output.shape}")
     training = _flag(training, "training")
     eps = _bn_eps(eps)
     w = _bn_param(weight, "weight", channels)
@@ -1203,7 +1236,7 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
             raise ValueError("running_mean and running_var are required when training=False")
         running_mean = _bn_param(running_mean, "running_mean", channels)
         running_var = _bn_param(running_var, "running_var", channels)
-    return _C.batch_norm_backward(g, x, running_mean, running_var, w, training, eps)
+    return _C.batch_norm_backward(g, x, running_mean, running_var, w, training, eps, relu_output=output)
 
 
 # ----------------------------------------------------------------------------
@@ -1221,6 +1254,28 @@ def _activation_backward(name, grad_output, input, **params):
     if g.shape != x.shape:
         raise ValueError(f"grad_output shape {g.shape} must equal input shape {x.shape}")
     return _C.activation_backward(name, g, x, **params)
+
+
+def add(input, other):
+    """``input + other`` for two arrays of one shape (no broadcasting), on cnnkit's threads: a
+    residual connection's sum, and the sum of its two branches' gradients."""
+    a, b = _same_shape_pair(input, other, "add")
+    return _C.add(a, b)
+
+
+def add_relu(input, other):
+    """``relu(input + other)`` in one pass, for two arrays of one shape: a residual connection
+    and the ReLU after it. Backward: :func:`relu_backward` given this call's output (it is > 0
+    exactly where the sum was), then the same gradient for both inputs."""
+    a, b = _same_shape_pair(input, other, "add_relu")
+    return _C.add(a, b, relu=True)
+
+
+def _same_shape_pair(input, other, op):
+    a, b = _as_float32(input, "input"), _as_float32(other, "other")
+    if a.shape != b.shape:
+        raise ValueError(f"{op}: input and other must have one shape, got {a.shape} and {b.shape}")
+    return a, b
 
 
 def relu(input):

@@ -12,6 +12,7 @@ namespace {
 
 using ForwardFn = void (*)(const ActParams&, const float*, float*, int64_t);
 using BackwardFn = void (*)(const ActParams&, const float*, const float*, float*, int64_t);
+using AddFn = void (*)(const float*, const float*, float*, int64_t, bool);
 using PreluForwardFn = void (*)(const PreluShape&, const float*, const float*, float*);
 using PreluBackwardFn = void (*)(const PreluShape&, const float*, const float*, const float*,
                                  float*, float*);
@@ -31,6 +32,15 @@ const KernelImpl<ActParams, BackwardFn> kBackward[] = {
 #endif
     {"threaded", Isa::Scalar, nullptr, activation_backward_threaded},
     {"reference", Isa::Scalar, nullptr, activation_backward_reference},
+};
+// Selected by ISA alone (the key is unused).
+const KernelImpl<int64_t, AddFn> kAdd[] = {
+#ifdef CNNKIT_X86
+    {"vector_avx512", Isa::Avx512, nullptr, elementwise_add_avx512},
+    {"vector_avx2", Isa::Avx2, nullptr, elementwise_add_avx2},
+#endif
+    {"threaded", Isa::Scalar, nullptr, elementwise_add_threaded},
+    {"reference", Isa::Scalar, nullptr, elementwise_add_reference},
 };
 const KernelImpl<PreluShape, PreluForwardFn> kPreluForward[] = {
 #ifdef CNNKIT_X86
@@ -110,6 +120,10 @@ void activation_backward(const ActParams& p, const float* dy, const float* x, fl
                          int64_t n) {
   validate(p);
   select_kernel(kBackward, p).run(p, dy, x, dx, n);
+}
+
+void elementwise_add(const float* a, const float* b, float* out, int64_t n, bool relu) {
+  select_kernel(kAdd, n).run(a, b, out, n, relu);
 }
 
 void prelu_forward(const PreluShape& s, const float* x, const float* weight, float* y) {

@@ -9,6 +9,7 @@ namespace cnnkit {
 struct ActRangeKernels {
   void (*forward)(const ActParams&, const float* x, float* y, int64_t n);
   void (*backward)(const ActParams&, const float* dy, const float* x, float* dx, int64_t n);
+  void (*add)(const float* a, const float* b, float* out, int64_t n, bool relu);
 };
 extern const ActRangeKernels act_vector_avx2;
 extern const ActRangeKernels act_vector_avx512;
@@ -18,6 +19,8 @@ void activation_forward_avx2(const ActParams& p, const float* x, float* y, int64
 void activation_backward_avx2(const ActParams& p, const float* dy, const float* x, float* dx,
                               int64_t n);
 void activation_forward_avx512(const ActParams& p, const float* x, float* y, int64_t n);
+void elementwise_add_avx2(const float* a, const float* b, float* out, int64_t n, bool relu);
+void elementwise_add_avx512(const float* a, const float* b, float* out, int64_t n, bool relu);
 void activation_backward_avx512(const ActParams& p, const float* dy, const float* x, float* dx,
                                 int64_t n);
 
@@ -39,6 +42,7 @@ void prelu_backward_avx512(const PreluShape& s, const float* dy, const float* x,
                            const float* weight, float* dx, float* dweight);
 
 void activation_forward_threaded(const ActParams& p, const float* x, float* y, int64_t n);
+void elementwise_add_threaded(const float* a, const float* b, float* out, int64_t n, bool relu);
 void activation_backward_threaded(const ActParams& p, const float* dy, const float* x,
                                   float* dx, int64_t n);
 void prelu_forward_threaded(const PreluShape& s, const float* x, const float* weight, float* y);

@@ -52,6 +52,10 @@ void activation_backward_reference(const ActParams& p, const float* dy, const fl
   for (int64_t i = 0; i < n; ++i) dx[i] = backward_one(p, dy[i], x[i]);
 }
 
+void elementwise_add_reference(const float* a, const float* b, float* out, int64_t n, bool relu) {
+  for (int64_t i = 0; i < n; ++i) out[i] = relu ? act::relu(a[i] + b[i]) : a[i] + b[i];
+}
+
 void prelu_forward_reference(const PreluShape& s, const float* x, const float* weight, float* y) {
   for (int64_t o = 0; o < s.outer; ++o) {
     for (int64_t c = 0; c < s.channels; ++c) {

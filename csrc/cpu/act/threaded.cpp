@@ -92,6 +92,14 @@ void activation_backward_threaded(const ActParams& p, const float* dy, const flo
   }
 }
 
+void elementwise_add_threaded(const float* a, const float* b, float* out, int64_t n, bool relu) {
+  if (relu) {
+    map2(a, b, out, n, kCheap, [](float u, float v) { return act::relu(u + v); });
+  } else {
+    map2(a, b, out, n, kCheap, [](float u, float v) { return u + v; });
+  }
+}
+
 // Work items are (outer, channel) rows of `inner` contiguous elements.
 void prelu_forward_threaded(const PreluShape& s, const float* x, const float* weight, float* y) {
   const int64_t rows = s.outer * s.channels;

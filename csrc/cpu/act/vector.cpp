@@ -32,6 +32,13 @@ void backward(const ActRangeKernels& k, const ActParams& p, const float* dy, con
   });
 }
 
+void add(const ActRangeKernels& k, const float* a, const float* b, float* out, int64_t n,
+         bool relu) {
+  parallel_for(n, 1, [&](int64_t begin, int64_t end) {
+    k.add(a + begin, b + begin, out + begin, end - begin, relu);
+  });
+}
+
 }  // namespace
 
 void activation_forward_avx2(const ActParams& p, const float* x, float* y, int64_t n) {
@@ -40,6 +47,12 @@ void activation_forward_avx2(const ActParams& p, const float* x, float* y, int64
 void activation_backward_avx2(const ActParams& p, const float* dy, const float* x, float* dx,
                               int64_t n) {
   backward(act_vector_avx2, p, dy, x, dx, n);
+}
+void elementwise_add_avx2(const float* a, const float* b, float* out, int64_t n, bool relu) {
+  add(act_vector_avx2, a, b, out, n, relu);
+}
+void elementwise_add_avx512(const float* a, const float* b, float* out, int64_t n, bool relu) {
+  add(act_vector_avx512, a, b, out, n, relu);
 }
 void activation_forward_avx512(const ActParams& p, const float* x, float* y, int64_t n) {
   forward(act_vector_avx512, p, x, y, n);

@@ -5,6 +5,7 @@
 
 namespace cnnkit {
 
-const ActRangeKernels act_vector_avx2 = {forward_range<Avx2>, backward_range<Avx2>};
+const ActRangeKernels act_vector_avx2 = {forward_range<Avx2>, backward_range<Avx2>,
+                                           add_range<Avx2>};
 
 }  // namespace cnnkit

@@ -5,6 +5,7 @@
 
 namespace cnnkit {
 
-const ActRangeKernels act_vector_avx512 = {forward_range<Avx512>, backward_range<Avx512>};
+const ActRangeKernels act_vector_avx512 = {forward_range<Avx512>, backward_range<Avx512>,
+                                           add_range<Avx512>};
 
 }  // namespace cnnkit

@@ -209,5 +209,19 @@ void backward_range(const ActParams& p, const float* dy, const float* x, float* 
   }
 }
 
+// out = a + b, with relu then clamped by relu's test (NaN kept).
+template <class V>
+void add_range(const float* a, const float* b, float* out, int64_t n, bool relu) {
+  using F = typename V::F;
+  if (relu) {
+    map2<V>(a, b, out, n, [](F u, F v) {
+      const F s = V::add(u, v);
+      return V::select(V::lt(s, V::zero()), V::zero(), s);
+    });
+  } else {
+    map2<V>(a, b, out, n, [](F u, F v) { return V::add(u, v); });
+  }
+}
+
 }  // namespace
 }  // namespace cnnkit

@@ -29,8 +29,14 @@ struct ChannelSums {
   }
 };
 
+// The gradient through a fused ReLU whose output is `out` (as relu_backward).
+float through_relu(float dy, float out) { return out <= 0.0f ? 0.0f : dy; }
+
+// With kWithGrad, the gradient sums take dy, or dy through the fused ReLU
+// whose output is `mask` when that is not null.
 template <bool kWithGrad>
-ChannelSums channel_sums(const BatchNormShape& s, const float* x, const float* dy, int64_t c) {
+ChannelSums channel_sums(const BatchNormShape& s, const float* x, const float* dy,
+                         const float* mask, int64_t c) {
   ChannelSums r;
   r.count = static_cast<double>(s.batch * s.spatial);
   r.shift = x[c * s.spatial];
@@ -39,6 +45,8 @@ ChannelSums channel_sums(const BatchNormShape& s, const float* x, const float* d
     const int64_t base = (n * s.channels + c) * s.spatial;
     const float* row = x + base;
     const float* grow = kWithGrad ? dy + base : nullptr;
+    const float* mrow = mask ? mask + base : nullptr;
+    auto grad = [&](int64_t i) { return mrow ? through_relu(grow[i], mrow[i]) : grow[i]; };
     int64_t i = 0;
     for (; i + 4 <= s.spatial; i += 4) {
       for (int k = 0; k < 4; ++k) {
@@ -46,8 +54,9 @@ ChannelSums channel_sums(const BatchNormShape& s, const float* x, const float* d
         s1[k] += d;
         s2[k] += d * d;
         if (kWithGrad) {
-          g1[k] += grow[i + k];
-          g2[k] += grow[i + k] * d;
+          const float g = grad(i + k);
+          g1[k] += g;
+          g2[k] += g * d;
         }
       }
     }
@@ -56,8 +65,9 @@ ChannelSums channel_sums(const BatchNormShape& s, const float* x, const float* d
       s1[0] += d;
       s2[0] += d * d;
       if (kWithGrad) {
-        g1[0] += grow[i];
-        g2[0] += grow[i] * d;
+        const float g = grad(i);
+        g1[0] += g;
+        g2[0] += g * d;
       }
     }
   }
@@ -68,25 +78,28 @@ ChannelSums channel_sums(const BatchNormShape& s, const float* x, const float* d
   return r;
 }
 
-// out = (x - mean) * scale + bias, in double so a large mean costs no precision.
+// out = (x - mean) * scale + bias, in double so a large mean costs no precision;
+// with relu, 0 where that is < 0 (NaN kept, as relu).
 void affine(const BatchNormShape& s, const float* x, int64_t c, double mean, double scale,
-            double bias, float* out) {
+            double bias, bool relu, float* out) {
   for (int64_t n = 0; n < s.batch; ++n) {
     const int64_t base = (n * s.channels + c) * s.spatial;
     for (int64_t i = 0; i < s.spatial; ++i) {
-      out[base + i] = static_cast<float>((static_cast<double>(x[base + i]) - mean) * scale + bias);
+      const float v = static_cast<float>((static_cast<double>(x[base + i]) - mean) * scale + bias);
+      out[base + i] = relu && v < 0.0f ? 0.0f : v;
     }
   }
 }
 
 void training(const BatchNormShape& s, const float* x, const float* weight, const float* bias,
-              float* running_mean, float* running_var, double momentum, double eps, float* out) {
+              float* running_mean, float* running_var, double momentum, double eps, float* out,
+              bool relu) {
   parallel_for(s.channels, 3 * s.batch * s.spatial, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      const ChannelSums r = channel_sums<false>(s, x, nullptr, c);
+      const ChannelSums r = channel_sums<false>(s, x, nullptr, nullptr, c);
       const double mean = r.mean(), var = r.var();
       const double scale = (weight ? weight[c] : 1.0) / std::sqrt(var + eps);
-      affine(s, x, c, mean, scale, bias ? bias[c] : 0.0, out);
+      affine(s, x, c, mean, scale, bias ? bias[c] : 0.0, relu, out);
       if (running_mean != nullptr) {
         running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mean);
         running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] +
@@ -98,12 +111,12 @@ void training(const BatchNormShape& s, const float* x, const float* weight, cons
 
 void inference(const BatchNormShape& s, const float* x, const float* running_mean,
                const float* running_var, const float* weight, const float* bias, double eps,
-               float* out) {
+               float* out, bool relu) {
   parallel_for(s.channels, s.batch * s.spatial, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const double scale =
           (weight ? weight[c] : 1.0) / std::sqrt(static_cast<double>(running_var[c]) + eps);
-      affine(s, x, c, running_mean[c], scale, bias ? bias[c] : 0.0, out);
+      affine(s, x, c, running_mean[c], scale, bias ? bias[c] : 0.0, relu, out);
     }
   });
 }
@@ -112,10 +125,10 @@ void inference(const BatchNormShape& s, const float* x, const float* running_mea
 // sum(dy * (x - mean)) = sum(dy * (x - K)) - (mean - K) * sum(dy).
 void backward_training(const BatchNormShape& s, const float* dy, const float* x,
                        const float* weight, double eps, float* dx, float* grad_weight,
-                       float* grad_bias) {
+                       float* grad_bias, const float* relu_output) {
   parallel_for(s.channels, 4 * s.batch * s.spatial, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      const ChannelSums r = channel_sums<true>(s, x, dy, c);
+      const ChannelSums r = channel_sums<true>(s, x, dy, relu_output, c);
       const double mean = r.mean();
       const double invstd = 1.0 / std::sqrt(r.var() + eps);
       const double sum_dy_xhat = (r.dy_shifted - (mean - r.shift) * r.dy) * invstd;
@@ -126,7 +139,8 @@ void backward_training(const BatchNormShape& s, const float* dy, const float* x,
         const int64_t base = (n * s.channels + c) * s.spatial;
         for (int64_t i = 0; i < s.spatial; ++i) {
           const double centred = static_cast<double>(x[base + i]) - mean;
-          dx[base + i] = static_cast<float>(scale * (dy[base + i] - mean_dy - centred * xhat_coef));
+          const float g = relu_output ? through_relu(dy[base + i], relu_output[base + i]) : dy[base + i];
+          dx[base + i] = static_cast<float>(scale * (g - mean_dy - centred * xhat_coef));
         }
       }
       if (grad_weight != nullptr) grad_weight[c] = static_cast<float>(sum_dy_xhat);
@@ -137,7 +151,8 @@ void backward_training(const BatchNormShape& s, const float* dy, const float* x,
 
 void backward_inference(const BatchNormShape& s, const float* dy, const float* x,
                         const float* running_mean, const float* running_var, const float* weight,
-                        double eps, float* dx, float* grad_weight, float* grad_bias) {
+                        double eps, float* dx, float* grad_weight, float* grad_bias,
+                        const float* relu_output) {
   parallel_for(s.channels, 2 * s.batch * s.spatial, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
@@ -147,7 +162,7 @@ void backward_inference(const BatchNormShape& s, const float* dy, const float* x
       for (int64_t n = 0; n < s.batch; ++n) {
         const int64_t base = (n * s.channels + c) * s.spatial;
         for (int64_t i = 0; i < s.spatial; ++i) {
-          const double g = dy[base + i];
+          const double g = relu_output ? through_relu(dy[base + i], relu_output[base + i]) : dy[base + i];
           sum_dy += g;
           sum_dy_centred += g * (static_cast<double>(x[base + i]) - mean);
           dx[base + i] = static_cast<float>(g * scale);

@@ -40,14 +40,9 @@ void check_training(int64_t per_channel, const char* op) {
                           "(N * spatial size is 1)");
 }
 
-using TrainingFn = void (*)(const BatchNormShape&, const float*, const float*, const float*,
-                            float*, float*, double, double, float*);
-using BackwardTrainingFn = void (*)(const BatchNormShape&, const float*, const float*,
-                                    const float*, double, float*, float*, float*);
-
-void run_training(TrainingFn fn, const BatchNormShape& s, const float* input, const float* weight,
-                  const float* bias, float* running_mean, float* running_var, double momentum,
-                  double eps, float* out) {
+void run_training(const BatchNormKernels& k, const BatchNormShape& s, const float* input,
+                  const float* weight, const float* bias, float* running_mean, float* running_var,
+                  double momentum, double eps, float* out, bool relu) {
   const int64_t per_channel = check_shape(s, eps, "batch_norm");
   check_training(per_channel, "batch_norm");
   CNNKIT_CHECK((running_mean == nullptr) == (running_var == nullptr), ErrorKind::Value,
@@ -55,12 +50,13 @@ void run_training(TrainingFn fn, const BatchNormShape& s, const float* input, co
   CNNKIT_CHECK(std::isfinite(momentum), ErrorKind::Value, "batch_norm: momentum must be finite");
   // An empty batch has no statistics: nothing to write, running stats untouched (as PyTorch).
   if (per_channel == 0) return;
-  fn(s, input, weight, bias, running_mean, running_var, momentum, eps, out);
+  k.training(s, input, weight, bias, running_mean, running_var, momentum, eps, out, relu);
 }
 
-void run_backward_training(BackwardTrainingFn fn, const BatchNormShape& s, const float* grad_out,
-                           const float* input, const float* weight, double eps,
-                           float* grad_input, float* grad_weight, float* grad_bias) {
+void run_backward_training(const BatchNormKernels& k, const BatchNormShape& s,
+                           const float* grad_out, const float* input, const float* weight,
+                           double eps, float* grad_input, float* grad_weight, float* grad_bias,
+                           const float* relu_output) {
   const int64_t per_channel = check_shape(s, eps, "batch_norm_backward");
   check_training(per_channel, "batch_norm_backward");
   if (per_channel == 0) {
@@ -68,72 +64,76 @@ void run_backward_training(BackwardTrainingFn fn, const BatchNormShape& s, const
     if (grad_bias != nullptr) std::fill(grad_bias, grad_bias + s.channels, 0.0f);
     return;
   }
-  fn(s, grad_out, input, weight, eps, grad_input, grad_weight, grad_bias);
+  k.backward_training(s, grad_out, input, weight, eps, grad_input, grad_weight, grad_bias,
+                      relu_output);
 }
 
 }  // namespace
 
 void batch_norm_training(const BatchNormShape& s, const float* input, const float* weight,
                          const float* bias, float* running_mean, float* running_var,
-                         double momentum, double eps, float* out) {
-  run_training(selected(s).training, s, input, weight, bias, running_mean, running_var, momentum,
-               eps, out);
+                         double momentum, double eps, float* out, bool relu) {
+  run_training(selected(s), s, input, weight, bias, running_mean, running_var, momentum, eps, out,
+               relu);
 }
 
 void batch_norm_training_reference(const BatchNormShape& s, const float* input,
                                    const float* weight, const float* bias, float* running_mean,
-                                   float* running_var, double momentum, double eps, float* out) {
-  run_training(batch_norm_reference.training, s, input, weight, bias, running_mean, running_var,
-               momentum, eps, out);
+                                   float* running_var, double momentum, double eps, float* out,
+                                   bool relu) {
+  run_training(batch_norm_reference, s, input, weight, bias, running_mean, running_var, momentum,
+               eps, out, relu);
 }
 
 void batch_norm_inference(const BatchNormShape& s, const float* input, const float* running_mean,
                           const float* running_var, const float* weight, const float* bias,
-                          double eps, float* out) {
+                          double eps, float* out, bool relu) {
   check_shape(s, eps, "batch_norm");
-  selected(s).inference(s, input, running_mean, running_var, weight, bias, eps, out);
+  selected(s).inference(s, input, running_mean, running_var, weight, bias, eps, out, relu);
 }
 
 void batch_norm_inference_reference(const BatchNormShape& s, const float* input,
                                     const float* running_mean, const float* running_var,
                                     const float* weight, const float* bias, double eps,
-                                    float* out) {
+                                    float* out, bool relu) {
   check_shape(s, eps, "batch_norm");
-  batch_norm_reference.inference(s, input, running_mean, running_var, weight, bias, eps, out);
+  batch_norm_reference.inference(s, input, running_mean, running_var, weight, bias, eps, out, relu);
 }
 
 void batch_norm_backward_training(const BatchNormShape& s, const float* grad_out,
                                   const float* input, const float* weight, double eps,
-                                  float* grad_input, float* grad_weight, float* grad_bias) {
-  run_backward_training(selected(s).backward_training, s, grad_out, input, weight, eps,
-                        grad_input, grad_weight, grad_bias);
+                                  float* grad_input, float* grad_weight, float* grad_bias,
+                                  const float* relu_output) {
+  run_backward_training(selected(s), s, grad_out, input, weight, eps, grad_input, grad_weight,
+                        grad_bias, relu_output);
 }
 
 void batch_norm_backward_training_reference(const BatchNormShape& s, const float* grad_out,
                                             const float* input, const float* weight, double eps,
                                             float* grad_input, float* grad_weight,
-                                            float* grad_bias) {
-  run_backward_training(batch_norm_reference.backward_training, s, grad_out, input, weight, eps,
-                        grad_input, grad_weight, grad_bias);
+                                            float* grad_bias, const float* relu_output) {
+  run_backward_training(batch_norm_reference, s, grad_out, input, weight, eps, grad_input,
+                        grad_weight, grad_bias, relu_output);
 }
 
 void batch_norm_backward_inference(const BatchNormShape& s, const float* grad_out,
                                    const float* input, const float* running_mean,
                                    const float* running_var, const float* weight, double eps,
-                                   float* grad_input, float* grad_weight, float* grad_bias) {
+                                   float* grad_input, float* grad_weight, float* grad_bias,
+                                   const float* relu_output) {
   check_shape(s, eps, "batch_norm_backward");
   selected(s).backward_inference(s, grad_out, input, running_mean, running_var, weight, eps,
-                                 grad_input, grad_weight, grad_bias);
+                                 grad_input, grad_weight, grad_bias, relu_output);
 }
 
 void batch_norm_backward_inference_reference(const BatchNormShape& s, const float* grad_out,
                                              const float* input, const float* running_mean,
                                              const float* running_var, const float* weight,
                                              double eps, float* grad_input, float* grad_weight,
-                                             float* grad_bias) {
+                                             float* grad_bias, const float* relu_output) {
   check_shape(s, eps, "batch_norm_backward");
   batch_norm_reference.backward_inference(s, grad_out, input, running_mean, running_var, weight,
-                                          eps, grad_input, grad_weight, grad_bias);
+                                          eps, grad_input, grad_weight, grad_bias, relu_output);
 }
 
 const char* batch_norm_implementation() {

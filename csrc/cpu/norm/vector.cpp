@@ -48,20 +48,21 @@ struct ChannelStats {
   }
 };
 
-// Per-channel sums of d = x - shift (and of dy, dy * d with dy), the shift
-// being the channel's first value or, when given, center[c].
+// Per-channel sums of d = x - shift (and of g, g * d with dy: g = dy, or dy
+// through the fused ReLU whose output is `mask`), the shift being the
+// channel's first value or, when given, center[c].
 std::vector<ChannelStats> channel_stats(const BatchNormRangeKernels& k, const BatchNormShape& s,
                                         const Chunks& chunks, const float* x, const float* dy,
-                                        const float* center) {
+                                        const float* mask, const float* center) {
   const int64_t items = s.channels * chunks.per_channel;
   std::vector<double> partial(static_cast<size_t>(items) * 4, 0.0);
   auto shift_of = [&](int64_t c) { return center ? center[c] : x[c * s.spatial]; };
-  const int64_t cost = (dy ? 2 : 1) * chunks.rows_per_chunk * s.spatial;
+  const int64_t cost = (dy ? (mask ? 3 : 2) : 1) * chunks.rows_per_chunk * s.spatial;
   parallel_for(items, cost, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       chunks.visit(s, item, [&](int64_t c, int64_t at, int64_t rows) {
-        k.sums(x + at, dy ? dy + at : nullptr, rows, s.channels * s.spatial, s.spatial,
-               shift_of(c), &partial[static_cast<size_t>(item) * 4]);
+        k.sums(x + at, dy ? dy + at : nullptr, mask ? mask + at : nullptr, rows,
+               s.channels * s.spatial, s.spatial, shift_of(c), &partial[static_cast<size_t>(item) * 4]);
       });
     }
   });
@@ -85,8 +86,11 @@ struct Affine {
   float center, a, b, c;
 };
 
+// Forward (dy null): out = normalised x, with `relu` through a ReLU. Backward:
+// out = the input gradient from dy (through the ReLU whose output is `mask`).
 void apply(const BatchNormRangeKernels& k, const BatchNormShape& s, const Chunks& chunks,
-           const std::vector<Affine>& affine, const float* x, const float* dy, float* out) {
+           const std::vector<Affine>& affine, const float* x, const float* dy, const float* mask,
+           bool relu, float* out) {
   const int64_t items = s.channels * chunks.per_channel;
   parallel_for(items, chunks.rows_per_chunk * s.spatial, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
@@ -94,10 +98,10 @@ void apply(const BatchNormRangeKernels& k, const BatchNormShape& s, const Chunks
         const Affine& f = affine[static_cast<size_t>(c)];
         const int64_t stride = s.channels * s.spatial;
         if (dy == nullptr) {
-          k.normalise(x + at, out + at, rows, stride, s.spatial, f.center, f.a, f.b);
+          k.normalise(x + at, out + at, rows, stride, s.spatial, f.center, f.a, f.b, relu);
         } else {
-          k.input_grad(dy + at, x ? x + at : nullptr, out + at, rows, stride, s.spatial, f.center,
-                       f.a, f.b, f.c);
+          k.input_grad(dy + at, mask ? mask + at : nullptr, x ? x + at : nullptr, out + at, rows,
+                       stride, s.spatial, f.center, f.a, f.b, f.c);
         }
       });
     }
@@ -115,9 +119,10 @@ double bias_of(const float* bias, int64_t c) { return bias ? bias[c] : 0.0; }
 
 template <const BatchNormRangeKernels* K>
 void training(const BatchNormShape& s, const float* x, const float* weight, const float* bias,
-              float* running_mean, float* running_var, double momentum, double eps, float* out) {
+              float* running_mean, float* running_var, double momentum, double eps, float* out,
+              bool relu) {
   const Chunks chunks(s);
-  const std::vector<ChannelStats> stats = channel_stats(*K, s, chunks, x, nullptr, nullptr);
+  const std::vector<ChannelStats> stats = channel_stats(*K, s, chunks, x, nullptr, nullptr, nullptr);
   std::vector<Affine> affine(static_cast<size_t>(s.channels));
   for (int64_t c = 0; c < s.channels; ++c) {
     const ChannelStats& r = stats[static_cast<size_t>(c)];
@@ -135,13 +140,13 @@ void training(const BatchNormShape& s, const float* x, const float* weight, cons
                                           momentum * var * r.count / (r.count - 1.0));
     }
   }
-  apply(*K, s, chunks, affine, x, nullptr, out);
+  apply(*K, s, chunks, affine, x, nullptr, nullptr, relu, out);
 }
 
 template <const BatchNormRangeKernels* K>
 void inference(const BatchNormShape& s, const float* x, const float* running_mean,
                const float* running_var, const float* weight, const float* bias, double eps,
-               float* out) {
+               float* out, bool relu) {
   std::vector<Affine> affine(static_cast<size_t>(s.channels));
   for (int64_t c = 0; c < s.channels; ++c) {
     const double scale =
@@ -149,7 +154,7 @@ void inference(const BatchNormShape& s, const float* x, const float* running_mea
     affine[static_cast<size_t>(c)] = {running_mean[c], static_cast<float>(scale),
                                       static_cast<float>(bias_of(bias, c)), 0.0f};
   }
-  apply(*K, s, Chunks(s), affine, x, nullptr, out);
+  apply(*K, s, Chunks(s), affine, x, nullptr, nullptr, relu, out);
 }
 
 // dx = w invstd (dy - mean(dy) - (x - mean) coef) with coef = invstd * mean(dy * x_hat),
@@ -157,9 +162,9 @@ void inference(const BatchNormShape& s, const float* x, const float* running_mea
 template <const BatchNormRangeKernels* K>
 void backward_training(const BatchNormShape& s, const float* dy, const float* x,
                        const float* weight, double eps, float* dx, float* grad_weight,
-                       float* grad_bias) {
+                       float* grad_bias, const float* relu_output) {
   const Chunks chunks(s);
-  const std::vector<ChannelStats> stats = channel_stats(*K, s, chunks, x, dy, nullptr);
+  const std::vector<ChannelStats> stats = channel_stats(*K, s, chunks, x, dy, relu_output, nullptr);
   std::vector<Affine> affine(static_cast<size_t>(s.channels));
   for (int64_t c = 0; c < s.channels; ++c) {
     const ChannelStats& r = stats[static_cast<size_t>(c)];
@@ -177,13 +182,14 @@ void backward_training(const BatchNormShape& s, const float* dy, const float* x,
     if (grad_weight != nullptr) grad_weight[c] = static_cast<float>(sum_dy_xhat);
     if (grad_bias != nullptr) grad_bias[c] = static_cast<float>(r.dy);
   }
-  apply(*K, s, chunks, affine, x, dy, dx);
+  apply(*K, s, chunks, affine, x, dy, relu_output, false, dx);
 }
 
 template <const BatchNormRangeKernels* K>
 void backward_inference(const BatchNormShape& s, const float* dy, const float* x,
                         const float* running_mean, const float* running_var, const float* weight,
-                        double eps, float* dx, float* grad_weight, float* grad_bias) {
+                        double eps, float* dx, float* grad_weight, float* grad_bias,
+                        const float* relu_output) {
   const Chunks chunks(s);
   std::vector<Affine> affine(static_cast<size_t>(s.channels));
   for (int64_t c = 0; c < s.channels; ++c) {
@@ -191,9 +197,10 @@ void backward_inference(const BatchNormShape& s, const float* dy, const float* x
     affine[static_cast<size_t>(c)] = {0.0f, static_cast<float>(weight_of(weight, c) * invstd),
                                       0.0f, 0.0f};
   }
-  apply(*K, s, chunks, affine, nullptr, dy, dx);
+  apply(*K, s, chunks, affine, nullptr, dy, relu_output, false, dx);
   if (grad_weight == nullptr && grad_bias == nullptr) return;
-  const std::vector<ChannelStats> stats = channel_stats(*K, s, chunks, x, dy, running_mean);
+  const std::vector<ChannelStats> stats =
+      channel_stats(*K, s, chunks, x, dy, relu_output, running_mean);
   for (int64_t c = 0; c < s.channels; ++c) {
     const ChannelStats& r = stats[static_cast<size_t>(c)];
     const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);

@@ -52,11 +52,19 @@ struct Sums {
   }
 };
 
+// The gradient through a fused ReLU: dy where the ReLU's output is > 0 (NaN
+// included, as relu_backward), else 0.
+template <class V>
+typename V::F through_relu(typename V::F dy, typename V::F out) {
+  return V::select(V::le(out, V::zero()), V::zero(), dy);
+}
+
 // out[0] = sum (x - shift), out[1] = sum (x - shift)^2 and, when dy is not
-// null, out[2] = sum dy, out[3] = sum dy * (x - shift).
-template <class V, int kCount>
-void sums_impl(const float* x, const float* dy, int64_t rows, int64_t stride, int64_t spatial,
-               float shift, double* out) {
+// null, out[2] = sum g, out[3] = sum g * (x - shift), g = dy or, with kMasked,
+// dy through the ReLU whose output is `mask`.
+template <class V, int kCount, bool kMasked>
+void sums_impl(const float* x, const float* dy, const float* mask, int64_t rows, int64_t stride,
+               int64_t spatial, float shift, double* out) {
   using F = typename V::F;
   const int64_t W = V::kWidth;
   const F k = V::set1(shift);
@@ -64,15 +72,23 @@ void sums_impl(const float* x, const float* dy, int64_t rows, int64_t stride, in
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * stride;
     const float* gr = kCount == 4 ? dy + r * stride : nullptr;
+    const float* mr = kMasked ? mask + r * stride : nullptr;
     int64_t i = 0;
     for (; i + W <= spatial; i += W) {
-      acc.template add<kCount>(V::sub(V::load(xr + i), k), kCount == 4 ? V::load(gr + i) : k);
+      F g = k;
+      if (kCount == 4) g = kMasked ? through_relu<V>(V::load(gr + i), V::load(mr + i)) : V::load(gr + i);
+      acc.template add<kCount>(V::sub(V::load(xr + i), k), g);
     }
     if (i < spatial) {
       const int64_t n = spatial - i;
       // Masked-off lanes load 0: their d must be 0, not -shift.
       const F d = V::select(V::first(n), V::sub(V::load_partial(xr + i, n), k), V::zero());
-      acc.template add<kCount>(d, kCount == 4 ? V::load_partial(gr + i, n) : k);
+      F g = k;
+      if (kCount == 4) {
+        g = V::load_partial(gr + i, n);
+        if (kMasked) g = through_relu<V>(g, V::load_partial(mr + i, n));
+      }
+      acc.template add<kCount>(d, g);
     }
   }
   acc.template flush<kCount>();
@@ -80,12 +96,14 @@ void sums_impl(const float* x, const float* dy, int64_t rows, int64_t stride, in
 }
 
 template <class V>
-void sums(const float* x, const float* dy, int64_t rows, int64_t stride, int64_t spatial,
-          float shift, double* out) {
-  if (dy != nullptr) {
-    sums_impl<V, 4>(x, dy, rows, stride, spatial, shift, out);
+void sums(const float* x, const float* dy, const float* mask, int64_t rows, int64_t stride,
+          int64_t spatial, float shift, double* out) {
+  if (dy == nullptr) {
+    sums_impl<V, 2, false>(x, nullptr, nullptr, rows, stride, spatial, shift, out);
+  } else if (mask == nullptr) {
+    sums_impl<V, 4, false>(x, dy, nullptr, rows, stride, spatial, shift, out);
   } else {
-    sums_impl<V, 2>(x, nullptr, rows, stride, spatial, shift, out);
+    sums_impl<V, 4, true>(x, dy, mask, rows, stride, spatial, shift, out);
   }
 }
 
@@ -114,33 +132,60 @@ void store_n(float* p, typename V::F v, int64_t n) {
   }
 }
 
-// y = (x - center) * scale + shift.
-template <class V>
-void normalise(const float* x, float* y, int64_t rows, int64_t stride, int64_t spatial,
-               float center, float scale, float shift) {
+// y = (x - center) * scale + shift; with kRelu, 0 where that is < 0 (NaN kept, as relu).
+template <class V, bool kRelu>
+void normalise_impl(const float* x, float* y, int64_t rows, int64_t stride, int64_t spatial,
+                    float center, float scale, float shift) {
   using F = typename V::F;
   const F c = V::set1(center), a = V::set1(scale), b = V::set1(shift);
   map_rows<V>(rows, stride, spatial, [&](int64_t at, int64_t n) {
-    store_n<V>(y + at, V::fma(V::sub(load_n<V>(x + at, n), c), a, b), n);
+    F v = V::fma(V::sub(load_n<V>(x + at, n), c), a, b);
+    if (kRelu) v = V::select(V::lt(v, V::zero()), V::zero(), v);
+    store_n<V>(y + at, v, n);
   });
 }
 
-// dx = dy * a + ((x - center) * b + c), or dy * a when x is null.
 template <class V>
-void input_grad(const float* dy, const float* x, float* dx, int64_t rows, int64_t stride,
-                int64_t spatial, float center, float a, float b, float c) {
+void normalise(const float* x, float* y, int64_t rows, int64_t stride, int64_t spatial,
+               float center, float scale, float shift, bool relu) {
+  if (relu) {
+    normalise_impl<V, true>(x, y, rows, stride, spatial, center, scale, shift);
+  } else {
+    normalise_impl<V, false>(x, y, rows, stride, spatial, center, scale, shift);
+  }
+}
+
+// dx = g * a + ((x - center) * b + c), or g * a when x is null; g = dy, or
+// with kMasked dy through the ReLU whose output is `mask`.
+template <class V, bool kMasked>
+void input_grad_impl(const float* dy, const float* mask, const float* x, float* dx, int64_t rows,
+                     int64_t stride, int64_t spatial, float center, float a, float b, float c) {
   using F = typename V::F;
   const F vc = V::set1(center), va = V::set1(a), vb = V::set1(b), cc = V::set1(c);
+  auto grad = [&](int64_t at, int64_t n) {
+    const F g = load_n<V>(dy + at, n);
+    return kMasked ? through_relu<V>(g, load_n<V>(mask + at, n)) : g;
+  };
   if (x == nullptr) {
     map_rows<V>(rows, stride, spatial, [&](int64_t at, int64_t n) {
-      store_n<V>(dx + at, V::mul(load_n<V>(dy + at, n), va), n);
+      store_n<V>(dx + at, V::mul(grad(at, n), va), n);
     });
     return;
   }
   map_rows<V>(rows, stride, spatial, [&](int64_t at, int64_t n) {
     const F centred = V::sub(load_n<V>(x + at, n), vc);
-    store_n<V>(dx + at, V::fma(load_n<V>(dy + at, n), va, V::fma(centred, vb, cc)), n);
+    store_n<V>(dx + at, V::fma(grad(at, n), va, V::fma(centred, vb, cc)), n);
   });
+}
+
+template <class V>
+void input_grad(const float* dy, const float* mask, const float* x, float* dx, int64_t rows,
+                int64_t stride, int64_t spatial, float center, float a, float b, float c) {
+  if (mask == nullptr) {
+    input_grad_impl<V, false>(dy, nullptr, x, dx, rows, stride, spatial, center, a, b, c);
+  } else {
+    input_grad_impl<V, true>(dy, mask, x, dx, rows, stride, spatial, center, a, b, c);
+  }
 }
 
 }  // namespace

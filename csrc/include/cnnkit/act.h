@@ -36,6 +36,10 @@ void activation_forward(const ActParams& p, const float* x, float* y, int64_t n)
 void activation_backward(const ActParams& p, const float* dy, const float* x, float* dx,
                          int64_t n);
 
+// out[i] = a[i] + b[i], then with relu max(., 0) by relu's formula (NaN kept):
+// a residual connection and the ReLU after it in one pass. out may alias a or b.
+void elementwise_add(const float* a, const float* b, float* out, int64_t n, bool relu);
+
 // Input viewed as [outer, channels, inner] (channels = 1 below 2-D input);
 // weight has `channels` entries, or one entry shared by all when weight_count == 1.
 struct PreluShape {
@@ -54,6 +58,7 @@ void prelu_backward(const PreluShape& s, const float* dy, const float* x, const 
 void activation_forward_reference(const ActParams& p, const float* x, float* y, int64_t n);
 void activation_backward_reference(const ActParams& p, const float* dy, const float* x,
                                    float* dx, int64_t n);
+void elementwise_add_reference(const float* a, const float* b, float* out, int64_t n, bool relu);
 void prelu_forward_reference(const PreluShape& s, const float* x, const float* weight, float* y);
 void prelu_backward_reference(const PreluShape& s, const float* dy, const float* x,
                               const float* weight, float* dx, float* dweight);

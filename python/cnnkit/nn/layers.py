@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from . import init
-from .module import Module, Parameter, _device, _on_host
+from .module import Module, Parameter, _device, _on_host, _summary_recorder
 
 __all__ = [
     "Identity", "Conv2d", "ConvTranspose2d", "Linear", "MaxPool2d", "AvgPool2d",
@@ -305,6 +305,18 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", None)
 
     def forward(self, x):
+        self._relu_output = None
+        return self._normalise(F.batch_norm, x)
+
+    def _forward_relu(self, x, relu):
+        """``relu(self(x))`` in one pass over the data (Sequential's fusion of a batch norm and
+        the ReLU after it). ``relu`` keeps the output as its input, as its own forward would
+        have (the output is > 0 exactly where the ReLU's input was), so its backward stays right."""
+        y = self._normalise(F.batch_norm_relu, x)
+        self._relu_output = relu._input = y
+        return y
+
+    def _normalise(self, op, x):
         if np.ndim(x) not in self._input_ndims:
             want = " or ".join(f"{n}-D" for n in self._input_ndims)
             raise ValueError(f"{type(self).__name__} expects {want} input, got shape {np.shape(x)}")
@@ -315,7 +327,7 @@ class _BatchNorm(Module):
             if momentum is None:  # cumulative moving average, as PyTorch
                 momentum = 1.0 / float(self.num_batches_tracked)
         self._input, self._batch_stats = x, use_batch_stats
-        return F.batch_norm(
+        return op(
             x, self.running_mean if self.track_running_stats else None,
             self.running_var if self.track_running_stats else None,
             self.weight.data if self.affine else None, self.bias.data if self.affine else None,
@@ -323,8 +335,19 @@ class _BatchNorm(Module):
         )
 
     def backward(self, grad_output, input_grad=True):
-        dx, dw, db = F.batch_norm_backward(
-            grad_output, self._input, self.running_mean, self.running_var,
+        return self._gradients(F.batch_norm_backward, (grad_output, self._input), input_grad)
+
+    def _backward_relu(self, grad_output, relu, input_grad=True):
+        """The gradient through ``relu`` and this layer, within batch norm's passes, when the
+        last forward was the fused one and ``relu`` has not run since; else the two backwards."""
+        if self._relu_output is None or relu._input is not self._relu_output:
+            return self.backward(relu.backward(grad_output), input_grad)
+        return self._gradients(F.batch_norm_relu_backward, (grad_output, self._input, self._relu_output),
+                               input_grad)
+
+    def _gradients(self, op, arrays, input_grad):
+        dx, dw, db = op(
+            *arrays, self.running_mean, self.running_var,
             self.weight.data if self.affine else None, training=self._batch_stats, eps=self.eps,
         )
         if self.affine:
@@ -617,15 +640,47 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
+        mods = list(self._modules.values())
+        i = 0
+        while i < len(mods):
+            if _fuses_relu(mods, i, x):
+                x = mods[i]._forward_relu(x, mods[i + 1])
+                i += 2
+            else:
+                x = mods[i](x)
+                i += 1
         return x
 
     def backward(self, grad_output, input_grad=True):
         mods = list(self._modules.values())
-        for i in range(len(mods) - 1, -1, -1):
-            grad_output = mods[i].backward(grad_output, input_grad=input_grad or i > 0)
+        i = len(mods) - 1
+        while i >= 0:
+            if i > 0 and type(mods[i]) is ReLU and getattr(mods[i - 1], "_relu_output", None) is not None:
+                grad_output = mods[i - 1]._backward_relu(grad_output, mods[i], input_grad=input_grad or i > 1)
+                i -= 2
+            else:
+                grad_output = mods[i].backward(grad_output, input_grad=input_grad or i > 0)
+                i -= 1
         return grad_output
+
+
+def _fuses_relu(mods, i, x):
+    """Whether Sequential runs ``mods[i]`` and the ReLU after it as one fused op: a layer that
+    has one, on NumPy input, outside ``summary()``'s recording (which lists each layer's call)."""
+    return (i + 1 < len(mods) and type(mods[i + 1]) is ReLU and _has_fused_relu(type(mods[i]))
+            and type(x) is np.ndarray and _summary_recorder[0] is None)
+
+
+_fused_relu_classes = {}
+
+
+def _has_fused_relu(cls):
+    """Whether ``cls`` has a ``_forward_relu`` standing for its own ``forward``: not for a
+    subclass that overrides ``forward`` (SyncBatchNorm), which the fused form would bypass."""
+    if cls not in _fused_relu_classes:
+        owner = next((c for c in cls.__mro__ if "_forward_relu" in vars(c)), None)
+        _fused_relu_classes[cls] = owner is not None and cls.forward is owner.forward
+    return _fused_relu_classes[cls]
 
 
 class Residual(Module):
@@ -638,9 +693,25 @@ class Residual(Module):
         self.shortcut = shortcut if shortcut is not None else Identity()
 
     def forward(self, x):
-        return self.body(x) + self.shortcut(x)
+        return _sum(self.body(x), self.shortcut(x), F.add)
+
+    def _forward_relu(self, x, relu):
+        """``relu(self(x))`` with the ReLU in the sum's pass (Sequential's fusion); ``relu``
+        keeps the output as its input, which its backward reads the same way."""
+        y = _sum(self.body(x), self.shortcut(x), F.add_relu, relu)
+        relu._input = y
+        return y
 
     def backward(self, grad_output, input_grad=True):
         d_body = self.body.backward(grad_output, input_grad=input_grad)
         d_short = self.shortcut.backward(grad_output, input_grad=input_grad)
-        return d_body + d_short if input_grad else None
+        return _sum(d_body, d_short, F.add) if input_grad else None
+
+
+def _sum(a, b, native, relu=None):
+    """``native(a, b)`` for float32 NumPy arrays of one shape; otherwise (device arrays, other
+    dtypes, broadcasting) ``a + b``, through ``relu`` when given."""
+    if (type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape
+            and a.dtype == b.dtype == np.float32):
+        return native(a, b)
+    return a + b if relu is None else relu.forward(a + b)
