@@ -231,8 +231,9 @@ def test_small_m_matches_oracle(isa, threads, m, n, k, trans_a, trans_b, seed):
 
 # Linear shapes at batch 1..32: forward (trans_b, N = out), input gradient
 # (N = in, K = out), a 10-class classifier, and N*K large enough (> 1 MFLOP)
-# that the columns are split over threads; K = 530 runs three axpy passes.
-@pytest.mark.parametrize("n,k", [(1024, 400), (10, 84), (84, 10), (700, 530), (129, 1)])
+# that the columns are split over threads; K = 530 runs three axpy passes, K = 2100 three
+# dot passes (of 704, 704 and 692).
+@pytest.mark.parametrize("n,k", [(1024, 400), (10, 84), (84, 10), (700, 530), (129, 1), (40, 2100)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
 def test_small_m_linear_shapes_are_exact(isa, threads, n, k, trans_a, trans_b):
     rng = np.random.default_rng(7)
@@ -244,10 +245,11 @@ def test_small_m_linear_shapes_are_exact(isa, threads, n, k, trans_a, trans_b):
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (2.0, 0.5), (-0.5, -2.0), (1.0, 0.0)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
 @pytest.mark.parametrize("m", [1, 3, 6])
-def test_small_m_alpha_beta_into_strided_out(isa, threads, alpha, beta, trans_a, trans_b, m):
+@pytest.mark.parametrize("k", [530, 2100])
+def test_small_m_alpha_beta_into_strided_out(isa, threads, alpha, beta, trans_a, trans_b, m, k):
     # out is a column slice of a wider array (ldc > N); the columns beside it
     # must stay untouched, including past a masked right edge (N = 70).
-    n, k = 70, 530
+    n = 70
     rng = np.random.default_rng(8)
     a, b = _operands(rng, m, n, k, trans_a, trans_b, integer=True)
     wide = rng.integers(-8, 9, size=(m, n + 9)).astype(np.float32)
@@ -261,8 +263,9 @@ def test_small_m_alpha_beta_into_strided_out(isa, threads, alpha, beta, trans_a,
 
 
 @pytest.mark.parametrize("trans_b", [False, True])
-def test_small_m_beta_zero_ignores_nan_and_alpha_zero_scales(isa, trans_b):
-    a, b = _operands(np.random.default_rng(9), 2, 37, 19, False, trans_b, integer=True)
+@pytest.mark.parametrize("k", [19, 1100])
+def test_small_m_beta_zero_ignores_nan_and_alpha_zero_scales(isa, trans_b, k):
+    a, b = _operands(np.random.default_rng(9), 2, 37, k, False, trans_b, integer=True)
     out = np.full((2, 37), np.nan, np.float32)
     _C.sgemm(a, b, False, trans_b, beta=0.0, out=out)
     assert_exact(out, _oracle(a, b, False, trans_b)[0], "sgemm")

@@ -33,6 +33,11 @@ constexpr int64_t kDotColumns = 8;
 // Depth per pass in the axpy path: a pass's B block (KC x item width) stays
 // in L2 while each row block of C streams over it.
 constexpr int64_t kAxpyDepth = 256;
+// Most depth per pass in the dot path: an item's B rows over one pass (8 x
+// 1024 floats, 32 KB) stay in L1 while every row block of A passes over them;
+// over the whole depth they would not, and each step would then read both
+// operands from L2, which does not keep up with the FMAs.
+constexpr int64_t kDotDepth = 1024;
 
 // Runs fn(item0, item1) over [0, items): serially below 1 MFLOP, the same
 // cut as the blocked driver (waking a thread costs more than it saves, and
@@ -133,14 +138,23 @@ void small_m_dot(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, con
     lda = K;
   }
   const int64_t items = (N + kDotColumns - 1) / kDotColumns;
+  // Passes of about equal depth in whole vectors, the fewest that keep each
+  // within kDotDepth; one (of depth K, perhaps 0) when K fits.
+  const int64_t passes = (K + kDotDepth - 1) / kDotDepth;
+  const int64_t depth = K <= kDotDepth ? K : ((K + passes - 1) / passes + V::W - 1) / V::W * V::W;
   split_columns(items, 2.0 * double(M) * double(N) * double(K), [&](int64_t u0, int64_t u1) {
-    // One item's B rows (8 x K floats) stay in L2 while every row block of A passes over them.
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t j0 = u * kDotColumns;
       const int64_t j1 = j0 + kDotColumns < N ? j0 + kDotColumns : N;
-      for (int64_t i = 0; i < M; i += kSmallRows) {
-        const int64_t rows = M - i < kSmallRows ? M - i : kSmallRows;
-        dot_block<V>(rows, j0, j1, K, A + i * lda, lda, B, ldb, alpha, beta, C + i * ldc, ldc);
+      for (int64_t p = 0;; p += depth) {
+        const int64_t kc = K - p < depth ? K - p : depth;
+        // Later passes add onto what the first one wrote.
+        const float beta_p = p == 0 ? beta : 1.0f;
+        for (int64_t i = 0; i < M; i += kSmallRows) {
+          const int64_t rows = M - i < kSmallRows ? M - i : kSmallRows;
+          dot_block<V>(rows, j0, j1, kc, A + i * lda + p, lda, B + p, ldb, alpha, beta_p, C + i * ldc, ldc);
+        }
+        if (p + kc >= K) break;
       }
     }
   });
