@@ -11,18 +11,21 @@ namespace cnnkit {
 
 // Times run(impl) for each candidate (a non-empty list, the heuristic's pick
 // first) and returns the fastest. On a shared machine a single timing is
-// easily off by tens of percent, so: each candidate is run once untimed (first touch of its workspace, packing), then timed at
-// least three and at most ten times while its runs add up to under
-// kShortTotal, and the minimum counts (load only ever adds time). A candidate
-// already three times slower than the best stops after one timed run; one
-// whose warm run took over kLongCall counts that run alone. Then the two
-// fastest, when within kClose of each other, are timed again in alternation,
-// and a challenger must beat the heuristic's pick (the first) by kMargin:
-// the rule is right more often than a close, noisy timing.
+// easily off by tens of percent, and a burst of someone else's load can last
+// longer than all of one candidate's runs: so each candidate is run once
+// untimed (first touch of its workspace, packing), then timed at least three
+// and at most ten times while its runs add up to under kShortTotal, and the
+// minimum counts (load only ever adds time). A candidate already three times
+// slower than the best stops after one timed run; one whose warm run took over
+// kLongCall counts that run alone. Then every candidate within kClose of the
+// best is timed again in three rounds, in turn, so that a burst that slowed
+// one candidate's first runs meets the others as well; a challenger must beat
+// the heuristic's pick (the first) by kMargin: the rule is right more often
+// than a close, noisy timing.
 template <class Impl, class Run>
 const Impl* measure_fastest(const std::vector<const Impl*>& cands, Run run) {
   using Clock = std::chrono::steady_clock;
-  constexpr double kLongCall = 0.05, kShortTotal = 0.02, kClose = 1.3, kMargin = 0.95;
+  constexpr double kLongCall = 0.05, kShortTotal = 0.02, kClose = 2.0, kMargin = 0.95;
   // A candidate that throws (a workspace it cannot get, say) never wins; if
   // all do, the first is returned and the call itself reports the error.
   auto timed = [&](const Impl* impl) {
@@ -51,13 +54,16 @@ const Impl* measure_fastest(const std::vector<const Impl*>& cands, Run run) {
     times[c] = time;
     if (time < times[best]) best = c;
   }
-  size_t second = best == 0 ? 1 : 0;
-  for (size_t c = 0; c < cands.size(); ++c) {
-    if (c != best && times[c] < times[second]) second = c;
-  }
-  if (second < cands.size() && times[second] < kClose * times[best] && times[best] <= kLongCall) {
-    for (int round = 0; round < 3; ++round) {
-      for (size_t c : {round % 2 ? second : best, round % 2 ? best : second}) times[c] = std::min(times[c], timed(cands[c]));
+  if (times[best] <= kLongCall) {
+    std::vector<size_t> close;
+    for (size_t c = 0; c < cands.size(); ++c) {
+      if (times[c] < kClose * times[best]) close.push_back(c);
+    }
+    for (size_t round = 0; close.size() > 1 && round < 3; ++round) {
+      for (size_t i = 0; i < close.size(); ++i) {
+        const size_t c = close[(i + round) % close.size()];
+        times[c] = std::min(times[c], timed(cands[c]));
+      }
     }
   }
   best = 0;
