@@ -18,10 +18,10 @@ namespace cnnkit {
 // minimum counts (load only ever adds time). A candidate already three times
 // slower than the best stops after one timed run; one whose warm run took over
 // kLongCall counts that run alone. Then every candidate within kClose of the
-// best is timed again in three rounds, in turn, so that a burst that slowed
-// one candidate's first runs meets the others as well; a challenger must beat
-// the heuristic's pick (the first) by kMargin: the rule is right more often
-// than a close, noisy timing.
+// best is timed again in three rounds (two for long calls), in turn, so that a
+// burst that slowed one candidate's first runs meets the others as well; a
+// challenger must beat the heuristic's pick (the first) by kMargin: the rule
+// is right more often than a close, noisy timing.
 template <class Impl, class Run>
 const Impl* measure_fastest(const std::vector<const Impl*>& cands, Run run) {
   using Clock = std::chrono::steady_clock;
@@ -54,16 +54,15 @@ const Impl* measure_fastest(const std::vector<const Impl*>& cands, Run run) {
     times[c] = time;
     if (time < times[best]) best = c;
   }
-  if (times[best] <= kLongCall) {
-    std::vector<size_t> close;
-    for (size_t c = 0; c < cands.size(); ++c) {
-      if (times[c] < kClose * times[best]) close.push_back(c);
-    }
-    for (size_t round = 0; close.size() > 1 && round < 3; ++round) {
-      for (size_t i = 0; i < close.size(); ++i) {
-        const size_t c = close[(i + round) % close.size()];
-        times[c] = std::min(times[c], timed(cands[c]));
-      }
+  std::vector<size_t> close;
+  for (size_t c = 0; c < cands.size(); ++c) {
+    if (times[c] < kClose * times[best]) close.push_back(c);
+  }
+  const size_t rounds = times[best] <= kLongCall ? 3 : 2;
+  for (size_t round = 0; close.size() > 1 && round < rounds; ++round) {
+    for (size_t i = 0; i < close.size(); ++i) {
+      const size_t c = close[(i + round) % close.size()];
+      times[c] = std::min(times[c], timed(cands[c]));
     }
   }
   best = 0;
