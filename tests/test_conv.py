@@ -562,6 +562,18 @@ def test_image_blocks_weight_grad_blocks_are_512_positions_or_more(isa, threads,
     _check_image_blocks(case, 43, integers)
 
 
+@pytest.mark.parametrize("integers", [True, False])
+def test_image_blocks_with_weights_packed_once_match_oracle(isa, threads, integers):
+    """Several blocks (7 images each) whose products take sgemm's blocked path: the forward's
+    weights and the input gradient's transposed weights are packed once for all blocks."""
+    case = dict(x_shape=(16, 64, 16, 16), w_shape=(40, 64, 3, 3), args=((1, 1), (1, 1, 1, 1), (1, 1), 1),
+                bias=True)
+    assert _BLOCK_COLUMN_FLOATS // (64 * 9 * 256) == 7
+    assert _C.sgemm_implementation(40, 7 * 256, 64 * 9).startswith("blocked")
+    assert _C.sgemm_implementation(64 * 9, 7 * 256, 40, True, False).startswith("blocked")
+    _check_image_blocks(case, 44, integers)
+
+
 @pytest.mark.parametrize("x_shape, stride", [((5, 16, 40, 40), 1), ((3, 8, 33, 90), 2)])
 def test_image_blocks_do_not_depend_on_threads_in_deterministic_mode(isa, x_shape, stride):
     """The blocks run one after another and every GEMM sums in a fixed order:
