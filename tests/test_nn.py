@@ -213,6 +213,29 @@ def test_sequential_fused_relus_match_layer_by_layer_bit_for_bit(training):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_sequential_pooling_before_relu_matches_layer_by_layer_bit_for_bit(with_nan):
+    """A ReLU followed by max pooling runs after it (on the pooled values): the same outputs and
+    gradients as in the written order, overlapping padded windows and a NaN included."""
+    x = _rand(3, 2, 13, 13, seed=4, low=-2, high=2)
+    if with_nan:
+        x[0, 1, 2, 3] = np.nan
+    grad = _rand(3, 12, seed=5)
+    results = []
+    for reordered in (True, False):
+        cnnkit.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(),
+                              nn.MaxPool2d(3, 2, padding=1, ceil_mode=True),
+                              nn.Conv2d(4, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+        if reordered:
+            out, dx = model(x), model.backward(grad)
+        else:
+            out, dx = _layer_by_layer(model, x, grad)
+        results.append([out, dx] + [p.grad for p in model.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_fused_batch_norm_relu_falls_back_when_the_relu_ran_alone():
     """After a fused forward, a ReLU called on its own keeps its own input: Sequential's backward
     must then take the two layers' own backwards, as it would unfused."""

@@ -641,22 +641,32 @@ class Sequential(Module):
 
     def forward(self, x):
         mods = list(self._modules.values())
+        pooled_first = []
         i = 0
         while i < len(mods):
             if _fuses_relu(mods, i, x):
                 x = mods[i]._forward_relu(x, mods[i + 1])
                 i += 2
+            elif _pools_before_relu(mods, i, x):
+                x = mods[i](mods[i + 1](x))
+                pooled_first.append(i)
+                i += 2
             else:
                 x = mods[i](x)
                 i += 1
+        self._pooled_first = pooled_first
         return x
 
     def backward(self, grad_output, input_grad=True):
         mods = list(self._modules.values())
+        pooled_first = getattr(self, "_pooled_first", ())
         i = len(mods) - 1
         while i >= 0:
             if i > 0 and type(mods[i]) is ReLU and getattr(mods[i - 1], "_relu_output", None) is not None:
                 grad_output = mods[i - 1]._backward_relu(grad_output, mods[i], input_grad=input_grad or i > 1)
+                i -= 2
+            elif i > 0 and i - 1 in pooled_first:
+                grad_output = mods[i].backward(mods[i - 1].backward(grad_output), input_grad=input_grad or i > 1)
                 i -= 2
             else:
                 grad_output = mods[i].backward(grad_output, input_grad=input_grad or i > 0)
@@ -668,6 +678,15 @@ def _fuses_relu(mods, i, x):
     """Whether Sequential runs ``mods[i]`` and the ReLU after it as one fused op: a layer that
     has one, on NumPy input, outside ``summary()``'s recording (which lists each layer's call)."""
     return (i + 1 < len(mods) and type(mods[i + 1]) is ReLU and _has_fused_relu(type(mods[i]))
+            and type(x) is np.ndarray and _summary_recorder[0] is None)
+
+
+def _pools_before_relu(mods, i, x):
+    """Whether Sequential runs ``mods[i]``, a ReLU, after the MaxPool2d that follows it instead of
+    before: max pooling commutes with the ReLU (both keep order, the ReLU's kink gives a zero
+    gradient either way), and the ReLU then passes over a quarter of the values or fewer. On
+    NumPy input, outside ``summary()``'s recording."""
+    return (type(mods[i]) is ReLU and i + 1 < len(mods) and type(mods[i + 1]) is MaxPool2d
             and type(x) is np.ndarray and _summary_recorder[0] is None)
 
 
