@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import cnnkit
@@ -21,18 +21,24 @@ from tolerance import assert_close, assert_exact
 _AROUND_LANES = [1, 2, 3, 5, 7, 8, 9, 15, 16, 17]
 
 
+def _draw_geometry(draw, max_kernel, max_pad):
+    """Kernel, stride, dilation and padding, and the smallest input height and width they allow."""
+    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = tuple(draw(st.integers(0, max_pad)) for _ in range(4))
+    h_min = max(1, dilation[0] * (kernel[0] - 1) + 1 - pads[0] - pads[1])
+    w_min = max(1, dilation[1] * (kernel[1] - 1) + 1 - pads[2] - pads[3])
+    return kernel, stride, dilation, pads, h_min, w_min
+
+
 @st.composite
 def conv_shapes(draw):
     depthwise = draw(st.integers(0, 3)) == 0
     groups = draw(st.integers(2, 4)) if depthwise else draw(st.sampled_from([1, 1, 1, 2]))
     cg = 1 if depthwise else draw(st.sampled_from(_AROUND_LANES))
     kg = draw(st.sampled_from([1, 2]) if depthwise else st.sampled_from(_AROUND_LANES))
-    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
-    h_min = max(1, dilation[0] * (kernel[0] - 1) + 1 - pads[0] - pads[1])
-    w_min = max(1, dilation[1] * (kernel[1] - 1) + 1 - pads[2] - pads[3])
+    kernel, stride, dilation, pads, h_min, w_min = _draw_geometry(draw, 5, 2)
     h = draw(st.integers(h_min, h_min + 9))
     w = draw(st.sampled_from(sorted({w_min, w_min + 1, 7, 8, 9, 15, 16, 17, w_min + 3} - set(range(w_min)))))
     return dict(x_shape=(draw(st.integers(1, 3)), groups * cg, h, w), w_shape=(groups * kg, cg, *kernel),
@@ -94,6 +100,34 @@ def test_every_candidate_matches_the_oracle(isa, case, seed, integers):
         for wanted in ((True, True, b is not None), (False, True, False)):
             grads = _C.conv2d_backward(dy, x, w, *_args(case), *wanted, name)
             _check_backward(grads, dy, x, w, case, integers, f"conv2d_backward candidate {name}")
+
+
+@st.composite
+def small_plane_shapes(draw):
+    """Planes of at most 8x8 output positions (tap_gemm's), padding up to 3 so that some taps
+    reach no position at all, strided, dilated and grouped."""
+    groups = draw(st.sampled_from([1, 1, 2]))
+    cg, kg = draw(st.sampled_from(_AROUND_LANES)), draw(st.sampled_from(_AROUND_LANES))
+    kernel, stride, dilation, pads, h_min, w_min = _draw_geometry(draw, 3, 3)
+    h, w = draw(st.integers(h_min, h_min + 5)), draw(st.integers(w_min, w_min + 5))
+    out_h = (h + pads[0] + pads[1] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    out_w = (w + pads[2] + pads[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    assume(out_h * out_w <= 64)
+    return dict(x_shape=(draw(st.integers(1, 3)), groups * cg, h, w), w_shape=(groups * kg, cg, *kernel),
+                stride=stride, pads=pads, dilation=dilation, groups=groups, bias=draw(st.booleans()))
+
+
+@given(case=small_plane_shapes(), seed=st.integers(0, 2**31), integers=st.booleans())
+def test_tap_gemm_matches_the_oracle(isa, threads, case, seed, integers):
+    """One GEMM per tap over the positions it reaches: forward and every gradient subset."""
+    x, w, b = _arrays(case, seed, integers)
+    assert "tap_gemm" in _C.conv2d_candidates(case["x_shape"], case["w_shape"], *_args(case))
+    y = _C.conv2d(x, w, b, *_args(case), "tap_gemm")
+    _check_forward(y, x, w, b, case, integers, "conv2d tap_gemm")
+    dy = _arrays(dict(case, x_shape=y.shape, bias=False), seed + 1, integers)[0]
+    for wanted in ((True, True, True), (False, True, False), (True, False, False)):
+        grads = _C.conv2d_backward(dy, x, w, *_args(case), *wanted, "tap_gemm")
+        _check_backward(grads, dy, x, w, case, integers, "conv2d_backward tap_gemm")
 
 
 def test_the_heuristic_pick_comes_first_and_reference_is_never_timed(isa):

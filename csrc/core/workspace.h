@@ -7,8 +7,9 @@
 namespace cnnkit {
 
 // PackedWeights holds a direct kernel's repacked weights on the calling thread
-// for the length of one call, FlippedWeights the flipped, transposed weights
-// that a stride-1 input gradient passes to such a kernel.
+// for the length of one call (tap_gemm's: laid out tap by tap), FlippedWeights
+// the flipped, transposed weights that a stride-1 input gradient passes to such
+// a kernel (tap_gemm's weight gradient, tap by tap).
 enum class WorkspaceSlot {
   GemmPackA = 0,
   GemmPackB,

@@ -199,6 +199,7 @@ const ConvImpl<ForwardFn> kForwardImpls[] = {
     {"plan_direct_block_major", Isa::Avx2, only_measured, plan_direct_forward_fits,
      conv2d_forward_plan_direct_block_major},
 #endif
+    {"tap_gemm", Isa::Scalar, only_measured, tap_gemm_fits, conv2d_forward_tap_gemm},
     {"im2col", Isa::Scalar, accepts_im2col, im2col_fits, conv2d_forward_im2col},
     {"direct", Isa::Scalar, accepts_direct, direct_worth_timing, conv2d_forward_direct},
     {"reference", Isa::Scalar, nullptr, nullptr, conv2d_forward_reference},
@@ -221,6 +222,7 @@ const ConvImpl<BackwardFn> kBackwardImpls[] = {
     {"image_blocks_plan_dx", Isa::Avx2, only_measured, image_blocks_plan_dx_fits,
      conv2d_backward_image_blocks_plan_dx},
 #endif
+    {"tap_gemm", Isa::Scalar, only_measured, tap_gemm_fits, conv2d_backward_tap_gemm},
     {"im2col", Isa::Scalar, accepts_im2col, im2col_fits, conv2d_backward_im2col},
     {"direct", Isa::Scalar, accepts_direct, direct_worth_timing, conv2d_backward_direct},
     {"reference", Isa::Scalar, nullptr, nullptr, conv2d_backward_reference},

@@ -100,6 +100,12 @@ void conv2d_forward_blocks(
     const std::function<void(int64_t offset, int64_t channel, const float* row)>& store);
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_image_blocks);
 
+// One GEMM per kernel tap over the output positions it reaches inside the
+// input, the batch side by side (tap_gemm.cpp): no work for taps in the padding.
+bool tap_gemm_fits(const Conv2dParams& p);
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_tap_gemm);
+CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_tap_gemm);
+
 // db[o] = sum of dy over batch and positions; shared by the fast backward kernels.
 void conv2d_bias_grad(const Conv2dParams& p, const float* dy, float* db);
 
