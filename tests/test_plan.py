@@ -417,11 +417,17 @@ def test_weights_are_read_only_while_a_plan_holds_them():
         plan(np.zeros((1, 2, 4, 4), np.float32))
 
 
-def test_a_replaced_parameter_makes_the_plan_refuse_to_run():
+@pytest.mark.parametrize("replace, message", [
+    (lambda m: setattr(m[4].weight, "data", m[4].weight.data * 2), "Linear.weight"),
+    (lambda m: setattr(m[0], "bias", nn.Parameter(m[0].bias.data * 2)), "Conv2d.bias"),
+    (lambda m: setattr(m[1], "running_var", m[1].running_var * 2), "BatchNorm2d.running_var"),
+], ids=["parameter data", "parameter object", "buffer"])
+def test_a_replaced_parameter_makes_the_plan_refuse_to_run(replace, message):
     model = _small()
     plan = model.compile_inference((2, 4, 4))
-    model[4].weight.data = model[4].weight.data * 2
-    with pytest.raises(RuntimeError, match="Linear.weight was replaced"):
+    plan(np.zeros((1, 2, 4, 4), np.float32))
+    replace(model)
+    with pytest.raises(RuntimeError, match=message + " was replaced"):
         plan(np.zeros((1, 2, 4, 4), np.float32))
     plan.release()
 

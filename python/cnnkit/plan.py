@@ -46,12 +46,15 @@ released: an in-place change (an optimizer step, ``w[...] = 0``) raises NumPy's 
 """
 
 import weakref
+from operator import attrgetter, getitem, is_
 
 import numpy as np
 
 from . import _C
 from . import functional as F
 from . import nn
+
+_data_of = attrgetter("data")
 
 __all__ = ["InferencePlan", "compile_inference"]
 
@@ -316,11 +319,24 @@ class InferencePlan:
         c, h, w = b.plan.value_shape(b.plan.output)
         self.output_shape = (c * h * w,) if self._flat_out else (c, h, w)
         self._sources = b.sources
+        # The same, as columns for _check_sources's C-level maps: the module's own dicts (created
+        # with it, never replaced), the names and the arrays, parameters apart from buffers.
+        params = [(getattr(m, t), n, a) for m, t, n, a in b.sources if t == "_parameters"]
+        buffers = [(getattr(m, t), n, a) for m, t, n, a in b.sources if t != "_parameters"]
+        self._param_columns = tuple(zip(*params)) or ((), (), ())
+        self._buffer_columns = tuple(zip(*buffers)) or ((), (), ())
         arrays = [s[3] for s in b.sources]
         _lock(arrays)
         self._finalizer = weakref.finalize(self, _unlock, arrays)
 
     def _check_sources(self):
+        # Every call checks every source (107 for resnet20): as maps over the columns it costs a few
+        # microseconds where the loop below cost 8-12, 3% of a batch-1 ResNet-20 call.
+        tables, names, arrays = self._param_columns
+        if all(map(is_, map(_data_of, map(getitem, tables, names)), arrays)):
+            tables, names, arrays = self._buffer_columns
+            if all(map(is_, map(getitem, tables, names), arrays)):
+                return
         for module, table, name, array in self._sources:
             current = getattr(module, table)[name]
             if (current.data if table == "_parameters" else current) is not array:
