@@ -47,6 +47,16 @@ PreluShape prelu_shape(const py::array& x, const py::array& weight) {
   return s;
 }
 
+// The array an elementwise op writes: `out` when given (it may be an input
+// itself, which the kernels allow: the in-place forms), else a new one of the
+// input's shape.
+std::pair<py::array, float*> elementwise_output(const py::array& input, std::optional<py::array> out) {
+  py::array y = out ? *out : py::array(new_float_array(shape_of(input)));
+  float* data = out ? writable_floats(y, "out") : static_cast<float*>(y.mutable_data());
+  CNNKIT_CHECK(shape_of(y) == shape_of(input), ErrorKind::Value, "out must have the input's shape");
+  return {y, data};
+}
+
 }  // namespace
 
 void bind_act(py::module_& m) {
@@ -55,11 +65,7 @@ void bind_act(py::module_& m) {
       [](const std::string& name, FloatArray x, float alpha, float beta, float threshold,
          float min_val, float max_val, std::optional<py::array> out, bool reference) {
         const ActParams p = make_params(name, alpha, beta, threshold, min_val, max_val);
-        // `out` (which may be the input itself: the kernels allow y == x) is
-        // how the in-place forms write into the caller's array.
-        py::array y = out ? *out : py::array(new_float_array(shape_of(x)));
-        float* py_ = out ? writable_floats(y, "out") : static_cast<float*>(y.mutable_data());
-        CNNKIT_CHECK(shape_of(y) == shape_of(x), ErrorKind::Value, "out must have the input's shape");
+        auto [y, py_] = elementwise_output(x, std::move(out));
         const float* px = x.data();
         const int64_t n = x.size();
         {
@@ -97,10 +103,7 @@ void bind_act(py::module_& m) {
       "add",
       [](FloatArray a, FloatArray b, bool relu, std::optional<py::array> out, bool reference) {
         require_same_shape(a, "input", b, "other");
-        // `out` may be either input (the kernels allow it): the in-place form.
-        py::array y = out ? *out : py::array(new_float_array(shape_of(a)));
-        float* py_ = out ? writable_floats(y, "out") : static_cast<float*>(y.mutable_data());
-        CNNKIT_CHECK(shape_of(y) == shape_of(a), ErrorKind::Value, "out must have the input's shape");
+        auto [y, py_] = elementwise_output(a, std::move(out));
         const float* pa = a.data();
         const float* pb = b.data();
         const int64_t n = a.size();

@@ -1156,7 +1156,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     shift, so inputs with large means (1e7) normalise accurately; constant input gives ``bias``.
     Backward: :func:`batch_norm_backward`.
     """
-    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, False)
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, False,
+                       "batch_norm")
 
 
 def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -1165,11 +1166,12 @@ def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, tr
     :func:`batch_norm`'s): the normalised values are clamped as they are written, with
     :func:`relu`'s formula, instead of in a second pass. Backward:
     :func:`batch_norm_relu_backward`, given this call's output."""
-    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, True)
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, True,
+                       "batch_norm_relu")
 
 
-def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
-    x = _bn_input(input, "batch_norm")
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu, op):
+    x = _bn_input(input, op)
     channels = x.shape[1]
     training = _flag(training, "training")
     momentum = _float(momentum, "momentum")

@@ -19,10 +19,10 @@ void activation_forward_avx2(const ActParams& p, const float* x, float* y, int64
 void activation_backward_avx2(const ActParams& p, const float* dy, const float* x, float* dx,
                               int64_t n);
 void activation_forward_avx512(const ActParams& p, const float* x, float* y, int64_t n);
-void elementwise_add_avx2(const float* a, const float* b, float* out, int64_t n, bool relu);
-void elementwise_add_avx512(const float* a, const float* b, float* out, int64_t n, bool relu);
 void activation_backward_avx512(const ActParams& p, const float* dy, const float* x, float* dx,
                                 int64_t n);
+void elementwise_add_avx2(const float* a, const float* b, float* out, int64_t n, bool relu);
+void elementwise_add_avx512(const float* a, const float* b, float* out, int64_t n, bool relu);
 
 // PReLU over one contiguous row with one weight, serial; built per ISA from
 // prelu_impl.h. backward returns the row's sum of dy * x where x <= 0.
@@ -42,9 +42,9 @@ void prelu_backward_avx512(const PreluShape& s, const float* dy, const float* x,
                            const float* weight, float* dx, float* dweight);
 
 void activation_forward_threaded(const ActParams& p, const float* x, float* y, int64_t n);
-void elementwise_add_threaded(const float* a, const float* b, float* out, int64_t n, bool relu);
 void activation_backward_threaded(const ActParams& p, const float* dy, const float* x,
                                   float* dx, int64_t n);
+void elementwise_add_threaded(const float* a, const float* b, float* out, int64_t n, bool relu);
 void prelu_forward_threaded(const PreluShape& s, const float* x, const float* weight, float* y);
 void prelu_backward_threaded(const PreluShape& s, const float* dy, const float* x,
                              const float* weight, float* dx, float* dweight);

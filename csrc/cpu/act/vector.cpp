@@ -48,18 +48,19 @@ void activation_backward_avx2(const ActParams& p, const float* dy, const float* 
                               int64_t n) {
   backward(act_vector_avx2, p, dy, x, dx, n);
 }
-void elementwise_add_avx2(const float* a, const float* b, float* out, int64_t n, bool relu) {
-  add(act_vector_avx2, a, b, out, n, relu);
-}
-void elementwise_add_avx512(const float* a, const float* b, float* out, int64_t n, bool relu) {
-  add(act_vector_avx512, a, b, out, n, relu);
-}
 void activation_forward_avx512(const ActParams& p, const float* x, float* y, int64_t n) {
   forward(act_vector_avx512, p, x, y, n);
 }
 void activation_backward_avx512(const ActParams& p, const float* dy, const float* x, float* dx,
                                 int64_t n) {
   backward(act_vector_avx512, p, dy, x, dx, n);
+}
+
+void elementwise_add_avx2(const float* a, const float* b, float* out, int64_t n, bool relu) {
+  add(act_vector_avx2, a, b, out, n, relu);
+}
+void elementwise_add_avx512(const float* a, const float* b, float* out, int64_t n, bool relu) {
+  add(act_vector_avx512, a, b, out, n, relu);
 }
 
 }  // namespace cnnkit

@@ -68,61 +68,57 @@ void for_tap_positions(const Conv2dParams& p, const Tap& t, Fn&& fn) {
   }
 }
 
-// Group g's weights tap-major, each tap's W_t a contiguous kg x cg matrix:
-// wt[(tap * kg + k) * cg + c] = w[g*kg + k, c, tap] (one pass over the weights,
-// where gathering each tap's matrix from w would pass over them once per tap).
+// fn(tap-major index, index in w) for every weight of group g: tap-major,
+// each tap's W_t is a contiguous kg x cg matrix, at (tap * kg + k) * cg + c
+// for w[g*kg + k, c, tap]. One pass over the weights, where gathering each
+// tap's matrix from w would pass over them once per tap.
+template <class Fn>
+void for_tap_major(const Conv2dParams& p, int64_t g, Fn&& fn) {
+  const int64_t kg = p.group_out_channels(), cg = p.group_in_channels(), taps = p.kernel_h * p.kernel_w;
+  const int64_t group = g * kg * cg * taps;
+  parallel_for(kg, cg * taps, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      for (int64_t c = 0; c < cg; ++c) {
+        for (int64_t tap = 0; tap < taps; ++tap) fn((tap * kg + k) * cg + c, group + (k * cg + c) * taps + tap);
+      }
+    }
+  });
+}
+
+// fn(element of a, element of m) for `channels` channels of a (N,
+// channels_total, plane) tensor at the tap's input (or output) positions, and
+// their places m[c * n + column] in the tap's matrix.
+template <class Fn>
+void for_tap_columns(const Conv2dParams& p, const Tap& t, int64_t channels_total, int64_t first, int64_t channels,
+                     bool input_side, Fn&& fn) {
+  const int64_t n = p.batch * t.per_image(), plane = input_side ? p.in_plane() : p.out_plane();
+  parallel_for(channels, n, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      for_tap_positions(p, t, [&](int64_t column, int64_t in_at, int64_t out_at, int64_t image) {
+        fn((image * channels_total + first + c) * plane + (input_side ? in_at : out_at), c * n + column);
+      });
+    }
+  });
+}
+
 void tap_major_weights(const Conv2dParams& p, const float* w, int64_t g, float* wt) {
-  const int64_t kg = p.group_out_channels(), cg = p.group_in_channels(), taps = p.kernel_h * p.kernel_w;
-  const float* wg = w + g * kg * cg * taps;
-  parallel_for(kg, cg * taps, [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      for (int64_t c = 0; c < cg; ++c) {
-        for (int64_t tap = 0; tap < taps; ++tap) wt[(tap * kg + k) * cg + c] = wg[(k * cg + c) * taps + tap];
-      }
-    }
-  });
+  for_tap_major(p, g, [&](int64_t at, int64_t w_at) { wt[at] = w[w_at]; });
 }
 
-// The inverse: w[g*kg + k, c, tap] = wt[(tap * kg + k) * cg + c].
 void store_tap_major(const Conv2dParams& p, const float* wt, int64_t g, float* w) {
-  const int64_t kg = p.group_out_channels(), cg = p.group_in_channels(), taps = p.kernel_h * p.kernel_w;
-  float* wg = w + g * kg * cg * taps;
-  parallel_for(kg, cg * taps, [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      for (int64_t c = 0; c < cg; ++c) {
-        for (int64_t tap = 0; tap < taps; ++tap) wg[(k * cg + c) * taps + tap] = wt[(tap * kg + k) * cg + c];
-      }
-    }
-  });
+  for_tap_major(p, g, [&](int64_t at, int64_t w_at) { w[w_at] = wt[at]; });
 }
 
-// m[c * n + column] = a[image, first + c, position] for `channels` channels
-// of a (N, channels_total, plane) tensor, at the tap's input (or output) positions.
 void gather_columns(const Conv2dParams& p, const Tap& t, const float* a, int64_t channels_total, int64_t first,
                     int64_t channels, bool input_side, float* m) {
-  const int64_t n = p.batch * t.per_image(), plane = input_side ? p.in_plane() : p.out_plane();
-  parallel_for(channels, n, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      float* row = m + c * n;
-      for_tap_positions(p, t, [&](int64_t column, int64_t in_at, int64_t out_at, int64_t image) {
-        row[column] = a[(image * channels_total + first + c) * plane + (input_side ? in_at : out_at)];
-      });
-    }
-  });
+  for_tap_columns(p, t, channels_total, first, channels, input_side,
+                  [&](int64_t a_at, int64_t m_at) { m[m_at] = a[a_at]; });
 }
 
-// a[image, first + c, position] += m[c * n + column], the inverse of gather_columns.
 void scatter_add_columns(const Conv2dParams& p, const Tap& t, const float* m, int64_t channels_total, int64_t first,
                          int64_t channels, bool input_side, float* a) {
-  const int64_t n = p.batch * t.per_image(), plane = input_side ? p.in_plane() : p.out_plane();
-  parallel_for(channels, n, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const float* row = m + c * n;
-      for_tap_positions(p, t, [&](int64_t column, int64_t in_at, int64_t out_at, int64_t image) {
-        a[(image * channels_total + first + c) * plane + (input_side ? in_at : out_at)] += row[column];
-      });
-    }
-  });
+  for_tap_columns(p, t, channels_total, first, channels, input_side,
+                  [&](int64_t a_at, int64_t m_at) { a[a_at] += m[m_at]; });
 }
 
 // fn(tap, its index, n) for every tap that reaches a position (n columns).

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/parallel.h"
+#include "cpu/act/formulas.h"
 #include "cpu/norm/kernels.h"
 
 namespace cnnkit {
@@ -29,9 +30,6 @@ struct ChannelSums {
   }
 };
 
-// The gradient through a fused ReLU whose output is `out` (as relu_backward).
-float through_relu(float dy, float out) { return out <= 0.0f ? 0.0f : dy; }
-
 // With kWithGrad, the gradient sums take dy, or dy through the fused ReLU
 // whose output is `mask` when that is not null.
 template <bool kWithGrad>
@@ -46,7 +44,8 @@ ChannelSums channel_sums(const BatchNormShape& s, const float* x, const float* d
     const float* row = x + base;
     const float* grow = kWithGrad ? dy + base : nullptr;
     const float* mrow = mask ? mask + base : nullptr;
-    auto grad = [&](int64_t i) { return mrow ? through_relu(grow[i], mrow[i]) : grow[i]; };
+    // Through the fused ReLU, as relu_backward: its output is > 0 where its input was.
+    auto grad = [&](int64_t i) { return mrow ? act::relu_grad(grow[i], mrow[i]) : grow[i]; };
     int64_t i = 0;
     for (; i + 4 <= s.spatial; i += 4) {
       for (int k = 0; k < 4; ++k) {
@@ -86,7 +85,7 @@ void affine(const BatchNormShape& s, const float* x, int64_t c, double mean, dou
     const int64_t base = (n * s.channels + c) * s.spatial;
     for (int64_t i = 0; i < s.spatial; ++i) {
       const float v = static_cast<float>((static_cast<double>(x[base + i]) - mean) * scale + bias);
-      out[base + i] = relu && v < 0.0f ? 0.0f : v;
+      out[base + i] = relu ? act::relu(v) : v;
     }
   }
 }
@@ -139,7 +138,7 @@ void backward_training(const BatchNormShape& s, const float* dy, const float* x,
         const int64_t base = (n * s.channels + c) * s.spatial;
         for (int64_t i = 0; i < s.spatial; ++i) {
           const double centred = static_cast<double>(x[base + i]) - mean;
-          const float g = relu_output ? through_relu(dy[base + i], relu_output[base + i]) : dy[base + i];
+          const float g = relu_output ? act::relu_grad(dy[base + i], relu_output[base + i]) : dy[base + i];
           dx[base + i] = static_cast<float>(scale * (g - mean_dy - centred * xhat_coef));
         }
       }
@@ -162,7 +161,7 @@ void backward_inference(const BatchNormShape& s, const float* dy, const float* x
       for (int64_t n = 0; n < s.batch; ++n) {
         const int64_t base = (n * s.channels + c) * s.spatial;
         for (int64_t i = 0; i < s.spatial; ++i) {
-          const double g = relu_output ? through_relu(dy[base + i], relu_output[base + i]) : dy[base + i];
+          const double g = relu_output ? act::relu_grad(dy[base + i], relu_output[base + i]) : dy[base + i];
           sum_dy += g;
           sum_dy_centred += g * (static_cast<double>(x[base + i]) - mean);
           dx[base + i] = static_cast<float>(g * scale);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "cnnkit/norm.h"
+#include "cpu/act/formulas.h"
 #include "cpu/norm/kernels.h"
 
 namespace cnnkit {
@@ -30,11 +31,11 @@ void channel_stats(const BatchNormShape& s, const float* x, int64_t c, double& m
 
 double weight_of(const float* weight, int64_t c) { return weight ? weight[c] : 1.0; }
 
-// The fused ReLU, applied to an output and taken back through in a gradient,
-// with relu's and relu_backward's formulas.
-float relu_of(float v, bool relu) { return relu && v < 0.0f ? 0.0f : v; }
+// The fused ReLU, applied to an output and taken back through in a gradient
+// (its output is > 0 where its input was).
+float relu_of(float v, bool relu) { return relu ? act::relu(v) : v; }
 double grad_through(const float* dy, const float* relu_output, int64_t i) {
-  return relu_output && relu_output[i] <= 0.0f ? 0.0 : dy[i];
+  return relu_output ? act::relu_grad(dy[i], relu_output[i]) : dy[i];
 }
 double bias_of(const float* bias, int64_t c) { return bias ? bias[c] : 0.0; }
 
