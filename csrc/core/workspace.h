@@ -7,9 +7,10 @@
 namespace cnnkit {
 
 // PackedWeights holds a direct kernel's repacked weights on the calling thread
-// for the length of one call (tap_gemm's: laid out tap by tap), FlippedWeights
-// the flipped, transposed weights that a stride-1 input gradient passes to such
-// a kernel (tap_gemm's weight gradient, tap by tap).
+// for the length of one call (tap_gemm's: each tap's matrix packed for the GEMM
+// kernel), FlippedWeights the flipped, transposed weights that a stride-1
+// input gradient passes to such a kernel (tap_gemm's: the weights and their
+// gradient laid out tap by tap).
 enum class WorkspaceSlot {
   GemmPackA = 0,
   GemmPackB,

@@ -54,13 +54,6 @@ const PackedSgemmKernel* const kPackedKernels[] = {
     &kPackedSgemmScalar,
 };
 
-const PackedSgemmKernel& packed_kernel_now() {
-  for (const PackedSgemmKernel* k : kPackedKernels) {
-    if (isa_enabled(k->isa)) return *k;
-  }
-  return kPackedSgemmScalar;
-}
-
 // No product to form: C = beta * C, with beta == 0 writing zeros (NaN in C
 // does not survive), here once for every kernel, which may then assume
 // M, N, K >= 1 and alpha != 0.
@@ -71,6 +64,13 @@ void scale_only(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 }
 
 }  // namespace
+
+const PackedSgemmKernel& packed_sgemm_kernel() {
+  for (const PackedSgemmKernel* k : kPackedKernels) {
+    if (isa_enabled(k->isa)) return *k;
+  }
+  return kPackedSgemmScalar;
+}
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
@@ -101,7 +101,7 @@ const char* sgemm_implementation(int64_t M, int64_t N, int64_t K, bool trans_a, 
 PackedMatrix::PackedMatrix(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) : M_(M), K_(K) {
   CNNKIT_CHECK(M >= 0 && K >= 0, ErrorKind::Value,
                "PackedMatrix: M and K must be >= 0, got " + std::to_string(M) + " and " + std::to_string(K));
-  const PackedSgemmKernel& k = packed_kernel_now();
+  const PackedSgemmKernel& k = packed_sgemm_kernel();
   kernel_ = &k;
   if (M == 0 || K == 0) return;
   data_.resize(static_cast<size_t>(k.floats(M, K)));
@@ -112,7 +112,7 @@ const char* PackedMatrix::kernel() const {
   return kernel_ != nullptr ? static_cast<const PackedSgemmKernel*>(kernel_)->name : "";
 }
 
-bool PackedMatrix::usable() const { return kernel_ != nullptr && kernel_ == &packed_kernel_now(); }
+bool PackedMatrix::usable() const { return kernel_ != nullptr && kernel_ == &packed_sgemm_kernel(); }
 
 void sgemm_packed(const PackedMatrix& a, bool trans_b, int64_t N, float alpha, const float* B, int64_t ldb,
                   float beta, float* C, int64_t ldc) {
@@ -120,7 +120,7 @@ void sgemm_packed(const PackedMatrix& a, bool trans_b, int64_t N, float alpha, c
                a.kernel_ == nullptr
                    ? std::string("sgemm_packed: the matrix was never packed")
                    : std::string("sgemm_packed: the matrix was packed for ") + a.kernel() +
-                         ", but the ISA cap now selects " + packed_kernel_now().name + ": pack it again");
+                         ", but the ISA cap now selects " + packed_sgemm_kernel().name + ": pack it again");
   if (a.M_ <= 0 || N <= 0) return;
   if (a.K_ <= 0 || alpha == 0.0f) return scale_only(a.M_, N, beta, C, ldc);
   const auto* kernel = static_cast<const PackedSgemmKernel*>(a.kernel_);

@@ -34,6 +34,9 @@ struct PackedSgemmKernel {
 extern const PackedSgemmKernel kPackedSgemmScalar;
 extern const PackedSgemmKernel kPackedSgemmAvx2;
 extern const PackedSgemmKernel kPackedSgemmAvx512;
+// The one the ISA cap selects now: what PackedMatrix packs with, and what a
+// kernel packing its own copy of A per call (conv's tap_gemm) uses.
+const PackedSgemmKernel& packed_sgemm_kernel();
 
 using SgemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                          const float*, int64_t, float, float*, int64_t);
