@@ -347,6 +347,54 @@ def test_zoo_models_match_the_oracle_and_the_layers(threads, name, batch):
         plan.release()
 
 
+# -- the batch order: whole images per thread through the ops before the first linear layer ---
+@given(arch=architectures(), batch=st.sampled_from([2, 3, 5]), seed=st.integers(0, 2**31 - 1))
+def test_image_major_gives_the_bits_of_layer_major(isa, threads, arch, batch, seed):
+    """With the plan's direct kernel on every convolution it can run, the two orders run the same
+    kernels, one image at a time or the whole batch: the same bits, pools, residuals and
+    activations included; and the default order (measured) gives them too."""
+    model, shape = arch
+    rng = np.random.default_rng(seed)
+    randomize(model, rng)
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
+    plans = [model.compile_inference(shape, conv_algo="direct", batch_order=order)
+             for order in ("layer_major", "image_major", "measure")]
+    try:
+        layer_major, image_major, measured = (plan(x) for plan in plans)
+        check_against_oracle(model, x, image_major, "plan image-major")
+        np.testing.assert_array_equal(image_major, layer_major)
+        np.testing.assert_array_equal(measured, layer_major)
+        np.testing.assert_array_equal(plans[1](x), layer_major)
+    finally:
+        for plan in plans:
+            plan.release()
+
+
+@pytest.mark.parametrize("batch", [2, 7])
+def test_a_resnet_runs_image_major_up_to_its_classifier(isa, threads, batch):
+    """resnet8: every conv is in the trunk, the adaptive pooling's output crosses to the linear
+    layer, which runs over the whole batch."""
+    build, shape = ZOO["resnet8"]
+    rng = np.random.default_rng(batch)
+    model = randomize(build(), rng)
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
+    image_major = model.compile_inference(shape, conv_algo="direct", batch_order="image_major")
+    layer_major = model.compile_inference(shape, conv_algo="direct", batch_order="layer_major")
+    try:
+        got = image_major(x)
+        check_against_oracle(model, x, got, "plan image-major resnet8")
+        np.testing.assert_array_equal(got, layer_major(x))
+        lines = image_major.describe().splitlines()
+        convs = [line for line in lines if ": conv2d" in line]
+        if isa != "scalar":
+            assert all("image-major" in line for line in convs)
+        assert not any("image-major" in line for line in lines if "linear" in line)
+        assert not any("image-major" in line for line in layer_major.describe().splitlines())
+    finally:
+        image_major.release()
+        layer_major.release()
+
+
 # -- state: batch size, ISA cap, weights ------------------------------------------------------
 def _small():
     return randomize(nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
@@ -493,6 +541,8 @@ def test_bad_arguments_are_named():
             model.compile_inference(shape)
     with pytest.raises(ValueError, match="conv_algo"):
         model.compile_inference((2, 4, 4), conv_algo="fast")
+    with pytest.raises(ValueError, match="order must be"):
+        model.compile_inference((2, 4, 4), batch_order="images")
     with pytest.raises(ValueError, match="4: in_features is 128 but its input has 8 features"):
         model.compile_inference((2, 1, 1))
     with pytest.raises(ValueError, match="^0: "):

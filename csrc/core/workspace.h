@@ -19,6 +19,7 @@ enum class WorkspaceSlot {
   Scratch1,
   PackedWeights,
   FlippedWeights,
+  PlanImage,  // an inference plan's activations of one image, on each thread that runs whole images
   Count
 };
 

@@ -142,6 +142,21 @@ void bind_plan(py::module_& m) {
             }
           },
           py::arg("choice"))
+      .def(
+          "set_batch_order",
+          [](InferencePlan& plan, const std::string& order) {
+            if (order == "measure") {
+              plan.set_batch_order(PlanBatchOrder::Measure);
+            } else if (order == "layer_major") {
+              plan.set_batch_order(PlanBatchOrder::LayerMajor);
+            } else if (order == "image_major") {
+              plan.set_batch_order(PlanBatchOrder::ImageMajor);
+            } else {
+              fail(ErrorKind::Value,
+                   "order must be \"measure\", \"layer_major\" or \"image_major\", got \"" + order + "\"");
+            }
+          },
+          py::arg("order"))
       .def("value_shape", [](const InferencePlan& plan, int v) { return shape_tuple(plan.value_shape(v)); },
            py::arg("value"))
       .def_property_readonly("output", &InferencePlan::output)

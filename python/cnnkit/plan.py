@@ -33,6 +33,14 @@ timed on the first call after the batch size, the ISA cap or the thread count ch
 fastest is kept (:meth:`InferencePlan.describe` shows the choice). Activations stay NCHW
 between ops: no blocked (NCHW16c) layout is used yet.
 
+A batch goes through the plan's first ops (up to the first ``Linear``, where every convolution
+fits the plan's direct kernel: ResNet-20's whole convolutional part) one of two ways
+(``batch_order``): "layer_major", each op over the whole batch with the threads splitting each op,
+or "image_major", each thread taking whole images through all of those ops on its own, with no
+wait between ops and each image's activations kept in that core's cache; the ops after them
+then run layer-major. By default ("measure") both are timed on the first call with a batch of
+two or more images on several threads, and the faster kept; the two give the same bits.
+
 Layers a plan cannot run (any other module, ``Concat``, ``padding_mode`` other than "zeros",
 batch norm without running statistics, ...) are refused at compile time with a
 ``NotImplementedError`` naming the layer; run those models layer by layer.
@@ -300,7 +308,7 @@ class InferencePlan:
     """A compiled model: ``plan(x)`` runs a batch (N, C, H, W) natively and returns a new array;
     ``plan(x, out=y)`` writes into ``y`` instead. See the module's documentation."""
 
-    def __init__(self, model, input_shape, conv_algo="measure"):
+    def __init__(self, model, input_shape, conv_algo="measure", batch_order="measure"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a cnnkit.nn.Module, got {type(model).__name__}")
         shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
@@ -312,6 +320,7 @@ class InferencePlan:
                              f"in training mode: {', '.join(training[:5])}")
         b = _Builder(tuple(int(d) for d in shape))
         b.plan.set_conv_choice(conv_algo)
+        b.plan.set_batch_order(batch_order)
         out = b.value(b.lower(model, "", 0))
         self._plan = b.plan
         self._flat_out = b.flat_values.get(out, False)
@@ -348,7 +357,8 @@ class InferencePlan:
 
     def profile(self, x):
         """Run ``x`` once and return ``[(op description, seconds), ...]``: each native op's wall
-        time, its epilogue included (for per-layer % of peak in a harness)."""
+        time, its epilogue included (for per-layer % of peak in a harness). The ops run
+        layer-major here, whatever ``batch_order`` chose."""
         seconds = self._run(x, None, True)[1]
         return list(zip(self._plan.describe().splitlines(), seconds))
 
@@ -383,7 +393,7 @@ class InferencePlan:
         return self._plan.num_ops
 
 
-def compile_inference(model, input_shape, conv_algo="measure"):
+def compile_inference(model, input_shape, conv_algo="measure", batch_order="measure"):
     """Compile ``model`` (in eval mode) for inputs of shape (N, *input_shape); returns an
     :class:`InferencePlan`. ``conv_algo`` is how each convolution runs: "kernel" (the kernel
     ``algo="auto"`` picks, direct kernels with weights packed once; bias in the kernel, the
@@ -396,5 +406,9 @@ def compile_inference(model, input_shape, conv_algo="measure"):
     layer timed on the first call of each batch size, ISA cap and thread count, the fastest
     kept; that first call costs a few times a normal one). Linear layers follow the same
     choice: "kernel" runs the library's linear (both "direct" choices too), "gemm" their
-    weights packed once."""
-    return InferencePlan(model, input_shape, conv_algo)
+    weights packed once. ``batch_order`` is how a batch goes through the ops before the first
+    linear layer, where the plan's direct kernel runs every convolution among them:
+    "layer_major" (each op over the whole batch), "image_major" (each thread takes whole images
+    through them) or "measure" (the default: both timed on the first call of a batch of two or
+    more on several threads, the faster kept)."""
+    return InferencePlan(model, input_shape, conv_algo, batch_order)

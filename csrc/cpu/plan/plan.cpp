@@ -27,6 +27,7 @@
 #include "cnnkit/pool.h"
 #include "cnnkit/threads.h"
 #include "core/parallel.h"
+#include "core/workspace.h"
 #include "cpu/conv/kernels.h"
 #include "cpu/plan/plan_direct.h"
 
@@ -198,7 +199,17 @@ struct InferencePlan::Impl {
   std::vector<std::vector<float>> buffers;
   std::vector<float*> ptr;
   PlanConvChoice conv_choice = PlanConvChoice::Measure;
+  PlanBatchOrder batch_order = PlanBatchOrder::Measure;
   std::mutex running;
+  // The trunk (plan.h's PlanBatchOrder): ops [0, trunk); image_major once
+  // chosen; order_measured when the choice is made for this preparation.
+  int trunk = 0;
+  bool image_major = false, order_measured = true;
+  // Image-major: which values live in each thread's PlanImage workspace
+  // (made and used up within the trunk), at lane_offset[their slot].
+  std::vector<char> lane_value;
+  std::vector<int64_t> lane_offset;
+  int64_t lane_floats = 0;
 
   int add_value(ValueShape s) {
     shapes.push_back(s);
@@ -235,6 +246,10 @@ struct InferencePlan::Impl {
   void run_way(Op& op, ConvWay way, int64_t n);
   void run_serial_or_not(Op& op, ConvWay way, bool serial, int64_t n);
   void measure(Op& op, int64_t n);
+  void run_other(const Op& op, int64_t n, float* const* at) const;
+  void prepare_trunk(int64_t n);
+  void run_images(int64_t n);
+  void choose_order(int64_t n);
 };
 
 // Greedy: values in order of creation take a free slot (the smallest that is
@@ -327,9 +342,98 @@ void InferencePlan::Impl::prepare(int64_t n) {
     pack_cvec_forward(impl.c_str(), op.conv_batch, op.weight.data(), op.has_bias ? op.bias.data() : nullptr,
                       &op.packed);
   }
+  prepare_trunk(n);
   batch = n;
   isa = cap;
   threads = nt;
+}
+
+// The trunk: the ops before the first linear one, as long as every
+// convolution among them fits the plan's direct kernel (packed above), which
+// runs them image by image. Values made and used up within it take the
+// image-major run's per-thread slots; the others (read after the trunk, the
+// plan's output) stay in the batch's buffers.
+void InferencePlan::Impl::prepare_trunk(int64_t n) {
+  trunk = 0;
+  int convs = 0;
+  for (const Op& op : ops) {
+    if (op.kind == OpKind::Linear || (op.kind == OpKind::Conv && op.direct.kernel == nullptr)) break;
+    convs += op.kind == OpKind::Conv;
+    ++trunk;
+  }
+  if (convs == 0) trunk = 0;
+  image_major = trunk > 0 && batch_order == PlanBatchOrder::ImageMajor;
+  order_measured = trunk == 0 || batch_order != PlanBatchOrder::Measure || n < 2 || num_threads() < 2;
+  const int values = static_cast<int>(shapes.size());
+  std::vector<int> last_use(values, -1);
+  for (int i = 0; i < static_cast<int>(ops.size()); ++i) {
+    last_use[ops[i].src] = i;
+    if (ops[i].epilogue.residual >= 0) last_use[ops[i].epilogue.residual] = i;
+  }
+  lane_value.assign(values, 0);
+  for (int i = 0; i < trunk; ++i) {
+    const int v = ops[i].dst;
+    lane_value[v] = v != ops.back().dst && last_use[v] < trunk;
+  }
+  lane_offset.assign(slot_floats.size(), 0);
+  lane_floats = 0;
+  for (size_t s = 0; s < slot_floats.size(); ++s) {
+    lane_offset[s] = lane_floats;
+    lane_floats += slot_floats[s];
+  }
+}
+
+// Image-major: each thread takes whole images through the trunk, every op
+// with a batch of one on that thread alone (nested regions run serially).
+void InferencePlan::Impl::run_images(int64_t n) {
+  const int values = static_cast<int>(shapes.size());
+  parallel_for(n, int64_t{1} << 30, [&](int64_t i0, int64_t i1) {
+    float* lane = thread_workspace(WorkspaceSlot::PlanImage, static_cast<size_t>(lane_floats));
+    std::vector<float*> at(values);
+    for (int64_t i = i0; i < i1; ++i) {
+      for (int v = 0; v < values; ++v) {
+        at[v] = lane_value[v] ? lane + lane_offset[slot_of[v]] : ptr[v] + i * shapes[v].size();
+      }
+      for (int k = 0; k < trunk; ++k) {
+        const Op& op = ops[k];
+        if (op.kind != OpKind::Conv) {
+          run_other(op, 1, at.data());
+          continue;
+        }
+        const float* residual = op.epilogue.residual >= 0 ? at[op.epilogue.residual] : nullptr;
+        const PlanDirectEpilogue e{residual, op.epilogue.has_act ? &op.epilogue.act : nullptr};
+        op.direct.kernel(op.conv, op.direct, at[op.src], e, at[op.dst]);
+      }
+    }
+  });
+}
+
+// After the first (layer-major) run of a preparation has chosen each op's
+// way: the trunk both ways, alternately, the fastest of each kept
+// (interference only ever adds time); the chosen order runs last, so the
+// results do not depend on the timing. Direct kernels' weights that the
+// layer-major order does not run are then let go.
+void InferencePlan::Impl::choose_order(int64_t n) {
+  constexpr int kRounds = 3;
+  double best[2] = {1e300, 1e300};
+  for (int round = 0; round < kRounds; ++round) {
+    for (int images = 0; images < 2; ++images) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (images != 0) {
+        run_images(n);
+      } else {
+        for (int k = 0; k < trunk; ++k) run_op(ops[k], n);
+      }
+      best[images] = std::min(best[images], std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  image_major = best[1] < best[0];
+  order_measured = true;
+  if (image_major) return;
+  for (int k = 0; k < trunk; ++k) {
+    run_op(ops[k], n);
+    if (ops[k].kind == OpKind::Conv && !is_plan_direct(ops[k].way)) ops[k].direct = PlanDirectConv{};
+  }
 }
 
 void InferencePlan::Impl::run_conv(Op& op, ConvWay way, int64_t n) {
@@ -417,8 +521,9 @@ void InferencePlan::Impl::measure(Op& op, int64_t n) {
   op.way = static_cast<ConvWay>(fastest);
   op.serial = fastest_serial != 0;
   op.measured = true;
-  // Copies of the weights the plan no longer needs (until the next preparation).
-  if (!is_plan_direct(op.way)) op.direct = PlanDirectConv{};
+  // Copies of the weights the plan no longer needs (until the next
+  // preparation); a trunk's direct kernels wait for the choice of order.
+  if (!is_plan_direct(op.way) && order_measured) op.direct = PlanDirectConv{};
   if (op.way != ConvWay::Gemm) op.packed_weights.clear();
   if (fastest != ways - 1 || fastest_serial != thread_choices - 1) run_serial_or_not(op, op.way, op.serial, n);
 }
@@ -433,19 +538,23 @@ void InferencePlan::Impl::run_serial_or_not(Op& op, ConvWay way, bool serial, in
 }
 
 void InferencePlan::Impl::run_op(Op& op, int64_t n) {
-  const float* x = ptr[op.src];
-  float* y = ptr[op.dst];
+  if (op.kind != OpKind::Conv && op.kind != OpKind::Linear) return run_other(op, n, ptr.data());
+  if (op.measured) {
+    run_serial_or_not(op, op.way, op.serial, n);
+  } else {
+    measure(op, n);
+  }
+}
+
+// An op other than conv and linear over n images of the values at `at`.
+void InferencePlan::Impl::run_other(const Op& op, int64_t n, float* const* at) const {
+  const float* x = at[op.src];
+  float* y = at[op.dst];
   const ValueShape& in = shapes[op.src];
   const ValueShape& out = shapes[op.dst];
   switch (op.kind) {
     case OpKind::Conv:
-    case OpKind::Linear:
-      if (op.measured) {
-        run_serial_or_not(op, op.way, op.serial, n);
-      } else {
-        measure(op, n);
-      }
-      return;
+    case OpKind::Linear: return;  // run_op's
     case OpKind::MaxPool: {
       Pool2dShape s = op.pool;
       s.planes = n * in.c;
@@ -463,7 +572,7 @@ void InferencePlan::Impl::run_op(Op& op, int64_t n) {
     case OpKind::Lrn: lrn(op, in, n, x, y); break;
     case OpKind::Elementwise: std::memcpy(y, x, static_cast<size_t>(n * in.size()) * sizeof(float)); break;
   }
-  const float* residual = op.epilogue.residual >= 0 ? ptr[op.epilogue.residual] : nullptr;
+  const float* residual = op.epilogue.residual >= 0 ? at[op.epilogue.residual] : nullptr;
   apply_epilogue(op.epilogue, y, residual, n * out.size());
 }
 
@@ -476,6 +585,11 @@ InferencePlan::InferencePlan(ValueShape input) : impl_(std::make_unique<Impl>())
 }
 
 InferencePlan::~InferencePlan() = default;
+
+void InferencePlan::set_batch_order(PlanBatchOrder order) {
+  impl_->batch_order = order;
+  impl_->batch = -1;
+}
 
 void InferencePlan::set_conv_choice(PlanConvChoice choice) {
   impl_->conv_choice = choice;
@@ -588,10 +702,13 @@ int64_t InferencePlan::num_ops() const { return static_cast<int64_t>(impl_->ops.
 
 std::string InferencePlan::describe() const {
   std::ostringstream out;
-  for (const Op& op : impl_->ops) {
+  for (int k = 0; k < static_cast<int>(impl_->ops.size()); ++k) {
+    const Op& op = impl_->ops[k];
     const ValueShape& s = impl_->shapes[op.dst];
     out << op.name << ": " << kind_name(op.kind);
-    if (op.kind == OpKind::Conv && op.measured) {
+    if (op.kind == OpKind::Conv && impl_->image_major && k < impl_->trunk) {
+      out << " [" << op.direct.name << (op.direct.block_major ? ", block-major" : "") << ", image-major]";
+    } else if (op.kind == OpKind::Conv && op.measured) {
       out << " [";
       switch (op.way) {
         case ConvWay::Kernel: out << op.impl << (op.packed.kernel ? ", packed" : ""); break;
@@ -632,7 +749,16 @@ void InferencePlan::run(const float* x, float* y, int64_t batch, std::vector<dou
   m.ptr[0] = const_cast<float*>(x);
   m.ptr[output()] = y;
   if (op_seconds == nullptr) {
-    for (Op& op : m.ops) m.run_op(op, batch);
+    int first = 0;
+    if (m.image_major) {
+      m.run_images(batch);
+      first = m.trunk;
+    }
+    for (int k = first; k < static_cast<int>(m.ops.size()); ++k) m.run_op(m.ops[k], batch);
+    if (!m.order_measured) {
+      m.choose_order(batch);
+      for (int k = m.trunk; k < static_cast<int>(m.ops.size()); ++k) m.run_op(m.ops[k], batch);
+    }
     return;
   }
   op_seconds->clear();

@@ -43,6 +43,16 @@ struct ValueShape {
 // sgemm_packed (as conv_batched_gemm's are).
 enum class PlanConvChoice { Measure, Kernel, Gemm, Direct, DirectBlockMajor };
 
+// How a batch goes through the plan's first ops, up to the first linear op
+// (the "trunk", where every convolution runs on the plan's direct kernel):
+// LayerMajor runs each op over the whole batch, the threads splitting each op;
+// ImageMajor gives each thread whole images, which it takes through all of
+// the trunk on its own (no wait between ops; an image's activations stay in
+// that core's cache), the rest then layer by layer. Measure times both on the
+// first run of each preparation with a batch of two or more and several
+// threads, and keeps the faster; it is LayerMajor otherwise.
+enum class PlanBatchOrder { Measure, LayerMajor, ImageMajor };
+
 class InferencePlan {
  public:
   // Value 0 is the input, one image of `input` shape.
@@ -79,6 +89,7 @@ class InferencePlan {
   int add_elementwise(const std::string& name, int src, const Epilogue& epilogue);
 
   void set_conv_choice(PlanConvChoice choice);
+  void set_batch_order(PlanBatchOrder order);
   ValueShape value_shape(int value) const;
   // The value run() returns: the last one added (the input when there is no op).
   int output() const;
@@ -91,7 +102,7 @@ class InferencePlan {
   // re-chosen (and weights re-packed) when the batch, ISA cap or thread count
   // changes. Calls on one plan are serialised (they share its buffers).
   // With op_seconds, the wall time of each op (its epilogue included) is
-  // stored there, one entry per op.
+  // stored there, one entry per op (the ops run layer-major then).
   void run(const float* x, float* y, int64_t batch, std::vector<double>* op_seconds = nullptr);
 
   struct Impl;
