@@ -238,6 +238,7 @@ struct InferencePlan::Impl {
     return ops.back().dst;
   }
 
+  std::vector<int> last_uses() const;
   void assign_buffers();
   void prepare(int64_t n);
   void run_op(Op& op, int64_t n);
@@ -252,16 +253,22 @@ struct InferencePlan::Impl {
   void choose_order(int64_t n);
 };
 
+// The last op that reads each value (as its input or residual), -1 for none.
+std::vector<int> InferencePlan::Impl::last_uses() const {
+  std::vector<int> last_use(shapes.size(), -1);
+  for (int i = 0; i < static_cast<int>(ops.size()); ++i) {
+    last_use[ops[i].src] = i;
+    if (ops[i].epilogue.residual >= 0) last_use[ops[i].epilogue.residual] = i;
+  }
+  return last_use;
+}
+
 // Greedy: values in order of creation take a free slot (the smallest that is
 // big enough, else the biggest, grown); a value's slot is freed after the last
 // op that reads it.
 void InferencePlan::Impl::assign_buffers() {
   const int values = static_cast<int>(shapes.size());
-  std::vector<int> last_use(values, -1);
-  for (int i = 0; i < static_cast<int>(ops.size()); ++i) {
-    last_use[ops[i].src] = i;
-    if (ops[i].epilogue.residual >= 0) last_use[ops[i].epilogue.residual] = i;
-  }
+  const std::vector<int> last_use = last_uses();
   slot_of.assign(values, -1);
   slot_floats.clear();
   std::vector<bool> busy;
@@ -365,11 +372,7 @@ void InferencePlan::Impl::prepare_trunk(int64_t n) {
   image_major = trunk > 0 && batch_order == PlanBatchOrder::ImageMajor;
   order_measured = trunk == 0 || batch_order != PlanBatchOrder::Measure || n < 2 || num_threads() < 2;
   const int values = static_cast<int>(shapes.size());
-  std::vector<int> last_use(values, -1);
-  for (int i = 0; i < static_cast<int>(ops.size()); ++i) {
-    last_use[ops[i].src] = i;
-    if (ops[i].epilogue.residual >= 0) last_use[ops[i].epilogue.residual] = i;
-  }
+  const std::vector<int> last_use = last_uses();
   lane_value.assign(values, 0);
   for (int i = 0; i < trunk; ++i) {
     const int v = ops[i].dst;
