@@ -135,13 +135,13 @@ void from_batch_inner(const float* m, int64_t batch, int64_t channels_total, int
   for_batch_inner(batch, channels_total, first, channels, plane, [&](int64_t a_at, int64_t m_at) { a[a_at] = m[m_at]; });
 }
 
-// fn(tap, its index, n) for every tap that reaches a position (n columns).
+// fn(tap, its index) for every tap that reaches a position.
 template <class Fn>
 void for_taps(const Conv2dParams& p, Fn&& fn) {
   for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
     for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
       const Tap t = tap_of(p, kh, kw);
-      if (t.per_image() > 0) fn(t, kh * p.kernel_w + kw, p.batch * t.per_image());
+      if (t.per_image() > 0) fn(t, kh * p.kernel_w + kw);
     }
   }
 }
@@ -151,7 +151,7 @@ void for_taps(const Conv2dParams& p, Fn&& fn) {
 void pack_taps(const Conv2dParams& p, const PackedSgemmKernel& kernel, const float* wt, bool transposed,
                float* packed, int64_t stride) {
   const int64_t kg = p.group_out_channels(), cg = p.group_in_channels();
-  for_taps(p, [&](const Tap&, int64_t tap, int64_t) {
+  for_taps(p, [&](const Tap&, int64_t tap) {
     kernel.pack(transposed, transposed ? cg : kg, transposed ? kg : cg, wt + tap * kg * cg, cg, packed + tap * stride);
   });
 }
@@ -183,7 +183,7 @@ CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_tap_gemm) {
     parallel_for(kg, out_ld, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) std::fill(yt + k * out_ld, yt + (k + 1) * out_ld, bias ? bias[g * kg + k] : 0.0f);
     });
-    for_taps(p, [&](const Tap& t, int64_t tap, int64_t) {
+    for_taps(p, [&](const Tap& t, int64_t tap) {
       for_tap_runs(p, t, [&](int64_t out_at, int64_t in_at, int64_t count) {
         kernel.run(packed + tap * packed_tap, false, kg, count * p.batch, cg, 1.0f, xt + in_at * p.batch, in_ld, 1.0f,
                    yt + out_at * p.batch, out_ld);
@@ -212,7 +212,7 @@ CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_tap_gemm) {
         pack_taps(p, kernel, wt, true, packed, packed_tap);
         // Input positions that no tap reads keep a zero gradient.
         parallel_for(cg, in_ld, [&](int64_t c0, int64_t c1) { std::fill(dxt + c0 * in_ld, dxt + c1 * in_ld, 0.0f); });
-        for_taps(p, [&](const Tap& t, int64_t tap, int64_t) {
+        for_taps(p, [&](const Tap& t, int64_t tap) {
           for_tap_runs(p, t, [&](int64_t out_at, int64_t in_at, int64_t count) {
             kernel.run(packed + tap * packed_tap, false, cg, count * p.batch, kg, 1.0f, dyt + out_at * p.batch, out_ld,
                        1.0f, dxt + in_at * p.batch, in_ld);
@@ -224,7 +224,7 @@ CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_tap_gemm) {
         to_batch_inner(x, p.batch, p.in_channels, g * cg, cg, p.in_plane(), xt);
         // Taps that reach no position keep a zero weight gradient.
         std::fill(wt, wt + taps * kg * cg, 0.0f);
-        for_taps(p, [&](const Tap& t, int64_t tap, int64_t) {
+        for_taps(p, [&](const Tap& t, int64_t tap) {
           float beta = 0.0f;
           for_tap_runs(p, t, [&](int64_t out_at, int64_t in_at, int64_t count) {
             sgemm(false, true, kg, cg, count * p.batch, 1.0f, dyt + out_at * p.batch, out_ld, xt + in_at * p.batch,
