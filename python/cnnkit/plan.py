@@ -318,6 +318,9 @@ class InferencePlan:
         if training:
             raise ValueError(f"compile_inference needs a model in eval mode (call model.eval() first); "
                              f"in training mode: {', '.join(training[:5])}")
+        for name, value in (("conv_algo", conv_algo), ("batch_order", batch_order)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, got {type(value).__name__}")
         b = _Builder(tuple(int(d) for d in shape))
         b.plan.set_conv_choice(conv_algo)
         b.plan.set_batch_order(batch_order)
