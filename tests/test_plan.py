@@ -541,7 +541,7 @@ def test_bad_arguments_are_named():
             model.compile_inference(shape)
     with pytest.raises(ValueError, match="conv_algo"):
         model.compile_inference((2, 4, 4), conv_algo="fast")
-    with pytest.raises(ValueError, match="order must be"):
+    with pytest.raises(ValueError, match="batch_order must be \"measure\", \"layer_major\" or \"image_major\", got \"images\""):
         model.compile_inference((2, 4, 4), batch_order="images")
     with pytest.raises(TypeError, match="batch_order must be a str"):
         model.compile_inference((2, 4, 4), batch_order=1)

@@ -2,9 +2,11 @@
 // private builder interface). Parameters are copied into the plan.
 #include <pybind11/stl.h>
 
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "cnnkit/plan.h"
 #include "python/bindings.h"
@@ -27,6 +29,21 @@ Epilogue make_epilogue(int residual, const std::string& act, float alpha, float 
     e.act.threshold = threshold;
   }
   return e;
+}
+
+// The value `name` names among `choices`; else a Value error naming the
+// argument `what` and every choice ("a", "b" or "c").
+template <class E>
+E named_choice(const char* what, const std::string& name,
+               std::initializer_list<std::pair<const char*, E>> choices) {
+  std::string names;
+  size_t i = 0;
+  for (const auto& [choice, value] : choices) {
+    if (name == choice) return value;
+    names += std::string(i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + "\"" + choice + "\"";
+    ++i;
+  }
+  fail(ErrorKind::Value, std::string(what) + " must be " + names + ", got \"" + name + "\"");
 }
 
 void require_size(const FloatArray& a, int64_t count, const std::string& what) {
@@ -126,35 +143,21 @@ void bind_plan(py::module_& m) {
       .def(
           "set_conv_choice",
           [](InferencePlan& plan, const std::string& choice) {
-            if (choice == "measure") {
-              plan.set_conv_choice(PlanConvChoice::Measure);
-            } else if (choice == "kernel") {
-              plan.set_conv_choice(PlanConvChoice::Kernel);
-            } else if (choice == "gemm") {
-              plan.set_conv_choice(PlanConvChoice::Gemm);
-            } else if (choice == "direct") {
-              plan.set_conv_choice(PlanConvChoice::Direct);
-            } else if (choice == "direct_block_major") {
-              plan.set_conv_choice(PlanConvChoice::DirectBlockMajor);
-            } else {
-              fail(ErrorKind::Value, "conv_algo must be \"measure\", \"kernel\", \"gemm\", \"direct\" or "
-                                     "\"direct_block_major\", got \"" + choice + "\"");
-            }
+            plan.set_conv_choice(named_choice<PlanConvChoice>("conv_algo", choice,
+                                                              {{"measure", PlanConvChoice::Measure},
+                                                               {"kernel", PlanConvChoice::Kernel},
+                                                               {"gemm", PlanConvChoice::Gemm},
+                                                               {"direct", PlanConvChoice::Direct},
+                                                               {"direct_block_major", PlanConvChoice::DirectBlockMajor}}));
           },
           py::arg("choice"))
       .def(
           "set_batch_order",
           [](InferencePlan& plan, const std::string& order) {
-            if (order == "measure") {
-              plan.set_batch_order(PlanBatchOrder::Measure);
-            } else if (order == "layer_major") {
-              plan.set_batch_order(PlanBatchOrder::LayerMajor);
-            } else if (order == "image_major") {
-              plan.set_batch_order(PlanBatchOrder::ImageMajor);
-            } else {
-              fail(ErrorKind::Value,
-                   "order must be \"measure\", \"layer_major\" or \"image_major\", got \"" + order + "\"");
-            }
+            plan.set_batch_order(named_choice<PlanBatchOrder>("batch_order", order,
+                                                              {{"measure", PlanBatchOrder::Measure},
+                                                               {"layer_major", PlanBatchOrder::LayerMajor},
+                                                               {"image_major", PlanBatchOrder::ImageMajor}}));
           },
           py::arg("order"))
       .def("value_shape", [](const InferencePlan& plan, int v) { return shape_tuple(plan.value_shape(v)); },
