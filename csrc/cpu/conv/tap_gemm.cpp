@@ -156,6 +156,25 @@ void pack_taps(const Conv2dParams& p, const PackedSgemmKernel& kernel, const flo
   });
 }
 
+// For every run of every reached tap, the batch-innermost copies (`from`
+// and `to`) multiplied in place by pack_taps's W_t: forward, the output
+// positions += W_t . the input positions they read; `input_grad`, those input
+// positions += W_t^T . the output positions.
+void multiply_taps(const Conv2dParams& p, const PackedSgemmKernel& kernel, const float* packed, int64_t stride,
+                   bool input_grad, const float* from, float* to) {
+  const int64_t kg = p.group_out_channels(), cg = p.group_in_channels();
+  const int64_t in_ld = p.in_plane() * p.batch, out_ld = p.out_plane() * p.batch;
+  const int64_t rows = input_grad ? cg : kg, depth = input_grad ? kg : cg;
+  const int64_t from_ld = input_grad ? out_ld : in_ld, to_ld = input_grad ? in_ld : out_ld;
+  for_taps(p, [&](const Tap& t, int64_t tap) {
+    for_tap_runs(p, t, [&](int64_t out_at, int64_t in_at, int64_t count) {
+      const int64_t from_at = input_grad ? out_at : in_at, to_at = input_grad ? in_at : out_at;
+      kernel.run(packed + tap * stride, false, rows, count * p.batch, depth, 1.0f, from + from_at * p.batch, from_ld,
+                 1.0f, to + to_at * p.batch, to_ld);
+    });
+  });
+}
+
 }  // namespace
 
 // Planes of at most 8x8 (where padding is a large share of the taps), and the
@@ -183,12 +202,7 @@ CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_tap_gemm) {
     parallel_for(kg, out_ld, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) std::fill(yt + k * out_ld, yt + (k + 1) * out_ld, bias ? bias[g * kg + k] : 0.0f);
     });
-    for_taps(p, [&](const Tap& t, int64_t tap) {
-      for_tap_runs(p, t, [&](int64_t out_at, int64_t in_at, int64_t count) {
-        kernel.run(packed + tap * packed_tap, false, kg, count * p.batch, cg, 1.0f, xt + in_at * p.batch, in_ld, 1.0f,
-                   yt + out_at * p.batch, out_ld);
-      });
-    });
+    multiply_taps(p, kernel, packed, packed_tap, false, xt, yt);
     from_batch_inner(yt, p.batch, p.out_channels, g * kg, kg, p.out_plane(), y);
   }
 }
@@ -212,12 +226,7 @@ CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_tap_gemm) {
         pack_taps(p, kernel, wt, true, packed, packed_tap);
         // Input positions that no tap reads keep a zero gradient.
         parallel_for(cg, in_ld, [&](int64_t c0, int64_t c1) { std::fill(dxt + c0 * in_ld, dxt + c1 * in_ld, 0.0f); });
-        for_taps(p, [&](const Tap& t, int64_t tap) {
-          for_tap_runs(p, t, [&](int64_t out_at, int64_t in_at, int64_t count) {
-            kernel.run(packed + tap * packed_tap, false, cg, count * p.batch, kg, 1.0f, dyt + out_at * p.batch, out_ld,
-                       1.0f, dxt + in_at * p.batch, in_ld);
-          });
-        });
+        multiply_taps(p, kernel, packed, packed_tap, true, dyt, dxt);
         from_batch_inner(dxt, p.batch, p.in_channels, g * cg, cg, p.in_plane(), dx);
       }
       if (dw != nullptr) {
