@@ -411,8 +411,8 @@ void InferencePlan::Impl::run_images(int64_t n) {
   });
 }
 
-// After the first (layer-major) run of a preparation has chosen each op's
-// way: the trunk both ways, alternately, the fastest of each kept
+// After a preparation's first (layer-major) run of the trunk has chosen each
+// op's way: the trunk both ways, alternately, the fastest of each kept
 // (interference only ever adds time); the chosen order runs last, so the
 // results do not depend on the timing. Direct kernels' weights that the
 // layer-major order does not run are then let go.
@@ -752,16 +752,15 @@ void InferencePlan::run(const float* x, float* y, int64_t batch, std::vector<dou
   m.ptr[0] = const_cast<float*>(x);
   m.ptr[output()] = y;
   if (op_seconds == nullptr) {
-    int first = 0;
+    // The trunk: image-major, or layer-major (which measures its ops' ways on
+    // a preparation's first run), then that first run chooses the order.
     if (m.image_major) {
       m.run_images(batch);
-      first = m.trunk;
+    } else {
+      for (int k = 0; k < m.trunk; ++k) m.run_op(m.ops[k], batch);
+      if (!m.order_measured) m.choose_order(batch);
     }
-    for (int k = first; k < static_cast<int>(m.ops.size()); ++k) m.run_op(m.ops[k], batch);
-    if (!m.order_measured) {
-      m.choose_order(batch);
-      for (int k = m.trunk; k < static_cast<int>(m.ops.size()); ++k) m.run_op(m.ops[k], batch);
-    }
+    for (int k = m.trunk; k < static_cast<int>(m.ops.size()); ++k) m.run_op(m.ops[k], batch);
     return;
   }
   op_seconds->clear();
