@@ -395,6 +395,26 @@ def test_a_resnet_runs_image_major_up_to_its_classifier(isa, threads, batch):
         layer_major.release()
 
 
+@pytest.mark.parametrize("name", ["vgg11", "resnet8", "alexnet"])
+def test_a_profile_of_an_image_major_plan_leaves_it_running_image_major(threads, name):
+    """A profile times each op layer-major, measuring how the trunk's convolutions would run
+    there; the trunk keeps its direct kernels for the image-major runs after it (where the
+    measurement picked another way, their weights were once let go, and the next run crashed)."""
+    build, shape = ZOO[name]
+    rng = np.random.default_rng(5)
+    model = randomize(build(), rng)
+    x = rng.standard_normal((3, *shape)).astype(np.float32)
+    plan = model.compile_inference(shape, batch_order="image_major")
+    try:
+        first = plan(x)
+        assert len(plan.profile(x)) == plan.num_ops
+        for _ in range(2):
+            np.testing.assert_array_equal(plan(x), first)
+        check_against_oracle(model, x, first, f"plan image-major {name}")
+    finally:
+        plan.release()
+
+
 # -- state: batch size, ISA cap, weights ------------------------------------------------------
 def _small():
     return randomize(nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),

@@ -525,8 +525,10 @@ void InferencePlan::Impl::measure(Op& op, int64_t n) {
   op.serial = fastest_serial != 0;
   op.measured = true;
   // Copies of the weights the plan no longer needs (until the next
-  // preparation); a trunk's direct kernels wait for the choice of order.
-  if (!is_plan_direct(op.way) && order_measured) op.direct = PlanDirectConv{};
+  // preparation); a trunk's direct kernels wait for the choice of order, and
+  // an image-major trunk keeps them (a profile measures its ops layer-major).
+  const bool image_major_trunk = image_major && &op - ops.data() < trunk;
+  if (!is_plan_direct(op.way) && order_measured && !image_major_trunk) op.direct = PlanDirectConv{};
   if (op.way != ConvWay::Gemm) op.packed_weights.clear();
   if (fastest != ways - 1 || fastest_serial != thread_choices - 1) run_serial_or_not(op, op.way, op.serial, n);
 }
