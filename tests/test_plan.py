@@ -565,6 +565,10 @@ def test_bad_arguments_are_named():
         model.compile_inference((2, 4, 4), batch_order="images")
     with pytest.raises(TypeError, match="batch_order must be a str"):
         model.compile_inference((2, 4, 4), batch_order=1)
+    with pytest.raises(ValueError, match="value_layout must be \"measure\", \"plain\" or \"blocked\", got \"nchw16c\""):
+        model.compile_inference((2, 4, 4), value_layout="nchw16c")
+    with pytest.raises(TypeError, match="value_layout must be a str"):
+        model.compile_inference((2, 4, 4), value_layout=True)
     with pytest.raises(TypeError, match="conv_algo must be a str"):
         model.compile_inference((2, 4, 4), conv_algo=None)
     with pytest.raises(ValueError, match="4: in_features is 128 but its input has 8 features"):

@@ -137,3 +137,111 @@ def test_direct_follows_an_isa_cap_changed_between_calls():
     finally:
         cnnkit.set_max_isa(previous)
         plan.release()
+
+
+# -- the values between direct convolutions: blocked (NCHW16c / NCHW8c) and zero-bordered --------
+@st.composite
+def chains(draw):
+    """Two to four layers the plan's direct kernel runs, one after another: convolutions (every
+    kernel width and stride it takes, dilation and padding down the columns and along the rows
+    apart, a folded batch norm, ReLU or tanh) and residual blocks (identity or 1x1 projection),
+    with channel counts around the vector widths, so that some values between them are blocked
+    and bordered, some only bordered, and some plain."""
+    c = draw(st.sampled_from([3, 8, 16, 17]))
+    h, w = draw(st.integers(6, 13)), draw(st.integers(6, 13))
+    shape, layers = (c, h, w), []
+    for _ in range(draw(st.integers(2, 4))):
+        if draw(st.booleans()) and min(h, w) >= 3:
+            body = [nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                    nn.Conv2d(c, c, 3, padding=1)]
+            layers.append(nn.Residual(nn.Sequential(*body), nn.Conv2d(c, c, 1) if draw(st.booleans()) else None))
+            layers.append(nn.ReLU())
+            continue
+        out = draw(st.sampled_from([8, 16, 17, 32]))
+        sw = draw(st.sampled_from([1, 2]))
+        k = draw(st.sampled_from([1, 3] + ([5] if sw == 1 and min(h, w) >= 5 else [])))
+        if k > min(h, w):
+            k = 1
+        sh, dh = draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 2])) if h >= 2 * k else 1
+        pad = (draw(st.integers(0, k // 2)), draw(st.integers(0, k // 2)))
+        layers.append(nn.Conv2d(c, out, k, stride=(sh, sw), padding=pad, dilation=(dh, 1)))
+        if draw(st.booleans()):
+            layers.append(nn.BatchNorm2d(out))
+        act = draw(st.sampled_from([None, nn.ReLU, nn.Tanh]))
+        if act is not None:
+            layers.append(act())
+        c = out
+        h, w = (h + 2 * pad[0] - dh * (k - 1) - 1) // sh + 1, (w + 2 * pad[1] - k) // sw + 1
+        if min(h, w) < 1:
+            break
+    return nn.Sequential(*layers), shape
+
+
+@given(chain=chains(), batch=st.sampled_from([1, 2, 3]), order=st.sampled_from(sorted(ORDERS)),
+       batch_order=st.sampled_from(["layer_major", "image_major"]), seed=st.integers(0, 2**31 - 1))
+def test_blocked_and_bordered_values_give_the_bits_of_plain_ones(isa, threads, chain, batch, order, batch_order,
+                                                                 seed):
+    """Every layout runs the same arithmetic in the same order: the blocked/bordered plan, the plain
+    one and the measured one agree to the bit, on every call (the measured choice is made on the
+    first) and in a profile (each op on its own, through the same layouts), and match the oracle."""
+    model, shape = chain
+    rng = np.random.default_rng(seed)
+    randomize(model, rng)
+    try:
+        model(np.zeros((1, *shape), np.float32))
+    except ValueError:
+        return  # a layer the chain's shapes left too small
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
+    plans = {layout: model.compile_inference(shape, conv_algo=order, batch_order=batch_order, value_layout=layout)
+             for layout in ("plain", "blocked", "measure")}
+    try:
+        plain = plans["plain"](x)
+        check_against_oracle(model, x, plain, "plan plain values")
+        for layout, plan in plans.items():
+            for _ in range(2):
+                np.testing.assert_array_equal(plan(x), plain, err_msg=layout)
+            got = np.empty_like(plain)
+            plan(x, out=got)
+            np.testing.assert_array_equal(got, plain, err_msg=layout)
+        assert "[blocked" not in plans["plain"].describe() and "border" not in plans["plain"].describe()
+        if isa == "scalar":
+            assert "[blocked" not in plans["blocked"].describe()
+        profiled = plans["blocked"].profile(x)
+        assert len(profiled) == plans["blocked"].num_ops
+        np.testing.assert_array_equal(plans["blocked"](x), plain)
+    finally:
+        for plan in plans.values():
+            plan.release()
+
+
+@pytest.mark.parametrize("batch_order", ["layer_major", "image_major"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_resnet_keeps_its_stages_blocked(isa, threads, batch_order, batch):
+    """resnet8 (8, 16 and 32 channels): under a vector ISA cap every value between two of its
+    convolutions whose channels fill the cap's blocks is kept blocked with a border of 1 (the 3x3
+    convolutions' padding), the one the classifier's pooling reads stays plain, and the results
+    are the plain plan's bits."""
+    model = randomize(cnnkit.models.resnet(8, width=16), np.random.default_rng(batch))
+    x = np.random.default_rng(7).standard_normal((batch, 3, 16, 16)).astype(np.float32)
+    blocked = model.compile_inference((3, 16, 16), conv_algo="direct", batch_order=batch_order,
+                                      value_layout="blocked")
+    plain = model.compile_inference((3, 16, 16), conv_algo="direct", batch_order=batch_order, value_layout="plain")
+    try:
+        got = blocked(x)
+        np.testing.assert_array_equal(got, plain(x))
+        check_against_oracle(model, x, got, "plan blocked resnet8")
+        lines = blocked.describe().splitlines()
+        convs = [line for line in lines if ": conv2d" in line]
+        assert not any("[blocked" in line or "border" in line for line in lines if ": conv2d" not in line)
+        assert "[blocked" not in convs[-1]  # read by the pooling
+        if isa == "scalar":
+            assert not any("[blocked" in line for line in lines)
+        else:
+            # 16 lanes (AVX-512) or 8 (AVX2): all three stages' widths fill them. The two 1x1
+            # shortcuts' outputs are only added as residuals: blocked, no border.
+            shortcuts = [line for line in convs if ".shortcut" in line.split(":")[0]]
+            assert len(shortcuts) == 2 and all(line.endswith("[blocked]") for line in shortcuts), blocked.describe()
+            assert sum(line.endswith("[blocked, border 1]") for line in convs) == len(convs) - 3, blocked.describe()
+    finally:
+        blocked.release()
+        plain.release()

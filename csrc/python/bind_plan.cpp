@@ -160,6 +160,15 @@ void bind_plan(py::module_& m) {
                                                                {"image_major", PlanBatchOrder::ImageMajor}}));
           },
           py::arg("order"))
+      .def(
+          "set_value_layout",
+          [](InferencePlan& plan, const std::string& layout) {
+            plan.set_value_layout(named_choice<PlanLayoutChoice>("value_layout", layout,
+                                                                 {{"measure", PlanLayoutChoice::Measure},
+                                                                  {"plain", PlanLayoutChoice::Plain},
+                                                                  {"blocked", PlanLayoutChoice::Blocked}}));
+          },
+          py::arg("layout"))
       .def("value_shape", [](const InferencePlan& plan, int v) { return shape_tuple(plan.value_shape(v)); },
            py::arg("value"))
       .def_property_readonly("output", &InferencePlan::output)

@@ -30,8 +30,15 @@ AVX-512), which puts output channels across the vector lanes and splits even a s
 across threads by bands of output rows. ``Linear`` layers likewise run ``linear`` ("kernel") or
 a GEMM with their weights packed once ("gemm"). By default every way that can run a layer is
 timed on the first call after the batch size, the ISA cap or the thread count changed, and the
-fastest is kept (:meth:`InferencePlan.describe` shows the choice). Activations stay NCHW
-between ops: no blocked (NCHW16c) layout is used yet.
+fastest is kept (:meth:`InferencePlan.describe` shows the choice).
+
+Activations are NCHW between ops, except between the plan's own direct convolutions
+(``value_layout``): "blocked" keeps a value that one of them writes and only they read in
+blocks of the vector width (NCHW16c with AVX-512: no transposes on the way out) where its
+channels fill whole blocks, each plane inside a zero border as wide as the readers' padding (no
+padded copies on the way in); "plain" keeps every value NCHW; "measure" (the default) times the
+whole plan both ways on the first call and keeps the faster. The describe line of such a value
+ends in ``[blocked, border 1]`` (or ``[border 1]`` for an NCHW one). The same bits every way.
 
 A batch goes through the plan's first ops (up to the first ``Linear``, where every convolution
 fits the plan's direct kernel: ResNet-20's whole convolutional part) one of two ways
@@ -308,7 +315,7 @@ class InferencePlan:
     """A compiled model: ``plan(x)`` runs a batch (N, C, H, W) natively and returns a new array;
     ``plan(x, out=y)`` writes into ``y`` instead. See the module's documentation."""
 
-    def __init__(self, model, input_shape, conv_algo="measure", batch_order="measure"):
+    def __init__(self, model, input_shape, conv_algo="measure", batch_order="measure", value_layout="measure"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a cnnkit.nn.Module, got {type(model).__name__}")
         shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
@@ -318,12 +325,13 @@ class InferencePlan:
         if training:
             raise ValueError(f"compile_inference needs a model in eval mode (call model.eval() first); "
                              f"in training mode: {', '.join(training[:5])}")
-        for name, value in (("conv_algo", conv_algo), ("batch_order", batch_order)):
+        for name, value in (("conv_algo", conv_algo), ("batch_order", batch_order), ("value_layout", value_layout)):
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, got {type(value).__name__}")
         b = _Builder(tuple(int(d) for d in shape))
         b.plan.set_conv_choice(conv_algo)
         b.plan.set_batch_order(batch_order)
+        b.plan.set_value_layout(value_layout)
         out = b.value(b.lower(model, "", 0))
         self._plan = b.plan
         self._flat_out = b.flat_values.get(out, False)
@@ -396,7 +404,7 @@ class InferencePlan:
         return self._plan.num_ops
 
 
-def compile_inference(model, input_shape, conv_algo="measure", batch_order="measure"):
+def compile_inference(model, input_shape, conv_algo="measure", batch_order="measure", value_layout="measure"):
     """Compile ``model`` (in eval mode) for inputs of shape (N, *input_shape); returns an
     :class:`InferencePlan`. ``conv_algo`` is how each convolution runs: "kernel" (the kernel
     ``algo="auto"`` picks, direct kernels with weights packed once; bias in the kernel, the
@@ -413,5 +421,8 @@ def compile_inference(model, input_shape, conv_algo="measure", batch_order="meas
     linear layer, where the plan's direct kernel runs every convolution among them:
     "layer_major" (each op over the whole batch), "image_major" (each thread takes whole images
     through them) or "measure" (the default: both timed on the first call of a batch of two or
-    more on several threads, the faster kept)."""
-    return InferencePlan(model, input_shape, conv_algo, batch_order)
+    more on several threads, the faster kept). ``value_layout`` is how the values between the
+    plan's direct convolutions lie: "plain" (NCHW), "blocked" (NCHW16c where the channels allow,
+    zero-bordered for the readers' padding) or "measure" (the default: the whole plan timed
+    both ways on the first call, the faster kept)."""
+    return InferencePlan(model, input_shape, conv_algo, batch_order, value_layout)

@@ -4,6 +4,14 @@
 // once per batch size; the input is read in place and the last op writes the
 // caller's output array directly.
 //
+// Values that the plan's direct convolution both writes and alone reads may
+// be kept blocked (NCHW16c with AVX-512) and with each plane inside a zero
+// border as wide as the padding of the convolutions that read them
+// (PlanValueLayout, choose_layouts), once the first run has chosen how every
+// op runs: the writer then stores its channel vectors without a transpose,
+// and the reader reads its input in place instead of copying it into a
+// padded buffer first.
+//
 // Epilogues (residual add, activation) run as a threaded pass right after the
 // op that produced the output, chunk by chunk (the add and the activation of
 // a chunk back to back, while it is in L1), except where the plan's own
@@ -189,6 +197,7 @@ void pack_gemm_weights(Op& op, bool wanted, const ValueShape& out) {
 
 struct InferencePlan::Impl {
   std::vector<ValueShape> shapes;
+  std::vector<PlanValueLayout> layout;  // per value: blocked or not, the zero border of its planes
   std::vector<Op> ops;
   // Prepared state: what run() last prepared for.
   int64_t batch = -1;
@@ -200,11 +209,14 @@ struct InferencePlan::Impl {
   std::vector<float*> ptr;
   PlanConvChoice conv_choice = PlanConvChoice::Measure;
   PlanBatchOrder batch_order = PlanBatchOrder::Measure;
+  PlanLayoutChoice layout_choice = PlanLayoutChoice::Measure;
   std::mutex running;
   // The trunk (plan.h's PlanBatchOrder): ops [0, trunk); image_major once
   // chosen; order_measured when the choice is made for this preparation.
   int trunk = 0;
   bool image_major = false, order_measured = true;
+  // The values' layouts are chosen after the preparation's ops and order are.
+  bool layouts_chosen = false;
   // Image-major: which values live in each thread's PlanImage workspace
   // (made and used up within the trunk), at lane_offset[their slot].
   std::vector<char> lane_value;
@@ -213,7 +225,23 @@ struct InferencePlan::Impl {
 
   int add_value(ValueShape s) {
     shapes.push_back(s);
+    layout.emplace_back();
     return static_cast<int>(shapes.size()) - 1;
+  }
+  // Floats of one image of value v as stored (with its border).
+  int64_t stored_size(int v) const {
+    const ValueShape& s = shapes[v];
+    const int64_t b = layout[v].border;
+    return s.c * (s.h + 2 * b) * (s.w + 2 * b);
+  }
+  PlanDirectLayout layout_of(const Op& op) const {
+    return {layout[op.src], layout[op.dst],
+            op.epilogue.residual >= 0 ? layout[op.epilogue.residual] : PlanValueLayout{}};
+  }
+  // Whether op k runs the plan's direct convolution.
+  bool runs_direct(int k) const {
+    const Op& op = ops[k];
+    return op.kind == OpKind::Conv && (is_plan_direct(op.way) || (image_major && k < trunk));
   }
   const ValueShape& shape(int v, const std::string& name) const {
     CNNKIT_CHECK(v >= 0 && v < static_cast<int>(shapes.size()), ErrorKind::Value,
@@ -240,6 +268,11 @@ struct InferencePlan::Impl {
 
   std::vector<int> last_uses() const;
   void assign_buffers();
+  void allocate(int64_t n);
+  void assign_lanes();
+  void choose_layouts(int64_t n, const float* x, float* y);
+  void point_values(const float* x, float* y);
+  void run_all(int64_t n);
   void prepare(int64_t n);
   void run_op(Op& op, int64_t n);
   void run_conv(Op& op, ConvWay way, int64_t n);
@@ -276,7 +309,7 @@ void InferencePlan::Impl::assign_buffers() {
   for (int i = 0; i < static_cast<int>(ops.size()); ++i) {
     const int v = ops[i].dst;
     if (v != output) {
-      const int64_t need = shapes[v].size();
+      const int64_t need = stored_size(v);
       int best = -1;
       for (int s = 0; s < static_cast<int>(busy.size()); ++s) {
         if (busy[s]) continue;
@@ -303,17 +336,28 @@ void InferencePlan::Impl::assign_buffers() {
   }
 }
 
+// Floats past a buffer's start to its first 64-byte boundary (the buffers
+// have that many spare): a blocked value's vectors then each fill one cache line.
+constexpr int64_t kAlignFloats = 64 / sizeof(float);
+
+void InferencePlan::Impl::allocate(int64_t n) {
+  assign_buffers();
+  buffers.assign(slot_floats.size(), {});
+  for (size_t s = 0; s < slot_floats.size(); ++s) {
+    buffers[s].resize(static_cast<size_t>(checked_mul(slot_floats[s], n, "plan buffer") + kAlignFloats));
+  }
+}
+
 void InferencePlan::Impl::prepare(int64_t n) {
   const Isa cap = max_isa();
   const int nt = num_threads();
   if (n == batch && cap == isa && nt == threads) return;
-  if (n != batch) {
-    assign_buffers();
-    buffers.assign(slot_floats.size(), {});
-    for (size_t s = 0; s < slot_floats.size(); ++s) {
-      buffers[s].resize(static_cast<size_t>(checked_mul(slot_floats[s], n, "plan buffer")));
-    }
-  }
+  // Every op's way is chosen again, and the layouts after them.
+  const bool laid_out = std::any_of(layout.begin(), layout.end(),
+                                    [](const PlanValueLayout& l) { return l.border > 0 || l.blocked; });
+  std::fill(layout.begin(), layout.end(), PlanValueLayout{});
+  layouts_chosen = false;
+  if (n != batch || laid_out) allocate(n);
   for (Op& op : ops) {
     if (op.kind != OpKind::Conv && op.kind != OpKind::Linear) continue;
     op.serial = false;
@@ -371,6 +415,11 @@ void InferencePlan::Impl::prepare_trunk(int64_t n) {
   if (convs == 0) trunk = 0;
   image_major = trunk > 0 && batch_order == PlanBatchOrder::ImageMajor;
   order_measured = trunk == 0 || batch_order != PlanBatchOrder::Measure || n < 2 || num_threads() < 2;
+  assign_lanes();
+}
+
+// Which values live in the image-major run's per-thread slots, and where.
+void InferencePlan::Impl::assign_lanes() {
   const int values = static_cast<int>(shapes.size());
   const std::vector<int> last_use = last_uses();
   lane_value.assign(values, 0);
@@ -395,7 +444,7 @@ void InferencePlan::Impl::run_images(int64_t n) {
     std::vector<float*> at(values);
     for (int64_t i = i0; i < i1; ++i) {
       for (int v = 0; v < values; ++v) {
-        at[v] = lane_value[v] ? lane + lane_offset[slot_of[v]] : ptr[v] + i * shapes[v].size();
+        at[v] = lane_value[v] ? lane + lane_offset[slot_of[v]] : ptr[v] + i * stored_size(v);
       }
       for (int k = 0; k < trunk; ++k) {
         const Op& op = ops[k];
@@ -405,7 +454,7 @@ void InferencePlan::Impl::run_images(int64_t n) {
         }
         const float* residual = op.epilogue.residual >= 0 ? at[op.epilogue.residual] : nullptr;
         const PlanDirectEpilogue e{residual, op.epilogue.has_act ? &op.epilogue.act : nullptr};
-        op.direct.kernel(op.conv, op.direct, at[op.src], e, at[op.dst]);
+        op.direct.kernel(op.conv, op.direct, at[op.src], e, at[op.dst], layout_of(op));
       }
     }
   });
@@ -439,6 +488,112 @@ void InferencePlan::Impl::choose_order(int64_t n) {
   }
 }
 
+// Each value's batch in its buffer, from the buffer's first 64-byte boundary;
+// the input read in place (no op writes value 0), the output written there.
+void InferencePlan::Impl::point_values(const float* x, float* y) {
+  ptr.assign(shapes.size(), nullptr);
+  for (size_t v = 0; v < shapes.size(); ++v) {
+    if (slot_of[v] < 0) continue;
+    float* start = buffers[slot_of[v]].data();
+    ptr[v] = start + (kAlignFloats - reinterpret_cast<uintptr_t>(start) / sizeof(float) % kAlignFloats) % kAlignFloats;
+  }
+  ptr[0] = const_cast<float*>(x);
+  ptr[ops.back().dst] = y;
+}
+
+// Every op, once each op's way and the batch order are chosen.
+void InferencePlan::Impl::run_all(int64_t n) {
+  if (image_major) {
+    run_images(n);
+  } else {
+    for (int k = 0; k < trunk; ++k) run_op(ops[k], n);
+  }
+  for (int k = trunk; k < static_cast<int>(ops.size()); ++k) run_op(ops[k], n);
+}
+
+// Layouts (PlanValueLayout) for the values the plan's direct convolution
+// writes and only it reads (as input or residual): a zero border as wide as
+// the widest padding of the convolutions reading each, and blocked where the
+// channels fill whole blocks, every reader takes a blocked input and the
+// writer's residual, if any, is blocked too (the kernel adds a blocked
+// residual to its accumulators, whatever the output's layout). The input and
+// the output (the caller's arrays) stay plain. An image-major trunk's
+// convolutions all run the direct kernel, and a layer-major run of them (a
+// profile) then does too.
+//
+// Then the whole plan runs with those layouts and with every value plain,
+// alternately, the fastest of each kept, and the faster pair is kept (the
+// plain values in the same buffers): where many channel blocks meet small
+// planes, reading blocked inputs can be the slower (vgg11's 512-channel 4x4
+// layers, benchmarks/results). The chosen layouts run last.
+void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
+  layouts_chosen = true;
+  if (layout_choice == PlanLayoutChoice::Plain) return;
+  const int values = static_cast<int>(shapes.size()), count = static_cast<int>(ops.size());
+  std::vector<char> direct_only(values, 0), blockable(values, 0);
+  std::vector<int64_t> pad(values, 0);
+  for (int k = 0; k < count; ++k) {
+    if (!runs_direct(k)) continue;
+    const int v = ops[k].dst;
+    direct_only[v] = 1;
+    blockable[v] = shapes[v].c % ops[k].direct.lanes == 0;
+  }
+  direct_only[0] = 0;
+  direct_only[ops.back().dst] = 0;
+  for (int k = 0; k < count; ++k) {
+    const Op& op = ops[k];
+    if (runs_direct(k)) {
+      const Conv2dParams& c = op.conv;
+      pad[op.src] = std::max({pad[op.src], c.pad_top, c.pad_bottom, c.pad_left, c.pad_right});
+      if (!plan_direct_reads_blocked(c)) blockable[op.src] = 0;
+      continue;
+    }
+    direct_only[op.src] = 0;
+    if (op.epilogue.residual >= 0) direct_only[op.epilogue.residual] = 0;
+  }
+  for (int v = 0; v < values; ++v) blockable[v] = blockable[v] && direct_only[v];
+  // A blocked output needs a blocked residual: unblocking one value may
+  // unblock the outputs that add it, in turn.
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (const Op& op : ops) {
+      const int r = op.epilogue.residual;
+      if (r >= 0 && blockable[op.dst] && !blockable[r]) blockable[op.dst] = 0, changed = true;
+    }
+  }
+  bool any = false;
+  for (int v = 0; v < values; ++v) {
+    layout[v] = direct_only[v] ? PlanValueLayout{pad[v], blockable[v] != 0} : PlanValueLayout{};
+    any = any || layout[v].border > 0 || layout[v].blocked;
+  }
+  if (!any) return;
+  for (int k = 0; k < trunk && image_major; ++k) {
+    Op& op = ops[k];
+    if (op.kind == OpKind::Conv && !is_plan_direct(op.way)) {
+      op.way = op.direct.block_major ? ConvWay::PlanDirectBlockMajor : ConvWay::PlanDirect;
+    }
+  }
+  allocate(n);
+  assign_lanes();
+  point_values(x, y);
+  if (layout_choice == PlanLayoutChoice::Blocked) return;
+  const std::vector<PlanValueLayout> chosen = layout;
+  const std::vector<PlanValueLayout> plain(layout.size());
+  constexpr int kRounds = 3;
+  double best[2] = {1e300, 1e300};
+  for (int round = 0; round < kRounds; ++round) {
+    for (int laid_out = 0; laid_out < 2; ++laid_out) {
+      layout = laid_out != 0 ? chosen : plain;
+      const auto t0 = std::chrono::steady_clock::now();
+      run_all(n);
+      best[laid_out] = std::min(best[laid_out], std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  if (best[1] < best[0]) return;  // laid out, and the last run was
+  layout = plain;
+  run_all(n);
+}
+
 void InferencePlan::Impl::run_conv(Op& op, ConvWay way, int64_t n) {
   const float* x = ptr[op.src];
   float* y = ptr[op.dst];
@@ -450,7 +605,7 @@ void InferencePlan::Impl::run_conv(Op& op, ConvWay way, int64_t n) {
   if (is_plan_direct(way)) {
     const PlanDirectEpilogue e{residual, op.epilogue.has_act ? &op.epilogue.act : nullptr};
     op.direct.block_major = way == ConvWay::PlanDirectBlockMajor;
-    op.direct.kernel(op.conv_batch, op.direct, x, e, y);
+    op.direct.kernel(op.conv_batch, op.direct, x, e, y, layout_of(op));
     return;
   }
   if (op.packed.kernel != nullptr) {
@@ -596,6 +751,11 @@ void InferencePlan::set_batch_order(PlanBatchOrder order) {
   impl_->batch = -1;
 }
 
+void InferencePlan::set_value_layout(PlanLayoutChoice choice) {
+  impl_->layout_choice = choice;
+  impl_->batch = -1;
+}
+
 void InferencePlan::set_conv_choice(PlanConvChoice choice) {
   impl_->conv_choice = choice;
   impl_->batch = -1;
@@ -729,7 +889,14 @@ std::string InferencePlan::describe() const {
     if (op.has_bias) out << " +bias";
     if (op.epilogue.residual >= 0) out << " +residual(v" << op.epilogue.residual << ")";
     if (op.epilogue.has_act) out << " +act";
-    out << " v" << op.src << " -> v" << op.dst << " (" << s.c << ", " << s.h << ", " << s.w << ")\n";
+    out << " v" << op.src << " -> v" << op.dst << " (" << s.c << ", " << s.h << ", " << s.w << ")";
+    const PlanValueLayout& l = impl_->layout[op.dst];
+    if (l.blocked || l.border > 0) {
+      out << " [" << (l.blocked ? "blocked" : "") << (l.blocked && l.border > 0 ? ", " : "");
+      if (l.border > 0) out << "border " << l.border;
+      out << "]";
+    }
+    out << "\n";
   }
   return out.str();
 }
@@ -746,31 +913,29 @@ void InferencePlan::run(const float* x, float* y, int64_t batch, std::vector<dou
     return;
   }
   m.prepare(batch);
-  m.ptr.assign(m.shapes.size(), nullptr);
-  for (size_t v = 0; v < m.shapes.size(); ++v) {
-    if (m.slot_of[v] >= 0) m.ptr[v] = m.buffers[m.slot_of[v]].data();
-  }
-  // The input is only read: no op writes value 0.
-  m.ptr[0] = const_cast<float*>(x);
-  m.ptr[output()] = y;
+  m.point_values(x, y);
   if (op_seconds == nullptr) {
     // The trunk: image-major, or layer-major (which measures its ops' ways on
     // a preparation's first run), then that first run chooses the order.
-    if (m.image_major) {
-      m.run_images(batch);
+    if (m.image_major || m.order_measured) {
+      m.run_all(batch);
     } else {
       for (int k = 0; k < m.trunk; ++k) m.run_op(m.ops[k], batch);
-      if (!m.order_measured) m.choose_order(batch);
+      m.choose_order(batch);
+      for (int k = m.trunk; k < static_cast<int>(m.ops.size()); ++k) m.run_op(m.ops[k], batch);
     }
-    for (int k = m.trunk; k < static_cast<int>(m.ops.size()); ++k) m.run_op(m.ops[k], batch);
-    return;
+  } else {
+    op_seconds->clear();
+    for (Op& op : m.ops) {
+      const auto t0 = std::chrono::steady_clock::now();
+      m.run_op(op, batch);
+      op_seconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
   }
-  op_seconds->clear();
-  for (Op& op : m.ops) {
-    const auto t0 = std::chrono::steady_clock::now();
-    m.run_op(op, batch);
-    op_seconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
+  const bool measured = std::all_of(m.ops.begin(), m.ops.end(), [](const Op& op) {
+    return op.measured || (op.kind != OpKind::Conv && op.kind != OpKind::Linear);
+  });
+  if (!m.layouts_chosen && m.order_measured && measured) m.choose_layouts(batch, x, y);
 }
 
 }  // namespace cnnkit

@@ -17,6 +17,8 @@ bool plan_direct_fits(const Conv2dParams& p) {
   return p.stride_w == 2 && (p.kernel_w == 1 || p.kernel_w == 3);
 }
 
+bool plan_direct_reads_blocked(const Conv2dParams& p) { return plan_direct_fits(p) && p.kernel_w <= 3; }
+
 namespace {
 
 // Packs p's weights for the widest ISA enabled now, weight(k, i) being output
@@ -82,7 +84,7 @@ void forward_plan_direct(const Conv2dParams& p, const float* x, const float* w, 
   CNNKIT_CHECK(pack_plan_direct(p, w, bias, &c), ErrorKind::Value,
                "conv2d: the plan_direct kernel does not run this layer under the ISA cap");
   c.block_major = block_major;
-  c.kernel(p, c, x, PlanDirectEpilogue{}, y);
+  c.kernel(p, c, x, PlanDirectEpilogue{}, y, PlanDirectLayout{});
 }
 
 }  // namespace
@@ -127,7 +129,7 @@ void input_grad_plan_direct(const Conv2dParams& p, const float* dy, const float*
       nullptr, &c);
   CNNKIT_CHECK(packed, ErrorKind::Value, "conv2d_backward: the plan_direct kernel does not run this input gradient");
   c.block_major = true;
-  c.kernel(t, c, dy, PlanDirectEpilogue{}, dx);
+  c.kernel(t, c, dy, PlanDirectEpilogue{}, dx, PlanDirectLayout{});
 }
 
 }  // namespace

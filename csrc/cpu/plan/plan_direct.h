@@ -6,10 +6,11 @@
 // in registers as they are stored (another activation by the thread that
 // wrote each band, right after it).
 //
-// Layout stays NCHW at both ends: the kernel reads the input through a
-// per-thread zero-padded copy of only the input rows its bands need (in place
-// when the layer has no padding) and writes the output rows transposed from
-// its channel vectors.
+// Layout is NCHW at both ends, each plane optionally inside a zero border
+// (PlanDirectLayout): the kernel reads a bordered input in place, and a plain
+// one through a per-thread zero-padded copy of only the input rows its bands
+// need (in place when the layer has no padding); it writes the output rows
+// transposed from its channel vectors.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -28,8 +29,27 @@ struct PlanDirectEpilogue {
   const ActParams* act = nullptr;
 };
 
+// How one image of a value lies: its channels as NCHW planes or, `blocked`,
+// in blocks of the kernel's lanes (NCHW16c with AVX-512: [c / L][h][w][L],
+// one vector of channels per position), each plane inside a zero border of
+// `border` pixels on every side (the image is c (h + 2b) (w + 2b) floats
+// either way). The kernel reads a bordered input in place, its border
+// standing in for the layer's padding (at least as wide as each padding),
+// and writes a bordered output's border as zeros. A blocked input needs a
+// kernel width of at most 3 (plan_direct_reads_blocked) and channels in whole
+// blocks, as does a blocked output or residual. The inference plan keeps the
+// values between its convolutions so: no layer copies its input, and blocked
+// outputs are stored without a transpose.
+struct PlanValueLayout {
+  int64_t border = 0;
+  bool blocked = false;
+};
+struct PlanDirectLayout {
+  PlanValueLayout in, out, residual;
+};
+
 using PlanDirectKernel = void (*)(const Conv2dParams& p, const PlanDirectConv& c, const float* x,
-                                  const PlanDirectEpilogue& e, float* y);
+                                  const PlanDirectEpilogue& e, float* y, const PlanDirectLayout& layout);
 
 struct PlanDirectConv {
   PlanDirectKernel kernel = nullptr;
@@ -47,12 +67,15 @@ struct PlanDirectConv {
 // stride 1, or width 1 or 3 with horizontal stride 2; anything vertically;
 // bounded sizes as for direct_cvec.
 bool plan_direct_fits(const Conv2dParams& p);
+// Whether the kernel can read p's input blocked (PlanValueLayout).
+bool plan_direct_reads_blocked(const Conv2dParams& p);
 // Packs w and bias (may be null) for the widest ISA enabled now; false
 // (nothing done) when p does not fit or no vector ISA is enabled.
 bool pack_plan_direct(const Conv2dParams& p, const float* w, const float* bias, PlanDirectConv* out);
 
-#define CNNKIT_PLAN_DIRECT_SIGNATURE(name) \
-  void name(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e, float* y)
+#define CNNKIT_PLAN_DIRECT_SIGNATURE(name)                                                                    \
+  void name(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e, float* y, \
+            const PlanDirectLayout& layout)
 CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx2);
 CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx512);
 

@@ -9,9 +9,9 @@ namespace cnnkit {
 
 CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx2) {
   if (p.out_w <= 4 && p.out_h >= 2) {
-    plan_direct_dispatch<Avx2, 4, 3>(p, c, x, e, y);
+    plan_direct_dispatch<Avx2, 4, 3>(p, c, x, e, y, layout);
   } else {
-    plan_direct_dispatch<Avx2, 8, 1>(p, c, x, e, y);
+    plan_direct_dispatch<Avx2, 8, 1>(p, c, x, e, y, layout);
   }
 }
 

@@ -12,10 +12,10 @@
 // channel blocks. Within an image the items go band by band (a band's input
 // rows serve every channel block while they are in L1) or, block_major,
 // block by block (a block's weights serve every band while they are in L1/L2:
-// large weight blocks, which otherwise stream from L3 once per band). Each
-// thread makes a zero-padded copy of only the input rows its items of an
-// image read, kept across its chunks of a call (none without padding: it
-// reads in place).
+// large weight blocks, which otherwise stream from L3 once per band). A
+// bordered input (PlanDirectLayout) is read in place, as is one without
+// padding; otherwise each thread makes a zero-padded copy of only the input
+// rows its items of an image read, kept across its chunks of a call.
 // The residual and a ReLU are applied to each tile's outputs as they are
 // stored; another activation, after the tiles of an item, by the same thread
 // to the rows it just wrote.
@@ -53,19 +53,25 @@ constexpr bool column_used(int iw) {
 
 struct PlanTileArgs {
   int64_t channels, kernel_h;
-  int64_t plane, row_step, out_row_step;  // input plane, next kernel row, next output row
-  int64_t out_w, channel_stride, kb;      // output row, output plane, channels to store
+  int64_t plane, row_step, out_row_step;  // input plane (blocked: block), next kernel row, next output row
+  int64_t out_w, channel_stride, kb;      // output row and plane pitches, channels to store
+  int64_t residual_w, residual_plane;     // the residual's row and plane pitches
+  bool out_blocked, residual_blocked;     // vectors of channels stored / read per position
   bool relu;                              // max(0, .) on each value stored (after the residual)
 };
 
-// One tile: row q's first tap is x0 + q * out_row_step; its outputs go to
-// y + q * out_w, channel k at k * channel_stride, plus the residual at the
-// same offsets from r (when r is not null).
-template <class Vec, int KW, int SW, int NB, int ROWS>
+// One tile: row q's first tap is x0 + q * out_row_step (input channel c
+// `plane` floats further on or, BLOCKED, in block c / L at lane c % L, the
+// columns L floats apart); its outputs go to y + q * out_w, channel k at
+// k * channel_stride (blocked: position j's vector at j * L), plus the
+// residual at r + q * residual_w + k * residual_plane (blocked: at j * L),
+// when r is not null.
+template <class Vec, int KW, int SW, int NB, int ROWS, bool BLOCKED>
 void plan_direct_tile(const PlanTileArgs& a, const float* x0, const float* wb, const float* bb, float* y,
                       const float* r) {
   using V = typename Vec::F;
   constexpr int L = Vec::kWidth;
+  constexpr int kColumn = BLOCKED ? L : 1;
   V acc[ROWS][NB];
   const V b = Vec::load(bb);
   for (int q = 0; q < ROWS; ++q)
@@ -76,8 +82,9 @@ void plan_direct_tile(const PlanTileArgs& a, const float* x0, const float* wb, c
   const float* w = wb;
   for (int64_t c = 0; c < a.channels; ++c) {
     // One pointer per row: every broadcast is then pointer + constant.
+    const float* xc = BLOCKED ? x0 + c / L * a.plane + c % L : x0 + c * a.plane;
     const float* xrow[ROWS];
-    for (int q = 0; q < ROWS; ++q) xrow[q] = x0 + c * a.plane + q * a.out_row_step;
+    for (int q = 0; q < ROWS; ++q) xrow[q] = xc + q * a.out_row_step;
     for (int64_t r = 0; r < a.kernel_h; ++r, w += KW * L) {
       V wv[KW];
       if constexpr (kWeightsInRegisters) {
@@ -88,7 +95,7 @@ void plan_direct_tile(const PlanTileArgs& a, const float* x0, const float* wb, c
         if constexpr (column_used<KW, SW, NB>(iw)) {
           walk_unroll<ROWS>([&](auto q_c) __attribute__((always_inline)) {
             constexpr int q = decltype(q_c)::value;
-            const V xb = Vec::broadcast(xrow[q] + iw);
+            const V xb = Vec::broadcast(xrow[q] + iw * kColumn);
             walk_unroll<KW>([&](auto s_c) __attribute__((always_inline)) {
               constexpr int s = decltype(s_c)::value, d = iw - s;
               if constexpr (d >= 0 && d % SW == 0 && d / SW < NB) {
@@ -102,22 +109,33 @@ void plan_direct_tile(const PlanTileArgs& a, const float* x0, const float* wb, c
       for (int q = 0; q < ROWS; ++q) xrow[q] += a.row_step;
     }
   }
-  // Without a residual, ReLU costs fewer instructions on the accumulators
-  // than on the transposed rows.
+  // A blocked residual lies as the accumulators do: added to them here.
+  if (r != nullptr && a.residual_blocked) {
+    for (int q = 0; q < ROWS; ++q)
+      for (int j = 0; j < NB; ++j) acc[q][j] = Vec::add(acc[q][j], Vec::load(r + q * a.residual_w + j * L));
+    r = nullptr;
+  }
+  // Without a plain residual, ReLU costs fewer instructions on the
+  // accumulators than on the transposed rows.
   const bool relu_in_store = a.relu && r != nullptr;
   if (a.relu && r == nullptr) {
     const V zero = Vec::zero();
     for (int q = 0; q < ROWS; ++q)
       for (int j = 0; j < NB; ++j) acc[q][j] = Vec::select(Vec::lt(acc[q][j], zero), zero, acc[q][j]);
   }
+  if (a.out_blocked) {
+    for (int q = 0; q < ROWS; ++q)
+      for (int j = 0; j < NB; ++j) Vec::store(y + q * a.out_w + j * L, acc[q][j]);
+    return;
+  }
   for (int q = 0; q < ROWS; ++q) {
     float* yq = y + q * a.out_w;
-    const float* rq = r != nullptr ? r + q * a.out_w : nullptr;
+    const float* rq = r != nullptr ? r + q * a.residual_w : nullptr;
     if (a.kb == L) {
       if (relu_in_store) {
-        Vec::template store_transposed<true, true>(acc[q], NB, yq, a.channel_stride, rq);
+        Vec::template store_transposed<true, true>(acc[q], NB, yq, a.channel_stride, rq, a.residual_plane);
       } else if (rq != nullptr) {
-        Vec::template store_transposed<true, false>(acc[q], NB, yq, a.channel_stride, rq);
+        Vec::template store_transposed<true, false>(acc[q], NB, yq, a.channel_stride, rq, a.residual_plane);
       } else {
         Vec::store_transposed(acc[q], NB, yq, a.channel_stride);
       }
@@ -126,9 +144,8 @@ void plan_direct_tile(const PlanTileArgs& a, const float* x0, const float* wb, c
       for (int j = 0; j < NB; ++j) Vec::store(t + j * L, acc[q][j]);
       for (int64_t k = 0; k < a.kb; ++k) {
         for (int j = 0; j < NB; ++j) {
-          const int64_t o = k * a.channel_stride + j;
-          float v = t[j * L + k] + (rq != nullptr ? rq[o] : 0.0f);
-          yq[o] = a.relu && v < 0.0f ? 0.0f : v;
+          float v = t[j * L + k] + (rq != nullptr ? rq[k * a.residual_plane + j] : 0.0f);
+          yq[k * a.channel_stride + j] = a.relu && v < 0.0f ? 0.0f : v;
         }
       }
     }
@@ -258,13 +275,62 @@ void hold_padded_rows(const Conv2dParams& p, uint64_t call, int64_t n, const flo
   }
 }
 
-template <class Vec, int KW, int SW, int NB, int ROWS>
+// Where the values of one image of a plan value lie (PlanValueLayout), for
+// c channels of h x w positions and L lanes: from `at(n, k)`, the first
+// channel k's plane (blocked: its block's), pixel (i, j) of its interior is
+// `origin + i * row + j * column` floats further on.
+struct PlanValueView {
+  int64_t column, row, plane, image, origin;
+  bool blocked;
+
+  PlanValueView(const PlanValueLayout& v, int64_t c, int64_t h, int64_t w, int64_t L) : blocked(v.blocked) {
+    const int64_t b = v.border, wp = w + 2 * b;
+    column = blocked ? L : 1;
+    row = wp * column;
+    plane = (h + 2 * b) * row;  // per channel, or per block of L channels
+    image = c * (h + 2 * b) * wp;
+    origin = b * row + b * column;
+  }
+  int64_t at(int64_t n, int64_t k) const { return n * image + (blocked ? k / column : k) * plane; }
+};
+
+// Zeros the border of output rows [oh, oh + rows) of `channels` planes
+// (blocked: one block) inside a border of b: the columns beside those rows,
+// and the rows above or below them where they are the first or last.
+template <class Vec>
+void zero_border(float* y0, const PlanValueView& v, int64_t channels, int64_t b, int64_t oh, int64_t rows,
+                 int64_t Ho, int64_t Wo) {
+  for (int64_t k = 0; k < (v.blocked ? 1 : channels); ++k) {
+    float* yk = y0 + k * v.plane;
+    if (oh == 0) zero_row<Vec>(yk, b * v.row);
+    for (int64_t q = oh; q < oh + rows; ++q) {
+      float* row = yk + (q + b) * v.row;
+      zero_row<Vec>(row, b * v.column);
+      zero_row<Vec>(row + (b + Wo) * v.column, b * v.column);
+    }
+    if (oh + rows == Ho) zero_row<Vec>(yk + (Ho + b) * v.row, b * v.row);
+  }
+}
+
+template <class Vec, int KW, int SW, int NB, int ROWS, bool BLOCKED>
 void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e,
-                     float* y) {
+                     float* y, const PlanDirectLayout& layout) {
   constexpr int64_t L = Vec::kWidth;
   const int64_t C = p.in_channels, K = p.out_channels, Ho = p.out_h, Wo = p.out_w, KH = p.kernel_h;
-  const bool in_place = p.pad_top == 0 && p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0;
-  const int64_t wp = p.in_w + p.pad_left + p.pad_right, plane = p.padded_plane();
+  // A bordered input is read in place from (border - pad) rows and columns
+  // into its border, a plain one too where the layer has no padding; another
+  // through the padded copy, in its own (plain) layout.
+  const int64_t bi = layout.in.border;
+  const bool in_place = bi > 0 || BLOCKED ||
+                        (p.pad_top == 0 && p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0);
+  const PlanValueView in = in_place ? PlanValueView(layout.in, C, p.in_h, p.in_w, L)
+                                    : PlanValueView({}, C, p.in_h + p.pad_top + p.pad_bottom,
+                                                    p.in_w + p.pad_left + p.pad_right, L);
+  const int64_t wp = in_place ? p.in_w + 2 * bi : p.in_w + p.pad_left + p.pad_right;
+  const int64_t in_origin = in_place ? in.origin - p.pad_top * in.row - p.pad_left * in.column : 0;
+  const PlanValueView out(layout.out, K, Ho, Wo, L);
+  const PlanValueView res(layout.residual, K, Ho, Wo, L);
+  const int64_t bo = layout.out.border;
   const int64_t bands = (Ho + ROWS - 1) / ROWS, blocks = c.blocks, items = p.batch * bands * blocks;
   const int64_t row_tiles = (Wo + NB - 1) / NB, nb_size = (Wo + row_tiles - 1) / row_tiles;
   const int64_t block_floats = C * KH * KW * L;
@@ -274,10 +340,12 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
   // apart and evict each other from L1). Other activations take that pass.
   const bool relu = e.act != nullptr && e.act->kind == Activation::Relu;
   const bool act_pass = e.act != nullptr && !relu;
-  PlanTileArgs args{C, KH, plane, p.dilation_h * wp, p.stride_h * wp, Wo, Ho * Wo, L, relu};
+  PlanTileArgs args{C,         KH, in.plane, p.dilation_h * in.row, p.stride_h * in.row, out.row,
+                    out.plane, L,  res.row,  res.plane,             out.blocked,         res.blocked,
+                    relu};
   const uint64_t call = g_plan_direct_calls.fetch_add(1, std::memory_order_relaxed) + 1;
   parallel_for(items, work_per_item(items, {ROWS * Wo, L, C, KH * KW}), [&](int64_t begin, int64_t end) {
-    float* xp = in_place ? nullptr : thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(C * plane));
+    float* xp = in_place ? nullptr : thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(in.image));
     int64_t held = -1;  // the image whose rows xp holds
     PlanTileArgs t = args;
     for (int64_t item = begin; item < end; ++item) {
@@ -285,9 +353,10 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
       const int64_t blk = c.block_major ? item / bands % blocks : item % blocks;
       const int64_t band = c.block_major ? item % bands : item / blocks % bands;
       const int64_t oh = band * ROWS, rows = Ho - oh < ROWS ? Ho - oh : ROWS;
-      const float* xn = x + n * C * p.in_h * p.in_w;
-      const float* src = xn;
-      if (!in_place) {
+      const float* src = xp;
+      if (in_place) {
+        src = x + n * in.image + in_origin;
+      } else {
         if (n != held) {
           // Every row this thread's items of image n read, filled before any
           // tile reads them (filled band by band, just ahead of the tiles,
@@ -301,51 +370,69 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
           const int64_t last_rows = std::min<int64_t>(ROWS, Ho - last_oh);
           const int64_t r0 = first_oh * p.stride_h;
           const int64_t r1 = (last_oh + last_rows - 1) * p.stride_h + (KH - 1) * p.dilation_h + 1;
-          hold_padded_rows<Vec>(p, call, n, xn, plane, wp, r0, r1, xp);
+          hold_padded_rows<Vec>(p, call, n, x + n * C * p.in_h * p.in_w, in.plane, wp, r0, r1, xp);
           held = n;
         }
-        src = xp;
       }
       const int64_t k0 = blk * L;
       t.kb = K - k0 < L ? K - k0 : L;
       const float* wb = c.packed.data() + blk * block_floats;
       const float* bb = c.packed.data() + c.weight_floats + blk * L;
-      float* yb = y + ((n * K + k0) * Ho + oh) * Wo;
-      const float* rb = e.residual != nullptr ? e.residual + (yb - y) : nullptr;
+      float* y0 = y + out.at(n, k0);
+      float* yb = y0 + out.origin + oh * out.row;
+      const float* rb = e.residual != nullptr ? e.residual + res.at(n, k0) + res.origin + oh * res.row : nullptr;
       for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
         const int nb = static_cast<int>(Wo - ow0 < nb_size ? Wo - ow0 : nb_size);
-        const float* x0 = src + oh * t.out_row_step + ow0 * SW;
+        const float* x0 = src + oh * t.out_row_step + ow0 * SW * in.column;
         with_tile_size<ROWS>(static_cast<int>(rows), [&](auto q) {
           with_tile_size<NB>(nb, [&](auto j) {
-            plan_direct_tile<Vec, KW, SW, decltype(j)::value, decltype(q)::value>(
-                t, x0, wb, bb, yb + ow0, rb != nullptr ? rb + ow0 : nullptr);
+            plan_direct_tile<Vec, KW, SW, decltype(j)::value, decltype(q)::value, BLOCKED>(
+                t, x0, wb, bb, yb + ow0 * out.column, rb != nullptr ? rb + ow0 * res.column : nullptr);
           });
         });
       }
-      // Rows oh .. oh + rows of a channel are one run of rows * Wo floats.
       if (act_pass) {
-        for (int64_t k = 0; k < t.kb; ++k) activation_forward(*e.act, yb + k * Ho * Wo, yb + k * Ho * Wo, rows * Wo);
+        // Rows oh .. oh + rows of a plain, unbordered channel are one run of
+        // rows * Wo floats; a blocked row is one run of Wo * L.
+        for (int64_t k = 0; k < (out.blocked ? 1 : t.kb); ++k) {
+          float* yk = yb + k * out.plane;
+          if (bo == 0 && !out.blocked) {
+            activation_forward(*e.act, yk, yk, rows * Wo);
+          } else {
+            for (int64_t q = 0; q < rows; ++q) {
+              activation_forward(*e.act, yk + q * out.row, yk + q * out.row, Wo * out.column);
+            }
+          }
+        }
       }
+      if (bo > 0) zero_border<Vec>(y0, out, t.kb, bo, oh, rows, Ho, Wo);
     }
   });
 }
 
 // Runs the instance for the layer's kernel width and horizontal stride
-// (plan_direct_fits lists them).
+// (plan_direct_fits lists them) and its input's layout (blocked only for
+// kernels at most 3 wide: plan_direct_reads_blocked).
 template <class Vec, int NB, int ROWS>
 void plan_direct_dispatch(const Conv2dParams& p, const PlanDirectConv& c, const float* x,
-                          const PlanDirectEpilogue& e, float* y) {
+                          const PlanDirectEpilogue& e, float* y, const PlanDirectLayout& layout) {
+  const bool blocked = layout.in.blocked;
   if (p.stride_w == 1) {
     switch (p.kernel_w) {
-      case 1: plan_direct_run<Vec, 1, 1, NB, ROWS>(p, c, x, e, y); break;
-      case 3: plan_direct_run<Vec, 3, 1, NB, ROWS>(p, c, x, e, y); break;
-      default: plan_direct_run<Vec, 5, 1, NB, ROWS>(p, c, x, e, y); break;
+      case 1:
+        return blocked ? plan_direct_run<Vec, 1, 1, NB, ROWS, true>(p, c, x, e, y, layout)
+                       : plan_direct_run<Vec, 1, 1, NB, ROWS, false>(p, c, x, e, y, layout);
+      case 3:
+        return blocked ? plan_direct_run<Vec, 3, 1, NB, ROWS, true>(p, c, x, e, y, layout)
+                       : plan_direct_run<Vec, 3, 1, NB, ROWS, false>(p, c, x, e, y, layout);
+      default: return plan_direct_run<Vec, 5, 1, NB, ROWS, false>(p, c, x, e, y, layout);
     }
   } else if (p.kernel_w == 1) {
-    plan_direct_run<Vec, 1, 2, NB, ROWS>(p, c, x, e, y);
-  } else {
-    plan_direct_run<Vec, 3, 2, NB, ROWS>(p, c, x, e, y);
+    return blocked ? plan_direct_run<Vec, 1, 2, NB, ROWS, true>(p, c, x, e, y, layout)
+                   : plan_direct_run<Vec, 1, 2, NB, ROWS, false>(p, c, x, e, y, layout);
   }
+  return blocked ? plan_direct_run<Vec, 3, 2, NB, ROWS, true>(p, c, x, e, y, layout)
+                 : plan_direct_run<Vec, 3, 2, NB, ROWS, false>(p, c, x, e, y, layout);
 }
 
 }  // namespace

@@ -101,7 +101,8 @@ struct Avx2 {
   // registers (missing rows zero), each output row a masked store; the
   // residual and relu as Avx512::store_transposed's.
   template <bool kResidual = false, bool kRelu = false>
-  static void store_transposed(const F* rows, int n, float* dst, int64_t stride, const float* residual = nullptr) {
+  static void store_transposed(const F* rows, int n, float* dst, int64_t stride, const float* residual = nullptr,
+                               int64_t residual_stride = 0) {
     for (int j0 = 0; j0 < n; j0 += 8) {
       const int m = n - j0 < 8 ? n - j0 : 8;
       F r[8], t[8], u[8];
@@ -124,7 +125,7 @@ struct Avx2 {
         for (int i = 0; i < 2; ++i) {
           const int64_t o = at + 4 * i * stride;
           F v = out[i];
-          if constexpr (kResidual) v = add(v, _mm256_maskload_ps(residual + o, mask));
+          if constexpr (kResidual) v = add(v, _mm256_maskload_ps(residual + j0 + (e + 4 * i) * residual_stride, mask));
           if constexpr (kRelu) v = select(lt(v, zero()), zero(), v);
           _mm256_maskstore_ps(dst + o, mask, v);
         }

@@ -108,12 +108,13 @@ struct Avx512 {
   static F broadcast(const float* p) { return _mm512_set1_ps(*p); }
   // dst[k * stride + j] = lane k of rows[j], j < n: 16x16 transposes in
   // registers (missing rows zero), each output row a masked store. With
-  // kResidual, residual[k * stride + j] is added to each value first, and
-  // with kRelu, negatives become 0 (NaN stays NaN): the epilogue of a
-  // convolution whose residual is laid out like dst, done on the transposed
-  // rows in registers instead of by a pass that reads dst back.
+  // kResidual, residual[k * residual_stride + j] is added to each value
+  // first, and with kRelu, negatives become 0 (NaN stays NaN): the epilogue
+  // of a convolution, done on the transposed rows in registers instead of by
+  // a pass that reads dst back.
   template <bool kResidual = false, bool kRelu = false>
-  static void store_transposed(const F* rows, int n, float* dst, int64_t stride, const float* residual = nullptr) {
+  static void store_transposed(const F* rows, int n, float* dst, int64_t stride, const float* residual = nullptr,
+                               int64_t residual_stride = 0) {
     // The all-lanes maskz forms compile to the plain instructions; the plain
     // intrinsics pass GCC 12 an undefined vector it warns about.
     constexpr __mmask16 kAll = 0xFFFF;
@@ -144,7 +145,7 @@ struct Avx512 {
         for (int i = 0; i < 4; ++i) {
           const int64_t o = at + 4 * i * stride;
           F v = out[i];
-          if constexpr (kResidual) v = add(v, _mm512_maskz_loadu_ps(mask, residual + o));
+          if constexpr (kResidual) v = add(v, _mm512_maskz_loadu_ps(mask, residual + j0 + (e + 4 * i) * residual_stride));
           if constexpr (kRelu) v = select(lt(v, zero()), zero(), v);
           _mm512_mask_storeu_ps(dst + o, mask, v);
         }

@@ -53,6 +53,15 @@ enum class PlanConvChoice { Measure, Kernel, Gemm, Direct, DirectBlockMajor };
 // threads, and keeps the faster; it is LayerMajor otherwise.
 enum class PlanBatchOrder { Measure, LayerMajor, ImageMajor };
 
+// How the values between the plan's direct convolutions lie: Plain (NCHW,
+// like every other value), Blocked (NCHW16c with AVX-512, [c / 16][h][w][16],
+// where the channels fill whole blocks and every reader takes a blocked
+// input, and each plane inside a zero border as wide as the padding of the
+// convolutions that read it: no transposes, no padded copies between them),
+// or Measure: the whole plan timed both ways on the first run of each
+// preparation, the faster kept. The same bits every way.
+enum class PlanLayoutChoice { Measure, Plain, Blocked };
+
 class InferencePlan {
  public:
   // Value 0 is the input, one image of `input` shape.
@@ -90,6 +99,7 @@ class InferencePlan {
 
   void set_conv_choice(PlanConvChoice choice);
   void set_batch_order(PlanBatchOrder order);
+  void set_value_layout(PlanLayoutChoice choice);
   ValueShape value_shape(int value) const;
   // The value run() returns: the last one added (the input when there is no op).
   int output() const;

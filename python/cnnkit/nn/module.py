@@ -451,7 +451,7 @@ class Module(KerasMixin):
             return "\n".join(lines) + "\n)"
         return lines[0] + ")"
 
-    def compile_inference(self, input_shape, conv_algo="measure", batch_order="measure"):
+    def compile_inference(self, input_shape, conv_algo="measure", batch_order="measure", value_layout="measure"):
         """A native inference plan of this model (in eval mode) for batches of ``input_shape``
         (C, H, W): see :mod:`cnnkit.plan`. Its weights stay read-only while the plan lives."""
         from ..plan import compile_inference
@@ -459,7 +459,7 @@ class Module(KerasMixin):
         if any(not _on_host(p.data) for p in self.parameters()):
             raise ValueError("compile_inference: inference plans run on the CPU and this model is on a GPU; "
                              "compile model.cpu() instead")
-        return compile_inference(self, input_shape, conv_algo, batch_order)
+        return compile_inference(self, input_shape, conv_algo, batch_order, value_layout)
 
     def flops(self, input_shape, output_shape):
         """Multiply-adds x 2 of one forward pass for these shapes (0 where negligible)."""
