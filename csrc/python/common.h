@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "python/array_cache.h"
 #include "cnnkit/errors.h"
 
 namespace cnnkit::python {
@@ -41,12 +42,18 @@ inline void require_aligned(const py::array& a, const char* name) {
             "byte offset, e.g. np.frombuffer(..., offset=1)); pass an aligned copy");
 }
 
-// A new uninitialised float32 array; the element count is checked before allocating.
+// A new uninitialised float32 array; the element count is checked before
+// allocating. A large one lives in a block of the array cache (array_cache.h),
+// returned to it when NumPy frees the array.
 inline FloatArray new_float_array(const std::vector<int64_t>& shape) {
   int64_t count = 1;
   for (int64_t d : shape) count = checked_mul(count, d, "output size");
-  checked_mul(count, static_cast<int64_t>(sizeof(float)), "output bytes");
-  return FloatArray(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  const int64_t bytes = checked_mul(count, static_cast<int64_t>(sizeof(float)), "output bytes");
+  std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+  if (static_cast<size_t>(bytes) < kCachedArrayBytes) return FloatArray(dims);
+  CachedBlock* block = acquire_block(static_cast<size_t>(bytes));
+  py::capsule owner(block, [](void* p) { release_block(static_cast<CachedBlock*>(p)); });
+  return FloatArray(dims, static_cast<const float*>(block->data), owner);
 }
 
 // An array the kernel writes into (running statistics, gradients): it must be

@@ -8,6 +8,7 @@
 #include "cnnkit/isa.h"
 #include "cnnkit/peak.h"
 #include "cnnkit/threads.h"
+#include "python/array_cache.h"
 #include "python/bindings.h"
 #include "python/common.h"
 #include "python/translate_errors.h"
@@ -58,6 +59,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("autotune_signature", &cnnkit::autotune_signature);
   m.def("autotune_clear", &cnnkit::autotune_clear, py::arg("disk"));
   m.def("autotune_entries", &cnnkit::autotune_entries);
+  // The blocks kept for cnnkit's large output arrays (python/array_cache.h).
+  m.def("empty_cache", &cnnkit::python::clear_array_cache);
+  m.def("array_cache_bytes", &cnnkit::python::array_cache_bytes);
   m.def("max_isa", [] { return std::string(cnnkit::isa_name(cnnkit::max_isa())); });
   m.def("set_max_isa",
         [](const std::string& name) { cnnkit::set_max_isa(cnnkit::parse_isa(name)); },

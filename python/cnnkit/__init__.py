@@ -18,7 +18,7 @@ __all__ = [
     "keras", "cuda",
     "load", "save", "manual_seed", "gradcheck",
     "build_info", "set_num_threads", "get_num_threads", "set_max_isa", "get_max_isa",
-    "use_deterministic_algorithms", "are_deterministic_algorithms_enabled",
+    "use_deterministic_algorithms", "are_deterministic_algorithms_enabled", "empty_cache",
 ]
 
 if _os.environ.get("CNNKIT_MAX_ISA", "") not in ("", "scalar", "avx2", "avx512"):
@@ -110,6 +110,19 @@ def use_deterministic_algorithms(mode):
 def are_deterministic_algorithms_enabled():
     """Whether :func:`use_deterministic_algorithms` is on."""
     return _C.deterministic()
+
+
+def empty_cache():
+    """Free the memory kept for reuse behind cnnkit's large output arrays; returns the bytes freed.
+
+    An op's output of 128 KiB or more lives in a block that goes back to a cache when the array
+    is freed, and serves the next output of the same size in whole pages: a training step, which
+    allocates the same sizes every step, then writes into memory that is already mapped instead
+    of taking a page fault per 4 KiB. The cache keeps at most 1/16 of the machine's memory (blocks
+    freed beyond that go back to the system at once); this frees what it holds, as
+    ``torch.cuda.empty_cache`` does on a GPU.
+    """
+    return _C.empty_cache()
 
 
 def set_max_isa(isa):
