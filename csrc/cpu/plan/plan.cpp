@@ -460,26 +460,41 @@ void InferencePlan::Impl::run_images(int64_t n) {
   });
 }
 
-// After a preparation's first (layer-major) run of the trunk has chosen each
-// op's way: the trunk both ways, alternately, the fastest of each kept
-// (interference only ever adds time); the chosen order runs last, so the
-// results do not depend on the timing. Direct kernels' weights that the
-// layer-major order does not run are then let go.
-void InferencePlan::Impl::choose_order(int64_t n) {
-  constexpr int kRounds = 3;
-  double best[2] = {1e300, 1e300};
-  for (int round = 0; round < kRounds; ++round) {
-    for (int images = 0; images < 2; ++images) {
+// Whether run(1) is faster than run(0): the two timed alternately, at least
+// `min_rounds` rounds and more, up to `max_rounds`, while they take under
+// `seconds` in all, the fastest run of each kept (interference only ever adds
+// time). run(1) ran last.
+namespace {
+template <class Run>
+bool second_is_faster(Run&& run, int min_rounds, int max_rounds, double seconds) {
+  double best[2] = {1e300, 1e300}, spent = 0;
+  for (int round = 0; round < max_rounds && (round < min_rounds || spent < seconds); ++round) {
+    for (int way = 0; way < 2; ++way) {
       const auto t0 = std::chrono::steady_clock::now();
-      if (images != 0) {
-        run_images(n);
-      } else {
-        for (int k = 0; k < trunk; ++k) run_op(ops[k], n);
-      }
-      best[images] = std::min(best[images], std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      run(way);
+      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      best[way] = std::min(best[way], t);
+      spent += t;
     }
   }
-  image_major = best[1] < best[0];
+  return best[1] < best[0];
+}
+}  // namespace
+
+// After a preparation's first (layer-major) run of the trunk has chosen each
+// op's way: the trunk both ways, three rounds (second_is_faster); the chosen
+// order runs last, so the results do not depend on the timing. Direct
+// kernels' weights that the layer-major order does not run are then let go.
+void InferencePlan::Impl::choose_order(int64_t n) {
+  image_major = second_is_faster(
+      [&](int images) {
+        if (images != 0) {
+          run_images(n);
+        } else {
+          for (int k = 0; k < trunk; ++k) run_op(ops[k], n);
+        }
+      },
+      3, 3, 0.0);
   order_measured = true;
   if (image_major) return;
   for (int k = 0; k < trunk; ++k) {
@@ -582,20 +597,13 @@ void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
   // At least three rounds, and more, up to 15, while they take under 10 ms in
   // all: a batch-1 plan runs in a fraction of a millisecond, where one
   // descheduling would otherwise decide.
-  constexpr int kMinRounds = 3, kMaxRounds = 15;
-  constexpr double kSeconds = 10e-3;
-  double best[2] = {1e300, 1e300}, spent = 0;
-  for (int round = 0; round < kMaxRounds && (round < kMinRounds || spent < kSeconds); ++round) {
-    for (int laid_out = 0; laid_out < 2; ++laid_out) {
-      layout = laid_out != 0 ? chosen : plain;
-      const auto t0 = std::chrono::steady_clock::now();
-      run_all(n);
-      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      best[laid_out] = std::min(best[laid_out], t);
-      spent += t;
-    }
-  }
-  if (best[1] < best[0]) return;  // laid out, and the last run was
+  const bool laid_out_faster = second_is_faster(
+      [&](int laid_out) {
+        layout = laid_out != 0 ? chosen : plain;
+        run_all(n);
+      },
+      3, 15, 10e-3);
+  if (laid_out_faster) return;  // laid out, and the last run was
   layout = plain;
   run_all(n);
 }

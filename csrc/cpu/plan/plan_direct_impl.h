@@ -326,7 +326,6 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
   const PlanValueView in = in_place ? PlanValueView(layout.in, C, p.in_h, p.in_w, L)
                                     : PlanValueView({}, C, p.in_h + p.pad_top + p.pad_bottom,
                                                     p.in_w + p.pad_left + p.pad_right, L);
-  const int64_t wp = in_place ? p.in_w + 2 * bi : p.in_w + p.pad_left + p.pad_right;
   const int64_t in_origin = in_place ? in.origin - p.pad_top * in.row - p.pad_left * in.column : 0;
   const PlanValueView out(layout.out, K, Ho, Wo, L);
   const PlanValueView res(layout.residual, K, Ho, Wo, L);
@@ -370,7 +369,7 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
           const int64_t last_rows = std::min<int64_t>(ROWS, Ho - last_oh);
           const int64_t r0 = first_oh * p.stride_h;
           const int64_t r1 = (last_oh + last_rows - 1) * p.stride_h + (KH - 1) * p.dilation_h + 1;
-          hold_padded_rows<Vec>(p, call, n, x + n * C * p.in_h * p.in_w, in.plane, wp, r0, r1, xp);
+          hold_padded_rows<Vec>(p, call, n, x + n * C * p.in_h * p.in_w, in.plane, in.row, r0, r1, xp);
           held = n;
         }
       }
