@@ -5,6 +5,7 @@ returns the gradient for the input and *accumulates* parameter gradients into
 ``param.grad``. There is no autograd tape: containers chain ``backward`` calls.
 """
 
+import datetime
 import math
 from collections import OrderedDict
 
@@ -21,6 +22,12 @@ def _device():
     from ..cuda import _device
 
     return _device
+
+
+# The type of the owner of a large array an op returns: a capsule that hands its block back to the
+# native array cache (csrc/python/array_cache.h) when NumPy frees the array. (types.CapsuleType is
+# Python 3.13's name for it.)
+_CAPSULE = type(datetime.datetime_CAPI)
 
 
 def _on_host(a):
@@ -114,8 +121,10 @@ class Parameter:
             return
         if self.grad is None:
             if _on_host(grad):
-                # Only an array with its own memory: a view would leave its base writing into the grad.
-                owned = (adopt and type(grad) is np.ndarray and grad.base is None and grad.dtype == np.float32
+                # Only an array with its own memory (its own, or a cache block's capsule): a view would
+                # leave its base writing into the grad.
+                owned = (adopt and type(grad) is np.ndarray and (grad.base is None or type(grad.base) is _CAPSULE)
+                         and grad.dtype == np.float32
                          and grad.flags.c_contiguous and grad.flags.writeable and grad.shape == self.data.shape)
                 self.grad = grad if owned else np.array(grad, dtype=np.float32, copy=True)
             else:
