@@ -457,6 +457,57 @@ def test_depthwise_integer_fill_is_exact(isa, threads, x_shape, w_shape, stride,
                                label="depthwise")
 
 
+@st.composite
+def multiplier_cases(draw):
+    """One input channel per group feeding several output channels (LeNet's first layer, 1 -> 6):
+    channel counts around the weight gradient's blocks (6 channels x 4 taps on AVX-512, 3 x 3 on
+    AVX2), batches past its 8 shares of the batch, widths around the lanes, strides, dilations."""
+    groups = draw(st.integers(1, 3))
+    kg = draw(st.sampled_from([2, 3, 4, 5, 6, 7, 12, 13, 32]))
+    kernel = (draw(st.integers(1, 5)), draw(st.sampled_from([1, 3, 5])))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    span = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    wo = draw(st.sampled_from([1, 7, 8, 9, 15, 16, 17, 28, 33]))
+    h = draw(st.integers(max(1, span[0] - 2 * pads[0]), 9))
+    w = max(1, span[1] - 2 * pads[1] + (wo - 1) * stride[1])
+    return dict(x_shape=(draw(st.sampled_from([1, 2, 7, 9, 20])), groups, h, w),
+                w_shape=(groups * kg, 1, *kernel), stride=stride, pads=pads, dilation=dilation, groups=groups)
+
+
+@given(case=multiplier_cases(), seed=st.integers(0, 2**31), integers=st.booleans())
+def test_depthwise_channel_multiplier_weight_grad_matches_oracle(isa, threads, case, seed, integers):
+    """The depthwise backward with several output channels per input channel, asked for by name
+    (algo="direct" runs direct_rows on stride-1 layers): dw and db against the oracle, exactly
+    with small-integer fills; dx alone and dw alone as separate calls."""
+    if isa == "scalar":
+        return
+    name = f"depthwise_{isa}"
+    pads = (case["pads"][0], case["pads"][0], case["pads"][1], case["pads"][1])
+    args = (case["stride"], pads, case["dilation"], case["groups"])
+    assert name in _C.conv2d_candidates(case["x_shape"], case["w_shape"], *args, backward=True)
+    rng = np.random.default_rng(seed)
+    fill = (lambda shape: rng.integers(-8, 9, shape).astype(np.float32)) if integers else (
+        lambda shape: rng.standard_normal(shape).astype(np.float32))
+    x, w = fill(case["x_shape"]), fill(case["w_shape"])
+    y = reference.conv2d(x, w, None, *args)
+    dy = fill(y.shape)
+    want = reference.conv2d_backward(dy, x, w, *args)
+    mags = reference.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), *args)
+    npos = y.shape[0] * y.shape[2] * y.shape[3]
+    both = _C.conv2d_backward(dy, x, w, *args, True, True, True, name)
+    alone = _C.conv2d_backward(dy, x, w, *args, False, True, True, name)
+    assert alone[0] is None
+    for got, exp, mag, k, label in zip(both + alone[1:], want + want[1:], mags + mags[1:],
+                                       [case["w_shape"][0] // case["groups"] * w.shape[2] * w.shape[3],
+                                        npos, npos, npos, npos], ["dx", "dw", "db", "dw alone", "db alone"]):
+        if integers:
+            assert_exact(got, exp, f"{name} {label}")
+        else:
+            assert_close(got, exp, mag, k, f"{name} {label}")
+
+
 # image_blocks (image_blocks.cpp): the forward and both gradients as GEMMs over
 # blocks of images, as many per block as keep their columns within
 # kBlockColumnFloats (1M floats), the blocks one after another.

@@ -10,7 +10,7 @@ CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_depthwise_avx2) {
 }
 
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx2) {
-  conv2d_backward_depthwise<Avx2, 4, 9>(p, dy, x, w, dx, dw, db);
+  conv2d_backward_depthwise<Avx2, 4, 9, 3, 3>(p, dy, x, w, dx, dw, db);
 }
 
 }  // namespace cnnkit

@@ -1,5 +1,6 @@
 // Depthwise convolution (depthwise_impl.h) with Avx512: register tiles of up to
-// 8 output rows (4 when strided) x 2 vectors forward, 9 taps' sums for the weight gradient.
+// 8 output rows (4 when strided) x 2 vectors forward, 9 taps' sums for the weight gradient
+// (6 channels x 4 taps with a channel multiplier).
 #include "cpu/conv/depthwise_impl.h"
 #include "cpu/simd/avx512.h"
 
@@ -18,7 +19,7 @@ CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_depthwise_avx512) {
 }
 
 CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx512) {
-  conv2d_backward_depthwise<Avx512, 4, 9>(p, dy, x, w, dx, dw, db);
+  conv2d_backward_depthwise<Avx512, 4, 9, 6, 4>(p, dy, x, w, dx, dw, db);
 }
 
 }  // namespace cnnkit
