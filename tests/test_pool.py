@@ -172,6 +172,29 @@ def test_ceil_mode_drops_window_starting_in_padding():
     assert F.max_pool2d(x, 2, 2, 0, ceil_mode=False).shape == (1, 1, 2, 2)
 
 
+@given(kh=st.integers(1, 3), out_h=st.integers(1, 5), extra_h=st.integers(0, 2),
+       out_w=st.sampled_from([1, 5, 7, 8, 9, 15, 16, 17, 31, 33]), extra_w=st.integers(0, 1),
+       planes=st.sampled_from([(1, 1), (2, 3), (16, 40)]), seed=st.integers(0, 2**31))
+def test_avg_backward_of_windows_tiling_the_input_in_pairs_has_the_references_bits(
+        isa, threads, kh, out_h, extra_h, out_w, extra_w, planes, seed):
+    """kernel (kh, 2) at its own stride without padding (LeNet's 2x2 pooling) takes a path of its
+    own: each input element gets one share, rows and a column past the last window get zeros.
+    Bit for bit the native reference's result, NaN and -0 included, and within the oracle's bound."""
+    assume(extra_h < kh)
+    shape = (*planes, kh * out_h + extra_h, 2 * out_w + extra_w)
+    rng = np.random.default_rng(seed)
+    x = np.zeros(shape, np.float32)
+    g = rng.standard_normal((*planes, out_h, out_w)).astype(np.float32)
+    g.flat[rng.integers(0, g.size)] = -0.0
+    g.flat[rng.integers(0, g.size)] = np.nan
+    got = F.avg_pool2d_backward(g, x, (kh, 2), (kh, 2))
+    want = _C.avg_pool2d_backward(g, shape, (kh, 2), (kh, 2), (0, 0), False, True, True)
+    assert got.tobytes() == want.tobytes()
+    ok = ~np.isnan(want)
+    assert_close(got[ok], R.avg_pool2d_backward(g, shape, (kh, 2), (kh, 2))[ok],
+                 R.avg_pool2d_backward(np.abs(g), shape, (kh, 2), (kh, 2))[ok], 1, "avg_pool2d_backward")
+
+
 def test_avg_divisor_rule_with_ceil_mode_and_padding():
     x = np.ones((1, 1, 4, 4), dtype=np.float32)
     # kernel 3, stride 2, padding 1, ceil_mode: windows at -1, 1, 3. The last covers rows 3..5;

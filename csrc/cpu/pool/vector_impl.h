@@ -194,6 +194,20 @@ void vector_max_forward(const Pool2dShape& s, const float* input, float* out, in
   }
 }
 
+// x / count for a window of `count` elements. Where count is a power of two
+// the quotient is x * (1 / count), the same correctly rounded value (the
+// reciprocal is exact), and a vector divide costs several multiplies'
+// throughput: in 2x2 pooling it was most of the time per output row.
+template <class V>
+struct WindowDivisor {
+  typename V::F factor;
+  bool reciprocal;
+  explicit WindowDivisor(int64_t count)
+      : factor(V::set1((count & (count - 1)) == 0 ? 1.0f / static_cast<float>(count) : static_cast<float>(count))),
+        reciprocal((count & (count - 1)) == 0) {}
+  typename V::F divide(typename V::F x) const { return reciprocal ? V::mul(x, factor) : V::div(x, factor); }
+};
+
 template <class V, int KH, int KW, int SW>
 void avg_forward_rows(const Pool2dShape& s, bool count_include_pad, const float* input, float* out) {
   using F = typename V::F;
@@ -204,7 +218,7 @@ void avg_forward_rows(const Pool2dShape& s, bool count_include_pad, const float*
   const int64_t stride = SW != 0 ? SW : s.stride_w;
   const int64_t kernel_h = KH != 0 ? KH : s.kernel_h, kernel_w = KW != 0 ? KW : s.kernel_w;
   // An interior window is never clipped, so both divisor rules give kh * kw.
-  const F divisor = V::set1(static_cast<float>(s.kernel_h * s.kernel_w));
+  const WindowDivisor<V> divisor(s.kernel_h * s.kernel_w);
   parallel_for(s.planes * s.out_h, s.out_w * s.kernel_h * s.kernel_w, [&](int64_t b, int64_t e) {
     for_rows(s, b, e, [&](int64_t p, int64_t oh) {
       const float* plane = input + p * s.in_h * s.in_w;
@@ -223,9 +237,9 @@ void avg_forward_rows(const Pool2dShape& s, bool count_include_pad, const float*
           }
         }
         if (n == W) {
-          V::store(out_row + ow, V::div(sum, divisor));
+          V::store(out_row + ow, divisor.divide(sum));
         } else {
-          V::store_partial(out_row + ow, V::div(sum, divisor), n);
+          V::store_partial(out_row + ow, divisor.divide(sum), n);
         }
       });
     });
@@ -301,10 +315,64 @@ void add_row(float* dst, const float* row, int64_t n, bool fresh) {
   }
 }
 
+// Avg backward of windows that tile the input two columns wide (kernel_w ==
+// stride_w == 2, kernel_h == stride_h, no padding: LeNet's 2x2 pooling): each
+// input element gets exactly one window's share, so an output row's shares,
+// interleaved with themselves, are the input rows it covers. Columns and rows
+// past the last window get zeros. Every share is 0 + g / divisor, as the
+// general path writes it.
+inline bool tiles_in_pairs(const Pool2dShape& s) {
+  return s.kernel_w == 2 && s.stride_w == 2 && s.kernel_h == s.stride_h && s.pad_h == 0 && s.pad_w == 0 &&
+         s.dilation_h == 1 && s.dilation_w == 1 && 2 * s.out_w <= s.in_w && s.kernel_h * s.out_h <= s.in_h;
+}
+
+template <class V>
+void avg_backward_pairs(const Pool2dShape& s, const float* grad_out, float* grad_input) {
+  using F = typename V::F;
+  const int64_t W = V::kWidth;
+  const WindowDivisor<V> divisor(2 * s.kernel_h);
+  const int64_t covered = 2 * s.out_w, rest = s.in_w - covered;
+  parallel_for(s.planes * s.out_h, s.kernel_h * s.in_w, [&](int64_t b, int64_t e) {
+    float* row = thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(2 * (s.out_w + W)));
+    int64_t p = b / s.out_h, oh = b % s.out_h;
+    for (int64_t item = b; item < e; ++item) {
+      const float* g = grad_out + item * s.out_w;
+      for (int64_t ow = 0; ow < s.out_w; ow += W) {
+        const int64_t n = s.out_w - ow < W ? s.out_w - ow : W;
+        const F share = V::add(V::zero(), divisor.divide(n == W ? V::load(g + ow) : V::load_partial(g + ow, n)));
+        V::store_interleaved(row + 2 * ow, share, share);
+      }
+      float* plane = grad_input + p * s.in_h * s.in_w;
+      for (int64_t h = oh * s.kernel_h; h < (oh + 1) * s.kernel_h; ++h) {
+        float* dst = plane + h * s.in_w;
+        for (int64_t c = 0; c < covered; c += W) {
+          const int64_t n = covered - c < W ? covered - c : W;
+          if (n == W) {
+            V::store(dst + c, V::load(row + c));
+          } else {
+            V::store_partial(dst + c, V::load(row + c), n);
+          }
+        }
+        if (rest > 0) zero_rows(dst + covered, 1, rest);
+      }
+      // The rows below the last window belong to the plane's last output row.
+      if (oh == s.out_h - 1) {
+        const int64_t below = s.out_h * s.kernel_h;
+        zero_rows(plane + below * s.in_w, s.in_h - below, s.in_w);
+      }
+      if (++oh == s.out_h) {
+        oh = 0;
+        ++p;
+      }
+    }
+  });
+}
+
 template <class V>
 void vector_avg_backward(const Pool2dShape& s, bool count_include_pad, const float* grad_out,
                          float* grad_input) {
-  using F = typename V::F;
+  // No window is clipped or padded there, so both divisor rules give kh * kw.
+  if (tiles_in_pairs(s) && s.out_h > 0 && s.out_w > 0) return avg_backward_pairs<V>(s, grad_out, grad_input);
   const int64_t W = V::kWidth;
   const Interior cols = interior(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w, 1);
   const int64_t front = (s.kernel_w + s.stride_w - 1) / s.stride_w;
@@ -343,11 +411,11 @@ void vector_avg_backward(const Pool2dShape& s, bool count_include_pad, const flo
           share[o] = g[o] / static_cast<float>(avg_window(s, count_include_pad, oh, o, a, bb, c, d));
         };
         for (; ow < cols.lo; ++ow) border(ow);
-        const F divisor = V::set1(static_cast<float>(row_factor * s.kernel_w));
-        for (; ow + W <= cols.hi; ow += W) V::store(share + ow, V::div(V::load(g + ow), divisor));
+        const WindowDivisor<V> divisor(row_factor * s.kernel_w);
+        for (; ow + W <= cols.hi; ow += W) V::store(share + ow, divisor.divide(V::load(g + ow)));
         if (ow < cols.hi) {
           const int64_t n = cols.hi - ow;
-          V::store_partial(share + ow, V::div(V::load_partial(g + ow, n), divisor), n);
+          V::store_partial(share + ow, divisor.divide(V::load_partial(g + ow, n)), n);
           ow = cols.hi;
         }
         for (; ow < s.out_w; ++ow) border(ow);
