@@ -302,7 +302,9 @@ def test_auto_picks_direct_kernels_for_stride_1_and_im2col_or_direct_otherwise(i
 @st.composite
 def direct_rows_cases(draw):
     """Stride-1 shapes for the direct_rows kernels: few input channels, output
-    channel counts around the 6-channel tile, widths around 8 and 16 lanes."""
+    channel counts around the 6-channel tile, widths around 8 and 16 lanes, and
+    "same" padding (asymmetric for even spans: rows share their horizontal
+    padding, max(left, right) zeros between rows)."""
     groups = draw(st.sampled_from([1, 1, 2, 3]))
     cg = draw(st.sampled_from([1, 3, 6])) if groups == 1 else draw(st.integers(1, 2))
     kg = draw(st.integers(1, 14))
@@ -320,7 +322,7 @@ def direct_rows_cases(draw):
         w_shape=(groups * kg, cg, *kernel),
         bias=draw(st.booleans()),
         stride=1,
-        padding=pads,
+        padding="same" if draw(st.integers(0, 3)) == 0 else pads,
         dilation=dilation,
         groups=groups,
     )

@@ -166,7 +166,15 @@ DirectRowsPlan plan_direct_rows(const Conv2dParams& p, int64_t tile_floats) {
   plan.group_in_channels = p.group_in_channels();
   plan.group_out_channels = p.group_out_channels();
   plan.reduction = p.reduction();
-  plan.padded_w = p.in_w + p.pad_left + p.pad_right;
+  // Neighbouring rows share their horizontal padding: a row's zeros past its
+  // right edge are also the next row's zeros before its left edge, so a row
+  // needs max(pad_left, pad_right) of them, not the sum, and no more extended
+  // positions than the output row (the input gradient of LeNet c2, dy 10 wide
+  // padded 4 and 4: 14 positions per row where 18 were computed, 4 dropped).
+  // The last row's reads past its right padding run into the next plane by
+  // at most min(pad_left, pad_right) floats: the next plane's first row starts
+  // with pad_left zeros (and the last plane is followed by a tile of them).
+  plan.padded_w = std::max(p.in_w + std::max(p.pad_left, p.pad_right), p.out_w);
   plan.plane = (p.in_h + p.pad_top + p.pad_bottom) * plan.padded_w;
   plan.ext_len = (p.out_h - 1) * plan.padded_w + p.out_w;
   plan.ext_stride = (plan.ext_len + tile_floats - 1) / tile_floats * tile_floats;

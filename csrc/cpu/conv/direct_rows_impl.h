@@ -57,19 +57,19 @@ inline void rows_tile(const float* xp, int64_t plane, int64_t cg, const int64_t*
     for (int j = 0; j < NB; ++j) Vec::store(ext + k * ext_stride + e0 + j * L, acc[k][j]);
 }
 
-// All extended positions of KB output channels.
+// All extended positions of KB output channels, in tiles of as even a size
+// as NB allows: 13 vectors run as 4 + 3 + 3 + 3, not 4 + 4 + 4 + 1, whose
+// one-vector tile loads a broadcast per KB multiply-adds (LeNet c2's input
+// gradient: a tenth of the time for a fourteenth of the work).
 template <class Vec, int KB, int NB>
 inline void rows_channels(const float* xp, int64_t plane, int64_t cg, const int64_t* tap_off, int64_t taps,
                           const float* w, int64_t red, int64_t ext_len, float* ext, int64_t ext_stride) {
   constexpr int64_t L = Vec::kWidth;
-  const int64_t vectors = (ext_len + L - 1) / L;
-  int64_t v = 0;
-  for (; v + NB <= vectors; v += NB) {
-    rows_tile<Vec, KB, NB>(xp, plane, cg, tap_off, taps, w, red, v * L, ext, ext_stride);
-  }
-  if (v < vectors) {
-    with_tile_size<NB>(static_cast<int>(vectors - v), [&](auto n) {
-      rows_tile<Vec, KB, decltype(n)::value>(xp, plane, cg, tap_off, taps, w, red, v * L, ext, ext_stride);
+  const int64_t vectors = (ext_len + L - 1) / L, tiles = (vectors + NB - 1) / NB;
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t v0 = vectors * t / tiles, v1 = vectors * (t + 1) / tiles;
+    with_tile_size<NB>(static_cast<int>(v1 - v0), [&](auto n) {
+      rows_tile<Vec, KB, decltype(n)::value>(xp, plane, cg, tap_off, taps, w, red, v0 * L, ext, ext_stride);
     });
   }
 }
