@@ -96,6 +96,47 @@ def test_direct_integer_fills_are_exact(isa, threads, layer, batch, order, seed)
         plan.release()
 
 
+@st.composite
+def whole_planes(draw):
+    """3x3 stride-1 layers padded by 1 on planes of 1-4 rows and 1-17 columns: where the output plane
+    is one tile of the kernel (4 rows of up to 6 positions, 2 of up to 12, 1 of 16 on AVX-512) its
+    padding taps are left out at compile time; the others take the general tiles. A second layer
+    (a residual block) reads the first's output, blocked and bordered where the plan keeps it so."""
+    c, out = draw(st.sampled_from(CHANNELS)), draw(st.sampled_from([8, 16, 17, 32]))
+    h, w = draw(st.integers(1, 4)), draw(st.integers(1, 17))
+    layers = [nn.Conv2d(c, out, 3, padding=1, bias=draw(st.booleans())), nn.ReLU()]
+    if draw(st.booleans()):
+        layers += [nn.Residual(nn.Sequential(nn.Conv2d(out, out, 3, padding=1)), None), nn.ReLU()]
+    return nn.Sequential(*layers), (c, h, w)
+
+
+@given(case=whole_planes(), batch=st.sampled_from([1, 2]), order=st.sampled_from(sorted(ORDERS)),
+       layout=st.sampled_from(["measure", "plain", "blocked"]), seed=st.integers(0, 2**31 - 1))
+def test_direct_whole_small_planes_match_the_oracle(isa, threads, case, batch, order, layout, seed):
+    """Exact with small-integer fills, and random fills within the tolerance of the oracle and the
+    layer-by-layer path."""
+    model, shape = case
+    rng = np.random.default_rng(seed)
+    randomize(model, rng, integer=True)
+    x = rng.integers(-3, 4, (batch, *shape)).astype(np.float32)
+    plan = model.compile_inference(shape, conv_algo=order, value_layout=layout)
+    try:
+        assert_exact(plan(x), oracle(model, np.asarray(x, np.float64)), "plan direct whole plane")
+    finally:
+        plan.release()
+    randomize(model, rng)
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
+    plan = model.compile_inference(shape, conv_algo=order, value_layout=layout)
+    try:
+        got = plan(x)
+        check_against_oracle(model, x, got, "plan direct whole plane")
+        x64 = np.abs(np.asarray(x, np.float64))
+        assert_close(got, model(x), oracle(model, x64, absolute=True), reductions(model), "whole plane vs layers",
+                     c=16)
+    finally:
+        plan.release()
+
+
 @pytest.mark.parametrize("c, out, size, k, stride, pad", [
     (16, 16, 32, 3, 1, 1),   # resnet20's first stage
     (16, 32, 32, 3, 2, 1),   # its stride-2 3x3
