@@ -319,8 +319,8 @@ void add_row(float* dst, const float* row, int64_t n, bool fresh) {
 // stride_w == 2, kernel_h == stride_h, no padding: LeNet's 2x2 pooling): each
 // input element gets exactly one window's share, so an output row's shares,
 // interleaved with themselves, are the input rows it covers. Columns and rows
-// past the last window get zeros. Every share is 0 + g / divisor, as the
-// general path writes it.
+// past the last window get zeros. The rows go in through add_row as first
+// contributions, 0 + g / divisor, as the general path writes them.
 inline bool tiles_in_pairs(const Pool2dShape& s) {
   return s.kernel_w == 2 && s.stride_w == 2 && s.kernel_h == s.stride_h && s.pad_h == 0 && s.pad_w == 0 &&
          s.dilation_h == 1 && s.dilation_w == 1 && 2 * s.out_w <= s.in_w && s.kernel_h * s.out_h <= s.in_h;
@@ -339,20 +339,13 @@ void avg_backward_pairs(const Pool2dShape& s, const float* grad_out, float* grad
       const float* g = grad_out + item * s.out_w;
       for (int64_t ow = 0; ow < s.out_w; ow += W) {
         const int64_t n = s.out_w - ow < W ? s.out_w - ow : W;
-        const F share = V::add(V::zero(), divisor.divide(n == W ? V::load(g + ow) : V::load_partial(g + ow, n)));
+        const F share = divisor.divide(n == W ? V::load(g + ow) : V::load_partial(g + ow, n));
         V::store_interleaved(row + 2 * ow, share, share);
       }
       float* plane = grad_input + p * s.in_h * s.in_w;
       for (int64_t h = oh * s.kernel_h; h < (oh + 1) * s.kernel_h; ++h) {
         float* dst = plane + h * s.in_w;
-        for (int64_t c = 0; c < covered; c += W) {
-          const int64_t n = covered - c < W ? covered - c : W;
-          if (n == W) {
-            V::store(dst + c, V::load(row + c));
-          } else {
-            V::store_partial(dst + c, V::load(row + c), n);
-          }
-        }
+        add_row<V>(dst, row, covered, true);
         if (rest > 0) zero_rows(dst + covered, 1, rest);
       }
       // The rows below the last window belong to the plane's last output row.
