@@ -6,11 +6,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from cnnkit import _cuda
 from cnnkit import reference as R
 from cuda_support import built, emulate, gpu, on_gpu, on_host, poisoned_host, to_device, to_host
 from test_pool import _windows_per_input, pool_configs
 from tolerance import assert_close, assert_exact
+
+# Built without CUDA (no nvcc), there is no cnnkit._cuda to test.
+_cuda = pytest.importorskip("cnnkit._cuda")
+
 
 def geometry(cfg, dilation=True):
     return (cfg["kernel_size"], cfg["stride"], cfg["padding"], cfg["dilation"] if dilation else (1, 1),

@@ -812,7 +812,9 @@ def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=No
         torch = _torch(threads) if use_torch else None
         blas_limit = _limit_blas_threads(threads)
         info = cnnkit.build_info()
-        print(f"cnnkit {info['version']}, ISA {info['max_isa']}, {threads} threads; "
+        # The ISA the kernels run: the cap, or the CPU's widest where that is narrower.
+        isa = min(info["max_isa"], info["detected_isa"], key=("scalar", "avx2", "avx512").index)
+        print(f"cnnkit {info['version']}, ISA {isa}, {threads} threads; "
               f"peer: {'torch ' + torch.__version__ if torch else 'none'}; measured peak {peak:.1f} GFLOP/s")
         report = Report(peak, threads)
         report.summary["clock"] = clock

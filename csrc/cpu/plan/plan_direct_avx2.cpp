@@ -1,18 +1,22 @@
-// The plan's direct convolution with AVX2: 8 output channels x 1 row x up to
-// 8 positions (8 accumulators, up to 5 weights and a broadcast in the 16 ymm);
-// on planes at most 4 wide, 3 rows x up to 4 positions (12 accumulators),
-// where one row would leave only 4.
+// The plan's direct convolution with AVX2. Two or more blocks of 8 output
+// channels: tiles of 2 blocks x 6 positions in tap order (12 accumulators,
+// 2 weight vectors and a broadcast in the 16 ymm); 2 blocks x 2 rows x 3 on
+// planes at most 4 wide. One block (LeNet's 6 channels): the column walk,
+// 1 row x up to 12 positions (12 accumulators, 3 weights and a broadcast),
+// or 3 rows x up to 4 on planes at most 4 wide.
 #include "cpu/plan/plan_direct_impl.h"
 #include "cpu/simd/avx2.h"
 
 namespace cnnkit {
 
 CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx2) {
-  if (p.out_w <= 4 && p.out_h >= 2) {
-    plan_direct_dispatch<Avx2, 4, 3>(p, c, x, e, y, layout);
-  } else {
-    plan_direct_dispatch<Avx2, 8, 1>(p, c, x, e, y, layout);
+  const bool narrow = p.out_w <= 4 && p.out_h >= 2;
+  if (c.blocks >= 2) {
+    if (narrow) return plan_direct_dispatch<Avx2, 2, 3, 2>(p, c, x, e, y, layout);
+    return plan_direct_dispatch<Avx2, 2, 6, 1>(p, c, x, e, y, layout);
   }
+  if (narrow) return plan_direct_dispatch<Avx2, 1, 4, 3>(p, c, x, e, y, layout);
+  plan_direct_dispatch<Avx2, 1, 12, 1>(p, c, x, e, y, layout);
 }
 
 }  // namespace cnnkit

@@ -6,8 +6,12 @@
 // tile reads is broadcast once per row and feeds every accumulator it
 // contributes to (up to KW with horizontal stride 1, fewer with stride 2):
 // one broadcast per several FMAs. Everything is unrolled at compile time.
+// With few registers (AVX2's 16) and two or more channel blocks, a tile
+// instead holds NV vectors of channels and goes tap by tap
+// (plan_direct_tile_taps): 12 accumulators, each taking one FMA per tap.
 //
-// Threads take (image, band of ROWS output rows, channel block) items, so a
+// Threads take (image, band of ROWS output rows, group of NV channel blocks)
+// items, so a
 // single image is split by bands: 16 bands of a 32-row image, times the
 // channel blocks. Within an image the items go band by band (a band's input
 // rows serve every channel block while they are in L1) or, block_major,
@@ -25,7 +29,8 @@
 //
 // Vec must provide: kWidth, kRegisters, type F, load, store, load_partial,
 // store_partial, zero, add, lt, select, broadcast, fma and store_transposed
-// (dst[k * stride + j] = lane k of rows[j], j < n).
+// (dst[k * stride + j] = lane k of rows[j], j < n); for tiles of several
+// channel blocks (NV > 1), broadcast_in_place<offset>(p).
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -59,7 +64,60 @@ struct PlanTileArgs {
   int64_t residual_w, residual_plane;     // the residual's row and plane pitches
   bool out_blocked, residual_blocked;     // vectors of channels stored / read per position
   bool relu;                              // max(0, .) on each value stored (after the residual)
+  // Floats from one block of L output channels to the next: packed weights, outputs, residual.
+  int64_t weight_block, out_block, residual_block;
 };
+
+// Stores a tile's accumulators for one vector of output channels, the first
+// kb of them (plan_direct_tile's y and r): a residual added and a ReLU applied
+// in registers, the rows transposed unless the output is blocked.
+template <class Vec, int NB, int ROWS>
+__attribute__((always_inline)) inline void store_tile(const PlanTileArgs& a, typename Vec::F (&acc)[ROWS][NB],
+                                                      float* y, const float* r, int64_t kb) {
+  using V = typename Vec::F;
+  constexpr int L = Vec::kWidth;
+  // A blocked residual lies as the accumulators do: added to them here.
+  if (r != nullptr && a.residual_blocked) {
+    for (int q = 0; q < ROWS; ++q)
+      for (int j = 0; j < NB; ++j) acc[q][j] = Vec::add(acc[q][j], Vec::load(r + q * a.residual_w + j * L));
+    r = nullptr;
+  }
+  // Without a plain residual, ReLU costs fewer instructions on the
+  // accumulators than on the transposed rows.
+  const bool relu_in_store = a.relu && r != nullptr;
+  if (a.relu && r == nullptr) {
+    const V zero = Vec::zero();
+    for (int q = 0; q < ROWS; ++q)
+      for (int j = 0; j < NB; ++j) acc[q][j] = Vec::select(Vec::lt(acc[q][j], zero), zero, acc[q][j]);
+  }
+  if (a.out_blocked) {
+    for (int q = 0; q < ROWS; ++q)
+      for (int j = 0; j < NB; ++j) Vec::store(y + q * a.out_w + j * L, acc[q][j]);
+    return;
+  }
+  for (int q = 0; q < ROWS; ++q) {
+    float* yq = y + q * a.out_w;
+    const float* rq = r != nullptr ? r + q * a.residual_w : nullptr;
+    if (kb == L) {
+      if (relu_in_store) {
+        Vec::template store_transposed<true, true>(acc[q], NB, yq, a.channel_stride, rq, a.residual_plane);
+      } else if (rq != nullptr) {
+        Vec::template store_transposed<true, false>(acc[q], NB, yq, a.channel_stride, rq, a.residual_plane);
+      } else {
+        Vec::store_transposed(acc[q], NB, yq, a.channel_stride);
+      }
+    } else {
+      float t[L * NB];
+      for (int j = 0; j < NB; ++j) Vec::store(t + j * L, acc[q][j]);
+      for (int64_t k = 0; k < kb; ++k) {
+        for (int j = 0; j < NB; ++j) {
+          float v = t[j * L + k] + (rq != nullptr ? rq[k * a.residual_plane + j] : 0.0f);
+          yq[k * a.channel_stride + j] = a.relu && v < 0.0f ? 0.0f : v;
+        }
+      }
+    }
+  }
+}
 
 // One tile: row q's first tap is x0 + q * out_row_step (input channel c
 // `plane` floats further on or, BLOCKED, in block c / L at lane c % L, the
@@ -150,46 +208,81 @@ void plan_direct_tile(const PlanTileArgs& a, const float* x0, const float* wb, c
       for (int q = 0; q < ROWS; ++q) xrow[q] += a.row_step;
     }
   }
-  // A blocked residual lies as the accumulators do: added to them here.
-  if (r != nullptr && a.residual_blocked) {
-    for (int q = 0; q < ROWS; ++q)
-      for (int j = 0; j < NB; ++j) acc[q][j] = Vec::add(acc[q][j], Vec::load(r + q * a.residual_w + j * L));
-    r = nullptr;
-  }
-  // Without a plain residual, ReLU costs fewer instructions on the
-  // accumulators than on the transposed rows.
-  const bool relu_in_store = a.relu && r != nullptr;
-  if (a.relu && r == nullptr) {
-    const V zero = Vec::zero();
-    for (int q = 0; q < ROWS; ++q)
-      for (int j = 0; j < NB; ++j) acc[q][j] = Vec::select(Vec::lt(acc[q][j], zero), zero, acc[q][j]);
-  }
-  if (a.out_blocked) {
-    for (int q = 0; q < ROWS; ++q)
-      for (int j = 0; j < NB; ++j) Vec::store(y + q * a.out_w + j * L, acc[q][j]);
-    return;
-  }
-  for (int q = 0; q < ROWS; ++q) {
-    float* yq = y + q * a.out_w;
-    const float* rq = r != nullptr ? r + q * a.residual_w : nullptr;
-    if (a.kb == L) {
-      if (relu_in_store) {
-        Vec::template store_transposed<true, true>(acc[q], NB, yq, a.channel_stride, rq, a.residual_plane);
-      } else if (rq != nullptr) {
-        Vec::template store_transposed<true, false>(acc[q], NB, yq, a.channel_stride, rq, a.residual_plane);
-      } else {
-        Vec::store_transposed(acc[q], NB, yq, a.channel_stride);
+  store_tile<Vec, NB, ROWS>(a, acc, y, r, a.kb);
+}
+
+// The taps of one kernel row (KR when WHOLE, else -1) for plan_direct_tile_taps:
+// xr is its first input, wr its weights.
+template <class Vec, int NV, int KW, int SW, int NB, int ROWS, bool BLOCKED, bool WHOLE, int KR>
+__attribute__((always_inline)) inline void tap_row(const PlanTileArgs& a, const float* xr, const float* wr,
+                                                   typename Vec::F (&acc)[NV][ROWS][NB]) {
+  using V = typename Vec::F;
+  constexpr int L = Vec::kWidth;
+  constexpr int kColumn = BLOCKED ? L : 1;
+  walk_unroll<KW>([&](auto s_c) __attribute__((always_inline)) {
+    constexpr int s = decltype(s_c)::value;
+    const float* xs = xr + s * kColumn;
+    V wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = Vec::load(wr + v * a.weight_block + s * L);
+    walk_unroll<ROWS>([&](auto q_c) __attribute__((always_inline)) {
+      constexpr int q = decltype(q_c)::value;
+      if constexpr (!WHOLE || row_in_plane<ROWS, KR, q>()) {
+        const float* xq = xs + q * a.out_row_step;
+        walk_unroll<NB>([&](auto j_c) __attribute__((always_inline)) {
+          constexpr int j = decltype(j_c)::value;
+          if constexpr (!WHOLE || (j + s >= 1 && j + s <= NB)) {
+            // In place: otherwise GCC shares the broadcast of an input
+            // column between the taps that read it and hoists broadcasts
+            // ahead of their turn, which keeps more weight vectors and
+            // broadcasts live than the registers hold and spills accumulators.
+            const V xb = Vec::template broadcast_in_place<j * SW * kColumn>(xq);
+            for (int v = 0; v < NV; ++v) acc[v][q][j] = Vec::fma(wv[v], xb, acc[v][q][j]);
+          }
+        });
       }
+    });
+  });
+}
+
+// A tile of NV vectors of output channels (NV consecutive blocks, each
+// `weight_block` floats of packed weights after the last) for NB positions of
+// ROWS rows, in tap order: for each input channel and tap (r, s), the NV
+// weight vectors are loaded once and every input value the tap reads is
+// broadcast once and feeds NV accumulators. With 16 registers this keeps 12
+// accumulators with one multiply-add each per tap, where plan_direct_tile's
+// column walk (one broadcast for up to KW multiply-adds, KW weight vectors
+// live) fits 8 to 12 accumulators that each take KW multiply-adds in a row.
+// WHOLE as for plan_direct_tile: the taps that read the padding are left out.
+template <class Vec, int NV, int KW, int SW, int NB, int ROWS, bool BLOCKED, bool WHOLE = false>
+void plan_direct_tile_taps(const PlanTileArgs& a, const float* x0, const float* wb, const float* bb, float* y,
+                           const float* r) {
+  using V = typename Vec::F;
+  constexpr int L = Vec::kWidth;
+  static_assert(!WHOLE || (KW == 3 && SW == 1), "a whole padded plane of a 3x3 stride-1 layer");
+  V acc[NV][ROWS][NB];
+  for (int v = 0; v < NV; ++v) {
+    const V b = Vec::load(bb + v * L);
+    for (int q = 0; q < ROWS; ++q)
+      for (int j = 0; j < NB; ++j) acc[v][q][j] = b;
+  }
+  const float* w = wb;
+  for (int64_t c = 0; c < a.channels; ++c) {
+    const float* xc = BLOCKED ? x0 + c / L * a.plane + c % L : x0 + c * a.plane;
+    if constexpr (WHOLE) {
+      walk_unroll<3>([&](auto kr_c) __attribute__((always_inline)) {
+        constexpr int kr = decltype(kr_c)::value;
+        tap_row<Vec, NV, KW, SW, NB, ROWS, BLOCKED, true, kr>(a, xc + kr * a.row_step, w + kr * KW * L, acc);
+      });
+      w += 3 * KW * L;
     } else {
-      float t[L * NB];
-      for (int j = 0; j < NB; ++j) Vec::store(t + j * L, acc[q][j]);
-      for (int64_t k = 0; k < a.kb; ++k) {
-        for (int j = 0; j < NB; ++j) {
-          float v = t[j * L + k] + (rq != nullptr ? rq[k * a.residual_plane + j] : 0.0f);
-          yq[k * a.channel_stride + j] = a.relu && v < 0.0f ? 0.0f : v;
-        }
+      for (int64_t kr = 0; kr < a.kernel_h; ++kr, w += KW * L) {
+        tap_row<Vec, NV, KW, SW, NB, ROWS, BLOCKED, false, -1>(a, xc + kr * a.row_step, w, acc);
       }
     }
+  }
+  for (int v = 0; v < NV; ++v) {
+    store_tile<Vec, NB, ROWS>(a, acc[v], y + v * a.out_block, r != nullptr ? r + v * a.residual_block : nullptr,
+                              std::min<int64_t>(a.kb - v * L, L));
   }
 }
 
@@ -341,7 +434,8 @@ struct PlanValueView {
 template <class Vec>
 void zero_border(float* y0, const PlanValueView& v, int64_t channels, int64_t b, int64_t oh, int64_t rows,
                  int64_t Ho, int64_t Wo) {
-  for (int64_t k = 0; k < (v.blocked ? 1 : channels); ++k) {
+  const int64_t planes = v.blocked ? (channels + v.column - 1) / v.column : channels;
+  for (int64_t k = 0; k < planes; ++k) {
     float* yk = y0 + k * v.plane;
     if (oh == 0) zero_row<Vec>(yk, b * v.row);
     for (int64_t q = oh; q < oh + rows; ++q) {
@@ -353,7 +447,9 @@ void zero_border(float* y0, const PlanValueView& v, int64_t channels, int64_t b,
   }
 }
 
-template <class Vec, int KW, int SW, int NB, int ROWS, bool BLOCKED>
+// NV: tiles of NV blocks of output channels (plan_direct_tile_taps; a last
+// group of fewer blocks, and NV = 1, run the tiles for that many).
+template <class Vec, int NV, int KW, int SW, int NB, int ROWS, bool BLOCKED>
 void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e,
                      float* y, const PlanDirectLayout& layout) {
   constexpr int64_t L = Vec::kWidth;
@@ -371,8 +467,10 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
   const PlanValueView out(layout.out, K, Ho, Wo, L);
   const PlanValueView res(layout.residual, K, Ho, Wo, L);
   const int64_t bo = layout.out.border;
-  const int64_t bands = (Ho + ROWS - 1) / ROWS, blocks = c.blocks, items = p.batch * bands * blocks;
-  const int64_t row_tiles = (Wo + NB - 1) / NB, nb_size = (Wo + row_tiles - 1) / row_tiles;
+  // Items go by groups of NV channel blocks.
+  const int64_t bands = (Ho + ROWS - 1) / ROWS, blocks = (c.blocks + NV - 1) / NV, items = p.batch * bands * blocks;
+  // Even tiles: a 32-wide row in tiles of at most 6 is 6 6 5 5 5 5, not 6 6 6 6 6 2.
+  const int64_t row_tiles = (Wo + NB - 1) / NB, nb_small = Wo / row_tiles, nb_wider = Wo % row_tiles;
   const int64_t block_floats = C * KH * KW * L;
   // The residual and a ReLU are applied to the transposed rows in registers
   // as they are stored: a pass over the rows just stored cost 10% of a
@@ -382,13 +480,14 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
   const bool act_pass = e.act != nullptr && !relu;
   PlanTileArgs args{C,         KH, in.plane, p.dilation_h * in.row, p.stride_h * in.row, out.row,
                     out.plane, L,  res.row,  res.plane,             out.blocked,         res.blocked,
-                    relu};
+                    relu,      block_floats, out.blocked ? out.plane : L * out.plane,
+                    res.blocked ? res.plane : L * res.plane};
   // One tile is the whole output plane of a 3x3 layer padded by 1: its padding taps are left out.
   const bool whole_plane = KW == 3 && SW == 1 && KH == 3 && p.stride_h == 1 && p.dilation_h == 1 &&
                            p.dilation_w == 1 && p.pad_top == 1 && p.pad_bottom == 1 && p.pad_left == 1 &&
                            p.pad_right == 1 && Ho <= ROWS && Wo <= NB;
   const uint64_t call = g_plan_direct_calls.fetch_add(1, std::memory_order_relaxed) + 1;
-  parallel_for(items, work_per_item(items, {ROWS * Wo, L, C, KH * KW}), [&](int64_t begin, int64_t end) {
+  parallel_for(items, work_per_item(items, {ROWS * Wo, NV * L, C, KH * KW}), [&](int64_t begin, int64_t end) {
     float* xp = in_place ? nullptr : thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(in.image));
     int64_t held = -1;  // the image whose rows xp holds
     PlanTileArgs t = args;
@@ -418,34 +517,42 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
           held = n;
         }
       }
-      const int64_t k0 = blk * L;
-      t.kb = K - k0 < L ? K - k0 : L;
-      const float* wb = c.packed.data() + blk * block_floats;
-      const float* bb = c.packed.data() + c.weight_floats + blk * L;
+      const int64_t k0 = blk * NV * L, group_blocks = std::min<int64_t>(NV, c.blocks - blk * NV);
+      t.kb = std::min(K - k0, NV * L);
+      const float* wb = c.packed.data() + blk * NV * block_floats;
+      const float* bb = c.packed.data() + c.weight_floats + blk * NV * L;
       float* y0 = y + out.at(n, k0);
       float* yb = y0 + out.origin + oh * out.row;
       const float* rb = e.residual != nullptr ? e.residual + res.at(n, k0) + res.origin + oh * res.row : nullptr;
-      for (int64_t ow0 = 0; ow0 < Wo; ow0 += nb_size) {
-        const int nb = static_cast<int>(Wo - ow0 < nb_size ? Wo - ow0 : nb_size);
+      for (int64_t tile = 0, ow0 = 0, nb; tile < row_tiles; ++tile, ow0 += nb) {
+        nb = nb_small + (tile < nb_wider ? 1 : 0);
         const float* x0 = src + oh * t.out_row_step + ow0 * SW * in.column;
-        with_tile_size<ROWS>(static_cast<int>(rows), [&](auto q) {
-          with_tile_size<NB>(nb, [&](auto j) {
-            constexpr int kNb = decltype(j)::value, kRows = decltype(q)::value;
-            if constexpr (KW == 3 && SW == 1) {
-              if (whole_plane) {
-                plan_direct_tile<Vec, KW, SW, kNb, kRows, BLOCKED, true>(t, x0, wb, bb, yb, rb);
-                return;
+        float* yt = yb + ow0 * out.column;
+        const float* rt = rb != nullptr ? rb + ow0 * res.column : nullptr;
+        with_tile_size<NV>(static_cast<int>(group_blocks), [&](auto v) {
+          with_tile_size<ROWS>(static_cast<int>(rows), [&](auto q) {
+            with_tile_size<NB>(static_cast<int>(nb), [&](auto j) {
+              constexpr int kNv = decltype(v)::value, kNb = decltype(j)::value, kRows = decltype(q)::value;
+              constexpr bool kCanBeWhole = KW == 3 && SW == 1;
+              if constexpr (kNv == 1) {
+                if (kCanBeWhole && whole_plane) {
+                  plan_direct_tile<Vec, KW, SW, kNb, kRows, BLOCKED, kCanBeWhole>(t, x0, wb, bb, yt, rt);
+                } else {
+                  plan_direct_tile<Vec, KW, SW, kNb, kRows, BLOCKED>(t, x0, wb, bb, yt, rt);
+                }
+              } else if (kCanBeWhole && whole_plane) {
+                plan_direct_tile_taps<Vec, kNv, KW, SW, kNb, kRows, BLOCKED, kCanBeWhole>(t, x0, wb, bb, yt, rt);
+              } else {
+                plan_direct_tile_taps<Vec, kNv, KW, SW, kNb, kRows, BLOCKED>(t, x0, wb, bb, yt, rt);
               }
-            }
-            plan_direct_tile<Vec, KW, SW, kNb, kRows, BLOCKED>(t, x0, wb, bb, yb + ow0 * out.column,
-                                                               rb != nullptr ? rb + ow0 * res.column : nullptr);
+            });
           });
         });
       }
       if (act_pass) {
         // Rows oh .. oh + rows of a plain, unbordered channel are one run of
         // rows * Wo floats; a blocked row is one run of Wo * L.
-        for (int64_t k = 0; k < (out.blocked ? 1 : t.kb); ++k) {
+        for (int64_t k = 0; k < (out.blocked ? group_blocks : t.kb); ++k) {
           float* yk = yb + k * out.plane;
           if (bo == 0 && !out.blocked) {
             activation_forward(*e.act, yk, yk, rows * Wo);
@@ -464,26 +571,26 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
 // Runs the instance for the layer's kernel width and horizontal stride
 // (plan_direct_fits lists them) and its input's layout (blocked only for
 // kernels at most 3 wide: plan_direct_reads_blocked).
-template <class Vec, int NB, int ROWS>
+template <class Vec, int NV, int NB, int ROWS>
 void plan_direct_dispatch(const Conv2dParams& p, const PlanDirectConv& c, const float* x,
                           const PlanDirectEpilogue& e, float* y, const PlanDirectLayout& layout) {
   const bool blocked = layout.in.blocked;
   if (p.stride_w == 1) {
     switch (p.kernel_w) {
       case 1:
-        return blocked ? plan_direct_run<Vec, 1, 1, NB, ROWS, true>(p, c, x, e, y, layout)
-                       : plan_direct_run<Vec, 1, 1, NB, ROWS, false>(p, c, x, e, y, layout);
+        return blocked ? plan_direct_run<Vec, NV, 1, 1, NB, ROWS, true>(p, c, x, e, y, layout)
+                       : plan_direct_run<Vec, NV, 1, 1, NB, ROWS, false>(p, c, x, e, y, layout);
       case 3:
-        return blocked ? plan_direct_run<Vec, 3, 1, NB, ROWS, true>(p, c, x, e, y, layout)
-                       : plan_direct_run<Vec, 3, 1, NB, ROWS, false>(p, c, x, e, y, layout);
-      default: return plan_direct_run<Vec, 5, 1, NB, ROWS, false>(p, c, x, e, y, layout);
+        return blocked ? plan_direct_run<Vec, NV, 3, 1, NB, ROWS, true>(p, c, x, e, y, layout)
+                       : plan_direct_run<Vec, NV, 3, 1, NB, ROWS, false>(p, c, x, e, y, layout);
+      default: return plan_direct_run<Vec, NV, 5, 1, NB, ROWS, false>(p, c, x, e, y, layout);
     }
   } else if (p.kernel_w == 1) {
-    return blocked ? plan_direct_run<Vec, 1, 2, NB, ROWS, true>(p, c, x, e, y, layout)
-                   : plan_direct_run<Vec, 1, 2, NB, ROWS, false>(p, c, x, e, y, layout);
+    return blocked ? plan_direct_run<Vec, NV, 1, 2, NB, ROWS, true>(p, c, x, e, y, layout)
+                   : plan_direct_run<Vec, NV, 1, 2, NB, ROWS, false>(p, c, x, e, y, layout);
   }
-  return blocked ? plan_direct_run<Vec, 3, 2, NB, ROWS, true>(p, c, x, e, y, layout)
-                 : plan_direct_run<Vec, 3, 2, NB, ROWS, false>(p, c, x, e, y, layout);
+  return blocked ? plan_direct_run<Vec, NV, 3, 2, NB, ROWS, true>(p, c, x, e, y, layout)
+                 : plan_direct_run<Vec, NV, 3, 2, NB, ROWS, false>(p, c, x, e, y, layout);
 }
 
 }  // namespace

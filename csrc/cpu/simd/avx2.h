@@ -97,6 +97,16 @@ struct Avx2 {
   }
   // One float from memory in every lane.
   static F broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  // p[kOffset] broadcast where it stands: the compiler may neither merge it
+  // with another broadcast of the same address nor move it ahead of its turn
+  // (plan_direct_tile_taps). The asm takes the address in a register, not as
+  // a memory operand, so that no local array is kept in memory for it to read.
+  template <int kOffset>
+  static F broadcast_in_place(const float* p) {
+    F v;
+    asm volatile("vbroadcastss %c2(%1), %0" : "=x"(v) : "r"(p), "i"(kOffset * sizeof(float)));
+    return v;
+  }
   // dst[k * stride + j] = lane k of rows[j], j < n: 8x8 transposes in
   // registers (missing rows zero), each output row a masked store; the
   // residual and relu as Avx512::store_transposed's.
