@@ -395,6 +395,30 @@ def test_a_resnet_runs_image_major_up_to_its_classifier(isa, threads, batch):
         layer_major.release()
 
 
+@pytest.mark.parametrize("batch_order", ["image_major", "measure"])
+def test_an_image_major_trunk_gets_blocked_values_whatever_the_conv_choice(isa, threads, batch_order):
+    """With each convolution's way measured (conv_algo="measure"), an image-major trunk still runs
+    them all with the plan's direct kernel, so its values between them are blocked and bordered:
+    asked for (batch_order="image_major", which measures no trunk convolution layer-major) and,
+    measured, timed so against layer-major."""
+    build, shape = ZOO["resnet8"]
+    rng = np.random.default_rng(11)
+    model = randomize(build(), rng)
+    x = rng.standard_normal((4, *shape)).astype(np.float32)
+    laid_out = model.compile_inference(shape, batch_order=batch_order, value_layout="blocked")
+    try:
+        got = laid_out(x)
+        check_against_oracle(model, x, got, f"plan {batch_order} blocked")
+        np.testing.assert_array_equal(laid_out(x), got)
+        lines = laid_out.describe().splitlines()
+        if isa != "scalar" and any("image-major" in line for line in lines):
+            assert any("[blocked, border 1]" in line for line in lines if ": conv2d" in line)
+        if isa != "scalar" and batch_order == "image_major":
+            assert all("image-major" in line for line in lines if ": conv2d" in line)
+    finally:
+        laid_out.release()
+
+
 @pytest.mark.parametrize("name", ["vgg11", "resnet8", "alexnet"])
 def test_a_profile_of_an_image_major_plan_leaves_it_running_image_major(threads, name):
     """A profile times each op layer-major, measuring how the trunk's convolutions would run

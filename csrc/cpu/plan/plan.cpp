@@ -270,6 +270,7 @@ struct InferencePlan::Impl {
   void assign_buffers();
   void allocate(int64_t n);
   void assign_lanes();
+  std::vector<PlanValueLayout> direct_layouts() const;
   void choose_layouts(int64_t n, const float* x, float* y);
   void point_values(const float* x, float* y);
   void run_all(int64_t n);
@@ -283,7 +284,7 @@ struct InferencePlan::Impl {
   void run_other(const Op& op, int64_t n, float* const* at) const;
   void prepare_trunk(int64_t n);
   void run_images(int64_t n);
-  void choose_order(int64_t n);
+  void choose_order(int64_t n, const float* x, float* y);
 };
 
 // The last op that reads each value (as its input or residual), -1 for none.
@@ -483,18 +484,38 @@ bool second_is_faster(Run&& run, int min_rounds, int max_rounds, double seconds)
 
 // After a preparation's first (layer-major) run of the trunk has chosen each
 // op's way: the trunk both ways, three rounds (second_is_faster); the chosen
-// order runs last, so the results do not depend on the timing. Direct
+// order runs last, so the results do not depend on the timing. Image-major
+// runs with the layouts it would get (every trunk convolution runs the direct
+// kernel, so its values can be blocked and bordered: direct_layouts), not the
+// plain ones the layer-major ways leave: timed plain, it lost to layer-major
+// where, laid out, it won (resnet20 at batch 64 with AVX2, benchmarks/results).
+// choose_layouts then decides the layouts for the chosen order. Direct
 // kernels' weights that the layer-major order does not run are then let go.
-void InferencePlan::Impl::choose_order(int64_t n) {
+void InferencePlan::Impl::choose_order(int64_t n, const float* x, float* y) {
+  std::vector<PlanValueLayout> image_layouts(layout.size());
+  if (layout_choice != PlanLayoutChoice::Plain) {
+    image_major = true;
+    image_layouts = direct_layouts();
+    image_major = false;
+  }
+  // Buffers for the bordered values; plain ones fit in them too.
+  layout = image_layouts;
+  allocate(n);
+  assign_lanes();
+  point_values(x, y);
+  const std::vector<PlanValueLayout> plain(layout.size());
   image_major = second_is_faster(
       [&](int images) {
         if (images != 0) {
+          layout = image_layouts;
           run_images(n);
         } else {
+          layout = plain;
           for (int k = 0; k < trunk; ++k) run_op(ops[k], n);
         }
       },
       3, 3, 0.0);
+  layout = plain;
   order_measured = true;
   if (image_major) return;
   for (int k = 0; k < trunk; ++k) {
@@ -541,9 +562,7 @@ void InferencePlan::Impl::run_all(int64_t n) {
 // (the plain values in the same buffers): where many channel blocks meet small
 // planes, reading blocked inputs can be the slower (vgg11's 512-channel 4x4
 // layers, benchmarks/results). The chosen layouts run last.
-void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
-  layouts_chosen = true;
-  if (layout_choice == PlanLayoutChoice::Plain) return;
+std::vector<PlanValueLayout> InferencePlan::Impl::direct_layouts() const {
   const int values = static_cast<int>(shapes.size()), count = static_cast<int>(ops.size());
   std::vector<char> direct_only(values, 0), blockable(values, 0);
   std::vector<int64_t> pad(values, 0);
@@ -576,11 +595,19 @@ void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
       if (r >= 0 && blockable[op.dst] && !blockable[r]) blockable[op.dst] = 0, changed = true;
     }
   }
-  bool any = false;
+  std::vector<PlanValueLayout> laid(values);
   for (int v = 0; v < values; ++v) {
-    layout[v] = direct_only[v] ? PlanValueLayout{pad[v], blockable[v] != 0} : PlanValueLayout{};
-    any = any || layout[v].border > 0 || layout[v].blocked;
+    if (direct_only[v]) laid[v] = PlanValueLayout{pad[v], blockable[v] != 0};
   }
+  return laid;
+}
+
+void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
+  layouts_chosen = true;
+  if (layout_choice == PlanLayoutChoice::Plain) return;
+  layout = direct_layouts();
+  const bool any = std::any_of(layout.begin(), layout.end(),
+                               [](const PlanValueLayout& l) { return l.border > 0 || l.blocked; });
   if (!any) return;
   for (int k = 0; k < trunk && image_major; ++k) {
     Op& op = ops[k];
@@ -935,7 +962,7 @@ void InferencePlan::run(const float* x, float* y, int64_t batch, std::vector<dou
       m.run_all(batch);
     } else {
       for (int k = 0; k < m.trunk; ++k) m.run_op(m.ops[k], batch);
-      m.choose_order(batch);
+      m.choose_order(batch, x, y);
       for (int k = m.trunk; k < static_cast<int>(m.ops.size()); ++k) m.run_op(m.ops[k], batch);
     }
   } else {
@@ -946,8 +973,11 @@ void InferencePlan::run(const float* x, float* y, int64_t batch, std::vector<dou
       op_seconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
   }
-  const bool measured = std::all_of(m.ops.begin(), m.ops.end(), [](const Op& op) {
-    return op.measured || (op.kind != OpKind::Conv && op.kind != OpKind::Linear);
+  // An image-major trunk's convolutions run the direct kernel, measured or not
+  // (a trunk run image-major from the start, batch_order="image_major", never measures them).
+  const bool measured = std::all_of(m.ops.begin(), m.ops.end(), [&m](const Op& op) {
+    const bool image_major_trunk = m.image_major && &op - m.ops.data() < m.trunk;
+    return op.measured || image_major_trunk || (op.kind != OpKind::Conv && op.kind != OpKind::Linear);
   });
   if (!m.layouts_chosen && m.order_measured && measured) m.choose_layouts(batch, x, y);
 }
