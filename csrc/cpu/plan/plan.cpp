@@ -83,6 +83,8 @@ struct Op {
   ConvWay way = ConvWay::Kernel;
   bool measured = false;    // the choice among the ways is made (for this preparation)
   bool serial = false;      // measured faster on the calling thread alone than on all threads
+  // The faster of the direct kernel's two orders, where it was measured (choose_layouts).
+  ConvWay faster_direct = ConvWay::PlanDirect;
   // The weights packed for the GEMM kernels (one per group; linear: one),
   // packed at preparation where the choice may take the GEMM (freed where the
   // measurement picks another way), again after an ISA cap change.
@@ -461,36 +463,36 @@ void InferencePlan::Impl::run_images(int64_t n) {
   });
 }
 
-// Whether run(1) is faster than run(0): the two timed alternately, at least
+// Which of run(0) .. run(count - 1) is the fastest: timed in turn, at least
 // `min_rounds` rounds and more, up to `max_rounds`, while they take under
 // `seconds` in all, the fastest run of each kept (interference only ever adds
-// time). run(1) ran last.
+// time); ties go to the first. run(count - 1) ran last.
 namespace {
 template <class Run>
-bool second_is_faster(Run&& run, int min_rounds, int max_rounds, double seconds) {
-  double best[2] = {1e300, 1e300}, spent = 0;
+int fastest_of(int count, Run&& run, int min_rounds, int max_rounds, double seconds) {
+  std::vector<double> best(static_cast<size_t>(count), 1e300);
+  double spent = 0;
   for (int round = 0; round < max_rounds && (round < min_rounds || spent < seconds); ++round) {
-    for (int way = 0; way < 2; ++way) {
+    for (int way = 0; way < count; ++way) {
       const auto t0 = std::chrono::steady_clock::now();
       run(way);
       const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      best[way] = std::min(best[way], t);
+      best[static_cast<size_t>(way)] = std::min(best[static_cast<size_t>(way)], t);
       spent += t;
     }
   }
-  return best[1] < best[0];
+  return static_cast<int>(std::min_element(best.begin(), best.end()) - best.begin());
 }
 }  // namespace
 
 // After a preparation's first (layer-major) run of the trunk has chosen each
-// op's way: the trunk both ways, three rounds (second_is_faster); the chosen
+// op's way: the trunk both ways, three rounds (fastest_of); the chosen
 // order runs last, so the results do not depend on the timing. Image-major
 // runs with the layouts it would get (every trunk convolution runs the direct
 // kernel, so its values can be blocked and bordered: direct_layouts), not the
 // plain ones the layer-major ways leave: timed plain, it lost to layer-major
 // where, laid out, it won (resnet20 at batch 64 with AVX2, benchmarks/results).
-// choose_layouts then decides the layouts for the chosen order. Direct
-// kernels' weights that the layer-major order does not run are then let go.
+// choose_layouts then decides the layouts for the chosen order.
 void InferencePlan::Impl::choose_order(int64_t n, const float* x, float* y) {
   std::vector<PlanValueLayout> image_layouts(layout.size());
   if (layout_choice != PlanLayoutChoice::Plain) {
@@ -504,7 +506,8 @@ void InferencePlan::Impl::choose_order(int64_t n, const float* x, float* y) {
   assign_lanes();
   point_values(x, y);
   const std::vector<PlanValueLayout> plain(layout.size());
-  image_major = second_is_faster(
+  image_major = 1 == fastest_of(
+      2,
       [&](int images) {
         if (images != 0) {
           layout = image_layouts;
@@ -518,10 +521,7 @@ void InferencePlan::Impl::choose_order(int64_t n, const float* x, float* y) {
   layout = plain;
   order_measured = true;
   if (image_major) return;
-  for (int k = 0; k < trunk; ++k) {
-    run_op(ops[k], n);
-    if (ops[k].kind == OpKind::Conv && !is_plan_direct(ops[k].way)) ops[k].direct = PlanDirectConv{};
-  }
+  for (int k = 0; k < trunk; ++k) run_op(ops[k], n);
 }
 
 // Each value's batch in its buffer, from the buffer's first 64-byte boundary;
@@ -556,12 +556,6 @@ void InferencePlan::Impl::run_all(int64_t n) {
 // the output (the caller's arrays) stay plain. An image-major trunk's
 // convolutions all run the direct kernel, and a layer-major run of them (a
 // profile) then does too.
-//
-// Then the whole plan runs with those layouts and with every value plain,
-// alternately, the fastest run of each kept, and the faster layouts are kept
-// (the plain values in the same buffers): where many channel blocks meet small
-// planes, reading blocked inputs can be the slower (vgg11's 512-channel 4x4
-// layers, benchmarks/results). The chosen layouts run last.
 std::vector<PlanValueLayout> InferencePlan::Impl::direct_layouts() const {
   const int values = static_cast<int>(shapes.size()), count = static_cast<int>(ops.size());
   std::vector<char> direct_only(values, 0), blockable(values, 0);
@@ -602,37 +596,81 @@ std::vector<PlanValueLayout> InferencePlan::Impl::direct_layouts() const {
   return laid;
 }
 
+// Once every op's way is measured (and the order chosen): the whole plan runs
+// with the measured ways on plain values and with their layouts, and with
+// every convolution the direct kernel fits on it, with theirs, in turn, the
+// fastest run of each kept, and the fastest is kept (all in the same
+// buffers): where many channel blocks meet small planes, reading blocked
+// inputs can be the slower (vgg11's 512-channel 4x4 layers), and op by op on
+// plain values another kernel can beat the direct one where, between blocked
+// values, it wins (resnet20 at batch 1 with AVX2; benchmarks/results).
 void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
   layouts_chosen = true;
-  if (layout_choice == PlanLayoutChoice::Plain) return;
-  layout = direct_layouts();
-  const bool any = std::any_of(layout.begin(), layout.end(),
-                               [](const PlanValueLayout& l) { return l.border > 0 || l.blocked; });
-  if (!any) return;
+  const int count = static_cast<int>(ops.size());
   for (int k = 0; k < trunk && image_major; ++k) {
     Op& op = ops[k];
-    if (op.kind == OpKind::Conv && !is_plan_direct(op.way)) {
-      op.way = op.direct.block_major ? ConvWay::PlanDirectBlockMajor : ConvWay::PlanDirect;
+    if (op.kind == OpKind::Conv && !is_plan_direct(op.way)) op.way = op.faster_direct;
+  }
+  // The ways measured op by op (with every value plain), and the same with
+  // every convolution the direct kernel fits on it, in its faster order.
+  std::vector<ConvWay> measured(count), direct(count);
+  for (int k = 0; k < count; ++k) {
+    const Op& op = ops[k];
+    measured[k] = op.way;
+    const bool fits = op.kind == OpKind::Conv && op.direct.kernel != nullptr;
+    direct[k] = fits && !is_plan_direct(op.way) ? op.faster_direct : op.way;
+  }
+  auto set_ways = [&](const std::vector<ConvWay>& ways) {
+    for (int k = 0; k < count; ++k) ops[k].way = ways[k];
+  };
+  const std::vector<PlanValueLayout> plain(layout.size());
+  std::vector<PlanValueLayout> laid = plain, direct_laid = plain;
+  if (layout_choice != PlanLayoutChoice::Plain) {
+    set_ways(direct);
+    direct_laid = direct_layouts();
+    set_ways(measured);
+    laid = direct_layouts();
+  }
+  const bool any = std::any_of(laid.begin(), laid.end(),
+                               [](const PlanValueLayout& l) { return l.border > 0 || l.blocked; });
+  const bool timed = layout_choice == PlanLayoutChoice::Measure && (any || direct != measured);
+  if (any || timed) {
+    // Buffers for the widest borders (every value direct_laid borders, laid
+    // borders at most as wide); the other layouts fit in them.
+    layout = direct_laid;
+    allocate(n);
+    assign_lanes();
+    point_values(x, y);
+    layout = laid;
+  }
+  if (timed) {
+    // At least three rounds, and more, up to 15,
+    // while they take under 10 ms in all: a batch-1 plan runs in a fraction of
+    // a millisecond, where one descheduling would otherwise decide. The
+    // chosen one runs last.
+    auto choose = [&](int way) {
+      set_ways(way == 2 ? direct : measured);
+      layout = way == 0 ? plain : way == 1 ? laid : direct_laid;
+    };
+    const int ways = direct != measured ? 3 : 2;
+    const int fastest = fastest_of(
+        ways,
+        [&](int way) {
+          choose(way);
+          run_all(n);
+        },
+        3, 15, 10e-3);
+    choose(fastest);
+    if (fastest != ways - 1) run_all(n);
+  }
+  // Copies of the weights the plan no longer needs (until the next
+  // preparation); an image-major trunk keeps its direct kernels.
+  for (int k = 0; k < count; ++k) {
+    Op& op = ops[k];
+    if (op.kind == OpKind::Conv && !is_plan_direct(op.way) && !(image_major && k < trunk)) {
+      op.direct = PlanDirectConv{};
     }
   }
-  allocate(n);
-  assign_lanes();
-  point_values(x, y);
-  if (layout_choice == PlanLayoutChoice::Blocked) return;
-  const std::vector<PlanValueLayout> chosen = layout;
-  const std::vector<PlanValueLayout> plain(layout.size());
-  // At least three rounds, and more, up to 15, while they take under 10 ms in
-  // all: a batch-1 plan runs in a fraction of a millisecond, where one
-  // descheduling would otherwise decide.
-  const bool laid_out_faster = second_is_faster(
-      [&](int laid_out) {
-        layout = laid_out != 0 ? chosen : plain;
-        run_all(n);
-      },
-      3, 15, 10e-3);
-  if (laid_out_faster) return;  // laid out, and the last run was
-  layout = plain;
-  run_all(n);
 }
 
 void InferencePlan::Impl::run_conv(Op& op, ConvWay way, int64_t n) {
@@ -720,11 +758,14 @@ void InferencePlan::Impl::measure(Op& op, int64_t n) {
   op.way = static_cast<ConvWay>(fastest);
   op.serial = fastest_serial != 0;
   op.measured = true;
-  // Copies of the weights the plan no longer needs (until the next
-  // preparation); a trunk's direct kernels wait for the choice of order, and
-  // an image-major trunk keeps them (a profile measures its ops layer-major).
-  const bool image_major_trunk = image_major && &op - ops.data() < trunk;
-  if (!is_plan_direct(op.way) && order_measured && !image_major_trunk) op.direct = PlanDirectConv{};
+  if (ways == kConvWays) {
+    const int band = static_cast<int>(ConvWay::PlanDirect), block = static_cast<int>(ConvWay::PlanDirectBlockMajor);
+    op.faster_direct = std::min(best[block][0], best[block][1]) < std::min(best[band][0], best[band][1])
+                           ? ConvWay::PlanDirectBlockMajor
+                           : ConvWay::PlanDirect;
+  }
+  // The direct kernel's weights stay until choose_layouts has timed the plan
+  // with every convolution it fits on it; those of a GEMM that lost go now.
   if (op.way != ConvWay::Gemm) op.packed_weights.clear();
   if (fastest != ways - 1 || fastest_serial != thread_choices - 1) run_serial_or_not(op, op.way, op.serial, n);
 }
