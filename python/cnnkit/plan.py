@@ -30,7 +30,10 @@ AVX-512), which puts output channels across the vector lanes and splits even a s
 across threads by bands of output rows. ``Linear`` layers likewise run ``linear`` ("kernel") or
 a GEMM with their weights packed once ("gemm"). By default every way that can run a layer is
 timed on the first call after the batch size, the ISA cap or the thread count changed, and the
-fastest is kept (:meth:`InferencePlan.describe` shows the choice).
+fastest is kept (:meth:`InferencePlan.describe` shows the choice); then the whole plan is timed
+with those ways and with every convolution the direct kernel runs on it (op by op, on plain
+values, another kernel can win where, between blocked values, the direct kernel is faster), and
+the faster plan kept.
 
 Activations are NCHW between ops, except between the plan's own direct convolutions
 (``value_layout``): "blocked" keeps a value that one of them writes and only they read in
