@@ -26,6 +26,7 @@
 #include <cstring>
 #include <mutex>
 #include <sstream>
+#include <utility>
 
 #include "cnnkit/errors.h"
 #include "cnnkit/gemm.h"
@@ -240,10 +241,13 @@ struct InferencePlan::Impl {
     return {layout[op.src], layout[op.dst],
             op.epilogue.residual >= 0 ? layout[op.epilogue.residual] : PlanValueLayout{}};
   }
-  // Whether op k runs the plan's direct convolution.
-  bool runs_direct(int k) const {
-    const Op& op = ops[k];
-    return op.kind == OpKind::Conv && (is_plan_direct(op.way) || (image_major && k < trunk));
+  std::vector<ConvWay> ways() const {
+    std::vector<ConvWay> w(ops.size());
+    for (size_t k = 0; k < ops.size(); ++k) w[k] = ops[k].way;
+    return w;
+  }
+  void set_ways(const std::vector<ConvWay>& w) {
+    for (size_t k = 0; k < ops.size(); ++k) ops[k].way = w[k];
   }
   const ValueShape& shape(int v, const std::string& name) const {
     CNNKIT_CHECK(v >= 0 && v < static_cast<int>(shapes.size()), ErrorKind::Value,
@@ -272,7 +276,8 @@ struct InferencePlan::Impl {
   void assign_buffers();
   void allocate(int64_t n);
   void assign_lanes();
-  std::vector<PlanValueLayout> direct_layouts() const;
+  std::vector<PlanValueLayout> direct_layouts(const std::vector<ConvWay>& ways, bool image_major_trunk) const;
+  void lay_out_buffers(const std::vector<PlanValueLayout>& widest, int64_t n, const float* x, float* y);
   void choose_layouts(int64_t n, const float* x, float* y);
   void point_values(const float* x, float* y);
   void run_all(int64_t n);
@@ -494,18 +499,10 @@ int fastest_of(int count, Run&& run, int min_rounds, int max_rounds, double seco
 // where, laid out, it won (resnet20 at batch 64 with AVX2, benchmarks/results).
 // choose_layouts then decides the layouts for the chosen order.
 void InferencePlan::Impl::choose_order(int64_t n, const float* x, float* y) {
-  std::vector<PlanValueLayout> image_layouts(layout.size());
-  if (layout_choice != PlanLayoutChoice::Plain) {
-    image_major = true;
-    image_layouts = direct_layouts();
-    image_major = false;
-  }
-  // Buffers for the bordered values; plain ones fit in them too.
-  layout = image_layouts;
-  allocate(n);
-  assign_lanes();
-  point_values(x, y);
   const std::vector<PlanValueLayout> plain(layout.size());
+  const std::vector<PlanValueLayout> image_layouts =
+      layout_choice != PlanLayoutChoice::Plain ? direct_layouts(ways(), true) : plain;
+  lay_out_buffers(image_layouts, n, x, y);
   image_major = 1 == fastest_of(
       2,
       [&](int images) {
@@ -555,9 +552,14 @@ void InferencePlan::Impl::run_all(int64_t n) {
 // residual to its accumulators, whatever the output's layout). The input and
 // the output (the caller's arrays) stay plain. An image-major trunk's
 // convolutions all run the direct kernel, and a layer-major run of them (a
-// profile) then does too.
-std::vector<PlanValueLayout> InferencePlan::Impl::direct_layouts() const {
+// profile) then does too. `ways` are the ops' ways to lay out for, and
+// image_major_trunk whether the trunk runs image-major.
+std::vector<PlanValueLayout> InferencePlan::Impl::direct_layouts(const std::vector<ConvWay>& ways,
+                                                                 bool image_major_trunk) const {
   const int values = static_cast<int>(shapes.size()), count = static_cast<int>(ops.size());
+  auto runs_direct = [&](int k) {
+    return ops[k].kind == OpKind::Conv && (is_plan_direct(ways[k]) || (image_major_trunk && k < trunk));
+  };
   std::vector<char> direct_only(values, 0), blockable(values, 0);
   std::vector<int64_t> pad(values, 0);
   for (int k = 0; k < count; ++k) {
@@ -596,6 +598,17 @@ std::vector<PlanValueLayout> InferencePlan::Impl::direct_layouts() const {
   return laid;
 }
 
+// Buffers for the values laid out as `widest` (every other layout the plan
+// may time has borders at most as wide, and fits in them), with the image-major
+// lanes and the values pointed at.
+void InferencePlan::Impl::lay_out_buffers(const std::vector<PlanValueLayout>& widest, int64_t n, const float* x,
+                                          float* y) {
+  layout = widest;
+  allocate(n);
+  assign_lanes();
+  point_values(x, y);
+}
+
 // Once every op's way is measured (and the order chosen): the whole plan runs
 // with the measured ways on plain values and with their layouts, and with
 // every convolution the direct kernel fits on it, with theirs, in turn, the
@@ -613,55 +626,49 @@ void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
   }
   // The ways measured op by op (with every value plain), and the same with
   // every convolution the direct kernel fits on it, in its faster order.
-  std::vector<ConvWay> measured(count), direct(count);
+  const std::vector<ConvWay> measured = ways();
+  std::vector<ConvWay> direct = measured;
   for (int k = 0; k < count; ++k) {
     const Op& op = ops[k];
-    measured[k] = op.way;
-    const bool fits = op.kind == OpKind::Conv && op.direct.kernel != nullptr;
-    direct[k] = fits && !is_plan_direct(op.way) ? op.faster_direct : op.way;
+    if (op.kind == OpKind::Conv && op.direct.kernel != nullptr && !is_plan_direct(op.way)) {
+      direct[k] = op.faster_direct;
+    }
   }
-  auto set_ways = [&](const std::vector<ConvWay>& ways) {
-    for (int k = 0; k < count; ++k) ops[k].way = ways[k];
-  };
   const std::vector<PlanValueLayout> plain(layout.size());
-  std::vector<PlanValueLayout> laid = plain, direct_laid = plain;
-  if (layout_choice != PlanLayoutChoice::Plain) {
-    set_ways(direct);
-    direct_laid = direct_layouts();
-    set_ways(measured);
-    laid = direct_layouts();
-  }
+  const bool lay_out = layout_choice != PlanLayoutChoice::Plain;
+  const std::vector<PlanValueLayout> laid = lay_out ? direct_layouts(measured, image_major) : plain;
+  const std::vector<PlanValueLayout> direct_laid = lay_out ? direct_layouts(direct, image_major) : plain;
   const bool any = std::any_of(laid.begin(), laid.end(),
                                [](const PlanValueLayout& l) { return l.border > 0 || l.blocked; });
-  const bool timed = layout_choice == PlanLayoutChoice::Measure && (any || direct != measured);
-  if (any || timed) {
-    // Buffers for the widest borders (every value direct_laid borders, laid
-    // borders at most as wide); the other layouts fit in them.
-    layout = direct_laid;
-    allocate(n);
-    assign_lanes();
-    point_values(x, y);
-    layout = laid;
-  }
+  // The whole plans to time: the measured ways on plain values; the same laid
+  // out, where that lays out any value; the direct kernel on every convolution
+  // it fits, laid out, where that changes a way.
+  std::vector<std::pair<const std::vector<ConvWay>*, const std::vector<PlanValueLayout>*>> plans = {
+      {&measured, &plain}};
+  if (any) plans.push_back({&measured, &laid});
+  if (direct != measured) plans.push_back({&direct, &direct_laid});
+  const bool timed = layout_choice == PlanLayoutChoice::Measure && plans.size() > 1;
+  // direct_laid borders every value laid borders, at least as wide.
+  if (any || timed) lay_out_buffers(direct_laid, n, x, y);
+  layout = laid;
   if (timed) {
-    // At least three rounds, and more, up to 15,
-    // while they take under 10 ms in all: a batch-1 plan runs in a fraction of
-    // a millisecond, where one descheduling would otherwise decide. The
-    // chosen one runs last.
-    auto choose = [&](int way) {
-      set_ways(way == 2 ? direct : measured);
-      layout = way == 0 ? plain : way == 1 ? laid : direct_laid;
+    // At least three rounds, and more, up to 15, while they take under 10 ms
+    // in all: a batch-1 plan runs in a fraction of a millisecond, where one
+    // descheduling would otherwise decide. The chosen one runs last.
+    auto choose = [&](int i) {
+      set_ways(*plans[static_cast<size_t>(i)].first);
+      layout = *plans[static_cast<size_t>(i)].second;
     };
-    const int ways = direct != measured ? 3 : 2;
+    const int count_plans = static_cast<int>(plans.size());
     const int fastest = fastest_of(
-        ways,
-        [&](int way) {
-          choose(way);
+        count_plans,
+        [&](int i) {
+          choose(i);
           run_all(n);
         },
         3, 15, 10e-3);
     choose(fastest);
-    if (fastest != ways - 1) run_all(n);
+    if (fastest != count_plans - 1) run_all(n);
   }
   // Copies of the weights the plan no longer needs (until the next
   // preparation); an image-major trunk keeps its direct kernels.
