@@ -234,6 +234,19 @@ def test_batch_norm_folds_into_a_conv_without_bias():
     assert text.count("\n") == 1 and "+bias +act" in text
 
 
+# Compiling knows only the heuristic's pick for a shape algo="auto" has not measured: the Kernel
+# way's first run measures the candidates on the plan's values (the autotune cache gains the
+# layer's entry, batch and all) and the plan runs the winner, as a layer-by-layer call would.
+@pytest.mark.parametrize("algo", ["kernel", "measure"])
+def test_the_kernel_way_runs_what_autotune_measured(isa, autotune, algo):
+    text = _run(nn.Sequential(nn.Conv2d(32, 64, 5, padding=2), nn.ReLU()), (32, 14, 14), batch=2, algo=algo)
+    chosen = [impl for call, impl in cnnkit.autotune.entries().items()
+              if call.startswith("conv2d forward 2 32 14 14 64 5 5 ")]
+    assert len(chosen) == 1
+    if algo == "kernel":
+        assert f"[{chosen[0]}" in text
+
+
 def test_batch_norm1d_folds_into_the_linear_before_it():
     text = _run(nn.Sequential(nn.Flatten(), nn.Linear(12, 9), nn.BatchNorm1d(9)), (3, 2, 2))
     assert text.count("\n") == 1 and "linear" in text
