@@ -112,9 +112,13 @@ struct GemmPlan {
     return m_tiles * weight / (2 * tall + short_blocks);
   }
 
-  // Unit u of panel q packs a share of the panel's (strip, depth block)
-  // pieces, strip-major: a panel of one or two strips (the few columns of a
-  // batch-1 conv on a small plane) still splits over the threads by depth.
+  // Unit u of panel q packs a share of the panel's (depth block, strip)
+  // pieces, depth-major: a unit reads its rows of op(B) from end to end and
+  // fills the packed buffer in order. (Strip-major read each strip's 16
+  // floats from every one of K rows in turn: with rows 4 KiB or more apart,
+  // a TLB miss per row, and packing took a quarter of a 64 x 1024 x 3136
+  // product.) A panel of one or two strips (the few columns of a batch-1
+  // conv on a small plane) still splits over the threads by depth.
   void pack_unit(int64_t q, int64_t u) const {
     constexpr int NR = Kernel::NR;
     const int64_t jc = q * nc_max;
@@ -123,8 +127,8 @@ struct GemmPlan {
     const int64_t p0 = strips * depths * u / pack_units;
     const int64_t p1 = strips * depths * (u + 1) / pack_units;
     for (int64_t piece = p0; piece < p1; ++piece) {
-      const int64_t s = piece / depths;
-      const int64_t pc = piece % depths * kc_max;
+      const int64_t s = piece % strips;
+      const int64_t pc = piece / strips * kc_max;
       const int64_t kc = min64(kc_max, K - pc);
       const int64_t c0 = jc + s * NR;
       // op(B)[pc .. pc+kc, c0 .. c0+NR) as one NR-column strip.
