@@ -468,7 +468,7 @@ void InferencePlan::Impl::assign_lanes() {
 // with a batch of one on that thread alone (nested regions run serially).
 void InferencePlan::Impl::run_images(int64_t n) {
   const int values = static_cast<int>(shapes.size());
-  parallel_for(n, int64_t{1} << 30, [&](int64_t i0, int64_t i1) {
+  parallel_for_each_item(n, [&](int64_t i0, int64_t i1) {
     float* lane = thread_workspace(WorkspaceSlot::PlanImage, static_cast<size_t>(lane_floats));
     std::vector<float*> at(values);
     for (int64_t i = i0; i < i1; ++i) {
