@@ -71,6 +71,19 @@ def test_python_dash_m_runs_the_command():
     assert result.stdout.startswith("cnnkit ")
 
 
+# `cnnkit info | head -1`: the reader is gone before the command has printed everything. Here
+# it is gone from the start, so every write fails: one exit status, no traceback.
+def test_a_closed_pipe_on_stdout_ends_without_a_traceback():
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([sys.executable, "-m", "cnnkit", "info"], stdout=write, stderr=subprocess.PIPE,
+                                text=True)
+    finally:
+        os.close(write)
+    assert result.returncode == 1 and result.stderr == ""
+
+
 def test_train_then_evaluate_on_idx_files(mnist_path, tmp_path, capsys):
     out_dir = tmp_path / "run"
     args = ["train", "--data", str(mnist_path), "--epochs", "3", "--batch-size", "20", "--lr", "0.05",
