@@ -87,6 +87,20 @@ def autotune(tmp_path, monkeypatch):
     cnnkit.autotune.clear(disk=True)
 
 
+def pytest_sessionfinish(session):
+    # Under pytest-xdist (-n) each worker measures its own tests: it hands its ratios to the
+    # controller, which prints the table.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["worst_ratio"] = dict(worst_ratio)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for op, ratio in getattr(node, "workeroutput", {}).get("worst_ratio", {}).items():
+        worst_ratio[op] = max(ratio, worst_ratio.get(op, 0.0))
+
+
 def pytest_terminal_summary(terminalreporter):
     if worst_ratio:
         terminalreporter.section("worst error ratio |err| / (sqrt(K) u A) per op (bound: 8)")

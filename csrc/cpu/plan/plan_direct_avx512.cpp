@@ -15,7 +15,7 @@ CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx512) {
   if (p.out_w <= 6 && p.out_h >= 3) {
     plan_direct_dispatch<Avx512, 1, 6, 4>(p, c, x, e, y, layout);
   } else if (p.out_w % 16 == 0) {
-    plan_direct_dispatch<Avx512, 1, 16, 1>(p, c, x, e, y, layout);
+    plan_direct_dispatch<Avx512, 1, 16, 1, true>(p, c, x, e, y, layout);
   } else {
     plan_direct_dispatch<Avx512, 1, 12, 2>(p, c, x, e, y, layout);
   }

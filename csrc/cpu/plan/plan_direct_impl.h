@@ -448,8 +448,10 @@ void zero_border(float* y0, const PlanValueView& v, int64_t channels, int64_t b,
 }
 
 // NV: tiles of NV blocks of output channels (plan_direct_tile_taps; a last
-// group of fewer blocks, and NV = 1, run the tiles for that many).
-template <class Vec, int NV, int KW, int SW, int NB, int ROWS, bool BLOCKED>
+// group of fewer blocks, and NV = 1, run the tiles for that many). FULL_TILES:
+// the caller has checked that the rows split into tiles of NB positions, so
+// no narrower tile is instantiated.
+template <class Vec, int NV, int KW, int SW, int NB, int ROWS, bool BLOCKED, bool FULL_TILES>
 void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e,
                      float* y, const PlanDirectLayout& layout) {
   constexpr int64_t L = Vec::kWidth;
@@ -531,7 +533,7 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
         const float* rt = rb != nullptr ? rb + ow0 * res.column : nullptr;
         with_tile_size<NV>(static_cast<int>(group_blocks), [&](auto v) {
           with_tile_size<ROWS>(static_cast<int>(rows), [&](auto q) {
-            with_tile_size<NB>(static_cast<int>(nb), [&](auto j) {
+            with_tile_size<NB, FULL_TILES ? NB : 1>(static_cast<int>(nb), [&](auto j) {
               constexpr int kNv = decltype(v)::value, kNb = decltype(j)::value, kRows = decltype(q)::value;
               constexpr bool kCanBeWhole = KW == 3 && SW == 1;
               if constexpr (kNv == 1) {
@@ -570,27 +572,28 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
 
 // Runs the instance for the layer's kernel width and horizontal stride
 // (plan_direct_fits lists them) and its input's layout (blocked only for
-// kernels at most 3 wide: plan_direct_reads_blocked).
-template <class Vec, int NV, int NB, int ROWS>
+// kernels at most 3 wide: plan_direct_reads_blocked). FULL_TILES: out_w is a
+// multiple of NB.
+template <class Vec, int NV, int NB, int ROWS, bool FULL_TILES = false>
 void plan_direct_dispatch(const Conv2dParams& p, const PlanDirectConv& c, const float* x,
                           const PlanDirectEpilogue& e, float* y, const PlanDirectLayout& layout) {
   const bool blocked = layout.in.blocked;
   if (p.stride_w == 1) {
     switch (p.kernel_w) {
       case 1:
-        return blocked ? plan_direct_run<Vec, NV, 1, 1, NB, ROWS, true>(p, c, x, e, y, layout)
-                       : plan_direct_run<Vec, NV, 1, 1, NB, ROWS, false>(p, c, x, e, y, layout);
+        return blocked ? plan_direct_run<Vec, NV, 1, 1, NB, ROWS, true, FULL_TILES>(p, c, x, e, y, layout)
+                       : plan_direct_run<Vec, NV, 1, 1, NB, ROWS, false, FULL_TILES>(p, c, x, e, y, layout);
       case 3:
-        return blocked ? plan_direct_run<Vec, NV, 3, 1, NB, ROWS, true>(p, c, x, e, y, layout)
-                       : plan_direct_run<Vec, NV, 3, 1, NB, ROWS, false>(p, c, x, e, y, layout);
-      default: return plan_direct_run<Vec, NV, 5, 1, NB, ROWS, false>(p, c, x, e, y, layout);
+        return blocked ? plan_direct_run<Vec, NV, 3, 1, NB, ROWS, true, FULL_TILES>(p, c, x, e, y, layout)
+                       : plan_direct_run<Vec, NV, 3, 1, NB, ROWS, false, FULL_TILES>(p, c, x, e, y, layout);
+      default: return plan_direct_run<Vec, NV, 5, 1, NB, ROWS, false, FULL_TILES>(p, c, x, e, y, layout);
     }
   } else if (p.kernel_w == 1) {
-    return blocked ? plan_direct_run<Vec, NV, 1, 2, NB, ROWS, true>(p, c, x, e, y, layout)
-                   : plan_direct_run<Vec, NV, 1, 2, NB, ROWS, false>(p, c, x, e, y, layout);
+    return blocked ? plan_direct_run<Vec, NV, 1, 2, NB, ROWS, true, FULL_TILES>(p, c, x, e, y, layout)
+                   : plan_direct_run<Vec, NV, 1, 2, NB, ROWS, false, FULL_TILES>(p, c, x, e, y, layout);
   }
-  return blocked ? plan_direct_run<Vec, NV, 3, 2, NB, ROWS, true>(p, c, x, e, y, layout)
-                 : plan_direct_run<Vec, NV, 3, 2, NB, ROWS, false>(p, c, x, e, y, layout);
+  return blocked ? plan_direct_run<Vec, NV, 3, 2, NB, ROWS, true, FULL_TILES>(p, c, x, e, y, layout)
+                 : plan_direct_run<Vec, NV, 3, 2, NB, ROWS, false, FULL_TILES>(p, c, x, e, y, layout);
 }
 
 }  // namespace
