@@ -13,17 +13,11 @@
 namespace cnnkit::python {
 namespace {
 
-using Pair = std::array<int64_t, 2>;
+using HwPair = std::array<int64_t, 2>;  // (height, width)
 using Pads = std::array<int64_t, 4>;  // top, bottom, left, right
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "(";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + (shape.size() == 1 ? ",)" : ")");
-}
-
 Conv2dParams params_for(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
-                        const Pair& stride, const Pads& pad, const Pair& dilation, int64_t groups) {
+                        const HwPair& stride, const Pads& pad, const HwPair& dilation, int64_t groups) {
   CNNKIT_CHECK(x.size() == 4, ErrorKind::Value, "conv2d: input must be 4-D (N, C, H, W), got shape " + shape_str(x));
   CNNKIT_CHECK(w.size() == 4, ErrorKind::Value,
         "conv2d: weight must be 4-D (out, in/groups, kh, kw), got shape " + shape_str(w));
@@ -38,8 +32,8 @@ bool names_an_algo(const std::string& name) {
   return name == "auto" || name == "direct" || name == "im2col" || name == "reference";
 }
 
-FloatArray forward(FloatArray x, FloatArray w, std::optional<FloatArray> bias, Pair stride,
-                   Pads pad, Pair dilation, int64_t groups, const std::string& algo_name) {
+FloatArray forward(FloatArray x, FloatArray w, std::optional<FloatArray> bias, HwPair stride,
+                   Pads pad, HwPair dilation, int64_t groups, const std::string& algo_name) {
   const bool named = !names_an_algo(algo_name);
   const ConvAlgo algo = named ? ConvAlgo::Auto : parse_conv_algo(algo_name.c_str());
   const Conv2dParams p = params_for(shape_of(x), shape_of(w), stride, pad, dilation, groups);
@@ -65,7 +59,7 @@ FloatArray forward(FloatArray x, FloatArray w, std::optional<FloatArray> bias, P
   return y;
 }
 
-py::tuple backward(FloatArray dy, FloatArray x, FloatArray w, Pair stride, Pads pad, Pair dilation,
+py::tuple backward(FloatArray dy, FloatArray x, FloatArray w, HwPair stride, Pads pad, HwPair dilation,
                    int64_t groups, bool input_grad, bool weight_grad, bool bias_grad,
                    const std::string& algo_name) {
   const bool named = !names_an_algo(algo_name);
@@ -100,7 +94,7 @@ py::tuple backward(FloatArray dy, FloatArray x, FloatArray w, Pair stride, Pads 
 }
 
 std::string implementation(const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape,
-                           Pair stride, Pads pad, Pair dilation, int64_t groups,
+                           HwPair stride, Pads pad, HwPair dilation, int64_t groups,
                            const std::string& algo_name, bool backward) {
   const ConvAlgo algo = parse_conv_algo(algo_name.c_str());
   const Conv2dParams p = params_for(x_shape, w_shape, stride, pad, dilation, groups);
@@ -108,7 +102,7 @@ std::string implementation(const std::vector<int64_t>& x_shape, const std::vecto
 }
 
 std::vector<std::string> candidates(const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape,
-                                    Pair stride, Pads pad, Pair dilation, int64_t groups, bool backward) {
+                                    HwPair stride, Pads pad, HwPair dilation, int64_t groups, bool backward) {
   return conv2d_candidates(params_for(x_shape, w_shape, stride, pad, dilation, groups), backward);
 }
 

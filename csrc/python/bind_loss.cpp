@@ -15,12 +15,6 @@ namespace {
 
 using LabelArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast | kAligned>;
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "(";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + (shape.size() == 1 ? ",)" : ")");
-}
-
 // input (*, in): the leading dims flatten into M rows.
 int64_t linear_rows(const py::array& x, const py::array& weight) {
   CNNKIT_CHECK(x.ndim() >= 1, ErrorKind::Value, "linear: input must have at least 1 dimension, got 0");

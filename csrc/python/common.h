@@ -24,6 +24,13 @@ constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
 // Read-only float32 input; pybind11 converts anything else into an aligned C-contiguous copy.
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast | kAligned>;
 
+// "(2, 3)", "(5,)": a shape as Python prints it, for error messages.
+inline std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
 inline std::vector<int64_t> shape_of(const py::array& a) {
   return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
 }
