@@ -446,6 +446,12 @@ const char* conv2d_forward_implementation(const Conv2dParams& p, ConvAlgo algo) 
   return forward_impl(p, algo, false, nullptr, nullptr, nullptr, nullptr).name;
 }
 
+const char* conv2d_forward_measured_implementation(const Conv2dParams& p, const float* x, const float* w,
+                                                   const float* bias, float* y) {
+  const bool measure_now = !forward_trivial(p, bias, y);
+  return forward_impl(p, ConvAlgo::Auto, measure_now, x, w, bias, y).name;
+}
+
 const char* conv2d_backward_implementation(const Conv2dParams& p, ConvAlgo algo) {
   // As a layer's backward asks: every gradient.
   const std::string key = algo == ConvAlgo::Auto ? backward_key(p, true, true, true) : "";

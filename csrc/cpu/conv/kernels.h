@@ -204,6 +204,12 @@ struct PackedCvecConv {
 // returns; false (nothing done) when impl is not one of the four kernels above.
 bool pack_cvec_forward(const char* impl, const Conv2dParams& p, const float* w, const float* bias,
                        PackedCvecConv* out);
+// The implementation algo="auto" settles on for p: the cached winner, else
+// (autotune on) the winner of a measurement made now, which runs the
+// candidates on x, w and bias and leaves one's result in y; else the
+// heuristic's pick. Unlike conv2d_forward, it does not run the winner again.
+const char* conv2d_forward_measured_implementation(const Conv2dParams& p, const float* x, const float* w,
+                                                   const float* bias, float* y);
 // Runs p (any batch; the other sizes as packed) with the packed weights.
 void run_packed_cvec_forward(const Conv2dParams& p, const PackedCvecConv& c, const float* x, float* y);
 

@@ -117,8 +117,8 @@ void use_kernel(Op& op, const std::string& impl) {
 void use_measured_kernel(Op& op, const float* x, float* y) {
   op.impl_measured = true;
   if (!autotune_enabled()) return;
-  conv2d_forward(op.conv_batch, x, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, y, ConvAlgo::Auto);
-  use_kernel(op, conv2d_forward_implementation(op.conv_batch, ConvAlgo::Auto));
+  use_kernel(op, conv2d_forward_measured_implementation(op.conv_batch, x, op.weight.data(),
+                                                        op.has_bias ? op.bias.data() : nullptr, y));
 }
 
 Op new_op(OpKind kind, const std::string& name, int src, const Epilogue& epilogue = Epilogue{}) {
