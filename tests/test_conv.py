@@ -1389,3 +1389,31 @@ def test_direct_rows_weight_grad_image_blocks(isa, threads):
     _, dw, _ = F.conv2d_backward(dy, x, w, padding=1, input_grad=False, bias_grad=False, algo="direct")
     want = reference.conv2d_backward(dy, x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)[1]
     assert_exact(dw, want, "conv2d_backward dw[direct, image blocks]")
+
+
+def test_direct_rows_zeroes_every_float_it_reads_past_the_last_plane(isa, threads):
+    """The input gradient of a 10-wide kernel with dilation 2 over a 2-wide dy is a forward padded
+    18 and 18: the last plane's last row reads up to min(pad_left, pad_right) floats past it, and
+    a tile more. With one tile of zeros there, it read what an earlier call left in the workspace."""
+    impl = f"direct_rows_{isa}"
+    args = ((1, 1), (0, 0, 18, 18), (1, 2), 1)
+    if impl not in _C.conv2d_candidates((1, 8, 1, 2), (1, 8, 1, 10), *args[:3], 1):
+        pytest.skip(f"{impl} is not a candidate here")
+    rng = np.random.default_rng(5)
+    # An earlier call leaves large values in the thread's padded-input workspace.
+    big = (rng.standard_normal((4, 8, 9, 40)) * 1e6).astype(np.float32)
+    _C.conv2d(big, rng.standard_normal((8, 8, 3, 3)).astype(np.float32), None, (1, 1), (1, 1, 1, 1), (1, 1), 1, impl)
+    x = rng.standard_normal((1, 8, 1, 2)).astype(np.float32)
+    w = rng.standard_normal((1, 8, 1, 10)).astype(np.float32)
+    got = _C.conv2d(x, w, None, *args, impl)
+    want = reference.conv2d(x.astype(np.float64), w.astype(np.float64), None, *args)
+    assert_close(got, want, reference.conv2d(np.abs(x), np.abs(w), None, *args), 80, f"conv2d[{impl}]")
+    # The layer whose input gradient that is, through the direct backward.
+    xb = rng.standard_normal((1, 1, 1, 20)).astype(np.float32)
+    wb = rng.standard_normal((8, 1, 1, 10)).astype(np.float32)
+    dy = rng.standard_normal((1, 8, 1, 2)).astype(np.float32)
+    back = ((1, 1), (0, 0, 0, 0), (1, 2), 1)
+    dx = _C.conv2d_backward(dy, xb, wb, *back, True, True, False, "direct")[0]
+    want_dx = reference.conv2d_backward(dy.astype(np.float64), xb.astype(np.float64), wb.astype(np.float64), *back)[0]
+    mag_dx = reference.conv2d_backward(np.abs(dy), np.abs(xb), np.abs(wb), *back)[0]
+    assert_close(dx, want_dx, mag_dx, 8, "conv2d_backward dx[direct]")

@@ -54,7 +54,7 @@ bool weight_grad_rows(WeightGradFn kernel, int64_t lanes, const Conv2dParams& p,
   // the weight gradient of 64x32x14x14 k64 5x5). The packing below writes
   // every float of both buffers, padding included. The kernel's threads use
   // the Scratch0 slot, so these two use others.
-  const int64_t xp_floats = checked_mul(images, x_image, "conv2d packed input") + lanes;
+  const int64_t xp_floats = checked_mul(images, x_image, "conv2d packed input") + rows.slack;
   float* xp = thread_workspace(WorkspaceSlot::Im2col, static_cast<size_t>(xp_floats));
   float* dyx = thread_workspace(WorkspaceSlot::Scratch1,
                                 static_cast<size_t>(checked_mul(images, dy_image, "conv2d packed grad_output")));
@@ -172,13 +172,17 @@ DirectRowsPlan plan_direct_rows(const Conv2dParams& p, int64_t tile_floats) {
   // positions than the output row (the input gradient of LeNet c2, dy 10 wide
   // padded 4 and 4: 14 positions per row where 18 were computed, 4 dropped).
   // The last row's reads past its right padding run into the next plane by
-  // at most min(pad_left, pad_right) floats: the next plane's first row starts
-  // with pad_left zeros (and the last plane is followed by a tile of them).
+  // at most min(pad_left, pad_right) floats, and the last tile's by up to a
+  // tile more: the next plane's first row starts with pad_left zeros, and the
+  // last plane is followed by that many. (One tile of them was too few where
+  // the padding is wider than that: the input gradient of a 10-wide kernel
+  // with dilation 2 over a 2-wide dy, padded 18 and 18, read 9 floats past.)
   plan.padded_w = std::max(p.in_w + std::max(p.pad_left, p.pad_right), p.out_w);
   plan.plane = (p.in_h + p.pad_top + p.pad_bottom) * plan.padded_w;
   plan.ext_len = (p.out_h - 1) * plan.padded_w + p.out_w;
   plan.ext_stride = (plan.ext_len + tile_floats - 1) / tile_floats * tile_floats;
-  plan.input_floats = plan.group_in_channels * plan.plane + tile_floats;
+  plan.slack = tile_floats + std::min(p.pad_left, p.pad_right);
+  plan.input_floats = plan.group_in_channels * plan.plane + plan.slack;
   plan.items = p.batch * p.groups;
   plan.work_per_item = work_per_item(plan.items, {plan.group_out_channels, plan.reduction, plan.ext_len});
   return plan;

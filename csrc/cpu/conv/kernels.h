@@ -129,7 +129,8 @@ struct DirectRowsPlan {
   int64_t group_in_channels, group_out_channels, reduction;
   int64_t padded_w, plane;        // padded input row width and plane size
   int64_t ext_len, ext_stride;    // extended positions, and their rounding up to whole tiles
-  int64_t input_floats;           // padded planes of one image/group plus one tile of slack
+  int64_t slack;                  // zeros after the last plane: the reads past it (plan_direct_rows)
+  int64_t input_floats;           // padded planes of one image/group plus the slack
   int64_t items, work_per_item;   // parallel_for over (image, group)
 };
 // The input gradient of a stride-1 conv is a stride-1 conv of dy with the
