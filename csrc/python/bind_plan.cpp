@@ -101,12 +101,15 @@ void bind_plan(py::module_& m) {
       .def(
           "add_max_pool",
           [](InferencePlan& plan, const std::string& name, int src, Pair kernel, Pair stride, Pair padding,
-             Pair dilation, bool ceil_mode) {
+             Pair dilation, bool ceil_mode, int residual, const std::string& act, float alpha, float beta,
+             float threshold) {
             return plan.add_max_pool(name, src, kernel.first, kernel.second, stride.first, stride.second,
-                                     padding.first, padding.second, dilation.first, dilation.second, ceil_mode);
+                                     padding.first, padding.second, dilation.first, dilation.second, ceil_mode,
+                                     make_epilogue(residual, act, alpha, beta, threshold));
           },
           py::arg("name"), py::arg("src"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
-          py::arg("dilation"), py::arg("ceil_mode"))
+          py::arg("dilation"), py::arg("ceil_mode"), py::arg("residual") = -1, py::arg("act") = "",
+          py::arg("alpha") = 0.0f, py::arg("beta") = 1.0f, py::arg("threshold") = 20.0f)
       .def(
           "add_avg_pool",
           [](InferencePlan& plan, const std::string& name, int src, Pair kernel, Pair stride, Pair padding,

@@ -15,6 +15,10 @@ walks the model once and builds a plan of native ops:
   where the plan's own direct kernel runs, it applies a ReLU to its register tiles before
   storing them, and otherwise the thread that wrote a band of output rows adds the residual and
   applies the activation to it right away;
+- a ReLU, ReLU6 or LeakyReLU (slope >= 0) fused into an op that a ``MaxPool2d`` then reads moves
+  to the pool's output: max commutes with those activations exactly, and the pass runs over a
+  quarter of the values after a 2x2 window (where the op's kernel cannot fuse it, a whole pass
+  over its output);
 - pooling (max, average, adaptive average), local response normalisation, ``Flatten`` (a view)
   and ``Linear`` run natively; ``Dropout`` and ``Identity`` vanish.
 
@@ -152,10 +156,10 @@ class _Builder:
         self.pending = _Pending(kind, name, src, flat, **args)
         return self.pending
 
-    def emit(self, method, name, src, *args):
+    def emit(self, method, name, src, *args, **kwargs):
         src = self.value(src)
         self.value(self.pending)
-        return getattr(self.plan, method)(name, src, *args)
+        return getattr(self.plan, method)(name, src, *args, **kwargs)
 
     def is_flat(self, v):
         return v.flat if isinstance(v, _Pending) else self.flat_values.get(v, False)
@@ -269,11 +273,26 @@ def _batch_norm(b, m, name, v):
                    shift=shift.astype(np.float32))
 
 
+def _commutes_with_max(act):
+    """Whether act(max(a, b)) is max(act(a), act(b)) bit for bit: the piecewise-linear activations
+    that never decrease (each float operation in them rounds monotonically); not those computed
+    through exp, whose float results need not be monotonic."""
+    kind, alpha = act[0], act[1]
+    return kind in ("relu", "relu6") or (kind == "leaky_relu" and alpha >= 0)
+
+
 def _max_pool(b, m, name, v):
     _spatial(b, m, name, v)
     stride = m.kernel_size if m.stride is None else m.stride
+    # An activation the op before would apply to every value runs on the pooled ones instead (4x
+    # fewer after a 2x2 window); the pool is that value's only reader while it is pending.
+    p, epilogue = b.pending, {}
+    if v is p and p.act is not None and _commutes_with_max(p.act):
+        kind, alpha, beta, threshold = p.act
+        p.act = None
+        epilogue = dict(act=kind, alpha=alpha, beta=beta, threshold=threshold)
     return b.emit("add_max_pool", name, v, _pair(m.kernel_size), _pair(stride), _pair(m.padding),
-                  _pair(m.dilation), bool(m.ceil_mode))
+                  _pair(m.dilation), bool(m.ceil_mode), **epilogue)
 
 
 def _avg_pool(b, m, name, v):

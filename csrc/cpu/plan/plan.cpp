@@ -912,12 +912,13 @@ int InferencePlan::add_linear(const std::string& name, int src, int64_t out_feat
 
 int InferencePlan::add_max_pool(const std::string& name, int src, int64_t kernel_h, int64_t kernel_w,
                                 int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
-                                int64_t dilation_h, int64_t dilation_w, bool ceil_mode) {
+                                int64_t dilation_h, int64_t dilation_w, bool ceil_mode, const Epilogue& epilogue) {
   const ValueShape in = impl_->shape(src, name);
-  Op op = new_op(OpKind::MaxPool, name, src);
+  Op op = new_op(OpKind::MaxPool, name, src, epilogue);
   op.pool = make_pool2d_shape(name.c_str(), in.c, in.h, in.w, kernel_h, kernel_w, stride_h, stride_w, pad_h,
                               pad_w, dilation_h, dilation_w, ceil_mode);
   const ValueShape out{in.c, op.pool.out_h, op.pool.out_w};
+  impl_->check_epilogue(epilogue, out, name);
   return impl_->push(std::move(op), out);
 }
 
