@@ -57,9 +57,7 @@ def oracle(m, x, absolute=False):
     if t in _ACT:
         if absolute:
             return x + 1.0 if t is nn.Sigmoid else x
-        if t is nn.LeakyReLU:
-            return ref.leaky_relu(x, m.negative_slope)
-        return _ACT[t](x)
+        return _ACT[t](x, m.negative_slope) if t is nn.LeakyReLU else _ACT[t](x)
     if t is nn.MaxPool2d:
         return ref.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)[0]
     if t is nn.AvgPool2d:

@@ -131,6 +131,13 @@ class _Pending:
         self.residual, self.act = -1, None
 
 
+def _epilogue_args(act, residual=-1):
+    """The epilogue keywords of the plan's add_* methods for ``act`` (a tuple of _ACTIVATIONS, or
+    None) and the residual value id."""
+    kind, alpha, beta, threshold = act or ("", 0.0, 1.0, 20.0)
+    return dict(residual=residual, act=kind, alpha=alpha, beta=beta, threshold=threshold)
+
+
 class _Builder:
     def __init__(self, input_shape):
         self.plan = _C.InferencePlan(*input_shape)
@@ -144,9 +151,7 @@ class _Builder:
         if v is None or v is not self.pending:
             return v
         p, self.pending = self.pending, None
-        act, alpha, beta, threshold = p.act or ("", 0.0, 1.0, 20.0)
-        epilogue = dict(residual=p.residual, act=act, alpha=alpha, beta=beta, threshold=threshold)
-        v = getattr(self.plan, "add_" + p.kind)(p.name, p.src, **p.args, **epilogue)
+        v = getattr(self.plan, "add_" + p.kind)(p.name, p.src, **p.args, **_epilogue_args(p.act, p.residual))
         self.flat_values[v] = p.flat
         return v
 
@@ -286,13 +291,11 @@ def _max_pool(b, m, name, v):
     stride = m.kernel_size if m.stride is None else m.stride
     # An activation the op before would apply to every value runs on the pooled ones instead (4x
     # fewer after a 2x2 window); the pool is that value's only reader while it is pending.
-    p, epilogue = b.pending, {}
+    p, act = b.pending, None
     if v is p and p.act is not None and _commutes_with_max(p.act):
-        kind, alpha, beta, threshold = p.act
-        p.act = None
-        epilogue = dict(act=kind, alpha=alpha, beta=beta, threshold=threshold)
+        act, p.act = p.act, None
     return b.emit("add_max_pool", name, v, _pair(m.kernel_size), _pair(stride), _pair(m.padding),
-                  _pair(m.dilation), bool(m.ceil_mode), **epilogue)
+                  _pair(m.dilation), bool(m.ceil_mode), **_epilogue_args(act))
 
 
 def _avg_pool(b, m, name, v):
