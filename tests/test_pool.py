@@ -400,6 +400,42 @@ def test_vector_paths_match_reference_kernels(isa, threads, cfg, count_include_p
     _assert_avg_backward_matches_oracle(g, x, cfg, args)
 
 
+@st.composite
+def pair_window_configs(draw):
+    """2x2 windows, horizontal stride 2 (the fast path without indices), any vertical stride and
+    padding, output rows around the vector widths, values that tell taps apart only by their bits:
+    NaNs with distinct payloads, -0 and +0 ties, -inf."""
+    sh, ph, pw = draw(st.integers(1, 3)), draw(st.integers(0, 1)), draw(st.integers(0, 1))
+    out_w = draw(st.sampled_from([1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 33]))
+    w = max(2 - 2 * pw, 2 * out_w - 2 * pw + draw(st.integers(0, 1)))
+    h = draw(st.integers(max(1, 2 - 2 * ph), 9))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), h, w)
+    values = np.array([0.0, -0.0, 1.0, -1.0, 2.0, -np.inf], np.float32)
+    nan_payloads = np.arange(0x7FC00001, 0x7FC00009, dtype=np.uint32).view(np.float32)
+    pool = np.concatenate([values, nan_payloads])
+    picks = draw(st.lists(st.integers(0, len(pool) - 1), min_size=int(np.prod(shape)),
+                          max_size=int(np.prod(shape))))
+    x = pool[np.array(picks, dtype=np.intp)].reshape(shape)
+    return x, dict(kernel_size=(2, 2), stride=(sh, 2), padding=(ph, pw), dilation=(1, 1),
+                   ceil_mode=draw(st.booleans()))
+
+
+@given(case=pair_window_configs())
+def test_max_pool_without_indices_has_the_references_bits(isa, threads, case):
+    """Without indices, 2x2 windows of stride 2 combine each row's pairs, then the rows: the first
+    maximum and the last NaN of the row-major taps, the bits of the reference, as with indices."""
+    x, cfg = case
+    try:
+        ref_out, _ = _max_pool(x, cfg, reference=True)
+    except ValueError as e:
+        assume("only padding" not in str(e))
+        raise
+    out = F.max_pool2d(x, **cfg)
+    with_indices, _ = F.max_pool2d(x, return_indices=True, **cfg)
+    np.testing.assert_array_equal(out.view(np.uint32), ref_out.view(np.uint32))
+    np.testing.assert_array_equal(with_indices.view(np.uint32), ref_out.view(np.uint32))
+
+
 def test_max_pool_nan_and_minus_inf_in_vector_rows(isa):
     x = np.full((1, 1, 4, 40), -np.inf, np.float32)
     x[0, 0, 1, 5] = np.nan

@@ -19,6 +19,15 @@ struct PoolAvx2 : Avx2 {
     return _mm256_castpd_ps(
         _mm256_permute4x64_pd(_mm256_castps_pd(evens), _MM_SHUFFLE(3, 1, 2, 0)));
   }
+  // The even and the odd lanes of a then b, both in the order a0 a2 b0 b2 a4 a6 b4 b6
+  // (shuffles within 128-bit halves); order_pairs puts a vector in that order back.
+  static void split_pairs(F a, F b, F& even, F& odd) {
+    even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    odd = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+  }
+  static F order_pairs(F v) {
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
   // p[l * stride] in lanes l < n, 0 in the others (which read nothing).
   static F gather(const float* p, int64_t stride, int64_t n) {
     const __m256i lanes = lane_index(0, stride);

@@ -19,6 +19,16 @@ struct PoolAvx512 : Avx512 {
         _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     return _mm512_permutex2var_ps(a, evens, b);
   }
+  // The even and the odd lanes of a then b, both in the order a0 a2 b0 b2 a4 a6 b4 b6 ...
+  // (shuffles within 128-bit lanes); order_pairs puts a vector in that order back.
+  static void split_pairs(F a, F b, F& even, F& odd) {
+    even = _mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    odd = _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+  }
+  static F order_pairs(F v) {
+    const __m512i order = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    return _mm512_permutexvar_ps(order, v);
+  }
   // p[l * stride] in lanes l < n, 0 in the others (which read nothing).
   static F gather(const float* p, int64_t stride, int64_t n) {
     const __m512i lanes = lane_index(0, stride);
