@@ -21,7 +21,10 @@ __all__ = [
     "use_deterministic_algorithms", "are_deterministic_algorithms_enabled", "empty_cache",
 ]
 
-if _os.environ.get("CNNKIT_MAX_ISA", "") not in ("", "scalar", "avx2", "avx512"):
+# The ISA levels a cap can name, narrowest first (set_max_isa, CNNKIT_MAX_ISA, `cnnkit bench --isa`).
+_ISA_LEVELS = ("scalar", "avx2", "avx512")
+
+if _os.environ.get("CNNKIT_MAX_ISA", "") not in ("", *_ISA_LEVELS):
     # The core falls back to scalar kernels rather than refuse to load.
     _warnings.warn(
         f"CNNKIT_MAX_ISA={_os.environ['CNNKIT_MAX_ISA']!r} is not one of scalar, avx2, avx512: "

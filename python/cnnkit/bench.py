@@ -813,7 +813,7 @@ def run(suites=("targets", "gemm", "pool", "ops", "linear", "models"), shapes=No
         blas_limit = _limit_blas_threads(threads)
         info = cnnkit.build_info()
         # The ISA the kernels run: the cap, or the CPU's widest where that is narrower.
-        isa = min(info["max_isa"], info["detected_isa"], key=("scalar", "avx2", "avx512").index)
+        isa = min(info["max_isa"], info["detected_isa"], key=cnnkit._ISA_LEVELS.index)
         print(f"cnnkit {info['version']}, ISA {isa}, {threads} threads; "
               f"peer: {'torch ' + torch.__version__ if torch else 'none'}; measured peak {peak:.1f} GFLOP/s")
         report = Report(peak, threads)

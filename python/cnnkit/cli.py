@@ -6,6 +6,8 @@ import os
 import sys
 import time
 
+from . import _ISA_LEVELS
+
 __all__ = ["main", "build_parser"]
 
 MODELS = ("lenet5", "mnist_cnn", "alexnet", "vgg", "resnet", "inception", "densenet")
@@ -297,7 +299,7 @@ def build_parser():
                         "models (default: all)")
     b.add_argument("--shapes", nargs="*", default=None, help="shape files (names or paths) for the conv suite")
     b.add_argument("--threads", type=int, default=None)
-    b.add_argument("--isa", choices=("scalar", "avx2", "avx512"), default=None, help="cap cnnkit's ISA")
+    b.add_argument("--isa", choices=_ISA_LEVELS, default=None, help="cap cnnkit's ISA")
     b.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
     b.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch (nor ONNX Runtime, "
                    "which runs the PyTorch twin's export)")
