@@ -756,9 +756,14 @@ void InferencePlan::Impl::run_way(Op& op, ConvWay way, int64_t n) {
 // that small layers, where a single descheduling outweighs the difference,
 // get more samples. With several threads each way is also timed on the
 // calling thread alone: a layer of a few microseconds at batch 1 (resnet20's
-// 1x1 shortcuts) runs faster there than it pays for waking the others. Every
-// run leaves a complete output; the chosen way runs last, so a plan's results
-// do not depend on the timing.
+// 1x1 shortcuts) runs faster there than it pays for waking the others. Each
+// round times the runs on every thread first, after an untimed one: a worker
+// left idle by a serial run goes to sleep, and a threaded run timed right
+// after one paid for waking it, which the plan's back-to-back ops do not (on
+// a virtual machine that cost more than the op at batch 1: mnist_cnn's
+// 3136 -> 1024 linear chose the calling thread alone in half the plans, at
+// twice its threaded time). Every run leaves a complete output; the chosen
+// way runs last, so a plan's results do not depend on the timing.
 constexpr int kMinMeasureRounds = 3, kMaxMeasureRounds = 15;
 constexpr double kMeasureSeconds = 2e-3;
 
@@ -768,8 +773,9 @@ void InferencePlan::Impl::measure(Op& op, int64_t n) {
   double best[kConvWays][2] = {{1e300, 1e300}, {1e300, 1e300}, {1e300, 1e300}, {1e300, 1e300}}, spent = 0;
   for (int round = 0; round <= kMaxMeasureRounds; ++round) {
     if (round > kMinMeasureRounds && spent > kMeasureSeconds) break;
-    for (int way = 0; way < ways; ++way) {
-      for (int serial = 0; serial < thread_choices; ++serial) {
+    if (thread_choices > 1) run_serial_or_not(op, static_cast<ConvWay>(0), false, n);
+    for (int serial = 0; serial < thread_choices; ++serial) {
+      for (int way = 0; way < ways; ++way) {
         const auto t0 = std::chrono::steady_clock::now();
         run_serial_or_not(op, static_cast<ConvWay>(way), serial != 0, n);
         const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
