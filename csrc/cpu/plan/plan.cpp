@@ -773,7 +773,8 @@ void InferencePlan::Impl::measure(Op& op, int64_t n) {
   double best[kConvWays][2] = {{1e300, 1e300}, {1e300, 1e300}, {1e300, 1e300}, {1e300, 1e300}}, spent = 0;
   for (int round = 0; round <= kMaxMeasureRounds; ++round) {
     if (round > kMinMeasureRounds && spent > kMeasureSeconds) break;
-    if (thread_choices > 1) run_serial_or_not(op, static_cast<ConvWay>(0), false, n);
+    // Round 0 is not recorded: its first threaded run is the warm-up.
+    if (thread_choices > 1 && round > 0) run_serial_or_not(op, static_cast<ConvWay>(0), false, n);
     for (int serial = 0; serial < thread_choices; ++serial) {
       for (int way = 0; way < ways; ++way) {
         const auto t0 = std::chrono::steady_clock::now();

@@ -130,6 +130,13 @@ void with_fixed_window(const Pool2dShape& s, Fn&& f) {
   f(integral_constant<int, 0>{}, integral_constant<int, 0>{}, integral_constant<int, 0>{});
 }
 
+// Whether a max pool's running maximum `best` gives way to the tap v: when v is
+// greater or NaN, as the reference decides (the first maximum, the last NaN).
+template <class V>
+typename V::M replaces(typename V::F best, typename V::F v) {
+  return V::either(V::gt(v, best), V::is_nan(v));
+}
+
 template <class V, bool kIndices, int KH, int KW, int SW>
 void max_forward_rows(const Pool2dShape& s, const float* input, float* out, int64_t* indices) {
   using F = typename V::F;
@@ -159,7 +166,7 @@ void max_forward_rows(const Pool2dShape& s, const float* input, float* out, int6
           for (int64_t j = 0; j < kernel_w; ++j) {
             const int64_t tap = (h_start + i * dilation_h) * s.in_w - s.pad_w + j * dilation_w;
             const F v = load_taps<V>(plane + tap + ow * stride, stride, n);
-            const typename V::M take = V::either(V::gt(v, best), V::is_nan(v));
+            const typename V::M take = replaces<V>(best, v);
             best = V::select(take, v, best);
             if (kIndices) {
               best_index = V::iselect(take, V::iadd(lanes, V::iset1(tap)), best_index);
@@ -195,7 +202,7 @@ void max_forward_pairs(const Pool2dShape& s, const float* input, float* out) {
   const Interior rows = interior(s.in_h, s.out_h, 2, s.stride_h, s.pad_h, 1);
   const Interior cols = interior(s.in_w, s.out_w, 2, 2, s.pad_w, 1);
   const int64_t W = V::kWidth;
-  auto take = [](F best, F v) { return V::select(V::either(V::gt(v, best), V::is_nan(v)), v, best); };
+  auto take = [](F best, F v) { return V::select(replaces<V>(best, v), v, best); };
   // The windows of one row of n lanes: 2n floats from p.
   auto row_max = [&](const float* p, int64_t n) {
     F lo, hi;
