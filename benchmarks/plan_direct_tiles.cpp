@@ -48,10 +48,10 @@ int main(int argc, char** argv) {
   const struct {
     const char* name;
     Run run;
-  } shapes[] = {{"walk 1x8", plan_direct_run<Avx2, 1, 3, 1, 8, 1, true>},
-                {"walk 1x12", plan_direct_run<Avx2, 1, 3, 1, 12, 1, true>},
-                {"taps 2x6", plan_direct_run<Avx2, 2, 3, 1, 6, 1, true>},
-                {"taps 2x2x3", plan_direct_run<Avx2, 2, 3, 1, 3, 2, true>}};
+  } shapes[] = {{"walk 1x8", plan_direct_run<Avx2, 1, 3, 1, 8, 1, true, false>},
+                {"walk 1x12", plan_direct_run<Avx2, 1, 3, 1, 12, 1, true, false>},
+                {"taps 2x6", plan_direct_run<Avx2, 2, 3, 1, 6, 1, true, false>},
+                {"taps 2x2x3", plan_direct_run<Avx2, 2, 3, 1, 3, 2, true, false>}};
   std::vector<double> best(std::size(shapes), 1e30);
   for (int round = 0; round < 30; ++round) {
     for (size_t s = 0; s < std::size(shapes); ++s) {
