@@ -137,6 +137,21 @@ typename V::M replaces(typename V::F best, typename V::F v) {
   return V::either(V::gt(v, best), V::is_nan(v));
 }
 
+// Stores the first n lanes of v at p, where the floats from p up to `end`
+// (exclusive) are outputs this thread writes later in program order (the rest
+// of the row, the next rows of its chunk): a full store is then safe, its
+// extra lanes overwritten later, and it replaces AVX2's masked store, which is
+// microcoded on AMD's cores (mnist_cnn's 7-wide pool rows, one masked store
+// each, spent a fifth of their time in it: benchmarks/results).
+template <class V>
+void store_lanes(float* p, typename V::F v, int64_t n, const float* end) {
+  if (n == V::kWidth || p + V::kWidth <= end) {
+    V::store(p, v);
+  } else {
+    V::store_partial(p, v, n);
+  }
+}
+
 template <class V, bool kIndices, int KH, int KW, int SW>
 void max_forward_rows(const Pool2dShape& s, const float* input, float* out, int64_t* indices) {
   using F = typename V::F;
@@ -149,6 +164,7 @@ void max_forward_rows(const Pool2dShape& s, const float* input, float* out, int6
   const int64_t kernel_h = KH != 0 ? KH : s.kernel_h, kernel_w = KW != 0 ? KW : s.kernel_w;
   const int64_t dilation_h = KH != 0 ? 1 : s.dilation_h, dilation_w = KH != 0 ? 1 : s.dilation_w;
   parallel_for(s.planes * s.out_h, s.out_w * s.kernel_h * s.kernel_w, [&](int64_t b, int64_t e) {
+    const float* chunk_end = out + e * s.out_w;
     for_rows(s, b, e, [&](int64_t p, int64_t oh) {
       const float* plane = input + p * s.in_h * s.in_w;
       const int64_t row = (p * s.out_h + oh) * s.out_w;
@@ -173,12 +189,13 @@ void max_forward_rows(const Pool2dShape& s, const float* input, float* out, int6
             }
           }
         }
-        if (n == W) {
-          V::store(out_row + ow, best);
-          if (kIndices) V::store_index(index_row + ow, best_index);
-        } else {
-          V::store_partial(out_row + ow, best, n);
-          if (kIndices) V::store_index_partial(index_row + ow, best_index, n);
+        store_lanes<V>(out_row + ow, best, n, chunk_end);
+        if (kIndices) {
+          if (n == W) {
+            V::store_index(index_row + ow, best_index);
+          } else {
+            V::store_index_partial(index_row + ow, best_index, n);
+          }
         }
       });
     });
@@ -218,6 +235,7 @@ void max_forward_pairs(const Pool2dShape& s, const float* input, float* out) {
     return take(left, right);
   };
   parallel_for(s.planes * s.out_h, 4 * s.out_w, [&](int64_t b, int64_t e) {
+    const float* chunk_end = out + e * s.out_w;
     for_rows(s, b, e, [&](int64_t p, int64_t oh) {
       const float* plane = input + p * s.in_h * s.in_w;
       float* out_row = out + (p * s.out_h + oh) * s.out_w;
@@ -225,11 +243,7 @@ void max_forward_pairs(const Pool2dShape& s, const float* input, float* out) {
       const float* top = plane + (oh * s.stride_h - s.pad_h) * s.in_w - s.pad_w;
       for_row_windows<V>(s, rows, cols, cols, oh, scalar, [&](int64_t ow, int64_t n) {
         const F best = V::order_pairs(take(row_max(top + 2 * ow, n), row_max(top + s.in_w + 2 * ow, n)));
-        if (n == W) {
-          V::store(out_row + ow, best);
-        } else {
-          V::store_partial(out_row + ow, best, n);
-        }
+        store_lanes<V>(out_row + ow, best, n, chunk_end);
       });
     });
   });
@@ -275,12 +289,12 @@ void avg_forward_rows(const Pool2dShape& s, bool count_include_pad, const float*
   const Interior rows = interior(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h, 1);
   const Interior cols = interior(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w, 1);
   const Interior vcols = vector_columns<V>(s, cols);
-  const int64_t W = V::kWidth;
   const int64_t stride = SW != 0 ? SW : s.stride_w;
   const int64_t kernel_h = KH != 0 ? KH : s.kernel_h, kernel_w = KW != 0 ? KW : s.kernel_w;
   // An interior window is never clipped, so both divisor rules give kh * kw.
   const WindowDivisor<V> divisor(s.kernel_h * s.kernel_w);
   parallel_for(s.planes * s.out_h, s.out_w * s.kernel_h * s.kernel_w, [&](int64_t b, int64_t e) {
+    const float* chunk_end = out + e * s.out_w;
     for_rows(s, b, e, [&](int64_t p, int64_t oh) {
       const float* plane = input + p * s.in_h * s.in_w;
       float* out_row = out + (p * s.out_h + oh) * s.out_w;
@@ -297,11 +311,7 @@ void avg_forward_rows(const Pool2dShape& s, bool count_include_pad, const float*
             sum = V::add(sum, load_taps<V>(tap_row + j, stride, n));
           }
         }
-        if (n == W) {
-          V::store(out_row + ow, divisor.divide(sum));
-        } else {
-          V::store_partial(out_row + ow, divisor.divide(sum), n);
-        }
+        store_lanes<V>(out_row + ow, divisor.divide(sum), n, chunk_end);
       });
     });
   });
