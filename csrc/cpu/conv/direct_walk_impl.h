@@ -49,7 +49,8 @@ __attribute__((always_inline)) inline void walk_unroll(F&& f) {
 // chains to hide its latency behind.
 template <class Vec, int NV, int NB, int KW, int ROWS>
 void walk_tile(int64_t cg, int64_t R, int64_t plane, int64_t row_step, int64_t out_row_step, const float* x0,
-               const float* wb, const float* bb, float* y, int64_t out_w, int64_t channel_stride, int64_t kb) {
+               const float* wb, const float* bb, float* y, int64_t out_w, int64_t channel_stride, int64_t kb,
+               int64_t row_left) {
   using V = typename Vec::F;
   constexpr int L = Vec::kWidth;
   V acc[ROWS][NV][NB];
@@ -101,7 +102,7 @@ void walk_tile(int64_t cg, int64_t R, int64_t plane, int64_t row_step, int64_t o
     float* yq = y + q * out_w;
     for (int v = 0; v < NV && v * L < kb; ++v) {
       if (kb - v * L >= L) {
-        Vec::store_transposed(acc[q][v], NB, yq + v * L * channel_stride, channel_stride);
+        Vec::store_transposed(acc[q][v], NB, yq + v * L * channel_stride, channel_stride, row_left);
       } else {
         float t[L * NB];
         for (int j = 0; j < NB; ++j) Vec::store(t + j * L, acc[q][v][j]);
@@ -134,7 +135,7 @@ void conv2d_forward_walk(const Conv2dParams& p, const CvecPlan& plan, const floa
           with_tile_size<NB>(static_cast<int>(nb), [&](auto n) {
             walk_tile<Vec, NV, decltype(n)::value, KW, decltype(q)::value>(
                 cg, p.kernel_h, plane, row_step, out_row_step, xp + oh * out_row_step + ow0, wb, bb, yb + ow0, Wo,
-                Ho * Wo, kb);
+                Ho * Wo, kb, Wo - ow0);
           });
         });
       }

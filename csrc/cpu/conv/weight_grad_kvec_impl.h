@@ -182,7 +182,7 @@ void pack_dy_channels_last(const float* dy_group, int64_t kg, int64_t P, int64_t
         const float* src = dy_group + (k0 + j) * P + pos0;
         rows[j] = k0 + j >= kg ? Vec::zero() : m == L ? Vec::load(src) : Vec::load_partial(src, m);
       }
-      Vec::store_transposed(rows, L, dst + pos0 * kpad + k0, kpad);
+      Vec::store_transposed(rows, L, dst + pos0 * kpad + k0, kpad, L);
     }
   }
 }
@@ -308,7 +308,7 @@ void conv2d_weight_grad_kvec(const Conv2dParams& p, const float* dy, const float
           const int n = static_cast<int>(std::min<int64_t>(L, taps - t0));
           typename Vec::F rows[L];
           for (int j = 0; j < n; ++j) rows[j] = Vec::load(sum + (t0 + j) * kpad + k0);
-          Vec::store_transposed(rows, n, dwc + k0 * dw_stride + t0, dw_stride);
+          Vec::store_transposed(rows, n, dwc + k0 * dw_stride + t0, dw_stride, n);
         }
       }
     }

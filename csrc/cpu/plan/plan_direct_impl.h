@@ -66,6 +66,10 @@ struct PlanTileArgs {
   bool relu;                              // max(0, .) on each value stored (after the residual)
   // Floats from one block of L output channels to the next: packed weights, outputs, residual.
   int64_t weight_block, out_block, residual_block;
+  // Positions from the tile's first to the end of its rows, which the same
+  // item writes tile by tile from left to right: a plain output's transposed
+  // stores may run over into them (store_transposed's `writable`).
+  int64_t row_left;
 };
 
 // Stores a tile's accumulators for one vector of output channels, the first
@@ -100,11 +104,13 @@ __attribute__((always_inline)) inline void store_tile(const PlanTileArgs& a, typ
     const float* rq = r != nullptr ? r + q * a.residual_w : nullptr;
     if (kb == L) {
       if (relu_in_store) {
-        Vec::template store_transposed<true, true>(acc[q], NB, yq, a.channel_stride, rq, a.residual_plane);
+        Vec::template store_transposed<true, true>(acc[q], NB, yq, a.channel_stride, a.row_left, rq,
+                                                   a.residual_plane);
       } else if (rq != nullptr) {
-        Vec::template store_transposed<true, false>(acc[q], NB, yq, a.channel_stride, rq, a.residual_plane);
+        Vec::template store_transposed<true, false>(acc[q], NB, yq, a.channel_stride, a.row_left, rq,
+                                                    a.residual_plane);
       } else {
-        Vec::store_transposed(acc[q], NB, yq, a.channel_stride);
+        Vec::store_transposed(acc[q], NB, yq, a.channel_stride, a.row_left);
       }
     } else {
       float t[L * NB];
@@ -483,7 +489,7 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
   PlanTileArgs args{C,         KH, in.plane, p.dilation_h * in.row, p.stride_h * in.row, out.row,
                     out.plane, L,  res.row,  res.plane,             out.blocked,         res.blocked,
                     relu,      block_floats, out.blocked ? out.plane : L * out.plane,
-                    res.blocked ? res.plane : L * res.plane};
+                    res.blocked ? res.plane : L * res.plane, Wo};
   // One tile is the whole output plane of a 3x3 layer padded by 1: its padding taps are left out.
   const bool whole_plane = KW == 3 && SW == 1 && KH == 3 && p.stride_h == 1 && p.dilation_h == 1 &&
                            p.dilation_w == 1 && p.pad_top == 1 && p.pad_bottom == 1 && p.pad_left == 1 &&
@@ -531,6 +537,7 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
         const float* x0 = src + oh * t.out_row_step + ow0 * SW * in.column;
         float* yt = yb + ow0 * out.column;
         const float* rt = rb != nullptr ? rb + ow0 * res.column : nullptr;
+        t.row_left = Wo - ow0;
         with_tile_size<NV>(static_cast<int>(group_blocks), [&](auto v) {
           with_tile_size<ROWS>(static_cast<int>(rows), [&](auto q) {
             with_tile_size<NB, FULL_TILES ? NB : 1>(static_cast<int>(nb), [&](auto j) {

@@ -108,11 +108,16 @@ struct Avx2 {
     return v;
   }
   // dst[k * stride + j] = lane k of rows[j], j < n: 8x8 transposes in
-  // registers (missing rows zero), each output row a masked store; the
-  // residual and relu as Avx512::store_transposed's.
+  // registers (missing rows zero), each output row one store; the residual
+  // and relu as Avx512::store_transposed's. `writable` (at least n) is how
+  // many floats of each output row from dst the caller lets it write: a
+  // group of 8 rows that ends within them is stored whole (the missing
+  // rows' lanes as zeros, for the caller to overwrite later), other partial
+  // groups by a masked store, which AMD's cores run as microcode (several
+  // times a plain store's cost).
   template <bool kResidual = false, bool kRelu = false>
-  static void store_transposed(const F* rows, int n, float* dst, int64_t stride, const float* residual = nullptr,
-                               int64_t residual_stride = 0) {
+  static void store_transposed(const F* rows, int n, float* dst, int64_t stride, int64_t writable,
+                               const float* residual = nullptr, int64_t residual_stride = 0) {
     for (int j0 = 0; j0 < n; j0 += 8) {
       const int m = n - j0 < 8 ? n - j0 : 8;
       F r[8], t[8], u[8];
@@ -129,6 +134,7 @@ struct Avx2 {
         u[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xEE);
       }
       const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      const bool whole = j0 + 8 <= writable;
       for (int e = 0; e < 4; ++e) {
         const int64_t at = j0 + e * stride;
         const F out[2] = {_mm256_permute2f128_ps(u[e], u[4 + e], 0x20), _mm256_permute2f128_ps(u[e], u[4 + e], 0x31)};
@@ -137,7 +143,11 @@ struct Avx2 {
           F v = out[i];
           if constexpr (kResidual) v = add(v, _mm256_maskload_ps(residual + j0 + (e + 4 * i) * residual_stride, mask));
           if constexpr (kRelu) v = select(lt(v, zero()), zero(), v);
-          _mm256_maskstore_ps(dst + o, mask, v);
+          if (whole) {
+            _mm256_storeu_ps(dst + o, v);
+          } else {
+            _mm256_maskstore_ps(dst + o, mask, v);
+          }
         }
       }
     }

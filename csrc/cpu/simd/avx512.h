@@ -111,10 +111,11 @@ struct Avx512 {
   // kResidual, residual[k * residual_stride + j] is added to each value
   // first, and with kRelu, negatives become 0 (NaN stays NaN): the epilogue
   // of a convolution, done on the transposed rows in registers instead of by
-  // a pass that reads dst back.
+  // a pass that reads dst back. `writable` is Avx2::store_transposed's,
+  // unused: AVX-512's masked stores cost what plain ones do.
   template <bool kResidual = false, bool kRelu = false>
-  static void store_transposed(const F* rows, int n, float* dst, int64_t stride, const float* residual = nullptr,
-                               int64_t residual_stride = 0) {
+  static void store_transposed(const F* rows, int n, float* dst, int64_t stride, int64_t /*writable*/,
+                               const float* residual = nullptr, int64_t residual_stride = 0) {
     // The all-lanes maskz forms compile to the plain instructions; the plain
     // intrinsics pass GCC 12 an undefined vector it warns about.
     constexpr __mmask16 kAll = 0xFFFF;
