@@ -466,8 +466,17 @@ void InferencePlan::Impl::assign_lanes() {
 
 // Image-major: each thread takes whole images through the trunk, every op
 // with a batch of one on that thread alone (nested regions run serially).
+// Each convolution's direct kernel goes in the order of its way or, where
+// another kernel was its way layer by layer, in its faster measured order
+// (faster_direct): the flag otherwise keeps what the last measured run set.
 void InferencePlan::Impl::run_images(int64_t n) {
   const int values = static_cast<int>(shapes.size());
+  for (int k = 0; k < trunk; ++k) {
+    Op& op = ops[k];
+    if (op.kind == OpKind::Conv) {
+      op.direct.block_major = (is_plan_direct(op.way) ? op.way : op.faster_direct) == ConvWay::PlanDirectBlockMajor;
+    }
+  }
   parallel_for_each_item(n, [&](int64_t i0, int64_t i1) {
     float* lane = thread_workspace(WorkspaceSlot::PlanImage, static_cast<size_t>(lane_floats));
     std::vector<float*> at(values);
