@@ -53,6 +53,9 @@ constexpr int kConvWays = 4;
 
 bool is_plan_direct(ConvWay way) { return way == ConvWay::PlanDirect || way == ConvWay::PlanDirectBlockMajor; }
 
+// Sets the direct kernel's order of items for `way`, one of its two ways.
+void use_direct_way(PlanDirectConv& d, ConvWay way) { d.block_major = way == ConvWay::PlanDirectBlockMajor; }
+
 enum class OpKind { Conv, Linear, MaxPool, AvgPool, AdaptiveAvgPool, ChannelAffine, Lrn, Elementwise };
 
 const char* kind_name(OpKind k) {
@@ -474,7 +477,7 @@ void InferencePlan::Impl::run_images(int64_t n) {
   for (int k = 0; k < trunk; ++k) {
     Op& op = ops[k];
     if (op.kind == OpKind::Conv) {
-      op.direct.block_major = (is_plan_direct(op.way) ? op.way : op.faster_direct) == ConvWay::PlanDirectBlockMajor;
+      use_direct_way(op.direct, is_plan_direct(op.way) ? op.way : op.faster_direct);
     }
   }
   parallel_for_each_item(n, [&](int64_t i0, int64_t i1) {
@@ -720,7 +723,7 @@ void InferencePlan::Impl::run_conv(Op& op, ConvWay way, int64_t n) {
   }
   if (is_plan_direct(way)) {
     const PlanDirectEpilogue e{residual, op.epilogue.has_act ? &op.epilogue.act : nullptr};
-    op.direct.block_major = way == ConvWay::PlanDirectBlockMajor;
+    use_direct_way(op.direct, way);
     op.direct.kernel(op.conv_batch, op.direct, x, e, y, layout_of(op));
     return;
   }
