@@ -416,6 +416,53 @@ def test_image_major_gives_the_bits_of_layer_major(isa, threads, arch, batch, se
             plan.release()
 
 
+@given(arch=architectures(), batch=st.sampled_from([2, 3, 5]), seed=st.integers(0, 2**31 - 1))
+def test_an_image_major_trunk_runs_each_convolutions_kernel_image_by_image(isa, threads, arch, batch, seed):
+    """conv_algo="kernel" with an image-major trunk: each convolution runs the kernel a
+    layer-by-layer call picks, one image at a time on one thread (the trunk reaching as far as
+    those kernels can run so), for the bits of the same kernels over the whole batch; measured,
+    the order is timed among layer-major and that, for the same bits again."""
+    model, shape = arch
+    rng = np.random.default_rng(seed)
+    randomize(model, rng)
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
+    plans = [model.compile_inference(shape, conv_algo="kernel", batch_order=order)
+             for order in ("layer_major", "image_major", "measure")]
+    try:
+        layer_major, image_major, measured = (plan(x) for plan in plans)
+        check_against_oracle(model, x, image_major, "plan image-major kernels")
+        np.testing.assert_array_equal(image_major, layer_major)
+        np.testing.assert_array_equal(measured, layer_major)
+        np.testing.assert_array_equal(plans[1](x), layer_major)
+        assert not any("image-major" in line for line in plans[0].describe().splitlines())
+    finally:
+        for plan in plans:
+            plan.release()
+
+
+@pytest.mark.parametrize("batch", [2, 5])
+def test_a_first_layer_of_one_channel_runs_its_kernel_image_major(isa, threads, batch):
+    """mnist_cnn's shape of first layer (one input channel, 5x5): conv_algo="kernel" with an
+    image-major trunk runs the kernel conv2d picks (direct_rows with AVX2) image by image, and
+    says so; the same bits as over the whole batch."""
+    model = nn.Sequential(nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(8 * 6 * 6, 10))
+    rng = np.random.default_rng(batch)
+    randomize(model, rng)
+    x = rng.standard_normal((batch, 1, 12, 12)).astype(np.float32)
+    image_major = model.compile_inference((1, 12, 12), conv_algo="kernel", batch_order="image_major")
+    layer_major = model.compile_inference((1, 12, 12), conv_algo="kernel", batch_order="layer_major")
+    try:
+        got = image_major(x)
+        check_against_oracle(model, x, got, "plan image-major kernel")
+        np.testing.assert_array_equal(got, layer_major(x))
+        conv = image_major.describe().splitlines()[0]
+        assert ": conv2d [" in conv and "image-major" in conv and "plan_direct" not in conv, conv
+    finally:
+        image_major.release()
+        layer_major.release()
+
+
 @pytest.mark.parametrize("batch", [2, 7])
 def test_a_resnet_runs_image_major_up_to_its_classifier(isa, threads, batch):
     """resnet8: every conv is in the trunk, the adaptive pooling's output crosses to the linear

@@ -54,6 +54,10 @@ or "image_major", each thread taking whole images through all of those ops on it
 wait between ops and each image's activations kept in that core's cache; the ops after them
 then run layer-major. By default ("measure") both are timed on the first call with a batch of
 two or more images on several threads, and the faster kept; the two give the same bits.
+Image-major, each convolution runs the plan's direct kernel, except that a convolution whose
+measured way is a kernel that can run one image at a time (direct_rows on a first layer of one
+to three channels) is also timed that way, as a third order; with ``conv_algo="kernel"`` every
+convolution of an image-major trunk runs its kernel image by image.
 
 Layers a plan cannot run (any other module, ``Concat``, ``padding_mode`` other than "zeros",
 batch norm without running statistics, ...) are refused at compile time with a
@@ -443,10 +447,12 @@ def compile_inference(model, input_shape, conv_algo="measure", batch_order="meas
     kept; that first call costs a few times a normal one). Linear layers follow the same
     choice: "kernel" runs the library's linear (both "direct" choices too), "gemm" their
     weights packed once. ``batch_order`` is how a batch goes through the ops before the first
-    linear layer, where the plan's direct kernel runs every convolution among them:
+    linear layer, where the plan's direct kernel runs every convolution among them (with
+    conv_algo="kernel", their kernels):
     "layer_major" (each op over the whole batch), "image_major" (each thread takes whole images
     through them) or "measure" (the default: both timed on the first call of a batch of two or
-    more on several threads, the faster kept). ``value_layout`` is how the values between the
+    more on several threads, and image-major with the measured kernels of the layers where one
+    runs image by image, the fastest kept). ``value_layout`` is how the values between the
     plan's direct convolutions lie: "plain" (NCHW), "blocked" (NCHW16c where the channels allow,
     zero-bordered for the readers' padding) or "measure" (the default: the whole plan timed
     both ways on the first call, the faster kept)."""

@@ -91,6 +91,9 @@ struct Op {
   bool serial = false;      // measured faster on the calling thread alone than on all threads
   // The faster of the direct kernel's two orders, where it was measured (choose_layouts).
   ConvWay faster_direct = ConvWay::PlanDirect;
+  // In an image-major trunk, runs its Kernel way image by image rather than
+  // the direct kernel (choose_order's third order, or conv_algo="kernel").
+  bool image_kernel = false;
   // The weights packed for the GEMM kernels (one per group; linear: one),
   // packed at preparation where the choice may take the GEMM (freed where the
   // measurement picks another way), again after an ISA cap change.
@@ -123,6 +126,19 @@ void use_measured_kernel(Op& op, const float* x, float* y) {
   use_kernel(op, conv2d_forward_measured_implementation(op.conv_batch, x, op.weight.data(),
                                                         op.has_bias ? op.bias.data() : nullptr, y));
 }
+
+// Whether an image-major trunk can run the op's Kernel way image by image:
+// its implementation is a candidate for one image's shape and needs no
+// weights packed for the batch (conv2d_forward_candidate runs it).
+bool runs_kernel_per_image(const Op& op) {
+  if (op.kind != OpKind::Conv || op.way != ConvWay::Kernel || op.packed.kernel != nullptr) return false;
+  const std::vector<std::string> candidates = conv2d_candidates(op.conv, false);
+  return std::find(candidates.begin(), candidates.end(), op.impl) != candidates.end();
+}
+
+// Whether an image-major trunk runs the op's Kernel way rather than the direct
+// kernel (choose_layouts may time the op's direct way in its place).
+bool runs_image_kernel(const Op& op) { return op.image_kernel && op.way == ConvWay::Kernel; }
 
 Op new_op(OpKind kind, const std::string& name, int src, const Epilogue& epilogue = Epilogue{}) {
   Op op{};
@@ -433,20 +449,25 @@ void InferencePlan::Impl::prepare(int64_t n) {
 
 // The trunk: the ops before the first linear one, as long as every
 // convolution among them fits the plan's direct kernel (packed above), which
-// runs them image by image. Values made and used up within it take the
+// runs them image by image, or, with conv_algo="kernel", runs a kernel that
+// can (runs_kernel_per_image). Values made and used up within it take the
 // image-major run's per-thread slots; the others (read after the trunk, the
 // plan's output) stay in the batch's buffers.
 void InferencePlan::Impl::prepare_trunk(int64_t n) {
   trunk = 0;
   int convs = 0;
+  const bool kernels = conv_choice == PlanConvChoice::Kernel;
   for (const Op& op : ops) {
-    if (op.kind == OpKind::Linear || (op.kind == OpKind::Conv && op.direct.kernel == nullptr)) break;
+    if (op.kind == OpKind::Linear) break;
+    if (op.kind == OpKind::Conv && op.direct.kernel == nullptr && !(kernels && runs_kernel_per_image(op))) break;
     convs += op.kind == OpKind::Conv;
     ++trunk;
   }
   if (convs == 0) trunk = 0;
   image_major = trunk > 0 && batch_order == PlanBatchOrder::ImageMajor;
   order_measured = trunk == 0 || batch_order != PlanBatchOrder::Measure || n < 2 || num_threads() < 2;
+  // conv_algo="kernel": each convolution of the trunk runs its kernel image by image.
+  for (int k = 0; k < static_cast<int>(ops.size()); ++k) ops[k].image_kernel = kernels && k < trunk;
   assign_lanes();
 }
 
@@ -472,6 +493,7 @@ void InferencePlan::Impl::assign_lanes() {
 // Each convolution's direct kernel goes in the order of its way or, where
 // another kernel was its way layer by layer, in its faster measured order
 // (faster_direct): the flag otherwise keeps what the last measured run set.
+// A convolution marked image_kernel (its way the Kernel) runs that kernel.
 void InferencePlan::Impl::run_images(int64_t n) {
   const int values = static_cast<int>(shapes.size());
   for (int k = 0; k < trunk; ++k) {
@@ -494,6 +516,12 @@ void InferencePlan::Impl::run_images(int64_t n) {
           continue;
         }
         const float* residual = op.epilogue.residual >= 0 ? at[op.epilogue.residual] : nullptr;
+        if (runs_image_kernel(op)) {
+          conv2d_forward_candidate(op.conv, op.impl.c_str(), at[op.src], op.weight.data(),
+                                   op.has_bias ? op.bias.data() : nullptr, at[op.dst]);
+          apply_epilogue(op.epilogue, at[op.dst], residual, shapes[op.dst].size());
+          continue;
+        }
         const PlanDirectEpilogue e{residual, op.epilogue.has_act ? &op.epilogue.act : nullptr};
         op.direct.kernel(op.conv, op.direct, at[op.src], e, at[op.dst], layout_of(op));
       }
@@ -524,34 +552,58 @@ int fastest_of(int count, Run&& run, int min_rounds, int max_rounds, double seco
 }  // namespace
 
 // After a preparation's first (layer-major) run of the trunk has chosen each
-// op's way: the trunk both ways, three rounds (fastest_of); the chosen
-// order runs last, so the results do not depend on the timing. Image-major
-// runs with the layouts it would get (every trunk convolution runs the direct
-// kernel, so its values can be blocked and bordered: direct_layouts), not the
-// plain ones the layer-major ways leave: timed plain, it lost to layer-major
-// where, laid out, it won (resnet20 at batch 64 with AVX2, benchmarks/results).
+// op's way: the trunk layer-major, image-major with the direct kernel on every
+// convolution and, where a convolution's measured way is a kernel that can run
+// image by image (runs_kernel_per_image: direct_rows on a first layer of one
+// to three channels, where the direct kernel's tiles hold too short a
+// reduction to pay for their stores), image-major with those kernels too;
+// three rounds (fastest_of), the chosen order run last, so the results do not
+// depend on the timing. Image-major runs with the layouts it would get (the
+// direct kernel's values blocked and bordered: direct_layouts), not the plain
+// ones the layer-major ways leave: timed plain, it lost to layer-major where,
+// laid out, it won (resnet20 at batch 64 with AVX2, benchmarks/results).
 // choose_layouts then decides the layouts for the chosen order.
 void InferencePlan::Impl::choose_order(int64_t n, const float* x, float* y) {
   const std::vector<PlanValueLayout> plain(layout.size());
+  const bool lay_out = layout_choice != PlanLayoutChoice::Plain;
+  std::vector<int> kernel_ops;
+  for (int k = 0; k < trunk; ++k) {
+    if (runs_kernel_per_image(ops[k])) kernel_ops.push_back(k);
+  }
+  auto keep_kernels = [&](bool keep) {
+    for (int k : kernel_ops) ops[k].image_kernel = keep;
+  };
+  // 0: layer-major; 1: image-major, every convolution direct (where the
+  // direct kernel runs them all); 2: image-major with the kernels.
+  std::vector<int> orders = {0};
+  const bool all_direct = std::all_of(ops.begin(), ops.begin() + trunk, [](const Op& op) {
+    return op.kind != OpKind::Conv || op.direct.kernel != nullptr;
+  });
+  if (all_direct) orders.push_back(1);
+  if (!kernel_ops.empty()) orders.push_back(2);
+  keep_kernels(true);
+  const std::vector<PlanValueLayout> kernel_layouts = lay_out ? direct_layouts(ways(), true) : plain;
+  keep_kernels(false);
   const std::vector<PlanValueLayout> image_layouts =
-      layout_choice != PlanLayoutChoice::Plain ? direct_layouts(ways(), true) : plain;
+      lay_out && all_direct ? direct_layouts(ways(), true) : kernel_layouts;
+  // The direct kernel's layouts border every value the others do, at least as wide.
   lay_out_buffers(image_layouts, n, x, y);
-  image_major = 1 == fastest_of(
-      2,
-      [&](int images) {
-        if (images != 0) {
-          layout = image_layouts;
-          run_images(n);
-        } else {
-          layout = plain;
-          for (int k = 0; k < trunk; ++k) run_op(ops[k], n);
-        }
-      },
-      3, 3, 0.0);
+  auto run_order = [&](int order) {
+    keep_kernels(order == 2);
+    if (order == 0) {
+      layout = plain;
+      for (int k = 0; k < trunk; ++k) run_op(ops[k], n);
+    } else {
+      layout = order == 1 ? image_layouts : kernel_layouts;
+      run_images(n);
+    }
+  };
+  const int count = static_cast<int>(orders.size());
+  const int chosen = fastest_of(count, [&](int i) { run_order(orders[static_cast<size_t>(i)]); }, 3, 3, 0.0);
+  if (chosen != count - 1) run_order(orders[static_cast<size_t>(chosen)]);
+  image_major = orders[static_cast<size_t>(chosen)] != 0;
   layout = plain;
   order_measured = true;
-  if (image_major) return;
-  for (int k = 0; k < trunk; ++k) run_op(ops[k], n);
 }
 
 // Each value's batch in its buffer, from the buffer's first 64-byte boundary;
@@ -591,7 +643,9 @@ std::vector<PlanValueLayout> InferencePlan::Impl::direct_layouts(const std::vect
                                                                  bool image_major_trunk) const {
   const int values = static_cast<int>(shapes.size()), count = static_cast<int>(ops.size());
   auto runs_direct = [&](int k) {
-    return ops[k].kind == OpKind::Conv && (is_plan_direct(ways[k]) || (image_major_trunk && k < trunk));
+    const bool image_kernel = ops[k].image_kernel && ways[k] == ConvWay::Kernel;
+    return ops[k].kind == OpKind::Conv &&
+           (is_plan_direct(ways[k]) || (image_major_trunk && k < trunk && !image_kernel));
   };
   std::vector<char> direct_only(values, 0), blockable(values, 0);
   std::vector<int64_t> pad(values, 0);
@@ -655,7 +709,7 @@ void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
   const int count = static_cast<int>(ops.size());
   for (int k = 0; k < trunk && image_major; ++k) {
     Op& op = ops[k];
-    if (op.kind == OpKind::Conv && !is_plan_direct(op.way)) op.way = op.faster_direct;
+    if (op.kind == OpKind::Conv && !is_plan_direct(op.way) && !op.image_kernel) op.way = op.faster_direct;
   }
   // The ways measured op by op (with every value plain), and the same with
   // every convolution the direct kernel fits on it, in its faster order.
@@ -1002,7 +1056,9 @@ std::string InferencePlan::describe() const {
     const Op& op = impl_->ops[k];
     const ValueShape& s = impl_->shapes[op.dst];
     out << op.name << ": " << kind_name(op.kind);
-    if (op.kind == OpKind::Conv && impl_->image_major && k < impl_->trunk) {
+    if (op.kind == OpKind::Conv && impl_->image_major && k < impl_->trunk && runs_image_kernel(op)) {
+      out << " [" << op.impl << ", image-major]";
+    } else if (op.kind == OpKind::Conv && impl_->image_major && k < impl_->trunk) {
       out << " [" << op.direct.name << (op.direct.block_major ? ", block-major" : "") << ", image-major]";
     } else if (op.kind == OpKind::Conv && op.measured) {
       out << " [";

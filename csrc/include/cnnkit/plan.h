@@ -44,13 +44,15 @@ struct ValueShape {
 enum class PlanConvChoice { Measure, Kernel, Gemm, Direct, DirectBlockMajor };
 
 // How a batch goes through the plan's first ops, up to the first linear op
-// (the "trunk", where every convolution runs on the plan's direct kernel):
+// (the "trunk", where every convolution runs on the plan's direct kernel or,
+// with Kernel, on its kernel image by image):
 // LayerMajor runs each op over the whole batch, the threads splitting each op;
 // ImageMajor gives each thread whole images, which it takes through all of
 // the trunk on its own (no wait between ops; an image's activations stay in
 // that core's cache), the rest then layer by layer. Measure times both on the
 // first run of each preparation with a batch of two or more and several
-// threads, and keeps the faster; it is LayerMajor otherwise.
+// threads (and ImageMajor with the measured kernels of the convolutions where
+// one runs image by image), and keeps the fastest; it is LayerMajor otherwise.
 enum class PlanBatchOrder { Measure, LayerMajor, ImageMajor };
 
 // How the values between the plan's direct convolutions lie: Plain (NCHW,
