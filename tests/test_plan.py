@@ -394,16 +394,18 @@ def test_zoo_models_match_the_oracle_and_the_layers(threads, name, batch):
 
 
 # -- the batch order: whole images per thread through the ops before the first linear layer ---
+@pytest.mark.parametrize("algo", ["direct", "kernel"])
 @given(arch=architectures(), batch=st.sampled_from([2, 3, 5]), seed=st.integers(0, 2**31 - 1))
-def test_image_major_gives_the_bits_of_layer_major(isa, threads, arch, batch, seed):
-    """With the plan's direct kernel on every convolution it can run, the two orders run the same
-    kernels, one image at a time or the whole batch: the same bits, pools, residuals and
-    activations included; and the default order (measured) gives them too."""
+def test_image_major_gives_the_bits_of_layer_major(isa, threads, algo, arch, batch, seed):
+    """With the plan's direct kernel on every convolution it can run (or, conv_algo="kernel",
+    the kernel a layer-by-layer call picks, image-major wherever it can run image by image), the
+    two orders run the same kernels, one image at a time or the whole batch: the same bits,
+    pools, residuals and activations included; and the default order (measured) gives them too."""
     model, shape = arch
     rng = np.random.default_rng(seed)
     randomize(model, rng)
     x = rng.standard_normal((batch, *shape)).astype(np.float32)
-    plans = [model.compile_inference(shape, conv_algo="direct", batch_order=order)
+    plans = [model.compile_inference(shape, conv_algo=algo, batch_order=order)
              for order in ("layer_major", "image_major", "measure")]
     try:
         layer_major, image_major, measured = (plan(x) for plan in plans)
@@ -411,30 +413,6 @@ def test_image_major_gives_the_bits_of_layer_major(isa, threads, arch, batch, se
         np.testing.assert_array_equal(image_major, layer_major)
         np.testing.assert_array_equal(measured, layer_major)
         np.testing.assert_array_equal(plans[1](x), layer_major)
-    finally:
-        for plan in plans:
-            plan.release()
-
-
-@given(arch=architectures(), batch=st.sampled_from([2, 3, 5]), seed=st.integers(0, 2**31 - 1))
-def test_an_image_major_trunk_runs_each_convolutions_kernel_image_by_image(isa, threads, arch, batch, seed):
-    """conv_algo="kernel" with an image-major trunk: each convolution runs the kernel a
-    layer-by-layer call picks, one image at a time on one thread (the trunk reaching as far as
-    those kernels can run so), for the bits of the same kernels over the whole batch; measured,
-    the order is timed among layer-major and that, for the same bits again."""
-    model, shape = arch
-    rng = np.random.default_rng(seed)
-    randomize(model, rng)
-    x = rng.standard_normal((batch, *shape)).astype(np.float32)
-    plans = [model.compile_inference(shape, conv_algo="kernel", batch_order=order)
-             for order in ("layer_major", "image_major", "measure")]
-    try:
-        layer_major, image_major, measured = (plan(x) for plan in plans)
-        check_against_oracle(model, x, image_major, "plan image-major kernels")
-        np.testing.assert_array_equal(image_major, layer_major)
-        np.testing.assert_array_equal(measured, layer_major)
-        np.testing.assert_array_equal(plans[1](x), layer_major)
-        assert not any("image-major" in line for line in plans[0].describe().splitlines())
     finally:
         for plan in plans:
             plan.release()
