@@ -59,9 +59,52 @@ const float* optional_data(const std::optional<FloatArray>& a, int64_t count, co
 
 py::tuple shape_tuple(const ValueShape& s) { return py::make_tuple(s.c, s.h, s.w); }
 
+// Whether tables[i][names[i]] (its `data` attribute where `attr` is not null)
+// is still arrays[i] for every i: the plan's check, every call, that the
+// model's weights are the ones it copied. In C: as Python maps over the 107
+// sources of a ResNet-20 it cost 13 us a call, 2% of a batch-1 inference.
+bool same_objects(const py::tuple& tables, const py::tuple& names, const py::tuple& arrays, PyObject* attr) {
+  const Py_ssize_t count = PyTuple_GET_SIZE(tables.ptr());
+  if (PyTuple_GET_SIZE(names.ptr()) != count || PyTuple_GET_SIZE(arrays.ptr()) != count) return false;
+  for (Py_ssize_t i = 0; i < count; ++i) {
+    PyObject* table = PyTuple_GET_ITEM(tables.ptr(), i);
+    if (!PyDict_Check(table)) return false;
+    PyObject* item = PyDict_GetItemWithError(table, PyTuple_GET_ITEM(names.ptr(), i));  // borrowed
+    if (item == nullptr) {
+      PyErr_Clear();
+      return false;
+    }
+    if (attr == nullptr) {
+      if (item != PyTuple_GET_ITEM(arrays.ptr(), i)) return false;
+      continue;
+    }
+    PyObject* data = PyObject_GetAttr(item, attr);  // new reference
+    if (data == nullptr) {
+      PyErr_Clear();
+      return false;
+    }
+    const bool same = data == PyTuple_GET_ITEM(arrays.ptr(), i);
+    Py_DECREF(data);
+    if (!same) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 void bind_plan(py::module_& m) {
+  m.def(
+      "plan_sources_unchanged",
+      [](const py::tuple& param_tables, const py::tuple& param_names, const py::tuple& params,
+         const py::tuple& buffer_tables, const py::tuple& buffer_names, const py::tuple& buffers) {
+        static PyObject* const data = PyUnicode_InternFromString("data");
+        return same_objects(param_tables, param_names, params, data) &&
+               same_objects(buffer_tables, buffer_names, buffers, nullptr);
+      },
+      py::arg("param_tables"), py::arg("param_names"), py::arg("params"), py::arg("buffer_tables"),
+      py::arg("buffer_names"), py::arg("buffers"),
+      "Whether each parameter table[name].data and buffer table[name] is still the array given "
+      "(cnnkit.plan's check that a compiled model's weights were not replaced).");
   py::class_<InferencePlan>(m, "InferencePlan")
       .def(py::init([](int64_t c, int64_t h, int64_t w) { return new InferencePlan(ValueShape{c, h, w}); }),
            py::arg("channels"), py::arg("height"), py::arg("width"))
