@@ -155,7 +155,8 @@ class InferencePlan:
     def describe(self) -> str: ...
     # Writes out (float32, writeable, batch * output size elements); with profile, each op's seconds.
     def run(self, x: _Array, out: _F32, profile: bool = False) -> list[float]: ...
-# Whether each parameter table[name].data and buffer table[name] is still the array given (columns of
+
+# bind_plan.cpp: whether each parameter table[name].data and buffer table[name] is still the array given (columns of
 # (tables, names, arrays) for the parameters, then the buffers).
 def plan_sources_unchanged(param_tables: tuple[Any, ...], param_names: tuple[str, ...], params: tuple[Any, ...],
     buffer_tables: tuple[Any, ...], buffer_names: tuple[str, ...], buffers: tuple[Any, ...]) -> bool: ...

@@ -366,7 +366,7 @@ class InferencePlan:
         c, h, w = b.plan.value_shape(b.plan.output)
         self.output_shape = (c * h * w,) if self._flat_out else (c, h, w)
         self._sources = b.sources
-        # The same, as columns for _check_sources's C-level maps: the module's own dicts (created
+        # The same, as columns for _C.plan_sources_unchanged: the module's own dicts (created
         # with it, never replaced), the names and the arrays, parameters apart from buffers.
         params = [(getattr(m, t), n, a) for m, t, n, a in b.sources if t == "_parameters"]
         buffers = [(getattr(m, t), n, a) for m, t, n, a in b.sources if t != "_parameters"]

@@ -137,8 +137,9 @@ bool runs_kernel_per_image(const Op& op) {
 }
 
 // Whether an image-major trunk runs the op's Kernel way rather than the direct
-// kernel (choose_layouts may time the op's direct way in its place).
-bool runs_image_kernel(const Op& op) { return op.image_kernel && op.way == ConvWay::Kernel; }
+// kernel when the op goes `way` (choose_layouts may time the op's direct way
+// in its place).
+bool runs_image_kernel(const Op& op, ConvWay way) { return op.image_kernel && way == ConvWay::Kernel; }
 
 Op new_op(OpKind kind, const std::string& name, int src, const Epilogue& epilogue = Epilogue{}) {
   Op op{};
@@ -516,7 +517,7 @@ void InferencePlan::Impl::run_images(int64_t n) {
           continue;
         }
         const float* residual = op.epilogue.residual >= 0 ? at[op.epilogue.residual] : nullptr;
-        if (runs_image_kernel(op)) {
+        if (runs_image_kernel(op, op.way)) {
           conv2d_forward_candidate(op.conv, op.impl.c_str(), at[op.src], op.weight.data(),
                                    op.has_bias ? op.bias.data() : nullptr, at[op.dst]);
           apply_epilogue(op.epilogue, at[op.dst], residual, shapes[op.dst].size());
@@ -643,9 +644,8 @@ std::vector<PlanValueLayout> InferencePlan::Impl::direct_layouts(const std::vect
                                                                  bool image_major_trunk) const {
   const int values = static_cast<int>(shapes.size()), count = static_cast<int>(ops.size());
   auto runs_direct = [&](int k) {
-    const bool image_kernel = ops[k].image_kernel && ways[k] == ConvWay::Kernel;
     return ops[k].kind == OpKind::Conv &&
-           (is_plan_direct(ways[k]) || (image_major_trunk && k < trunk && !image_kernel));
+           (is_plan_direct(ways[k]) || (image_major_trunk && k < trunk && !runs_image_kernel(ops[k], ways[k])));
   };
   std::vector<char> direct_only(values, 0), blockable(values, 0);
   std::vector<int64_t> pad(values, 0);
@@ -709,7 +709,9 @@ void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
   const int count = static_cast<int>(ops.size());
   for (int k = 0; k < trunk && image_major; ++k) {
     Op& op = ops[k];
-    if (op.kind == OpKind::Conv && !is_plan_direct(op.way) && !op.image_kernel) op.way = op.faster_direct;
+    if (op.kind == OpKind::Conv && !is_plan_direct(op.way) && !runs_image_kernel(op, op.way)) {
+      op.way = op.faster_direct;
+    }
   }
   // The ways measured op by op (with every value plain), and the same with
   // every convolution the direct kernel fits on it, in its faster order.
@@ -1056,10 +1058,12 @@ std::string InferencePlan::describe() const {
     const Op& op = impl_->ops[k];
     const ValueShape& s = impl_->shapes[op.dst];
     out << op.name << ": " << kind_name(op.kind);
-    if (op.kind == OpKind::Conv && impl_->image_major && k < impl_->trunk && runs_image_kernel(op)) {
-      out << " [" << op.impl << ", image-major]";
-    } else if (op.kind == OpKind::Conv && impl_->image_major && k < impl_->trunk) {
-      out << " [" << op.direct.name << (op.direct.block_major ? ", block-major" : "") << ", image-major]";
+    if (op.kind == OpKind::Conv && impl_->image_major && k < impl_->trunk) {
+      if (runs_image_kernel(op, op.way)) {
+        out << " [" << op.impl << ", image-major]";
+      } else {
+        out << " [" << op.direct.name << (op.direct.block_major ? ", block-major" : "") << ", image-major]";
+      }
     } else if (op.kind == OpKind::Conv && op.measured) {
       out << " [";
       switch (op.way) {
