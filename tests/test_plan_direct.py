@@ -1,6 +1,6 @@
-"""The inference plan's own direct convolution (conv_algo="direct" and "direct_block_major",
-cpu/plan/plan_direct.h): single layers around the vector width, against the float64 oracle and the
-layer-by-layer path."""
+"""The inference plan's own direct convolution (conv_algo="direct", "direct_block_major" and
+"winograd", cpu/plan/plan_direct.h): single layers around the vector width, against the float64
+oracle and the layer-by-layer path."""
 
 import numpy as np
 import pytest
@@ -14,8 +14,16 @@ from tolerance import assert_close, assert_exact
 from test_plan import check_against_oracle, oracle, randomize, reductions
 
 CHANNELS = [1, 6, 15, 16, 17, 33]
-# The two orders of an image's work: band by band, channel block by channel block.
-ORDERS = {"direct": "", "direct_block_major": ", block-major"}
+# The orders of an image's work: band by band, channel block by channel block, and Winograd
+# F(2x2, 3x3) on the 3x3 stride-1 layers (the others band by band).
+ORDERS = {"direct": "", "direct_block_major": ", block-major", "winograd": ", winograd"}
+
+
+def _order_shown(order, k, stride, dilation_h=1):
+    """What the describe line of a conv the direct kernel runs says after its name."""
+    if order == "winograd" and (k, stride, dilation_h) != (3, (1, 1), 1):
+        return ""
+    return ORDERS[order]
 
 
 def _fits(k, stride_w):
@@ -51,13 +59,13 @@ def layers(draw, allow_bn=True, acts=(None, nn.ReLU, nn.Tanh)):
             model = [nn.Residual(nn.Sequential(*body), nn.Conv2d(c, out, 1, stride=(sh, sw)))]
     if act is not None:
         model.append(act())
-    return nn.Sequential(*model), (c, h, w), _fits(k, sw)
+    return nn.Sequential(*model), (c, h, w), _fits(k, sw), _order_shown("winograd", k, (sh, sw), dh) != ""
 
 
 @given(layer=layers(), batch=st.sampled_from([1, 2, 3]), order=st.sampled_from(sorted(ORDERS)),
        seed=st.integers(0, 2**31 - 1))
 def test_direct_matches_the_oracle_and_the_layers(isa, threads, layer, batch, order, seed):
-    model, shape, fits = layer
+    model, shape, fits, winograd = layer
     rng = np.random.default_rng(seed)
     randomize(model, rng)
     x = rng.standard_normal((batch, *shape)).astype(np.float32)
@@ -70,8 +78,9 @@ def test_direct_matches_the_oracle_and_the_layers(isa, threads, layer, batch, or
         # vector ISA cap, and no other.
         for line in plan.describe().splitlines():
             if "conv2d" in line:
-                runs = fits or ".shortcut" in line.split(":")[0]
-                assert (f"[plan_direct_{isa}{ORDERS[order]}]" in line) == (runs and isa != "scalar"), line
+                shortcut = ".shortcut" in line.split(":")[0]
+                shown = "" if order == "winograd" and (shortcut or not winograd) else ORDERS[order]
+                assert (f"[plan_direct_{isa}{shown}]" in line) == ((fits or shortcut) and isa != "scalar"), line
         check_against_oracle(model, x, got, "plan direct")
         x64 = np.abs(np.asarray(x, np.float64))
         assert_close(got, layers_out, oracle(model, x64, absolute=True), reductions(model), "direct vs layers", c=16)
@@ -84,7 +93,7 @@ def test_direct_matches_the_oracle_and_the_layers(isa, threads, layer, batch, or
 @given(layer=layers(allow_bn=False, acts=(None, nn.ReLU)), batch=st.sampled_from([1, 2]),
        order=st.sampled_from(sorted(ORDERS)), seed=st.integers(0, 2**31 - 1))
 def test_direct_integer_fills_are_exact(isa, threads, layer, batch, order, seed):
-    model, shape, _ = layer
+    model, shape, _, _ = layer
     rng = np.random.default_rng(seed)
     randomize(model, rng, integer=True)
     x = rng.integers(-3, 4, (batch, *shape)).astype(np.float32)
@@ -155,7 +164,8 @@ def test_direct_runs_the_zoo_shapes(isa, threads, c, out, size, k, stride, pad, 
     plan = model.compile_inference((c, size, size), conv_algo=order)
     try:
         got = plan(x)
-        assert (f"plan_direct_{isa}{ORDERS[order]}]" in plan.describe()) == (isa != "scalar")
+        shown = _order_shown(order, k, (stride, stride))
+        assert (f"plan_direct_{isa}{shown}]" in plan.describe()) == (isa != "scalar")
         check_against_oracle(model, x, got, "plan direct")
     finally:
         plan.release()

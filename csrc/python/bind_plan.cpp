@@ -194,7 +194,8 @@ void bind_plan(py::module_& m) {
                                                                {"kernel", PlanConvChoice::Kernel},
                                                                {"gemm", PlanConvChoice::Gemm},
                                                                {"direct", PlanConvChoice::Direct},
-                                                               {"direct_block_major", PlanConvChoice::DirectBlockMajor}}));
+                                                               {"direct_block_major", PlanConvChoice::DirectBlockMajor},
+                                                               {"winograd", PlanConvChoice::Winograd}}));
           },
           py::arg("choice"))
       .def(

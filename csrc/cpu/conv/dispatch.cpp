@@ -198,6 +198,7 @@ const ConvImpl<ForwardFn> kForwardImpls[] = {
     {"plan_direct", Isa::Avx2, only_measured, plan_direct_forward_fits, conv2d_forward_plan_direct},
     {"plan_direct_block_major", Isa::Avx2, only_measured, plan_direct_forward_fits,
      conv2d_forward_plan_direct_block_major},
+    {"plan_winograd", Isa::Avx2, only_measured, plan_winograd_forward_fits, conv2d_forward_plan_winograd},
 #endif
     {"tap_gemm", Isa::Scalar, only_measured, tap_gemm_fits, conv2d_forward_tap_gemm},
     {"im2col", Isa::Scalar, accepts_im2col, im2col_fits, conv2d_forward_im2col},

@@ -46,15 +46,31 @@ namespace {
 
 // How a convolution runs: the kernel conv2d's dispatch picks (packed where it
 // is direct_cvec/direct_walk), the batched GEMM, or the plan's direct kernel
-// with its items band by band or block by block (PlanDirectConv::block_major).
+// with its items band by band or block by block (PlanDirectConv::block_major),
+// or as Winograd F(2x2, 3x3) (PlanDirectConv::winograd, 3x3 stride-1 layers).
 // A linear op runs linear_forward (Kernel) or its packed weights (Gemm).
-enum class ConvWay { Kernel, Gemm, PlanDirect, PlanDirectBlockMajor };
-constexpr int kConvWays = 4;
+enum class ConvWay { Kernel, Gemm, PlanDirect, PlanDirectBlockMajor, PlanWinograd };
+constexpr int kConvWays = 5;
 
-bool is_plan_direct(ConvWay way) { return way == ConvWay::PlanDirect || way == ConvWay::PlanDirectBlockMajor; }
+bool is_plan_direct(ConvWay way) {
+  return way == ConvWay::PlanDirect || way == ConvWay::PlanDirectBlockMajor || way == ConvWay::PlanWinograd;
+}
 
-// Sets the direct kernel's order of items for `way`, one of its two ways.
-void use_direct_way(PlanDirectConv& d, ConvWay way) { d.block_major = way == ConvWay::PlanDirectBlockMajor; }
+// Sets the direct kernel's order for `way`, one of its three ways.
+void use_direct_way(PlanDirectConv& d, ConvWay way) {
+  d.block_major = way == ConvWay::PlanDirectBlockMajor;
+  d.winograd = way == ConvWay::PlanWinograd;
+}
+
+// Whether the op's direct kernel can go `way` (the Winograd order only where
+// its transforms are packed).
+bool direct_way_fits(const PlanDirectConv& d, ConvWay way) {
+  return d.kernel != nullptr && (way != ConvWay::PlanWinograd || !d.winograd_packed.empty());
+}
+
+const char* direct_order_name(const PlanDirectConv& d) {
+  return d.winograd ? ", winograd" : d.block_major ? ", block-major" : "";
+}
 
 enum class OpKind { Conv, Linear, MaxPool, AvgPool, AdaptiveAvgPool, ChannelAffine, Lrn, Elementwise };
 
@@ -89,7 +105,7 @@ struct Op {
   ConvWay way = ConvWay::Kernel;
   bool measured = false;    // the choice among the ways is made (for this preparation)
   bool serial = false;      // measured faster on the calling thread alone than on all threads
-  // The faster of the direct kernel's two orders, where it was measured (choose_layouts).
+  // The fastest of the direct kernel's orders, where it was measured (choose_layouts).
   ConvWay faster_direct = ConvWay::PlanDirect;
   // In an image-major trunk, runs its Kernel way image by image rather than
   // the direct kernel (choose_order's third order, or conv_algo="kernel").
@@ -429,15 +445,22 @@ void InferencePlan::Impl::prepare(int64_t n) {
     // Packed again for every preparation (the ISA cap may have changed), and
     // only where the plan's direct kernel may run.
     op.direct = PlanDirectConv{};
-    const bool direct = conv_choice == PlanConvChoice::Direct || conv_choice == PlanConvChoice::DirectBlockMajor;
+    const bool direct = conv_choice == PlanConvChoice::Direct || conv_choice == PlanConvChoice::DirectBlockMajor ||
+                        conv_choice == PlanConvChoice::Winograd;
     if (conv_choice == PlanConvChoice::Measure || direct) {
       pack_plan_direct(op.conv_batch, op.weight.data(), op.has_bias ? op.bias.data() : nullptr, &op.direct);
+    }
+    if (conv_choice == PlanConvChoice::Measure || conv_choice == PlanConvChoice::Winograd) {
+      pack_plan_winograd(op.conv_batch, op.weight.data(), &op.direct);
     }
     op.measured = conv_choice != PlanConvChoice::Measure;
     op.way = conv_choice == PlanConvChoice::Gemm ? ConvWay::Gemm : ConvWay::Kernel;
     // "direct" where the plan's kernel runs this layer (and this ISA), the kernel elsewhere.
     if (direct && op.direct.kernel != nullptr) {
-      op.way = conv_choice == PlanConvChoice::Direct ? ConvWay::PlanDirect : ConvWay::PlanDirectBlockMajor;
+      op.way = conv_choice == PlanConvChoice::DirectBlockMajor ? ConvWay::PlanDirectBlockMajor : ConvWay::PlanDirect;
+      if (conv_choice == PlanConvChoice::Winograd && direct_way_fits(op.direct, ConvWay::PlanWinograd)) {
+        op.way = ConvWay::PlanWinograd;
+      }
     }
     op.impl_measured = false;
     use_kernel(op, conv2d_forward_implementation(op.conv_batch, ConvAlgo::Auto));
@@ -836,15 +859,21 @@ constexpr int kMinMeasureRounds = 3, kMaxMeasureRounds = 15;
 constexpr double kMeasureSeconds = 2e-3;
 
 void InferencePlan::Impl::measure(Op& op, int64_t n) {
-  const int ways = op.kind == OpKind::Conv && op.direct.kernel != nullptr ? kConvWays : 2;
+  const bool direct = op.kind == OpKind::Conv && op.direct.kernel != nullptr;
+  const int ways = direct ? kConvWays : 2;
+  auto fits = [&](int way) { return way < 2 || direct_way_fits(op.direct, static_cast<ConvWay>(way)); };
+  int last = 0;  // the way timed last in a round
+  for (int way = 0; way < ways; ++way) last = fits(way) ? way : last;
   const int thread_choices = threads > 1 ? 2 : 1;  // all threads, then (1) the calling thread alone
-  double best[kConvWays][2] = {{1e300, 1e300}, {1e300, 1e300}, {1e300, 1e300}, {1e300, 1e300}}, spent = 0;
+  double best[kConvWays][2], spent = 0;
+  for (auto& b : best) b[0] = b[1] = 1e300;
   for (int round = 0; round <= kMaxMeasureRounds; ++round) {
     if (round > kMinMeasureRounds && spent > kMeasureSeconds) break;
     // Round 0 is not recorded: its first threaded run is the warm-up.
     if (thread_choices > 1 && round > 0) run_serial_or_not(op, static_cast<ConvWay>(0), false, n);
     for (int serial = 0; serial < thread_choices; ++serial) {
       for (int way = 0; way < ways; ++way) {
+        if (!fits(way)) continue;
         const auto t0 = std::chrono::steady_clock::now();
         run_serial_or_not(op, static_cast<ConvWay>(way), serial != 0, n);
         const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -862,16 +891,17 @@ void InferencePlan::Impl::measure(Op& op, int64_t n) {
   op.way = static_cast<ConvWay>(fastest);
   op.serial = fastest_serial != 0;
   op.measured = true;
-  if (ways == kConvWays) {
-    const int band = static_cast<int>(ConvWay::PlanDirect), block = static_cast<int>(ConvWay::PlanDirectBlockMajor);
-    op.faster_direct = std::min(best[block][0], best[block][1]) < std::min(best[band][0], best[band][1])
-                           ? ConvWay::PlanDirectBlockMajor
-                           : ConvWay::PlanDirect;
+  if (direct) {
+    op.faster_direct = ConvWay::PlanDirect;
+    for (ConvWay way : {ConvWay::PlanDirectBlockMajor, ConvWay::PlanWinograd}) {
+      const int w = static_cast<int>(way), f = static_cast<int>(op.faster_direct);
+      if (fits(w) && std::min(best[w][0], best[w][1]) < std::min(best[f][0], best[f][1])) op.faster_direct = way;
+    }
   }
   // The direct kernel's weights stay until choose_layouts has timed the plan
   // with every convolution it fits on it; those of a GEMM that lost go now.
   if (op.way != ConvWay::Gemm) op.packed_weights.clear();
-  if (fastest != ways - 1 || fastest_serial != thread_choices - 1) run_serial_or_not(op, op.way, op.serial, n);
+  if (fastest != last || fastest_serial != thread_choices - 1) run_serial_or_not(op, op.way, op.serial, n);
 }
 
 void InferencePlan::Impl::run_serial_or_not(Op& op, ConvWay way, bool serial, int64_t n) {
@@ -1062,7 +1092,7 @@ std::string InferencePlan::describe() const {
       if (runs_image_kernel(op, op.way)) {
         out << " [" << op.impl << ", image-major]";
       } else {
-        out << " [" << op.direct.name << (op.direct.block_major ? ", block-major" : "") << ", image-major]";
+        out << " [" << op.direct.name << direct_order_name(op.direct) << ", image-major]";
       }
     } else if (op.kind == OpKind::Conv && op.measured) {
       out << " [";
@@ -1071,6 +1101,7 @@ std::string InferencePlan::describe() const {
         case ConvWay::Gemm: out << "batched_gemm"; break;
         case ConvWay::PlanDirect: out << op.direct.name; break;
         case ConvWay::PlanDirectBlockMajor: out << op.direct.name << ", block-major"; break;
+        case ConvWay::PlanWinograd: out << op.direct.name << ", winograd"; break;
       }
       out << (op.serial ? ", 1 thread]" : "]");
     }
@@ -1119,7 +1150,15 @@ void InferencePlan::run(const float* x, float* y, int64_t batch, std::vector<dou
     op_seconds->clear();
     for (Op& op : m.ops) {
       const auto t0 = std::chrono::steady_clock::now();
-      m.run_op(op, batch);
+      // A convolution of an image-major trunk that was never measured runs
+      // the way the trunk runs it: measuring it here could pick an order of
+      // other bits (Winograd's) for the trunk's later runs.
+      const bool trunk_conv = m.image_major && &op - m.ops.data() < m.trunk && op.kind == OpKind::Conv;
+      if (trunk_conv && !op.measured) {
+        m.run_conv(op, is_plan_direct(op.way) ? op.way : op.faster_direct, batch);
+      } else {
+        m.run_op(op, batch);
+      }
       op_seconds->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
   }

@@ -19,6 +19,11 @@ bool plan_direct_fits(const Conv2dParams& p) {
 
 bool plan_direct_reads_blocked(const Conv2dParams& p) { return plan_direct_fits(p) && p.kernel_w <= 3; }
 
+bool plan_winograd_fits(const Conv2dParams& p) {
+  return plan_direct_fits(p) && p.kernel_h == 3 && p.kernel_w == 3 && p.stride_h == 1 && p.stride_w == 1 &&
+         p.dilation_h == 1 && p.dilation_w == 1;
+}
+
 namespace {
 
 // Packs p's weights for the widest ISA enabled now, weight(k, i) being output
@@ -44,6 +49,8 @@ bool pack_weights(const Conv2dParams& p, Weight weight, const float* bias, PlanD
   c.blocks = (K + L - 1) / L;
   c.weight_floats = checked_mul(c.blocks * red, L, "conv2d packed weight");
   c.block_major = false;
+  c.winograd = false;
+  c.winograd_packed.clear();
   // assign keeps the capacity: conv2d_forward_plan_direct packs into the same buffer every call.
   c.packed.assign(static_cast<size_t>(c.weight_floats + c.blocks * L), 0.0f);
   parallel_for(c.blocks, red * L, [&](int64_t b0, int64_t b1) {
@@ -67,6 +74,34 @@ bool pack_plan_direct(const Conv2dParams& p, const float* w, const float* bias, 
   return pack_weights(p, [&](int64_t k, int64_t i) { return w[k * red + i]; }, bias, out);
 }
 
+bool pack_plan_winograd(const Conv2dParams& p, const float* w, PlanDirectConv* out) {
+  PlanDirectConv& c = *out;
+  if (c.kernel == nullptr || !plan_winograd_fits(p)) return false;
+  const int64_t K = p.out_channels, C = p.in_channels, L = c.lanes;
+  c.winograd_packed.assign(static_cast<size_t>(checked_mul(c.blocks * 16 * C, L, "conv2d winograd weight")), 0.0f);
+  parallel_for(c.blocks, 16 * C * L, [&](int64_t b0, int64_t b1) {
+    for (int64_t k = b0 * L; k < std::min(K, b1 * L); ++k) {
+      for (int64_t ci = 0; ci < C; ++ci) {
+        // 4 G g G^T in double, rounded once: G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+        // (the kernel scales its outputs by 1/4).
+        const float* g = w + (k * C + ci) * 9;
+        double a[4][3], u[4][4];
+        for (int s = 0; s < 3; ++s) {
+          const double g0 = g[s], g1 = g[3 + s], g2 = g[6 + s];
+          a[0][s] = g0, a[1][s] = (g0 + g1 + g2) / 2, a[2][s] = (g0 - g1 + g2) / 2, a[3][s] = g2;
+        }
+        for (int r = 0; r < 4; ++r) {
+          u[r][0] = a[r][0], u[r][1] = (a[r][0] + a[r][1] + a[r][2]) / 2;
+          u[r][2] = (a[r][0] - a[r][1] + a[r][2]) / 2, u[r][3] = a[r][2];
+        }
+        float* dst = c.winograd_packed.data() + ((k / L) * 16 * C + ci) * L + k % L;
+        for (int q = 0; q < 16; ++q) dst[q * C * L] = static_cast<float>(4 * u[q / 4][q % 4]);
+      }
+    }
+  });
+  return true;
+}
+
 bool plan_direct_forward_fits(const Conv2dParams& p) {
   return plan_direct_fits(p) && (isa_enabled(Isa::Avx2) || isa_enabled(Isa::Avx512));
 }
@@ -79,21 +114,30 @@ namespace {
 thread_local PlanDirectConv t_forward_packing;
 
 void forward_plan_direct(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
-                         bool block_major) {
+                         bool block_major, bool winograd) {
   PlanDirectConv& c = t_forward_packing;
   CNNKIT_CHECK(pack_plan_direct(p, w, bias, &c), ErrorKind::Value,
                "conv2d: the plan_direct kernel does not run this layer under the ISA cap");
   c.block_major = block_major;
+  c.winograd = winograd;
+  if (winograd) {
+    CNNKIT_CHECK(pack_plan_winograd(p, w, &c), ErrorKind::Value,
+                 "conv2d: the plan_winograd kernel runs only 3x3 stride-1 undilated layers of one group");
+  }
   c.kernel(p, c, x, PlanDirectEpilogue{}, y, PlanDirectLayout{});
 }
 
 }  // namespace
 
-CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct) { forward_plan_direct(p, x, w, bias, y, false); }
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct) { forward_plan_direct(p, x, w, bias, y, false, false); }
 
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct_block_major) {
-  forward_plan_direct(p, x, w, bias, y, true);
+  forward_plan_direct(p, x, w, bias, y, true, false);
 }
+
+bool plan_winograd_forward_fits(const Conv2dParams& p) { return plan_direct_forward_fits(p) && plan_winograd_fits(p); }
+
+CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_winograd) { forward_plan_direct(p, x, w, bias, y, false, true); }
 
 bool plan_direct_input_grad_fits(const Conv2dParams& p) {
   return p.groups == 1 && direct_rows_backward_fits(p) && plan_direct_forward_fits(transposed_params(p));
@@ -129,6 +173,7 @@ void input_grad_plan_direct(const Conv2dParams& p, const float* dy, const float*
       nullptr, &c);
   CNNKIT_CHECK(packed, ErrorKind::Value, "conv2d_backward: the plan_direct kernel does not run this input gradient");
   c.block_major = true;
+  c.winograd = false;
   c.kernel(t, c, dy, PlanDirectEpilogue{}, dx, PlanDirectLayout{});
 }
 

@@ -58,9 +58,16 @@ struct PlanDirectConv {
   // The order of an image's items: channel block by block rather than band
   // by band (plan_direct_impl.h); the plan measures both.
   bool block_major = false;
+  // Run as Winograd F(2x2, 3x3) (plan_winograd_impl.h) instead, where
+  // winograd_packed holds the weights' transforms (plan_winograd_fits).
+  bool winograd = false;
   // packed[blk][c][r][s][lane] = w[blk*lanes + lane, c, r, s], zero past the
   // output channels; then the bias, [blk][lane].
   std::vector<float> packed;
+  // winograd_packed[blk][point][c][lane] = 4 (G g G^T)[point] of output channel
+  // blk * lanes + lane and input channel c, zero past the output channels;
+  // empty where the layer is not one plan_winograd_fits.
+  std::vector<float> winograd_packed;
 };
 
 // One group, horizontal dilation 1, kernel width 1, 3 or 5 with horizontal
@@ -69,9 +76,15 @@ struct PlanDirectConv {
 bool plan_direct_fits(const Conv2dParams& p);
 // Whether the kernel can read p's input blocked (PlanValueLayout).
 bool plan_direct_reads_blocked(const Conv2dParams& p);
+// 3x3, stride 1, no dilation, one group, and what plan_direct_fits bounds:
+// the layers the Winograd order runs.
+bool plan_winograd_fits(const Conv2dParams& p);
 // Packs w and bias (may be null) for the widest ISA enabled now; false
 // (nothing done) when p does not fit or no vector ISA is enabled.
 bool pack_plan_direct(const Conv2dParams& p, const float* w, const float* bias, PlanDirectConv* out);
+// Adds the Winograd transforms of w to `out` (packed by pack_plan_direct for
+// the same layer); false (nothing done) where plan_winograd_fits(p) is not.
+bool pack_plan_winograd(const Conv2dParams& p, const float* w, PlanDirectConv* out);
 
 #define CNNKIT_PLAN_DIRECT_SIGNATURE(name)                                                                    \
   void name(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e, float* y, \

@@ -5,11 +5,13 @@
 // 1 row x up to 12 positions (12 accumulators, 3 weights and a broadcast),
 // or 3 rows x up to 4 on planes at most 4 wide.
 #include "cpu/plan/plan_direct_impl.h"
+#include "cpu/plan/plan_winograd_impl.h"
 #include "cpu/simd/avx2.h"
 
 namespace cnnkit {
 
 CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx2) {
+  if (c.winograd) return plan_winograd_run<Avx2, 6, 2>(p, c, x, e, y, layout);
   const bool narrow = p.out_w <= 4 && p.out_h >= 2;
   if (c.blocks >= 2) {
     if (narrow) return plan_direct_dispatch<Avx2, 2, 3, 2>(p, c, x, e, y, layout);

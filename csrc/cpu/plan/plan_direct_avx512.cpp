@@ -7,11 +7,13 @@
 // 16x16 transpose of the tile's stores is full (2 x 11 of a 32-wide row
 // leave 5 of every 16 transposed rows empty).
 #include "cpu/plan/plan_direct_impl.h"
+#include "cpu/plan/plan_winograd_impl.h"
 #include "cpu/simd/avx512.h"
 
 namespace cnnkit {
 
 CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx512) {
+  if (c.winograd) return plan_winograd_run<Avx512, 12, 2>(p, c, x, e, y, layout);
   if (p.out_w <= 6 && p.out_h >= 3) {
     plan_direct_dispatch<Avx512, 1, 6, 4>(p, c, x, e, y, layout);
   } else if (p.out_w % 16 == 0) {

@@ -36,12 +36,13 @@ struct ValueShape {
 // fused) where it runs the layer under the ISA cap, else as Kernel;
 // DirectBlockMajor the same with each image's work ordered by channel block
 // (for weights too large for the L2: each block's weights are read once per
-// image rather than once per band of rows); Measure
+// image rather than once per band of rows); Winograd the same with its
+// Winograd F(2x2, 3x3) order on the 3x3 stride-1 layers; Measure
 // times every way that can run the layer on the first run after each
 // preparation and keeps the fastest. Linear ops follow the same choice:
 // Kernel (and Direct) runs linear_forward, Gemm the weights packed once for
 // sgemm_packed (as conv_batched_gemm's are).
-enum class PlanConvChoice { Measure, Kernel, Gemm, Direct, DirectBlockMajor };
+enum class PlanConvChoice { Measure, Kernel, Gemm, Direct, DirectBlockMajor, Winograd };
 
 // How a batch goes through the plan's first ops, up to the first linear op
 // (the "trunk", where every convolution runs on the plan's direct kernel or,

@@ -1,0 +1,258 @@
+// The plan's Winograd convolution F(2x2, 3x3) (plan_direct.h's third
+// order), included by one file per ISA after plan_direct_impl.h.
+//
+// Each 2x2 block of outputs (a tile) comes from a 4x4 block of the padded
+// input d: y = A^T [(G g G^T) . (B^T d B)] A, 16 products per input channel
+// where the direct convolution takes 36 (Lavin and Gray, "Fast Algorithms
+// for Convolutional Neural Networks", 2016). The weights' transforms U =
+// G g G^T are packed once (PlanDirectConv::winograd_packed); the kernel
+// transforms the input V = B^T d B with the input channels across the lanes,
+// multiplies U and V point by point as 16 small GEMMs reducing over the input
+// channels (output channels across the lanes, the tiles broadcast), and
+// transforms the products back, adding the bias, a residual and a ReLU in
+// registers as plan_direct_tile does (store_tile).
+//
+// Threads take (image, row of tiles, part of the output channel groups)
+// items: a row of tiles is transformed once per item (the parts split the
+// output channels only where an image has too few tile rows to go round).
+// The input is read in place where it is blocked and its border covers the
+// padding and the last tile's overhang (a tile past an odd output size reads
+// one row or column beyond it); otherwise each item copies its four padded
+// input rows, blocked, into a per-thread buffer first.
+//
+// The weights' transforms are packed times 4 (G's halves make quarters) and
+// the outputs scaled back by 1/4, exactly: every step of small integers is
+// then an integer sum, so integer fills give the oracle's bits as long as the
+// sums stay below 2^24 (before the 1/4, up to 36 times the magnitude of the
+// direct sums). With random data the error stays within the tolerance rule.
+#pragma once
+
+namespace cnnkit {
+namespace {
+
+// V = B^T d B of one 4x4 block of input vectors (d[i][j] at x + i * row + j * L),
+// its 16 points stored `point` floats apart.
+template <class Vec>
+__attribute__((always_inline)) inline void winograd_input_tile(const float* x, int64_t row, float* v,
+                                                               int64_t point) {
+  using V = typename Vec::F;
+  constexpr int L = Vec::kWidth;
+  V w[4][4];
+  for (int j = 0; j < 4; ++j) {
+    const V d0 = Vec::load(x + j * L), d1 = Vec::load(x + row + j * L);
+    const V d2 = Vec::load(x + 2 * row + j * L), d3 = Vec::load(x + 3 * row + j * L);
+    w[0][j] = Vec::sub(d0, d2);
+    w[1][j] = Vec::add(d1, d2);
+    w[2][j] = Vec::sub(d2, d1);
+    w[3][j] = Vec::sub(d1, d3);
+  }
+  for (int i = 0; i < 4; ++i) {
+    Vec::store(v + (4 * i + 0) * point, Vec::sub(w[i][0], w[i][2]));
+    Vec::store(v + (4 * i + 1) * point, Vec::add(w[i][1], w[i][2]));
+    Vec::store(v + (4 * i + 2) * point, Vec::sub(w[i][2], w[i][1]));
+    Vec::store(v + (4 * i + 3) * point, Vec::sub(w[i][1], w[i][3]));
+  }
+}
+
+// One point's products for NT tiles and NV blocks of output channels:
+// m[t][b] = sum over c < C of v[t * tile + c] * u[b * block + c * L].
+template <class Vec, int NT, int NV>
+__attribute__((always_inline)) inline void winograd_point(const float* v, int64_t tile, const float* u,
+                                                          int64_t block, int64_t C, typename Vec::F (&m)[NT][NV]) {
+  using V = typename Vec::F;
+  constexpr int L = Vec::kWidth;
+  V acc[NT][NV];
+  for (int t = 0; t < NT; ++t)
+    for (int b = 0; b < NV; ++b) acc[t][b] = Vec::zero();
+  for (int64_t c = 0; c < C; ++c) {
+    V uc[NV];
+    for (int b = 0; b < NV; ++b) uc[b] = Vec::load(u + b * block + c * L);
+    for (int t = 0; t < NT; ++t) {
+      const V x = Vec::broadcast(v + t * tile + c);
+      for (int b = 0; b < NV; ++b) acc[t][b] = Vec::fma(uc[b], x, acc[t][b]);
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    for (int b = 0; b < NV; ++b) m[t][b] = acc[t][b];
+}
+
+// y = A^T m A / 4 + bias for one tile's 16 points (m[4 i + j], of the
+// weights' transforms times 4), as out[r][2 t + s].
+template <class Vec, int ROWS, int NB>
+__attribute__((always_inline)) inline void winograd_output_tile(const typename Vec::F (&m)[16], typename Vec::F bias,
+                                                                int t, typename Vec::F (&out)[ROWS][NB]) {
+  using V = typename Vec::F;
+  const V quarter = Vec::set1(0.25f);
+  auto put = [&](V sum) { return Vec::fma(sum, quarter, bias); };
+  V s[4], d[4];
+  for (int j = 0; j < 4; ++j) {
+    s[j] = Vec::add(Vec::add(m[j], m[4 + j]), m[8 + j]);
+    d[j] = Vec::sub(Vec::sub(m[4 + j], m[8 + j]), m[12 + j]);
+  }
+  out[0][2 * t] = put(Vec::add(Vec::add(s[0], s[1]), s[2]));
+  if (2 * t + 1 < NB) out[0][2 * t + 1] = put(Vec::sub(Vec::sub(s[1], s[2]), s[3]));
+  if constexpr (ROWS == 2) {
+    out[1][2 * t] = put(Vec::add(Vec::add(d[0], d[1]), d[2]));
+    if (2 * t + 1 < NB) out[1][2 * t + 1] = put(Vec::sub(Vec::sub(d[1], d[2]), d[3]));
+  }
+}
+
+// NT tiles of one tile row (the last group of a row may be narrower), NV
+// blocks of output channels (the last group may have fewer): the 16 points'
+// products, then the outputs stored, ROWS rows (1 for the last tile row of an
+// odd height) of NB positions (one fewer than 2 NT past an odd width).
+template <class Vec, int NT, int NV, int ROWS, int NB>
+__attribute__((always_inline)) inline void winograd_tiles(const PlanTileArgs& a, const float* v, int64_t tile,
+                                                          int64_t point, const float* u, int64_t block, int64_t C,
+                                                          const float* bias, float* y, const float* r) {
+  using V = typename Vec::F;
+  constexpr int L = Vec::kWidth;
+  V m[16][NT][NV];
+  for (int p = 0; p < 16; ++p) winograd_point<Vec, NT, NV>(v + p * point, tile, u + p * C * L, block, C, m[p]);
+  for (int b = 0; b < NV; ++b) {
+    V out[ROWS][NB];
+    const V bb = Vec::load(bias + b * L);
+    for (int t = 0; t < NT; ++t) {
+      V mt[16];
+      for (int p = 0; p < 16; ++p) mt[p] = m[p][t][b];
+      winograd_output_tile<Vec, ROWS, NB>(mt, bb, t, out);
+    }
+    store_tile<Vec, NB, ROWS>(a, out, y + b * a.out_block, r != nullptr ? r + b * a.residual_block : nullptr,
+                              std::min<int64_t>(a.kb - b * L, L));
+  }
+}
+
+// Copies padded input rows [r0, r0 + 4) of image n (columns [0, wp) of the
+// padded plane), channels in blocks of L, zeros where the padding is, into
+// xp: [block][4][wp][L].
+template <class Vec>
+void winograd_stage_rows(const Conv2dParams& p, const PlanValueView& in, const float* xn, int64_t r0, int64_t wp,
+                         float* xp) {
+  constexpr int64_t L = Vec::kWidth;
+  const int64_t C = p.in_channels, blocks = (C + L - 1) / L;
+  for (int64_t cb = 0; cb < blocks; ++cb) {
+    const int64_t lanes = std::min(L, C - cb * L);
+    for (int64_t q = 0; q < 4; ++q) {
+      float* dst = xp + (cb * 4 + q) * wp * L;
+      const int64_t i = r0 + q - p.pad_top;
+      if (i < 0 || i >= p.in_h) {
+        zero_row<Vec>(dst, wp * L);
+        continue;
+      }
+      for (int64_t col = 0; col < wp; ++col) {
+        const int64_t j = col - p.pad_left;
+        float* d = dst + col * L;
+        if (j < 0 || j >= p.in_w) {
+          Vec::store(d, Vec::zero());
+        } else if (in.blocked) {
+          Vec::store(d, Vec::load(xn + cb * in.plane + in.origin + i * in.row + j * L));
+        } else {
+          for (int64_t l = 0; l < L; ++l) d[l] = l < lanes ? xn[(cb * L + l) * in.plane + in.origin + i * in.row + j] : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+// NT tiles and NV blocks of output channels per register tile.
+template <class Vec, int NT, int NV>
+void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e,
+                       float* y, const PlanDirectLayout& layout) {
+  constexpr int64_t L = Vec::kWidth;
+  const int64_t C = p.in_channels, K = p.out_channels, Ho = p.out_h, Wo = p.out_w;
+  const int64_t tile_rows = (Ho + 1) / 2, tiles = (Wo + 1) / 2, wp = 2 * tiles + 2, cpad = (C + L - 1) / L * L;
+  const PlanValueView in(layout.in, C, p.in_h, p.in_w, L);
+  const PlanValueView out(layout.out, K, Ho, Wo, L);
+  const PlanValueView res(layout.residual, K, Ho, Wo, L);
+  const int64_t bi = layout.in.border, bo = layout.out.border;
+  // In place: a blocked input whose border holds every padded row and column the tiles read.
+  const bool in_place = layout.in.blocked && bi >= std::max({p.pad_top, p.pad_left, p.pad_bottom + Ho % 2,
+                                                             p.pad_right + Wo % 2});
+  const int64_t groups = (c.blocks + NV - 1) / NV;
+  // Parts of the channel groups: enough items for the threads to share.
+  const int64_t parts = std::clamp<int64_t>((16 + p.batch * tile_rows - 1) / (p.batch * tile_rows), 1, groups);
+  const int64_t items = p.batch * tile_rows * parts;
+  const int64_t point = tiles * cpad, block = 16 * C * L;
+  const bool relu = e.act != nullptr && e.act->kind == Activation::Relu;
+  const bool act_pass = e.act != nullptr && !relu;
+  PlanTileArgs args{C,         3, 0,       0,         0,         out.row, out.plane, 0, res.row, res.plane,
+                    out.blocked, res.blocked, relu, block * NV, out.blocked ? out.plane : L * out.plane,
+                    res.blocked ? res.plane : L * res.plane, Wo};
+  parallel_for(items, work_per_item(items, {16 * tiles, C, K / parts + 1}), [&](int64_t begin, int64_t end) {
+    float* vbuf = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(16 * point));
+    float* xp = in_place ? nullptr : thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(cpad * 4 * wp));
+    int64_t held = -1;  // the (image, tile row) whose transform vbuf holds
+    PlanTileArgs t = args;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t part = item % parts, row_of_image = item / parts;
+      const int64_t n = row_of_image / tile_rows, ty = row_of_image % tile_rows;
+      const int64_t oh = 2 * ty, rows = std::min<int64_t>(2, Ho - oh);
+      if (row_of_image != held) {
+        const float* src;
+        int64_t row, plane;
+        if (in_place) {
+          src = x + in.at(n, 0) + in.origin + (oh - p.pad_top) * in.row - p.pad_left * L;
+          row = in.row;
+          plane = in.plane;
+        } else {
+          winograd_stage_rows<Vec>(p, in, x + in.at(n, 0), oh, wp, xp);
+          src = xp;
+          row = wp * L;
+          plane = 4 * wp * L;
+        }
+        for (int64_t cb = 0; cb < cpad / L; ++cb) {
+          for (int64_t tx = 0; tx < tiles; ++tx) {
+            winograd_input_tile<Vec>(src + cb * plane + 2 * tx * L, row, vbuf + tx * cpad + cb * L, point);
+          }
+        }
+        held = row_of_image;
+      }
+      const int64_t g0 = groups * part / parts, g1 = groups * (part + 1) / parts;
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t k0 = g * NV * L, group_blocks = std::min<int64_t>(NV, c.blocks - g * NV);
+        t.kb = std::min(K - k0, NV * L);
+        const float* u = c.winograd_packed.data() + g * NV * block;
+        const float* bias = c.packed.data() + c.weight_floats + k0;
+        float* yb = y + out.at(n, k0) + out.origin + oh * out.row;
+        const float* rb = e.residual != nullptr ? e.residual + res.at(n, k0) + res.origin + oh * res.row : nullptr;
+        for (int64_t tx = 0; tx < tiles; tx += NT) {
+          const int64_t ow0 = 2 * tx, cols = std::min<int64_t>(2 * NT, Wo - ow0);
+          t.row_left = Wo - ow0;
+          float* yt = yb + ow0 * out.column;
+          const float* rt = rb != nullptr ? rb + ow0 * res.column : nullptr;
+          const float* vt = vbuf + tx * cpad;
+          with_tile_size<NV>(static_cast<int>(group_blocks), [&](auto nv) {
+            with_tile_size<NT>(static_cast<int>((cols + 1) / 2), [&](auto nt) {
+              constexpr int kNv = decltype(nv)::value, kNt = decltype(nt)::value;
+              auto run = [&](auto rows_c, auto cols_c) {
+                winograd_tiles<Vec, kNt, kNv, decltype(rows_c)::value, decltype(cols_c)::value>(
+                    t, vt, cpad, point, u, block, C, bias, yt, rt);
+              };
+              using Two = std::integral_constant<int, 2>;
+              using One = std::integral_constant<int, 1>;
+              using Full = std::integral_constant<int, 2 * kNt>;
+              using Odd = std::integral_constant<int, 2 * kNt - 1>;
+              if (rows == 2) {
+                cols == 2 * kNt ? run(Two{}, Full{}) : run(Two{}, Odd{});
+              } else {
+                cols == 2 * kNt ? run(One{}, Full{}) : run(One{}, Odd{});
+              }
+            });
+          });
+        }
+        if (act_pass) {
+          for (int64_t k = 0; k < (out.blocked ? group_blocks : t.kb); ++k) {
+            float* yk = yb + k * out.plane;
+            for (int64_t q = 0; q < rows; ++q) {
+              activation_forward(*e.act, yk + q * out.row, yk + q * out.row, Wo * out.column);
+            }
+          }
+        }
+        if (bo > 0) zero_border<Vec>(y + out.at(n, k0), out, t.kb, bo, oh, rows, Ho, Wo);
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace cnnkit
