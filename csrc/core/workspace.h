@@ -17,6 +17,7 @@ enum class WorkspaceSlot {
   Im2col,
   Scratch0,
   Scratch1,
+  Scratch2,
   PackedWeights,
   FlippedWeights,
   PlanImage,  // an inference plan's activations of one image, on each thread that runs whole images

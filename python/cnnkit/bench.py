@@ -184,8 +184,10 @@ class Report:
     def note_above_peak(self):
         """Why a rate can exceed the peak, printed under a table that has such a row."""
         if any(r.get("above_peak") for r in self.rows):
-            print("! above the measured peak: the peak was measured while other processes held cores, or "
-                  "this timing is one lucky round (use more --rounds); the percentage is not a bound there")
+            print("! above the measured peak: rates count a convolution's direct FLOPs, and a compiled plan "
+                  "may run 3x3 and 5x5 layers as Winograd F(2x2, 3x3) (16 multiplications where the direct sum "
+                  "takes 36); else the peak was measured while other processes held cores, or this timing is one "
+                  "lucky round (use more --rounds); the percentage is not a bound there")
 
     def geomean_ratio(self, suite):
         ratios = [r["ratio"] for r in self.rows if r["suite"] == suite and "ratio" in r]

@@ -20,8 +20,8 @@ bool plan_direct_fits(const Conv2dParams& p) {
 bool plan_direct_reads_blocked(const Conv2dParams& p) { return plan_direct_fits(p) && p.kernel_w <= 3; }
 
 bool plan_winograd_fits(const Conv2dParams& p) {
-  return plan_direct_fits(p) && p.kernel_h == 3 && p.kernel_w == 3 && p.stride_h == 1 && p.stride_w == 1 &&
-         p.dilation_h == 1 && p.dilation_w == 1;
+  return plan_direct_fits(p) && (p.kernel_h == 3 || p.kernel_h == 5) && (p.kernel_w == 3 || p.kernel_w == 5) &&
+         p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1;
 }
 
 namespace {
@@ -77,25 +77,33 @@ bool pack_plan_direct(const Conv2dParams& p, const float* w, const float* bias, 
 bool pack_plan_winograd(const Conv2dParams& p, const float* w, PlanDirectConv* out) {
   PlanDirectConv& c = *out;
   if (c.kernel == nullptr || !plan_winograd_fits(p)) return false;
-  const int64_t K = p.out_channels, C = p.in_channels, L = c.lanes;
-  c.winograd_packed.assign(static_cast<size_t>(checked_mul(c.blocks * 16 * C, L, "conv2d winograd weight")), 0.0f);
-  parallel_for(c.blocks, 16 * C * L, [&](int64_t b0, int64_t b1) {
+  const int64_t K = p.out_channels, C = p.in_channels, L = c.lanes, KH = p.kernel_h, KW = p.kernel_w;
+  // The 3x3 parts of the kernel's zero extension to a multiple of 3 (plan_winograd_impl.h).
+  const int64_t parts_w = (KW + 2) / 3, S = (KH + 2) / 3 * parts_w;
+  c.winograd_packed.assign(static_cast<size_t>(checked_mul(c.blocks * 16 * S * C, L, "conv2d winograd weight")),
+                           0.0f);
+  parallel_for(c.blocks, 16 * S * C * L, [&](int64_t b0, int64_t b1) {
     for (int64_t k = b0 * L; k < std::min(K, b1 * L); ++k) {
-      for (int64_t ci = 0; ci < C; ++ci) {
-        // 4 G g G^T in double, rounded once: G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
-        // (the kernel scales its outputs by 1/4).
-        const float* g = w + (k * C + ci) * 9;
-        double a[4][3], u[4][4];
-        for (int s = 0; s < 3; ++s) {
-          const double g0 = g[s], g1 = g[3 + s], g2 = g[6 + s];
-          a[0][s] = g0, a[1][s] = (g0 + g1 + g2) / 2, a[2][s] = (g0 - g1 + g2) / 2, a[3][s] = g2;
+      for (int64_t s = 0; s < S; ++s) {
+        for (int64_t ci = 0; ci < C; ++ci) {
+          // 4 G g G^T in double, rounded once: G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+          // (the kernel scales its outputs by 1/4).
+          auto g = [&](int64_t i, int64_t j) -> double {
+            const int64_t r = 3 * (s / parts_w) + i, q = 3 * (s % parts_w) + j;
+            return r < KH && q < KW ? w[((k * C + ci) * KH + r) * KW + q] : 0.0;
+          };
+          double a[4][3], u[4][4];
+          for (int j = 0; j < 3; ++j) {
+            const double g0 = g(0, j), g1 = g(1, j), g2 = g(2, j);
+            a[0][j] = g0, a[1][j] = (g0 + g1 + g2) / 2, a[2][j] = (g0 - g1 + g2) / 2, a[3][j] = g2;
+          }
+          for (int r = 0; r < 4; ++r) {
+            u[r][0] = a[r][0], u[r][1] = (a[r][0] + a[r][1] + a[r][2]) / 2;
+            u[r][2] = (a[r][0] - a[r][1] + a[r][2]) / 2, u[r][3] = a[r][2];
+          }
+          float* dst = c.winograd_packed.data() + (((k / L) * 16 * S + s) * C + ci) * L + k % L;
+          for (int q = 0; q < 16; ++q) dst[q * S * C * L] = static_cast<float>(4 * u[q / 4][q % 4]);
         }
-        for (int r = 0; r < 4; ++r) {
-          u[r][0] = a[r][0], u[r][1] = (a[r][0] + a[r][1] + a[r][2]) / 2;
-          u[r][2] = (a[r][0] - a[r][1] + a[r][2]) / 2, u[r][3] = a[r][2];
-        }
-        float* dst = c.winograd_packed.data() + ((k / L) * 16 * C + ci) * L + k % L;
-        for (int q = 0; q < 16; ++q) dst[q * C * L] = static_cast<float>(4 * u[q / 4][q % 4]);
       }
     }
   });
@@ -122,7 +130,7 @@ void forward_plan_direct(const Conv2dParams& p, const float* x, const float* w, 
   c.winograd = winograd;
   if (winograd) {
     CNNKIT_CHECK(pack_plan_winograd(p, w, &c), ErrorKind::Value,
-                 "conv2d: the plan_winograd kernel runs only 3x3 stride-1 undilated layers of one group");
+                 "conv2d: the plan_winograd kernel runs only 3x3 and 5x5 stride-1 undilated layers of one group");
   }
   c.kernel(p, c, x, PlanDirectEpilogue{}, y, PlanDirectLayout{});
 }

@@ -64,8 +64,9 @@ struct PlanDirectConv {
   // packed[blk][c][r][s][lane] = w[blk*lanes + lane, c, r, s], zero past the
   // output channels; then the bias, [blk][lane].
   std::vector<float> packed;
-  // winograd_packed[blk][point][c][lane] = 4 (G g G^T)[point] of output channel
-  // blk * lanes + lane and input channel c, zero past the output channels;
+  // winograd_packed[blk][point][part][c][lane] = 4 (G g G^T)[point] of output
+  // channel blk * lanes + lane, input channel c and the kernel's 3x3 part
+  // (plan_winograd_impl.h), zero past the output channels;
   // empty where the layer is not one plan_winograd_fits.
   std::vector<float> winograd_packed;
 };
@@ -76,8 +77,8 @@ struct PlanDirectConv {
 bool plan_direct_fits(const Conv2dParams& p);
 // Whether the kernel can read p's input blocked (PlanValueLayout).
 bool plan_direct_reads_blocked(const Conv2dParams& p);
-// 3x3, stride 1, no dilation, one group, and what plan_direct_fits bounds:
-// the layers the Winograd order runs.
+// 3 or 5 rows by 3 or 5 columns, stride 1, no dilation, one group, and what
+// plan_direct_fits bounds: the layers the Winograd order runs.
 bool plan_winograd_fits(const Conv2dParams& p);
 // Packs w and bias (may be null) for the widest ISA enabled now; false
 // (nothing done) when p does not fit or no vector ISA is enabled.

@@ -1,6 +1,11 @@
 // The plan's Winograd convolution F(2x2, 3x3) (plan_direct.h's third
 // order), included by one file per ISA after plan_direct_impl.h.
 //
+// A 5-wide (or 5-tall) kernel runs as the 3x3 parts of its 6-wide zero
+// extension, their products summed before the output's transform: the
+// reduction then runs over parts and input channels, 64 products per 2x2
+// outputs and input channel for a 5x5 kernel where the direct sum takes 100.
+//
 // Each 2x2 block of outputs (a tile) comes from a 4x4 block of the padded
 // input d: y = A^T [(G g G^T) . (B^T d B)] A, 16 products per input channel
 // where the direct convolution takes 36 (Lavin and Gray, "Fast Algorithms
@@ -54,26 +59,30 @@ __attribute__((always_inline)) inline void winograd_input_tile(const float* x, i
   }
 }
 
-// One point's products for NT tiles and NV blocks of output channels:
-// m[t][b] = sum over c < C of v[t * tile + c] * u[b * block + c * L].
+// One point's products for NT tiles and NV blocks of output channels, over
+// the kernel's S parts and C input channels: m[t * NV + b] = sum over s, c of
+// v[t * tile + s * part + c] * u[b * block + (s * C + c) * L] (m's entries
+// L floats each).
 template <class Vec, int NT, int NV>
-__attribute__((always_inline)) inline void winograd_point(const float* v, int64_t tile, const float* u,
-                                                          int64_t block, int64_t C, typename Vec::F (&m)[NT][NV]) {
+__attribute__((always_inline)) inline void winograd_point(const float* v, int64_t tile, int64_t part, const float* u,
+                                                          int64_t block, int64_t S, int64_t C, float* m) {
   using V = typename Vec::F;
   constexpr int L = Vec::kWidth;
   V acc[NT][NV];
   for (int t = 0; t < NT; ++t)
     for (int b = 0; b < NV; ++b) acc[t][b] = Vec::zero();
-  for (int64_t c = 0; c < C; ++c) {
-    V uc[NV];
-    for (int b = 0; b < NV; ++b) uc[b] = Vec::load(u + b * block + c * L);
-    for (int t = 0; t < NT; ++t) {
-      const V x = Vec::broadcast(v + t * tile + c);
-      for (int b = 0; b < NV; ++b) acc[t][b] = Vec::fma(uc[b], x, acc[t][b]);
+  for (int64_t s = 0; s < S; ++s, v += part, u += C * L) {
+    for (int64_t c = 0; c < C; ++c) {
+      V uc[NV];
+      for (int b = 0; b < NV; ++b) uc[b] = Vec::load(u + b * block + c * L);
+      for (int t = 0; t < NT; ++t) {
+        const V x = Vec::broadcast(v + t * tile + c);
+        for (int b = 0; b < NV; ++b) acc[t][b] = Vec::fma(uc[b], x, acc[t][b]);
+      }
     }
   }
   for (int t = 0; t < NT; ++t)
-    for (int b = 0; b < NV; ++b) m[t][b] = acc[t][b];
+    for (int b = 0; b < NV; ++b) Vec::store(m + (t * NV + b) * L, acc[t][b]);
 }
 
 // y = A^T m A / 4 + bias for one tile's 16 points (m[4 i + j], of the
@@ -97,24 +106,22 @@ __attribute__((always_inline)) inline void winograd_output_tile(const typename V
   }
 }
 
-// NT tiles of one tile row (the last group of a row may be narrower), NV
-// blocks of output channels (the last group may have fewer): the 16 points'
-// products, then the outputs stored, ROWS rows (1 for the last tile row of an
-// odd height) of NB positions (one fewer than 2 NT past an odd width).
+// The outputs of NT tiles of one tile row (the last group of a row may be
+// narrower) and NV blocks of output channels (the last group may have fewer)
+// from their products (m: point p's at m + p * point, tile t's block b at
+// (t * NV + b) * L from there), stored as ROWS rows (1 for the last tile row
+// of an odd height) of NB positions (one fewer than 2 NT past an odd width).
 template <class Vec, int NT, int NV, int ROWS, int NB>
-__attribute__((always_inline)) inline void winograd_tiles(const PlanTileArgs& a, const float* v, int64_t tile,
-                                                          int64_t point, const float* u, int64_t block, int64_t C,
-                                                          const float* bias, float* y, const float* r) {
+__attribute__((always_inline)) inline void winograd_outputs(const PlanTileArgs& a, const float* m, int64_t point,
+                                                            const float* bias, float* y, const float* r) {
   using V = typename Vec::F;
   constexpr int L = Vec::kWidth;
-  V m[16][NT][NV];
-  for (int p = 0; p < 16; ++p) winograd_point<Vec, NT, NV>(v + p * point, tile, u + p * C * L, block, C, m[p]);
   for (int b = 0; b < NV; ++b) {
     V out[ROWS][NB];
     const V bb = Vec::load(bias + b * L);
     for (int t = 0; t < NT; ++t) {
       V mt[16];
-      for (int p = 0; p < 16; ++p) mt[p] = m[p][t][b];
+      for (int p = 0; p < 16; ++p) mt[p] = Vec::load(m + p * point + (t * NV + b) * L);
       winograd_output_tile<Vec, ROWS, NB>(mt, bb, t, out);
     }
     store_tile<Vec, NB, ROWS>(a, out, y + b * a.out_block, r != nullptr ? r + b * a.residual_block : nullptr,
@@ -122,18 +129,18 @@ __attribute__((always_inline)) inline void winograd_tiles(const PlanTileArgs& a,
   }
 }
 
-// Copies padded input rows [r0, r0 + 4) of image n (columns [0, wp) of the
-// padded plane), channels in blocks of L, zeros where the padding is, into
-// xp: [block][4][wp][L].
+// Copies padded input rows [r0, r0 + rows) of image n (columns [0, wp) of
+// the padded plane), channels in blocks of L, zeros where the padding is (and
+// past it), into xp: [block][rows][wp][L].
 template <class Vec>
-void winograd_stage_rows(const Conv2dParams& p, const PlanValueView& in, const float* xn, int64_t r0, int64_t wp,
-                         float* xp) {
+void winograd_stage_rows(const Conv2dParams& p, const PlanValueView& in, const float* xn, int64_t r0, int64_t rows,
+                         int64_t wp, float* xp) {
   constexpr int64_t L = Vec::kWidth;
   const int64_t C = p.in_channels, blocks = (C + L - 1) / L;
   for (int64_t cb = 0; cb < blocks; ++cb) {
     const int64_t lanes = std::min(L, C - cb * L);
-    for (int64_t q = 0; q < 4; ++q) {
-      float* dst = xp + (cb * 4 + q) * wp * L;
+    for (int64_t q = 0; q < rows; ++q) {
+      float* dst = xp + (cb * rows + q) * wp * L;
       const int64_t i = r0 + q - p.pad_top;
       if (i < 0 || i >= p.in_h) {
         zero_row<Vec>(dst, wp * L);
@@ -160,27 +167,40 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
                        float* y, const PlanDirectLayout& layout) {
   constexpr int64_t L = Vec::kWidth;
   const int64_t C = p.in_channels, K = p.out_channels, Ho = p.out_h, Wo = p.out_w;
-  const int64_t tile_rows = (Ho + 1) / 2, tiles = (Wo + 1) / 2, wp = 2 * tiles + 2, cpad = (C + L - 1) / L * L;
+  const int64_t tile_rows = (Ho + 1) / 2, tiles = (Wo + 1) / 2, cpad = (C + L - 1) / L * L;
+  // The kernel's 3x3 parts (plan_winograd_fits): part (i, j) starts at kernel row 3 i, column 3 j.
+  const int64_t parts_h = (p.kernel_h + 2) / 3, parts_w = (p.kernel_w + 2) / 3, S = parts_h * parts_w;
+  // The padded input rows and columns the tiles read; beyond the padded input
+  // by up to one tile's overhang and the parts' zero extension.
+  const int64_t staged_rows = 3 * parts_h + 1, wp = 2 * tiles + 3 * parts_w - 1;
+  const int64_t over_h = 2 * tile_rows - Ho + 3 * parts_h - p.kernel_h;
+  const int64_t over_w = 2 * tiles - Wo + 3 * parts_w - p.kernel_w;
   const PlanValueView in(layout.in, C, p.in_h, p.in_w, L);
   const PlanValueView out(layout.out, K, Ho, Wo, L);
   const PlanValueView res(layout.residual, K, Ho, Wo, L);
   const int64_t bi = layout.in.border, bo = layout.out.border;
   // In place: a blocked input whose border holds every padded row and column the tiles read.
-  const bool in_place = layout.in.blocked && bi >= std::max({p.pad_top, p.pad_left, p.pad_bottom + Ho % 2,
-                                                             p.pad_right + Wo % 2});
+  const bool in_place =
+      layout.in.blocked && bi >= std::max({p.pad_top, p.pad_left, p.pad_bottom + over_h, p.pad_right + over_w});
   const int64_t groups = (c.blocks + NV - 1) / NV;
   // Parts of the channel groups: enough items for the threads to share.
   const int64_t parts = std::clamp<int64_t>((16 + p.batch * tile_rows - 1) / (p.batch * tile_rows), 1, groups);
   const int64_t items = p.batch * tile_rows * parts;
-  const int64_t point = tiles * cpad, block = 16 * C * L;
+  const int64_t tile = S * cpad, point = tiles * tile, block = 16 * S * C * L;
+  // Even groups of tiles: a row of 7 goes as 4 + 3, not 6 + 1, whose 2
+  // accumulators would wait on each FMA's latency.
+  const int64_t tile_groups = (tiles + NT - 1) / NT, narrow_group = tiles / tile_groups,
+                wider_groups = tiles % tile_groups;
   const bool relu = e.act != nullptr && e.act->kind == Activation::Relu;
   const bool act_pass = e.act != nullptr && !relu;
   PlanTileArgs args{C,         3, 0,       0,         0,         out.row, out.plane, 0, res.row, res.plane,
                     out.blocked, res.blocked, relu, block * NV, out.blocked ? out.plane : L * out.plane,
                     res.blocked ? res.plane : L * res.plane, Wo};
-  parallel_for(items, work_per_item(items, {16 * tiles, C, K / parts + 1}), [&](int64_t begin, int64_t end) {
+  parallel_for(items, work_per_item(items, {16 * tiles, S * C, K / parts + 1}), [&](int64_t begin, int64_t end) {
     float* vbuf = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(16 * point));
-    float* xp = in_place ? nullptr : thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(cpad * 4 * wp));
+    float* mbuf = thread_workspace(WorkspaceSlot::Scratch2, static_cast<size_t>(16 * tiles * NV * L));
+    float* xp =
+        in_place ? nullptr : thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(cpad * staged_rows * wp));
     int64_t held = -1;  // the (image, tile row) whose transform vbuf holds
     PlanTileArgs t = args;
     for (int64_t item = begin; item < end; ++item) {
@@ -195,14 +215,18 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
           row = in.row;
           plane = in.plane;
         } else {
-          winograd_stage_rows<Vec>(p, in, x + in.at(n, 0), oh, wp, xp);
+          winograd_stage_rows<Vec>(p, in, x + in.at(n, 0), oh, staged_rows, wp, xp);
           src = xp;
           row = wp * L;
-          plane = 4 * wp * L;
+          plane = staged_rows * wp * L;
         }
-        for (int64_t cb = 0; cb < cpad / L; ++cb) {
-          for (int64_t tx = 0; tx < tiles; ++tx) {
-            winograd_input_tile<Vec>(src + cb * plane + 2 * tx * L, row, vbuf + tx * cpad + cb * L, point);
+        for (int64_t s = 0; s < S; ++s) {
+          const float* part_src = src + 3 * (s / parts_w) * row + 3 * (s % parts_w) * L;
+          for (int64_t cb = 0; cb < cpad / L; ++cb) {
+            for (int64_t tx = 0; tx < tiles; ++tx) {
+              winograd_input_tile<Vec>(part_src + cb * plane + 2 * tx * L, row, vbuf + tx * tile + s * cpad + cb * L,
+                                       point);
+            }
           }
         }
         held = row_of_image;
@@ -215,18 +239,33 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
         const float* bias = c.packed.data() + c.weight_floats + k0;
         float* yb = y + out.at(n, k0) + out.origin + oh * out.row;
         const float* rb = e.residual != nullptr ? e.residual + res.at(n, k0) + res.origin + oh * res.row : nullptr;
-        for (int64_t tx = 0; tx < tiles; tx += NT) {
-          const int64_t ow0 = 2 * tx, cols = std::min<int64_t>(2 * NT, Wo - ow0);
+        // Point by point over the whole tile row: a point's transformed
+        // weights (S C NV L floats) stay in L1 across the row's tiles.
+        for (int64_t q = 0; q < 16; ++q) {
+          for (int64_t group = 0, tx = 0, nt; group < tile_groups; ++group, tx += nt) {
+            nt = narrow_group + (group < wider_groups ? 1 : 0);
+            with_tile_size<NV>(static_cast<int>(group_blocks), [&](auto nv) {
+              with_tile_size<NT>(static_cast<int>(nt), [&](auto nt_c) {
+                constexpr int kNv = decltype(nv)::value, kNt = decltype(nt_c)::value;
+                winograd_point<Vec, kNt, kNv>(vbuf + q * point + tx * tile, tile, cpad, u + q * S * C * L, block, S,
+                                              C, mbuf + (q * tiles + tx) * NV * L);
+              });
+            });
+          }
+        }
+        for (int64_t group = 0, tx = 0, nt; group < tile_groups; ++group, tx += nt) {
+          nt = narrow_group + (group < wider_groups ? 1 : 0);
+          const int64_t ow0 = 2 * tx, cols = std::min<int64_t>(2 * nt, Wo - ow0);
           t.row_left = Wo - ow0;
           float* yt = yb + ow0 * out.column;
           const float* rt = rb != nullptr ? rb + ow0 * res.column : nullptr;
-          const float* vt = vbuf + tx * cpad;
+          const float* mt = mbuf + tx * NV * L;
           with_tile_size<NV>(static_cast<int>(group_blocks), [&](auto nv) {
-            with_tile_size<NT>(static_cast<int>((cols + 1) / 2), [&](auto nt) {
-              constexpr int kNv = decltype(nv)::value, kNt = decltype(nt)::value;
+            with_tile_size<NT>(static_cast<int>(nt), [&](auto nt_c) {
+              constexpr int kNv = decltype(nv)::value, kNt = decltype(nt_c)::value;
               auto run = [&](auto rows_c, auto cols_c) {
-                winograd_tiles<Vec, kNt, kNv, decltype(rows_c)::value, decltype(cols_c)::value>(
-                    t, vt, cpad, point, u, block, C, bias, yt, rt);
+                winograd_outputs<Vec, kNt, kNv, decltype(rows_c)::value, decltype(cols_c)::value>(
+                    t, mt, tiles * NV * L, bias, yt, rt);
               };
               using Two = std::integral_constant<int, 2>;
               using One = std::integral_constant<int, 1>;

@@ -37,7 +37,7 @@ struct ValueShape {
 // DirectBlockMajor the same with each image's work ordered by channel block
 // (for weights too large for the L2: each block's weights are read once per
 // image rather than once per band of rows); Winograd the same with its
-// Winograd F(2x2, 3x3) order on the 3x3 stride-1 layers; Measure
+// Winograd F(2x2, 3x3) order on the 3x3 and 5x5 stride-1 layers; Measure
 // times every way that can run the layer on the first run after each
 // preparation and keeps the fastest. Linear ops follow the same choice:
 // Kernel (and Direct) runs linear_forward, Gemm the weights packed once for
