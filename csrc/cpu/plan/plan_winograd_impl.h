@@ -17,9 +17,10 @@
 // transforms the products back, adding the bias, a residual and a ReLU in
 // registers as plan_direct_tile does (store_tile).
 //
-// Threads take (image, row of tiles, part of the output channel groups)
-// items: a row of tiles is transformed once per item (the parts split the
-// output channels only where an image has too few tile rows to go round).
+// Threads take (image, band of tile rows, part of the output channel groups)
+// items: a band is transformed once per item (the parts split the output
+// channels only where an image has too few bands to go round); its tiles go
+// through the products in register tiles of NT whatever the rows' width.
 // The input is read in place where it is blocked and its border covers the
 // padding and the last tile's overhang (a tile past an odd output size reads
 // one row or column beyond it); otherwise each item copies its four padded
@@ -60,10 +61,10 @@ __attribute__((always_inline)) inline void winograd_input_tile(const float* x, i
 }
 
 // One point's products for NT tiles and NV blocks of output channels, over
-// the kernel's S parts and C input channels: m[t * NV + b] = sum over s, c of
+// the kernel's S parts and C input channels: m[t * MV + b] = sum over s, c of
 // v[t * tile + s * part + c] * u[b * block + (s * C + c) * L] (m's entries
-// L floats each).
-template <class Vec, int NT, int NV>
+// L floats each; MV, at least NV, the blocks of a whole group).
+template <class Vec, int NT, int NV, int MV>
 __attribute__((always_inline)) inline void winograd_point(const float* v, int64_t tile, int64_t part, const float* u,
                                                           int64_t block, int64_t S, int64_t C, float* m) {
   using V = typename Vec::F;
@@ -82,7 +83,7 @@ __attribute__((always_inline)) inline void winograd_point(const float* v, int64_
     }
   }
   for (int t = 0; t < NT; ++t)
-    for (int b = 0; b < NV; ++b) Vec::store(m + (t * NV + b) * L, acc[t][b]);
+    for (int b = 0; b < NV; ++b) Vec::store(m + (t * MV + b) * L, acc[t][b]);
 }
 
 // y = A^T m A / 4 + bias for one tile's 16 points (m[4 i + j], of the
@@ -109,9 +110,9 @@ __attribute__((always_inline)) inline void winograd_output_tile(const typename V
 // The outputs of NT tiles of one tile row (the last group of a row may be
 // narrower) and NV blocks of output channels (the last group may have fewer)
 // from their products (m: point p's at m + p * point, tile t's block b at
-// (t * NV + b) * L from there), stored as ROWS rows (1 for the last tile row
+// (t * MV + b) * L from there), stored as ROWS rows (1 for the last tile row
 // of an odd height) of NB positions (one fewer than 2 NT past an odd width).
-template <class Vec, int NT, int NV, int ROWS, int NB>
+template <class Vec, int NT, int NV, int MV, int ROWS, int NB>
 __attribute__((always_inline)) inline void winograd_outputs(const PlanTileArgs& a, const float* m, int64_t point,
                                                             const float* bias, float* y, const float* r) {
   using V = typename Vec::F;
@@ -121,7 +122,7 @@ __attribute__((always_inline)) inline void winograd_outputs(const PlanTileArgs& 
     const V bb = Vec::load(bias + b * L);
     for (int t = 0; t < NT; ++t) {
       V mt[16];
-      for (int p = 0; p < 16; ++p) mt[p] = Vec::load(m + p * point + (t * NV + b) * L);
+      for (int p = 0; p < 16; ++p) mt[p] = Vec::load(m + p * point + (t * MV + b) * L);
       winograd_output_tile<Vec, ROWS, NB>(mt, bb, t, out);
     }
     store_tile<Vec, NB, ROWS>(a, out, y + b * a.out_block, r != nullptr ? r + b * a.residual_block : nullptr,
@@ -161,6 +162,18 @@ void winograd_stage_rows(const Conv2dParams& p, const PlanValueView& in, const f
   }
 }
 
+// Splits n tiles into even groups of at most NT: 7 go as 4 + 3, not 6 + 1,
+// whose 2 accumulators would wait on each FMA's latency. Calls
+// f(first tile, tiles in the group).
+template <int NT, class F>
+__attribute__((always_inline)) inline void for_tile_groups(int64_t n, F&& f) {
+  const int64_t groups = (n + NT - 1) / NT, narrow = n / groups, wider = n % groups;
+  for (int64_t g = 0, first = 0, count; g < groups; ++g, first += count) {
+    count = narrow + (g < wider ? 1 : 0);
+    f(first, count);
+  }
+}
+
 // NT tiles and NV blocks of output channels per register tile.
 template <class Vec, int NT, int NV>
 void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e,
@@ -168,11 +181,16 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
   constexpr int64_t L = Vec::kWidth;
   const int64_t C = p.in_channels, K = p.out_channels, Ho = p.out_h, Wo = p.out_w;
   const int64_t tile_rows = (Ho + 1) / 2, tiles = (Wo + 1) / 2, cpad = (C + L - 1) / L * L;
+  // Items take bands of tile rows, enough tiles for two whole register tiles
+  // where the rows are short (an 8-wide plane's 4 tiles a row: bands of 3
+  // rows, 12 tiles as 6 + 6, where single rows would run 4-tile tiles).
+  const int64_t band_rows = std::min(tile_rows, (2 * NT + tiles - 1) / tiles);
+  const int64_t bands = (tile_rows + band_rows - 1) / band_rows, band_tiles = band_rows * tiles;
   // The kernel's 3x3 parts (plan_winograd_fits): part (i, j) starts at kernel row 3 i, column 3 j.
   const int64_t parts_h = (p.kernel_h + 2) / 3, parts_w = (p.kernel_w + 2) / 3, S = parts_h * parts_w;
-  // The padded input rows and columns the tiles read; beyond the padded input
-  // by up to one tile's overhang and the parts' zero extension.
-  const int64_t staged_rows = 3 * parts_h + 1, wp = 2 * tiles + 3 * parts_w - 1;
+  // The padded input rows and columns a band's tiles read; beyond the padded
+  // input by up to one tile's overhang and the parts' zero extension.
+  const int64_t staged_rows = 2 * band_rows + 3 * parts_h - 1, wp = 2 * tiles + 3 * parts_w - 1;
   const int64_t over_h = 2 * tile_rows - Ho + 3 * parts_h - p.kernel_h;
   const int64_t over_w = 2 * tiles - Wo + 3 * parts_w - p.kernel_w;
   const PlanValueView in(layout.in, C, p.in_h, p.in_w, L);
@@ -184,52 +202,52 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
       layout.in.blocked && bi >= std::max({p.pad_top, p.pad_left, p.pad_bottom + over_h, p.pad_right + over_w});
   const int64_t groups = (c.blocks + NV - 1) / NV;
   // Parts of the channel groups: enough items for the threads to share.
-  const int64_t parts = std::clamp<int64_t>((16 + p.batch * tile_rows - 1) / (p.batch * tile_rows), 1, groups);
-  const int64_t items = p.batch * tile_rows * parts;
-  const int64_t tile = S * cpad, point = tiles * tile, block = 16 * S * C * L;
-  // Even groups of tiles: a row of 7 goes as 4 + 3, not 6 + 1, whose 2
-  // accumulators would wait on each FMA's latency.
-  const int64_t tile_groups = (tiles + NT - 1) / NT, narrow_group = tiles / tile_groups,
-                wider_groups = tiles % tile_groups;
+  const int64_t parts = std::clamp<int64_t>((16 + p.batch * bands - 1) / (p.batch * bands), 1, groups);
+  const int64_t items = p.batch * bands * parts;
+  // vbuf: point q's transform of band tile i, part s, channel c at q * point + i * tile + s * cpad + c.
+  const int64_t tile = S * cpad, point = band_tiles * tile, block = 16 * S * C * L;
   const bool relu = e.act != nullptr && e.act->kind == Activation::Relu;
   const bool act_pass = e.act != nullptr && !relu;
   PlanTileArgs args{C,         3, 0,       0,         0,         out.row, out.plane, 0, res.row, res.plane,
                     out.blocked, res.blocked, relu, block * NV, out.blocked ? out.plane : L * out.plane,
                     res.blocked ? res.plane : L * res.plane, Wo};
-  parallel_for(items, work_per_item(items, {16 * tiles, S * C, K / parts + 1}), [&](int64_t begin, int64_t end) {
+  parallel_for(items, work_per_item(items, {16 * band_tiles, S * C, K / parts + 1}), [&](int64_t begin, int64_t end) {
     float* vbuf = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(16 * point));
-    float* mbuf = thread_workspace(WorkspaceSlot::Scratch2, static_cast<size_t>(16 * tiles * NV * L));
+    float* mbuf = thread_workspace(WorkspaceSlot::Scratch2, static_cast<size_t>(16 * band_tiles * NV * L));
     float* xp =
         in_place ? nullptr : thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(cpad * staged_rows * wp));
-    int64_t held = -1;  // the (image, tile row) whose transform vbuf holds
+    int64_t held = -1;  // the (image, band) whose transform vbuf holds
     PlanTileArgs t = args;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t part = item % parts, row_of_image = item / parts;
-      const int64_t n = row_of_image / tile_rows, ty = row_of_image % tile_rows;
-      const int64_t oh = 2 * ty, rows = std::min<int64_t>(2, Ho - oh);
-      if (row_of_image != held) {
+      const int64_t part = item % parts, band_of_image = item / parts;
+      const int64_t n = band_of_image / bands, ty0 = band_of_image % bands * band_rows;
+      const int64_t rows_here = std::min(band_rows, tile_rows - ty0), tiles_here = rows_here * tiles;
+      const int64_t oh0 = 2 * ty0, out_rows = std::min(2 * rows_here, Ho - oh0);
+      if (band_of_image != held) {
         const float* src;
         int64_t row, plane;
         if (in_place) {
-          src = x + in.at(n, 0) + in.origin + (oh - p.pad_top) * in.row - p.pad_left * L;
+          src = x + in.at(n, 0) + in.origin + (oh0 - p.pad_top) * in.row - p.pad_left * L;
           row = in.row;
           plane = in.plane;
         } else {
-          winograd_stage_rows<Vec>(p, in, x + in.at(n, 0), oh, staged_rows, wp, xp);
+          winograd_stage_rows<Vec>(p, in, x + in.at(n, 0), oh0, staged_rows, wp, xp);
           src = xp;
           row = wp * L;
           plane = staged_rows * wp * L;
         }
-        for (int64_t s = 0; s < S; ++s) {
-          const float* part_src = src + 3 * (s / parts_w) * row + 3 * (s % parts_w) * L;
-          for (int64_t cb = 0; cb < cpad / L; ++cb) {
-            for (int64_t tx = 0; tx < tiles; ++tx) {
-              winograd_input_tile<Vec>(part_src + cb * plane + 2 * tx * L, row, vbuf + tx * tile + s * cpad + cb * L,
-                                       point);
+        for (int64_t r = 0; r < rows_here; ++r) {
+          for (int64_t s = 0; s < S; ++s) {
+            const float* part_src = src + (2 * r + 3 * (s / parts_w)) * row + 3 * (s % parts_w) * L;
+            for (int64_t cb = 0; cb < cpad / L; ++cb) {
+              for (int64_t tx = 0; tx < tiles; ++tx) {
+                winograd_input_tile<Vec>(part_src + cb * plane + 2 * tx * L, row,
+                                         vbuf + (r * tiles + tx) * tile + s * cpad + cb * L, point);
+              }
             }
           }
         }
-        held = row_of_image;
+        held = band_of_image;
       }
       const int64_t g0 = groups * part / parts, g1 = groups * (part + 1) / parts;
       for (int64_t g = g0; g < g1; ++g) {
@@ -237,57 +255,62 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
         t.kb = std::min(K - k0, NV * L);
         const float* u = c.winograd_packed.data() + g * NV * block;
         const float* bias = c.packed.data() + c.weight_floats + k0;
-        float* yb = y + out.at(n, k0) + out.origin + oh * out.row;
-        const float* rb = e.residual != nullptr ? e.residual + res.at(n, k0) + res.origin + oh * res.row : nullptr;
-        // Point by point over the whole tile row: a point's transformed
-        // weights (S C NV L floats) stay in L1 across the row's tiles.
+        // Point by point over the whole band: a point's transformed weights
+        // (S C NV L floats) stay in L1 across the band's tiles, taken in
+        // register tiles of NT whatever the rows' width.
         for (int64_t q = 0; q < 16; ++q) {
-          for (int64_t group = 0, tx = 0, nt; group < tile_groups; ++group, tx += nt) {
-            nt = narrow_group + (group < wider_groups ? 1 : 0);
+          for_tile_groups<NT>(tiles_here, [&](int64_t i, int64_t nt) {
             with_tile_size<NV>(static_cast<int>(group_blocks), [&](auto nv) {
               with_tile_size<NT>(static_cast<int>(nt), [&](auto nt_c) {
                 constexpr int kNv = decltype(nv)::value, kNt = decltype(nt_c)::value;
-                winograd_point<Vec, kNt, kNv>(vbuf + q * point + tx * tile, tile, cpad, u + q * S * C * L, block, S,
-                                              C, mbuf + (q * tiles + tx) * NV * L);
+                winograd_point<Vec, kNt, kNv, NV>(vbuf + q * point + i * tile, tile, cpad, u + q * S * C * L, block, S,
+                                              C, mbuf + (q * band_tiles + i) * NV * L);
               });
-            });
-          }
-        }
-        for (int64_t group = 0, tx = 0, nt; group < tile_groups; ++group, tx += nt) {
-          nt = narrow_group + (group < wider_groups ? 1 : 0);
-          const int64_t ow0 = 2 * tx, cols = std::min<int64_t>(2 * nt, Wo - ow0);
-          t.row_left = Wo - ow0;
-          float* yt = yb + ow0 * out.column;
-          const float* rt = rb != nullptr ? rb + ow0 * res.column : nullptr;
-          const float* mt = mbuf + tx * NV * L;
-          with_tile_size<NV>(static_cast<int>(group_blocks), [&](auto nv) {
-            with_tile_size<NT>(static_cast<int>(nt), [&](auto nt_c) {
-              constexpr int kNv = decltype(nv)::value, kNt = decltype(nt_c)::value;
-              auto run = [&](auto rows_c, auto cols_c) {
-                winograd_outputs<Vec, kNt, kNv, decltype(rows_c)::value, decltype(cols_c)::value>(
-                    t, mt, tiles * NV * L, bias, yt, rt);
-              };
-              using Two = std::integral_constant<int, 2>;
-              using One = std::integral_constant<int, 1>;
-              using Full = std::integral_constant<int, 2 * kNt>;
-              using Odd = std::integral_constant<int, 2 * kNt - 1>;
-              if (rows == 2) {
-                cols == 2 * kNt ? run(Two{}, Full{}) : run(Two{}, Odd{});
-              } else {
-                cols == 2 * kNt ? run(One{}, Full{}) : run(One{}, Odd{});
-              }
             });
           });
         }
+        // The outputs row by row, in the same even groups per row.
+        for (int64_t r = 0; r < rows_here; ++r) {
+          const int64_t oh = oh0 + 2 * r, rows = std::min<int64_t>(2, Ho - oh);
+          float* yb = y + out.at(n, k0) + out.origin + oh * out.row;
+          const float* rb =
+              e.residual != nullptr ? e.residual + res.at(n, k0) + res.origin + oh * res.row : nullptr;
+          for_tile_groups<NT>(tiles, [&](int64_t tx, int64_t nt) {
+            const int64_t ow0 = 2 * tx, cols = std::min<int64_t>(2 * nt, Wo - ow0);
+            t.row_left = Wo - ow0;
+            float* yt = yb + ow0 * out.column;
+            const float* rt = rb != nullptr ? rb + ow0 * res.column : nullptr;
+            const float* mt = mbuf + (r * tiles + tx) * NV * L;
+            with_tile_size<NV>(static_cast<int>(group_blocks), [&](auto nv) {
+              with_tile_size<NT>(static_cast<int>(nt), [&](auto nt_c) {
+                constexpr int kNv = decltype(nv)::value, kNt = decltype(nt_c)::value;
+                auto run = [&](auto rows_c, auto cols_c) {
+                  winograd_outputs<Vec, kNt, kNv, NV, decltype(rows_c)::value, decltype(cols_c)::value>(
+                      t, mt, band_tiles * NV * L, bias, yt, rt);
+                };
+                using Two = std::integral_constant<int, 2>;
+                using One = std::integral_constant<int, 1>;
+                using Full = std::integral_constant<int, 2 * kNt>;
+                using Odd = std::integral_constant<int, 2 * kNt - 1>;
+                if (rows == 2) {
+                  cols == 2 * kNt ? run(Two{}, Full{}) : run(Two{}, Odd{});
+                } else {
+                  cols == 2 * kNt ? run(One{}, Full{}) : run(One{}, Odd{});
+                }
+              });
+            });
+          });
+        }
+        float* yb = y + out.at(n, k0) + out.origin + oh0 * out.row;
         if (act_pass) {
           for (int64_t k = 0; k < (out.blocked ? group_blocks : t.kb); ++k) {
             float* yk = yb + k * out.plane;
-            for (int64_t q = 0; q < rows; ++q) {
+            for (int64_t q = 0; q < out_rows; ++q) {
               activation_forward(*e.act, yk + q * out.row, yk + q * out.row, Wo * out.column);
             }
           }
         }
-        if (bo > 0) zero_border<Vec>(y + out.at(n, k0), out, t.kb, bo, oh, rows, Ho, Wo);
+        if (bo > 0) zero_border<Vec>(y + out.at(n, k0), out, t.kb, bo, oh0, out_rows, Ho, Wo);
       }
     }
   });
