@@ -783,11 +783,16 @@ void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
     if (fastest != count_plans - 1) run_all(n);
   }
   // Copies of the weights the plan no longer needs (until the next
-  // preparation); an image-major trunk keeps its direct kernels.
+  // preparation); an image-major trunk keeps its direct kernels, and the
+  // Winograd transforms (16/9 of a 3x3 layer's weights) stay only where that
+  // order runs.
   for (int k = 0; k < count; ++k) {
     Op& op = ops[k];
-    if (op.kind == OpKind::Conv && !is_plan_direct(op.way) && !(image_major && k < trunk)) {
+    if (op.kind != OpKind::Conv) continue;
+    if (!is_plan_direct(op.way) && !(image_major && k < trunk)) {
       op.direct = PlanDirectConv{};
+    } else if ((is_plan_direct(op.way) ? op.way : op.faster_direct) != ConvWay::PlanWinograd) {
+      std::vector<float>().swap(op.direct.winograd_packed);
     }
   }
 }

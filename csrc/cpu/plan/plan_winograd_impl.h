@@ -1,11 +1,6 @@
 // The plan's Winograd convolution F(2x2, 3x3) (plan_direct.h's third
 // order), included by one file per ISA after plan_direct_impl.h.
 //
-// A 5-wide (or 5-tall) kernel runs as the 3x3 parts of its 6-wide zero
-// extension, their products summed before the output's transform: the
-// reduction then runs over parts and input channels, 64 products per 2x2
-// outputs and input channel for a 5x5 kernel where the direct sum takes 100.
-//
 // Each 2x2 block of outputs (a tile) comes from a 4x4 block of the padded
 // input d: y = A^T [(G g G^T) . (B^T d B)] A, 16 products per input channel
 // where the direct convolution takes 36 (Lavin and Gray, "Fast Algorithms
@@ -17,14 +12,20 @@
 // transforms the products back, adding the bias, a residual and a ReLU in
 // registers as plan_direct_tile does (store_tile).
 //
+// A 5-wide (or 5-tall) kernel runs as the 3x3 parts of its 6-wide zero
+// extension, their products summed before the output's transform: the
+// reduction then runs over parts and input channels, 64 products per 2x2
+// outputs and input channel for a 5x5 kernel where the direct sum takes 100.
+//
 // Threads take (image, band of tile rows, part of the output channel groups)
 // items: a band is transformed once per item (the parts split the output
 // channels only where an image has too few bands to go round); its tiles go
 // through the products in register tiles of NT whatever the rows' width.
 // The input is read in place where it is blocked and its border covers the
 // padding and the last tile's overhang (a tile past an odd output size reads
-// one row or column beyond it); otherwise each item copies its four padded
-// input rows, blocked, into a per-thread buffer first.
+// one row or column beyond it, a 5-wide kernel's parts one more); otherwise
+// each item first copies the padded input rows its band reads, blocked, into
+// a per-thread buffer.
 //
 // The weights' transforms are packed times 4 (G's halves make quarters) and
 // the outputs scaled back by 1/4, exactly: every step of small integers is
@@ -208,6 +209,7 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
   const int64_t tile = S * cpad, point = band_tiles * tile, block = 16 * S * C * L;
   const bool relu = e.act != nullptr && e.act->kind == Activation::Relu;
   const bool act_pass = e.act != nullptr && !relu;
+  // store_tile's arguments (the input's pitches, plan_direct_tile's, unused).
   PlanTileArgs args{C,         3, 0,       0,         0,         out.row, out.plane, 0, res.row, res.plane,
                     out.blocked, res.blocked, relu, block * NV, out.blocked ? out.plane : L * out.plane,
                     res.blocked ? res.plane : L * res.plane, Wo};
