@@ -68,8 +68,9 @@ bool direct_way_fits(const PlanDirectConv& d, ConvWay way) {
   return d.kernel != nullptr && (way != ConvWay::PlanWinograd || !d.winograd_packed.empty());
 }
 
-const char* direct_order_name(const PlanDirectConv& d) {
-  return d.winograd ? ", winograd" : d.block_major ? ", block-major" : "";
+// What describe() says after the direct kernel's name for its `way`.
+const char* direct_order_name(ConvWay way) {
+  return way == ConvWay::PlanWinograd ? ", winograd" : way == ConvWay::PlanDirectBlockMajor ? ", block-major" : "";
 }
 
 enum class OpKind { Conv, Linear, MaxPool, AvgPool, AdaptiveAvgPool, ChannelAffine, Lrn, Elementwise };
@@ -151,6 +152,10 @@ bool runs_kernel_per_image(const Op& op) {
   const std::vector<std::string> candidates = conv2d_candidates(op.conv, false);
   return std::find(candidates.begin(), candidates.end(), op.impl) != candidates.end();
 }
+
+// The direct kernel's way in an image-major trunk: the op's own where that is
+// one, else the fastest order measured (or the band order, never measured).
+ConvWay trunk_direct_way(const Op& op) { return is_plan_direct(op.way) ? op.way : op.faster_direct; }
 
 // Whether an image-major trunk runs the op's Kernel way rather than the direct
 // kernel when the op goes `way` (choose_layouts may time the op's direct way
@@ -523,7 +528,7 @@ void InferencePlan::Impl::run_images(int64_t n) {
   for (int k = 0; k < trunk; ++k) {
     Op& op = ops[k];
     if (op.kind == OpKind::Conv) {
-      use_direct_way(op.direct, is_plan_direct(op.way) ? op.way : op.faster_direct);
+      use_direct_way(op.direct, trunk_direct_way(op));
     }
   }
   parallel_for_each_item(n, [&](int64_t i0, int64_t i1) {
@@ -791,7 +796,7 @@ void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
     if (op.kind != OpKind::Conv) continue;
     if (!is_plan_direct(op.way) && !(image_major && k < trunk)) {
       op.direct = PlanDirectConv{};
-    } else if ((is_plan_direct(op.way) ? op.way : op.faster_direct) != ConvWay::PlanWinograd) {
+    } else if (trunk_direct_way(op) != ConvWay::PlanWinograd) {
       std::vector<float>().swap(op.direct.winograd_packed);
     }
   }
@@ -1097,16 +1102,16 @@ std::string InferencePlan::describe() const {
       if (runs_image_kernel(op, op.way)) {
         out << " [" << op.impl << ", image-major]";
       } else {
-        out << " [" << op.direct.name << direct_order_name(op.direct) << ", image-major]";
+        out << " [" << op.direct.name << direct_order_name(trunk_direct_way(op)) << ", image-major]";
       }
     } else if (op.kind == OpKind::Conv && op.measured) {
       out << " [";
       switch (op.way) {
         case ConvWay::Kernel: out << op.impl << (op.packed.kernel ? ", packed" : ""); break;
         case ConvWay::Gemm: out << "batched_gemm"; break;
-        case ConvWay::PlanDirect: out << op.direct.name; break;
-        case ConvWay::PlanDirectBlockMajor: out << op.direct.name << ", block-major"; break;
-        case ConvWay::PlanWinograd: out << op.direct.name << ", winograd"; break;
+        case ConvWay::PlanDirect:
+        case ConvWay::PlanDirectBlockMajor:
+        case ConvWay::PlanWinograd: out << op.direct.name << direct_order_name(op.way); break;
       }
       out << (op.serial ? ", 1 thread]" : "]");
     }
@@ -1160,7 +1165,7 @@ void InferencePlan::run(const float* x, float* y, int64_t batch, std::vector<dou
       // other bits (Winograd's) for the trunk's later runs.
       const bool trunk_conv = m.image_major && &op - m.ops.data() < m.trunk && op.kind == OpKind::Conv;
       if (trunk_conv && !op.measured) {
-        m.run_conv(op, is_plan_direct(op.way) ? op.way : op.faster_direct, batch);
+        m.run_conv(op, trunk_direct_way(op), batch);
       } else {
         m.run_op(op, batch);
       }

@@ -453,6 +453,45 @@ void zero_border(float* y0, const PlanValueView& v, int64_t channels, int64_t b,
   }
 }
 
+// Splits n positions (or tiles) into even groups of at most NB: a 32-wide row
+// in groups of at most 6 is 6 6 5 5 5 5, not 6 6 6 6 6 2, and 7 Winograd
+// tiles 4 + 3, not 6 + 1, whose 2 accumulators would wait on each FMA's
+// latency. Calls f(first, count) for each group in order.
+template <int NB, class F>
+__attribute__((always_inline)) inline void for_even_groups(int64_t n, F&& f) {
+  const int64_t groups = (n + NB - 1) / NB, narrow = n / groups, wider = n % groups;
+  for (int64_t g = 0, first = 0, count; g < groups; ++g, first += count) {
+    count = narrow + (g < wider ? 1 : 0);
+    f(first, count);
+  }
+}
+
+// What a kernel does to output rows [oh, oh + rows) of `channels` channels
+// (blocked: blocks) after its tiles: an activation other than ReLU (which the
+// tiles apply as they store) over the rows from yb, the first row's interior
+// of the first channel, and the border around them zeroed (y0: the first
+// channel's plane, border included).
+template <class Vec>
+void finish_rows(const ActParams* act, const PlanValueView& out, float* y0, float* yb, int64_t channels,
+                 int64_t border, int64_t oh, int64_t rows, int64_t Ho, int64_t Wo) {
+  if (act != nullptr && act->kind != Activation::Relu) {
+    // Rows oh .. oh + rows of a plain, unbordered channel are one run of
+    // rows * Wo floats; a blocked row is one run of Wo * L.
+    const int64_t planes = out.blocked ? (channels + out.column - 1) / out.column : channels;
+    for (int64_t k = 0; k < planes; ++k) {
+      float* yk = yb + k * out.plane;
+      if (border == 0 && !out.blocked) {
+        activation_forward(*act, yk, yk, rows * Wo);
+      } else {
+        for (int64_t q = 0; q < rows; ++q) {
+          activation_forward(*act, yk + q * out.row, yk + q * out.row, Wo * out.column);
+        }
+      }
+    }
+  }
+  if (border > 0) zero_border<Vec>(y0, out, channels, border, oh, rows, Ho, Wo);
+}
+
 // NV: tiles of NV blocks of output channels (plan_direct_tile_taps; a last
 // group of fewer blocks, and NV = 1, run the tiles for that many). FULL_TILES:
 // the caller has checked that the rows split into tiles of NB positions, so
@@ -477,15 +516,12 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
   const int64_t bo = layout.out.border;
   // Items go by groups of NV channel blocks.
   const int64_t bands = (Ho + ROWS - 1) / ROWS, blocks = (c.blocks + NV - 1) / NV, items = p.batch * bands * blocks;
-  // Even tiles: a 32-wide row in tiles of at most 6 is 6 6 5 5 5 5, not 6 6 6 6 6 2.
-  const int64_t row_tiles = (Wo + NB - 1) / NB, nb_small = Wo / row_tiles, nb_wider = Wo % row_tiles;
   const int64_t block_floats = C * KH * KW * L;
   // The residual and a ReLU are applied to the transposed rows in registers
   // as they are stored: a pass over the rows just stored cost 10% of a
   // 16-channel 32x32 layer, 13% with a residual (its channels' rows lie 4 KiB
   // apart and evict each other from L1). Other activations take that pass.
   const bool relu = e.act != nullptr && e.act->kind == Activation::Relu;
-  const bool act_pass = e.act != nullptr && !relu;
   PlanTileArgs args{C,         KH, in.plane, p.dilation_h * in.row, p.stride_h * in.row, out.row,
                     out.plane, L,  res.row,  res.plane,             out.blocked,         res.blocked,
                     relu,      block_floats, out.blocked ? out.plane : L * out.plane,
@@ -532,8 +568,7 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
       float* y0 = y + out.at(n, k0);
       float* yb = y0 + out.origin + oh * out.row;
       const float* rb = e.residual != nullptr ? e.residual + res.at(n, k0) + res.origin + oh * res.row : nullptr;
-      for (int64_t tile = 0, ow0 = 0, nb; tile < row_tiles; ++tile, ow0 += nb) {
-        nb = nb_small + (tile < nb_wider ? 1 : 0);
+      for_even_groups<NB>(Wo, [&](int64_t ow0, int64_t nb) {
         const float* x0 = src + oh * t.out_row_step + ow0 * SW * in.column;
         float* yt = yb + ow0 * out.column;
         const float* rt = rb != nullptr ? rb + ow0 * res.column : nullptr;
@@ -557,22 +592,8 @@ void plan_direct_run(const Conv2dParams& p, const PlanDirectConv& c, const float
             });
           });
         });
-      }
-      if (act_pass) {
-        // Rows oh .. oh + rows of a plain, unbordered channel are one run of
-        // rows * Wo floats; a blocked row is one run of Wo * L.
-        for (int64_t k = 0; k < (out.blocked ? group_blocks : t.kb); ++k) {
-          float* yk = yb + k * out.plane;
-          if (bo == 0 && !out.blocked) {
-            activation_forward(*e.act, yk, yk, rows * Wo);
-          } else {
-            for (int64_t q = 0; q < rows; ++q) {
-              activation_forward(*e.act, yk + q * out.row, yk + q * out.row, Wo * out.column);
-            }
-          }
-        }
-      }
-      if (bo > 0) zero_border<Vec>(y0, out, t.kb, bo, oh, rows, Ho, Wo);
+      });
+      finish_rows<Vec>(e.act, out, y0, yb, t.kb, bo, oh, rows, Ho, Wo);
     }
   });
 }

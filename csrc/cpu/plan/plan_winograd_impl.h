@@ -163,18 +163,6 @@ void winograd_stage_rows(const Conv2dParams& p, const PlanValueView& in, const f
   }
 }
 
-// Splits n tiles into even groups of at most NT: 7 go as 4 + 3, not 6 + 1,
-// whose 2 accumulators would wait on each FMA's latency. Calls
-// f(first tile, tiles in the group).
-template <int NT, class F>
-__attribute__((always_inline)) inline void for_tile_groups(int64_t n, F&& f) {
-  const int64_t groups = (n + NT - 1) / NT, narrow = n / groups, wider = n % groups;
-  for (int64_t g = 0, first = 0, count; g < groups; ++g, first += count) {
-    count = narrow + (g < wider ? 1 : 0);
-    f(first, count);
-  }
-}
-
 // NT tiles and NV blocks of output channels per register tile.
 template <class Vec, int NT, int NV>
 void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e,
@@ -208,7 +196,6 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
   // vbuf: point q's transform of band tile i, part s, channel c at q * point + i * tile + s * cpad + c.
   const int64_t tile = S * cpad, point = band_tiles * tile, block = 16 * S * C * L;
   const bool relu = e.act != nullptr && e.act->kind == Activation::Relu;
-  const bool act_pass = e.act != nullptr && !relu;
   // store_tile's arguments (the input's pitches, plan_direct_tile's, unused).
   PlanTileArgs args{C,         3, 0,       0,         0,         out.row, out.plane, 0, res.row, res.plane,
                     out.blocked, res.blocked, relu, block * NV, out.blocked ? out.plane : L * out.plane,
@@ -261,7 +248,7 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
         // (S C NV L floats) stay in L1 across the band's tiles, taken in
         // register tiles of NT whatever the rows' width.
         for (int64_t q = 0; q < 16; ++q) {
-          for_tile_groups<NT>(tiles_here, [&](int64_t i, int64_t nt) {
+          for_even_groups<NT>(tiles_here, [&](int64_t i, int64_t nt) {
             with_tile_size<NV>(static_cast<int>(group_blocks), [&](auto nv) {
               with_tile_size<NT>(static_cast<int>(nt), [&](auto nt_c) {
                 constexpr int kNv = decltype(nv)::value, kNt = decltype(nt_c)::value;
@@ -277,7 +264,7 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
           float* yb = y + out.at(n, k0) + out.origin + oh * out.row;
           const float* rb =
               e.residual != nullptr ? e.residual + res.at(n, k0) + res.origin + oh * res.row : nullptr;
-          for_tile_groups<NT>(tiles, [&](int64_t tx, int64_t nt) {
+          for_even_groups<NT>(tiles, [&](int64_t tx, int64_t nt) {
             const int64_t ow0 = 2 * tx, cols = std::min<int64_t>(2 * nt, Wo - ow0);
             t.row_left = Wo - ow0;
             float* yt = yb + ow0 * out.column;
@@ -303,16 +290,8 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
             });
           });
         }
-        float* yb = y + out.at(n, k0) + out.origin + oh0 * out.row;
-        if (act_pass) {
-          for (int64_t k = 0; k < (out.blocked ? group_blocks : t.kb); ++k) {
-            float* yk = yb + k * out.plane;
-            for (int64_t q = 0; q < out_rows; ++q) {
-              activation_forward(*e.act, yk + q * out.row, yk + q * out.row, Wo * out.column);
-            }
-          }
-        }
-        if (bo > 0) zero_border<Vec>(y + out.at(n, k0), out, t.kb, bo, oh0, out_rows, Ho, Wo);
+        float* y0 = y + out.at(n, k0);
+        finish_rows<Vec>(e.act, out, y0, y0 + out.origin + oh0 * out.row, t.kb, bo, oh0, out_rows, Ho, Wo);
       }
     }
   });
