@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import cnnkit
 from cnnkit import _C, reference
 from cnnkit import functional as F
-from tolerance import assert_close, assert_exact
+from tolerance import assert_close, assert_exact, winograd_5x5_rounds
 
 # Channel counts and widths around the 8 and 16 float lanes.
 _AROUND_LANES = [1, 2, 3, 5, 7, 8, 9, 15, 16, 17]
@@ -92,7 +92,9 @@ def test_every_candidate_matches_the_oracle(isa, case, seed, integers):
     y_shape = None
     for name in _C.conv2d_candidates(case["x_shape"], case["w_shape"], *_args(case)):
         y = _C.conv2d(x, w, b, *_args(case), name)
-        _check_forward(y, x, w, b, case, integers, f"conv2d candidate {name}")
+        # Winograd F(2x2, 5x5) may round fills this large: then within the tolerance rule.
+        rounds = name == "plan_winograd" and winograd_5x5_rounds(case["w_shape"][2:], case["w_shape"][1], 3, 3)
+        _check_forward(y, x, w, b, case, integers and not rounds, f"conv2d candidate {name}")
         y_shape = y.shape
     dy = _arrays(dict(case, x_shape=y_shape, bias=False), seed + 1, integers)[0]
     for name in _C.conv2d_candidates(case["x_shape"], case["w_shape"], *_args(case), backward=True):

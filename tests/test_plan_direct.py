@@ -10,12 +10,13 @@ from hypothesis import strategies as st
 import cnnkit
 from cnnkit import nn
 from conftest import supported_isas
-from tolerance import assert_close, assert_exact
+from tolerance import assert_close, assert_exact, winograd_5x5_rounds
 from test_plan import check_against_oracle, oracle, randomize, reductions
 
 CHANNELS = [1, 6, 15, 16, 17, 33]
 # The orders of an image's work: band by band, channel block by channel block, and Winograd
-# F(2x2, 3x3) on the 3x3 and 5x5 stride-1 layers (the others band by band).
+# (F(2x2, 3x3), or F(2x2, 5x5) on 5x5 layers of 8 or more input channels) on the 3x3 and 5x5
+# stride-1 layers (the others band by band).
 ORDERS = {"direct": "", "direct_block_major": ", block-major", "winograd": ", winograd"}
 
 
@@ -100,7 +101,42 @@ def test_direct_integer_fills_are_exact(isa, threads, layer, batch, order, seed)
     expected = oracle(model, np.asarray(x, np.float64))
     plan = model.compile_inference(shape, conv_algo=order)
     try:
-        assert_exact(plan(x), expected, "plan direct integer fill")
+        got = plan(x)
+        if order == "winograd" and any(_winograd_5x5_rounds(conv, 2, 3) for conv in _convs(model)):
+            check_against_oracle(model, x, got, "plan direct integer fill, winograd 5x5")
+        else:
+            assert_exact(got, expected, "plan direct integer fill")
+    finally:
+        plan.release()
+
+
+def _convs(model):
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+def _winograd_5x5_rounds(conv, w_max, x_max):
+    """Whether the Winograd order runs conv as F(2x2, 5x5) and may round on fills this large."""
+    return (conv.stride, conv.dilation) == ((1, 1), (1, 1)) and winograd_5x5_rounds(
+        conv.kernel_size, conv.in_channels, w_max, x_max)
+
+
+@given(c=st.sampled_from([8]), out=st.sampled_from(CHANNELS), h=st.integers(1, 13), w=st.integers(1, 19),
+       pad=st.integers(0, 2), batch=st.sampled_from([1, 2]), seed=st.integers(0, 2**31 - 1))
+def test_winograd_5x5_unit_fills_are_exact(isa, threads, c, out, h, w, pad, batch, seed):
+    """F(2x2, 5x5) with fills of -1, 0 and 1 on 8 input channels, where its sums stay below 2**24:
+    any wrong coefficient of its transforms shows as a wrong integer."""
+    h, w = max(h, 5 - 2 * pad), max(w, 5 - 2 * pad)
+    model = nn.Sequential(nn.Conv2d(c, out, 5, padding=pad), nn.ReLU()).eval()
+    rng = np.random.default_rng(seed)
+    for p in model.parameters():
+        p.data[...] = rng.integers(-1, 2, p.data.shape)
+    assert not _winograd_5x5_rounds(model[0], 1, 1)
+    x = rng.integers(-1, 2, (batch, c, h, w)).astype(np.float32)
+    plan = model.compile_inference((c, h, w), conv_algo="winograd", batch_order="layer_major")
+    try:
+        got = plan(x)
+        assert (f"[plan_direct_{isa}, winograd]" in plan.describe()) == (isa != "scalar")
+        assert_exact(got, oracle(model, np.asarray(x, np.float64)), "plan winograd 5x5 unit fill")
     finally:
         plan.release()
 

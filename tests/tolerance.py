@@ -57,3 +57,14 @@ def assert_exact(actual, expected, op):
     expected = np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, f"{op}: shape {actual.shape} != {expected.shape}"
     np.testing.assert_array_equal(actual, expected, err_msg=f"{op}: integer fill not exact")
+
+
+# Winograd F(2x2, 5x5) (the plan's Winograd order on 5x5 layers of 8 or more input channels,
+# plan_winograd_impl.h) sums, before its exact scale by 1/576, up to 1384**2 * C * max|w| * max|x|
+# (its scaled transforms' row sums): integer fills are exact only while that stays below 2**24.
+WINOGRAD_5X5_GROWTH = 1384**2
+
+
+def winograd_5x5_rounds(kernel, in_channels, w_max, x_max):
+    """Whether a 5x5 layer the Winograd order runs may round on integer fills."""
+    return tuple(kernel) == (5, 5) and in_channels >= 8 and WINOGRAD_5X5_GROWTH * in_channels * w_max * x_max >= 2**24

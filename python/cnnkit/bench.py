@@ -185,8 +185,8 @@ class Report:
         """Why a rate can exceed the peak, printed under a table that has such a row."""
         if any(r.get("above_peak") for r in self.rows):
             print("! above the measured peak: rates count a convolution's direct FLOPs, and a compiled plan "
-                  "may run 3x3 and 5x5 layers as Winograd F(2x2, 3x3) (16 multiplications where the direct sum "
-                  "takes 36); else the peak was measured while other processes held cores, or this timing is one "
+                  "may run 3x3 and 5x5 layers as Winograd F(2x2, 3x3) or F(2x2, 5x5) (16 multiplications where "
+                  "the direct sum takes 36, 36 where it takes 100); else the peak was measured while other processes held cores, or this timing is one "
                   "lucky round (use more --rounds); the percentage is not a bound there")
 
     def geomean_ratio(self, suite):

@@ -33,10 +33,14 @@ group, kernel width 1, 3 or 5 with horizontal stride 1, or 1 or 3 with stride 2,
 AVX-512), which puts output channels across the vector lanes and splits even a single image
 across threads by bands of output rows; on 3x3 and 5x5 stride-1 layers the same kernel also
 runs as Winograd F(2x2, 3x3) (16 products per input channel for each 2x2 block of outputs where
-the direct convolution takes 36; a 5x5 kernel as the four 3x3 parts of its 6x6 zero extension,
-64 where it takes 100: the weights' transforms packed once, the input's computed with the
-channels across the lanes, the epilogue fused into the output's transform; within the tolerance
-rule of the oracle, and exact on small-integer fills). ``Linear`` layers likewise run ``linear`` ("kernel") or
+the direct convolution takes 36) or, on 5x5 layers of 8 or more input channels, F(2x2, 5x5) (36
+where it takes 100; with fewer channels, whose short sums would leave its larger rounding outside
+the tolerance rule, a 5x5 kernel runs as the four 3x3 parts of its 6x6 zero extension, 64 where it
+takes 100): the weights' transforms packed once, the input's computed with the channels across
+the lanes, the epilogue fused into the output's transform; within the tolerance rule of the
+oracle, and exact on small-integer fills while the transforms' sums stay below 2**24 (for
+F(2x2, 3x3) 36 times the direct sums' magnitude, for F(2x2, 5x5) 1384**2 times C max|w| max|x|,
+so only on the smallest fills: -1..1 with 8 channels). ``Linear`` layers likewise run ``linear`` ("kernel") or
 a GEMM with their weights packed once ("gemm"). By default every way that can run a layer is
 timed on the first call after the batch size, the ISA cap or the thread count changed, and the
 fastest is kept (:meth:`InferencePlan.describe` shows the choice); then the whole plan is timed
@@ -443,7 +447,7 @@ def compile_inference(model, input_shape, conv_algo="measure", batch_order="meas
     "kernel" for the others), "direct_block_major" (the same, each image's work ordered by
     output-channel block, so that weights larger than the L2 cache are read once per image
     rather than once per band of rows), "winograd" (as "direct", with the 3x3 and 5x5 stride-1
-    layers as Winograd F(2x2, 3x3)) or "measure" (the default: every way that can run a
+    layers as Winograd F(2x2, 3x3) or F(2x2, 5x5)) or "measure" (the default: every way that can run a
     layer timed on the first call of each batch size, ISA cap and thread count, the fastest
     kept; that first call costs a few times a normal one). Linear layers follow the same
     choice: "kernel" runs the library's linear (both "direct" choices too), "gemm" their

@@ -71,7 +71,7 @@ CNNKIT_CONV2D_BACKWARD_SIGNATURE(conv2d_backward_depthwise_avx512);
 bool plan_direct_forward_fits(const Conv2dParams& p);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_direct_block_major);
-// The plan's Winograd F(2x2, 3x3) order of the same kernel (plan_winograd_fits).
+// The plan's Winograd order of the same kernel (F(2x2, 3x3), F(2x2, 5x5); plan_winograd_fits).
 bool plan_winograd_forward_fits(const Conv2dParams& p);
 CNNKIT_CONV2D_FORWARD_SIGNATURE(conv2d_forward_plan_winograd);
 // Backwards whose input gradient is that kernel run block-major over dy on

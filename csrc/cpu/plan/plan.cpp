@@ -47,7 +47,7 @@ namespace {
 // How a convolution runs: the kernel conv2d's dispatch picks (packed where it
 // is direct_cvec/direct_walk), the batched GEMM, or the plan's direct kernel
 // with its items band by band or block by block (PlanDirectConv::block_major),
-// or as Winograd F(2x2, 3x3) (PlanDirectConv::winograd, 3x3 and 5x5 stride-1 layers).
+// or as Winograd F(2x2, 3x3) or F(2x2, 5x5) (PlanDirectConv::winograd, 3x3 and 5x5 stride-1 layers).
 // A linear op runs linear_forward (Kernel) or its packed weights (Gemm).
 enum class ConvWay { Kernel, Gemm, PlanDirect, PlanDirectBlockMajor, PlanWinograd };
 constexpr int kConvWays = 5;

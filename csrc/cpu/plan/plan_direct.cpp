@@ -74,35 +74,71 @@ bool pack_plan_direct(const Conv2dParams& p, const float* w, const float* bias, 
   return pack_weights(p, [&](int64_t k, int64_t i) { return w[k * red + i]; }, bias, out);
 }
 
+int plan_winograd_tile(const Conv2dParams& p) {
+  // F(2x2, 5x5)'s larger transforms round more: with few input channels
+  // (few terms to average it out) the error would leave the tolerance rule.
+  return p.kernel_h == 5 && p.kernel_w == 5 && p.in_channels >= 8 ? 6 : 4;
+}
+
+namespace {
+
+// U = G g G^T of one r x r kernel g(i, j), scaled as plan_winograd_impl.h
+// says, in double: into u[A * i + j] for the tile's A x A points.
+template <int A, class Kernel>
+void winograd_weight_transform(Kernel g, double* u) {
+  constexpr int R = A - 1;
+  // The rows of G, scaled: F(2, 3)'s times 2 (the kernel's 1/4 scales both
+  // sides back), F(2, 5)'s times 4, -6, -6, 24, 24 and 1.
+  static constexpr double kG3[4][3] = {{2, 0, 0}, {1, 1, 1}, {1, -1, 1}, {0, 0, 2}};
+  static constexpr double kG5[6][5] = {{1, 0, 0, 0, 0}, {1, 1, 1, 1, 1},   {1, -1, 1, -1, 1},
+                                       {1, 2, 4, 8, 16}, {1, -2, 4, -8, 16}, {0, 0, 0, 0, 1}};
+  auto G = [](int a, int i) { return A == 4 ? kG3[a][i] : kG5[a][i]; };
+  double t[A][R];  // G g
+  for (int a = 0; a < A; ++a) {
+    for (int j = 0; j < R; ++j) {
+      double sum = 0;
+      for (int i = 0; i < R; ++i) sum += G(a, i) * g(i, j);
+      t[a][j] = sum;
+    }
+  }
+  for (int a = 0; a < A; ++a) {
+    for (int b = 0; b < A; ++b) {
+      double sum = 0;
+      for (int j = 0; j < R; ++j) sum += t[a][j] * G(b, j);
+      u[A * a + b] = sum;
+    }
+  }
+}
+
+}  // namespace
+
 bool pack_plan_winograd(const Conv2dParams& p, const float* w, PlanDirectConv* out) {
   PlanDirectConv& c = *out;
   if (c.kernel == nullptr || !plan_winograd_fits(p)) return false;
   const int64_t K = p.out_channels, C = p.in_channels, L = c.lanes, KH = p.kernel_h, KW = p.kernel_w;
-  // The 3x3 parts of the kernel's zero extension to a multiple of 3 (plan_winograd_impl.h).
-  const int64_t parts_w = (KW + 2) / 3, S = (KH + 2) / 3 * parts_w;
-  c.winograd_packed.assign(static_cast<size_t>(checked_mul(c.blocks * 16 * S * C, L, "conv2d winograd weight")),
+  const int A = plan_winograd_tile(p), R = A - 1, P = A * A;
+  // The R x R parts of the kernel's zero extension to a multiple of R (plan_winograd_impl.h).
+  const int64_t parts_w = (KW + R - 1) / R, S = (KH + R - 1) / R * parts_w;
+  c.winograd_tile = A;
+  c.winograd_packed.assign(static_cast<size_t>(checked_mul(c.blocks * P * S * C, L, "conv2d winograd weight")),
                            0.0f);
-  parallel_for(c.blocks, 16 * S * C * L, [&](int64_t b0, int64_t b1) {
+  parallel_for(c.blocks, P * S * C * L, [&](int64_t b0, int64_t b1) {
     for (int64_t k = b0 * L; k < std::min(K, b1 * L); ++k) {
       for (int64_t s = 0; s < S; ++s) {
         for (int64_t ci = 0; ci < C; ++ci) {
-          // 4 G g G^T in double, rounded once: G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
-          // (the kernel scales its outputs by 1/4).
           auto g = [&](int64_t i, int64_t j) -> double {
-            const int64_t r = 3 * (s / parts_w) + i, q = 3 * (s % parts_w) + j;
+            const int64_t r = R * (s / parts_w) + i, q = R * (s % parts_w) + j;
             return r < KH && q < KW ? w[((k * C + ci) * KH + r) * KW + q] : 0.0;
           };
-          double a[4][3], u[4][4];
-          for (int j = 0; j < 3; ++j) {
-            const double g0 = g(0, j), g1 = g(1, j), g2 = g(2, j);
-            a[0][j] = g0, a[1][j] = (g0 + g1 + g2) / 2, a[2][j] = (g0 - g1 + g2) / 2, a[3][j] = g2;
+          double u[36];
+          if (A == 4) {
+            winograd_weight_transform<4>(g, u);
+          } else {
+            winograd_weight_transform<6>(g, u);
           }
-          for (int r = 0; r < 4; ++r) {
-            u[r][0] = a[r][0], u[r][1] = (a[r][0] + a[r][1] + a[r][2]) / 2;
-            u[r][2] = (a[r][0] - a[r][1] + a[r][2]) / 2, u[r][3] = a[r][2];
-          }
-          float* dst = c.winograd_packed.data() + (((k / L) * 16 * S + s) * C + ci) * L + k % L;
-          for (int q = 0; q < 16; ++q) dst[q * S * C * L] = static_cast<float>(4 * u[q / 4][q % 4]);
+          // Rounded once.
+          float* dst = c.winograd_packed.data() + (((k / L) * P * S + s) * C + ci) * L + k % L;
+          for (int q = 0; q < P; ++q) dst[q * S * C * L] = static_cast<float>(u[q]);
         }
       }
     }

@@ -58,15 +58,18 @@ struct PlanDirectConv {
   // The order of an image's items: channel block by block rather than band
   // by band (plan_direct_impl.h); the plan measures both.
   bool block_major = false;
-  // Run as Winograd F(2x2, 3x3) (plan_winograd_impl.h) instead, where
-  // winograd_packed holds the weights' transforms (plan_winograd_fits).
+  // Run as Winograd F(2x2, 3x3) or F(2x2, 5x5) (plan_winograd_impl.h)
+  // instead, on input tiles of winograd_tile x winograd_tile
+  // (plan_winograd_tile), where winograd_packed holds the weights' transforms.
   bool winograd = false;
+  int winograd_tile = 4;
   // packed[blk][c][r][s][lane] = w[blk*lanes + lane, c, r, s], zero past the
   // output channels; then the bias, [blk][lane].
   std::vector<float> packed;
-  // winograd_packed[blk][point][part][c][lane] = 4 (G g G^T)[point] of output
-  // channel blk * lanes + lane, input channel c and the kernel's 3x3 part
-  // (plan_winograd_impl.h), zero past the output channels;
+  // winograd_packed[blk][point][part][c][lane] = (G g G^T)[point], scaled
+  // (plan_winograd_impl.h), of output channel blk * lanes + lane, input
+  // channel c and the kernel's part (3x3 parts where the tile is 4, the
+  // whole 5x5 kernel where it is 6), zero past the output channels;
   // empty where the layer is not one plan_winograd_fits.
   std::vector<float> winograd_packed;
 };
@@ -80,6 +83,10 @@ bool plan_direct_reads_blocked(const Conv2dParams& p);
 // 3 or 5 rows by 3 or 5 columns, stride 1, no dilation, one group, and what
 // plan_direct_fits bounds: the layers the Winograd order runs.
 bool plan_winograd_fits(const Conv2dParams& p);
+// The side of the Winograd input tiles for p (plan_winograd_fits): 6, for
+// F(2x2, 5x5), where the kernel is 5x5 and has at least 8 input channels;
+// else 4, for F(2x2, 3x3) on the kernel's 3x3 parts.
+int plan_winograd_tile(const Conv2dParams& p);
 // Packs w and bias (may be null) for the widest ISA enabled now; false
 // (nothing done) when p does not fit or no vector ISA is enabled.
 bool pack_plan_direct(const Conv2dParams& p, const float* w, const float* bias, PlanDirectConv* out);

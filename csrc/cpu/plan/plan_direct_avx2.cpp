@@ -11,7 +11,10 @@
 namespace cnnkit {
 
 CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx2) {
-  if (c.winograd) return plan_winograd_run<Avx2, 6, 2>(p, c, x, e, y, layout);
+  if (c.winograd) {
+    if (c.winograd_tile == 6) return plan_winograd_run<Avx2, 6, 2, 6>(p, c, x, e, y, layout);
+    return plan_winograd_run<Avx2, 6, 2, 4>(p, c, x, e, y, layout);
+  }
   const bool narrow = p.out_w <= 4 && p.out_h >= 2;
   if (c.blocks >= 2) {
     if (narrow) return plan_direct_dispatch<Avx2, 2, 3, 2>(p, c, x, e, y, layout);

@@ -13,7 +13,10 @@
 namespace cnnkit {
 
 CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx512) {
-  if (c.winograd) return plan_winograd_run<Avx512, 12, 2>(p, c, x, e, y, layout);
+  if (c.winograd) {
+    if (c.winograd_tile == 6) return plan_winograd_run<Avx512, 12, 2, 6>(p, c, x, e, y, layout);
+    return plan_winograd_run<Avx512, 12, 2, 4>(p, c, x, e, y, layout);
+  }
   if (p.out_w <= 6 && p.out_h >= 3) {
     plan_direct_dispatch<Avx512, 1, 6, 4>(p, c, x, e, y, layout);
   } else if (p.out_w % 16 == 0) {

@@ -1,21 +1,26 @@
-// The plan's Winograd convolution F(2x2, 3x3) (plan_direct.h's third
-// order), included by one file per ISA after plan_direct_impl.h.
+// The plan's Winograd convolutions F(2x2, 3x3) and F(2x2, 5x5) (plan_direct.h's
+// third order), included by one file per ISA after plan_direct_impl.h.
 //
-// Each 2x2 block of outputs (a tile) comes from a 4x4 block of the padded
-// input d: y = A^T [(G g G^T) . (B^T d B)] A, 16 products per input channel
-// where the direct convolution takes 36 (Lavin and Gray, "Fast Algorithms
-// for Convolutional Neural Networks", 2016). The weights' transforms U =
-// G g G^T are packed once (PlanDirectConv::winograd_packed); the kernel
-// transforms the input V = B^T d B with the input channels across the lanes,
-// multiplies U and V point by point as 16 small GEMMs reducing over the input
-// channels (output channels across the lanes, the tiles broadcast), and
-// transforms the products back, adding the bias, a residual and a ReLU in
-// registers as plan_direct_tile does (store_tile).
+// Each 2x2 block of outputs (a tile) comes from an A x A block of the padded
+// input d (A = 4 for a 3x3 kernel, 6 for a 5x5 one): y = A^T [(G g G^T) .
+// (B^T d B)] A, A^2 products per input channel where the direct convolution
+// takes 4 r^2: 16 against 36 for 3x3, 36 against 100 for 5x5 (Lavin and
+// Gray, "Fast Algorithms for Convolutional Neural Networks", 2016; F(2, 5)
+// interpolates at 0, 1, -1, 2, -2 and infinity, as their F(4, 3) does). The
+// weights' transforms U = G g G^T are packed once
+// (PlanDirectConv::winograd_packed); the kernel transforms the input
+// V = B^T d B with the input channels across the lanes, multiplies U and V
+// point by point as A^2 small GEMMs reducing over the input channels (output
+// channels across the lanes, the tiles broadcast), and transforms the
+// products back, adding the bias, a residual and a ReLU in registers as
+// plan_direct_tile does (store_tile).
 //
-// A 5-wide (or 5-tall) kernel runs as the 3x3 parts of its 6-wide zero
-// extension, their products summed before the output's transform: the
-// reduction then runs over parts and input channels, 64 products per 2x2
-// outputs and input channel for a 5x5 kernel where the direct sum takes 100.
+// Where F(2x2, 5x5) does not run (plan_winograd_tile: fewer than 8 input
+// channels, whose few terms its larger transforms would leave outside the
+// tolerance rule) a 5-wide (or 5-tall) kernel runs as the 3x3 parts of its
+// 6-wide zero extension, their products summed before the output's
+// transform: the reduction then runs over parts and input channels, 64
+// products per 2x2 outputs and input channel.
 //
 // Threads take (image, band of tile rows, part of the output channel groups)
 // items: a band is transformed once per item (the parts split the output
@@ -27,37 +32,58 @@
 // each item first copies the padded input rows its band reads, blocked, into
 // a per-thread buffer.
 //
-// The weights' transforms are packed times 4 (G's halves make quarters) and
-// the outputs scaled back by 1/4, exactly: every step of small integers is
-// then an integer sum, so integer fills give the oracle's bits as long as the
-// sums stay below 2^24 (before the 1/4, up to 36 times the magnitude of the
-// direct sums). With random data the error stays within the tolerance rule.
+// Every transform's matrices are scaled to small integers: F(2x2, 3x3)'s
+// weight transforms are packed times 4 (G's halves make quarters) and the
+// outputs scaled back by 1/4; F(2x2, 5x5)'s G rows times 4, -6, -6, 24, 24
+// and 1, its A^T columns times 6, -4, -4, 1, 1 and 24, the outputs scaled
+// back by 1/576 (exact for every integer multiple of 576 below 2^24). Every
+// step on small integers is then an integer sum, so integer fills give the
+// oracle's bits as long as the sums stay below 2^24: before the scale, up to
+// 36 times the magnitude of the direct sums for 3x3, and up to 1384^2 times
+// C max|w| max|x| for 5x5. With random data the error stays within the
+// tolerance rule.
 #pragma once
 
 namespace cnnkit {
 namespace {
 
-// V = B^T d B of one 4x4 block of input vectors (d[i][j] at x + i * row + j * L),
-// its 16 points stored `point` floats apart.
-template <class Vec>
+// V = B^T d B of one A x A block of input vectors (d[i][j] at
+// x + i * row + j * L), its A^2 points stored `point` floats apart.
+template <class Vec, int A>
 __attribute__((always_inline)) inline void winograd_input_tile(const float* x, int64_t row, float* v,
                                                                int64_t point) {
   using V = typename Vec::F;
   constexpr int L = Vec::kWidth;
-  V w[4][4];
-  for (int j = 0; j < 4; ++j) {
-    const V d0 = Vec::load(x + j * L), d1 = Vec::load(x + row + j * L);
-    const V d2 = Vec::load(x + 2 * row + j * L), d3 = Vec::load(x + 3 * row + j * L);
-    w[0][j] = Vec::sub(d0, d2);
-    w[1][j] = Vec::add(d1, d2);
-    w[2][j] = Vec::sub(d2, d1);
-    w[3][j] = Vec::sub(d1, d3);
+  // B^T applied to A vectors d[0..A) (F(2, 3)'s, or F(2, 5)'s: 4 d0 - 5 d2 + d4, d3 + d4 -+ 4 (d1 + -d2)...).
+  auto transform = [](const V (&d)[A], V (&t)[A]) {
+    if constexpr (A == 4) {
+      t[0] = Vec::sub(d[0], d[2]);
+      t[1] = Vec::add(d[1], d[2]);
+      t[2] = Vec::sub(d[2], d[1]);
+      t[3] = Vec::sub(d[1], d[3]);
+    } else {
+      const V four = Vec::set1(4.0f), five = Vec::set1(5.0f), two = Vec::set1(2.0f);
+      const V a = Vec::fnma(four, d[2], d[4]), b = Vec::fnma(four, d[1], d[3]);
+      const V c = Vec::sub(d[4], d[2]), e = Vec::mul(two, Vec::sub(d[3], d[1]));
+      t[0] = Vec::fma(four, d[0], Vec::fnma(five, d[2], d[4]));
+      t[1] = Vec::add(a, b);
+      t[2] = Vec::sub(a, b);
+      t[3] = Vec::add(c, e);
+      t[4] = Vec::sub(c, e);
+      t[5] = Vec::fma(four, d[1], Vec::fnma(five, d[3], d[5]));
+    }
+  };
+  V w[A][A];
+  for (int j = 0; j < A; ++j) {
+    V d[A], t[A];
+    for (int i = 0; i < A; ++i) d[i] = Vec::load(x + i * row + j * L);
+    transform(d, t);
+    for (int i = 0; i < A; ++i) w[i][j] = t[i];
   }
-  for (int i = 0; i < 4; ++i) {
-    Vec::store(v + (4 * i + 0) * point, Vec::sub(w[i][0], w[i][2]));
-    Vec::store(v + (4 * i + 1) * point, Vec::add(w[i][1], w[i][2]));
-    Vec::store(v + (4 * i + 2) * point, Vec::sub(w[i][2], w[i][1]));
-    Vec::store(v + (4 * i + 3) * point, Vec::sub(w[i][1], w[i][3]));
+  for (int i = 0; i < A; ++i) {
+    V t[A];
+    transform(w[i], t);
+    for (int j = 0; j < A; ++j) Vec::store(v + (A * i + j) * point, t[j]);
   }
 }
 
@@ -87,24 +113,46 @@ __attribute__((always_inline)) inline void winograd_point(const float* v, int64_
     for (int b = 0; b < NV; ++b) Vec::store(m + (t * MV + b) * L, acc[t][b]);
 }
 
-// y = A^T m A / 4 + bias for one tile's 16 points (m[4 i + j], of the
-// weights' transforms times 4), as out[r][2 t + s].
-template <class Vec, int ROWS, int NB>
-__attribute__((always_inline)) inline void winograd_output_tile(const typename Vec::F (&m)[16], typename Vec::F bias,
-                                                                int t, typename Vec::F (&out)[ROWS][NB]) {
+// The scale of F(2x2, 3x3)'s (A = 4) and F(2x2, 5x5)'s (A = 6) transforms.
+template <int A>
+constexpr float kWinogradScale = A == 4 ? 4.0f : 576.0f;
+
+// y = (A^T m A + bias kWinogradScale) / kWinogradScale for one tile's A^2
+// points (m[A i + j], of the scaled weights' transforms) and the scaled bias,
+// as out[r][2 t + s]. The bias goes in before the scale, which a compiler
+// cannot contract into one rounding of an FMA: on integers both steps are
+// then exact (1/576 is exact on every integer multiple of 576 below 2^24).
+template <class Vec, int A, int ROWS, int NB>
+__attribute__((always_inline)) inline void winograd_output_tile(const typename Vec::F (&m)[A * A],
+                                                                typename Vec::F scaled_bias, int t,
+                                                                typename Vec::F (&out)[ROWS][NB]) {
   using V = typename Vec::F;
-  const V quarter = Vec::set1(0.25f);
-  auto put = [&](V sum) { return Vec::fma(sum, quarter, bias); };
-  V s[4], d[4];
-  for (int j = 0; j < 4; ++j) {
-    s[j] = Vec::add(Vec::add(m[j], m[4 + j]), m[8 + j]);
-    d[j] = Vec::sub(Vec::sub(m[4 + j], m[8 + j]), m[12 + j]);
-  }
-  out[0][2 * t] = put(Vec::add(Vec::add(s[0], s[1]), s[2]));
-  if (2 * t + 1 < NB) out[0][2 * t + 1] = put(Vec::sub(Vec::sub(s[1], s[2]), s[3]));
+  // The two rows of A^T (scaled) applied to A values: the sum and the difference.
+  auto transform = [](const V* v, int step, V& sum, V& diff) {
+    if constexpr (A == 4) {
+      sum = Vec::add(Vec::add(v[0], v[step]), v[2 * step]);
+      diff = Vec::sub(Vec::sub(v[step], v[2 * step]), v[3 * step]);
+    } else {
+      // 6 v0 - 4 (v1 + v2) + (v3 + v4), and -4 (v1 - v2) + 2 (v3 - v4) + 24 v5.
+      const V a = Vec::add(v[step], v[2 * step]), b = Vec::sub(v[step], v[2 * step]);
+      const V c = Vec::add(v[3 * step], v[4 * step]), e = Vec::sub(v[3 * step], v[4 * step]);
+      const V four = Vec::set1(4.0f);
+      sum = Vec::fma(Vec::set1(6.0f), v[0], Vec::fnma(four, a, c));
+      diff = Vec::fma(Vec::set1(24.0f), v[5 * step], Vec::fnma(four, b, Vec::add(e, e)));
+    }
+  };
+  const V scale = Vec::set1(1.0f / kWinogradScale<A>);
+  auto put = [&](V sum) { return Vec::mul(Vec::add(sum, scaled_bias), scale); };
+  V s[A], d[A];
+  for (int j = 0; j < A; ++j) transform(m + j, A, s[j], d[j]);
+  V y0, y1;
+  transform(s, 1, y0, y1);
+  out[0][2 * t] = put(y0);
+  if (2 * t + 1 < NB) out[0][2 * t + 1] = put(y1);
   if constexpr (ROWS == 2) {
-    out[1][2 * t] = put(Vec::add(Vec::add(d[0], d[1]), d[2]));
-    if (2 * t + 1 < NB) out[1][2 * t + 1] = put(Vec::sub(Vec::sub(d[1], d[2]), d[3]));
+    transform(d, 1, y0, y1);
+    out[1][2 * t] = put(y0);
+    if (2 * t + 1 < NB) out[1][2 * t + 1] = put(y1);
   }
 }
 
@@ -113,18 +161,18 @@ __attribute__((always_inline)) inline void winograd_output_tile(const typename V
 // from their products (m: point p's at m + p * point, tile t's block b at
 // (t * MV + b) * L from there), stored as ROWS rows (1 for the last tile row
 // of an odd height) of NB positions (one fewer than 2 NT past an odd width).
-template <class Vec, int NT, int NV, int MV, int ROWS, int NB>
+template <class Vec, int A, int NT, int NV, int MV, int ROWS, int NB>
 __attribute__((always_inline)) inline void winograd_outputs(const PlanTileArgs& a, const float* m, int64_t point,
                                                             const float* bias, float* y, const float* r) {
   using V = typename Vec::F;
   constexpr int L = Vec::kWidth;
   for (int b = 0; b < NV; ++b) {
     V out[ROWS][NB];
-    const V bb = Vec::load(bias + b * L);
+    const V bb = Vec::mul(Vec::load(bias + b * L), Vec::set1(kWinogradScale<A>));
     for (int t = 0; t < NT; ++t) {
-      V mt[16];
-      for (int p = 0; p < 16; ++p) mt[p] = Vec::load(m + p * point + (t * MV + b) * L);
-      winograd_output_tile<Vec, ROWS, NB>(mt, bb, t, out);
+      V mt[A * A];
+      for (int p = 0; p < A * A; ++p) mt[p] = Vec::load(m + p * point + (t * MV + b) * L);
+      winograd_output_tile<Vec, A, ROWS, NB>(mt, bb, t, out);
     }
     store_tile<Vec, NB, ROWS>(a, out, y + b * a.out_block, r != nullptr ? r + b * a.residual_block : nullptr,
                               std::min<int64_t>(a.kb - b * L, L));
@@ -163,8 +211,9 @@ void winograd_stage_rows(const Conv2dParams& p, const PlanValueView& in, const f
   }
 }
 
-// NT tiles and NV blocks of output channels per register tile.
-template <class Vec, int NT, int NV>
+// NT tiles and NV blocks of output channels per register tile; input tiles
+// of A x A (plan_winograd_tile).
+template <class Vec, int NT, int NV, int A>
 void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const float* x, const PlanDirectEpilogue& e,
                        float* y, const PlanDirectLayout& layout) {
   constexpr int64_t L = Vec::kWidth;
@@ -175,13 +224,16 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
   // rows, 12 tiles as 6 + 6, where single rows would run 4-tile tiles).
   const int64_t band_rows = std::min(tile_rows, (2 * NT + tiles - 1) / tiles);
   const int64_t bands = (tile_rows + band_rows - 1) / band_rows, band_tiles = band_rows * tiles;
-  // The kernel's 3x3 parts (plan_winograd_fits): part (i, j) starts at kernel row 3 i, column 3 j.
-  const int64_t parts_h = (p.kernel_h + 2) / 3, parts_w = (p.kernel_w + 2) / 3, S = parts_h * parts_w;
+  // The kernel's R x R parts (one where R = 5, plan_winograd_fits): part
+  // (i, j) starts at kernel row R i, column R j.
+  constexpr int64_t R = A - 1, P = A * A;
+  const int64_t parts_h = (p.kernel_h + R - 1) / R, parts_w = (p.kernel_w + R - 1) / R, S = parts_h * parts_w;
   // The padded input rows and columns a band's tiles read; beyond the padded
   // input by up to one tile's overhang and the parts' zero extension.
-  const int64_t staged_rows = 2 * band_rows + 3 * parts_h - 1, wp = 2 * tiles + 3 * parts_w - 1;
-  const int64_t over_h = 2 * tile_rows - Ho + 3 * parts_h - p.kernel_h;
-  const int64_t over_w = 2 * tiles - Wo + 3 * parts_w - p.kernel_w;
+  const int64_t staged_rows = 2 * (band_rows - 1) + R * (parts_h - 1) + A;
+  const int64_t wp = 2 * (tiles - 1) + R * (parts_w - 1) + A;
+  const int64_t over_h = 2 * tile_rows - Ho + R * parts_h - p.kernel_h;
+  const int64_t over_w = 2 * tiles - Wo + R * parts_w - p.kernel_w;
   const PlanValueView in(layout.in, C, p.in_h, p.in_w, L);
   const PlanValueView out(layout.out, K, Ho, Wo, L);
   const PlanValueView res(layout.residual, K, Ho, Wo, L);
@@ -194,15 +246,15 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
   const int64_t parts = std::clamp<int64_t>((16 + p.batch * bands - 1) / (p.batch * bands), 1, groups);
   const int64_t items = p.batch * bands * parts;
   // vbuf: point q's transform of band tile i, part s, channel c at q * point + i * tile + s * cpad + c.
-  const int64_t tile = S * cpad, point = band_tiles * tile, block = 16 * S * C * L;
+  const int64_t tile = S * cpad, point = band_tiles * tile, block = P * S * C * L;
   const bool relu = e.act != nullptr && e.act->kind == Activation::Relu;
   // store_tile's arguments (the input's pitches, plan_direct_tile's, unused).
   PlanTileArgs args{C,         3, 0,       0,         0,         out.row, out.plane, 0, res.row, res.plane,
                     out.blocked, res.blocked, relu, block * NV, out.blocked ? out.plane : L * out.plane,
                     res.blocked ? res.plane : L * res.plane, Wo};
-  parallel_for(items, work_per_item(items, {16 * band_tiles, S * C, K / parts + 1}), [&](int64_t begin, int64_t end) {
-    float* vbuf = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(16 * point));
-    float* mbuf = thread_workspace(WorkspaceSlot::Scratch2, static_cast<size_t>(16 * band_tiles * NV * L));
+  parallel_for(items, work_per_item(items, {P * band_tiles, S * C, K / parts + 1}), [&](int64_t begin, int64_t end) {
+    float* vbuf = thread_workspace(WorkspaceSlot::Scratch1, static_cast<size_t>(P * point));
+    float* mbuf = thread_workspace(WorkspaceSlot::Scratch2, static_cast<size_t>(P * band_tiles * NV * L));
     float* xp =
         in_place ? nullptr : thread_workspace(WorkspaceSlot::Scratch0, static_cast<size_t>(cpad * staged_rows * wp));
     int64_t held = -1;  // the (image, band) whose transform vbuf holds
@@ -227,10 +279,10 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
         }
         for (int64_t r = 0; r < rows_here; ++r) {
           for (int64_t s = 0; s < S; ++s) {
-            const float* part_src = src + (2 * r + 3 * (s / parts_w)) * row + 3 * (s % parts_w) * L;
+            const float* part_src = src + (2 * r + R * (s / parts_w)) * row + R * (s % parts_w) * L;
             for (int64_t cb = 0; cb < cpad / L; ++cb) {
               for (int64_t tx = 0; tx < tiles; ++tx) {
-                winograd_input_tile<Vec>(part_src + cb * plane + 2 * tx * L, row,
+                winograd_input_tile<Vec, A>(part_src + cb * plane + 2 * tx * L, row,
                                          vbuf + (r * tiles + tx) * tile + s * cpad + cb * L, point);
               }
             }
@@ -247,7 +299,7 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
         // Point by point over the whole band: a point's transformed weights
         // (S C NV L floats) stay in L1 across the band's tiles, taken in
         // register tiles of NT whatever the rows' width.
-        for (int64_t q = 0; q < 16; ++q) {
+        for (int64_t q = 0; q < P; ++q) {
           for_even_groups<NT>(tiles_here, [&](int64_t i, int64_t nt) {
             with_tile_size<NV>(static_cast<int>(group_blocks), [&](auto nv) {
               with_tile_size<NT>(static_cast<int>(nt), [&](auto nt_c) {
@@ -274,7 +326,7 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
               with_tile_size<NT>(static_cast<int>(nt), [&](auto nt_c) {
                 constexpr int kNv = decltype(nv)::value, kNt = decltype(nt_c)::value;
                 auto run = [&](auto rows_c, auto cols_c) {
-                  winograd_outputs<Vec, kNt, kNv, NV, decltype(rows_c)::value, decltype(cols_c)::value>(
+                  winograd_outputs<Vec, A, kNt, kNv, NV, decltype(rows_c)::value, decltype(cols_c)::value>(
                       t, mt, band_tiles * NV * L, bias, yt, rt);
                 };
                 using Two = std::integral_constant<int, 2>;
