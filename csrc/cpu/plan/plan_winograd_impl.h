@@ -117,16 +117,20 @@ __attribute__((always_inline)) inline void winograd_point(const float* v, int64_
 template <int A>
 constexpr float kWinogradScale = A == 4 ? 4.0f : 576.0f;
 
-// y = (A^T m A + bias kWinogradScale) / kWinogradScale for one tile's A^2
-// points (m[A i + j], of the scaled weights' transforms) and the scaled bias,
-// as out[r][2 t + s]. The bias goes in before the scale, which a compiler
-// cannot contract into one rounding of an FMA: on integers both steps are
-// then exact (1/576 is exact on every integer multiple of 576 below 2^24).
-template <class Vec, int A, int ROWS, int NB>
-__attribute__((always_inline)) inline void winograd_output_tile(const typename Vec::F (&m)[A * A],
-                                                                typename Vec::F scaled_bias, int t,
-                                                                typename Vec::F (&out)[ROWS][NB]) {
+// The 2x2 outputs y = (A^T m A + bias kWinogradScale) / kWinogradScale of
+// one tile from its A^2 points (m[A i + j] at m + (A i + j) * point, of the
+// scaled weights' transforms) and the scaled bias, as o[2 r + s] (L floats
+// each). The bias goes in before the scale, which a compiler cannot contract
+// into one rounding of an FMA: on integers both steps are then exact (1/576
+// is exact on every integer multiple of 576 below 2^24). Not inlined: one
+// copy per ISA and tile side, called once per tile, where a copy unrolled
+// into each register tile's shape made the ISA's file the slowest of the
+// build by minutes.
+template <class Vec, int A>
+__attribute__((noinline)) void winograd_output_tile(const float* m, int64_t point, typename Vec::F scaled_bias,
+                                                    float* o) {
   using V = typename Vec::F;
+  constexpr int L = Vec::kWidth;
   // The two rows of A^T (scaled) applied to A values: the sum and the difference.
   auto transform = [](const V* v, int step, V& sum, V& diff) {
     if constexpr (A == 4) {
@@ -142,38 +146,36 @@ __attribute__((always_inline)) inline void winograd_output_tile(const typename V
     }
   };
   const V scale = Vec::set1(1.0f / kWinogradScale<A>);
-  auto put = [&](V sum) { return Vec::mul(Vec::add(sum, scaled_bias), scale); };
-  V s[A], d[A];
-  for (int j = 0; j < A; ++j) transform(m + j, A, s[j], d[j]);
-  V y0, y1;
+  auto put = [&](float* dst, V sum) { Vec::store(dst, Vec::mul(Vec::add(sum, scaled_bias), scale)); };
+  V mt[A * A], s[A], d[A], y0, y1;
+  for (int q = 0; q < A * A; ++q) mt[q] = Vec::load(m + q * point);
+  for (int j = 0; j < A; ++j) transform(mt + j, A, s[j], d[j]);
   transform(s, 1, y0, y1);
-  out[0][2 * t] = put(y0);
-  if (2 * t + 1 < NB) out[0][2 * t + 1] = put(y1);
-  if constexpr (ROWS == 2) {
-    transform(d, 1, y0, y1);
-    out[1][2 * t] = put(y0);
-    if (2 * t + 1 < NB) out[1][2 * t + 1] = put(y1);
-  }
+  put(o, y0);
+  put(o + L, y1);
+  transform(d, 1, y0, y1);
+  put(o + 2 * L, y0);
+  put(o + 3 * L, y1);
 }
 
 // The outputs of NT tiles of one tile row (the last group of a row may be
-// narrower) and NV blocks of output channels (the last group may have fewer)
-// from their products (m: point p's at m + p * point, tile t's block b at
-// (t * MV + b) * L from there), stored as ROWS rows (1 for the last tile row
-// of an odd height) of NB positions (one fewer than 2 NT past an odd width).
-template <class Vec, int A, int NT, int NV, int MV, int ROWS, int NB>
+// narrower) and nv blocks of output channels from their products (m: point
+// p's at m + p * point, tile t's block b at (t * mv + b) * L from there),
+// stored as ROWS rows (1 for the last tile row of an odd height) of NB
+// positions (one fewer than 2 NT past an odd width).
+template <class Vec, int A, int NT, int ROWS, int NB>
 __attribute__((always_inline)) inline void winograd_outputs(const PlanTileArgs& a, const float* m, int64_t point,
-                                                            const float* bias, float* y, const float* r) {
+                                                            int64_t mv, int64_t nv, const float* bias, float* y,
+                                                            const float* r) {
   using V = typename Vec::F;
   constexpr int L = Vec::kWidth;
-  for (int b = 0; b < NV; ++b) {
+  for (int64_t b = 0; b < nv; ++b) {
+    alignas(64) float o[NT][4 * L];
+    const V scaled_bias = Vec::mul(Vec::load(bias + b * L), Vec::set1(kWinogradScale<A>));
+    for (int t = 0; t < NT; ++t) winograd_output_tile<Vec, A>(m + (t * mv + b) * L, point, scaled_bias, o[t]);
     V out[ROWS][NB];
-    const V bb = Vec::mul(Vec::load(bias + b * L), Vec::set1(kWinogradScale<A>));
-    for (int t = 0; t < NT; ++t) {
-      V mt[A * A];
-      for (int p = 0; p < A * A; ++p) mt[p] = Vec::load(m + p * point + (t * MV + b) * L);
-      winograd_output_tile<Vec, A, ROWS, NB>(mt, bb, t, out);
-    }
+    for (int q = 0; q < ROWS; ++q)
+      for (int j = 0; j < NB; ++j) out[q][j] = Vec::load(o[j / 2] + (2 * q + j % 2) * L);
     store_tile<Vec, NB, ROWS>(a, out, y + b * a.out_block, r != nullptr ? r + b * a.residual_block : nullptr,
                               std::min<int64_t>(a.kb - b * L, L));
   }
@@ -322,23 +324,21 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
             float* yt = yb + ow0 * out.column;
             const float* rt = rb != nullptr ? rb + ow0 * res.column : nullptr;
             const float* mt = mbuf + (r * tiles + tx) * NV * L;
-            with_tile_size<NV>(static_cast<int>(group_blocks), [&](auto nv) {
-              with_tile_size<NT>(static_cast<int>(nt), [&](auto nt_c) {
-                constexpr int kNv = decltype(nv)::value, kNt = decltype(nt_c)::value;
-                auto run = [&](auto rows_c, auto cols_c) {
-                  winograd_outputs<Vec, A, kNt, kNv, NV, decltype(rows_c)::value, decltype(cols_c)::value>(
-                      t, mt, band_tiles * NV * L, bias, yt, rt);
-                };
-                using Two = std::integral_constant<int, 2>;
-                using One = std::integral_constant<int, 1>;
-                using Full = std::integral_constant<int, 2 * kNt>;
-                using Odd = std::integral_constant<int, 2 * kNt - 1>;
-                if (rows == 2) {
-                  cols == 2 * kNt ? run(Two{}, Full{}) : run(Two{}, Odd{});
-                } else {
-                  cols == 2 * kNt ? run(One{}, Full{}) : run(One{}, Odd{});
-                }
-              });
+            with_tile_size<NT>(static_cast<int>(nt), [&](auto nt_c) {
+              constexpr int kNt = decltype(nt_c)::value;
+              auto run = [&](auto rows_c, auto cols_c) {
+                winograd_outputs<Vec, A, kNt, decltype(rows_c)::value, decltype(cols_c)::value>(
+                    t, mt, band_tiles * NV * L, NV, group_blocks, bias, yt, rt);
+              };
+              using Two = std::integral_constant<int, 2>;
+              using One = std::integral_constant<int, 1>;
+              using Full = std::integral_constant<int, 2 * kNt>;
+              using Odd = std::integral_constant<int, 2 * kNt - 1>;
+              if (rows == 2) {
+                cols == 2 * kNt ? run(Two{}, Full{}) : run(Two{}, Odd{});
+              } else {
+                cols == 2 * kNt ? run(One{}, Full{}) : run(One{}, Odd{});
+              }
             });
           });
         }
