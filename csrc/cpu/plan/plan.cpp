@@ -726,9 +726,9 @@ void InferencePlan::Impl::lay_out_buffers(const std::vector<PlanValueLayout>& wi
 
 // Once every op's way is measured (and the order chosen): the whole plan runs
 // with the measured ways on plain values and with their layouts, and with
-// every convolution the direct kernel fits on it, with theirs, in turn, the
-// fastest run of each kept, and the fastest is kept (all in the same
-// buffers): where many channel blocks meet small planes, reading blocked
+// every convolution the direct kernel fits on it (in its faster order, then
+// as Winograd wherever that fits), with theirs, in turn, the fastest run of
+// each kept, and the fastest is kept (all in the same buffers): where many channel blocks meet small planes, reading blocked
 // inputs can be the slower (vgg11's 512-channel 4x4 layers), and op by op on
 // plain values another kernel can beat the direct one where, between blocked
 // values, it wins (resnet20 at batch 1 with AVX2; benchmarks/results).
@@ -751,6 +751,17 @@ void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
       direct[k] = op.faster_direct;
     }
   }
+  // And the same with Winograd on every convolution it fits: timed op by op
+  // on plain values, whose input it copies first, it can lose to the direct
+  // kernel where, reading a blocked and bordered input in place, it wins.
+  // The direct kernel runs the same convolutions either way, so the values
+  // are laid out alike.
+  std::vector<ConvWay> winograd = direct;
+  for (int k = 0; k < count; ++k) {
+    if (ops[k].kind == OpKind::Conv && direct_way_fits(ops[k].direct, ConvWay::PlanWinograd)) {
+      winograd[k] = ConvWay::PlanWinograd;
+    }
+  }
   const std::vector<PlanValueLayout> plain(layout.size());
   const bool lay_out = layout_choice != PlanLayoutChoice::Plain;
   const std::vector<PlanValueLayout> laid = lay_out ? direct_layouts(measured, image_major) : plain;
@@ -759,11 +770,13 @@ void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
                                [](const PlanValueLayout& l) { return l.border > 0 || l.blocked; });
   // The whole plans to time: the measured ways on plain values; the same laid
   // out, where that lays out any value; the direct kernel on every convolution
-  // it fits, laid out, where that changes a way.
+  // it fits, laid out, where that changes a way; and Winograd on those it
+  // fits, where that changes one.
   std::vector<std::pair<const std::vector<ConvWay>*, const std::vector<PlanValueLayout>*>> plans = {
       {&measured, &plain}};
   if (any) plans.push_back({&measured, &laid});
   if (direct != measured) plans.push_back({&direct, &direct_laid});
+  if (winograd != direct) plans.push_back({&winograd, &direct_laid});
   const bool timed = layout_choice == PlanLayoutChoice::Measure && plans.size() > 1;
   // direct_laid borders every value laid borders, at least as wide.
   if (any || timed) lay_out_buffers(direct_laid, n, x, y);
