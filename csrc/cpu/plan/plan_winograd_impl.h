@@ -222,10 +222,14 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
   const int64_t C = p.in_channels, K = p.out_channels, Ho = p.out_h, Wo = p.out_w;
   const int64_t tile_rows = (Ho + 1) / 2, tiles = (Wo + 1) / 2, cpad = (C + L - 1) / L * L;
   // Items take bands of tile rows, enough tiles for two whole register tiles
-  // where the rows are short (an 8-wide plane's 4 tiles a row: bands of 3
-  // rows, 12 tiles as 6 + 6, where single rows would run 4-tile tiles).
-  const int64_t band_rows = std::min(tile_rows, (2 * NT + tiles - 1) / tiles);
-  const int64_t bands = (tile_rows + band_rows - 1) / band_rows, band_tiles = band_rows * tiles;
+  // where the rows are short (an 8-wide plane's 4 tiles a row: bands of 2
+  // rows, 8 tiles as 4 + 4, where single rows would run 4-tile tiles), the
+  // rows split evenly between the bands (band b starts at tile row
+  // tile_rows b / bands): bands of 3 and 1 rows had one of two threads wait
+  // for the other at batch 1, no faster than one thread alone.
+  const int64_t wanted_rows = std::min(tile_rows, (2 * NT + tiles - 1) / tiles);
+  const int64_t bands = (tile_rows + wanted_rows - 1) / wanted_rows;
+  const int64_t band_rows = (tile_rows + bands - 1) / bands, band_tiles = band_rows * tiles;  // the most a band has
   // The kernel's R x R parts (one where R = 5, plan_winograd_fits): part
   // (i, j) starts at kernel row R i, column R j.
   constexpr int64_t R = A - 1, P = A * A;
@@ -263,8 +267,9 @@ void plan_winograd_run(const Conv2dParams& p, const PlanDirectConv& c, const flo
     PlanTileArgs t = args;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t part = item % parts, band_of_image = item / parts;
-      const int64_t n = band_of_image / bands, ty0 = band_of_image % bands * band_rows;
-      const int64_t rows_here = std::min(band_rows, tile_rows - ty0), tiles_here = rows_here * tiles;
+      const int64_t n = band_of_image / bands, band = band_of_image % bands;
+      const int64_t ty0 = tile_rows * band / bands, rows_here = tile_rows * (band + 1) / bands - ty0;
+      const int64_t tiles_here = rows_here * tiles;
       const int64_t oh0 = 2 * ty0, out_rows = std::min(2 * rows_here, Ho - oh0);
       if (band_of_image != held) {
         const float* src;
