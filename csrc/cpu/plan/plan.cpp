@@ -771,12 +771,27 @@ void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
   // The whole plans to time: the measured ways on plain values; the same laid
   // out, where that lays out any value; the direct kernel on every convolution
   // it fits, laid out, where that changes a way; and Winograd on those it
-  // fits, where that changes one.
-  std::vector<std::pair<const std::vector<ConvWay>*, const std::vector<PlanValueLayout>*>> plans = {
-      {&measured, &plain}};
-  if (any) plans.push_back({&measured, &laid});
-  if (direct != measured) plans.push_back({&direct, &direct_laid});
-  if (winograd != direct) plans.push_back({&winograd, &direct_laid});
+  // fits, where that changes one. The ops measured faster on the calling
+  // thread alone stay so in these; where there are any, each plan also runs
+  // with every op on all threads: an op timed while another process held a
+  // core looks faster alone than it is (fresh resnet20 plans at batch 1 on a
+  // busy virtual machine put 0 to 11 of their convolutions on one thread, and
+  // those with the most ran about 1.25x longer).
+  struct Candidate {
+    const std::vector<ConvWay>* ways;
+    const std::vector<PlanValueLayout>* layout;
+    bool all_threaded;
+  };
+  std::vector<Candidate> plans = {{&measured, &plain, false}};
+  if (any) plans.push_back({&measured, &laid, false});
+  if (direct != measured) plans.push_back({&direct, &direct_laid, false});
+  if (winograd != direct) plans.push_back({&winograd, &direct_laid, false});
+  std::vector<char> measured_serial(static_cast<size_t>(count));
+  for (int k = 0; k < count; ++k) measured_serial[static_cast<size_t>(k)] = ops[k].serial;
+  if (std::find(measured_serial.begin(), measured_serial.end(), 1) != measured_serial.end()) {
+    const size_t alone = plans.size();
+    for (size_t i = 0; i < alone; ++i) plans.push_back({plans[i].ways, plans[i].layout, true});
+  }
   const bool timed = layout_choice == PlanLayoutChoice::Measure && plans.size() > 1;
   // direct_laid borders every value laid borders, at least as wide.
   if (any || timed) lay_out_buffers(direct_laid, n, x, y);
@@ -786,8 +801,10 @@ void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
     // in all: a batch-1 plan runs in a fraction of a millisecond, where one
     // descheduling would otherwise decide. The chosen one runs last.
     auto choose = [&](int i) {
-      set_ways(*plans[static_cast<size_t>(i)].first);
-      layout = *plans[static_cast<size_t>(i)].second;
+      const Candidate& c = plans[static_cast<size_t>(i)];
+      set_ways(*c.ways);
+      layout = *c.layout;
+      for (int k = 0; k < count; ++k) ops[k].serial = !c.all_threaded && measured_serial[static_cast<size_t>(k)];
     };
     const int count_plans = static_cast<int>(plans.size());
     const int fastest = fastest_of(
