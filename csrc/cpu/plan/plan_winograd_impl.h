@@ -54,7 +54,9 @@ __attribute__((always_inline)) inline void winograd_input_tile(const float* x, i
                                                                int64_t point) {
   using V = typename Vec::F;
   constexpr int L = Vec::kWidth;
-  // B^T applied to A vectors d[0..A) (F(2, 3)'s, or F(2, 5)'s: 4 d0 - 5 d2 + d4, d3 + d4 -+ 4 (d1 + -d2)...).
+  // B^T applied to A vectors d[0..A): F(2, 3)'s rows d0 - d2, d1 + d2,
+  // d2 - d1, d1 - d3; F(2, 5)'s 4 d0 - 5 d2 + d4, (d4 - 4 d2) +- (d3 - 4 d1),
+  // (d4 - d2) +- 2 (d3 - d1), 4 d1 - 5 d3 + d5.
   auto transform = [](const V (&d)[A], V (&t)[A]) {
     if constexpr (A == 4) {
       t[0] = Vec::sub(d[0], d[2]);
@@ -124,8 +126,8 @@ constexpr float kWinogradScale = A == 4 ? 4.0f : 576.0f;
 // into one rounding of an FMA: on integers both steps are then exact (1/576
 // is exact on every integer multiple of 576 below 2^24). Not inlined: one
 // copy per ISA and tile side, called once per tile, where a copy unrolled
-// into each register tile's shape made the ISA's file the slowest of the
-// build by minutes.
+// into each register tile's shape cost the AVX-512 file about half a minute
+// of its compile time, for no speed that could be measured.
 template <class Vec, int A>
 __attribute__((noinline)) void winograd_output_tile(const float* m, int64_t point, typename Vec::F scaled_bias,
                                                     float* o) {
