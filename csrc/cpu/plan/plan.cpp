@@ -727,11 +727,13 @@ void InferencePlan::Impl::lay_out_buffers(const std::vector<PlanValueLayout>& wi
 // Once every op's way is measured (and the order chosen): the whole plan runs
 // with the measured ways on plain values and with their layouts, and with
 // every convolution the direct kernel fits on it (in its faster order, then
-// as Winograd wherever that fits), with theirs, in turn, the fastest run of
-// each kept, and the fastest is kept (all in the same buffers): where many channel blocks meet small planes, reading blocked
-// inputs can be the slower (vgg11's 512-channel 4x4 layers), and op by op on
-// plain values another kernel can beat the direct one where, between blocked
-// values, it wins (resnet20 at batch 1 with AVX2; benchmarks/results).
+// as Winograd wherever that fits), with theirs, each also with every op on
+// all threads where some were measured faster alone, in turn, the fastest run
+// of each kept, and the fastest is kept (all in the same buffers): where many
+// channel blocks meet small planes, reading blocked inputs can be the slower
+// (vgg11's 512-channel 4x4 layers), and op by op on plain values another
+// kernel can beat the direct one where, between blocked values, it wins
+// (resnet20 at batch 1 with AVX2; benchmarks/results).
 void InferencePlan::Impl::choose_layouts(int64_t n, const float* x, float* y) {
   layouts_chosen = true;
   const int count = static_cast<int>(ops.size());
