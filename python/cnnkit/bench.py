@@ -186,8 +186,9 @@ class Report:
         if any(r.get("above_peak") for r in self.rows):
             print("! above the measured peak: rates count a convolution's direct FLOPs, and a compiled plan "
                   "may run 3x3 and 5x5 layers as Winograd F(2x2, 3x3) or F(2x2, 5x5) (16 multiplications where "
-                  "the direct sum takes 36, 36 where it takes 100); else the peak was measured while other processes held cores, or this timing is one "
-                  "lucky round (use more --rounds); the percentage is not a bound there")
+                  "the direct sum takes 36, 36 where it takes 100); else the peak was measured while other "
+                  "processes held cores, or this timing is one lucky round (use more --rounds); the percentage "
+                  "is not a bound there")
 
     def geomean_ratio(self, suite):
         ratios = [r["ratio"] for r in self.rows if r["suite"] == suite and "ratio" in r]

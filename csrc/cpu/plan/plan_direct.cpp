@@ -119,7 +119,6 @@ bool pack_plan_winograd(const Conv2dParams& p, const float* w, PlanDirectConv* o
   const int A = plan_winograd_tile(p), R = A - 1, P = A * A;
   // The R x R parts of the kernel's zero extension to a multiple of R (plan_winograd_impl.h).
   const int64_t parts_w = (KW + R - 1) / R, S = (KH + R - 1) / R * parts_w;
-  c.winograd_tile = A;
   c.winograd_packed.assign(static_cast<size_t>(checked_mul(c.blocks * P * S * C, L, "conv2d winograd weight")),
                            0.0f);
   parallel_for(c.blocks, P * S * C * L, [&](int64_t b0, int64_t b1) {

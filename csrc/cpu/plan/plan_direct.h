@@ -58,11 +58,10 @@ struct PlanDirectConv {
   // The order of an image's items: channel block by block rather than band
   // by band (plan_direct_impl.h); the plan measures both.
   bool block_major = false;
-  // Run as Winograd F(2x2, 3x3) or F(2x2, 5x5) (plan_winograd_impl.h)
-  // instead, on input tiles of winograd_tile x winograd_tile
-  // (plan_winograd_tile), where winograd_packed holds the weights' transforms.
+  // Run as Winograd F(2x2, 3x3) or F(2x2, 5x5) (plan_winograd_impl.h, its
+  // input tiles' side plan_winograd_tile) instead, where winograd_packed
+  // holds the weights' transforms.
   bool winograd = false;
-  int winograd_tile = 4;
   // packed[blk][c][r][s][lane] = w[blk*lanes + lane, c, r, s], zero past the
   // output channels; then the bias, [blk][lane].
   std::vector<float> packed;

@@ -12,7 +12,7 @@ namespace cnnkit {
 
 CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx2) {
   if (c.winograd) {
-    if (c.winograd_tile == 6) return plan_winograd_run<Avx2, 6, 2, 6>(p, c, x, e, y, layout);
+    if (plan_winograd_tile(p) == 6) return plan_winograd_run<Avx2, 6, 2, 6>(p, c, x, e, y, layout);
     return plan_winograd_run<Avx2, 6, 2, 4>(p, c, x, e, y, layout);
   }
   const bool narrow = p.out_w <= 4 && p.out_h >= 2;

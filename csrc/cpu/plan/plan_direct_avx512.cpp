@@ -14,7 +14,7 @@ namespace cnnkit {
 
 CNNKIT_PLAN_DIRECT_SIGNATURE(plan_direct_avx512) {
   if (c.winograd) {
-    if (c.winograd_tile == 6) return plan_winograd_run<Avx512, 12, 2, 6>(p, c, x, e, y, layout);
+    if (plan_winograd_tile(p) == 6) return plan_winograd_run<Avx512, 12, 2, 6>(p, c, x, e, y, layout);
     return plan_winograd_run<Avx512, 12, 2, 4>(p, c, x, e, y, layout);
   }
   if (p.out_w <= 6 && p.out_h >= 3) {
